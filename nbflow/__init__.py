@@ -1,0 +1,108 @@
+"""nbflow: durable workflows and exactly-once streams for Jupyter, on one embedded DuckDB file.
+
+Example:
+    >>> import nbflow
+    >>> @nbflow.workflow
+    ... def pipeline(urls):
+    ...     for url in nbflow.track(urls):
+    ...         nbflow.write_stream("rows", fetch(url))
+    >>> handle = nbflow.start(pipeline, urls)
+    >>> for row in nbflow.read_stream(handle.workflow_id, "rows"):
+    ...     print(row)
+"""
+
+from __future__ import annotations
+
+from nbflow._api import (
+    cancel,
+    close_stream,
+    configure,
+    current_workflow_id,
+    get_workflow,
+    list_steps,
+    list_streams,
+    list_workflows,
+    read_stream,
+    read_stream_async,
+    recover,
+    resume,
+    runtime,
+    start,
+    write_stream,
+)
+from nbflow._errors import (
+    ConfigurationError,
+    DatabaseCorruptError,
+    DatabaseError,
+    DatabaseLockedError,
+    FunctionNotRegisteredError,
+    NbflowError,
+    NondeterminismError,
+    NotInWorkflowError,
+    RecordedError,
+    RuntimeClosedError,
+    SchemaVersionError,
+    SerializationError,
+    StreamClosedError,
+    StreamTimeoutError,
+    WaitTimeoutError,
+    WorkflowCancelledError,
+    WorkflowInterruptedError,
+    WorkflowNotFoundError,
+)
+from nbflow._handle import WorkflowHandle
+from nbflow._progress import progress, track
+from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
+from nbflow._runtime import Runtime
+from nbflow._workflow import run_step, set_workflow_id, step, workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseCorruptError",
+    "DatabaseError",
+    "DatabaseLockedError",
+    "FunctionNotRegisteredError",
+    "NbflowError",
+    "NondeterminismError",
+    "NotInWorkflowError",
+    "RecordedError",
+    "Records",
+    "Runtime",
+    "RuntimeClosedError",
+    "SchemaVersionError",
+    "SerializationError",
+    "Status",
+    "StepInfo",
+    "StreamClosedError",
+    "StreamInfo",
+    "StreamTimeoutError",
+    "WaitTimeoutError",
+    "WorkflowCancelledError",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowInterruptedError",
+    "WorkflowNotFoundError",
+    "cancel",
+    "close_stream",
+    "configure",
+    "current_workflow_id",
+    "get_workflow",
+    "list_steps",
+    "list_streams",
+    "list_workflows",
+    "progress",
+    "read_stream",
+    "read_stream_async",
+    "recover",
+    "resume",
+    "run_step",
+    "runtime",
+    "set_workflow_id",
+    "start",
+    "step",
+    "track",
+    "workflow",
+    "write_stream",
+]

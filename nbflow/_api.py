@@ -1,0 +1,180 @@
+"""The module-level API: the process's default runtime, and functions that use it.
+
+Inside a workflow, these functions use the runtime the workflow runs in; elsewhere, the default
+runtime, opened on first use (see :func:`configure`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from nbflow._execution import current_execution, require_execution
+from nbflow._handle import WorkflowHandle
+from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
+from nbflow._runtime import Runtime
+
+__all__ = [
+    "cancel",
+    "close_stream",
+    "configure",
+    "current_workflow_id",
+    "get_workflow",
+    "list_steps",
+    "list_streams",
+    "list_workflows",
+    "read_stream",
+    "read_stream_async",
+    "recover",
+    "resume",
+    "runtime",
+    "start",
+    "write_stream",
+]
+
+_default: Runtime | None = None
+_default_lock = threading.Lock()
+
+
+def configure(database: str | os.PathLike[str] | None = None, **options: Any) -> Runtime:
+    """Open ``database`` as the process's default runtime (closing the previous default).
+
+    Args:
+        database: See :class:`Runtime`. None: ``$NBFLOW_DATABASE``, else the default file.
+        **options: Passed to :class:`Runtime` (e.g. ``allow_pickle=False``).
+    """
+    global _default
+    with _default_lock:
+        previous, _default = _default, None
+        if previous is not None:
+            previous.close()
+        _default = Runtime(database, **options)
+        return _default
+
+
+def runtime() -> Runtime:
+    """The process's default runtime, opened on first use."""
+    global _default
+    current = _default
+    if current is not None and not current.closed:
+        return current
+    with _default_lock:
+        if _default is None or _default.closed:
+            _default = Runtime()
+        return _default
+
+
+def _close_default() -> None:
+    global _default
+    with _default_lock:
+        if _default is not None:
+            _default.close()
+            _default = None
+
+
+atexit.register(_close_default)
+
+
+def _call_runtime() -> Runtime:
+    ex = current_execution()
+    return ex.runtime if ex is not None else runtime()
+
+
+def start(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> WorkflowHandle:
+    """Start the workflow ``fn(*args, **kwargs)`` in a background thread; return its handle at once."""
+    return _call_runtime().start(fn, *args, **kwargs)
+
+
+def current_workflow_id() -> str | None:
+    """The id of the workflow this code runs in, or None."""
+    ex = current_execution()
+    return ex.workflow_id if ex is not None else None
+
+
+def write_stream(key: str, value: Any) -> None:
+    """Append ``value`` to the current workflow's stream ``key``, exactly once.
+
+    From the workflow body the write is a checkpoint: after a crash and recovery it is not written
+    again. From inside a step it is at-least-once (the step may run again); each item records the
+    step and attempt that wrote it.
+
+    Raises:
+        NotInWorkflowError: Called outside a workflow.
+        StreamClosedError: The stream was closed.
+        SerializationError: The value cannot be stored (nothing was written).
+    """
+    require_execution("write_stream").write_stream(key, value)
+
+
+def close_stream(key: str) -> None:
+    """Close the current workflow's stream ``key``: readers end after its last item.
+
+    Closing a closed stream does nothing. Every open stream closes by itself when the workflow
+    ends.
+    """
+    require_execution("close_stream").write_stream(key, None, is_end=True)
+
+
+def read_stream(
+    workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
+) -> Iterator[Any]:
+    """Iterate over a stream's values from offset ``start``; ends when the stream is closed.
+
+    Args:
+        workflow_id: The workflow that writes the stream.
+        key: The stream's key.
+        start: The first offset to read (0: from the beginning).
+        timeout: Seconds to wait for each next item while the workflow is PENDING (None: no
+            limit); past it :class:`StreamTimeoutError` is raised.
+
+    Raises:
+        WorkflowNotFoundError: No workflow has this id (raised at the call).
+    """
+    return _call_runtime().read_stream(workflow_id, key, start=start, timeout=timeout)
+
+
+def read_stream_async(
+    workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
+) -> AsyncIterator[Any]:
+    """The same as :func:`read_stream`, as an async iterator: ``async for v in ...``."""
+    return _call_runtime().read_stream_async(workflow_id, key, start=start, timeout=timeout)
+
+
+def get_workflow(workflow_id: str) -> WorkflowHandle:
+    """The handle of an existing workflow (raises :class:`WorkflowNotFoundError`)."""
+    return _call_runtime().get_workflow(workflow_id)
+
+
+def list_workflows(
+    *, status: str | Status | None = None, name: str | None = None, limit: int = 100
+) -> Records[WorkflowInfo]:
+    """Workflows, newest first, optionally only those with a status or name."""
+    return _call_runtime().list_workflows(status=status, name=name, limit=limit)
+
+
+def list_steps(workflow_id: str) -> Records[StepInfo]:
+    """A workflow's recorded steps, in order."""
+    return _call_runtime().list_steps(workflow_id)
+
+
+def list_streams(workflow_id: str) -> Records[StreamInfo]:
+    """A workflow's streams: key, item count, closed or not."""
+    return _call_runtime().list_streams(workflow_id)
+
+
+def cancel(workflow_id: str) -> None:
+    """Cancel a workflow (see :meth:`Runtime.cancel`)."""
+    _call_runtime().cancel(workflow_id)
+
+
+def resume(workflow_id: str) -> WorkflowHandle:
+    """Resume an interrupted, cancelled or failed workflow (see :meth:`Runtime.resume`)."""
+    return _call_runtime().resume(workflow_id)
+
+
+def recover() -> list[WorkflowHandle]:
+    """Resume every interrupted workflow whose function is declared (see :meth:`Runtime.recover`)."""
+    return _call_runtime().recover()

@@ -1,0 +1,289 @@
+"""Every error nbflow raises, in one tree.
+
+Each error names what it is about (workflow ids, stream keys, files) as attributes, and says in its
+message what to do next::
+
+    NbflowError
+    ├── ConfigurationError (ValueError)      a database URL or option nbflow cannot use
+    ├── DatabaseError                        the system database cannot be used
+    │   ├── DatabaseLockedError              another process holds the DuckDB file
+    │   ├── DatabaseCorruptError             the file is not a DuckDB database
+    │   └── SchemaVersionError               the file was written by a newer nbflow
+    ├── RuntimeClosedError                   the runtime was closed
+    ├── NotInWorkflowError (RuntimeError)    a workflow-only call made outside a workflow
+    ├── WorkflowNotFoundError (LookupError)  no workflow has this id
+    ├── FunctionNotRegisteredError           a workflow's function is not declared in this process
+    ├── NondeterminismError                  a replay called a different operation at a position
+    ├── SerializationError (TypeError)       a value cannot be stored, or loaded
+    ├── StreamClosedError                    a write after the stream was closed
+    ├── WorkflowCancelledError               the workflow was cancelled
+    ├── WorkflowInterruptedError             the workflow was interrupted and is not running
+    ├── RecordedError                        a recorded exception that cannot be rebuilt here
+    └── WaitTimeoutError (TimeoutError)      a wait ran out of time
+        └── StreamTimeoutError               no stream item arrived in time
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseCorruptError",
+    "DatabaseError",
+    "DatabaseLockedError",
+    "FunctionNotRegisteredError",
+    "NbflowError",
+    "NondeterminismError",
+    "NotInWorkflowError",
+    "RecordedError",
+    "RuntimeClosedError",
+    "SchemaVersionError",
+    "SerializationError",
+    "StreamClosedError",
+    "StreamTimeoutError",
+    "WaitTimeoutError",
+    "WorkflowCancelledError",
+    "WorkflowInterruptedError",
+    "WorkflowNotFoundError",
+]
+
+
+class NbflowError(Exception):
+    """The root of every error nbflow raises."""
+
+
+class ConfigurationError(NbflowError, ValueError):
+    """A database URL or runtime option that nbflow cannot use."""
+
+
+class DatabaseError(NbflowError):
+    """The system database cannot be opened or written.
+
+    Attributes:
+        path: The database file or URL concerned.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DatabaseLockedError(DatabaseError):
+    """Another process holds the DuckDB file (DuckDB allows one writing process per file).
+
+    Attributes:
+        path: The file.
+        pid: The process that holds it, when DuckDB names it.
+    """
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"The nbflow database {path!r} is in use by {holder}. DuckDB lets one process open a "
+            "file at a time. Close the runtime in that process (or stop it), use another file "
+            "with nbflow.configure('other.duckdb') or $NBFLOW_DATABASE, or share workflows "
+            "between processes with PostgreSQL: nbflow.configure('postgresql://…').",
+            path=path,
+        )
+        self.pid = pid
+
+
+class DatabaseCorruptError(DatabaseError):
+    """The file exists but is not a DuckDB database nbflow can read."""
+
+
+class SchemaVersionError(DatabaseError):
+    """The file was written by a newer nbflow, whose schema this version does not know.
+
+    Attributes:
+        found: The schema version in the file.
+        supported: The newest version this nbflow knows.
+    """
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"The nbflow database {path!r} has schema version {found}, but this nbflow knows "
+            f"versions up to {supported}. Upgrade nbflow (pip install -U nbflow) to open it, "
+            "or use another file.",
+            path=path,
+        )
+        self.found = found
+        self.supported = supported
+
+
+class RuntimeClosedError(NbflowError):
+    """The runtime was closed; open a new one with nbflow.configure() or Runtime()."""
+
+
+class NotInWorkflowError(NbflowError, RuntimeError):
+    """A call that only makes sense inside a workflow was made outside one.
+
+    Attributes:
+        operation: The call, e.g. ``"write_stream"``.
+    """
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            f"nbflow.{operation}() was called outside a workflow. Call it from a function "
+            "decorated with @nbflow.workflow (started with nbflow.start() or called directly)."
+        )
+        self.operation = operation
+
+
+class WorkflowNotFoundError(NbflowError, LookupError):
+    """No workflow with this id exists in the database.
+
+    Attributes:
+        workflow_id: The id that was asked for.
+    """
+
+    def __init__(self, workflow_id: str, database: str | None = None) -> None:
+        where = f" in {database}" if database else ""
+        super().__init__(
+            f"No workflow with id {workflow_id!r}{where}. Check the id with "
+            "nbflow.list_workflows() (or `nbflow list`), and that the runtime opened the "
+            "database you meant."
+        )
+        self.workflow_id = workflow_id
+
+    def __str__(self) -> str:  # LookupError subclasses would otherwise quote the message
+        return str(self.args[0])
+
+
+class FunctionNotRegisteredError(NbflowError):
+    """A workflow's function is not declared in this process, so it cannot be resumed here.
+
+    Attributes:
+        workflow_id: The workflow.
+        name: The registered name it was recorded under.
+    """
+
+    def __init__(self, workflow_id: str, name: str) -> None:
+        super().__init__(
+            f"Workflow {workflow_id!r} runs the function {name!r}, which is not declared in this "
+            "process. Import or define it (decorated with @nbflow.workflow, with the same name) "
+            "before resuming."
+        )
+        self.workflow_id = workflow_id
+        self.name = name
+
+
+class NondeterminismError(NbflowError):
+    """A replay called a different operation than the one recorded at the same position.
+
+    Attributes:
+        workflow_id: The workflow being replayed.
+        function_id: The position in the workflow.
+        recorded: What the recorded run did there.
+        called: What the replay did instead.
+    """
+
+    def __init__(self, workflow_id: str, function_id: int, recorded: str, called: str) -> None:
+        super().__init__(
+            f"Workflow {workflow_id!r} is not deterministic: at operation #{function_id} the "
+            f"recorded run called {recorded}, but this run called {called}. A workflow must make "
+            "the same calls in the same order when it is replayed; move anything that varies "
+            "(time, randomness, I/O) into a step, or start a new workflow."
+        )
+        self.workflow_id = workflow_id
+        self.function_id = function_id
+        self.recorded = recorded
+        self.called = called
+
+
+class SerializationError(NbflowError, TypeError):
+    """A value cannot be stored (or a stored value cannot be loaded). Nothing was written.
+
+    Attributes:
+        what: What the value was for, e.g. ``"stream 'rows'"``.
+        type_name: The value's type.
+    """
+
+    def __init__(self, message: str, *, what: str = "", type_name: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+        self.type_name = type_name
+
+
+class StreamClosedError(NbflowError):
+    """A write to a stream that was already closed.
+
+    Attributes:
+        workflow_id: The workflow.
+        key: The stream's key.
+    """
+
+    def __init__(self, workflow_id: str, key: str) -> None:
+        super().__init__(
+            f"Stream {key!r} of workflow {workflow_id!r} is closed; nothing was written. "
+            "Write every item before nbflow.close_stream(), or write to another key."
+        )
+        self.workflow_id = workflow_id
+        self.key = key
+
+
+class WorkflowCancelledError(NbflowError):
+    """The workflow was cancelled; it stops at its next step or stream write.
+
+    Attributes:
+        workflow_id: The workflow.
+    """
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"Workflow {workflow_id!r} was cancelled. Resume it with nbflow.resume(id) to run "
+            "it on from its last checkpoint."
+        )
+        self.workflow_id = workflow_id
+
+
+class WorkflowInterruptedError(NbflowError):
+    """The workflow is PENDING but not running: its process stopped before it finished.
+
+    Attributes:
+        workflow_id: The workflow.
+    """
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"Workflow {workflow_id!r} was interrupted (its process stopped) and is not running. "
+            "Resume it with nbflow.resume(id), or all interrupted workflows with nbflow.recover()."
+        )
+        self.workflow_id = workflow_id
+
+
+class RecordedError(NbflowError):
+    """An exception recorded in the database that cannot be rebuilt in this process.
+
+    Attributes:
+        type_name: The original exception's qualified type name.
+        message: Its message.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+
+class WaitTimeoutError(NbflowError, TimeoutError):
+    """A wait ran out of time; nothing was lost, wait again or with a longer timeout."""
+
+
+class StreamTimeoutError(WaitTimeoutError):
+    """No new item arrived on a stream within the reader's timeout.
+
+    Attributes:
+        workflow_id: The workflow.
+        key: The stream's key.
+        offset: The offset the reader was waiting for; pass it as ``start=`` to read on.
+    """
+
+    def __init__(self, workflow_id: str, key: str, offset: int, timeout: float) -> None:
+        super().__init__(
+            f"No item arrived on stream {key!r} of workflow {workflow_id!r} within {timeout} s "
+            f"(waiting for offset {offset}). The workflow is still PENDING; read on with "
+            f"read_stream(id, {key!r}, start={offset}), or resume it if it was interrupted."
+        )
+        self.workflow_id = workflow_id
+        self.key = key
+        self.offset = offset

@@ -1,0 +1,73 @@
+"""Handles: how callers follow and control a workflow."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nbflow._errors import WaitTimeoutError, WorkflowInterruptedError
+from nbflow._records import Status
+
+if TYPE_CHECKING:
+    from nbflow._runtime import Runtime
+
+__all__ = ["WorkflowHandle"]
+
+
+class WorkflowHandle:
+    """A workflow, started here or found by id.
+
+    Attributes:
+        workflow_id: The workflow's id.
+    """
+
+    def __init__(self, runtime: Runtime, workflow_id: str) -> None:
+        self._runtime = runtime
+        self.workflow_id = workflow_id
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.workflow_id!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WorkflowHandle) and other.workflow_id == self.workflow_id
+
+    def __hash__(self) -> int:
+        return hash(self.workflow_id)
+
+    def status(self) -> Status:
+        """The workflow's durable status."""
+        return self._runtime.status(self.workflow_id)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the workflow to end and return its result, or raise its exception.
+
+        Args:
+            timeout: Seconds to wait at most (None: as long as it takes).
+
+        Raises:
+            WaitTimeoutError: It did not end in time (it goes on running).
+            WorkflowCancelledError: It was cancelled.
+            WorkflowInterruptedError: It is PENDING but not running (its process stopped);
+                ``nbflow.resume(id)`` runs it on.
+            Exception: Whatever the workflow raised.
+        """
+        runtime = self._runtime
+        ex = runtime._execution(self.workflow_id)
+        if ex is not None:
+            if not ex.done.wait(timeout):
+                raise WaitTimeoutError(
+                    f"Workflow {self.workflow_id!r} did not finish within {timeout} s; it is "
+                    "still running. Call .result() again to wait longer."
+                )
+            if ex.error is not None:
+                raise ex.error
+            return ex.result
+        row = runtime.workflow_row(self.workflow_id)
+        if row.status == Status.PENDING:
+            if runtime._execution(self.workflow_id) is not None:  # resumed meanwhile
+                return self.result(timeout)
+            raise WorkflowInterruptedError(self.workflow_id)
+        return runtime.outcome(row)
+
+    def cancel(self) -> None:
+        """Cancel the workflow (see :func:`nbflow.cancel`)."""
+        self._runtime.cancel(self.workflow_id)

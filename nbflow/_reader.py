@@ -1,0 +1,135 @@
+"""Stream readers: page through a stream's items, wait for the committer's notification when idle.
+
+A reader never polls a DuckDB store: the committer wakes the readers of the workflows each batch
+touched, right after the commit. Items are fetched in pages, never one row per query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from nbflow._errors import StreamTimeoutError, WorkflowNotFoundError
+from nbflow._serialization import decode
+
+if TYPE_CHECKING:
+    from nbflow._runtime import Runtime
+
+__all__ = ["PAGE_SIZE", "StreamReader"]
+
+#: How many items one query fetches at most.
+PAGE_SIZE = 5000
+
+
+class StreamReader:
+    """Reads one stream of one workflow from an offset.
+
+    Raises (at construction):
+        WorkflowNotFoundError: No workflow has this id.
+    """
+
+    def __init__(
+        self, runtime: Runtime, workflow_id: str, key: str, start: int, timeout: float | None
+    ) -> None:
+        if type(key) is not str or not key:
+            raise TypeError(f"A stream key must be a non-empty str, not {key!r}.")
+        if type(start) is not int or start < 0:
+            raise ValueError(f"start must be an offset >= 0, not {start!r}.")
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}.")
+        if not runtime.exists(workflow_id):
+            raise WorkflowNotFoundError(workflow_id, runtime.database)
+        self._runtime = runtime
+        self.workflow_id = workflow_id
+        self.key = key
+        self.offset = start
+        self.timeout = timeout
+
+    def _finished(self) -> bool:
+        ex = self._runtime._execution(self.workflow_id)
+        if ex is not None and ex.final_status is None:
+            return False
+        status = self._runtime.store.get_status(self.workflow_id)
+        return status is not None and status != "PENDING"
+
+    def _fetch(self, values: list[Any]) -> tuple[int, bool]:
+        """Append the next page's values; return ``(rows fetched, stream ended)``."""
+        rows = self._runtime.store.read_stream(self.workflow_id, self.key, self.offset, PAGE_SIZE)
+        allow_pickle = self._runtime.allow_pickle
+        what = f"stream {self.key!r} of workflow {self.workflow_id!r}"
+        for offset, value_json, value_pickle, is_end in rows:
+            if is_end:
+                return len(rows), True
+            values.append(decode(value_json, value_pickle, what=what, allow_pickle=allow_pickle))
+            self.offset = offset + 1
+        return len(rows), False
+
+    def _step(self) -> tuple[list[Any], str]:
+        """One round: the values fetched, and ``"more"``, ``"ended"`` or ``"wait"``."""
+        values: list[Any] = []
+        fetched, ended = self._fetch(values)
+        if ended:
+            return values, "ended"
+        if fetched >= PAGE_SIZE:
+            return values, "more"
+        if self._finished():
+            # The final status commits with the end markers; one more page drains what is left.
+            while True:
+                fetched, ended = self._fetch(values)
+                if ended or fetched < PAGE_SIZE:
+                    return values, "ended"
+        return values, "wait"
+
+    def _timed_out(self) -> StreamTimeoutError:
+        assert self.timeout is not None
+        return StreamTimeoutError(self.workflow_id, self.key, self.offset, self.timeout)
+
+    def values(self) -> Iterator[Any]:
+        """The stream's values, as a blocking iterator."""
+        runtime = self._runtime
+        wakeup = threading.Event()
+        unwatch = runtime._watch(self.workflow_id, wakeup.set)
+        try:
+            while True:
+                wakeup.clear()
+                values, state = self._step()
+                yield from values
+                if state == "ended":
+                    return
+                if state == "wait":
+                    if not wakeup.wait(self.timeout):
+                        raise self._timed_out()
+                    runtime._check_open()
+        finally:
+            unwatch()
+
+    async def avalues(self) -> AsyncIterator[Any]:
+        """The stream's values, as an async iterator (waits without blocking the loop)."""
+        runtime = self._runtime
+        loop = asyncio.get_running_loop()
+        wakeup = asyncio.Event()
+
+        def notify() -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+                loop.call_soon_threadsafe(wakeup.set)
+
+        unwatch = runtime._watch(self.workflow_id, notify)
+        try:
+            while True:
+                wakeup.clear()
+                values, state = self._step()
+                for value in values:
+                    yield value
+                if state == "ended":
+                    return
+                if state == "wait":
+                    try:
+                        await asyncio.wait_for(wakeup.wait(), self.timeout)
+                    except asyncio.TimeoutError:
+                        raise self._timed_out() from None
+                    runtime._check_open()
+        finally:
+            unwatch()

@@ -1,0 +1,164 @@
+"""Small frozen records for history: workflows, steps and streams, each readable in a notebook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import html
+from dataclasses import dataclass, fields
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Records", "Status", "StepInfo", "StreamInfo", "WorkflowInfo"]
+
+
+class Status(str, enum.Enum):
+    """A workflow's status. Compares equal to its name: ``Status.SUCCESS == "SUCCESS"``."""
+
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        """True for SUCCESS, ERROR and CANCELLED."""
+        return self is not Status.PENDING
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def utc(epoch: float | None) -> Any:
+    """An epoch time as an aware UTC datetime (None stays None)."""
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return "" if value is None else str(value)
+
+
+class _Record:
+    """Mixin: an HTML row for notebooks."""
+
+    def _values(self) -> list[tuple[str, Any]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]  # type: ignore[arg-type]
+
+    def _repr_html_(self) -> str:
+        return Records([self])._repr_html_()
+
+
+@dataclass(frozen=True)
+class WorkflowInfo(_Record):
+    """One workflow, as ``list_workflows`` returns it.
+
+    Attributes:
+        workflow_id: Its id.
+        name: The registered name of its function.
+        status: Its status.
+        created_at: When it was started (UTC).
+        ended_at: When it reached its final status, or None.
+        duration: Seconds from start to end (or to now while it runs).
+        error: ``"Type: message"`` of its error, or None.
+        parent_id: The workflow that called it, or None.
+    """
+
+    workflow_id: str
+    name: str
+    status: Status
+    created_at: dt.datetime
+    ended_at: dt.datetime | None
+    duration: float | None
+    error: str | None
+    parent_id: str | None = None
+
+    @classmethod
+    def _from_row(cls, row: Any) -> WorkflowInfo:
+        end = row.ended_at
+        return cls(
+            workflow_id=row.workflow_id,
+            name=row.name,
+            status=Status(row.status),
+            created_at=utc(row.created_at),  # type: ignore[arg-type]
+            ended_at=utc(end),
+            duration=None if end is None else end - row.created_at,
+            error=row.error,
+            parent_id=row.parent_id,
+        )
+
+
+@dataclass(frozen=True)
+class StepInfo(_Record):
+    """One checkpoint of a workflow, as ``list_steps`` returns it.
+
+    Attributes:
+        function_id: Its position in the workflow (1, 2, …).
+        name: The step's name.
+        status: ``"SUCCESS"`` or ``"ERROR"``.
+        started_at: When its first attempt started (UTC).
+        duration: Seconds, over all attempts.
+        attempts: How many times it ran.
+        error: ``"Type: message"`` of its last error, or None.
+    """
+
+    function_id: int
+    name: str
+    status: str
+    started_at: dt.datetime
+    duration: float
+    attempts: int
+    error: str | None
+
+    @classmethod
+    def _from_row(cls, row: Any) -> StepInfo:
+        return cls(
+            function_id=row.function_id,
+            name=row.name,
+            status="ERROR" if row.error is not None else "SUCCESS",
+            started_at=utc(row.started_at),  # type: ignore[arg-type]
+            duration=row.ended_at - row.started_at,
+            attempts=row.attempts,
+            error=row.error,
+        )
+
+
+@dataclass(frozen=True)
+class StreamInfo(_Record):
+    """One stream of a workflow, as ``list_streams`` returns it.
+
+    Attributes:
+        key: The stream's key.
+        items: How many items it holds.
+        closed: Whether it is closed.
+        first_at: When its first item (or end) was written (UTC).
+        last_at: When its last item (or end) was written (UTC).
+    """
+
+    key: str
+    items: int
+    closed: bool
+    first_at: dt.datetime
+    last_at: dt.datetime
+
+
+R = TypeVar("R", bound=_Record)
+
+
+class Records(list[R], Generic[R]):
+    """A list of records that shows as a table in a notebook."""
+
+    def _repr_html_(self) -> str:
+        if not self:
+            return "<p><em>(none)</em></p>"
+        names = [name for name, _ in self[0]._values()]
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for _, v in r._values()) + "</tr>"
+            for r in self
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,503 @@
+"""The runtime: an open system database, the write log, and the workflows running in it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from nbflow._errors import (
+    FunctionNotRegisteredError,
+    RuntimeClosedError,
+    WorkflowCancelledError,
+    WorkflowInterruptedError,
+    WorkflowNotFoundError,
+)
+from nbflow._execution import Execution, current_execution, decode_error, encode_error
+from nbflow._handle import WorkflowHandle
+from nbflow._reader import StreamReader
+from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo, utc
+from nbflow._serialization import decode, encode
+from nbflow._workflow import WorkflowFunction, lookup_workflow, take_assigned_id
+from nbflow._writelog import WriteLog
+from nbflow.store import Store, WorkflowRow, open_store
+from nbflow.store._base import Op
+
+__all__ = ["Runtime"]
+
+logger = logging.getLogger("nbflow")
+
+_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class Runtime:
+    """An open nbflow system database, with the workflows that run in it.
+
+    Args:
+        database: A file path, ``duckdb:///path``, ``:memory:`` (or later ``postgresql://…``).
+            None: ``$NBFLOW_DATABASE``, else ``.nbflow/<notebook>.duckdb`` beside the notebook,
+            else ``.nbflow/nbflow.duckdb`` in the working directory.
+        allow_pickle: Whether values that are not JSON-native may be pickled and unpickled. Turn it
+            off for files of unknown origin: unpickling runs code.
+
+    Opening a runtime never runs user code: interrupted workflows are noted in
+    :attr:`interrupted` and resumed by :meth:`recover`. Use it as a context manager, or call
+    :meth:`close`.
+    """
+
+    def __init__(
+        self, database: str | os.PathLike[str] | None = None, *, allow_pickle: bool = True
+    ) -> None:
+        self._store: Store = open_store(database)
+        self.database: str = self._store.url
+        self.allow_pickle = allow_pickle
+        self.executor_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._active: dict[str, Execution] = {}
+        self._active_lock = threading.RLock()
+        self._watchers: dict[str, set[Callable[[], None]]] = {}
+        self._watch_lock = threading.Lock()
+        self._closed = False
+        self._log = WriteLog(self._store, self._on_commit)
+        #: Ids of the workflows that were PENDING when the database was opened (interrupted).
+        self.interrupted: list[str] = [row.workflow_id for row in self._store.pending_workflows()]
+        if self.interrupted:
+            logger.info(
+                "%d interrupted workflow(s) in %s; nbflow.recover() resumes them.",
+                len(self.interrupted),
+                self.database,
+            )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._active)} running"
+        return f"<nbflow.Runtime {self.database!r} ({state})>"
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def store(self) -> Store:
+        """The storage backend (for SQL over the history: ``runtime.store.sql(...)``)."""
+        return self._store
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeClosedError(
+                f"The nbflow runtime for {self.database!r} is closed. Open it again with "
+                "nbflow.configure() or nbflow.Runtime()."
+            )
+
+    # -- notifications -----------------------------------------------------------------------
+
+    def _on_commit(self, batch: list[Op]) -> None:
+        touched: set[str] = set()
+        active = self._active
+        for op in batch:
+            kind = op[0]
+            if kind == "finish":
+                ex = active.get(op[1])
+                if ex is not None:
+                    ex.final_status = op[2]
+                touched.add(op[1])
+            elif kind == "reopen":
+                touched.add(op[1])
+            else:
+                touched.add(op[1][0])
+        self._notify(touched)
+
+    def _notify(self, workflow_ids: set[str] | None) -> None:
+        with self._watch_lock:
+            if workflow_ids is None:
+                callbacks = [cb for cbs in self._watchers.values() for cb in cbs]
+            else:
+                callbacks = [cb for wid in workflow_ids for cb in self._watchers.get(wid, ())]
+        for callback in callbacks:
+            callback()
+
+    def _watch(self, workflow_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` after each commit that touches the workflow; returns the undo."""
+        with self._watch_lock:
+            self._watchers.setdefault(workflow_id, set()).add(callback)
+
+        def unwatch() -> None:
+            with self._watch_lock:
+                callbacks = self._watchers.get(workflow_id)
+                if callbacks is not None:
+                    callbacks.discard(callback)
+                    if not callbacks:
+                        del self._watchers[workflow_id]
+
+        return unwatch
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything written so far is durable. Returns False on timeout."""
+        return self._log.wait_durable(None, timeout)
+
+    # -- starting and running workflows ------------------------------------------------------
+
+    def start(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> WorkflowHandle:
+        """Start the workflow ``fn(*args, **kwargs)`` in a background thread; return its handle."""
+        wf = _as_workflow(fn)
+        workflow_id, ex, created = self._begin(wf, args, kwargs)
+        if created:
+            assert ex is not None
+            self._spawn(ex)
+        return WorkflowHandle(self, workflow_id)
+
+    def _spawn(self, ex: Execution) -> None:
+        threading.Thread(
+            target=self._execute,
+            args=(ex, False),
+            name=f"nbflow-workflow-{ex.workflow_id[:8]}",
+            daemon=True,
+        ).start()
+
+    def call(self, wf: WorkflowFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a workflow durably in this thread (what calling a workflow function does)."""
+        parent = current_execution()
+        if parent is not None and parent.in_step is not None:
+            return wf.fn(*args, **kwargs)  # inside a step: a plain call
+        if parent is not None:
+            return self._call_child(parent, wf, args, kwargs)
+        workflow_id, ex, created = self._begin(wf, args, kwargs)
+        if created:
+            assert ex is not None
+            return self._execute(ex, True)
+        return WorkflowHandle(self, workflow_id).result()
+
+    def _call_child(
+        self, parent: Execution, wf: WorkflowFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        function_id = parent.next_function_id()
+        record = parent.replayed(function_id, "step", wf.name)
+        if record is not None:
+            if record.error is not None:
+                raise decode_error(record.error, record.error_pickle, self.allow_pickle)
+            return decode(
+                record.output_json,
+                record.output_pickle,
+                what=wf.name,
+                allow_pickle=self.allow_pickle,
+            )
+        parent.check_running()
+        started = time.time()
+        child_id = take_assigned_id() or f"{parent.workflow_id}-{function_id}"
+        _, ex, created = self._begin(
+            wf, args, kwargs, workflow_id=child_id, parent_id=parent.workflow_id
+        )
+        try:
+            if created:
+                assert ex is not None
+                output = self._execute(ex, True)
+            else:
+                output = WorkflowHandle(self, child_id).result()
+        except Exception as exc:
+            parent.record_child(function_id, wf.name, started, None, exc)
+            raise
+        parent.record_child(function_id, wf.name, started, output, None)
+        return output
+
+    def _begin(
+        self,
+        wf: WorkflowFunction,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        workflow_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> tuple[str, Execution | None, bool]:
+        """Find or create the execution for a workflow about to start.
+
+        Returns:
+            ``(id, execution, True)`` when the caller must run it; ``(id, execution, False)``
+            when it already runs; ``(id, None, False)`` when it already finished.
+        """
+        given = workflow_id or take_assigned_id()
+        with self._active_lock:
+            self._check_open()
+            if given is None:
+                workflow_id = str(uuid.uuid4())
+            else:
+                workflow_id = given
+                ex = self._active.get(workflow_id)
+                if ex is not None:
+                    return workflow_id, ex, False
+                row = self._store.get_workflow(workflow_id)
+                if row is not None:
+                    if row.status != Status.PENDING:
+                        return workflow_id, None, False
+                    return workflow_id, self._activate_row(row, wf), True
+            inputs_json, inputs_pickle = encode(
+                {"args": list(args), "kwargs": kwargs},
+                what=f"the inputs of workflow {wf.name!r}",
+                allow_pickle=self.allow_pickle,
+            )
+            now = time.time()
+            self._log.append(
+                ("workflow", WorkflowRow(workflow_id, wf.name, "PENDING", inputs_json, inputs_pickle, created_at=now, updated_at=now, executor_id=self.executor_id, parent_id=parent_id))
+            )  # fmt: skip
+            ex = Execution(self, workflow_id, wf.name, wf.fn, args, kwargs)
+            self._active[workflow_id] = ex
+            return workflow_id, ex, True
+
+    def _activate_row(self, row: WorkflowRow, wf: WorkflowFunction | None = None) -> Execution:
+        """An execution that replays a recorded PENDING workflow (caller holds the lock)."""
+        if wf is None or wf.name != row.name:
+            wf = lookup_workflow(row.name)
+            if wf is None:
+                raise FunctionNotRegisteredError(row.workflow_id, row.name)
+        inputs = decode(row.inputs_json, row.inputs_pickle, what=f"the inputs of workflow {row.workflow_id!r}", allow_pickle=self.allow_pickle)  # fmt: skip
+        replay = self._store.load_replay(row.workflow_id)
+        ex = Execution(
+            self, row.workflow_id, row.name, wf.fn, tuple(inputs["args"]), inputs["kwargs"],
+            replay=replay.records, streams=replay.streams, attempts=replay.attempts,
+        )  # fmt: skip
+        self._active[row.workflow_id] = ex
+        return ex
+
+    def _execute(self, ex: Execution, raise_errors: bool) -> Any:
+        """Run an execution to its end in this thread and make its outcome durable."""
+        token = ex.activate()
+        log = self._log
+        seq = 0
+        try:
+            status = error_text = error_pickle = output_json = output_pickle = None
+            try:
+                output = ex.fn(*ex.args, **ex.kwargs)
+                output_json, output_pickle = encode(output, what=f"the result of workflow {ex.name!r}", allow_pickle=self.allow_pickle)  # fmt: skip
+                ex.result = output
+                status = Status.SUCCESS.value
+            except BaseException as exc:
+                if ex.cancelled:
+                    ex.error = WorkflowCancelledError(ex.workflow_id)
+                elif ex.interrupted or isinstance(exc, _INTERRUPTS):
+                    ex.error = (
+                        exc
+                        if isinstance(exc, _INTERRUPTS)
+                        else WorkflowInterruptedError(ex.workflow_id)
+                    )
+                else:
+                    ex.error = exc
+                    status = Status.ERROR.value
+                    error_text, error_pickle = encode_error(exc)
+            if status is not None:
+                now = time.time()
+                with log.lock:
+                    if ex.cancelled:
+                        ex.error = WorkflowCancelledError(ex.workflow_id)
+                    elif not ex.interrupted:
+                        ex.finishing = True
+                        markers = ex.end_markers(now)
+                        seq = log.append_locked(("finish", ex.workflow_id, status, output_json, output_pickle, error_text, error_pickle, now, markers))  # fmt: skip
+                if ex.finishing:
+                    log.wait_durable(seq)
+        except BaseException as exc:  # the database failed under the workflow
+            ex.error = exc
+        finally:
+            ex.deactivate(token)
+            with self._active_lock:
+                if self._active.get(ex.workflow_id) is ex:
+                    del self._active[ex.workflow_id]
+            ex.done.set()
+        if ex.error is not None:
+            if raise_errors:
+                raise ex.error
+            return None
+        return ex.result
+
+    # -- managing workflows ------------------------------------------------------------------
+
+    def _execution(self, workflow_id: str) -> Execution | None:
+        return self._active.get(workflow_id)
+
+    def _row(self, workflow_id: str) -> WorkflowRow:
+        row = self._store.get_workflow(workflow_id)
+        if row is None:
+            raise WorkflowNotFoundError(workflow_id, self.database)
+        return row
+
+    def exists(self, workflow_id: str) -> bool:
+        """Whether a workflow with this id exists (running here, or recorded)."""
+        return workflow_id in self._active or self._store.get_status(workflow_id) is not None
+
+    def get_workflow(self, workflow_id: str) -> WorkflowHandle:
+        """The handle of an existing workflow; raises :class:`WorkflowNotFoundError`."""
+        if not self.exists(workflow_id):
+            raise WorkflowNotFoundError(workflow_id, self.database)
+        return WorkflowHandle(self, workflow_id)
+
+    def status(self, workflow_id: str) -> Status:
+        """The workflow's durable status."""
+        ex = self._active.get(workflow_id)
+        if ex is not None and ex.final_status is None:
+            return Status.PENDING
+        status = self._store.get_status(workflow_id)
+        if status is None:
+            if ex is not None:
+                return Status.PENDING
+            raise WorkflowNotFoundError(workflow_id, self.database)
+        return Status(status)
+
+    def cancel(self, workflow_id: str) -> None:
+        """Cancel a workflow: its status becomes CANCELLED and its open streams close, durably.
+
+        A running workflow stops at its next step or stream write. Finished workflows are left
+        as they are.
+        """
+        log = self._log
+        with self._active_lock:
+            ex = self._active.get(workflow_id)
+            with log.lock:
+                if ex is not None:
+                    if ex.finishing or ex.cancelled:
+                        return
+                    ex.cancelled = True
+                    now = time.time()
+                    seq = log.append_locked(("finish", workflow_id, "CANCELLED", None, None, None, None, now, ex.end_markers(now)))  # fmt: skip
+                else:
+                    status = self._store.get_status(workflow_id)
+                    if status is None:
+                        raise WorkflowNotFoundError(workflow_id, self.database)
+                    if status != Status.PENDING:
+                        return
+                    seq = log.append_locked(("finish", workflow_id, "CANCELLED", None, None, None, None, time.time(), None))  # fmt: skip
+        if ex is not None:
+            ex.wakeup.set()
+        log.wait_durable(seq)
+
+    def resume(self, workflow_id: str) -> WorkflowHandle:
+        """Run an interrupted, cancelled or failed workflow on from its last checkpoint.
+
+        Recorded steps are not run again; for a failed workflow, the step whose error ended it
+        runs again. A running or successful workflow is left as it is.
+        """
+        with self._active_lock:
+            self._check_open()
+            if workflow_id in self._active:
+                return WorkflowHandle(self, workflow_id)
+            row = self._row(workflow_id)
+            if row.status == Status.SUCCESS:
+                return WorkflowHandle(self, workflow_id)
+            if lookup_workflow(row.name) is None:
+                raise FunctionNotRegisteredError(workflow_id, row.name)
+            if row.status != Status.PENDING:
+                self._log.append(("reopen", workflow_id, time.time()))
+                self._log.wait_durable()
+            ex = self._activate_row(row._replace(status="PENDING"))
+        self._spawn(ex)
+        return WorkflowHandle(self, workflow_id)
+
+    def recover(self) -> list[WorkflowHandle]:
+        """Resume every interrupted (PENDING, not running) workflow whose function is declared.
+
+        Workflows whose function is not declared in this process are named in a warning and
+        left for a process that declares them.
+        """
+        handles, missing = [], []
+        for row in self._store.pending_workflows():
+            if row.workflow_id in self._active:
+                continue
+            if lookup_workflow(row.name) is None:
+                missing.append(f"{row.workflow_id} ({row.name})")
+                continue
+            handles.append(self.resume(row.workflow_id))
+        if missing:
+            logger.warning(
+                "Not recovered: %d workflow(s) whose function is not declared in this process: "
+                "%s. Import or define them, then call nbflow.recover() again.",
+                len(missing),
+                ", ".join(missing),
+            )
+        return handles
+
+    # -- history -----------------------------------------------------------------------------
+
+    def list_workflows(
+        self, *, status: str | Status | None = None, name: str | None = None, limit: int = 100
+    ) -> Records[WorkflowInfo]:
+        """Workflows, newest first."""
+        if status is not None:
+            status = Status(status).value
+        rows = self._store.list_workflows(status, name, limit)
+        return Records(WorkflowInfo._from_row(row) for row in rows)
+
+    def list_steps(self, workflow_id: str) -> Records[StepInfo]:
+        """A workflow's recorded steps, in order."""
+        rows = self._store.list_steps(workflow_id)
+        if not rows and not self.exists(workflow_id):
+            raise WorkflowNotFoundError(workflow_id, self.database)
+        return Records(StepInfo._from_row(row) for row in rows)
+
+    def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
+        """A workflow's streams, by key."""
+        rows = self._store.list_streams(workflow_id)
+        if not rows and not self.exists(workflow_id):
+            raise WorkflowNotFoundError(workflow_id, self.database)
+        return Records(StreamInfo(key, items, closed, utc(first), utc(last)) for key, items, closed, first, last in rows)  # fmt: skip
+
+    def workflow_row(self, workflow_id: str) -> WorkflowRow:
+        """The raw recorded row of a workflow (for tools such as the CLI)."""
+        return self._row(workflow_id)
+
+    def outcome(self, row: WorkflowRow) -> Any:
+        """The recorded result of a finished workflow; raises its recorded error."""
+        if row.status == Status.CANCELLED:
+            raise WorkflowCancelledError(row.workflow_id)
+        if row.status == Status.ERROR:
+            raise decode_error(row.error, row.error_pickle, self.allow_pickle)
+        return decode(row.output_json, row.output_pickle, what=f"the result of workflow {row.workflow_id!r}", allow_pickle=self.allow_pickle)  # fmt: skip
+
+    # -- streams -----------------------------------------------------------------------------
+
+    def read_stream(
+        self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Iterate over a stream's values from offset ``start``, until it is closed."""
+        return StreamReader(self, workflow_id, key, start, timeout).values()
+
+    def read_stream_async(
+        self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[Any]:
+        """The same as :meth:`read_stream`, as an async iterator."""
+        return StreamReader(self, workflow_id, key, start, timeout).avalues()
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop this runtime: running workflows stop at their next checkpoint (and stay PENDING,
+        to be recovered later), everything written is committed, and the database is closed.
+        """
+        with self._active_lock:
+            if self._closed:
+                return
+            self._closed = True
+            running = list(self._active.values())
+        with self._log.lock:
+            for ex in running:
+                ex.interrupted = True
+                ex.wakeup.set()
+        deadline = time.monotonic() + timeout
+        for ex in running:
+            ex.done.wait(max(0.0, deadline - time.monotonic()))
+        self._log.close()
+        self._notify(None)
+        self._store.close()
+
+
+def _as_workflow(fn: Callable[..., Any]) -> WorkflowFunction:
+    if isinstance(fn, WorkflowFunction):
+        return fn
+    raise TypeError(
+        f"nbflow.start() needs a function decorated with @nbflow.workflow, not {fn!r}. "
+        "Decorate it, e.g. @nbflow.workflow above its def."
+    )

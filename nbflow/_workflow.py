@@ -1,0 +1,200 @@
+"""Declaring workflows and steps: ``@workflow``, ``@step``, ``run_step`` and ``set_workflow_id``."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, overload
+
+from nbflow._execution import current_execution
+
+__all__ = [
+    "StepFunction",
+    "WorkflowFunction",
+    "lookup_workflow",
+    "run_step",
+    "set_workflow_id",
+    "step",
+    "take_assigned_id",
+    "workflow",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_registry: dict[str, WorkflowFunction] = {}
+_assigned_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "nbflow_assigned_id", default=None
+)
+
+
+def _qualified_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "__main__"
+    return f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def lookup_workflow(name: str) -> WorkflowFunction | None:
+    """The workflow function registered under ``name`` in this process, or None."""
+    return _registry.get(name)
+
+
+@contextlib.contextmanager
+def set_workflow_id(workflow_id: str) -> Iterator[None]:
+    """Give the next workflow started or called inside the block this id.
+
+    An id that already exists returns that workflow: a finished one is never run again, and an
+    interrupted one is resumed.
+
+    Example:
+        >>> with nbflow.set_workflow_id("daily-2026-11-25"):
+        ...     handle = nbflow.start(pipeline, urls)
+    """
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise TypeError(f"A workflow id must be a non-empty str, not {workflow_id!r}.")
+    token = _assigned_id.set(workflow_id)
+    try:
+        yield
+    finally:
+        _assigned_id.reset(token)
+
+
+def take_assigned_id() -> str | None:
+    """The id given by an enclosing :func:`set_workflow_id`, consumed by the first workflow."""
+    workflow_id = _assigned_id.get()
+    if workflow_id is not None:
+        _assigned_id.set(None)
+    return workflow_id
+
+
+class WorkflowFunction:
+    """A function declared with :func:`workflow`. Calling it runs it durably in this thread."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"@nbflow.workflow decorates a function, not {fn!r}.")
+        self.fn = fn
+        self.name = name or _qualified_name(fn)
+        functools.update_wrapper(self, fn)
+        _registry[self.name] = self  # a re-run notebook cell replaces its earlier definition
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from nbflow._api import _call_runtime
+
+        return _call_runtime().call(self, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<nbflow workflow {self.name!r}>"
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        return (_lookup_or_fail, (self.name,))
+
+
+def _lookup_or_fail(name: str) -> WorkflowFunction:
+    found = lookup_workflow(name)
+    if found is None:
+        raise LookupError(f"No nbflow workflow named {name!r} is declared in this process.")
+    return found
+
+
+@overload
+def workflow(fn: F, /) -> F: ...
+@overload
+def workflow(*, name: str | None = None) -> Callable[[F], F]: ...
+def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+    """Declare a durable workflow: its steps are checkpointed and its stream writes exactly once.
+
+    Use bare (``@nbflow.workflow``) or with a name (``@nbflow.workflow(name="etl")``). The name
+    (default: module and qualified name) is how an interrupted workflow finds its function again,
+    so keep it stable across edits.
+    """
+    if fn is None:
+        return lambda f: WorkflowFunction(f, name)
+    return WorkflowFunction(fn, name)
+
+
+class StepFunction:
+    """A function declared with :func:`step`: checkpointed when called inside a workflow."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None,
+        retries: int,
+        backoff: float,
+        interval: float,
+    ) -> None:
+        if retries < 0 or backoff < 1 or interval < 0:
+            raise ValueError(
+                f"@nbflow.step needs retries >= 0, backoff >= 1 and interval >= 0 "
+                f"(got retries={retries}, backoff={backoff}, interval={interval})."
+            )
+        self.fn = fn
+        self.name = name or _qualified_name(fn)
+        self.retries = retries
+        self.backoff = backoff
+        self.interval = interval
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ex = current_execution()
+        if ex is None or ex.in_step is not None:
+            return self.fn(*args, **kwargs)  # outside a workflow, or nested: a plain call
+        return ex.run_step(
+            self.name,
+            self.fn,
+            args,
+            kwargs,
+            retries=self.retries,
+            backoff=self.backoff,
+            interval=self.interval,
+        )
+
+    def __repr__(self) -> str:
+        return f"<nbflow step {self.name!r}>"
+
+
+@overload
+def step(fn: F, /) -> F: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: float = 2.0,
+    interval: float = 1.0,
+) -> Callable[[F], F]: ...
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: float = 2.0,
+    interval: float = 1.0,
+) -> Any:
+    """Declare a step: inside a workflow its outcome is recorded, and a replay returns the record.
+
+    Args:
+        name: The step's name in the history (default: module and qualified name).
+        retries: How many times to run it again when it raises (0: never).
+        backoff: The factor by which the wait grows after each failed attempt.
+        interval: Seconds to wait before the first retry.
+
+    Outside a workflow, or inside another step, a step is a plain call.
+    """
+    if fn is None:
+        return lambda f: StepFunction(
+            f, name=name, retries=retries, backoff=backoff, interval=interval
+        )
+    return StepFunction(fn, name=name, retries=retries, backoff=backoff, interval=interval)
+
+
+def run_step(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run any callable as a one-off step of the current workflow (a plain call outside one)."""
+    ex = current_execution()
+    if ex is None or ex.in_step is not None:
+        return fn(*args, **kwargs)
+    name = getattr(fn, "name", None) or _qualified_name(fn)
+    return ex.run_step(name, getattr(fn, "fn", fn), args, kwargs)

@@ -1,0 +1,136 @@
+"""The ordered write log and its committer thread (group commit).
+
+Every write of a runtime is appended here in program order. One committer thread takes whatever is
+queued, commits it as one transaction (bulk inserts), marks it durable and wakes whoever waits:
+callers waiting for durability, and stream readers of the workflows it touched. Because batches are
+committed in order, a later write is never durable before an earlier one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from nbflow._errors import DatabaseError, RuntimeClosedError
+from nbflow.store._base import Op, Store
+
+__all__ = ["WriteLog"]
+
+
+class WriteLog:
+    """An append-only queue of operations, committed in order by one background thread.
+
+    Args:
+        store: Where batches are committed.
+        on_commit: Called on the committer thread after each batch (committed or failed) with
+            the batch.
+        max_batch: The most operations committed in one transaction.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        on_commit: Callable[[list[Op]], None],
+        *,
+        max_batch: int = 50_000,
+    ) -> None:
+        self._store = store
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[Op] = []
+        self._appended = 0  # sequence number of the last appended op
+        self._durable = 0  # sequence number of the last committed op
+        self._failure: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="nbflow-committer", daemon=True)
+        self._thread.start()
+
+    @property
+    def lock(self) -> threading.Condition:
+        """The log's lock: hold it to make a check and an append one atomic action."""
+        return self._cond
+
+    def append(self, op: Op) -> int:
+        """Queue one operation; return its sequence number (see :meth:`wait_durable`)."""
+        with self._cond:
+            return self.append_locked(op)
+
+    def append_locked(self, op: Op) -> int:
+        """:meth:`append` for a caller that already holds :attr:`lock`."""
+        self._check()
+        self._queue.append(op)
+        self._appended += 1
+        if len(self._queue) == 1:
+            self._cond.notify_all()
+        return self._appended
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise DatabaseError(
+                f"nbflow can no longer write to {self._store.url!r}: a commit failed "
+                f"({type(self._failure).__name__}: {self._failure}). Nothing after it was written; "
+                "close the runtime and open it again (interrupted workflows can then be "
+                "recovered).",
+                path=self._store.url,
+            ) from self._failure
+        if self._stopping:
+            raise RuntimeClosedError(
+                f"The nbflow runtime for {self._store.url!r} is closed. Open it again with "
+                "nbflow.configure() or nbflow.Runtime()."
+            )
+
+    def wait_durable(self, seq: int | None = None, timeout: float | None = None) -> bool:
+        """Wait until the op ``seq`` (default: everything appended so far) is committed.
+
+        Returns:
+            True when it is durable, False on timeout.
+
+        Raises:
+            DatabaseError: A commit failed, so it will never be durable.
+        """
+        with self._cond:
+            target = self._appended if seq is None else seq
+            ok = self._cond.wait_for(
+                lambda: self._durable >= target or self._failure is not None, timeout
+            )
+            if self._durable >= target:
+                return True
+            if self._failure is not None:
+                self._check()
+            return ok
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stopping)
+                if not self._queue:
+                    return  # stopping, and everything is committed
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                last = self._durable + len(batch)
+            try:
+                self._store.commit(batch)
+            except BaseException as exc:  # reported to every waiter
+                with self._cond:
+                    self._failure = exc
+                    self._queue.clear()
+                    self._cond.notify_all()
+                self._on_commit(batch)
+                return
+            with self._cond:
+                self._durable = last
+                self._cond.notify_all()
+            self._on_commit(batch)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Commit what is queued, then stop the committer thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The exception of a failed commit, if one failed."""
+        return self._failure

@@ -1,0 +1,164 @@
+"""The storage interface: a few methods every backend implements.
+
+The runtime never writes directly: it appends operations to one ordered write log, and the log's
+committer thread hands them to :meth:`Store.commit` in batches, each batch one transaction. Reads
+come from any thread. A backend keeps one connection (or cursor) per thread.
+
+Operations (plain tuples, cheap to build on the hot path):
+
+``("workflow", WorkflowRow)``
+    insert a workflow.
+``("step", StepRow)``
+    insert a step's checkpoint.
+``("item", StreamRow)``
+    insert a stream item or end marker.
+``("finish", workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers)``
+    set a workflow's final status; ``markers`` are the end markers of its open streams, or None to
+    let the store close every open stream itself. Both in the same transaction.
+``("reopen", workflow_id, updated_at)``
+    set a workflow back to PENDING and delete the end markers its end wrote (for resume).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+__all__ = ["Replay", "ReplayRecord", "StepRow", "Store", "StreamRow", "WorkflowRow"]
+
+Op = tuple[Any, ...]
+
+
+class WorkflowRow(NamedTuple):
+    """A row of the ``workflows`` table."""
+
+    workflow_id: str
+    name: str
+    status: str
+    inputs_json: str | None
+    inputs_pickle: bytes | None
+    output_json: str | None = None
+    output_pickle: bytes | None = None
+    error: str | None = None
+    error_pickle: bytes | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    ended_at: float | None = None
+    executor_id: str | None = None
+    parent_id: str | None = None
+
+
+class StepRow(NamedTuple):
+    """A row of the ``steps`` table: one checkpoint."""
+
+    workflow_id: str
+    function_id: int
+    name: str
+    output_json: str | None
+    output_pickle: bytes | None
+    error: str | None
+    error_pickle: bytes | None
+    started_at: float
+    ended_at: float
+    attempts: int
+
+
+class StreamRow(NamedTuple):
+    """A row of the ``streams`` table: an item, or the end marker of a stream.
+
+    ``function_id`` is the operation that wrote it: a write from the workflow body has its own
+    function id and ``attempt`` None; a write from inside a step has the step's function id and the
+    attempt number (1, 2, …); an end marker written by the workflow's end has neither.
+    """
+
+    workflow_id: str
+    key: str
+    offset: int
+    value_json: str | None
+    value_pickle: bytes | None
+    is_end: bool
+    function_id: int | None
+    attempt: int | None
+    created_at: float
+
+
+class Replay(NamedTuple):
+    """Everything a replay of a workflow needs, loaded in one round trip.
+
+    Attributes:
+        records: The recorded operations of the workflow body, by function id.
+        streams: For each stream key, the next offset and whether the body closed it.
+        attempts: For each step that wrote stream items, the highest attempt number recorded.
+    """
+
+    records: list[ReplayRecord]
+    streams: dict[str, tuple[int, bool]]
+    attempts: dict[int, int]
+
+
+class ReplayRecord(NamedTuple):
+    """One recorded operation of a workflow, as a replay needs it.
+
+    ``kind`` is ``"step"``, ``"write"`` or ``"close"``; for writes and closes ``name`` is the key.
+    """
+
+    function_id: int
+    kind: str
+    name: str
+    output_json: str | None
+    output_pickle: bytes | None
+    error: str | None
+    error_pickle: bytes | None
+
+
+class Store(abc.ABC):
+    """A system database. Implementations: :class:`~nbflow.store.DuckDBStore` (default)."""
+
+    #: The URL or path it was opened with, for messages.
+    url: str
+    #: True when only this process can use the database (DuckDB): a PENDING workflow that is not
+    #: running here is known to be interrupted.
+    single_process: bool = True
+
+    @abc.abstractmethod
+    def commit(self, ops: Sequence[Op]) -> None:
+        """Apply a batch of operations, in order, as one transaction."""
+
+    @abc.abstractmethod
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        """The workflow's row, or None."""
+
+    @abc.abstractmethod
+    def get_status(self, workflow_id: str) -> str | None:
+        """The workflow's status, or None when it does not exist."""
+
+    @abc.abstractmethod
+    def load_replay(self, workflow_id: str) -> Replay:
+        """Everything a replay needs, in one round trip."""
+
+    @abc.abstractmethod
+    def read_stream(
+        self, workflow_id: str, key: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, bytes | None, bool]]:
+        """Up to ``limit`` rows ``(offset, value_json, value_pickle, is_end)`` from ``start``."""
+
+    @abc.abstractmethod
+    def pending_workflows(self) -> list[WorkflowRow]:
+        """Every PENDING workflow, oldest first."""
+
+    @abc.abstractmethod
+    def list_workflows(self, status: str | None, name: str | None, limit: int) -> list[WorkflowRow]:
+        """Workflows, newest first."""
+
+    @abc.abstractmethod
+    def list_steps(self, workflow_id: str) -> list[StepRow]:
+        """A workflow's checkpoints, in order."""
+
+    @abc.abstractmethod
+    def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool, float, float]]:
+        """A workflow's streams: ``(key, items, closed, first_at, last_at)`` by key."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close every connection. Safe to call twice."""

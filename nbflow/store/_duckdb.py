@@ -1,0 +1,371 @@
+"""The DuckDB store: one embedded file, one process, one cursor per thread."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from nbflow._errors import (
+    DatabaseCorruptError,
+    DatabaseError,
+    DatabaseLockedError,
+    RuntimeClosedError,
+    SchemaVersionError,
+)
+from nbflow.store._base import Op, Replay, ReplayRecord, StepRow, Store, WorkflowRow
+from nbflow.store._schema import MIGRATIONS
+
+__all__ = ["DuckDBStore"]
+
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+_WORKFLOW_COLUMNS = (
+    "workflow_id, name, status, inputs_json, inputs_pickle, output_json, output_pickle, error, "
+    "error_pickle, created_at, updated_at, ended_at, executor_id, parent_id"
+)
+_STEP_COLUMNS = (
+    "workflow_id, function_id, name, output_json, output_pickle, error, error_pickle, "
+    "started_at, ended_at, attempts"
+)
+_STREAM_TYPES = (
+    "VARCHAR",
+    "VARCHAR",
+    "BIGINT",
+    "VARCHAR",
+    "BLOB",
+    "BOOLEAN",
+    "INTEGER",
+    "INTEGER",
+    "DOUBLE",
+)
+_STEP_TYPES = (
+    "VARCHAR",
+    "INTEGER",
+    "VARCHAR",
+    "VARCHAR",
+    "BLOB",
+    "VARCHAR",
+    "BLOB",
+    "DOUBLE",
+    "DOUBLE",
+    "INTEGER",
+)
+_WORKFLOW_TYPES = (
+    "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BLOB", "VARCHAR", "BLOB", "VARCHAR", "BLOB",
+    "DOUBLE", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR",
+)  # fmt: skip
+
+
+def _bulk_insert_sql(table: str, types: Sequence[str]) -> str:
+    columns = ", ".join(f"unnest(${i + 1}::{t}[])" for i, t in enumerate(types))
+    return f"INSERT INTO {table} SELECT {columns}"
+
+
+def _values_insert_sql(table: str, n: int) -> str:
+    return f"INSERT INTO {table} VALUES ({', '.join('?' * n)})"
+
+
+class DuckDBStore(Store):
+    """A DuckDB file (or ``:memory:``) holding workflows, steps and streams.
+
+    DuckDB lets one process open a file for writing; inside it, every thread gets its own cursor.
+    """
+
+    single_process = True
+
+    def __init__(self, path: str) -> None:
+        self.url = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(path)
+        except duckdb.IOException as exc:
+            raise self._translate_open_error(path, exc) from exc
+        except duckdb.Error as exc:
+            raise DatabaseError(
+                f"Cannot open the nbflow database {path!r}: {exc}", path=path
+            ) from exc
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+        self._closed = False
+        try:
+            self._migrate()
+        except BaseException:
+            self._con.close()
+            raise
+
+    @staticmethod
+    def _translate_open_error(path: str, exc: Exception) -> DatabaseError:
+        text = str(exc)
+        if "lock" in text.lower():
+            match = _LOCK_PID.search(text)
+            return DatabaseLockedError(path, int(match.group(1)) if match else None)
+        if "not a valid DuckDB database file" in text or "corrupt" in text.lower():
+            return DatabaseCorruptError(
+                f"The file {path!r} is not a DuckDB database nbflow can open ({text}). "
+                "Point nbflow at another file, or move this one away if it is yours to discard.",
+                path=path,
+            )
+        return DatabaseError(f"Cannot open the nbflow database {path!r}: {text}", path=path)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            with self._cursors_lock:
+                if self._closed:
+                    raise RuntimeClosedError(
+                        f"The nbflow database {self.url!r} was closed. Open it again with "
+                        "nbflow.configure() or nbflow.Runtime()."
+                    )
+                cursor = self._con.cursor()
+                self._cursors.append(cursor)
+            self._local.cursor = cursor
+        return cursor
+
+    def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._cursor().execute(sql, params).fetchall()
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """Run SQL on this thread's cursor and return a DuckDB relation (``.df()``, ``.fetchall()``)."""
+        return self._cursor().sql(query, params=params)
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        con = self._con
+        con.execute("CREATE TABLE IF NOT EXISTS nbflow_schema (version INTEGER NOT NULL)")
+        row = con.execute("SELECT max(version) FROM nbflow_schema").fetchone()
+        version = int(row[0]) if row and row[0] is not None else 0
+        if version > len(MIGRATIONS):
+            raise SchemaVersionError(self.url, version, len(MIGRATIONS))
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for statement in script:
+                    con.execute(statement)
+                con.execute("INSERT INTO nbflow_schema VALUES (?)", [number])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def commit(self, ops: Sequence[Op]) -> None:
+        cur = self._cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            pending: dict[str, list[tuple[Any, ...]]] = {"workflow": [], "step": [], "item": []}
+            for op in ops:
+                kind = op[0]
+                if kind in pending:
+                    pending[kind].append(op[1])
+                    continue
+                self._flush(cur, pending)
+                if kind == "finish":
+                    self._finish(cur, op)
+                elif kind == "reopen":
+                    self._reopen(cur, op)
+                else:  # pragma: no cover - a programming error
+                    raise ValueError(f"unknown operation {kind!r}")
+            self._flush(cur, pending)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def _flush(
+        self, cur: duckdb.DuckDBPyConnection, pending: dict[str, list[tuple[Any, ...]]]
+    ) -> None:
+        for kind, table, types in (
+            ("workflow", "workflows", _WORKFLOW_TYPES),
+            ("step", "steps", _STEP_TYPES),
+            ("item", "streams", _STREAM_TYPES),
+        ):
+            rows = pending[kind]
+            if not rows:
+                continue
+            if len(rows) == 1:
+                cur.execute(_values_insert_sql(table, len(types)), rows[0])
+            else:
+                cur.execute(
+                    _bulk_insert_sql(table, types), [list(c) for c in zip(*rows, strict=True)]
+                )
+            rows.clear()
+
+    def _finish(self, cur: duckdb.DuckDBPyConnection, op: Op) -> None:
+        (
+            _,
+            workflow_id,
+            status,
+            output_json,
+            output_pickle,
+            error,
+            error_pickle,
+            ended_at,
+            markers,
+        ) = op
+        cur.execute(
+            "UPDATE workflows SET status = ?, output_json = ?, output_pickle = ?, error = ?, "
+            "error_pickle = ?, ended_at = ?, updated_at = ? WHERE workflow_id = ?",
+            [
+                status,
+                output_json,
+                output_pickle,
+                error,
+                error_pickle,
+                ended_at,
+                ended_at,
+                workflow_id,
+            ],
+        )
+        if markers is None:
+            cur.execute(
+                'INSERT INTO streams SELECT workflow_id, key, max("offset") + 1, NULL, NULL, TRUE, '
+                "NULL, NULL, ? FROM streams WHERE workflow_id = ? GROUP BY workflow_id, key "
+                "HAVING NOT bool_or(is_end)",
+                [ended_at, workflow_id],
+            )
+        elif markers:
+            self._flush(cur, {"workflow": [], "step": [], "item": list(markers)})
+
+    def _reopen(self, cur: duckdb.DuckDBPyConnection, op: Op) -> None:
+        _, workflow_id, updated_at = op
+        cur.execute(
+            "UPDATE workflows SET status = 'PENDING', output_json = NULL, output_pickle = NULL, "
+            "error = NULL, error_pickle = NULL, ended_at = NULL, updated_at = ? "
+            "WHERE workflow_id = ?",
+            [updated_at, workflow_id],
+        )
+        cur.execute(
+            "DELETE FROM streams WHERE workflow_id = ? AND is_end AND function_id IS NULL",
+            [workflow_id],
+        )
+        # The step whose error ended the workflow runs again (e.g. after its bug was fixed).
+        cur.execute(
+            "DELETE FROM steps WHERE workflow_id = $1 AND error IS NOT NULL AND function_id = "
+            "(SELECT max(function_id) FROM steps WHERE workflow_id = $1)",
+            [workflow_id],
+        )
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        rows = self._fetchall(
+            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE workflow_id = ?", [workflow_id]
+        )
+        return WorkflowRow(*rows[0]) if rows else None
+
+    def get_status(self, workflow_id: str) -> str | None:
+        rows = self._fetchall("SELECT status FROM workflows WHERE workflow_id = ?", [workflow_id])
+        return rows[0][0] if rows else None
+
+    def load_replay(self, workflow_id: str) -> Replay:
+        rows = self._fetchall(
+            "SELECT function_id, 'step', name, output_json, output_pickle, error, error_pickle "
+            "FROM steps WHERE workflow_id = $1 "
+            "UNION ALL SELECT function_id, CASE WHEN is_end THEN 'close' ELSE 'write' END, key, "
+            "NULL, NULL, NULL, NULL FROM streams "
+            "WHERE workflow_id = $1 AND attempt IS NULL AND function_id IS NOT NULL "
+            "UNION ALL SELECT max(\"offset\") + 1, 'stream', key, NULL, NULL, NULL, NULL "
+            "FROM streams WHERE workflow_id = $1 GROUP BY key "
+            "UNION ALL SELECT 1, 'closed', key, NULL, NULL, NULL, NULL FROM streams "
+            "WHERE workflow_id = $1 AND is_end AND function_id IS NOT NULL "
+            "UNION ALL SELECT function_id, 'attempt', CAST(max(attempt) AS VARCHAR), NULL, NULL, "
+            "NULL, NULL FROM streams WHERE workflow_id = $1 AND attempt IS NOT NULL "
+            "GROUP BY function_id",
+            [workflow_id],
+        )
+        records: list[ReplayRecord] = []
+        streams: dict[str, tuple[int, bool]] = {}
+        closed: set[str] = set()
+        attempts: dict[int, int] = {}
+        for row in rows:
+            kind = row[1]
+            if kind == "attempt":
+                attempts[int(row[0])] = int(row[2])
+            elif kind == "stream":
+                streams[row[2]] = (int(row[0]), False)
+            elif kind == "closed":
+                closed.add(row[2])
+            else:
+                records.append(ReplayRecord(*row))
+        for key in closed:
+            streams[key] = (streams[key][0], True)
+        records.sort(key=lambda r: r.function_id)
+        return Replay(records, streams, attempts)
+
+    def read_stream(
+        self, workflow_id: str, key: str, start: int, limit: int
+    ) -> list[tuple[int, str | None, bytes | None, bool]]:
+        return self._fetchall(  # type: ignore[return-value]
+            'SELECT "offset", value_json, value_pickle, is_end FROM streams '
+            'WHERE workflow_id = ? AND key = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?',
+            [workflow_id, key, start, limit],
+        )
+
+    def list_workflows(self, status: str | None, name: str | None, limit: int) -> list[WorkflowRow]:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._fetchall(
+            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows {clause} "
+            "ORDER BY created_at DESC, workflow_id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [WorkflowRow(*row) for row in rows]
+
+    def pending_workflows(self) -> list[WorkflowRow]:
+        rows = self._fetchall(
+            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE status = 'PENDING' ORDER BY created_at"
+        )
+        return [WorkflowRow(*row) for row in rows]
+
+    def list_steps(self, workflow_id: str) -> list[StepRow]:
+        rows = self._fetchall(
+            f"SELECT {_STEP_COLUMNS} FROM steps WHERE workflow_id = ? ORDER BY function_id",
+            [workflow_id],
+        )
+        return [StepRow(*row) for row in rows]
+
+    def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool, float, float]]:
+        return self._fetchall(  # type: ignore[return-value]
+            "SELECT key, count(*) FILTER (WHERE NOT is_end), bool_or(is_end), min(created_at), "
+            "max(created_at) FROM streams WHERE workflow_id = ? GROUP BY key ORDER BY key",
+            [workflow_id],
+        )
+
+    def close(self) -> None:
+        with self._cursors_lock:
+            if self._closed:
+                return
+            self._closed = True
+            cursors, self._cursors = self._cursors, []
+        for cursor in cursors:
+            with contextlib.suppress(duckdb.Error):  # closing is best effort
+                cursor.close()
+        self._con.close()
+
+
+def default_path() -> str:
+    """The default database file (see :func:`nbflow.store.resolve_database`)."""
+    notebook = os.environ.get("JPY_SESSION_NAME")
+    if notebook and notebook.endswith(".ipynb"):
+        nb = Path(notebook)
+        return str(nb.parent / ".nbflow" / f"{nb.stem}.duckdb")
+    return str(Path(".nbflow") / "nbflow.duckdb")
