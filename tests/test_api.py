@@ -1,0 +1,27 @@
+"""The public surface: a curated, sorted ``__all__``, and no Jupyter imports in the core."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nbflow
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert nbflow.__all__ == sorted(nbflow.__all__)
+    for name in nbflow.__all__:
+        assert hasattr(nbflow, name), name
+    public = {n for n in vars(nbflow) if not n.startswith("_")}
+    modules = {"store", "annotations"}  # a subpackage; the __future__ import
+    assert public - modules == set(nbflow.__all__)
+
+
+def test_import_nbflow_imports_no_jupyter() -> None:
+    code = (
+        "import sys, nbflow, nbflow.store\n"
+        "bad = [m for m in ('IPython', 'ipywidgets', 'ipykernel') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
