@@ -6,7 +6,6 @@ runtime, opened on first use (see :func:`configure`).
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -68,14 +67,12 @@ def runtime() -> Runtime:
 
 
 def _close_default() -> None:
+    """Close the default runtime, if one is open (the next use opens it again)."""
     global _default
     with _default_lock:
         if _default is not None:
             _default.close()
             _default = None
-
-
-atexit.register(_close_default)
 
 
 def _call_runtime() -> Runtime:

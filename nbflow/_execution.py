@@ -270,12 +270,12 @@ class Execution:
             attempt = None
         else:
             function_id, attempt = in_step
-        state = self.streams.get(key)
-        if state is None:
-            state = self.streams[key] = [0, False]
         log = self.runtime._log
-        with log.lock:
+        with log.lock:  # cancel() reads the streams' state from another thread
             self.check_running()
+            state = self.streams.get(key)
+            if state is None:
+                state = self.streams[key] = [0, False]
             if state[1]:
                 if is_end:
                     return

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -62,6 +64,7 @@ class Runtime:
         self._watch_lock = threading.Lock()
         self._closed = False
         self._log = WriteLog(self._store, self._on_commit)
+        _open_runtimes.add(self)
         #: Ids of the workflows that were PENDING when the database was opened (interrupted).
         self.interrupted: list[str] = [row.workflow_id for row in self._store.pending_workflows()]
         if self.interrupted:
@@ -492,6 +495,16 @@ class Runtime:
         self._log.close()
         self._notify(None)
         self._store.close()
+
+
+_open_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_runtimes() -> None:
+    """At exit, commit what every open runtime has queued (a crash would lose only that)."""
+    for runtime in list(_open_runtimes):
+        runtime.close(timeout=2.0)
 
 
 def _as_workflow(fn: Callable[..., Any]) -> WorkflowFunction:
