@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 _default: Runtime | None = None
+_default_args: tuple[str | os.PathLike[str] | None, dict[str, Any]] = (None, {})
 _default_lock = threading.Lock()
 
 
@@ -45,34 +46,41 @@ def configure(database: str | os.PathLike[str] | None = None, **options: Any) ->
         database: See :class:`Runtime`. None: ``$NBFLOW_DATABASE``, else the default file.
         **options: Passed to :class:`Runtime` (e.g. ``allow_pickle=False``).
     """
-    global _default
+    global _default, _default_args
     with _default_lock:
         previous, _default = _default, None
         if previous is not None:
             previous.close()
         _default = Runtime(database, **options)
+        _default_args = (database, options)
         return _default
 
 
 def runtime() -> Runtime:
-    """The process's default runtime, opened on first use."""
+    """The process's default runtime, opened on first use.
+
+    After the default runtime was closed, the next use opens the same database again, with the
+    options :func:`configure` was given.
+    """
     global _default
     current = _default
     if current is not None and not current.closed:
         return current
     with _default_lock:
         if _default is None or _default.closed:
-            _default = Runtime()
+            database, options = _default_args
+            _default = Runtime(database, **options)
         return _default
 
 
 def _close_default() -> None:
-    """Close the default runtime, if one is open (the next use opens it again)."""
-    global _default
+    """Close the default runtime and forget its configuration (the next use opens the default)."""
+    global _default, _default_args
     with _default_lock:
         if _default is not None:
             _default.close()
             _default = None
+        _default_args = (None, {})
 
 
 def _call_runtime() -> Runtime:

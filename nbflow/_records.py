@@ -27,6 +27,15 @@ class Status(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    @classmethod
+    def parse(cls, value: str | Status) -> Status:
+        """A status from its name, in any case; raises ValueError naming the valid ones."""
+        try:
+            return cls(value.upper() if isinstance(value, str) else value)
+        except ValueError:
+            names = ", ".join(s.value for s in cls)
+            raise ValueError(f"Unknown workflow status {value!r}; use one of {names}.") from None
+
 
 def utc(epoch: float | None) -> Any:
     """An epoch time as an aware UTC datetime (None stays None)."""
@@ -63,7 +72,7 @@ class WorkflowInfo(_Record):
         status: Its status.
         created_at: When it was started (UTC).
         ended_at: When it reached its final status, or None.
-        duration: Seconds from start to end (or to now while it runs).
+        duration: Seconds from start to end; None until it ends.
         error: ``"Type: message"`` of its error, or None.
         parent_id: The workflow that called it, or None.
     """

@@ -430,7 +430,7 @@ class Runtime:
     ) -> Records[WorkflowInfo]:
         """Workflows, newest first."""
         if status is not None:
-            status = Status(status).value
+            status = Status.parse(status).value
         rows = self._store.list_workflows(status, name, limit)
         return Records(WorkflowInfo._from_row(row) for row in rows)
 

@@ -21,11 +21,6 @@ import pytest
 import nbflow
 from nbflow.cli import ProgressBar, main
 
-# Importing a submodule binds it as an attribute of the package, and tests/test_api.py checks that
-# the package's public names are exactly nbflow.__all__ (plus "store"). Unbind it, so that check
-# holds whatever order the tests run in; the module stays imported (sys.modules).
-vars(nbflow).pop("cli", None)
-
 ROOT = Path(__file__).resolve().parent.parent
 THIS = sys.modules[__name__]
 
