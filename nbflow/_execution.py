@@ -22,7 +22,7 @@ from nbflow._errors import (
     WorkflowCancelledError,
     WorkflowInterruptedError,
 )
-from nbflow._serialization import decode, encode
+from nbflow._serialization import check_text, decode, encode
 from nbflow.store._base import ReplayRecord, StepRow, StreamRow
 
 if TYPE_CHECKING:
@@ -121,6 +121,7 @@ class Execution:
         self.final_status: str | None = None
         self.done = threading.Event()
         self.wakeup = threading.Event()  # set on cancel/close to cut short a retry backoff
+        self.step_error: tuple[int, BaseException] | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.started = time.time()
@@ -134,6 +135,21 @@ class Execution:
     @staticmethod
     def deactivate(token: contextvars.Token[Execution | None]) -> None:
         _current.reset(token)
+
+    def step_failed(self, function_id: int, exc: BaseException) -> BaseException:
+        """Note that the step at ``function_id`` raised ``exc`` (and return it, to raise).
+
+        If ``exc`` ends the workflow, its finish records the step, so that resuming the workflow
+        runs that step again.
+        """
+        self.step_error = (function_id, exc)
+        return exc
+
+    def ended_by_step(self, exc: BaseException) -> int | None:
+        """The function id of the step whose error ``exc`` ends the workflow, if it is one."""
+        if self.step_error is not None and self.step_error[1] is exc:
+            return self.step_error[0]
+        return None
 
     def next_function_id(self) -> int:
         self.function_id += 1
@@ -182,7 +198,9 @@ class Execution:
         record = self.replayed(function_id, "step", name)
         if record is not None:
             if record.error is not None:
-                raise decode_error(record.error, record.error_pickle, allow_pickle)
+                raise self.step_failed(
+                    function_id, decode_error(record.error, record.error_pickle, allow_pickle)
+                )
             return decode(
                 record.output_json,
                 record.output_pickle,
@@ -209,6 +227,7 @@ class Execution:
                 self.append(
                     ("step", StepRow(self.workflow_id, function_id, name, None, None, text, blob, started, time.time(), tries))
                 )  # fmt: skip
+                self.step_failed(function_id, exc)
                 raise
             finally:
                 self.in_step = None
@@ -254,8 +273,7 @@ class Execution:
 
     def write_stream(self, key: str, value: Any, *, is_end: bool = False) -> None:
         """Append ``value`` to stream ``key`` (or, with ``is_end``, close it)."""
-        if type(key) is not str or not key:
-            raise TypeError(f"A stream key must be a non-empty str, not {key!r}.")
+        check_text(key, "A stream key")
         if is_end:
             value_json = value_pickle = None
         else:

@@ -8,6 +8,7 @@ from nbflow._errors import WaitTimeoutError, WorkflowInterruptedError
 from nbflow._records import Status
 
 if TYPE_CHECKING:
+    from nbflow._execution import Execution
     from nbflow._runtime import Runtime
 
 __all__ = ["WorkflowHandle"]
@@ -20,9 +21,12 @@ class WorkflowHandle:
         workflow_id: The workflow's id.
     """
 
-    def __init__(self, runtime: Runtime, workflow_id: str) -> None:
+    def __init__(
+        self, runtime: Runtime, workflow_id: str, execution: Execution | None = None
+    ) -> None:
         self._runtime = runtime
         self.workflow_id = workflow_id
+        self._execution = execution  # kept, so result() gives the very object it returned
 
     def __repr__(self) -> str:
         return f"<WorkflowHandle {self.workflow_id!r}>"
@@ -51,7 +55,7 @@ class WorkflowHandle:
             Exception: Whatever the workflow raised.
         """
         runtime = self._runtime
-        ex = runtime._execution(self.workflow_id)
+        ex = self._execution or runtime._execution(self.workflow_id)
         if ex is not None:
             if not ex.done.wait(timeout):
                 raise WaitTimeoutError(
@@ -63,7 +67,8 @@ class WorkflowHandle:
             return ex.result
         row = runtime.workflow_row(self.workflow_id)
         if row.status == Status.PENDING:
-            if runtime._execution(self.workflow_id) is not None:  # resumed meanwhile
+            self._execution = runtime._execution(self.workflow_id)
+            if self._execution is not None:  # resumed meanwhile
                 return self.result(timeout)
             raise WorkflowInterruptedError(self.workflow_id)
         return runtime.outcome(row)

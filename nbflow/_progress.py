@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from nbflow._execution import require_execution
+from nbflow._execution import Execution, require_execution
 
 __all__ = ["progress", "track"]
 
@@ -38,12 +38,16 @@ def track(iterable: Iterable[T], *, key: str = "progress", total: int | None = N
         key: The stream to write to.
         total: The number of items (default: ``len(iterable)`` when it has one).
     """
-    ex = require_execution("track")
+    ex = require_execution("track")  # raised at the call, not at the first next()
     if total is None:
         try:
             total = len(iterable)  # type: ignore[arg-type]
         except TypeError:
             total = None
+    return _tracked(ex, iterable, key, total)
+
+
+def _tracked(ex: Execution, iterable: Iterable[T], key: str, total: int | None) -> Iterator[T]:
     ex.write_stream(key, {"done": 0, "total": total, "message": None})
     for done, item in enumerate(iterable, start=1):
         yield item

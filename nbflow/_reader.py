@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from nbflow._errors import StreamTimeoutError, WorkflowNotFoundError
-from nbflow._serialization import decode
+from nbflow._serialization import check_text, decode
 
 if TYPE_CHECKING:
     from nbflow._runtime import Runtime
@@ -34,8 +34,7 @@ class StreamReader:
     def __init__(
         self, runtime: Runtime, workflow_id: str, key: str, start: int, timeout: float | None
     ) -> None:
-        if type(key) is not str or not key:
-            raise TypeError(f"A stream key must be a non-empty str, not {key!r}.")
+        check_text(key, "A stream key")
         if type(start) is not int or start < 0:
             raise ValueError(f"start must be an offset >= 0, not {start!r}.")
         if timeout is not None and timeout < 0:

@@ -15,6 +15,7 @@ from typing import Any
 from nbflow._errors import (
     FunctionNotRegisteredError,
     RuntimeClosedError,
+    WaitTimeoutError,
     WorkflowCancelledError,
     WorkflowInterruptedError,
     WorkflowNotFoundError,
@@ -155,7 +156,7 @@ class Runtime:
         if created:
             assert ex is not None
             self._spawn(ex)
-        return WorkflowHandle(self, workflow_id)
+        return WorkflowHandle(self, workflow_id, ex)
 
     def _spawn(self, ex: Execution) -> None:
         threading.Thread(
@@ -176,7 +177,7 @@ class Runtime:
         if created:
             assert ex is not None
             return self._execute(ex, True)
-        return WorkflowHandle(self, workflow_id).result()
+        return WorkflowHandle(self, workflow_id, ex).result()
 
     def _call_child(
         self, parent: Execution, wf: WorkflowFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -185,7 +186,9 @@ class Runtime:
         record = parent.replayed(function_id, "step", wf.name)
         if record is not None:
             if record.error is not None:
-                raise decode_error(record.error, record.error_pickle, self.allow_pickle)
+                raise parent.step_failed(
+                    function_id, decode_error(record.error, record.error_pickle, self.allow_pickle)
+                )
             return decode(
                 record.output_json,
                 record.output_pickle,
@@ -206,6 +209,7 @@ class Runtime:
                 output = WorkflowHandle(self, child_id).result()
         except Exception as exc:
             parent.record_child(function_id, wf.name, started, None, exc)
+            parent.step_failed(function_id, exc)
             raise
         parent.record_child(function_id, wf.name, started, output, None)
         return output
@@ -274,7 +278,7 @@ class Runtime:
         log = self._log
         seq = 0
         try:
-            status = error_text = error_pickle = output_json = output_pickle = None
+            status = error_text = error_pickle = output_json = output_pickle = error_step = None
             try:
                 output = ex.fn(*ex.args, **ex.kwargs)
                 output_json, output_pickle = encode(output, what=f"the result of workflow {ex.name!r}", allow_pickle=self.allow_pickle)  # fmt: skip
@@ -293,6 +297,7 @@ class Runtime:
                     ex.error = exc
                     status = Status.ERROR.value
                     error_text, error_pickle = encode_error(exc)
+                    error_step = ex.ended_by_step(exc)
             if status is not None:
                 now = time.time()
                 with log.lock:
@@ -301,7 +306,7 @@ class Runtime:
                     elif not ex.interrupted:
                         ex.finishing = True
                         markers = ex.end_markers(now)
-                        seq = log.append_locked(("finish", ex.workflow_id, status, output_json, output_pickle, error_text, error_pickle, now, markers))  # fmt: skip
+                        seq = log.append_locked(("finish", ex.workflow_id, status, output_json, output_pickle, error_text, error_pickle, now, markers, error_step))  # fmt: skip
                 if ex.finishing:
                     log.wait_durable(seq)
         except BaseException as exc:  # the database failed under the workflow
@@ -366,14 +371,14 @@ class Runtime:
                         return
                     ex.cancelled = True
                     now = time.time()
-                    seq = log.append_locked(("finish", workflow_id, "CANCELLED", None, None, None, None, now, ex.end_markers(now)))  # fmt: skip
+                    seq = log.append_locked(("finish", workflow_id, "CANCELLED", None, None, None, None, now, ex.end_markers(now), None))  # fmt: skip
                 else:
                     status = self._store.get_status(workflow_id)
                     if status is None:
                         raise WorkflowNotFoundError(workflow_id, self.database)
                     if status != Status.PENDING:
                         return
-                    seq = log.append_locked(("finish", workflow_id, "CANCELLED", None, None, None, None, time.time(), None))  # fmt: skip
+                    seq = log.append_locked(("finish", workflow_id, "CANCELLED", None, None, None, None, time.time(), None, None))  # fmt: skip
         if ex is not None:
             ex.wakeup.set()
         log.wait_durable(seq)
@@ -384,10 +389,18 @@ class Runtime:
         Recorded steps are not run again; for a failed workflow, the step whose error ended it
         runs again. A running or successful workflow is left as it is.
         """
+        running = self._active.get(workflow_id)
+        # cancelled, but still on its way out: give it a moment to reach its next checkpoint
+        if running is not None and running.cancelled and not running.done.wait(10.0):
+            raise WaitTimeoutError(
+                f"Workflow {workflow_id!r} was cancelled but is still inside a step; it "
+                "stops at its next checkpoint. Resume it once that step has returned."
+            )
         with self._active_lock:
             self._check_open()
-            if workflow_id in self._active:
-                return WorkflowHandle(self, workflow_id)
+            running = self._active.get(workflow_id)
+            if running is not None:
+                return WorkflowHandle(self, workflow_id, running)
             row = self._row(workflow_id)
             if row.status == Status.SUCCESS:
                 return WorkflowHandle(self, workflow_id)
@@ -398,7 +411,7 @@ class Runtime:
                 self._log.wait_durable()
             ex = self._activate_row(row._replace(status="PENDING"))
         self._spawn(ex)
-        return WorkflowHandle(self, workflow_id)
+        return WorkflowHandle(self, workflow_id, ex)
 
     def recover(self) -> list[WorkflowHandle]:
         """Resume every interrupted (PENDING, not running) workflow whose function is declared.

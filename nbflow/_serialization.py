@@ -14,26 +14,45 @@ from typing import Any
 
 from nbflow._errors import SerializationError
 
-__all__ = ["Encoded", "decode", "encode", "is_json_native"]
+__all__ = ["Encoded", "check_text", "decode", "encode", "is_json_native"]
 
 #: A stored value: JSON text, or pickle bytes; exactly one is not None.
 Encoded = tuple["str | None", "bytes | None"]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_dumps_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
 
 
+def check_text(value: Any, what: str) -> str:
+    """Return ``value`` if it is a non-empty str that can be stored; raise TypeError otherwise."""
+    if type(value) is not str or not value:
+        raise TypeError(f"{what} must be a non-empty str, not {value!r}.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TypeError(f"{what} must be valid Unicode text, not {value!r}.") from None
+    return value
+
+
 def is_json_native(value: Any) -> bool:
-    """Tell whether ``value`` round-trips through JSON unchanged."""
+    """Tell whether ``value`` round-trips through JSON unchanged (a cyclic one does not)."""
+    try:
+        return _is_json_native(value)
+    except RecursionError:
+        return False
+
+
+def _is_json_native(value: Any) -> bool:
     kind = type(value)
     if kind is str or kind is bool or kind is int or value is None:
         return True
     if kind is float:
         return math.isfinite(value)
     if kind is dict:
-        return all(type(k) is str and is_json_native(v) for k, v in value.items())
+        return all(type(k) is str and _is_json_native(v) for k, v in value.items())
     if kind is list:
-        return all(is_json_native(v) for v in value)
+        return all(_is_json_native(v) for v in value)
     return False
 
 
@@ -52,7 +71,12 @@ def encode(value: Any, *, what: str, allow_pickle: bool = True) -> Encoded:
         SerializationError: The value cannot be stored; nothing was written.
     """
     if is_json_native(value):
-        return _dumps(value), None
+        text = _dumps(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: escape it, still valid JSON
+            text = _dumps_ascii(value)
+        return text, None
     type_name = f"{type(value).__module__}.{type(value).__qualname__}"
     if not allow_pickle:
         raise SerializationError(

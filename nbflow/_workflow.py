@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
 from nbflow._execution import current_execution
+from nbflow._serialization import check_text
 
 __all__ = [
     "StepFunction",
@@ -30,8 +31,12 @@ _assigned_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 def _qualified_name(fn: Callable[..., Any]) -> str:
-    module = getattr(fn, "__module__", None) or "__main__"
-    return f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
+    """A stable name for a callable: module and qualified name, never an address."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if not hasattr(fn, "__qualname__"):  # a callable object: name its class
+        fn = type(fn)
+    return f"{getattr(fn, '__module__', None) or '__main__'}.{fn.__qualname__}"
 
 
 def lookup_workflow(name: str) -> WorkflowFunction | None:
@@ -50,8 +55,7 @@ def set_workflow_id(workflow_id: str) -> Iterator[None]:
         >>> with nbflow.set_workflow_id("daily-2026-11-25"):
         ...     handle = nbflow.start(pipeline, urls)
     """
-    if not isinstance(workflow_id, str) or not workflow_id:
-        raise TypeError(f"A workflow id must be a non-empty str, not {workflow_id!r}.")
+    check_text(workflow_id, "A workflow id")
     token = _assigned_id.set(workflow_id)
     try:
         yield
@@ -74,7 +78,7 @@ class WorkflowFunction:
         if not callable(fn):
             raise TypeError(f"@nbflow.workflow decorates a function, not {fn!r}.")
         self.fn = fn
-        self.name = name or _qualified_name(fn)
+        self.name = check_text(name, "A workflow name") if name is not None else _qualified_name(fn)
         functools.update_wrapper(self, fn)
         _registry[self.name] = self  # a re-run notebook cell replaces its earlier definition
 

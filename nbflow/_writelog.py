@@ -118,10 +118,10 @@ class WriteLog:
                     self._cond.notify_all()
                 self._on_commit(batch)
                 return
+            self._on_commit(batch)  # first, so that waiters see the state it updates
             with self._cond:
                 self._durable = last
                 self._cond.notify_all()
-            self._on_commit(batch)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Commit what is queued, then stop the committer thread."""

@@ -12,11 +12,13 @@ Operations (plain tuples, cheap to build on the hot path):
     insert a step's checkpoint.
 ``("item", StreamRow)``
     insert a stream item or end marker.
-``("finish", workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers)``
+``("finish", workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step)``
     set a workflow's final status; ``markers`` are the end markers of its open streams, or None to
-    let the store close every open stream itself. Both in the same transaction.
+    let the store close every open stream itself. Both in the same transaction. ``error_step`` is
+    the function id of the step whose error ended the workflow, if one did.
 ``("reopen", workflow_id, updated_at)``
-    set a workflow back to PENDING and delete the end markers its end wrote (for resume).
+    set a workflow back to PENDING, delete the end markers its end wrote and the checkpoint of the
+    step whose error ended it (for resume).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class WorkflowRow(NamedTuple):
     ended_at: float | None = None
     executor_id: str | None = None
     parent_id: str | None = None
+    error_step: int | None = None  # the step whose error ended the workflow
 
 
 class StepRow(NamedTuple):

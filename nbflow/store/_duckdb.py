@@ -28,7 +28,7 @@ _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 
 _WORKFLOW_COLUMNS = (
     "workflow_id, name, status, inputs_json, inputs_pickle, output_json, output_pickle, error, "
-    "error_pickle, created_at, updated_at, ended_at, executor_id, parent_id"
+    "error_pickle, created_at, updated_at, ended_at, executor_id, parent_id, error_step"
 )
 _STEP_COLUMNS = (
     "workflow_id, function_id, name, output_json, output_pickle, error, error_pickle, "
@@ -59,7 +59,7 @@ _STEP_TYPES = (
 )
 _WORKFLOW_TYPES = (
     "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BLOB", "VARCHAR", "BLOB", "VARCHAR", "BLOB",
-    "DOUBLE", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR",
+    "DOUBLE", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR", "INTEGER",
 )  # fmt: skip
 
 
@@ -214,10 +214,11 @@ class DuckDBStore(Store):
             error_pickle,
             ended_at,
             markers,
+            error_step,
         ) = op
         cur.execute(
             "UPDATE workflows SET status = ?, output_json = ?, output_pickle = ?, error = ?, "
-            "error_pickle = ?, ended_at = ?, updated_at = ? WHERE workflow_id = ?",
+            "error_pickle = ?, ended_at = ?, updated_at = ?, error_step = ? WHERE workflow_id = ?",
             [
                 status,
                 output_json,
@@ -226,6 +227,7 @@ class DuckDBStore(Store):
                 error_pickle,
                 ended_at,
                 ended_at,
+                error_step,
                 workflow_id,
             ],
         )
@@ -241,20 +243,20 @@ class DuckDBStore(Store):
 
     def _reopen(self, cur: duckdb.DuckDBPyConnection, op: Op) -> None:
         _, workflow_id, updated_at = op
+        # The step whose error ended the workflow runs again (e.g. after its bug was fixed).
+        cur.execute(
+            "DELETE FROM steps WHERE workflow_id = $1 AND error IS NOT NULL AND function_id = "
+            "(SELECT error_step FROM workflows WHERE workflow_id = $1)",
+            [workflow_id],
+        )
         cur.execute(
             "UPDATE workflows SET status = 'PENDING', output_json = NULL, output_pickle = NULL, "
-            "error = NULL, error_pickle = NULL, ended_at = NULL, updated_at = ? "
-            "WHERE workflow_id = ?",
+            "error = NULL, error_pickle = NULL, ended_at = NULL, error_step = NULL, "
+            "updated_at = ? WHERE workflow_id = ?",
             [updated_at, workflow_id],
         )
         cur.execute(
             "DELETE FROM streams WHERE workflow_id = ? AND is_end AND function_id IS NULL",
-            [workflow_id],
-        )
-        # The step whose error ended the workflow runs again (e.g. after its bug was fixed).
-        cur.execute(
-            "DELETE FROM steps WHERE workflow_id = $1 AND error IS NOT NULL AND function_id = "
-            "(SELECT max(function_id) FROM steps WHERE workflow_id = $1)",
             [workflow_id],
         )
 

@@ -27,7 +27,8 @@ MIGRATIONS: list[list[str]] = [
             updated_at DOUBLE NOT NULL,
             ended_at DOUBLE,
             executor_id VARCHAR,
-            parent_id VARCHAR
+            parent_id VARCHAR,
+            error_step INTEGER
         )
         """,
         """
