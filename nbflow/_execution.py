@@ -122,6 +122,8 @@ class Execution:
         self.done = threading.Event()
         self.wakeup = threading.Event()  # set on cancel/close to cut short a retry backoff
         self.step_error: tuple[int, BaseException] | None = None
+        #: The write-log position of the workflow's own row until it is known to be durable.
+        self.row_seq = 0
         self.result: Any = None
         self.error: BaseException | None = None
         self.started = time.time()
@@ -208,6 +210,10 @@ class Execution:
                 allow_pickle=allow_pickle,
             )
         self.check_running()
+        if self.row_seq:
+            # A step may act on the world: the workflow must be recoverable before it does.
+            self.runtime._log.wait_durable(self.row_seq)
+            self.row_seq = 0
         started = time.time()
         attempt = self.prior_attempts.get(function_id, 0)
         tries = 0

@@ -1,7 +1,8 @@
 """Stream readers: page through a stream's items, wait for the committer's notification when idle.
 
-A reader never polls a DuckDB store: the committer wakes the readers of the workflows each batch
-touched, right after the commit. Items are fetched in pages, never one row per query.
+A reader never polls: it subscribes to its stream, catches up from the database in pages (never one
+row per query), then gets each new item straight from the committer, right after the commit (see
+:mod:`nbflow._notify`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from nbflow._errors import StreamTimeoutError, WorkflowNotFoundError
+from nbflow._notify import Subscription
 from nbflow._serialization import check_text, decode
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ class StreamReader:
         self.key = key
         self.offset = start
         self.timeout = timeout
+        self._sub: Subscription
+        self._from_db = True  # until a query returns a partial page
 
     def _finished(self) -> bool:
         ex = self._runtime._execution(self.workflow_id)
@@ -54,28 +58,64 @@ class StreamReader:
         status = self._runtime.store.get_status(self.workflow_id)
         return status is not None and status != "PENDING"
 
+    def _decode(self, value_json: str | None, value_pickle: bytes | None) -> Any:
+        return decode(
+            value_json,
+            value_pickle,
+            what=f"stream {self.key!r} of workflow {self.workflow_id!r}",
+            allow_pickle=self._runtime.allow_pickle,
+        )
+
     def _fetch(self, values: list[Any]) -> tuple[int, bool]:
-        """Append the next page's values; return ``(rows fetched, stream ended)``."""
+        """Append the next page's values from the database; return ``(rows, stream ended)``."""
         rows = self._runtime.store.read_stream(self.workflow_id, self.key, self.offset, PAGE_SIZE)
-        allow_pickle = self._runtime.allow_pickle
-        what = f"stream {self.key!r} of workflow {self.workflow_id!r}"
         for offset, value_json, value_pickle, is_end in rows:
             if is_end:
                 return len(rows), True
-            values.append(decode(value_json, value_pickle, what=what, allow_pickle=allow_pickle))
+            values.append(self._decode(value_json, value_pickle))
             self.offset = offset + 1
         return len(rows), False
 
+    def _take_buffered(self, values: list[Any]) -> str | None:
+        """Append the values the committer handed over; ``"ended"``, ``"db"`` or None."""
+        rows, stale = self._runtime._notifier.take(self._sub)
+        if stale:
+            return "db"
+        for offset, value_json, value_pickle, is_end in rows:
+            if offset < self.offset:
+                continue  # already read from the database
+            if offset > self.offset:
+                return "db"  # a gap: the database has what the buffer missed
+            if is_end:
+                return "ended"
+            values.append(self._decode(value_json, value_pickle))
+            self.offset = offset + 1
+        return None
+
     def _step(self) -> tuple[list[Any], str]:
-        """One round: the values fetched, and ``"more"``, ``"ended"`` or ``"wait"``."""
+        """One round: the values read, and ``"more"``, ``"ended"`` or ``"wait"``.
+
+        The reader subscribed before its first query, so once a query returns a partial page, every
+        later item reaches it through the subscription's buffer, without a query.
+        """
         values: list[Any] = []
-        fetched, ended = self._fetch(values)
-        if ended:
+        if self._from_db:
+            fetched, ended = self._fetch(values)
+            if ended:
+                return values, "ended"
+            if fetched >= PAGE_SIZE:
+                return values, "more"
+            self._from_db = False
+        outcome = self._take_buffered(values)
+        if outcome == "ended":
             return values, "ended"
-        if fetched >= PAGE_SIZE:
+        if outcome == "db":
+            self._from_db = True
+            return values, "more"
+        if values:
             return values, "more"
         if self._finished():
-            # The final status commits with the end markers; one more page drains what is left.
+            # The final status commits with the end markers; the database has everything now.
             while True:
                 fetched, ended = self._fetch(values)
                 if ended or fetched < PAGE_SIZE:
@@ -90,7 +130,7 @@ class StreamReader:
         """The stream's values, as a blocking iterator."""
         runtime = self._runtime
         wakeup = threading.Event()
-        unwatch = runtime._watch(self.workflow_id, wakeup.set)
+        self._sub = runtime._notifier.subscribe(self.workflow_id, self.key, wakeup.set)
         try:
             while True:
                 wakeup.clear()
@@ -103,7 +143,7 @@ class StreamReader:
                         raise self._timed_out()
                     runtime._check_open()
         finally:
-            unwatch()
+            runtime._notifier.unsubscribe(self._sub)
 
     async def avalues(self) -> AsyncIterator[Any]:
         """The stream's values, as an async iterator (waits without blocking the loop)."""
@@ -115,7 +155,7 @@ class StreamReader:
             with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
                 loop.call_soon_threadsafe(wakeup.set)
 
-        unwatch = runtime._watch(self.workflow_id, notify)
+        self._sub = runtime._notifier.subscribe(self.workflow_id, self.key, notify)
         try:
             while True:
                 wakeup.clear()
@@ -131,4 +171,4 @@ class StreamReader:
                         raise self._timed_out() from None
                     runtime._check_open()
         finally:
-            unwatch()
+            runtime._notifier.unsubscribe(self._sub)

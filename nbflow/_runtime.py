@@ -22,6 +22,7 @@ from nbflow._errors import (
 )
 from nbflow._execution import Execution, current_execution, decode_error, encode_error
 from nbflow._handle import WorkflowHandle
+from nbflow._notify import Notifier
 from nbflow._reader import StreamReader
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo, utc
 from nbflow._serialization import decode, encode
@@ -61,8 +62,7 @@ class Runtime:
         self.executor_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._active: dict[str, Execution] = {}
         self._active_lock = threading.RLock()
-        self._watchers: dict[str, set[Callable[[], None]]] = {}
-        self._watch_lock = threading.Lock()
+        self._notifier = Notifier()
         self._closed = False
         self._log = WriteLog(self._store, self._on_commit)
         _open_runtimes.add(self)
@@ -104,44 +104,13 @@ class Runtime:
     # -- notifications -----------------------------------------------------------------------
 
     def _on_commit(self, batch: list[Op]) -> None:
-        touched: set[str] = set()
         active = self._active
         for op in batch:
-            kind = op[0]
-            if kind == "finish":
+            if op[0] == "finish":
                 ex = active.get(op[1])
                 if ex is not None:
                     ex.final_status = op[2]
-                touched.add(op[1])
-            elif kind == "reopen":
-                touched.add(op[1])
-            else:
-                touched.add(op[1][0])
-        self._notify(touched)
-
-    def _notify(self, workflow_ids: set[str] | None) -> None:
-        with self._watch_lock:
-            if workflow_ids is None:
-                callbacks = [cb for cbs in self._watchers.values() for cb in cbs]
-            else:
-                callbacks = [cb for wid in workflow_ids for cb in self._watchers.get(wid, ())]
-        for callback in callbacks:
-            callback()
-
-    def _watch(self, workflow_id: str, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` after each commit that touches the workflow; returns the undo."""
-        with self._watch_lock:
-            self._watchers.setdefault(workflow_id, set()).add(callback)
-
-        def unwatch() -> None:
-            with self._watch_lock:
-                callbacks = self._watchers.get(workflow_id)
-                if callbacks is not None:
-                    callbacks.discard(callback)
-                    if not callbacks:
-                        del self._watchers[workflow_id]
-
-        return unwatch
+        self._notifier.published(batch)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything written so far is durable. Returns False on timeout."""
@@ -250,10 +219,11 @@ class Runtime:
                 allow_pickle=self.allow_pickle,
             )
             now = time.time()
-            self._log.append(
+            seq = self._log.append(
                 ("workflow", WorkflowRow(workflow_id, wf.name, "PENDING", inputs_json, inputs_pickle, created_at=now, updated_at=now, executor_id=self.executor_id, parent_id=parent_id))
             )  # fmt: skip
             ex = Execution(self, workflow_id, wf.name, wf.fn, args, kwargs)
+            ex.row_seq = seq
             self._active[workflow_id] = ex
             return workflow_id, ex, True
 
@@ -506,7 +476,7 @@ class Runtime:
         for ex in running:
             ex.done.wait(max(0.0, deadline - time.monotonic()))
         self._log.close()
-        self._notify(None)
+        self._notifier.wake_all()
         self._store.close()
 
 

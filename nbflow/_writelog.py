@@ -25,6 +25,8 @@ class WriteLog:
         on_commit: Called on the committer thread after each batch (committed or failed) with
             the batch.
         max_batch: The most operations committed in one transaction.
+        linger: Seconds the committer waits, when only new workflows are queued, for their first
+            checkpoint or final status: a short workflow then commits once, not twice.
     """
 
     def __init__(
@@ -33,10 +35,14 @@ class WriteLog:
         on_commit: Callable[[list[Op]], None],
         *,
         max_batch: int = 50_000,
+        linger: float = 0.001,
     ) -> None:
         self._store = store
         self._on_commit = on_commit
         self._max_batch = max_batch
+        self._linger = linger
+        self._lingering = False
+        self._waiting = 0  # threads in wait_durable: the committer must not linger then
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[Op] = []
         self._appended = 0  # sequence number of the last appended op
@@ -61,7 +67,7 @@ class WriteLog:
         self._check()
         self._queue.append(op)
         self._appended += 1
-        if len(self._queue) == 1:
+        if len(self._queue) == 1 or self._lingering:
             self._cond.notify_all()
         return self._appended
 
@@ -91,9 +97,16 @@ class WriteLog:
         """
         with self._cond:
             target = self._appended if seq is None else seq
-            ok = self._cond.wait_for(
-                lambda: self._durable >= target or self._failure is not None, timeout
-            )
+            if self._durable >= target:
+                return True
+            self._waiting += 1
+            self._cond.notify_all()
+            try:
+                ok = self._cond.wait_for(
+                    lambda: self._durable >= target or self._failure is not None, timeout
+                )
+            finally:
+                self._waiting -= 1
             if self._durable >= target:
                 return True
             if self._failure is not None:
@@ -106,6 +119,13 @@ class WriteLog:
                 self._cond.wait_for(lambda: self._queue or self._stopping)
                 if not self._queue:
                     return  # stopping, and everything is committed
+                if not self._waiting and self._only_new_workflows():
+                    self._lingering = True
+                    self._cond.wait_for(
+                        lambda: self._stopping or self._waiting or not self._only_new_workflows(),
+                        self._linger,
+                    )
+                    self._lingering = False
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
                 last = self._durable + len(batch)
@@ -122,6 +142,9 @@ class WriteLog:
             with self._cond:
                 self._durable = last
                 self._cond.notify_all()
+
+    def _only_new_workflows(self) -> bool:
+        return all(op[0] == "workflow" for op in self._queue)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Commit what is queued, then stop the committer thread."""

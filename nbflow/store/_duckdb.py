@@ -162,31 +162,59 @@ class DuckDBStore(Store):
     # -- writes --------------------------------------------------------------------------------
 
     def commit(self, ops: Sequence[Op]) -> None:
+        statements = self._plan(ops)
         cur = self._cursor()
+        if len(statements) == 1:  # one statement commits by itself: no BEGIN/COMMIT round trips
+            cur.execute(*statements[0])
+            return
         cur.execute("BEGIN TRANSACTION")
         try:
-            pending: dict[str, list[tuple[Any, ...]]] = {"workflow": [], "step": [], "item": []}
-            for op in ops:
-                kind = op[0]
-                if kind in pending:
-                    pending[kind].append(op[1])
-                    continue
-                self._flush(cur, pending)
-                if kind == "finish":
-                    self._finish(cur, op)
-                elif kind == "reopen":
-                    self._reopen(cur, op)
-                else:  # pragma: no cover - a programming error
-                    raise ValueError(f"unknown operation {kind!r}")
-            self._flush(cur, pending)
+            for sql, params in statements:
+                cur.execute(sql, params)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
 
-    def _flush(
-        self, cur: duckdb.DuckDBPyConnection, pending: dict[str, list[tuple[Any, ...]]]
-    ) -> None:
+    def _plan(self, ops: Sequence[Op]) -> list[tuple[str, Sequence[Any]]]:
+        """The statements that apply ``ops``: consecutive inserts become one bulk insert per table.
+
+        A workflow whose row and final status are in the same batch (a short workflow) is inserted
+        finished, with no UPDATE.
+        """
+        statements: list[tuple[str, Sequence[Any]]] = []
+        pending: dict[str, list[Any]] = {"workflow": [], "step": [], "item": []}
+        unwritten: dict[str, int] = {}  # workflow id -> index of its row in pending["workflow"]
+        for op in ops:
+            kind = op[0]
+            if kind == "workflow":
+                unwritten[op[1].workflow_id] = len(pending["workflow"])
+                pending["workflow"].append(op[1])
+            elif kind in pending:
+                pending[kind].append(op[1])
+            elif kind == "finish" and op[1] in unwritten and op[8] is not None:
+                index = unwritten[op[1]]
+                _, _, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step = op  # fmt: skip
+                pending["workflow"][index] = pending["workflow"][index]._replace(
+                    status=status, output_json=output_json, output_pickle=output_pickle,
+                    error=error, error_pickle=error_pickle, ended_at=ended_at,
+                    updated_at=ended_at, error_step=error_step,
+                )  # fmt: skip
+                pending["item"].extend(markers)
+            else:
+                self._flush(statements, pending)
+                unwritten.clear()
+                if kind == "finish":
+                    self._finish(statements, op)
+                elif kind == "reopen":
+                    self._reopen(statements, op)
+                else:  # pragma: no cover - a programming error
+                    raise ValueError(f"unknown operation {kind!r}")
+        self._flush(statements, pending)
+        return statements
+
+    @staticmethod
+    def _flush(statements: list[tuple[str, Sequence[Any]]], pending: dict[str, list[Any]]) -> None:
         for kind, table, types in (
             ("workflow", "workflows", _WORKFLOW_TYPES),
             ("step", "steps", _STEP_TYPES),
@@ -196,69 +224,66 @@ class DuckDBStore(Store):
             if not rows:
                 continue
             if len(rows) == 1:
-                cur.execute(_values_insert_sql(table, len(types)), rows[0])
+                statements.append((_values_insert_sql(table, len(types)), rows[0]))
             else:
-                cur.execute(
-                    _bulk_insert_sql(table, types), [list(c) for c in zip(*rows, strict=True)]
-                )
-            rows.clear()
+                columns = [list(c) for c in zip(*rows, strict=True)]
+                statements.append((_bulk_insert_sql(table, types), columns))
+            pending[kind] = []
 
-    def _finish(self, cur: duckdb.DuckDBPyConnection, op: Op) -> None:
-        (
-            _,
-            workflow_id,
-            status,
-            output_json,
-            output_pickle,
-            error,
-            error_pickle,
-            ended_at,
-            markers,
-            error_step,
-        ) = op
-        cur.execute(
-            "UPDATE workflows SET status = ?, output_json = ?, output_pickle = ?, error = ?, "
-            "error_pickle = ?, ended_at = ?, updated_at = ?, error_step = ? WHERE workflow_id = ?",
-            [
-                status,
-                output_json,
-                output_pickle,
-                error,
-                error_pickle,
-                ended_at,
-                ended_at,
-                error_step,
-                workflow_id,
-            ],
+    @classmethod
+    def _finish(cls, statements: list[tuple[str, Sequence[Any]]], op: Op) -> None:
+        _, workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step = op  # fmt: skip
+        statements.append(
+            (
+                "UPDATE workflows SET status = ?, output_json = ?, output_pickle = ?, error = ?, "
+                "error_pickle = ?, ended_at = ?, updated_at = ?, error_step = ? "
+                "WHERE workflow_id = ?",
+                [
+                    status,
+                    output_json,
+                    output_pickle,
+                    error,
+                    error_pickle,
+                    ended_at,
+                    ended_at,
+                    error_step,
+                    workflow_id,
+                ],
+            )
         )
         if markers is None:
-            cur.execute(
-                'INSERT INTO streams SELECT workflow_id, key, max("offset") + 1, NULL, NULL, TRUE, '
-                "NULL, NULL, ? FROM streams WHERE workflow_id = ? GROUP BY workflow_id, key "
-                "HAVING NOT bool_or(is_end)",
-                [ended_at, workflow_id],
+            statements.append(
+                (
+                    'INSERT INTO streams SELECT workflow_id, key, max("offset") + 1, NULL, NULL, '
+                    "TRUE, NULL, NULL, ? FROM streams WHERE workflow_id = ? "
+                    "GROUP BY workflow_id, key HAVING NOT bool_or(is_end)",
+                    [ended_at, workflow_id],
+                )
             )
         elif markers:
-            self._flush(cur, {"workflow": [], "step": [], "item": list(markers)})
+            cls._flush(statements, {"workflow": [], "step": [], "item": list(markers)})
 
-    def _reopen(self, cur: duckdb.DuckDBPyConnection, op: Op) -> None:
+    @staticmethod
+    def _reopen(statements: list[tuple[str, Sequence[Any]]], op: Op) -> None:
         _, workflow_id, updated_at = op
-        # The step whose error ended the workflow runs again (e.g. after its bug was fixed).
-        cur.execute(
-            "DELETE FROM steps WHERE workflow_id = $1 AND error IS NOT NULL AND function_id = "
-            "(SELECT error_step FROM workflows WHERE workflow_id = $1)",
-            [workflow_id],
-        )
-        cur.execute(
-            "UPDATE workflows SET status = 'PENDING', output_json = NULL, output_pickle = NULL, "
-            "error = NULL, error_pickle = NULL, ended_at = NULL, error_step = NULL, "
-            "updated_at = ? WHERE workflow_id = ?",
-            [updated_at, workflow_id],
-        )
-        cur.execute(
-            "DELETE FROM streams WHERE workflow_id = ? AND is_end AND function_id IS NULL",
-            [workflow_id],
-        )
+        statements += [
+            # The step whose error ended the workflow runs again (e.g. after its bug was fixed).
+            (
+                "DELETE FROM steps WHERE workflow_id = $1 AND error IS NOT NULL AND function_id = "
+                "(SELECT error_step FROM workflows WHERE workflow_id = $1)",
+                [workflow_id],
+            ),
+            (
+                "UPDATE workflows SET status = 'PENDING', output_json = NULL, "
+                "output_pickle = NULL, error = NULL, error_pickle = NULL, ended_at = NULL, "
+                "error_step = NULL, updated_at = ? WHERE workflow_id = ?",
+                [updated_at, workflow_id],
+            ),
+            (
+                "DELETE FROM streams WHERE workflow_id = ? AND is_end AND function_id IS NULL",
+                [workflow_id],
+            ),
+        ]
 
     # -- reads ---------------------------------------------------------------------------------
 
