@@ -72,6 +72,48 @@ def _values_insert_sql(table: str, n: int) -> str:
     return f"INSERT INTO {table} VALUES ({', '.join('?' * n)})"
 
 
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB file
+_LOCKED = ("Could not set lock on file", "Conflicting lock is held")
+_CORRUPT = ("not a valid DuckDB database file", "Could not read enough bytes", "corrupt")
+
+
+def _corrupt(path: str, detail: str) -> DatabaseCorruptError:
+    return DatabaseCorruptError(
+        f"The file {path!r} is not a DuckDB database nbflow can open ({detail}). Nothing was "
+        "changed in it. Point nbflow at another file, or move this one away if it is yours to "
+        "discard.",
+        path=path,
+    )
+
+
+def _check_header(path: str) -> None:
+    """Refuse an existing non-empty file that is not DuckDB's, before DuckDB touches it."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DatabaseError(f"Cannot read the nbflow database {path!r}: {exc}", path=path) from exc
+    if head and head[8:12] != _MAGIC:
+        raise _corrupt(path, "its header is not DuckDB's")
+
+
+def _translate_open_error(path: str, exc: Exception) -> DatabaseError:
+    """An nbflow error for what DuckDB said, matched on DuckDB's wording (not on the path)."""
+    text = str(exc).replace(path, "<file>")
+    if any(phrase in text for phrase in _LOCKED):
+        match = _LOCK_PID.search(text)
+        return DatabaseLockedError(path, int(match.group(1)) if match else None)
+    if any(phrase in text for phrase in _CORRUPT):
+        return _corrupt(path, str(exc))
+    return DatabaseError(f"Cannot open the nbflow database {path!r}: {exc}", path=path)
+
+
 class DuckDBStore(Store):
     """A DuckDB file (or ``:memory:``) holding workflows, steps and streams.
 
@@ -83,38 +125,25 @@ class DuckDBStore(Store):
     def __init__(self, path: str) -> None:
         self.url = path
         if path != ":memory:":
+            _check_header(path)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = duckdb.connect(path)
-        except duckdb.IOException as exc:
-            raise self._translate_open_error(path, exc) from exc
+            # No extension is ever fetched or loaded behind the user's back (e.g. to read SQLite).
+            self._con = duckdb.connect(path, config=_CONFIG)
         except duckdb.Error as exc:
-            raise DatabaseError(
-                f"Cannot open the nbflow database {path!r}: {exc}", path=path
-            ) from exc
+            raise _translate_open_error(path, exc) from exc
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
         self._closed = False
         try:
             self._migrate()
+        except duckdb.Error as exc:
+            self._con.close()
+            raise _translate_open_error(path, exc) from exc
         except BaseException:
             self._con.close()
             raise
-
-    @staticmethod
-    def _translate_open_error(path: str, exc: Exception) -> DatabaseError:
-        text = str(exc)
-        if "lock" in text.lower():
-            match = _LOCK_PID.search(text)
-            return DatabaseLockedError(path, int(match.group(1)) if match else None)
-        if "not a valid DuckDB database file" in text or "corrupt" in text.lower():
-            return DatabaseCorruptError(
-                f"The file {path!r} is not a DuckDB database nbflow can open ({text}). "
-                "Point nbflow at another file, or move this one away if it is yours to discard.",
-                path=path,
-            )
-        return DatabaseError(f"Cannot open the nbflow database {path!r}: {text}", path=path)
 
     # -- connections ---------------------------------------------------------------------------
 
