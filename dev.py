@@ -37,17 +37,17 @@ def ensure_venv(extras: str) -> None:
     if stamp.exists() and stamp.read_text() == digest:
         return
     run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]" if extras else ".")
     stamp.write_text(digest)
 
 
 def demo(args: list[str]) -> int:
-    ensure_venv("dev")
+    ensure_venv("")
     return run(BIN / "nbflow", "demo", *args, check=False)
 
 
 def test(args: list[str]) -> int:
-    ensure_venv("dev")
+    ensure_venv("dev,bench")
     run(PY, "-m", "ruff", "check", "nbflow", "tests", "benchmarks", "dev.py")
     run(PY, "-m", "ruff", "format", "--check", "nbflow", "tests", "benchmarks", "dev.py")
     run(PY, "-m", "mypy")
