@@ -47,6 +47,7 @@ from nbflow._errors import (
     StreamTimeoutError,
     WaitTimeoutError,
     WorkflowCancelledError,
+    WorkflowConflictError,
     WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "StreamTimeoutError",
     "WaitTimeoutError",
     "WorkflowCancelledError",
+    "WorkflowConflictError",
     "WorkflowHandle",
     "WorkflowInfo",
     "WorkflowInterruptedError",

@@ -12,6 +12,7 @@ message what to do next::
     ├── RuntimeClosedError                   the runtime was closed
     ├── NotInWorkflowError (RuntimeError)    a workflow-only call made outside a workflow
     ├── WorkflowNotFoundError (LookupError)  no workflow has this id
+    ├── WorkflowConflictError                an id given to one workflow function is another's
     ├── FunctionNotRegisteredError           a workflow's function is not declared in this process
     ├── NondeterminismError                  a replay called a different operation at a position
     ├── SerializationError (TypeError)       a value cannot be stored, or loaded
@@ -42,6 +43,7 @@ __all__ = [
     "StreamTimeoutError",
     "WaitTimeoutError",
     "WorkflowCancelledError",
+    "WorkflowConflictError",
     "WorkflowInterruptedError",
     "WorkflowNotFoundError",
 ]
@@ -147,6 +149,25 @@ class WorkflowNotFoundError(NbflowError, LookupError):
 
     def __str__(self) -> str:  # LookupError subclasses would otherwise quote the message
         return str(self.args[0])
+
+
+class WorkflowConflictError(NbflowError):
+    """A workflow id that exists already was given to a different workflow function.
+
+    Attributes:
+        workflow_id: The id.
+        recorded: The name of the workflow function it belongs to.
+        called: The name of the one it was given to now.
+    """
+
+    def __init__(self, workflow_id: str, recorded: str, called: str) -> None:
+        super().__init__(
+            f"Workflow id {workflow_id!r} belongs to a run of {recorded!r}, not {called!r}. "
+            "Give this workflow another id (ids name one run of one workflow function)."
+        )
+        self.workflow_id = workflow_id
+        self.recorded = recorded
+        self.called = called
 
 
 class FunctionNotRegisteredError(NbflowError):

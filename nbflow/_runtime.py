@@ -17,6 +17,7 @@ from nbflow._errors import (
     RuntimeClosedError,
     WaitTimeoutError,
     WorkflowCancelledError,
+    WorkflowConflictError,
     WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
@@ -207,9 +208,13 @@ class Runtime:
                 workflow_id = given
                 ex = self._active.get(workflow_id)
                 if ex is not None:
+                    if ex.name != wf.name:
+                        raise WorkflowConflictError(workflow_id, ex.name, wf.name)
                     return workflow_id, ex, False
                 row = self._store.get_workflow(workflow_id)
                 if row is not None:
+                    if row.name != wf.name:
+                        raise WorkflowConflictError(workflow_id, row.name, wf.name)
                     if row.status != Status.PENDING:
                         return workflow_id, None, False
                     return workflow_id, self._activate_row(row, wf), True

@@ -1288,3 +1288,23 @@ def test_get_workflow_of_an_unknown_id_raises_not_found(rt: nbflow.Runtime) -> N
         nbflow.get_workflow("missing")
     with pytest.raises(nbflow.WorkflowNotFoundError):
         nbflow.resume("missing")
+
+
+def test_an_id_given_to_another_workflow_function_is_refused(rt: nbflow.Runtime) -> None:
+    """An existing id started with a different workflow function raises WorkflowConflictError."""
+
+    @nbflow.workflow(name="conflict.first")
+    def first() -> int:
+        return 1
+
+    @nbflow.workflow(name="conflict.second")
+    def second() -> int:
+        return 2
+
+    with nbflow.set_workflow_id("shared-id"):
+        assert first() == 1
+    with pytest.raises(nbflow.WorkflowConflictError) as info, nbflow.set_workflow_id("shared-id"):
+        second()
+    assert info.value.recorded == "conflict.first" and info.value.called == "conflict.second"
+    assert "conflict.first" in str(info.value)
+    assert nbflow.get_workflow("shared-id").result() == 1
