@@ -1,0 +1,228 @@
+"""The workloads, their sizes, and the metrics they report (with the goals from the issue).
+
+Each workload ("unit") runs against one open :class:`~benchmarks._systems.System` and returns a
+dict of metric values. Workloads (b) and (e) share one unit: (e) reads back the closed stream (b)
+just wrote, in the same fresh file (for DBOS, writing 10,000 items takes half a minute; writing
+them twice per round would double the run for no new information). With ``--only e`` the unit still
+writes the stream, and reports only (e).
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from benchmarks._systems import System
+
+__all__ = ["FULL", "METRICS", "QUICK", "UNITS", "Metric", "Sizes", "Unit", "percentile"]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each workload is."""
+
+    steps: int = 1000  # (a) steps in one workflow
+    stream_items: int = 10_000  # (b) items written, (e) items read back
+    latency_items: int = 1000  # (c) items written, one every latency_pause s
+    latency_pause: float = 0.001
+    latency_lead: float = 0.05  # (c) the writer waits this long so the reader is subscribed
+    trivial_runs: int = 200  # (d) trivial workflows, one after the other
+    rss_items: int = 1_000_000  # (f) items in the stream read back in a child process
+    writers: int = 8  # (g) concurrent workflows
+    writer_items: int = 5000  # (g) items each
+    warmup: int = 3  # trivial workflows run after opening, before measuring
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    steps=50,
+    stream_items=200,
+    latency_items=50,
+    trivial_runs=20,
+    rss_items=20_000,
+    writers=8,
+    writer_items=100,
+    warmup=1,
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the table."""
+
+    key: str  # "a", "c.p50", ...
+    workload: str  # the letter --only selects: "a", "c", "c1", ...
+    label: Callable[[Sizes], str]
+    unit: str
+    higher_is_better: bool
+    goal: float | None = None  # nbflow's goal (None: no goal)
+    nbflow_only: bool = False
+
+    @property
+    def goal_text(self) -> str:
+        if self.goal is None:
+            return "—"
+        sign = "≥" if self.higher_is_better else "≤"
+        return f"{sign} {self.goal:,g} {self.unit}"
+
+    def meets(self, value: float) -> bool:
+        assert self.goal is not None
+        return value >= self.goal if self.higher_is_better else value <= self.goal
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+METRICS: list[Metric] = [
+    Metric("a", "a", lambda s: f"per-step overhead ({_n(s.steps)} trivial steps)", "µs/step", False, 50),
+    Metric("b", "b", lambda s: f"stream writes from the workflow body ({_n(s.stream_items)} dicts)", "items/s", True, 50_000),
+    Metric("c.p50", "c", lambda s: f"write→read latency p50 ({_n(s.latency_items)} items, {s.latency_pause * 1e3:g} ms apart)", "ms", False, 2),
+    Metric("c.p99", "c", lambda s: "write→read latency p99", "ms", False, 10),
+    Metric("c1.p50", "c1", lambda s: "same, DBOS reader polling every 1 ms: p50", "ms", False),
+    Metric("c1.p99", "c1", lambda s: "same, DBOS reader polling every 1 ms: p99", "ms", False),
+    Metric("d", "d", lambda s: f"trivial workflow, start → result (median of {_n(s.trivial_runs)})", "ms", False, 1.5),
+    Metric("e", "e", lambda s: f"read back a closed {_n(s.stream_items)}-item stream", "items/s", True, 300_000),
+    Metric("f", "f", lambda s: f"peak RSS growth reading a closed {_n(s.rss_items)}-item stream", "MB", False, 100, nbflow_only=True),
+    Metric("g", "g", lambda s: f"{s.writers} workflows writing concurrently ({s.writers} x {_n(s.writer_items)} items)", "items/s", True),
+]  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, by linear interpolation."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _warm_up(system: System, sizes: Sizes) -> None:
+    for _ in range(sizes.warmup):
+        system.run_trivial()
+    gc.collect()
+
+
+def unit_steps(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(a) One workflow of ``sizes.steps`` trivial steps: µs per step, start to durable result."""
+    _warm_up(system, sizes)
+    t0 = time.perf_counter()
+    system.run_steps(sizes.steps)
+    elapsed = time.perf_counter() - t0
+    return {"a": elapsed / sizes.steps * 1e6}
+
+
+def unit_stream(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(b) Write ``sizes.stream_items`` dicts from the workflow body: items/s to the durable
+    result. (e) Then read the closed stream back from the start: items/s."""
+    _warm_up(system, sizes)
+    n = sizes.stream_items
+    t0 = time.perf_counter()
+    started = system.start_items(n)
+    started.wait()
+    write_s = time.perf_counter() - t0
+    out: dict[str, float] = {}
+    if "b" in wanted:
+        out["b"] = n / write_s
+    if "e" in wanted:
+        gc.collect()
+        t0 = time.perf_counter()
+        count = 0
+        for _ in system.read(started.workflow_id, "items"):
+            count += 1
+        read_s = time.perf_counter() - t0
+        if count != n:
+            raise AssertionError(f"read {count} items back, expected {n}")
+        out["e"] = n / read_s
+    return out
+
+
+def _latency(system: System, sizes: Sizes, poll: float | None, prefix: str) -> dict[str, float]:
+    """(c) A reader thread in this process while the workflow writes stamped items."""
+    _warm_up(system, sizes)
+    n = sizes.latency_items
+    started = system.start_stamped(n, sizes.latency_pause, sizes.latency_lead)
+    latencies: list[float] = []
+    failure: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for value in system.read(started.workflow_id, "stamped", poll=poll):
+                latencies.append(time.perf_counter() - value["t"])
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=reader, name="bench-reader", daemon=True)
+    thread.start()
+    started.wait()
+    thread.join(timeout=60 + n * sizes.latency_pause)
+    if thread.is_alive():
+        raise TimeoutError("the reader did not end within a minute of the writer's end")
+    if failure:
+        raise failure[0]
+    if len(latencies) != n:
+        raise AssertionError(f"the reader got {len(latencies)} items, expected {n}")
+    ms = [x * 1e3 for x in latencies]
+    return {f"{prefix}.p50": percentile(ms, 50), f"{prefix}.p99": percentile(ms, 99)}
+
+
+def unit_latency(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(c) Write→read latency with each system's default reader."""
+    return _latency(system, sizes, None, "c")
+
+
+def unit_latency_fast_poll(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(c1) The same with DBOS's reader polling every 1 ms (nbflow readers never poll)."""
+    return _latency(system, sizes, 0.001, "c1")
+
+
+def unit_trivial(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(d) Trivial workflows one after another: median ms from start to durable result."""
+    _warm_up(system, sizes)
+    times: list[float] = []
+    for _ in range(sizes.trivial_runs):
+        t0 = time.perf_counter()
+        system.run_trivial()
+        times.append(time.perf_counter() - t0)
+    return {"d": statistics.median(times) * 1e3}
+
+
+def unit_concurrent(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(g) ``sizes.writers`` workflows writing ``sizes.writer_items`` each at once: total items/s."""
+    _warm_up(system, sizes)
+    t0 = time.perf_counter()
+    started = [system.start_items(sizes.writer_items) for _ in range(sizes.writers)]
+    for s in started:
+        s.wait()
+    elapsed = time.perf_counter() - t0
+    return {"g": sizes.writers * sizes.writer_items / elapsed}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A workload run on an open system; ``covers``: the letters it reports."""
+
+    name: str
+    covers: frozenset[str]
+    run: Callable[[System, Sizes, set[str]], dict[str, float]]
+
+
+#: In table order. (f) runs in a child process (see benchmarks._rss), not through a System.
+UNITS: list[Unit] = [
+    Unit("a", frozenset("a"), unit_steps),
+    Unit("b+e", frozenset({"b", "e"}), unit_stream),
+    Unit("c", frozenset({"c"}), unit_latency),
+    Unit("c1", frozenset({"c1"}), unit_latency_fast_poll),
+    Unit("d", frozenset("d"), unit_trivial),
+    Unit("g", frozenset("g"), unit_concurrent),
+]

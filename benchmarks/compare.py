@@ -1,0 +1,437 @@
+"""nbflow against DBOS Transact, side by side: ``python -m benchmarks.compare``.
+
+Runs the workloads below for both systems in one process, alternating (nbflow, DBOS, nbflow, DBOS
+…): in each round every workload runs once per system, each time on a fresh database file in a
+fresh temporary directory (nbflow: DuckDB; DBOS: its default SQLite file, default journal mode).
+Prints a markdown table of the medians over the rounds, the ratio (how many times faster nbflow is)
+and nbflow's goal with a ✓/✗ mark, with the machine described above it.
+
+Workloads:
+  a  per-step overhead: a workflow of 1,000 trivial steps (µs per step, start to durable result)
+  b  stream writes: 10,000 small dicts written from the workflow body (items/s, to the result)
+  c  write→read latency p50/p99: a reader thread in the same process while the workflow writes
+     1,000 items 1 ms apart, each stamped with time.perf_counter() (ms)
+  c1 the same with DBOS's reader polling every 1 ms instead of its default 1 s (nbflow: same as c)
+  d  trivial workflow, start → result (ms, median of 200 one after the other)
+  e  read back the closed 10,000-item stream of (b) (items/s)
+  f  peak RSS growth while reading a closed 1,000,000-item stream (MB, nbflow only, child process)
+  g  8 workflows writing 5,000 items each, concurrently (total items/s)
+
+Isolation: both systems' workflows are declared once, at import. nbflow opens a
+``nbflow.Runtime(path)`` per workload and closes it after. A DBOS instance is bound to one database
+URL when constructed, so DBOS is constructed and launched per workload and ``DBOS.destroy()``-ed
+after it (the registry of declared workflows survives); destroy joins its background threads, so
+neither system has threads running while the other is measured. Each workload first runs a few
+trivial workflows (warm-up) that are not measured.
+
+A full run takes about ten minutes on a 2-core machine, nearly all of it DBOS writing streams
+(workload g alone: about 130 s per round). ``--quick`` takes about ten seconds.
+
+Options: ``--rounds N`` (3), ``--only a,b,…``, ``--systems nbflow,dbos``, ``--quick`` (tiny sizes, one
+round), ``--json FILE`` (raw numbers too), ``--profile X`` (workload X for nbflow under pyinstrument).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from benchmarks._systems import NbflowSystem, System
+from benchmarks._workloads import FULL, METRICS, QUICK, UNITS, Metric, Sizes
+
+__all__ = ["Results", "format_table", "machine_info", "main", "run"]
+
+ROOT = Path(__file__).resolve().parent.parent
+LETTERS = ("a", "b", "c", "c1", "d", "e", "f", "g")
+SYSTEMS = ("nbflow", "dbos")
+
+
+def log(message: str) -> None:
+    """Progress, on stderr (the table goes to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- the machine -----------------------------------------------------------------------------
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gb": _memory_gb(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "duckdb": _package_version("duckdb"),
+        "dbos": _package_version("dbos"),
+        "sqlite": sqlite3.sqlite_version,
+        "nbflow": _package_version("nbflow"),
+        "tmpdir": tempfile.gettempdir(),
+    }
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    memory = f", {info['memory_gb']:.0f} GB RAM" if info.get("memory_gb") else ""
+    return (
+        f"- Machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable){memory}; "
+        f"{info['os']}\n"
+        f"- Python {info['python']}, duckdb {info['duckdb']}, dbos {info['dbos']} "
+        f"(SQLite {info['sqlite']}, default journal mode), nbflow {info['nbflow']}\n"
+        f"- Database files in fresh directories under {info['tmpdir']}"
+    )
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    """Per-round values and errors, by metric key and system."""
+
+    sizes: Sizes
+    rounds: int
+    systems: list[str]
+    letters: list[str]
+    titles: dict[str, str] = field(default_factory=dict)
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    extra: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, key: str, system: str, value: float) -> None:
+        self.values.setdefault(key, {}).setdefault(system, []).append(value)
+
+    def fail(self, key: str, system: str, error: str) -> None:
+        self.errors.setdefault(key, {}).setdefault(system, []).append(error)
+
+    def median(self, key: str, system: str) -> float | None:
+        values = self.values.get(key, {}).get(system)
+        return statistics.median(values) if values else None
+
+    def error(self, key: str, system: str) -> str | None:
+        errors = self.errors.get(key, {}).get(system)
+        return errors[-1] if errors else None
+
+
+def _make_systems(names: list[str]) -> dict[str, System]:
+    systems: dict[str, System] = {}
+    for name in names:
+        if name == "nbflow":
+            systems[name] = NbflowSystem()
+        elif name == "dbos":
+            from benchmarks._dbos_system import DbosSystem
+
+            systems[name] = DbosSystem()
+    return systems
+
+
+def _metric_keys(letters: set[str]) -> list[str]:
+    return [m.key for m in METRICS if m.workload in letters]
+
+
+def _fmt(value: float) -> str:
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _run_unit(
+    system: System, unit_run: Any, sizes: Sizes, wanted: set[str]
+) -> tuple[dict[str, float], float]:
+    with tempfile.TemporaryDirectory(prefix=f"nbflow-bench-{system.name}-") as tmp:
+        system.open(Path(tmp))
+        t0 = time.perf_counter()
+        try:
+            values = unit_run(system, sizes, wanted)
+        finally:
+            system.close()
+            gc.collect()
+        return values, time.perf_counter() - t0
+
+
+def _run_rss(sizes: Sizes) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="nbflow-bench-rss-") as tmp:
+        child = subprocess.run(
+            [sys.executable, "-m", "benchmarks._rss", "--items", str(sizes.rss_items), "--dir", tmp],
+            cwd=ROOT, capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+    if child.returncode != 0:
+        raise RuntimeError(f"the (f) child failed:\n{child.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run(sizes: Sizes, rounds: int, system_names: list[str], letters: list[str]) -> Results:
+    """Run the selected workloads ``rounds`` times, alternating the systems within each round."""
+    systems = _make_systems(system_names)
+    results = Results(sizes, rounds, system_names, letters)
+    results.titles = {name: s.title for name, s in systems.items()}
+    wanted = set(letters)
+    for r in range(rounds):
+        log(f"round {r + 1}/{rounds}")
+        for unit in UNITS:
+            covered = unit.covers & wanted
+            if not covered:
+                continue
+            keys = _metric_keys(covered)
+            for name, system in systems.items():
+                try:
+                    values, elapsed = _run_unit(system, unit.run, sizes, covered)
+                except Exception as exc:
+                    message = f"{type(exc).__name__}: {exc}"
+                    log(f"  {unit.name:<4} {name:<7} FAILED {message}")
+                    log(traceback.format_exc())
+                    for key in keys:
+                        results.fail(key, name, message)
+                    continue
+                for key, value in values.items():
+                    results.add(key, name, value)
+                shown = ", ".join(f"{k} {_fmt(v)}" for k, v in values.items())
+                log(f"  {unit.name:<4} {name:<7} {shown}  ({elapsed:.1f} s)")
+        if "f" in wanted and "nbflow" in systems:
+            t0 = time.perf_counter()
+            try:
+                rss = _run_rss(sizes)
+            except Exception as exc:
+                log(f"  f    nbflow  FAILED {exc}")
+                results.fail("f", "nbflow", f"{type(exc).__name__}: {exc}"[:300])
+            else:
+                results.add("f", "nbflow", rss["growth_mb"])
+                results.extra.setdefault("f", []).append(rss)
+                log(
+                    f"  f    nbflow  f {rss['growth_mb']:.1f} MB (peak {rss['hwm_before_kb'] / 1024:.0f} → "
+                    f"{rss['hwm_after_kb'] / 1024:.0f} MB; wrote {sizes.rss_items:,} items in "
+                    f"{rss['write_s']:.1f} s, read them in {rss['read_s']:.1f} s)  "
+                    f"({time.perf_counter() - t0:.1f} s)"
+                )
+    return results
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+def _speedup(metric: Metric, nb: float | None, other: float | None) -> str:
+    if nb is None or other is None or nb <= 0 or other <= 0:
+        return "—"
+    ratio = nb / other if metric.higher_is_better else other / nb
+    if ratio >= 1:
+        return f"{ratio:,.0f}x faster" if ratio >= 100 else f"{ratio:.1f}x faster"
+    return f"{1 / ratio:.1f}x slower"
+
+
+def _cell(results: Results, key: str, system: str, metric: Metric) -> str:
+    if metric.nbflow_only and system != "nbflow":
+        return "n/a"
+    value = results.median(key, system)
+    if value is not None:
+        return _fmt(value)
+    error = results.error(key, system)
+    return "error" if error else "—"
+
+
+def format_table(results: Results) -> str:
+    """The markdown table of medians, ratios and goals."""
+    systems = results.systems
+    both = "nbflow" in systems and "dbos" in systems
+    header = ["", "workload", "unit"] + [results.titles.get(s, s) for s in systems]
+    if both:
+        header.append("nbflow vs DBOS")
+    if "nbflow" in systems:
+        header += ["goal (nbflow)", "met"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for metric in METRICS:
+        if metric.workload not in results.letters:
+            continue
+        if metric.nbflow_only and "nbflow" not in systems:
+            continue
+        row = [metric.workload, metric.label(results.sizes), metric.unit]
+        row += [_cell(results, metric.key, s, metric) for s in systems]
+        nb = results.median(metric.key, "nbflow")
+        if both:
+            row.append(
+                "—"
+                if metric.nbflow_only
+                else _speedup(metric, nb, results.median(metric.key, "dbos"))
+            )
+        if "nbflow" in systems:
+            row.append(metric.goal_text)
+            row.append(
+                "—" if metric.goal is None or nb is None else ("✓" if metric.meets(nb) else "✗")
+            )
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def format_errors(results: Results) -> str:
+    lines = []
+    for key, by_system in results.errors.items():
+        for system, errors in by_system.items():
+            lines.append(f"- {key} / {system}: {len(errors)} failed run(s); last: {errors[-1]}")
+    return "\n".join(lines)
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+def _parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    items = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [item for item in items if item not in allowed]
+    if unknown or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what}: {', '.join(unknown) or text!r}; choose from {', '.join(allowed)}"
+        )
+    return [item for item in allowed if item in items]
+
+
+def _dbos_available() -> str | None:
+    """None when dbos can be imported, else why not."""
+    try:
+        import dbos  # noqa: F401
+    except ImportError as exc:
+        return f"dbos is not importable ({exc}); install the bench extra: pip install -e '.[bench]'"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.compare",
+        description="nbflow against DBOS Transact on identical workloads.",
+        epilog=__doc__.split("Workloads:", 1)[1].split("Isolation:", 1)[0].rstrip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds (default 3; 1 with --quick)"
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda t: _parse_list(t, LETTERS, "workload"),
+        default=list(LETTERS),
+        help="workloads, e.g. a,b,d",
+    )
+    parser.add_argument(
+        "--systems",
+        type=lambda t: _parse_list(t, SYSTEMS, "system"),
+        default=list(SYSTEMS),
+        help="nbflow,dbos",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes and one round (a smoke test)"
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the raw numbers here")
+    parser.add_argument(
+        "--profile",
+        choices=LETTERS,
+        metavar="X",
+        help="run workload X for nbflow under pyinstrument and print the profile",
+    )
+    args = parser.parse_args(argv)  # fmt: skip
+    sizes = QUICK if args.quick else FULL
+
+    if args.profile:
+        from benchmarks._profile import profile_nbflow
+
+        print(profile_nbflow(args.profile, sizes))
+        return 0
+
+    systems: list[str] = args.systems
+    if "dbos" in systems and (reason := _dbos_available()) is not None:
+        log(f"Skipping DBOS: {reason}")
+        systems = [s for s in systems if s != "dbos"]
+        if not systems:
+            return 1
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    info = machine_info()
+    t0 = time.perf_counter()
+    results = run(sizes, rounds, systems, args.only)
+    elapsed = time.perf_counter() - t0
+
+    order = ", then ".join(results.titles[s] for s in systems)
+    print(f"## nbflow vs DBOS Transact ({'quick' if args.quick else 'full'} sizes)\n")
+    print(describe_machine(info))
+    print(
+        f"- Medians of {rounds} round(s); in each, every workload ran once per system in this "
+        f"order: {order}, each on a fresh database file. Ratio: how many times faster nbflow is. "
+        f"Whole run: {elapsed:.0f} s."
+    )
+    if args.quick:
+        print("- Quick sizes: the goals are for the full sizes; the marks mean little here.")
+    print()
+    print(format_table(results))
+    errors = format_errors(results)
+    if errors:
+        print("\nErrors:\n" + errors)
+    if args.json:
+        raw = {
+            "machine": info,
+            "sizes": sizes.as_dict(),
+            "rounds": rounds,
+            "systems": {s: results.titles[s] for s in systems},
+            "elapsed_s": elapsed,
+            "metrics": {
+                m.key: {
+                    "label": m.label(sizes),
+                    "unit": m.unit,
+                    "higher_is_better": m.higher_is_better,
+                    "goal": m.goal,
+                    "values": results.values.get(m.key, {}),
+                    "median": {s: results.median(m.key, s) for s in systems},
+                    "errors": results.errors.get(m.key, {}),
+                }
+                for m in METRICS
+                if m.workload in args.only
+            },
+            "extra": results.extra,
+        }
+        args.json.write_text(json.dumps(raw, indent=2))
+    return 1 if results.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
