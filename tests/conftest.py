@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import nbflow
-from tests.helpers import nbflow_threads, wait_until
+from tests.helpers import Gate, nbflow_threads, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -36,3 +36,17 @@ def rt(db_path: Path) -> Iterator[nbflow.Runtime]:
     runtime = nbflow.configure(db_path)
     yield runtime
     nbflow._api._close_default()
+
+
+@pytest.fixture
+def gate(rt: nbflow.Runtime) -> Iterator[Callable[[], Gate]]:
+    """Make gates; every gate is released before the runtime closes, even when a test fails."""
+    made: list[Gate] = []
+
+    def make() -> Gate:
+        made.append(Gate())
+        return made[-1]
+
+    yield make
+    for g in made:
+        g.release.set()

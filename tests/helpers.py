@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import nbflow
+
 T = TypeVar("T")
 
 
@@ -25,3 +27,29 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
 def nbflow_threads() -> list[threading.Thread]:
     """The live threads nbflow started."""
     return [t for t in threading.enumerate() if t.name.startswith("nbflow-")]
+
+
+class Gate:
+    """A step body that says when it was entered and waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def wait(self) -> None:
+        self.calls += 1
+        self.entered.set()
+        if not self.release.wait(30):
+            raise AssertionError("the test never released the gate")
+
+    def reached(self) -> None:
+        assert self.entered.wait(10), "the workflow never reached the gate"
+
+
+def interrupt(runtime: nbflow.Runtime, *gates: Gate) -> None:
+    """Close ``runtime`` under workflows blocked in a step, as a crash would: they stay PENDING."""
+    runtime.close(timeout=0)
+    for g in gates:
+        g.release.set()
+    wait_until(lambda: not [t for t in nbflow_threads() if t.name.startswith("nbflow-workflow")])

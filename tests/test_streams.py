@@ -6,7 +6,7 @@ import asyncio
 import math
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import pytest
 
 import nbflow
 from nbflow import Status
-from tests.helpers import nbflow_threads, wait_until
+from tests.helpers import Gate, interrupt, wait_until
 
 
 @dataclass(frozen=True)
@@ -26,38 +26,6 @@ class Point:
     y: int
 
 
-class Gate:
-    """A step body that says when it was entered and waits until the test releases it."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.calls = 0
-
-    def wait(self) -> None:
-        self.calls += 1
-        self.entered.set()
-        if not self.release.wait(30):
-            raise AssertionError("the test never released the gate")
-
-    def reached(self) -> None:
-        assert self.entered.wait(10), "the workflow never reached the gate"
-
-
-@pytest.fixture
-def gate(rt: nbflow.Runtime) -> Iterator[Callable[[], Gate]]:
-    """Make gates; every gate is released before the runtime closes, even when a test fails."""
-    made: list[Gate] = []
-
-    def make() -> Gate:
-        made.append(Gate())
-        return made[-1]
-
-    yield make
-    for g in made:
-        g.release.set()
-
-
 def gated_step(g: Gate, name: str) -> Callable[[], None]:
     """A step that waits at the gate."""
 
@@ -66,14 +34,6 @@ def gated_step(g: Gate, name: str) -> Callable[[], None]:
         g.wait()
 
     return wait
-
-
-def interrupt(runtime: nbflow.Runtime, *gates: Gate) -> None:
-    """Close ``runtime`` under workflows blocked in a step, as a crash would: they stay PENDING."""
-    runtime.close(timeout=0)
-    for g in gates:
-        g.release.set()
-    wait_until(lambda: not [t for t in nbflow_threads() if t.name.startswith("nbflow-workflow")])
 
 
 def rows(

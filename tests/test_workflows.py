@@ -10,7 +10,7 @@ import logging
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,56 +18,16 @@ import pytest
 
 import nbflow
 from nbflow import Status
-from tests.helpers import nbflow_threads, wait_until
+from tests.helpers import Gate, interrupt, nbflow_threads, wait_until
 
 
 class BoomError(Exception):
     """A picklable error raised by workflows under test."""
 
 
-class Gate:
-    """A step body that says when it was entered and waits until the test releases it."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.calls = 0
-
-    def wait(self) -> None:
-        self.calls += 1
-        self.entered.set()
-        if not self.release.wait(30):
-            raise AssertionError("the test never released the gate")
-
-    def reached(self) -> None:
-        assert self.entered.wait(10), "the workflow never reached the gate"
-
-
-@pytest.fixture
-def gate(rt: nbflow.Runtime) -> Iterator[Callable[[], Gate]]:
-    """Make gates; every gate is released before the runtime closes, even when a test fails."""
-    made: list[Gate] = []
-
-    def make() -> Gate:
-        made.append(Gate())
-        return made[-1]
-
-    yield make
-    for g in made:
-        g.release.set()
-
-
 def workflow_threads() -> list[threading.Thread]:
     """The background threads that run workflows."""
     return [t for t in nbflow_threads() if t.name.startswith("nbflow-workflow")]
-
-
-def interrupt(runtime: nbflow.Runtime, *gates: Gate) -> None:
-    """Close ``runtime`` under workflows blocked in a step, as a crash would: they stay PENDING."""
-    runtime.close(timeout=0)
-    for g in gates:
-        g.release.set()
-    wait_until(lambda: not workflow_threads())
 
 
 def sql(runtime: nbflow.Runtime, query: str, *params: Any) -> list[tuple[Any, ...]]:
