@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow._errors import StreamTimeoutError, WorkflowNotFoundError
-from nbflow._notify import Subscription
-from nbflow._serialization import check_text, decode
+from nbflow._notify import Row, Subscription
+from nbflow._serialization import check_text, decode_many
 
 if TYPE_CHECKING:
     from nbflow._runtime import Runtime
@@ -58,39 +58,41 @@ class StreamReader:
         status = self._runtime.store.get_status(self.workflow_id)
         return status is not None and status != "PENDING"
 
-    def _decode(self, value_json: str | None, value_pickle: bytes | None) -> Any:
-        return decode(
-            value_json,
-            value_pickle,
-            what=f"stream {self.key!r} of workflow {self.workflow_id!r}",
-            allow_pickle=self._runtime.allow_pickle,
-        )
+    def _accept(self, rows: Sequence[Row], values: list[Any]) -> bool:
+        """Decode contiguous rows from the current offset into ``values``; True at the end marker.
+
+        Only the last row can be an end marker: nothing is written after it.
+        """
+        if not rows:
+            return False
+        ended = rows[-1][3]
+        items = rows[:-1] if ended else rows
+        if items:
+            values += decode_many(
+                [(row[1], row[2]) for row in items],
+                what=f"stream {self.key!r} of workflow {self.workflow_id!r}",
+                allow_pickle=self._runtime.allow_pickle,
+            )
+            self.offset = items[-1][0] + 1
+        return bool(ended)
 
     def _fetch(self, values: list[Any]) -> tuple[int, bool]:
         """Append the next page's values from the database; return ``(rows, stream ended)``."""
         rows = self._runtime.store.read_stream(self.workflow_id, self.key, self.offset, PAGE_SIZE)
-        for offset, value_json, value_pickle, is_end in rows:
-            if is_end:
-                return len(rows), True
-            values.append(self._decode(value_json, value_pickle))
-            self.offset = offset + 1
-        return len(rows), False
+        return len(rows), self._accept(rows, values)
 
     def _take_buffered(self, values: list[Any]) -> str | None:
         """Append the values the committer handed over; ``"ended"``, ``"db"`` or None."""
         rows, stale = self._runtime._notifier.take(self._sub)
         if stale:
             return "db"
-        for offset, value_json, value_pickle, is_end in rows:
-            if offset < self.offset:
-                continue  # already read from the database
-            if offset > self.offset:
-                return "db"  # a gap: the database has what the buffer missed
-            if is_end:
-                return "ended"
-            values.append(self._decode(value_json, value_pickle))
-            self.offset = offset + 1
-        return None
+        first = 0
+        while first < len(rows) and rows[first][0] < self.offset:
+            first += 1  # already read from the database
+        rows = rows[first:]
+        if rows and (rows[0][0] != self.offset or rows[-1][0] != self.offset + len(rows) - 1):
+            return "db"  # a gap: the database has what the buffer missed
+        return "ended" if self._accept(rows, values) else None
 
     def _step(self) -> tuple[list[Any], str]:
         """One round: the values read, and ``"more"``, ``"ended"`` or ``"wait"``.

@@ -14,7 +14,7 @@ from typing import Any
 
 from nbflow._errors import SerializationError
 
-__all__ = ["Encoded", "check_text", "decode", "encode", "is_json_native"]
+__all__ = ["Encoded", "check_text", "decode", "decode_many", "encode", "is_json_native"]
 
 #: A stored value: JSON text, or pickle bytes; exactly one is not None.
 Encoded = tuple["str | None", "bytes | None"]
@@ -124,3 +124,14 @@ def decode(text: str | None, blob: bytes | None, *, what: str, allow_pickle: boo
             f"{exc}). Import or define its class in this process first.",
             what=what,
         ) from exc
+
+
+def decode_many(
+    stored: list[tuple[str | None, bytes | None]], *, what: str, allow_pickle: bool = True
+) -> list[Any]:
+    """Decode many stored values at once: JSON ones in a single parse of one array."""
+    texts = [text for text, _ in stored if text is not None]
+    if len(texts) == len(stored):
+        values: list[Any] = _loads("[" + ",".join(texts) + "]")
+        return values
+    return [decode(text, blob, what=what, allow_pickle=allow_pickle) for text, blob in stored]
