@@ -68,8 +68,13 @@ def _bulk_insert_sql(table: str, types: Sequence[str]) -> str:
     return f"INSERT INTO {table} SELECT {columns}"
 
 
-def _values_insert_sql(table: str, n: int) -> str:
-    return f"INSERT INTO {table} VALUES ({', '.join('?' * n)})"
+def _values_insert_sql(table: str, columns: int, rows: int) -> str:
+    row = f"({', '.join('?' * columns)})"
+    return f"INSERT INTO {table} VALUES {', '.join([row] * rows)}"
+
+
+#: Up to this many rows, a VALUES list is cheaper for DuckDB to run than unnest() over lists.
+_VALUES_MAX_ROWS = 4
 
 
 _CONFIG: dict[str, str | bool | int | float | list[str]] = {
@@ -252,8 +257,9 @@ class DuckDBStore(Store):
             rows = pending[kind]
             if not rows:
                 continue
-            if len(rows) == 1:
-                statements.append((_values_insert_sql(table, len(types)), rows[0]))
+            if len(rows) <= _VALUES_MAX_ROWS:
+                params = [value for row in rows for value in row]
+                statements.append((_values_insert_sql(table, len(types), len(rows)), params))
             else:
                 columns = [list(c) for c in zip(*rows, strict=True)]
                 statements.append((_bulk_insert_sql(table, types), columns))
