@@ -80,3 +80,14 @@ def test_profile_runs() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "nbflow-committer" in proc.stdout and "nbflow-workflow" in proc.stdout
+
+
+def test_floors_runs() -> None:
+    """The DuckDB floor measurements run and print every row (tiny sizes; no timing checks)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.floors", "--items", "20", "--rounds", "5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for row in ("c-floor", "d-floor", "part: its commit"):
+        assert row in proc.stdout, proc.stdout
