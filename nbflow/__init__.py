@@ -59,6 +59,21 @@ from nbflow._workflow import run_step, set_workflow_id, step, workflow
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext nbflow``: register the ``%nbflow`` magics (imports the Jupyter layer)."""
+    from nbflow.notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext nbflow``: remove the ``%nbflow`` magics."""
+    from nbflow.notebook import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 __all__ = [
     "ConfigurationError",
     "DatabaseCorruptError",
@@ -94,6 +109,7 @@ __all__ = [
     "list_steps",
     "list_streams",
     "list_workflows",
+    "load_ipython_extension",
     "progress",
     "read_stream",
     "read_stream_async",
@@ -105,6 +121,7 @@ __all__ = [
     "start",
     "step",
     "track",
+    "unload_ipython_extension",
     "workflow",
     "write_stream",
 ]

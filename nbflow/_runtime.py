@@ -29,7 +29,7 @@ from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo,
 from nbflow._serialization import decode, encode
 from nbflow._workflow import WorkflowFunction, lookup_workflow, take_assigned_id
 from nbflow._writelog import WriteLog
-from nbflow.store import Store, WorkflowRow, open_store
+from nbflow.store import StepRow, Store, WorkflowRow, open_store
 from nbflow.store._base import Op
 
 __all__ = ["Runtime"]
@@ -64,6 +64,7 @@ class Runtime:
         self._active: dict[str, Execution] = {}
         self._active_lock = threading.RLock()
         self._notifier = Notifier()
+        self._record_ids: dict[str, int] = {}  # record-keeping workflow -> last function id
         self._closed = False
         self._log = WriteLog(self._store, self._on_commit)
         _open_runtimes.add(self)
@@ -410,6 +411,64 @@ class Runtime:
                 ", ".join(missing),
             )
         return handles
+
+    # -- records kept outside workflows ------------------------------------------------------
+
+    def record_step(
+        self,
+        workflow_id: str,
+        name: str,
+        output: Any,
+        *,
+        started: float,
+        ended: float,
+        workflow_name: str = "nbflow.record",
+    ) -> int:
+        """Append a finished step to a record-keeping workflow, from outside any workflow.
+
+        The workflow (``workflow_id``) is created as SUCCESS the first time, so ``recover()``
+        never picks it up; its steps show in ``list_steps`` like any others. Durable notebook
+        cells use this: one record-keeping workflow per notebook, one step per cell run.
+
+        Returns:
+            The step's function id (the next after the last one recorded).
+        """
+        value_json, value_pickle = encode(output, what=f"the record of {name!r}", allow_pickle=self.allow_pickle)  # fmt: skip
+        with self._active_lock:
+            self._check_open()
+            if workflow_id not in self._record_ids:
+                row = self._store.get_workflow(workflow_id)
+                if row is None:
+                    self._log.append(
+                        ("workflow", WorkflowRow(workflow_id, workflow_name, "SUCCESS", None, None, "null", None, created_at=started, updated_at=ended, ended_at=ended, executor_id=self.executor_id))
+                    )  # fmt: skip
+                steps = self._store.list_steps(workflow_id)
+                self._record_ids[workflow_id] = steps[-1].function_id if steps else 0
+            function_id = self._record_ids[workflow_id] = self._record_ids[workflow_id] + 1
+            seq = self._log.append(
+                ("step", StepRow(workflow_id, function_id, name, value_json, value_pickle, None, None, started, ended, 1))
+            )  # fmt: skip
+        self._log.wait_durable(seq)
+        return function_id
+
+    def recorded_steps(self, workflow_id: str) -> list[tuple[int, str, Any, float, float]]:
+        """The steps of a record-keeping workflow: ``(function_id, name, output, started, ended)``."""
+        return [
+            (
+                row.function_id,
+                row.name,
+                decode(
+                    row.output_json,
+                    row.output_pickle,
+                    what=f"the record of {row.name!r}",
+                    allow_pickle=self.allow_pickle,
+                ),
+                row.started_at,
+                row.ended_at,
+            )
+            for row in self._store.list_steps(workflow_id)
+            if row.error is None
+        ]
 
     # -- history -----------------------------------------------------------------------------
 

@@ -1268,3 +1268,19 @@ def test_an_id_given_to_another_workflow_function_is_refused(rt: nbflow.Runtime)
     assert info.value.recorded == "conflict.first" and info.value.called == "conflict.second"
     assert "conflict.first" in str(info.value)
     assert nbflow.get_workflow("shared-id").result() == 1
+
+
+def test_record_step_keeps_records_outside_workflows(rt: nbflow.Runtime, db_path: Path) -> None:
+    """record_step appends numbered steps to a SUCCESS record-keeping workflow; they survive."""
+    assert rt.record_step("records", "cell-a", {"k": 1}, started=1.0, ended=2.0) == 1
+    assert rt.record_step("records", "cell-b", (1, 2), started=2.0, ended=3.5) == 2
+    assert rt.status("records") == Status.SUCCESS
+    assert [s.name for s in rt.list_steps("records")] == ["cell-a", "cell-b"]
+    assert rt.recover() == []
+    nbflow._api._close_default()
+    with nbflow.Runtime(db_path) as again:
+        assert again.recorded_steps("records") == [
+            (1, "cell-a", {"k": 1}, 1.0, 2.0),
+            (2, "cell-b", (1, 2), 2.0, 3.5),
+        ]
+        assert again.record_step("records", "cell-a", None, started=4.0, ended=5.0) == 3

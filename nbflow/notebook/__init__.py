@@ -1,0 +1,25 @@
+"""The Jupyter layer: live views of workflows, background launch, ``%nbflow`` magics, durable cells.
+
+Importing this package imports IPython and ipywidgets (the ``notebook`` extra); ``import nbflow``
+never does. ``%load_ext nbflow`` loads the magics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the ``%nbflow`` magics (``%load_ext nbflow``); loading twice is harmless."""
+    from nbflow.notebook._magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove what :func:`load_ipython_extension` registered (``%unload_ext nbflow``)."""
+    from nbflow.notebook._magics import unload
+
+    unload(ipython)
