@@ -1,0 +1,341 @@
+"""The ``%nbflow`` magics: launch, watch and manage workflows; durable and background cells.
+
+``%load_ext nbflow`` registers them (loading twice is harmless; ``%unload_ext nbflow`` removes
+them). Wrong arguments raise IPython's ``UsageError``, which shows the subcommand's usage line and
+the error without a traceback (and, like any failed cell, stops "Run All"). Errors nbflow reports
+about the database or a workflow (an unknown id, say) show the same way, in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import shlex
+import sys
+import weakref
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
+
+import nbflow
+from nbflow._records import Records
+from nbflow._workflow import WorkflowFunction
+from nbflow.cli import _duration, _short, _table, _time
+from nbflow.notebook import _background, _cells
+
+__all__ = ["NbflowMagics", "load", "unload"]
+
+_CELL_COMMANDS = ("step", "background")
+
+
+class _HelpShown(Exception):
+    """``-h``: the help was printed; nothing else to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors raise ``UsageError`` with the usage line in the message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _HelpShown
+
+
+def _limit(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _status(text: str) -> str:
+    try:
+        return nbflow.Status.parse(text).value
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="%nbflow",
+        description="Launch, watch and manage nbflow workflows; run durable or background cells.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, text: str, usage: str | None = None) -> _Parser:
+        prog = f"%%nbflow {name}" if name in _CELL_COMMANDS else f"%nbflow {name}"
+        p: _Parser = sub.add_parser(name, help=text, description=text, prog=prog, usage=usage)
+        return p
+
+    p = add("start", "start the workflow call EXPR in the background and show its live view",
+            usage="%(prog)s EXPR [--id ID] [--watch KEY [KEY ...]]")  # fmt: skip
+    p.add_argument("expr", nargs="+", metavar="EXPR", help="a call of a workflow, e.g. pipeline(urls, n=3)")  # fmt: skip
+    p.add_argument("--id", dest="workflow_id", metavar="ID", help="the workflow's id (an existing id: that workflow)")  # fmt: skip
+    p.add_argument("--watch", nargs="+", metavar="KEY", help="the streams to show (default: progress)")  # fmt: skip
+    p = add("watch", "show the live view of a workflow, running or finished")
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("keys", nargs="*", metavar="KEY", help="the streams to show (default: all)")
+    p = add("list", "list workflows, newest first")
+    p.add_argument("--status", type=_status, help="only those with this status")
+    p.add_argument("--limit", type=_limit, default=20, metavar="N", help="at most N (20)")
+    p = add("steps", "list a workflow's steps (no ID: the cells of this notebook's pipeline)")
+    p.add_argument("workflow_id", nargs="?", metavar="ID")
+    for name, text in [("cancel", "cancel a workflow"), ("resume", "resume an interrupted, cancelled or failed workflow")]:  # fmt: skip
+        add(name, text).add_argument("workflow_id", metavar="ID")
+    add("recover", "resume every interrupted workflow whose function is declared here")
+    p = add("db", "show the database (with URL: open it as the default runtime)")
+    p.add_argument("url", nargs="?", metavar="URL", help="a path, duckdb:///path or :memory:")
+    p = add("step", "(cell magic) run the cell once; afterwards restore its variables and output")
+    p.add_argument("name", metavar="NAME", help="the cell's name in the pipeline")
+    p.add_argument("--force", action="store_true", help="run it even if a run is recorded")
+    p = add("background", "(cell magic) run the cell as a workflow in a background thread")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the start of its workflow id")
+    return parser
+
+
+_PARSER = _build_parser()
+_COMMANDS: dict[str, _Parser] = _PARSER._subparsers._group_actions[0].choices  # type: ignore[union-attr,assignment]
+
+
+def _help() -> str:
+    commands = _COMMANDS
+    lines = [f"  {p.format_usage().removeprefix('usage: ').rstrip()}\n      {p.description}" for p in commands.values()]  # fmt: skip
+    return "Launch, watch and manage nbflow workflows; durable and background cells.\n\n" + "\n".join(lines)  # fmt: skip
+
+
+def split_expression(text: str) -> list[str]:
+    """Split a line on spaces outside brackets and string literals (Python stays one word)."""
+    words: list[str] = []
+    current, depth, quote, i = "", 0, "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                current, i = current + text[i : i + 2], i + 2
+                continue
+            if text.startswith(quote, i):
+                current, i, quote = current + quote, i + len(quote), ""
+                continue
+        elif ch in "\"'":
+            quote = ch * 3 if text.startswith(ch * 3, i) else ch
+            current, i = current + quote, i + len(quote)
+            continue
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch.isspace() and depth <= 0:
+            if current:
+                words.append(current)
+            current, i = "", i + 1
+            continue
+        current, i = current + ch, i + 1
+    if quote or depth > 0:
+        raise UsageError(f"%nbflow start: unbalanced brackets or quotes in {text!r}")
+    return [*words, current] if current else words
+
+
+class _Table(Records[Any]):
+    """Records shown as an HTML table in a notebook, and as the CLI's text table elsewhere."""
+
+    def __init__(self, records: list[Any], title: str, headers: list[str], rows: list[list[Any]]) -> None:  # fmt: skip
+        super().__init__(records)
+        self.title, self.text = title, _table(headers, rows) if rows else "(none)"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<p><b>{html.escape(self.title)}</b></p>" + super()._repr_html_()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(f"{self.title}\n{self.text}")
+
+
+@magics_class
+class NbflowMagics(Magics):
+    """The ``%nbflow`` line magic and ``%%nbflow`` cell magic."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.views: list[Any] = []
+
+    def close_views(self) -> None:
+        """Close the live views these magics opened."""
+        views, self.views = self.views, []
+        for view in views:
+            with contextlib.suppress(Exception):  # one that cannot close must not stop the others
+                view.close()
+
+    @line_cell_magic
+    def nbflow(self, line: str, cell: str | None = None) -> Any:
+        __tracebackhide__ = True
+        words = line.split(None, 1)
+        try:
+            if words and words[0] == "start":
+                argv = ["start", *split_expression(words[1] if len(words) > 1 else "")]
+            else:
+                argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%nbflow: cannot split {line!r}: {exc}") from None
+        try:
+            args, extra = _PARSER.parse_known_args(argv)
+        except _HelpShown:
+            return None
+        if extra:  # said by the subcommand, with its usage line
+            _COMMANDS[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        if (cell is None) == (args.command in _CELL_COMMANDS):
+            if cell is None:
+                raise UsageError(f"%nbflow {args.command} is a cell magic: put '%%nbflow {args.command} …' on the first line of a cell.")  # fmt: skip
+            raise UsageError(f"%%nbflow {args.command} is a line magic: use '%nbflow {args.command} …' (one %).")  # fmt: skip
+        if args.command == "step":
+            assert cell is not None
+            return _cells.cells_for(self.shell).run(args.name, cell, force=args.force)
+        if args.command == "background":
+            assert cell is not None
+            self._keep(_background.run_background(args.name, cell))
+            return None
+        try:
+            return getattr(self, f"_{args.command}")(args)
+        except nbflow.NbflowError as exc:
+            raise UsageError(f"%nbflow {args.command}: {exc}") from None
+
+    def _keep(self, handle: Any) -> None:
+        view = getattr(handle, "view", None)
+        if view is not None:
+            self.views = [v for v in self.views if not getattr(v, "closed", False)] + [view]
+
+    def _watch_view(self, workflow_id: str, keys: list[str] | None) -> None:
+        try:
+            from nbflow.notebook._view import LiveView
+        except ImportError:
+            raise UsageError("%nbflow: live views are not available (nbflow.notebook._view is missing).") from None  # fmt: skip
+        view = LiveView(workflow_id, keys or None)
+        view.display()
+        self.views.append(view)
+
+    def _start(self, args: argparse.Namespace) -> None:
+        __tracebackhide__ = True
+        text = " ".join(args.expr)
+        try:
+            call = ast.parse(text, mode="eval").body
+        except SyntaxError as exc:
+            raise UsageError(f"%nbflow start: EXPR must be a workflow call such as pipeline(x): {exc.msg} in {text!r}") from None  # fmt: skip
+        if not isinstance(call, ast.Call):
+            raise UsageError(f"%nbflow start: EXPR must be a workflow call such as pipeline(x), not {text!r}")  # fmt: skip
+        ns = self.shell.user_ns  # type: ignore[union-attr]
+        fn = eval(compile(ast.Expression(call.func), "<%nbflow start>", "eval"), ns)
+        if not isinstance(fn, WorkflowFunction):
+            raise UsageError(f"%nbflow start: {ast.unparse(call.func)} is not a workflow; declare it with @nbflow.workflow.")  # fmt: skip
+        capture = ast.Call(ast.Name("__nbflow_args__", ast.Load()), call.args, call.keywords)
+        code = compile(ast.fix_missing_locations(ast.Expression(capture)), "<%nbflow start>", "eval")  # fmt: skip
+        fn_args, fn_kwargs = eval(code, ns, {"__nbflow_args__": lambda *a, **k: (a, k)})
+        watch = tuple(args.watch) if args.watch else ("progress",)
+        scope = nbflow.set_workflow_id(args.workflow_id) if args.workflow_id else None
+        with scope or contextlib.nullcontext():
+            try:
+                from nbflow.notebook._launch import launch
+            except ImportError:  # no live view: say which workflow runs
+                handle = nbflow.start(fn, *fn_args, **fn_kwargs)
+                print(f"started workflow {handle.workflow_id}")
+                return
+            self._keep(launch(fn, *fn_args, watch=watch, **fn_kwargs))
+
+    def _watch(self, args: argparse.Namespace) -> None:
+        nbflow.get_workflow(args.workflow_id)  # an unknown id: one line, not a view
+        self._watch_view(args.workflow_id, args.keys)
+
+    def _list(self, args: argparse.Namespace) -> None:
+        rows = nbflow.list_workflows(status=args.status, limit=args.limit)
+        title = f"workflows in {nbflow.runtime().database}" + (f" ({args.status})" if args.status else "")  # fmt: skip
+        headers = ["id", "name", "status", "created", "duration", "error"]
+        lines = [[w.workflow_id, w.name, w.status.value, _time(w.created_at), _duration(w.duration), _short(w.error)] for w in rows]  # fmt: skip
+        display(
+            _Table(  # type: ignore[no-untyped-call]
+                rows, title, headers, lines
+            )
+        )
+
+    def _steps(self, args: argparse.Namespace) -> None:
+        workflow_id = args.workflow_id or _cells.pipeline_id()
+        try:
+            steps = nbflow.list_steps(workflow_id)
+        except nbflow.WorkflowNotFoundError:
+            if args.workflow_id:
+                raise
+            steps = Records()  # no durable cell has run yet
+        headers = ["function_id", "name", "status", "started", "duration", "attempts", "error"]
+        lines = [[s.function_id, s.name, s.status, _time(s.started_at), _duration(s.duration), s.attempts, _short(s.error)] for s in steps]  # fmt: skip
+        display(
+            _Table(  # type: ignore[no-untyped-call]
+                steps, f"steps of {workflow_id}", headers, lines
+            )
+        )
+
+    def _cancel(self, args: argparse.Namespace) -> None:
+        status = nbflow.get_workflow(args.workflow_id).status()
+        if status.is_final:
+            print(f"workflow {args.workflow_id} already ended ({status}); nothing to cancel")
+            return
+        nbflow.cancel(args.workflow_id)
+        print(f"cancelled workflow {args.workflow_id} (now {nbflow.get_workflow(args.workflow_id).status()})")  # fmt: skip
+
+    def _resume(self, args: argparse.Namespace) -> None:
+        before = nbflow.get_workflow(args.workflow_id).status()
+        nbflow.resume(args.workflow_id)
+        verb = "already finished" if before == nbflow.Status.SUCCESS else "resumed"
+        print(f"{verb}: workflow {args.workflow_id} (was {before})")
+        if before != nbflow.Status.SUCCESS:
+            with contextlib.suppress(UsageError):  # no live view: the line above says enough
+                self._watch_view(args.workflow_id, None)
+
+    def _recover(self, args: argparse.Namespace) -> None:
+        pending = nbflow.list_workflows(status="PENDING", limit=1_000_000)
+        resumed = {h.workflow_id for h in nbflow.recover()}
+        for w in pending:
+            if w.workflow_id in resumed:
+                print(f"resumed: {w.workflow_id} ({w.name})")
+            else:
+                print(f"not resumed: {w.workflow_id} ({w.name}): its function is not declared here")  # fmt: skip
+        if not pending:
+            print("no interrupted workflows")
+
+    def _db(self, args: argparse.Namespace) -> None:
+        rt = nbflow.configure(args.url) if args.url else nbflow.runtime()
+        print(f"nbflow database: {rt.database}")
+
+
+NbflowMagics.nbflow.__doc__ = _help()
+
+
+_loaded: weakref.WeakKeyDictionary[Any, NbflowMagics] = weakref.WeakKeyDictionary()
+
+
+def load(ipython: Any) -> None:
+    """Register the magics with ``ipython`` and route background cells' printing (idempotent)."""
+    if ipython in _loaded:
+        return
+    magics = NbflowMagics(ipython)
+    ipython.register_magics(magics)
+    _background.install()
+    _loaded[ipython] = magics
+
+
+def unload(ipython: Any) -> None:
+    """Remove the magics, close their live views and stop routing background cells' printing."""
+    magics = _loaded.pop(ipython, None)
+    if magics is None:
+        return
+    magics.close_views()
+    manager = ipython.magics_manager
+    for kind in ("line", "cell"):
+        if getattr(manager.magics[kind].get("nbflow"), "__self__", None) is magics:
+            del manager.magics[kind]["nbflow"]
+    manager.registry.pop(type(magics).__name__, None)
+    _background.uninstall()
