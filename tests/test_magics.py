@@ -30,6 +30,11 @@ class Ran:
         self.outputs: list[dict[str, Any]] = [dict(o.data) for o in captured.outputs]
 
     @property
+    def printed(self) -> str:
+        """What the cell printed (a plain shell also prints ``Out[n]: value``: left out)."""
+        return "".join(line for line in self.stdout.splitlines(True) if not line.startswith("Out["))  # fmt: skip
+
+    @property
     def ok(self) -> bool:
         return bool(self.result.success)
 

@@ -192,8 +192,9 @@ class _Names:
         local -= declared
         for node in nodes:
             for sub in ast.walk(node):
-                if isinstance(sub, ast.Name) and sub.id not in local:
-                    self.load(sub.id)  # a Store of a name not local: declared global
+                loaded = isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Store)
+                if loaded and sub.id not in local:  # (a store of a non-local: declared global)
+                    self.load(sub.id)
 
 
 def _expr_children(node: ast.AST) -> list[ast.expr]:
@@ -377,7 +378,9 @@ class DurableCells:
             and not _HIDDEN.fullmatch(var) and not (var in hidden and hidden[var] is obj)
         }  # fmt: skip
         self.producers.update({var: (key, id(ns[var])) for var in assigned})
-        result = None if value is None or quiet else format_result(shell, value)
+        if quiet:  # a cell ending in ';' shows no value (the shell may not see that ';')
+            value = None
+        result = None if value is None else format_result(shell, value)
         modules = {v: ns[v].__name__ for v in assigned if isinstance(ns[v], types.ModuleType)}
         values = {v: ns[v] for v in sorted(assigned) if v not in modules}
         took = _duration(ended - started)

@@ -1,0 +1,297 @@
+"""Durable cells (``%%nbflow step NAME``): what a cell reads, its key, running, recording and
+restoring it, in a real InteractiveShell; then a notebook run four times by nbclient, each time in
+a fresh kernel on one database.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from nbclient import NotebookClient
+
+import nbflow
+from nbflow.notebook import _cells
+from tests.test_magics import Ran, Run, run, shell  # noqa: F401 - the fixtures
+from tests.test_run_all import venv_kernel
+
+CALLS: list[str] = []
+RESTORED = re.compile(
+    r"nbflow: step '(\w+)' restored from \d{4}-\d\d-\d\d \d\d:\d\d:\d\d, took \d+\.\d\d s originally\n"
+)
+
+
+def bump(name: str) -> None:
+    """The side effect that shows a cell really ran."""
+    CALLS.append(name)
+
+
+@pytest.fixture(autouse=True)
+def calls(shell: InteractiveShell) -> list[str]:  # noqa: F811
+    CALLS.clear()
+    shell.user_ns["bump"] = bump
+    return CALLS
+
+
+def ran_note(name: str) -> str:
+    return f"nbflow: step {name!r} ran in "
+
+
+# -- what a cell reads ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        ("x = y + 1", {"y"}),
+        ("y = 1\nx = y", set()),
+        ("x = x + 1", {"x"}),
+        ("for i in range(n):\n    total += i", {"range", "n", "total"}),
+        ("ok = [a for a in items if a > limit]", {"items", "limit"}),
+        ("f = lambda q: q + k", {"k"}),
+        ("def f(a, b=default):\n    c = a\n    return c + g(b)", {"default", "g"}),
+        ("def f():\n    return f()", set()),
+        ("with open(p) as fh:\n    data = fh.read()", {"open", "p"}),
+        ("df['c'] = df['a'] * 2", {"df"}),
+        ("import os.path\nos.getcwd()", set()),
+        ("try:\n    pass\nexcept E as e:\n    print(e)", {"E", "print"}),
+        ("(n := 3)\nprint(n)", {"print"}),
+        ("class C(Base):\n    attr = value\n    other = attr", {"Base", "value"}),
+        ("def f():\n    global g\n    g = 2\n    return h", {"h"}),
+        ("del old", {"old"}),
+        ("match v:\n    case [a, *rest]:\n        print(a, rest)", {"v", "print"}),
+    ],
+)
+def test_reads(source: str, reads: set[str]) -> None:
+    assert _cells.analyze(ast.parse(source)).reads == reads
+
+
+def test_mutated_and_with_targets() -> None:
+    names = _cells.analyze(ast.parse("df['c'] = 1\nobj.attr.x = 2\nwith a() as (f, g):\n    pass"))
+    assert names.mutated == {"df", "obj"}
+    assert names.with_targets == {"f", "g"}
+
+
+def test_pipeline_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/work/analysis.ipynb")
+    assert _cells.pipeline_id() == "notebook:analysis.ipynb"
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    monkeypatch.chdir(tmp_path)
+    assert _cells.pipeline_id() == f"notebook:{tmp_path.name}"
+
+
+# -- running and restoring, in one shell ------------------------------------------------------
+
+LOAD = (
+    "%%nbflow step load\n"
+    "bump('load')\n"
+    "data = [1, 2, 3]\n"
+    "print('loaded', len(data))\n"
+    "from IPython.display import HTML, display\n"
+    "display(HTML('<b>shown</b>'))\n"
+    "len(data)\n"
+)
+
+
+def test_miss_then_hit(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811
+    first = run(LOAD)
+    assert first.ok and calls == ["load"]
+    assert first.printed == "loaded 3\n"
+    assert first.stderr.startswith(ran_note("load")) and first.stderr.endswith("; recorded\n")
+    assert first.mime("text/html") == ["<b>shown</b>"] and first.result.result == 3
+    del shell.user_ns["data"]
+    second = run(LOAD)
+    assert second.ok and calls == ["load"], "restored, not run"
+    assert shell.user_ns["data"] == [1, 2, 3]
+    assert second.printed == "loaded 3\n"
+    assert RESTORED.fullmatch(second.stderr), second.stderr
+    assert second.outputs == first.outputs  # the HTML
+    assert repr(second.result.result) == "3"  # shown as Out[n], as the value was
+    assert run("%%nbflow step load --force\n" + LOAD.split("\n", 1)[1]).ok
+    assert calls == ["load", "load"]
+
+
+def test_changes_upstream_rerun_dependents(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+    run("n = 3")
+    load = "%%nbflow step load\nbump('load')\ndata = list(range(n))"
+    total = "%%nbflow step total\nbump('total')\ntotal = sum(data)"
+    for _ in range(2):
+        assert run(load).ok and run(total).ok
+    assert calls == ["load", "total"] and shell.user_ns["total"] == 3
+    run("n = 4")  # a plain value it reads
+    assert run(load).ok and run(total).ok
+    assert calls[2:] == ["load", "total"] and shell.user_ns["total"] == 6
+    assert run(load.replace("range(n)", "range(n + 1)")).ok  # upstream source
+    assert run(total).ok
+    assert calls[4:] == ["load", "total"] and shell.user_ns["total"] == 10
+    assert run(total.replace("sum(data)", "sum(data) * 2")).ok  # its own source
+    assert calls[6:] == ["total"] and shell.user_ns["total"] == 20
+    run("data = [100]")  # a plain cell replaces what a durable cell made
+    assert run(total).ok and shell.user_ns["total"] == 100
+    assert calls[7:] == ["total"]
+
+
+def test_names_it_binds_first_are_not_inputs(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+    run("i = 5")
+    cell = "%%nbflow step loop\nbump('loop')\nfor i in range(2):\n    pass\nlooped = i"
+    assert run(cell).ok
+    run("i = 6")
+    assert run(cell).ok and calls == ["loop"]
+
+
+def test_unpicklable_variable_warns_and_reruns(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+    cell = "%%nbflow step gen\nbump('gen')\ngen = (i for i in range(3))\nfine = 1"
+    first = run(cell)
+    assert first.ok and "NOT recorded" in first.stderr
+    assert "'gen' (TypeError: cannot pickle 'generator' object)" in first.stderr
+    assert "fine" not in first.stderr
+    assert run(cell).ok and calls == ["gen", "gen"], "nothing half-restored: it ran again"
+
+
+def test_with_targets_that_cannot_be_pickled_are_left_out(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+    cell = "%%nbflow step write\nbump('write')\nwith open('f.txt', 'w') as fh:\n    fh.write('x')\nwritten = True"  # fmt: skip
+    assert run(cell).ok
+    del shell.user_ns["written"], shell.user_ns["fh"]
+    assert run(cell).ok and calls == ["write"]
+    assert shell.user_ns["written"] is True and "fh" not in shell.user_ns
+
+
+def test_a_cell_that_raises_records_nothing(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+    cell = "%%nbflow step boom\nbump('boom')\npartial = 1\n1 / 0\n"
+    first = run(cell)
+    assert isinstance(first.result.error_in_exec, ZeroDivisionError)
+    assert "----> 4 1 / 0" in first.stdout  # the cell's own line, numbered as in the cell
+    assert "nbflow: step" not in first.stderr
+    assert isinstance(run(cell).result.error_in_exec, ZeroDivisionError)
+    assert calls == ["boom", "boom"]
+    assert "boom" not in run("%nbflow steps").mime("text/html")[0]
+
+
+def test_a_restart_restores_imports_functions_classes_and_instances(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+    cell = (
+        "%%nbflow step model\n"
+        "bump('model')\n"
+        "import math as m\n"
+        "class Point:\n"
+        "    def __init__(self, x):\n"
+        "        self.x = x\n"
+        "def norm(p):\n"
+        "    return m.sqrt(p.x)\n"
+        "p = Point(16)\n"
+        "mod = m\n"
+    )
+    assert run(cell).ok
+    for name in ["m", "Point", "norm", "p", "mod"]:  # as a new kernel would be
+        del shell.user_ns[name]
+    _cells._states.pop(shell)
+    assert run(cell).ok and calls == ["model"]
+    assert run("result = norm(p)").ok and shell.user_ns["result"] == 4.0
+    assert type(shell.user_ns["p"]) is shell.user_ns["Point"]
+    assert shell.user_ns["mod"] is shell.user_ns["m"]
+
+
+def test_semicolon_and_display_updates(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+    cell = (
+        "%%nbflow step shown\n"
+        "bump('shown')\n"
+        "h = display('first', display_id=True)\n"
+        "h.update('second')\n"
+        "print('printed')\n"
+        "h = None\n"
+        "42;\n"
+    )
+    first = run(cell)
+    assert first.ok and first.mime("text/plain") == ["'first'", "'second'"]  # shown, updated
+    assert first.result.result is None  # 42; shows nothing
+    second = run(cell)
+    assert second.ok and calls == ["shown"]
+    assert second.mime("text/plain") == ["'second'"]  # the display as it ended
+    assert second.printed == "printed\n" and second.result.result is None
+
+
+def test_steps_show_the_pipeline(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+    assert "(none)" in run("%nbflow steps").mime("text/plain")[0]
+    run("%%nbflow step first\nx = 1")
+    run("%%nbflow step second\ny = x + 1")
+    run("%%nbflow step second\ny = x + 1")
+    ran = run("%nbflow steps")
+    (text,) = ran.mime("text/plain")
+    assert text.startswith(f"steps of {_cells.pipeline_id()}\n")
+    assert [line.split()[1] for line in text.splitlines()[3:]] == ["first", "second"]
+    assert "<table>" in ran.mime("text/html")[0]
+
+
+def test_a_runtime_that_refuses_pickle(db_path: Path, shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+    nbflow.configure(db_path, allow_pickle=False)
+    cell = "%%nbflow step plain\nbump('plain')\nx = 1"
+    first = run(cell)
+    assert first.ok and "NOT recorded" in first.stderr and "allow_pickle=False" in first.stderr
+    assert run(cell).ok and calls == ["plain", "plain"]
+
+
+# -- two fresh kernels ------------------------------------------------------------------------
+
+NOTEBOOK = [
+    "%load_ext nbflow",
+    "%%nbflow step load\n"
+    "with open('side.txt', 'a') as f:\n"
+    "    f.write('load\\n')\n"
+    "data = list(range(5))\n"
+    "print('loaded', len(data))",
+    "%%nbflow step total\n"
+    "with open('side.txt', 'a') as f:\n"
+    "    f.write('total\\n')\n"
+    "total = sum(data)\n"
+    "total",
+    "print('check', data, total)",
+    "%nbflow steps",
+]
+
+
+def execute(cells: list[str], cwd: Path, kernel: str) -> list[dict[str, str]]:
+    """Run a notebook of ``cells`` in a fresh kernel; each cell's text by output kind."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, kernel_name=kernel, timeout=60, resources={"metadata": {"path": str(cwd)}}).execute()  # fmt: skip
+    texts = []
+    for cell in nb.cells:
+        text: dict[str, str] = {}
+        for out in cell.outputs:
+            kind = out.get("name") or out["output_type"]
+            text[kind] = text.get(kind, "") + (out.get("text") or out.get("data", {}).get("text/plain", ""))  # fmt: skip
+        texts.append(text)
+    return texts
+
+
+def test_a_notebook_run_again_in_fresh_kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    kernel = venv_kernel(tmp_path, monkeypatch)
+    monkeypatch.setenv("NBFLOW_DATABASE", str(tmp_path / "notebook.duckdb"))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "analysis.ipynb"))
+    side = tmp_path / "side.txt"
+
+    out = execute(NOTEBOOK, tmp_path, kernel)
+    assert side.read_text().split() == ["load", "total"]
+    assert out[1]["stdout"] == "loaded 5\n" and out[1]["stderr"].startswith(ran_note("load"))
+    assert out[2]["execute_result"] == "10" and out[3]["stdout"] == "check [0, 1, 2, 3, 4] 10\n"
+
+    again = execute(NOTEBOOK, tmp_path, kernel)
+    assert side.read_text().split() == ["load", "total"], "the durable cells did not run"
+    assert again[1]["stdout"] == "loaded 5\n" and RESTORED.fullmatch(again[1]["stderr"])
+    assert again[2]["execute_result"] == "10" and RESTORED.fullmatch(again[2]["stderr"])
+    assert again[3] == out[3]
+
+    edited = [*NOTEBOOK[:2], NOTEBOOK[2].replace("sum(data)", "sum(data) * 2"), *NOTEBOOK[3:]]
+    out = execute(edited, tmp_path, kernel)
+    assert side.read_text().split() == ["load", "total", "total"]
+    assert RESTORED.fullmatch(out[1]["stderr"]) and out[2]["execute_result"] == "20"
+
+    upstream = [NOTEBOOK[0], NOTEBOOK[1].replace("range(5)", "range(6)"), *edited[2:]]
+    out = execute(upstream, tmp_path, kernel)
+    assert side.read_text().split() == ["load", "total", "total", "load", "total"]
+    assert out[3]["stdout"] == "check [0, 1, 2, 3, 4, 5] 30\n"
+    steps = out[4]["display_data"].splitlines()
+    assert steps[0] == "steps of notebook:analysis.ipynb"
+    assert [line.split()[1] for line in steps[3:]] == ["load", "total", "total", "load", "total"]
