@@ -1,0 +1,378 @@
+"""What a live view shows, as plain data: progress math, rate and ETA, output lines, the throttle.
+
+Nothing here imports IPython or ipywidgets. A :class:`ViewState` accumulates what a reader thread
+reads from a workflow's streams; :meth:`ViewState.frame` turns it into a :class:`Frame`, an
+immutable description of the display that the widget and text/HTML renderers draw. Frames compare
+equal when the display would not change, so a renderer skips redundant frontend updates.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+from typing import Any
+
+__all__ = [
+    "BAR_STYLES",
+    "Frame",
+    "Progress",
+    "RateMeter",
+    "Throttle",
+    "ViewState",
+    "format_count",
+    "format_interval",
+    "format_rate",
+    "progress_label",
+    "text_bar",
+]
+
+#: The bar style (ipywidgets' ``bar_style``) of each final status.
+BAR_STYLES = {"SUCCESS": "success", "ERROR": "danger", "CANCELLED": "warning"}
+
+_FINAL = frozenset(BAR_STYLES)
+_LINE_LIMIT = 2000  # characters of one output line
+
+
+def format_interval(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``, like tqdm: ``format_interval(3.7) == "0:03"``."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_count(value: float) -> str:
+    """A count without a useless ``.0``: ``23``, ``2.5``."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def format_rate(rate: float | None, unit: str = "it") -> str:
+    """``12.3 it/s``, ``2.50 s/it`` below one per second, ``''`` when unknown."""
+    if rate is None or rate <= 0:
+        return ""
+    if rate < 1:
+        return f"{1 / rate:.2f} s/{unit}"
+    if rate >= 100:
+        return f"{rate:,.0f} {unit}/s"
+    return f"{rate:.1f} {unit}/s" if rate >= 10 else f"{rate:.2f} {unit}/s"
+
+
+def progress_label(
+    done: float,
+    total: float | None,
+    rate: float | None = None,
+    eta: float | None = None,
+    message: str | None = None,
+) -> str:
+    """The text beside the bar: ``23/60 38% 12.3 it/s ETA 0:03 · message``."""
+    if total:
+        parts = [f"{format_count(done)}/{format_count(total)}", f"{done / total:.0%}"]
+    else:
+        parts = [format_count(done)]
+    if rate_text := format_rate(rate):
+        parts.append(rate_text)
+    if eta is not None:
+        parts.append(f"ETA {format_interval(eta)}")
+    text = " ".join(parts)
+    return f"{text} · {message}" if message else text
+
+
+def text_bar(fraction: float, width: int = 24) -> str:
+    """A text progress bar: ``|██████░░░░░░|``."""
+    filled = round(max(0.0, min(1.0, fraction)) * width)
+    return "|" + "█" * filled + "░" * (width - filled) + "|"
+
+
+@dataclasses.dataclass
+class Progress:
+    """The last progress item seen: ``{"done", "total", "message"}`` (a bare number is ``done``).
+
+    Attributes:
+        done: Units done.
+        total: Units in all, or None when unknown.
+        message: The item's message, or None.
+        items: How many progress items were read.
+    """
+
+    done: float = 0.0
+    total: float | None = None
+    message: str | None = None
+    items: int = 0
+
+    def feed(self, value: Any) -> None:
+        """Take one progress item; values of another shape only count as items."""
+        self.items += 1
+        if isinstance(value, dict):
+            done, total, message = value.get("done"), value.get("total"), value.get("message")
+        else:
+            done, total, message = value, self.total, None
+        if isinstance(done, (int, float)) and not isinstance(done, bool):
+            self.done = float(done)
+        if total is None or (isinstance(total, (int, float)) and not isinstance(total, bool)):
+            self.total = None if total is None else float(total)
+        self.message = None if message is None else str(message)
+
+
+class RateMeter:
+    """Units per second, smoothed like tqdm's (an exponential moving average of recent rates).
+
+    The first estimate is the average since the workflow started, so a view opened on a running
+    workflow (which replays its stream at once) does not report a burst.
+
+    Args:
+        smoothing: Weight of the newest rate, 0 (the overall average) to 1 (only the newest).
+    """
+
+    def __init__(self, smoothing: float = 0.3) -> None:
+        self.smoothing = smoothing
+        self.rate: float | None = None
+        self._last: tuple[float, float] | None = None  # (done, time)
+
+    def update(self, done: float, now: float, started: float | None) -> float | None:
+        """Take the count ``done`` at time ``now``; return the current rate (None: unknown)."""
+        last = self._last
+        if last is None or done < last[0]:  # first sample, or progress restarted
+            self._last = (done, now)
+            elapsed = None if started is None else now - started
+            self.rate = done / elapsed if elapsed and elapsed > 0 and done > 0 else None
+            return self.rate
+        if done == last[0] or now <= last[1]:
+            return self.rate
+        recent = (done - last[0]) / (now - last[1])
+        s = self.smoothing
+        self.rate = recent if self.rate is None else s * recent + (1 - s) * self.rate
+        self._last = (done, now)
+        return self.rate
+
+
+class Throttle:
+    """At most ``rate`` updates per second; counts the updates and when they happened.
+
+    Args:
+        rate: Updates per second at most (0 or less: no limit).
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.count = 0
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def ready(self, now: float) -> bool:
+        """Whether an update may happen at time ``now``."""
+        return self.last is None or now - self.last >= self.interval
+
+    def remaining(self, now: float) -> float:
+        """Seconds until an update may happen (0: now)."""
+        return 0.0 if self.last is None else max(0.0, self.last + self.interval - now)
+
+    def hold(self, now: float) -> None:
+        """Start an interval at ``now`` without counting an update (the next waits for it)."""
+        if self.last is None or self.last < now:
+            self.last = now
+
+    def record(self, now: float) -> None:
+        """Note an update at time ``now``."""
+        self.count += 1
+        if self.first is None:
+            self.first = now
+        self.last = now
+
+    @property
+    def span(self) -> float:
+        """Seconds from the first update to the last."""
+        return 0.0 if self.first is None or self.last is None else self.last - self.first
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One state of the display, drawn by a renderer.
+
+    Attributes:
+        name: The workflow's name.
+        workflow_id: Its id ('' before one is attached).
+        status: ``PENDING``, ``SUCCESS``, ``ERROR``, ``CANCELLED`` or ``starting``.
+        elapsed: Wall time since it was created, frozen at its end (``0:03``).
+        show_bar: Whether progress is watched.
+        bar_value: The bar's value.
+        bar_max: The bar's maximum.
+        bar_style: ``''``, ``info`` (unknown total), ``success``, ``danger`` or ``warning``.
+        label: The text beside the bar (``23/60 38% 12.3 it/s ETA 0:03``).
+        show_output: Whether streams other than progress are watched.
+        lines: The output lines shown.
+        note: A line about items not shown, or ''.
+        show_all: Whether every item kept is shown (not only the last few).
+        error: ``"Type: message"`` of the workflow's error (or of the view's), or ''.
+        cancellable: Whether the Cancel button is enabled.
+        final: Whether the workflow reached its final status.
+        complete: Whether the view has shown all it will (its reader ended).
+    """
+
+    name: str
+    workflow_id: str
+    status: str
+    elapsed: str
+    show_bar: bool
+    bar_value: float
+    bar_max: float
+    bar_style: str
+    label: str
+    show_output: bool
+    lines: tuple[str, ...]
+    note: str
+    show_all: bool
+    error: str
+    cancellable: bool
+    final: bool
+    complete: bool
+
+    @property
+    def title(self) -> str:
+        """The name to show: without ``__main__.`` (notebook workflows), or ``workflow``."""
+        name = self.name[len("__main__.") :] if self.name.startswith("__main__.") else self.name
+        return name or "workflow"
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 characters of the id."""
+        return self.workflow_id[:8]
+
+    @property
+    def text(self) -> str:
+        """The output area's text."""
+        body = "".join(line + "\n" for line in self.lines)
+        return f"{self.note}\n{body}" if self.note else body
+
+
+def _line(value: Any) -> str:
+    text = value.rstrip("\n") if isinstance(value, str) else repr(value)
+    return text if len(text) <= _LINE_LIMIT else text[:_LINE_LIMIT] + "…"
+
+
+class ViewState:
+    """What a view has read about one workflow; not thread-safe (its owner locks).
+
+    Args:
+        workflow_id: The workflow (None until attached).
+        name: Its name, if known before its record is read.
+        max_items: How many output items are shown (the last ones).
+        history: How many output items are kept for "show all".
+        progress_key: The stream whose items feed the bar.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str | None,
+        name: str | None = None,
+        *,
+        max_items: int = 20,
+        history: int = 10_000,
+        progress_key: str = "progress",
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.name = name or ""
+        self.status = "starting" if workflow_id is None else "PENDING"
+        self.created_at: float | None = None
+        self.ended_at: float | None = None
+        self.error = ""
+        self.progress_key = progress_key
+        self.progress = Progress()
+        self.meter = RateMeter()
+        self.max_items = max_items
+        self.keys: list[str] = []  # watched keys, in order
+        self.items: collections.deque[tuple[str, str]] = collections.deque(maxlen=history)
+        self.seen = 0  # output items read
+        self.cancel_requested = False
+        self.complete = False  # the reader ended: nothing more will be read
+
+    @property
+    def final(self) -> bool:
+        """Whether the workflow reached its final status."""
+        return self.status in _FINAL
+
+    def add_key(self, key: str) -> None:
+        """Watch ``key`` too."""
+        if key not in self.keys:
+            self.keys.append(key)
+
+    @property
+    def output_keys(self) -> list[str]:
+        """The watched keys other than the progress key."""
+        return [k for k in self.keys if k != self.progress_key]
+
+    def feed(self, key: str, value: Any) -> None:
+        """Take one item read from stream ``key``."""
+        if key == self.progress_key:
+            self.progress.feed(value)
+        else:
+            self.seen += 1
+            self.items.append((key, _line(value)))
+
+    def _bar(self, now: float) -> tuple[float, float, str, str]:
+        p, final = self.progress, self.final
+        style = BAR_STYLES.get(self.status, "")
+        if not p.items:
+            return (1.0, 1.0, style, "") if final else (0.0, 1.0, style, "")
+        started = self.created_at
+        if final:  # the overall average, so a finished view reads the same every time
+            end = self.ended_at if self.ended_at is not None else now
+            span = None if started is None else end - started
+            rate = p.done / span if span and span > 0 and p.done > 0 else None
+        else:
+            rate = self.meter.update(p.done, now, started)
+        if p.total is None or p.total <= 0:
+            value = 1.0 if final or p.done else 0.0
+            return value, 1.0, style or "info", progress_label(p.done, None, rate, None, p.message)
+        eta = None
+        if not final and rate:
+            eta = max(0.0, p.total - p.done) / rate
+        label = progress_label(p.done, p.total, rate, eta, p.message)
+        return max(0.0, min(p.done, p.total)), p.total, style, label
+
+    def _output(self, show_all: bool) -> tuple[tuple[str, ...], str]:
+        prefix = len(self.output_keys) > 1
+        if show_all:
+            items = list(self.items)
+        else:  # the last few, without copying the whole history
+            items = list(itertools.islice(reversed(self.items), self.max_items))[::-1]
+        lines = tuple(f"[{k}] {t}" if prefix else t for k, t in items)
+        hidden = self.seen - len(lines)
+        if not hidden:
+            return lines, ""
+        if show_all:
+            note = f"… {hidden:,} earlier items not kept (the last {len(lines):,} are shown)"
+        else:
+            note = f"… {hidden:,} earlier items (Show all shows them)"
+        return lines, note
+
+    def frame(self, now: float, *, show_all: bool = False) -> Frame:
+        """The display at wall time ``now`` (seconds since the epoch)."""
+        start = self.created_at
+        end = self.ended_at if self.final and self.ended_at is not None else now
+        elapsed = "" if start is None else format_interval(end - start)
+        value, maximum, style, label = self._bar(now)
+        lines, note = self._output(show_all)
+        return Frame(
+            name=self.name,
+            workflow_id=self.workflow_id or "",
+            status=self.status,
+            elapsed=elapsed,
+            show_bar=self.progress_key in self.keys,
+            bar_value=value,
+            bar_max=maximum,
+            bar_style=style,
+            label=label,
+            show_output=bool(self.output_keys),
+            lines=lines,
+            note=note,
+            show_all=show_all,
+            error=self.error,
+            cancellable=self.workflow_id is not None
+            and not self.final
+            and not self.cancel_requested,
+            final=self.final,
+            complete=self.complete,
+        )
