@@ -16,8 +16,12 @@ from nbclient import NotebookClient
 
 import nbflow
 from nbflow.notebook import _cells
-from tests.test_magics import Ran, Run, run, shell  # noqa: F401 - the fixtures
+from tests import test_magics
+from tests.test_magics import Run
 from tests.test_run_all import venv_kernel
+
+shell = test_magics.shell  # the fixtures: a real InteractiveShell, and running a cell in it
+run = test_magics.run
 
 CALLS: list[str] = []
 RESTORED = re.compile(
@@ -31,7 +35,7 @@ def bump(name: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def calls(shell: InteractiveShell) -> list[str]:  # noqa: F811
+def calls(shell: InteractiveShell) -> list[str]:
     CALLS.clear()
     shell.user_ns["bump"] = bump
     return CALLS
@@ -64,6 +68,8 @@ def ran_note(name: str) -> str:
         ("def f():\n    global g\n    g = 2\n    return h", {"h"}),
         ("del old", {"old"}),
         ("match v:\n    case [a, *rest]:\n        print(a, rest)", {"v", "print"}),
+        ("get_ipython().run_line_magic('time', 'y = f(x)')", {"get_ipython", "f", "x"}),
+        ("get_ipython().run_line_magic('cd', 'x')", {"get_ipython"}),
     ],
 )
 def test_reads(source: str, reads: set[str]) -> None:
@@ -97,7 +103,7 @@ LOAD = (
 )
 
 
-def test_miss_then_hit(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811
+def test_miss_then_hit(shell: InteractiveShell, run: Run, calls: list[str]) -> None:
     first = run(LOAD)
     assert first.ok and calls == ["load"]
     assert first.printed == "loaded 3\n"
@@ -115,7 +121,7 @@ def test_miss_then_hit(shell: InteractiveShell, run: Run, calls: list[str]) -> N
     assert calls == ["load", "load"]
 
 
-def test_changes_upstream_rerun_dependents(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+def test_changes_upstream_rerun_dependents(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
     run("n = 3")
     load = "%%nbflow step load\nbump('load')\ndata = list(range(n))"
     total = "%%nbflow step total\nbump('total')\ntotal = sum(data)"
@@ -135,7 +141,7 @@ def test_changes_upstream_rerun_dependents(shell: InteractiveShell, run: Run, ca
     assert calls[7:] == ["total"]
 
 
-def test_names_it_binds_first_are_not_inputs(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+def test_names_it_binds_first_are_not_inputs(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
     run("i = 5")
     cell = "%%nbflow step loop\nbump('loop')\nfor i in range(2):\n    pass\nlooped = i"
     assert run(cell).ok
@@ -143,7 +149,33 @@ def test_names_it_binds_first_are_not_inputs(shell: InteractiveShell, run: Run, 
     assert run(cell).ok and calls == ["loop"]
 
 
-def test_unpicklable_variable_warns_and_reruns(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+def test_functions_it_calls(shell: InteractiveShell, run: Run, calls: list[str]) -> None:
+    run("def scale(v):\n    return v * 2")
+    cell = "%%nbflow step scaled\nbump('scaled')\n%time y = scale(3)\ny"  # (seen inside %time)
+    for _ in range(2):
+        assert run(cell).ok
+    assert calls == ["scaled"] and shell.user_ns["y"] == 6
+    run("def scale(v):\n    return v * 3")  # a function from a plain cell, changed
+    assert run(cell).ok and calls == ["scaled", "scaled"] and shell.user_ns["y"] == 9
+
+
+def test_what_a_cell_made_itself_is_not_its_input(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
+    cell = "%%nbflow step itself\nbump('itself')\nexec('z = 5')\nw = z + 1"  # z: unseen
+    for _ in range(2):
+        assert run(cell).ok
+    assert calls == ["itself"] and shell.user_ns["w"] == 6
+
+
+def test_syntax_errors_and_top_level_await(run: Run, calls: list[str]) -> None:
+    ran = run("%%nbflow step bad\nx = = 1")
+    assert isinstance(ran.result.error_in_exec, SyntaxError)
+    ran = run("%%nbflow step waits\nimport asyncio\nx = await asyncio.sleep(0)")
+    assert isinstance(ran.result.error_in_exec, SyntaxError)
+    assert "await in a plain cell" in str(ran.result.error_in_exec)
+    assert "(none)" in run("%nbflow steps").mime("text/plain")[0]
+
+
+def test_unpicklable_variable_warns_and_reruns(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
     cell = "%%nbflow step gen\nbump('gen')\ngen = (i for i in range(3))\nfine = 1"
     first = run(cell)
     assert first.ok and "NOT recorded" in first.stderr
@@ -152,7 +184,7 @@ def test_unpicklable_variable_warns_and_reruns(shell: InteractiveShell, run: Run
     assert run(cell).ok and calls == ["gen", "gen"], "nothing half-restored: it ran again"
 
 
-def test_with_targets_that_cannot_be_pickled_are_left_out(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+def test_with_targets_that_cannot_be_pickled_are_left_out(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
     cell = "%%nbflow step write\nbump('write')\nwith open('f.txt', 'w') as fh:\n    fh.write('x')\nwritten = True"  # fmt: skip
     assert run(cell).ok
     del shell.user_ns["written"], shell.user_ns["fh"]
@@ -160,7 +192,7 @@ def test_with_targets_that_cannot_be_pickled_are_left_out(shell: InteractiveShel
     assert shell.user_ns["written"] is True and "fh" not in shell.user_ns
 
 
-def test_a_cell_that_raises_records_nothing(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+def test_a_cell_that_raises_records_nothing(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
     cell = "%%nbflow step boom\nbump('boom')\npartial = 1\n1 / 0\n"
     first = run(cell)
     assert isinstance(first.result.error_in_exec, ZeroDivisionError)
@@ -171,7 +203,7 @@ def test_a_cell_that_raises_records_nothing(shell: InteractiveShell, run: Run, c
     assert "boom" not in run("%nbflow steps").mime("text/html")[0]
 
 
-def test_a_restart_restores_imports_functions_classes_and_instances(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+def test_a_restart_restores_imports_functions_classes_and_instances(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
     cell = (
         "%%nbflow step model\n"
         "bump('model')\n"
@@ -194,7 +226,7 @@ def test_a_restart_restores_imports_functions_classes_and_instances(shell: Inter
     assert shell.user_ns["mod"] is shell.user_ns["m"]
 
 
-def test_semicolon_and_display_updates(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+def test_semicolon_and_display_updates(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
     cell = (
         "%%nbflow step shown\n"
         "bump('shown')\n"
@@ -213,7 +245,7 @@ def test_semicolon_and_display_updates(shell: InteractiveShell, run: Run, calls:
     assert second.printed == "printed\n" and second.result.result is None
 
 
-def test_steps_show_the_pipeline(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+def test_steps_show_the_pipeline(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
     assert "(none)" in run("%nbflow steps").mime("text/plain")[0]
     run("%%nbflow step first\nx = 1")
     run("%%nbflow step second\ny = x + 1")
@@ -225,7 +257,7 @@ def test_steps_show_the_pipeline(shell: InteractiveShell, run: Run, calls: list[
     assert "<table>" in ran.mime("text/html")[0]
 
 
-def test_a_runtime_that_refuses_pickle(db_path: Path, shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # noqa: F811  # fmt: skip
+def test_a_runtime_that_refuses_pickle(db_path: Path, shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
     nbflow.configure(db_path, allow_pickle=False)
     cell = "%%nbflow step plain\nbump('plain')\nx = 1"
     first = run(cell)

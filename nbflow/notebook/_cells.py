@@ -19,6 +19,7 @@ sanitize both with one pattern (``nbflow: step '([^']*)' (ran in|restored from) 
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import decimal
 import fractions
@@ -40,6 +41,7 @@ from IPython.core.displayhook import DisplayHook
 
 import nbflow
 from nbflow._serialization import decode
+from nbflow._workflow import StepFunction, WorkflowFunction
 
 __all__ = ["DurableCells", "Recording", "analyze", "cells_for", "pipeline_id"]
 
@@ -173,6 +175,10 @@ class _Names:
             parts += [first.target, *first.ifs, *(p for g in rest for p in (g.target, g.iter, *g.ifs))]  # fmt: skip
             self.scope(parts, set())
         else:
+            code = _timed_code(node)
+            if code is not None:  # %time / %timeit / %prun run Python code: see into it
+                with contextlib.suppress(SyntaxError):
+                    self.body(ast.parse(code).body)
             for child in _expr_children(node):
                 self.expr(child)
 
@@ -192,9 +198,23 @@ class _Names:
         local -= declared
         for node in nodes:
             for sub in ast.walk(node):
-                loaded = isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Store)
-                if loaded and sub.id not in local:  # (a store of a non-local: declared global)
-                    self.load(sub.id)
+                # (a store of a name not local: declared global, so not a read)
+                name = sub.id if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Store) else None  # fmt: skip
+                if name is not None and name not in local:
+                    self.load(name)
+
+
+def _timed_code(node: ast.expr) -> str | None:
+    """The code of ``get_ipython().run_line_magic('time', 'code')`` (also timeit, prun)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    args = node.args
+    if node.func.attr != "run_line_magic" or len(args) != 2:
+        return None
+    if not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in args):
+        return None
+    magic, code = args[0].value, args[1].value  # type: ignore[attr-defined]
+    return code if magic in ("time", "timeit", "prun") else None
 
 
 def _expr_children(node: ast.AST) -> list[ast.expr]:
@@ -221,29 +241,36 @@ def analyze(tree: ast.Module) -> _Names:
 
 def _fingerprint(value: Any, budget: list[int]) -> str | None:
     """A stable text for a plain value (None: too big, or not a plain value)."""
+    try:
+        return _plain(value, budget)
+    except Exception:  # RecursionError (a cycle), a repr that fails: not a plain value
+        return None
+
+
+def _plain(value: Any, budget: list[int]) -> str | None:
     budget[0] -= 1
     if budget[0] < 0:
         return None
     kind = type(value).__qualname__
-    if isinstance(value, (*_SCALARS, types.ModuleType)):
+    if isinstance(value, types.ModuleType):
+        return f"module:{value.__name__}"
+    if isinstance(value, _SCALARS):
         text = repr(value)
         budget[0] -= len(text)
         return None if budget[0] < 0 else f"{kind}:{text}"
     if isinstance(value, (list, tuple, set, frozenset)):
-        found = [_fingerprint(v, budget) for v in value]
+        found = [_plain(v, budget) for v in value]
         parts = [p for p in found if p is not None]
         if len(parts) < len(found):
             return None
-        return (
-            f"{kind}[{','.join(sorted(parts) if isinstance(value, (set, frozenset)) else parts)}]"
-        )
+        return f"{kind}[{','.join(sorted(parts) if isinstance(value, (set, frozenset)) else parts)}]"  # fmt: skip
     if isinstance(value, dict):
-        items = [(_fingerprint(k, budget), _fingerprint(v, budget)) for k, v in value.items()]
+        items = [(_plain(k, budget), _plain(v, budget)) for k, v in value.items()]
         ok = all(k is not None and v is not None for k, v in items)
         return f"{kind}{{{','.join(f'{k}:{v}' for k, v in items)}}}" if ok else None
-    fn = getattr(value, "__wrapped__", None) or getattr(value, "fn", None) or value
+    fn = value.fn if isinstance(value, (WorkflowFunction, StepFunction)) else value
     if isinstance(fn, types.FunctionType) and fn.__module__ == "__main__":
-        defaults = _fingerprint(fn.__defaults__, budget)
+        defaults = _plain(fn.__defaults__, budget)
         return f"function:{_code_fingerprint(fn.__code__)}:{defaults}"
     return None
 
@@ -271,8 +298,8 @@ class DurableCells:
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell
-        #: name -> (key of the durable cell that assigned it, id() of the value it assigned)
-        self.producers: dict[str, tuple[str, int]] = {}
+        #: variable -> (name and key of the durable cell that assigned it, id() of the value)
+        self.producers: dict[str, tuple[str, str, int]] = {}
 
     def key(self, name: str, source: str, reads: set[str]) -> str:
         """The key of a cell named ``name`` with this source, given the namespace it reads."""
@@ -283,8 +310,9 @@ class DurableCells:
                 continue
             value = ns[var]
             producer = self.producers.get(var)
-            if producer is not None and producer[1] == id(value):
-                inputs.append([var, "cell", producer[0]])
+            if producer is not None and producer[2] == id(value):
+                if producer[0] != name:  # what a cell made itself is not its input
+                    inputs.append([var, "cell", producer[1]])
             else:
                 fp = _fingerprint(value, [_FINGERPRINT_BUDGET])
                 kind = type(value)
@@ -298,7 +326,13 @@ class DurableCells:
         shell = self.shell
         code = "\n" + shell.transform_cell(body)  # line 1 is the magic line
         filename = shell.compile.cache(code, shell.execution_count, raw_code="\n" + body)
-        tree = shell.transform_ast(shell.compile.ast_parse(code, filename=filename))
+        try:
+            tree = shell.transform_ast(shell.compile.ast_parse(code, filename=filename))
+            shell.compile(tree, filename, "exec")  # (top-level await fails here)
+        except SyntaxError as exc:  # shown like a plain cell's, without nbflow's frames
+            if "await" in str(exc.msg):
+                exc.msg += " (a durable cell runs synchronously: await in a plain cell)"
+            raise exc.with_traceback(None) from None
         names = analyze(tree)
         key = self.key(name, body, names.reads)
         try:
@@ -343,7 +377,7 @@ class DurableCells:
             _note(f"nbflow: step {name!r}: cannot restore its variables ({type(exc).__name__}: {exc}); running it again")  # fmt: skip
             return _FAILED
         ns.update(values)
-        self.producers.update({var: (key, id(value)) for var, value in values.items()})
+        self.producers.update({var: (name, key, id(value)) for var, value in values.items()})
         Recording.replay(shell, record["outputs"])
         when = dt.datetime.fromtimestamp(ended).strftime("%Y-%m-%d %H:%M:%S")
         _note(f"nbflow: step {name!r} restored from {when}, took {_duration(record['duration'])} originally")  # fmt: skip
@@ -377,7 +411,7 @@ class DurableCells:
             if (before.get(var) != id(obj) or var in names.mutated)
             and not _HIDDEN.fullmatch(var) and not (var in hidden and hidden[var] is obj)
         }  # fmt: skip
-        self.producers.update({var: (key, id(ns[var])) for var in assigned})
+        self.producers.update({var: (name, key, id(ns[var])) for var in assigned})
         if quiet:  # a cell ending in ';' shows no value (the shell may not see that ';')
             value = None
         result = None if value is None else format_result(shell, value)
