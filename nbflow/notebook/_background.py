@@ -148,16 +148,11 @@ def run_background(name: str | None, source: str) -> nbflow.WorkflowHandle:
         source: The cell's source.
 
     Returns:
-        The workflow's handle (with ``.view`` when the live view is available).
+        The workflow's handle, with its live view as ``.view``.
     """
     workflow_id = f"{name}-{uuid.uuid4().hex[:8]}" if name else str(uuid.uuid4())
     install()
+    from nbflow.notebook._launch import launch  # (imports ipywidgets)
+
     with nbflow.set_workflow_id(workflow_id):
-        try:
-            from nbflow.notebook._launch import launch
-        except ImportError:  # no live view: the lines are on the stream all the same
-            handle = nbflow.start(background_cell, source, name)
-            print(f"background cell running as workflow {handle.workflow_id}")
-            return handle
-        handle: nbflow.WorkflowHandle = launch(background_cell, source, name, watch=("progress", STREAM))  # type: ignore[no-redef]  # fmt: skip
-    return handle
+        return launch(background_cell, source, name, watch=("progress", STREAM))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import html
 import shlex
 import sys
 import weakref
@@ -150,8 +151,6 @@ class _Table(Records[Any]):
         self.title, self.text = title, _table(headers, rows) if rows else "(none)"
 
     def _repr_html_(self) -> str:
-        import html
-
         return f"<p><b>{html.escape(self.title)}</b></p>" + super()._repr_html_()
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
@@ -212,10 +211,8 @@ class NbflowMagics(Magics):
             self.views = [v for v in self.views if not getattr(v, "closed", False)] + [view]
 
     def _watch_view(self, workflow_id: str, keys: list[str] | None) -> None:
-        try:
-            from nbflow.notebook._view import LiveView
-        except ImportError:
-            raise UsageError("%nbflow: live views are not available (nbflow.notebook._view is missing).") from None  # fmt: skip
+        from nbflow.notebook._view import LiveView  # (imports ipywidgets)
+
         view = LiveView(workflow_id, keys or None)
         view.display()
         self.views.append(view)
@@ -237,14 +234,10 @@ class NbflowMagics(Magics):
         code = compile(ast.fix_missing_locations(ast.Expression(capture)), "<%nbflow start>", "eval")  # fmt: skip
         fn_args, fn_kwargs = eval(code, ns, {"__nbflow_args__": lambda *a, **k: (a, k)})
         watch = tuple(args.watch) if args.watch else ("progress",)
+        from nbflow.notebook._launch import launch  # (imports ipywidgets)
+
         scope = nbflow.set_workflow_id(args.workflow_id) if args.workflow_id else None
         with scope or contextlib.nullcontext():
-            try:
-                from nbflow.notebook._launch import launch
-            except ImportError:  # no live view: say which workflow runs
-                handle = nbflow.start(fn, *fn_args, **fn_kwargs)
-                print(f"started workflow {handle.workflow_id}")
-                return
             self._keep(launch(fn, *fn_args, watch=watch, **fn_kwargs))
 
     def _watch(self, args: argparse.Namespace) -> None:
@@ -292,8 +285,7 @@ class NbflowMagics(Magics):
         verb = "already finished" if before == nbflow.Status.SUCCESS else "resumed"
         print(f"{verb}: workflow {args.workflow_id} (was {before})")
         if before != nbflow.Status.SUCCESS:
-            with contextlib.suppress(UsageError):  # no live view: the line above says enough
-                self._watch_view(args.workflow_id, None)
+            self._watch_view(args.workflow_id, None)
 
     def _recover(self, args: argparse.Namespace) -> None:
         pending = nbflow.list_workflows(status="PENDING", limit=1_000_000)
