@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
+import types
 from pathlib import Path
 
 import nbformat
@@ -243,6 +245,26 @@ def test_semicolon_and_display_updates(shell: InteractiveShell, run: Run, calls:
     assert second.ok and calls == ["shown"]
     assert second.mime("text/plain") == ["'second'"]  # the display as it ended
     assert second.printed == "printed\n" and second.result.result is None
+
+
+def test_inline_figures_are_recorded(shell: InteractiveShell, run: Run, calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    inline = types.ModuleType("matplotlib_inline.backend_inline")  # shows figures after a cell
+    drawn: list[str] = []
+
+    def flush_figures() -> None:
+        from IPython.display import display
+
+        while drawn:
+            display({"image/png": drawn.pop(), "text/plain": "<Figure>"}, raw=True)
+
+    inline.flush_figures = flush_figures  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, inline.__name__, inline)
+    shell.user_ns["draw"] = drawn.append
+    cell = "%%nbflow step plot\nbump('plot')\ndraw('iVBORw0KGgo=')"
+    first = run(cell)
+    assert first.ok and first.mime("image/png") == ["iVBORw0KGgo="]
+    second = run(cell)
+    assert second.ok and calls == ["plot"] and second.mime("image/png") == ["iVBORw0KGgo="]
 
 
 def test_steps_show_the_pipeline(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip

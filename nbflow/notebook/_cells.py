@@ -405,6 +405,7 @@ class DurableCells:
             started = time.time()
             value = self._execute(tree, filename)  # an exception records nothing
             ended = time.time()
+            _flush_figures()
         hidden = shell.user_ns_hidden
         assigned = {
             var for var, obj in ns.items()
@@ -434,6 +435,15 @@ class DurableCells:
             return value
         _note(f"nbflow: step {name!r} ran in {took}; recorded")
         return value
+
+
+def _flush_figures() -> None:
+    """Show the figures the cell drew now, while its output is recorded (matplotlib's inline
+    backend would show them after the cell, where they would not be recorded)."""
+    inline = sys.modules.get("matplotlib_inline.backend_inline")
+    if inline is not None:
+        with contextlib.suppress(Exception):
+            inline.flush_figures()
 
 
 def _quiet(code: str) -> bool:
