@@ -277,6 +277,7 @@ def test_steps_show_the_pipeline(shell: InteractiveShell, run: Run, calls: list[
     assert text.startswith(f"steps of {_cells.pipeline_id()}\n")
     assert [line.split()[1] for line in text.splitlines()[3:]] == ["first", "second"]
     assert "<table>" in ran.mime("text/html")[0]
+    assert run("%nbflow steps --pipeline").mime("text/plain") == [text]
 
 
 def test_a_runtime_that_refuses_pickle(db_path: Path, shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip

@@ -143,6 +143,7 @@ def test_loading_never_patches_the_event_loop() -> None:
         ("%nbflow watch", ["usage: %nbflow watch", "required: ID"]),
         ("%nbflow watch no-such-id", ["No workflow with id 'no-such-id'"]),
         ("%nbflow steps no-such-id", ["No workflow with id 'no-such-id'"]),
+        ("%nbflow steps x --pipeline", ["usage: %nbflow steps", "not allowed with"]),
         ("%nbflow cancel", ["usage: %nbflow cancel"]),
         ("%nbflow cancel no-such-id", ["No workflow with id 'no-such-id'"]),
         ("%nbflow resume no-such-id", ["No workflow with id 'no-such-id'"]),

@@ -87,7 +87,9 @@ def _build_parser() -> _Parser:
     p.add_argument("--status", type=_status, help="only those with this status")
     p.add_argument("--limit", type=_limit, default=20, metavar="N", help="at most N (20)")
     p = add("steps", "list a workflow's steps (no ID: the cells of this notebook's pipeline)")
-    p.add_argument("workflow_id", nargs="?", metavar="ID")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("workflow_id", nargs="?", metavar="ID")
+    which.add_argument("--pipeline", action="store_true", help="the notebook's pipeline (the default)")  # fmt: skip
     for name, text in [("cancel", "cancel a workflow"), ("resume", "resume an interrupted, cancelled or failed workflow")]:  # fmt: skip
         add(name, text).add_argument("workflow_id", metavar="ID")
     add("recover", "resume every interrupted workflow whose function is declared here")
@@ -107,7 +109,7 @@ _COMMANDS: dict[str, _Parser] = _PARSER._subparsers._group_actions[0].choices  #
 
 def _help() -> str:
     commands = _COMMANDS
-    lines = [f"  {p.format_usage().removeprefix('usage: ').rstrip()}\n      {p.description}" for p in commands.values()]  # fmt: skip
+    lines = [f"  {p.format_usage().removeprefix('usage: ').replace('[-h] ', '').rstrip()}\n      {p.description}" for p in commands.values()]  # fmt: skip
     return "Launch, watch and manage nbflow workflows; durable and background cells.\n\n" + "\n".join(lines)  # fmt: skip
 
 
