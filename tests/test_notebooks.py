@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SANITIZE = NOTEBOOKS / "sanitize.cfg"
 EXPECTED = [
+    "03-durable-pipeline.ipynb",
     "04-crash-and-resume.ipynb",
     "05-query-history.ipynb",
 ]
@@ -135,6 +136,7 @@ def execute(path: Path, timeout: float = 60.0) -> None:
         timeout=timeout,
         kernel_name="python3",
         record_timing=False,  # no timestamps in the saved file
+        coalesce_streams=True,  # one output for many prints, as nbval compares them
         resources={"metadata": {"path": str(path.parent)}},
     )
     began = time.monotonic()
