@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -258,12 +257,6 @@ def test_close_stops_the_reader_of_a_running_workflow(
     handle.result(timeout=10)
 
 
-@pytest.mark.xfail(
-    raises=duckdb.ResourceInUseException,
-    strict=False,
-    reason="core: Runtime.close() raises when another thread's query is in flight "
-    "(DuckDBStore.close, nbflow/store/_duckdb.py)",
-)
 def test_the_view_ends_when_its_runtime_closes(
     rt: nbflow.Runtime, views: Callable[..., LiveView], gate: Callable[[], Gate]
 ) -> None:

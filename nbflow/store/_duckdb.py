@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,8 @@ class DuckDBStore(Store):
             raise _translate_open_error(path, exc) from exc
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._cursors_lock = threading.Lock()
+        self._idle = threading.Condition(threading.Lock())  # guards the three below
+        self._busy = 0  # queries running now
         self._closed = False
         try:
             self._migrate()
@@ -152,26 +153,39 @@ class DuckDBStore(Store):
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            with self._cursors_lock:
-                if self._closed:
-                    raise RuntimeClosedError(
-                        f"The nbflow database {self.url!r} was closed. Open it again with "
-                        "nbflow.configure() or nbflow.Runtime()."
-                    )
-                cursor = self._con.cursor()
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """This thread's cursor, counted as busy so that :meth:`close` waits for it."""
+        with self._idle:
+            if self._closed:
+                raise RuntimeClosedError(
+                    f"The nbflow database {self.url!r} was closed. Open it again with "
+                    "nbflow.configure() or nbflow.Runtime()."
+                )
+            self._busy += 1
+            cursor = getattr(self._local, "cursor", None)
+            if cursor is None:
+                cursor = self._local.cursor = self._con.cursor()
                 self._cursors.append(cursor)
-            self._local.cursor = cursor
-        return cursor
+        try:
+            yield cursor
+        finally:
+            with self._idle:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.notify_all()
 
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._cursor().execute(sql, params).fetchall()
+        with self._using() as cursor:
+            return cursor.execute(sql, params).fetchall()
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
-        """Run SQL on this thread's cursor and return a DuckDB relation (``.df()``, ``.fetchall()``)."""
-        return self._cursor().sql(query, params=params)
+        """Run SQL on this thread's cursor and return a DuckDB relation (``.df()``, ``.fetchall()``).
+
+        The relation is evaluated when fetched: fetch it before the runtime is closed.
+        """
+        with self._using() as cursor:
+            return cursor.sql(query, params=params)
 
     # -- schema --------------------------------------------------------------------------------
 
@@ -197,18 +211,18 @@ class DuckDBStore(Store):
 
     def commit(self, ops: Sequence[Op]) -> None:
         statements = self._plan(ops)
-        cur = self._cursor()
-        if len(statements) == 1:  # one statement commits by itself: no BEGIN/COMMIT round trips
-            cur.execute(*statements[0])
-            return
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            for sql, params in statements:
-                cur.execute(sql, params)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+        with self._using() as cur:
+            if len(statements) == 1:  # one statement commits by itself: no BEGIN/COMMIT
+                cur.execute(*statements[0])
+                return
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for sql, params in statements:
+                    cur.execute(sql, params)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
 
     def _plan(self, ops: Sequence[Op]) -> list[tuple[str, Sequence[Any]]]:
         """The statements that apply ``ops``: consecutive inserts become one bulk insert per table.
@@ -412,11 +426,13 @@ class DuckDBStore(Store):
             [workflow_id],
         )
 
-    def close(self) -> None:
-        with self._cursors_lock:
+    def close(self, timeout: float = 10.0) -> None:
+        """Refuse new queries, wait (up to ``timeout`` s) for those running, then close."""
+        with self._idle:
             if self._closed:
                 return
             self._closed = True
+            self._idle.wait_for(lambda: not self._busy, timeout)
             cursors, self._cursors = self._cursors, []
         for cursor in cursors:
             with contextlib.suppress(duckdb.Error):  # closing is best effort
