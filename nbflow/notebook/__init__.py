@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+from nbflow.notebook._launch import LaunchedHandle, launch
+from nbflow.notebook._view import LiveView
+
+__all__ = [
+    "LaunchedHandle",
+    "LiveView",
+    "launch",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
 
 
 def load_ipython_extension(ipython: Any) -> None:
