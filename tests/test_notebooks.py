@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SANITIZE = NOTEBOOKS / "sanitize.cfg"
 EXPECTED = [
+    "01-quickstart.ipynb",
+    "02-streaming-tokens.ipynb",
     "03-durable-pipeline.ipynb",
     "04-crash-and-resume.ipynb",
     "05-query-history.ipynb",
