@@ -180,7 +180,7 @@ class DuckDBStore(Store):
             return cursor.execute(sql, params).fetchall()
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
-        """Run SQL on this thread's cursor and return a DuckDB relation (``.df()``, ``.fetchall()``).
+        """Run SQL on this thread's cursor and return a DuckDB relation (``.fetchall()``; ``.df()`` needs pandas).
 
         The relation is evaluated when fetched: fetch it before the runtime is closed.
         """
