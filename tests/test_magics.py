@@ -16,7 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import nbflow
-from nbflow.notebook import _background, _cells
+from nbflow.notebook import _background, _cells, _magics
 from tests.helpers import Gate, interrupt, wait_until
 
 
@@ -236,6 +236,7 @@ def test_start_shows_a_live_view_and_runs_the_call(
     assert ran.ok and nbflow.get_workflow("started-1").result(timeout=10) == 6
     ran = run("%nbflow watch started-1 progress")
     assert ran.ok and ran.outputs
+    views_done(shell)
 
 
 def test_cancel_resume_and_recover(
@@ -279,6 +280,13 @@ def test_db_shows_and_switches_the_database(rt: nbflow.Runtime, run: Run, tmp_pa
 # -- background cells -------------------------------------------------------------------------
 
 
+def views_done(shell: InteractiveShell) -> None:
+    """Wait until the live views the magics opened have shown everything (their threads end,
+    so they draw nothing after the test)."""
+    for view in _magics._loaded[shell].views:
+        assert view.wait(10)
+
+
 def background_runs(shell: InteractiveShell) -> list[Any]:
     nbflow.runtime().flush()
     return nbflow.list_workflows(name="nbflow.background")
@@ -302,6 +310,7 @@ def test_background_cell_streams_its_prints(shell: InteractiveShell, run: Run) -
     assert lines == ["line 0", "line 1", "line 2", "warn", "no newline"]
     assert shell.user_ns["made_in_background"] == 7
     assert "line 0" not in ran.stdout  # the thread's prints went to the stream only
+    views_done(shell)
 
 
 def test_background_cell_error_goes_to_its_stream(shell: InteractiveShell, run: Run) -> None:
@@ -313,6 +322,7 @@ def test_background_cell_error_goes_to_its_stream(shell: InteractiveShell, run: 
     assert lines[0] == "before"
     assert "ZeroDivisionError: division by zero" in "\n".join(lines)
     assert "background_cell" not in "\n".join(lines)  # only the cell's own frames
+    views_done(shell)
 
 
 def test_main_thread_prints_are_not_routed(shell: InteractiveShell, run: Run) -> None:
