@@ -475,7 +475,8 @@ class Runtime:
     def list_workflows(
         self, *, status: str | Status | None = None, name: str | None = None, limit: int = 100
     ) -> Records[WorkflowInfo]:
-        """Workflows, newest first."""
+        """Workflows, newest first (including those started a moment ago)."""
+        self.flush()  # read your own writes
         if status is not None:
             status = Status.parse(status).value
         rows = self._store.list_workflows(status, name, limit)
@@ -483,6 +484,7 @@ class Runtime:
 
     def list_steps(self, workflow_id: str) -> Records[StepInfo]:
         """A workflow's recorded steps, in order."""
+        self.flush()
         rows = self._store.list_steps(workflow_id)
         if not rows and not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self.database)
@@ -490,6 +492,7 @@ class Runtime:
 
     def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
         """A workflow's streams, by key."""
+        self.flush()
         rows = self._store.list_streams(workflow_id)
         if not rows and not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self.database)

@@ -1284,3 +1284,17 @@ def test_record_step_keeps_records_outside_workflows(rt: nbflow.Runtime, db_path
             (2, "cell-b", (1, 2), 2.0, 3.5),
         ]
         assert again.record_step("records", "cell-a", None, started=4.0, ended=5.0) == 3
+
+
+def test_history_reads_its_own_writes(rt: nbflow.Runtime) -> None:
+    """A workflow started a moment ago is listed, with its steps and streams, at once."""
+
+    @nbflow.workflow(name="tests.history.fresh")
+    def fresh() -> None:
+        nbflow.write_stream("out", 1)
+
+    for _ in range(20):
+        handle = nbflow.start(fresh)
+        assert handle.workflow_id in {w.workflow_id for w in nbflow.list_workflows(limit=5)}
+        handle.result(timeout=10)
+    assert [s.key for s in nbflow.list_streams(handle.workflow_id)] == ["out"]
