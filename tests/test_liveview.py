@@ -14,6 +14,7 @@ from IPython.utils.capture import capture_output
 import nbflow
 from nbflow import Status
 from nbflow.notebook._launch import LaunchedHandle, launch
+from nbflow.notebook._render import HandleRenderer, Snapshot
 from nbflow.notebook._state import (
     Progress,
     RateMeter,
@@ -24,7 +25,7 @@ from nbflow.notebook._state import (
     progress_label,
     text_bar,
 )
-from nbflow.notebook._view import HandleRenderer, LiveView, Snapshot, widget_frontend
+from nbflow.notebook._view import LiveView, widget_frontend
 from tests.helpers import Gate, interrupt, wait_until
 
 
