@@ -1,0 +1,292 @@
+"""What a durable cell reads and binds, and the key that says whether a recorded run still holds.
+
+A cell's *key* is a hash of its name, its source and its inputs: for each name the cell reads
+before binding it, the key of the durable cell that produced the value (so a change upstream
+re-runs everything downstream), else a fingerprint of plain values (numbers, strings, small
+containers, functions defined in the notebook) and only the type of anything else.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import datetime as dt
+import decimal
+import fractions
+import hashlib
+import json
+import pathlib
+import re
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from nbflow._workflow import StepFunction, WorkflowFunction
+
+__all__ = ["HIDDEN", "Names", "analyze", "cell_key"]
+
+#: Names IPython and Python keep in the namespace: never a cell's input, never what it assigned.
+HIDDEN = re.compile(r"_+|_i+|_i?\d+|_ih|_oh|_dh|_exit_code|In|Out|get_ipython|exit|quit|__\w+__")
+_SCALARS = (type(None), bool, int, float, complex, str, bytes, range, dt.date, dt.time,
+            dt.timedelta, decimal.Decimal, fractions.Fraction, pathlib.PurePath)  # fmt: skip
+_FINGERPRINT_BUDGET = 100_000  # characters: bigger plain values count by their type only
+
+
+class Names:
+    """Walks a cell: names it reads before binding them, names it binds, bases it mutates."""
+
+    def __init__(self) -> None:
+        self.bound: set[str] = set()
+        self.reads: set[str] = set()
+        self.mutated: set[str] = set()
+        self.with_targets: set[str] = set()
+
+    def load(self, name: str) -> None:
+        if name not in self.bound:
+            self.reads.add(name)
+
+    def body(self, stmts: list[ast.stmt]) -> None:
+        for node in stmts:
+            self.stmt(node)
+
+    def stmt(self, node: ast.stmt) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            heads: list[ast.expr] = list(node.decorator_list)
+            if isinstance(node, ast.ClassDef):
+                heads += [*node.bases, *(k.value for k in node.keywords)]
+                self.scope(node.body, set())
+            else:
+                heads += [d for d in [*node.args.defaults, *node.args.kw_defaults] if d]
+                self.scope(node.body, {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)} | {node.name})  # fmt: skip
+            for expr in heads:
+                self.expr(expr)
+            self.bound.add(node.name)
+        elif isinstance(node, ast.Assign):
+            self.expr(node.value)
+            for target in node.targets:
+                self.target(target)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            if isinstance(node.target, ast.Name) and isinstance(node, ast.AugAssign):
+                self.load(node.target.id)
+            if node.value is not None:
+                self.expr(node.value)
+                self.target(node.target)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            self.expr(node.iter)
+            self.target(node.target)
+            self.body(node.body + node.orelse)
+        elif isinstance(node, (ast.While, ast.If)):
+            self.expr(node.test)
+            self.body(node.body + node.orelse)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                self.expr(item.context_expr)
+                if item.optional_vars is not None:
+                    self.target(item.optional_vars)
+                    self.with_targets |= {n.id for n in ast.walk(item.optional_vars) if isinstance(n, ast.Name)}  # fmt: skip
+            self.body(node.body)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            self.bound |= {(a.asname or a.name).split(".")[0] for a in node.names} - {"*"}
+        elif isinstance(node, ast.Delete):
+            for target in node.targets:
+                self.expr(target) if isinstance(target, ast.Name) else self.target(target)
+        else:  # Expr, Return, Raise, Assert, Try, Match, ...: walk children in order
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    self.stmt(child)
+                elif isinstance(child, ast.expr):
+                    self.expr(child)
+                elif isinstance(child, ast.ExceptHandler):
+                    if child.type is not None:
+                        self.expr(child.type)
+                    if child.name:
+                        self.bound.add(child.name)
+                    self.body(child.body)
+                else:  # match_case, pattern, ...: names a pattern captures are bound
+                    for sub in ast.walk(child):
+                        if isinstance(sub, ast.expr):
+                            self.expr(sub)
+                        elif isinstance(sub, (ast.MatchAs, ast.MatchStar)) and sub.name:
+                            self.bound.add(sub.name)
+
+    def target(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Name):
+            self.bound.add(node.id)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                self.target(elt)
+        elif isinstance(node, ast.Starred):
+            self.target(node.value)
+        elif isinstance(node, (ast.Attribute, ast.Subscript)):
+            self.expr(node)
+            base: ast.expr = node
+            while isinstance(base, (ast.Attribute, ast.Subscript)):
+                base = base.value
+            if isinstance(base, ast.Name):
+                self.mutated.add(base.id)
+
+    def expr(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Name):
+            if not isinstance(node.ctx, ast.Store):
+                self.load(node.id)
+        elif isinstance(node, ast.NamedExpr):
+            self.expr(node.value)
+            self.target(node.target)
+        elif isinstance(node, ast.Lambda):
+            for d in [*node.args.defaults, *node.args.kw_defaults]:
+                if d is not None:
+                    self.expr(d)
+            self.scope([node.body], {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)})
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            first, *rest = node.generators
+            self.expr(first.iter)
+            parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+            parts += [first.target, *first.ifs, *(p for g in rest for p in (g.target, g.iter, *g.ifs))]  # fmt: skip
+            self.scope(parts, set())
+        else:
+            code = _timed_code(node)
+            if code is not None:  # %time / %timeit / %prun run Python code: see into it
+                with contextlib.suppress(SyntaxError):
+                    self.body(ast.parse(code).body)
+            for child in _expr_children(node):
+                self.expr(child)
+
+    def scope(self, nodes: list[Any], params: set[str]) -> None:
+        """A nested scope (function, lambda, comprehension) reads what it loads but never binds."""
+        local, declared = set(params), set()
+        for node in nodes:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                    local.add(sub.id)
+                elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    local.add(sub.name)
+                elif isinstance(sub, ast.arg):
+                    local.add(sub.arg)
+                elif isinstance(sub, (ast.Global, ast.Nonlocal)):
+                    declared |= set(sub.names)
+        local -= declared
+        for node in nodes:
+            for sub in ast.walk(node):
+                # (a store of a name not local: declared global, so not a read)
+                name = sub.id if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Store) else None  # fmt: skip
+                if name is not None and name not in local:
+                    self.load(name)
+
+
+def _timed_code(node: ast.expr) -> str | None:
+    """The code of ``get_ipython().run_line_magic('time', 'code')`` (also timeit, prun)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    args = node.args
+    if node.func.attr != "run_line_magic" or len(args) != 2:
+        return None
+    if not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in args):
+        return None
+    magic, code = args[0].value, args[1].value  # type: ignore[attr-defined]
+    return code if magic in ("time", "timeit", "prun") else None
+
+
+def _expr_children(node: ast.AST) -> list[ast.expr]:
+    """The expressions directly under ``node``, looking through keywords, slices and the like."""
+    found: list[ast.expr] = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.expr):
+            found.append(child)
+        else:
+            found += _expr_children(child)
+    return found
+
+
+def analyze(tree: ast.Module) -> Names:
+    """What a cell reads before binding it (``.reads``), mutates (``.mutated``: bases of
+    subscript and attribute stores) and binds with ``with ... as`` (``.with_targets``).
+
+    Conservative: a name read anywhere in a branch or a function body counts as read.
+    """
+    names = Names()
+    names.body(tree.body)
+    return names
+
+
+def cell_key(
+    name: str,
+    source: str,
+    reads: set[str],
+    ns: Mapping[str, Any],
+    producers: Mapping[str, tuple[str, str, int]],
+) -> str:
+    """The key of a cell named ``name`` with this source, given the namespace ``ns`` it reads.
+
+    Args:
+        name: The cell's name (``%%nbflow step NAME``).
+        source: The cell's body.
+        reads: The names it reads before binding them (:func:`analyze`).
+        ns: The namespace the cell runs in.
+        producers: variable -> (name and key of the durable cell that assigned it, id() of the
+            value).
+    """
+    inputs = []
+    for var in sorted(reads):
+        if HIDDEN.fullmatch(var) or var not in ns:
+            continue
+        value = ns[var]
+        producer = producers.get(var)
+        if producer is not None and producer[2] == id(value):
+            if producer[0] != name:  # what a cell made itself is not its input
+                inputs.append([var, "cell", producer[1]])
+        else:
+            fp = _fingerprint(value, [_FINGERPRINT_BUDGET])
+            kind = type(value)
+            inputs.append([var, "value", fp] if fp else [var, "type", f"{kind.__module__}.{kind.__qualname__}"])  # fmt: skip
+    text = json.dumps({"format": 1, "name": name, "source": _normalized(source), "inputs": inputs})  # fmt: skip
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _fingerprint(value: Any, budget: list[int]) -> str | None:
+    """A stable text for a plain value (None: too big, or not a plain value)."""
+    try:
+        return _plain(value, budget)
+    except Exception:  # RecursionError (a cycle), a repr that fails: not a plain value
+        return None
+
+
+def _plain(value: Any, budget: list[int]) -> str | None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        return None
+    kind = type(value).__qualname__
+    if isinstance(value, types.ModuleType):
+        return f"module:{value.__name__}"
+    if isinstance(value, _SCALARS):
+        text = repr(value)
+        budget[0] -= len(text)
+        return None if budget[0] < 0 else f"{kind}:{text}"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        found = [_plain(v, budget) for v in value]
+        parts = [p for p in found if p is not None]
+        if len(parts) < len(found):
+            return None
+        return f"{kind}[{','.join(sorted(parts) if isinstance(value, (set, frozenset)) else parts)}]"  # fmt: skip
+    if isinstance(value, dict):
+        items = [(_plain(k, budget), _plain(v, budget)) for k, v in value.items()]
+        ok = all(k is not None and v is not None for k, v in items)
+        return f"{kind}{{{','.join(f'{k}:{v}' for k, v in items)}}}" if ok else None
+    fn = value.fn if isinstance(value, (WorkflowFunction, StepFunction)) else value
+    if isinstance(fn, types.FunctionType) and fn.__module__ == "__main__":
+        defaults = _plain(fn.__defaults__, budget)
+        return f"function:{_code_fingerprint(fn.__code__)}:{defaults}"
+    return None
+
+
+def _code_fingerprint(code: types.CodeType) -> str:
+    """A hash of what a code object does, leaving out where it was defined (file, lines)."""
+    digest = hashlib.sha256(code.co_code)
+    digest.update(repr((code.co_names, code.co_varnames, code.co_freevars)).encode())
+    for const in code.co_consts:
+        text = _code_fingerprint(const) if isinstance(const, types.CodeType) else repr(const)
+        digest.update(text.encode("utf-8", "backslashreplace"))
+    return digest.hexdigest()[:16]
+
+
+def _normalized(source: str) -> str:
+    return "\n".join(line.rstrip() for line in source.strip("\n").splitlines()).strip("\n")
