@@ -35,7 +35,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from typing import Any
 import nbformat
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.helpers import wait_until
 
@@ -413,6 +414,12 @@ CELL_STATUS_IS = """([i, style, status]) => {
     && !!header && header.innerText.includes(status);
 }"""
 
+STARTED = """(indices) => indices.some((i) => {
+  const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+  const prompt = cell && cell.querySelector('.jp-InputPrompt');
+  return !!prompt && /\\[(\\*|\\d+)\\]/.test(prompt.innerText);
+})"""
+
 EXECUTED = """(indices) => indices.every((i) => {
   const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
   const prompt = cell && cell.querySelector('.jp-InputPrompt');
@@ -438,8 +445,11 @@ def open_notebook(lab: Lab, name: str, shots: str) -> Iterator[Page]:
     page = lab.context.new_page()
     try:
         page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}")
+        # The toolbar's indicator says "idle" before any kernel exists (its initial state): wait
+        # for the server to see this notebook's kernel idle with the page connected, too.
+        wait_until(lambda: kernel_connected(lab, name), timeout=90, interval=0.1)
         page.wait_for_selector(
-            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90 * MS
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=30 * MS
         )
         page.wait_for_selector(RUN_BUTTON, timeout=30 * MS)
         dismiss_popups(lab, page)
@@ -453,6 +463,15 @@ def open_notebook(lab: Lab, name: str, shots: str) -> Iterator[Page]:
     finally:
         with contextlib.suppress(Exception):
             page.close()
+
+
+def kernel_connected(lab: Lab, name: str) -> bool:
+    """Whether the notebook ``name`` has a kernel, idle, that a page is connected to."""
+    for session in lab.api("GET", "/api/sessions") or []:
+        kernel = session.get("kernel") or {}
+        if session.get("path") == name and kernel.get("connections", 0) >= 1:
+            return kernel.get("execution_state") == "idle"
+    return False
 
 
 def dismiss_popups(lab: Lab, page: Page) -> None:
@@ -471,12 +490,41 @@ def cell(page: Page, index: int) -> Locator:
     return page.locator(".jp-Notebook .jp-Cell").nth(index)
 
 
-def run_cells(page: Page, start: int, count: int = 1) -> None:
+def run_cells(lab: Lab, page: Page, start: int, count: int = 1) -> None:
     """Select cell ``start`` and press the toolbar's run button ``count`` times (each runs the
     selected cell and selects the next): the cells queue in the kernel as with Shift+Enter."""
-    cell(page, start).locator(".jp-InputPrompt").click()
-    for _ in range(count):
-        page.click(RUN_BUTTON)
+
+    def press() -> None:
+        cell(page, start).locator(".jp-InputPrompt").click()
+        for _ in range(count):
+            page.click(RUN_BUTTON)
+
+    started(lab, page, list(range(start, start + count)), press)
+
+
+def run_all(lab: Lab, page: Page, code: list[int]) -> None:
+    """Run > Run All Cells, from the menu."""
+
+    def press() -> None:
+        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+
+    started(lab, page, code, press)
+
+
+def started(lab: Lab, page: Page, indices: list[int], press: Callable[[], None]) -> None:
+    """``press()``, then wait until one of the cells ``indices`` is queued or has run. If none
+    is after 10 s, press again once (saying so): JupyterLab drops a run that it was asked for
+    while its session was not ready, clearing the cells' prompts without a word."""
+    for attempt in (1, 2):
+        press()
+        try:
+            page.wait_for_function(STARTED, arg=indices, timeout=10 * MS)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
+            lab.say(f"cells {indices} did not start within 10 s: pressing again")
 
 
 def wait_executed(page: Page, indices: list[int], timeout: float = 60) -> None:
@@ -554,8 +602,7 @@ def test_quickstart_progress_moves_while_the_workflow_runs(lab_io: Lab) -> None:
     with open_notebook(lab, name, "quickstart") as page:
         page.evaluate(SAMPLER, [[launch, reader], 10])
         started = time.monotonic()
-        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+        run_all(lab, page, code)
         page.wait_for_function(BAR_AT_LEAST, arg=[launch, 20], timeout=60 * MS, polling=10)
         mid, mid_before, mid_after = shoot(lab, page, launch, "quickstart-mid.png")
         page.wait_for_function(CELL_STATUS_IS, arg=[launch, "success", "SUCCESS"], timeout=60 * MS)
@@ -613,7 +660,7 @@ def test_cancel_button_and_the_readme_screenshot(lab_io: Lab) -> None:
     )
     with open_notebook(lab, "readme-example.ipynb", "cancel") as page:
         page.evaluate(SAMPLER, [[0], 10])
-        run_cells(page, 0)
+        run_cells(lab, page, 0)
         cell(page, 2).locator(".jp-InputPrompt").click()  # the cell under the view: not selected
         page.mouse.move(1, 1)  # nor hovered
         page.wait_for_function(BAR_AT_LEAST, arg=[0, 40], timeout=60 * MS, polling=10)
@@ -623,7 +670,7 @@ def test_cancel_button_and_the_readme_screenshot(lab_io: Lab) -> None:
         button.click()
         page.wait_for_function(CELL_STATUS_IS, arg=[0, "warning", "CANCELLED"], timeout=30 * MS)
         took = time.monotonic() - clicked
-        run_cells(page, 1)
+        run_cells(lab, page, 1)
         wait_executed(page, [1])
         status = outputs_text(page, 1)
         end, final, _ = shoot(lab, page, 0, "cancelled-end.png")
@@ -672,12 +719,12 @@ with nbflow.set_workflow_id("finished-1"):
     print("result:", count(40), nbflow.get_workflow("finished-1").status())"""
     write_notebook(lab, "watch.ipynb", [setup, "%load_ext nbflow", "%nbflow watch finished-1"])
     with open_notebook(lab, "watch.ipynb", "watch") as page:
-        run_cells(page, 0, 2)
+        run_cells(lab, page, 0, 2)
         wait_executed(page, [0, 1])
         first = outputs_text(page, 0)
         page.evaluate(SAMPLER, [[2], 10])
         started = time.monotonic()
-        run_cells(page, 2)
+        run_cells(lab, page, 2)
         page.wait_for_function(CELL_STATUS_IS, arg=[2, "success", "SUCCESS"], timeout=30 * MS)
         took = time.monotonic() - started
         wait_executed(page, [2])
@@ -737,10 +784,10 @@ def test_stress_50k_items_a_second_keeps_the_page_responsive(lab_io: Lab) -> Non
     log_at = len(lab.log_text())
     with open_notebook(lab, "stress.ipynb", "stress") as page:
         page.evaluate(SAMPLER, [[0], 10])
-        run_cells(page, 0)
+        run_cells(lab, page, 0)
         page.wait_for_function(BAR_AT_LEAST, arg=[0, 10], timeout=60 * MS)
         answered = time.monotonic()
-        run_cells(page, 1)
+        run_cells(lab, page, 1)
         wait_executed(page, [1], timeout=30)
         answered = time.monotonic() - answered
         assert "the kernel answers" in outputs_text(page, 1)
@@ -751,7 +798,7 @@ def test_stress_50k_items_a_second_keeps_the_page_responsive(lab_io: Lab) -> Non
             latencies.append(time.monotonic() - t)
             page.wait_for_timeout(100)  # one probe of the page every 100 ms
             assert len(latencies) < 600, "the stress workflow did not end within a minute"
-        run_cells(page, 2)
+        run_cells(lab, page, 2)
         wait_executed(page, [2], timeout=90)
         result = outputs_text(page, 2)
         path, final, _ = shoot(lab, page, 0, "stress-end.png")
