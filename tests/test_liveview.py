@@ -467,6 +467,7 @@ def test_unknown_total_and_the_history_cap() -> None:
     frame = state.frame(0.0)
     assert (frame.bar_value, frame.bar_max, frame.bar_style) == (1.0, 1.0, "info")
     assert frame.lines == ("3", "4") and "3 earlier items" in frame.note
+    assert "Show all shows the last 3" in frame.note  # not "them": only 3 of 5 are kept
     every = state.frame(0.0, show_all=True)
     assert every.lines == ("2", "3", "4") and "2 earlier items not kept" in every.note
 
@@ -480,3 +481,10 @@ def test_the_state_module_does_not_import_jupyter() -> None:
         for alias in node.names
     }
     assert not imported & {"IPython", "ipywidgets", "ipykernel"}
+
+
+def test_short_ids_shown_whole_generated_ones_cut() -> None:
+    """A custom id shows whole in the header; a generated uuid shows its first 8 characters."""
+    assert ViewState("finished-1", "wf").frame(0.0).short_id == "finished-1"
+    uuid = "0931dfec-1111-4222-8333-444455556666"
+    assert ViewState(uuid, "wf").frame(0.0).short_id == "0931dfec"

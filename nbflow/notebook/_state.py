@@ -237,8 +237,8 @@ class Frame:
 
     @property
     def short_id(self) -> str:
-        """The first 8 characters of the id."""
-        return self.workflow_id[:8]
+        """The id, or its first 8 characters when it is long (a generated uuid)."""
+        return self.workflow_id if len(self.workflow_id) <= 12 else self.workflow_id[:8]
 
     @property
     def text(self) -> str:
@@ -342,8 +342,11 @@ class ViewState:
         hidden = self.seen - len(lines)
         if not hidden:
             return lines, ""
+        kept = len(self.items)
         if show_all:
             note = f"… {hidden:,} earlier items not kept (the last {len(lines):,} are shown)"
+        elif kept < self.seen:  # more than "show all" keeps
+            note = f"… {hidden:,} earlier items (Show all shows the last {kept:,})"
         else:
             note = f"… {hidden:,} earlier items (Show all shows them)"
         return lines, note
