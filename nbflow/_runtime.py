@@ -451,24 +451,19 @@ class Runtime:
         self._log.wait_durable(seq)
         return function_id
 
-    def recorded_steps(self, workflow_id: str) -> list[tuple[int, str, Any, float, float]]:
-        """The steps of a record-keeping workflow: ``(function_id, name, output, started, ended)``."""
-        return [
-            (
-                row.function_id,
-                row.name,
-                decode(
-                    row.output_json,
-                    row.output_pickle,
-                    what=f"the record of {row.name!r}",
-                    allow_pickle=self.allow_pickle,
-                ),
-                row.started_at,
-                row.ended_at,
-            )
-            for row in self._store.list_steps(workflow_id)
-            if row.error is None
-        ]
+    def recorded_steps(
+        self, workflow_id: str, name: str | None = None, *, newest_first: bool = False
+    ) -> Iterator[tuple[int, str, Any, float, float]]:
+        """The steps of a record-keeping workflow: ``(function_id, name, output, started, ended)``.
+
+        Only steps called ``name`` when it is given; each output is decoded only when the
+        iterator reaches it, so a caller that stops at the first match unpickles nothing else.
+        """
+        rows = [r for r in self._store.list_steps(workflow_id) if r.error is None and name in (None, r.name)]  # fmt: skip
+        for row in reversed(rows) if newest_first else rows:
+            what = f"the record of {row.name!r}"
+            output = decode(row.output_json, row.output_pickle, what=what, allow_pickle=self.allow_pickle)  # fmt: skip
+            yield row.function_id, row.name, output, row.started_at, row.ended_at
 
     # -- history -----------------------------------------------------------------------------
 

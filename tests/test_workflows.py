@@ -1279,7 +1279,9 @@ def test_record_step_keeps_records_outside_workflows(rt: nbflow.Runtime, db_path
     assert rt.recover() == []
     nbflow._api._close_default()
     with nbflow.Runtime(db_path) as again:
-        assert again.recorded_steps("records") == [
+        assert list(again.recorded_steps("records", "cell-b")) == [(2, "cell-b", (1, 2), 2.0, 3.5)]
+        assert [s[0] for s in again.recorded_steps("records", newest_first=True)] == [2, 1]
+        assert list(again.recorded_steps("records")) == [
             (1, "cell-a", {"k": 1}, 1.0, 2.0),
             (2, "cell-b", (1, 2), 2.0, 3.5),
         ]

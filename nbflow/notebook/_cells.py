@@ -30,7 +30,6 @@ from typing import Any
 from IPython.core.displayhook import DisplayHook
 
 import nbflow
-from nbflow._serialization import decode
 from nbflow.notebook._analysis import HIDDEN, Names, analyze, cell_key
 from nbflow.notebook._recording import Recording, flush_figures, format_result
 
@@ -97,11 +96,10 @@ class DurableCells:
     def _lookup(self, rt: nbflow.Runtime, name: str, key: str) -> tuple[dict[str, Any], float] | None:  # fmt: skip
         """The newest recorded run of ``name`` with ``key``, and when it ended."""
         try:
-            rows = [r for r in rt.store.list_steps(pipeline_id()) if r.name == name]
-            for row in reversed(rows):  # a record's variables stay pickled bytes until restored
-                record = decode(row.output_json, row.output_pickle, what=f"the record of cell {name!r}", allow_pickle=rt.allow_pickle)  # fmt: skip
+            # a record's variables stay pickled bytes until restored
+            for _, _, record, _, ended in rt.recorded_steps(pipeline_id(), name, newest_first=True):
                 if isinstance(record, dict) and record.get("key") == key:
-                    return record, row.ended_at
+                    return record, ended
         except nbflow.NbflowError as exc:
             _note(f"nbflow: step {name!r}: cannot read its records ({exc}); running it")
         return None
