@@ -131,16 +131,9 @@ def test_readers_started_before_writers_get_exactly_their_items(
         assert h.status() == nbflow.Status.SUCCESS
 
 
-def test_many_readers_per_stream_with_offsets_while_writing(
-    rt: nbflow.Runtime, gate: tuple[str, threading.Event]
-) -> None:
-    """Several readers per workflow, from offsets 0, 1, 999, 1999, 2000 (the end) and past the end,
-    started while 8 workflows write: each gets the items from its offset on, and nothing else."""
-    name, event = gate
-    handles = [nbflow.start(writer, w, ITEMS, name) for w in range(WORKFLOWS)]
-    starts = [0, 1, 999, ITEMS - 1, ITEMS, ITEMS + 500]
+def readers_from_offsets(handles: list[nbflow.WorkflowHandle], starts: list[int]) -> Readers:
+    """One reader thread per (workflow, start offset) of the stream "items"."""
     readers = Readers()
-    event.set()  # readers start while the workflows write
     for w, h in enumerate(handles):
         for start in starts:
             readers.add(
@@ -149,6 +142,19 @@ def test_many_readers_per_stream_with_offsets_while_writing(
                     h.workflow_id, "items", start=start, timeout=READ_TIMEOUT
                 ),
             )
+    return readers
+
+
+def test_many_readers_per_stream_with_offsets_while_writing(
+    rt: nbflow.Runtime, gate: tuple[str, threading.Event]
+) -> None:
+    """Several readers per workflow, from offsets 0, 1, 999, 1999, 2000 (the end) and past the end,
+    started while 8 workflows write: each gets the items from its offset on, and nothing else."""
+    name, event = gate
+    handles = [nbflow.start(writer, w, ITEMS, name) for w in range(WORKFLOWS)]
+    starts = [0, 1, 999, ITEMS - 1, ITEMS, ITEMS + 500]
+    event.set()  # readers start while the workflows write
+    readers = readers_from_offsets(handles, starts)
     results = readers.join()
     for w in range(WORKFLOWS):
         for start in starts:
@@ -196,15 +202,7 @@ def test_late_readers_after_the_workflows_finished(rt: nbflow.Runtime) -> None:
     handles = [nbflow.start(writer, w, ITEMS) for w in range(WORKFLOWS)]
     assert [h.result(timeout=READ_TIMEOUT) for h in handles] == [ITEMS] * WORKFLOWS
     starts = [0, 7, ITEMS // 2, ITEMS, ITEMS + 1]
-    readers = Readers()
-    for w, h in enumerate(handles):
-        for start in starts:
-            readers.add(
-                (w, start),
-                lambda h=h, start=start: nbflow.read_stream(
-                    h.workflow_id, "items", start=start, timeout=READ_TIMEOUT
-                ),
-            )
+    readers = readers_from_offsets(handles, starts)
     results = readers.join()
     for w in range(WORKFLOWS):
         for start in starts:
