@@ -152,8 +152,3 @@ class WriteLog:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout)
-
-    @property
-    def failure(self) -> BaseException | None:
-        """The exception of a failed commit, if one failed."""
-        return self._failure
