@@ -107,9 +107,8 @@ def alive(pid: int) -> bool:
 def stop_pids(pids: set[int], what: str, grace: float = 10.0) -> list[str]:
     """Wait up to ``grace`` s for ``pids`` to end, then SIGKILL those left; say what was done."""
     notes = []
-    deadline = time.monotonic() + grace
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with contextlib.suppress(AssertionError):  # those still alive after the grace are killed
+        wait_until(lambda: not any(alive(p) for p in pids), timeout=grace, interval=0.05)
     for pid in sorted(p for p in pids if alive(p)):
         notes.append(f"{what} {pid} did not stop by itself: SIGKILL")
         with contextlib.suppress(ProcessLookupError):
