@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nbflow._errors import WaitTimeoutError, WorkflowInterruptedError
+from nbflow._errors import WaitTimeoutError
 from nbflow._records import Status
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ class WorkflowHandle:
             WaitTimeoutError: It did not end in time (it goes on running).
             WorkflowCancelledError: It was cancelled.
             WorkflowInterruptedError: It is PENDING but not running (its process stopped);
-                ``nbflow.resume(id)`` runs it on.
+                ``nbflow.resume(id)`` runs it on. A workflow that another live process runs
+                (PostgreSQL) is waited for.
             Exception: Whatever the workflow raised.
         """
         runtime = self._runtime
@@ -67,10 +68,11 @@ class WorkflowHandle:
             return ex.result
         row = runtime.workflow_row(self.workflow_id)
         if row.status == Status.PENDING:
-            self._execution = runtime._execution(self.workflow_id)
-            if self._execution is not None:  # resumed meanwhile
+            final = runtime.wait_elsewhere(self.workflow_id, timeout)
+            if final is None:  # it started running here meanwhile
+                self._execution = runtime._execution(self.workflow_id)
                 return self.result(timeout)
-            raise WorkflowInterruptedError(self.workflow_id)
+            row = final
         return runtime.outcome(row)
 
     def cancel(self) -> None:

@@ -31,7 +31,7 @@ class Subscription:
 
     __slots__ = ("callback", "key", "rows", "stale", "workflow_id")
 
-    def __init__(self, workflow_id: str, key: str, callback: Callable[[], None]) -> None:
+    def __init__(self, workflow_id: str, key: str | None, callback: Callable[[], None]) -> None:
         self.workflow_id = workflow_id
         self.key = key
         self.callback = callback
@@ -47,8 +47,14 @@ class Notifier:
         self._subs: dict[str, set[Subscription]] = {}
         self._max_rows = max_rows
 
-    def subscribe(self, workflow_id: str, key: str, callback: Callable[[], None]) -> Subscription:
-        """Start buffering the stream's committed rows and calling ``callback`` after commits."""
+    def subscribe(
+        self, workflow_id: str, key: str | None, callback: Callable[[], None]
+    ) -> Subscription:
+        """Start buffering the stream's committed rows and calling ``callback`` after commits.
+
+        With ``key`` None, nothing is buffered: ``callback`` is called whenever the workflow changes
+        (e.g. to wait for its end).
+        """
         sub = Subscription(workflow_id, key, callback)
         with self._lock:
             self._subs.setdefault(workflow_id, set()).add(sub)
@@ -94,12 +100,12 @@ class Notifier:
                     if subs:
                         touched.add(op[1].workflow_id)
                         self._push(subs, op[1])
-                elif kind in ("finish", "reopen"):
+                elif kind == "finish":
                     subs = all_subs.get(op[1])
                     if not subs:
                         continue
                     touched.add(op[1])
-                    markers = op[8] if kind == "finish" else None
+                    markers = op[8]
                     if markers is None:  # the store changed the streams itself
                         for sub in subs:
                             sub.stale = True
@@ -110,6 +116,17 @@ class Notifier:
             callbacks = [sub.callback for wid in touched for sub in all_subs[wid]]
         for callback in callbacks:
             callback()
+
+    def changed(self, workflow_id: str) -> None:
+        """The workflow's streams or status changed behind the committer's back (another process,
+        or a reopen): its readers must look at the database."""
+        with self._lock:
+            subs = list(self._subs.get(workflow_id, ()))
+            for sub in subs:
+                sub.stale = True
+                sub.rows.clear()
+        for sub in subs:
+            sub.callback()
 
     def wake_all(self) -> None:
         """Wake every subscriber (e.g. when the runtime closes)."""

@@ -1,8 +1,10 @@
 """Stream readers: page through a stream's items, wait for the committer's notification when idle.
 
-A reader never polls: it subscribes to its stream, catches up from the database in pages (never one
-row per query), then gets each new item straight from the committer, right after the commit (see
-:mod:`nbflow._notify`).
+A reader subscribes to its stream, catches up from the database in pages (never one row per query),
+then gets each new item straight from the committer, right after the commit (see
+:mod:`nbflow._notify`). Items written by another process (PostgreSQL) reach it by a notification
+from the server, after which it reads the database; it also looks by itself every
+``store.poll_interval`` seconds, in case a notification was lost.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -128,11 +131,36 @@ class StreamReader:
         assert self.timeout is not None
         return StreamTimeoutError(self.workflow_id, self.key, self.offset, self.timeout)
 
+    def _wait_time(self, deadline: float | None) -> float | None:
+        """How long the next wait may last: up to the deadline, and at most one poll interval."""
+        poll = self._runtime.store.poll_interval
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if poll is None:
+            return left
+        return poll if left is None else min(poll, left)
+
+    def _after_wait(self, woken: bool, deadline: float | None) -> None:
+        """Raise when the wait for the next item ran out; after a poll interval, read the database."""
+        if not woken:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timed_out()
+            self._from_db = True
+        self._runtime._check_open()
+
+    def _deadline(self, deadline: float | None, got_values: bool) -> float | None:
+        """The time by which the next item must arrive (``timeout`` is per item, not in all)."""
+        if self.timeout is None:
+            return None
+        if got_values or deadline is None:
+            return time.monotonic() + self.timeout
+        return deadline
+
     def values(self) -> Iterator[Any]:
         """The stream's values, as a blocking iterator."""
         runtime = self._runtime
         wakeup = threading.Event()
         self._sub = runtime._notifier.subscribe(self.workflow_id, self.key, wakeup.set)
+        deadline = None
         try:
             while True:
                 wakeup.clear()
@@ -140,10 +168,9 @@ class StreamReader:
                 yield from values
                 if state == "ended":
                     return
+                deadline = self._deadline(deadline, bool(values))
                 if state == "wait":
-                    if not wakeup.wait(self.timeout):
-                        raise self._timed_out()
-                    runtime._check_open()
+                    self._after_wait(wakeup.wait(self._wait_time(deadline)), deadline)
         finally:
             runtime._notifier.unsubscribe(self._sub)
 
@@ -158,6 +185,7 @@ class StreamReader:
                 loop.call_soon_threadsafe(wakeup.set)
 
         self._sub = runtime._notifier.subscribe(self.workflow_id, self.key, notify)
+        deadline = None
         try:
             while True:
                 wakeup.clear()
@@ -166,11 +194,13 @@ class StreamReader:
                     yield value
                 if state == "ended":
                     return
+                deadline = self._deadline(deadline, bool(values))
                 if state == "wait":
                     try:
-                        await asyncio.wait_for(wakeup.wait(), self.timeout)
+                        await asyncio.wait_for(wakeup.wait(), self._wait_time(deadline))
+                        woken = True
                     except asyncio.TimeoutError:
-                        raise self._timed_out() from None
-                    runtime._check_open()
+                        woken = False
+                    self._after_wait(woken, deadline)
         finally:
             runtime._notifier.unsubscribe(self._sub)

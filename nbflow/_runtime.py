@@ -43,7 +43,8 @@ class Runtime:
     """An open nbflow system database, with the workflows that run in it.
 
     Args:
-        database: A file path, ``duckdb:///path``, ``:memory:`` (or later ``postgresql://…``).
+        database: A file path, ``duckdb:///path``, ``:memory:`` or ``postgresql://…`` (shared by
+            processes and machines; needs the ``postgres`` extra).
             None: ``$NBFLOW_DATABASE``, else ``.nbflow/<notebook>.duckdb`` beside the notebook,
             else ``.nbflow/nbflow.duckdb`` in the working directory.
         allow_pickle: Whether values that are not JSON-native may be pickled and unpickled. Turn it
@@ -68,6 +69,11 @@ class Runtime:
         self._closed = False
         self._log = WriteLog(self._store, self._on_commit)
         _open_runtimes.add(self)
+        try:
+            self._store.attach(self.executor_id, self._on_remote_change)
+        except BaseException:
+            self.close()
+            raise
         #: Ids of the workflows that were PENDING when the database was opened (interrupted).
         self.interrupted: list[str] = [row.workflow_id for row in self._store.pending_workflows()]
         if self.interrupted:
@@ -113,6 +119,18 @@ class Runtime:
                 if ex is not None:
                     ex.final_status = op[2]
         self._notifier.published(batch)
+
+    def _on_remote_change(self, workflow_ids: set[str]) -> None:
+        """Other processes changed these workflows (shared stores; on the listener thread)."""
+        for workflow_id in workflow_ids:
+            self._notifier.changed(workflow_id)
+            ex = self._active.get(workflow_id)
+            if ex is None or ex.finishing or ex.cancelled:
+                continue
+            if self._store.get_status(workflow_id) == Status.CANCELLED:  # cancelled elsewhere
+                with self._log.lock:
+                    ex.cancelled = True
+                ex.wakeup.set()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything written so far is durable. Returns False on timeout."""
@@ -214,11 +232,7 @@ class Runtime:
                     return workflow_id, ex, False
                 row = self._store.get_workflow(workflow_id)
                 if row is not None:
-                    if row.name != wf.name:
-                        raise WorkflowConflictError(workflow_id, row.name, wf.name)
-                    if row.status != Status.PENDING:
-                        return workflow_id, None, False
-                    return workflow_id, self._activate_row(row, wf), True
+                    return self._begin_recorded(row, wf)
             inputs_json, inputs_pickle = encode(
                 {"args": list(args), "kwargs": kwargs},
                 what=f"the inputs of workflow {wf.name!r}",
@@ -231,7 +245,26 @@ class Runtime:
             ex = Execution(self, workflow_id, wf.name, wf.fn, args, kwargs)
             ex.row_seq = seq
             self._active[workflow_id] = ex
+            if given is not None and not self._store.single_process:
+                # Another process may have created the same id a moment ago: one row wins.
+                self._log.wait_durable(seq)
+                row = self._store.get_workflow(workflow_id)
+                if row is not None and row.executor_id != self.executor_id:
+                    del self._active[workflow_id]
+                    return self._begin_recorded(row, wf)
             return workflow_id, ex, True
+
+    def _begin_recorded(
+        self, row: WorkflowRow, wf: WorkflowFunction
+    ) -> tuple[str, Execution | None, bool]:
+        """:meth:`_begin` for an id already recorded (caller holds the lock)."""
+        if row.name != wf.name:
+            raise WorkflowConflictError(row.workflow_id, row.name, wf.name)
+        if row.status == Status.PENDING:
+            claimed = self._store.claim(row.workflow_id, self.executor_id, time.time())
+            if claimed is not None:
+                return row.workflow_id, self._activate_row(claimed, wf), True
+        return row.workflow_id, None, False
 
     def _activate_row(self, row: WorkflowRow, wf: WorkflowFunction | None = None) -> Execution:
         """An execution that replays a recorded PENDING workflow (caller holds the lock)."""
@@ -363,8 +396,13 @@ class Runtime:
         """Run an interrupted, cancelled or failed workflow on from its last checkpoint.
 
         Recorded steps are not run again; for a failed workflow, the step whose error ended it
-        runs again. A running or successful workflow is left as it is.
+        runs again. A running or successful workflow is left as it is, also when another process
+        runs it (its handle then waits for that process).
         """
+        return self._resume(workflow_id)[0]
+
+    def _resume(self, workflow_id: str) -> tuple[WorkflowHandle, bool]:
+        """:meth:`resume`, and whether this call took the workflow over (to run it here)."""
         running = self._active.get(workflow_id)
         # cancelled, but still on its way out: give it a moment to reach its next checkpoint
         if running is not None and running.cancelled and not running.done.wait(10.0):
@@ -376,24 +414,31 @@ class Runtime:
             self._check_open()
             running = self._active.get(workflow_id)
             if running is not None:
-                return WorkflowHandle(self, workflow_id, running)
+                return WorkflowHandle(self, workflow_id, running), False
             row = self._row(workflow_id)
             if row.status == Status.SUCCESS:
-                return WorkflowHandle(self, workflow_id)
+                return WorkflowHandle(self, workflow_id), False
             if lookup_workflow(row.name) is None:
                 raise FunctionNotRegisteredError(workflow_id, row.name)
-            if row.status != Status.PENDING:
-                self._log.append(("reopen", workflow_id, time.time()))
-                self._log.wait_durable()
-            ex = self._activate_row(row._replace(status="PENDING"))
+            self._log.wait_durable()  # e.g. a cancel queued here goes first
+            now = time.time()
+            claimed = self._store.claim(workflow_id, self.executor_id, now, reopen=True)
+            if claimed is None:  # it ended meanwhile, or another live process runs it
+                return WorkflowHandle(self, workflow_id), False
+            if row.status != Status.PENDING:  # its end markers are gone: readers look again
+                self._notifier.changed(workflow_id)
+            ex = self._activate_row(claimed)
         self._spawn(ex)
-        return WorkflowHandle(self, workflow_id, ex)
+        return WorkflowHandle(self, workflow_id, ex), True
 
     def recover(self) -> list[WorkflowHandle]:
         """Resume every interrupted (PENDING, not running) workflow whose function is declared.
 
         Workflows whose function is not declared in this process are named in a warning and
-        left for a process that declares them.
+        left for a process that declares them. On a shared database (PostgreSQL), a workflow is
+        interrupted when the process that ran it has closed its runtime or died, and each one is
+        taken over in a transaction: several processes recovering at once resume each workflow
+        once, and the handles returned are those of the workflows this call took.
         """
         handles, missing = [], []
         for row in self._store.pending_workflows():
@@ -402,7 +447,9 @@ class Runtime:
             if lookup_workflow(row.name) is None:
                 missing.append(f"{row.workflow_id} ({row.name})")
                 continue
-            handles.append(self.resume(row.workflow_id))
+            handle, taken = self._resume(row.workflow_id)
+            if taken:
+                handles.append(handle)
         if missing:
             logger.warning(
                 "Not recovered: %d workflow(s) whose function is not declared in this process: "
@@ -492,6 +539,41 @@ class Runtime:
         if not rows and not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self.database)
         return Records(StreamInfo(key, items, closed, utc(first), utc(last)) for key, items, closed, first, last in rows)  # fmt: skip
+
+    def wait_elsewhere(self, workflow_id: str, timeout: float | None) -> WorkflowRow | None:
+        """Wait for a PENDING workflow that no execution of this runtime runs to end.
+
+        Returns:
+            Its final row, or None when it started running in this runtime meanwhile.
+
+        Raises:
+            WorkflowInterruptedError: No live process runs it (resume or recover it).
+            WaitTimeoutError: It did not end within ``timeout`` seconds.
+        """
+        changed = threading.Event()
+        sub = self._notifier.subscribe(workflow_id, None, changed.set)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = self._store.poll_interval
+        try:
+            while True:
+                changed.clear()
+                row = self._row(workflow_id)
+                if row.status != Status.PENDING:
+                    return row
+                if workflow_id in self._active:
+                    return None
+                if self._store.single_process or not self._store.executor_alive(row.executor_id):
+                    raise WorkflowInterruptedError(workflow_id)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WaitTimeoutError(
+                        f"Workflow {workflow_id!r} did not finish within {timeout} s; it is "
+                        "still running in another process. Call .result() again to wait longer."
+                    )
+                changed.wait(left if poll is None else min(poll, left or poll))
+                self._check_open()
+        finally:
+            self._notifier.unsubscribe(sub)
 
     def workflow_row(self, workflow_id: str) -> WorkflowRow:
         """The raw recorded row of a workflow (for tools such as the CLI)."""

@@ -16,15 +16,16 @@ Operations (plain tuples, cheap to build on the hot path):
     set a workflow's final status; ``markers`` are the end markers of its open streams, or None to
     let the store close every open stream itself. Both in the same transaction. ``error_step`` is
     the function id of the step whose error ended the workflow, if one did.
-``("reopen", workflow_id, updated_at)``
-    set a workflow back to PENDING, delete the end markers its end wrote and the checkpoint of the
-    step whose error ended it (for resume).
+
+A store shared by several processes (PostgreSQL) also knows which process runs each workflow: every
+runtime registers itself as an executor (:meth:`~Store.attach`), :meth:`~Store.claim` takes a workflow over
+in a transaction, and :meth:`~Store.pending_workflows` leaves out what a live executor runs.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 __all__ = ["Replay", "ReplayRecord", "StepRow", "Store", "StreamRow", "WorkflowRow"]
@@ -116,13 +117,45 @@ class ReplayRecord(NamedTuple):
 
 
 class Store(abc.ABC):
-    """A system database. Implementations: :class:`~nbflow.store.DuckDBStore` (default)."""
+    """A system database.
 
-    #: The URL or path it was opened with, for messages.
+    Implementations: :class:`~nbflow.store.DuckDBStore` (default) and
+    :class:`~nbflow.store.PostgresStore`.
+    """
+
+    #: The URL or path it was opened with, for messages (passwords left out).
     url: str
     #: True when only this process can use the database (DuckDB): a PENDING workflow that is not
     #: running here is known to be interrupted.
     single_process: bool = True
+    #: For a store shared by processes: how often (seconds) a waiting reader looks at the database
+    #: by itself, in case a notification from another process was lost. None: never needed.
+    poll_interval: float | None = None
+
+    def attach(self, executor_id: str, on_change: Callable[[set[str]], None]) -> None:  # noqa: B027
+        """Register the runtime that uses this store (once, right after opening it).
+
+        A shared store records the executor, keeps it visibly alive while the runtime is open, and
+        calls ``on_change`` (from a background thread) with the ids of workflows that other
+        processes changed: new stream items, a final status. A single-process store does nothing.
+        """
+
+    def executor_alive(self, executor_id: str | None) -> bool:
+        """Whether a runtime of another process that uses this database is still open."""
+        return False
+
+    @abc.abstractmethod
+    def claim(
+        self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False
+    ) -> WorkflowRow | None:
+        """Take a workflow over to run it here, in one transaction, and return its row.
+
+        A PENDING workflow is taken when no live executor runs it (``executor_id`` itself counts as
+        not running it: the caller knows it does not). With ``reopen``, an ERROR or CANCELLED one
+        is reopened: set back to PENDING, with the checkpoint of the step whose error ended it and
+        the end markers its end wrote deleted. Returns None when the workflow is not taken: it
+        ended (and is not reopened), is gone, or a live executor runs it.
+        """
 
     @abc.abstractmethod
     def commit(self, ops: Sequence[Op]) -> None:

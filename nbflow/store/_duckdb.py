@@ -19,21 +19,14 @@ from nbflow._errors import (
     RuntimeClosedError,
     SchemaVersionError,
 )
-from nbflow.store._base import Op, Replay, ReplayRecord, StepRow, Store, WorkflowRow
+from nbflow.store._base import Op, WorkflowRow
 from nbflow.store._schema import MIGRATIONS
+from nbflow.store._sql import SQLStore, reopen_statements
 
 __all__ = ["DuckDBStore"]
 
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 
-_WORKFLOW_COLUMNS = (
-    "workflow_id, name, status, inputs_json, inputs_pickle, output_json, output_pickle, error, "
-    "error_pickle, created_at, updated_at, ended_at, executor_id, parent_id, error_step"
-)
-_STEP_COLUMNS = (
-    "workflow_id, function_id, name, output_json, output_pickle, error, error_pickle, "
-    "started_at, ended_at, attempts"
-)
 _STREAM_TYPES = (
     "VARCHAR",
     "VARCHAR",
@@ -61,6 +54,9 @@ _WORKFLOW_TYPES = (
     "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BLOB", "VARCHAR", "BLOB", "VARCHAR", "BLOB",
     "DOUBLE", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR", "INTEGER",
 )  # fmt: skip
+
+
+_TYPES = {"workflows": _WORKFLOW_TYPES, "steps": _STEP_TYPES, "streams": _STREAM_TYPES}
 
 
 def _bulk_insert_sql(table: str, types: Sequence[str]) -> str:
@@ -119,7 +115,7 @@ def _translate_open_error(path: str, exc: Exception) -> DatabaseError:
     return DatabaseError(f"Cannot open the nbflow database {path!r}: {exc}", path=path)
 
 
-class DuckDBStore(Store):
+class DuckDBStore(SQLStore):
     """A DuckDB file (or ``:memory:``) holding workflows, steps and streams.
 
     DuckDB lets one process open a file for writing; inside it, every thread gets its own cursor.
@@ -224,63 +220,14 @@ class DuckDBStore(Store):
                 cur.execute("ROLLBACK")
                 raise
 
-    def _plan(self, ops: Sequence[Op]) -> list[tuple[str, Sequence[Any]]]:
-        """The statements that apply ``ops``: consecutive inserts become one bulk insert per table.
+    def _insert(self, table: str, rows: list[Any]) -> tuple[str, Sequence[Any]]:
+        types = _TYPES[table]
+        if len(rows) <= _VALUES_MAX_ROWS:
+            params = [value for row in rows for value in row]
+            return _values_insert_sql(table, len(types), len(rows)), params
+        return _bulk_insert_sql(table, types), [list(c) for c in zip(*rows, strict=True)]
 
-        A workflow whose row and final status are in the same batch (a short workflow) is inserted
-        finished, with no UPDATE.
-        """
-        statements: list[tuple[str, Sequence[Any]]] = []
-        pending: dict[str, list[Any]] = {"workflow": [], "step": [], "item": []}
-        unwritten: dict[str, int] = {}  # workflow id -> index of its row in pending["workflow"]
-        for op in ops:
-            kind = op[0]
-            if kind == "workflow":
-                unwritten[op[1].workflow_id] = len(pending["workflow"])
-                pending["workflow"].append(op[1])
-            elif kind in pending:
-                pending[kind].append(op[1])
-            elif kind == "finish" and op[1] in unwritten and op[8] is not None:
-                index = unwritten[op[1]]
-                _, _, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step = op  # fmt: skip
-                pending["workflow"][index] = pending["workflow"][index]._replace(
-                    status=status, output_json=output_json, output_pickle=output_pickle,
-                    error=error, error_pickle=error_pickle, ended_at=ended_at,
-                    updated_at=ended_at, error_step=error_step,
-                )  # fmt: skip
-                pending["item"].extend(markers)
-            else:
-                self._flush(statements, pending)
-                unwritten.clear()
-                if kind == "finish":
-                    self._finish(statements, op)
-                elif kind == "reopen":
-                    self._reopen(statements, op)
-                else:  # pragma: no cover - a programming error
-                    raise ValueError(f"unknown operation {kind!r}")
-        self._flush(statements, pending)
-        return statements
-
-    @staticmethod
-    def _flush(statements: list[tuple[str, Sequence[Any]]], pending: dict[str, list[Any]]) -> None:
-        for kind, table, types in (
-            ("workflow", "workflows", _WORKFLOW_TYPES),
-            ("step", "steps", _STEP_TYPES),
-            ("item", "streams", _STREAM_TYPES),
-        ):
-            rows = pending[kind]
-            if not rows:
-                continue
-            if len(rows) <= _VALUES_MAX_ROWS:
-                params = [value for row in rows for value in row]
-                statements.append((_values_insert_sql(table, len(types), len(rows)), params))
-            else:
-                columns = [list(c) for c in zip(*rows, strict=True)]
-                statements.append((_bulk_insert_sql(table, types), columns))
-            pending[kind] = []
-
-    @classmethod
-    def _finish(cls, statements: list[tuple[str, Sequence[Any]]], op: Op) -> None:
+    def _finish(self, statements: list[tuple[str, Sequence[Any]]], op: Op) -> None:
         _, workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step = op  # fmt: skip
         statements.append(
             (
@@ -310,121 +257,29 @@ class DuckDBStore(Store):
                 )
             )
         elif markers:
-            cls._flush(statements, {"workflow": [], "step": [], "item": list(markers)})
+            statements.append(self._insert("streams", list(markers)))
 
-    @staticmethod
-    def _reopen(statements: list[tuple[str, Sequence[Any]]], op: Op) -> None:
-        _, workflow_id, updated_at = op
-        statements += [
-            # The step whose error ended the workflow runs again (e.g. after its bug was fixed).
-            (
-                "DELETE FROM steps WHERE workflow_id = $1 AND error IS NOT NULL AND function_id = "
-                "(SELECT error_step FROM workflows WHERE workflow_id = $1)",
-                [workflow_id],
-            ),
-            (
-                "UPDATE workflows SET status = 'PENDING', output_json = NULL, "
-                "output_pickle = NULL, error = NULL, error_pickle = NULL, ended_at = NULL, "
-                "error_step = NULL, updated_at = ? WHERE workflow_id = ?",
-                [updated_at, workflow_id],
-            ),
-            (
-                "DELETE FROM streams WHERE workflow_id = ? AND is_end AND function_id IS NULL",
-                [workflow_id],
-            ),
-        ]
+    # -- ownership ---------------------------------------------------------------------------
 
-    # -- reads ---------------------------------------------------------------------------------
-
-    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
-        rows = self._fetchall(
-            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE workflow_id = ?", [workflow_id]
-        )
-        return WorkflowRow(*rows[0]) if rows else None
-
-    def get_status(self, workflow_id: str) -> str | None:
-        rows = self._fetchall("SELECT status FROM workflows WHERE workflow_id = ?", [workflow_id])
-        return rows[0][0] if rows else None
-
-    def load_replay(self, workflow_id: str) -> Replay:
-        rows = self._fetchall(
-            "SELECT function_id, 'step', name, output_json, output_pickle, error, error_pickle "
-            "FROM steps WHERE workflow_id = $1 "
-            "UNION ALL SELECT function_id, CASE WHEN is_end THEN 'close' ELSE 'write' END, key, "
-            "NULL, NULL, NULL, NULL FROM streams "
-            "WHERE workflow_id = $1 AND attempt IS NULL AND function_id IS NOT NULL "
-            "UNION ALL SELECT max(\"offset\") + 1, 'stream', key, NULL, NULL, NULL, NULL "
-            "FROM streams WHERE workflow_id = $1 GROUP BY key "
-            "UNION ALL SELECT 1, 'closed', key, NULL, NULL, NULL, NULL FROM streams "
-            "WHERE workflow_id = $1 AND is_end AND function_id IS NOT NULL "
-            "UNION ALL SELECT function_id, 'attempt', CAST(max(attempt) AS VARCHAR), NULL, NULL, "
-            "NULL, NULL FROM streams WHERE workflow_id = $1 AND attempt IS NOT NULL "
-            "GROUP BY function_id",
-            [workflow_id],
-        )
-        records: list[ReplayRecord] = []
-        streams: dict[str, tuple[int, bool]] = {}
-        closed: set[str] = set()
-        attempts: dict[int, int] = {}
-        for row in rows:
-            kind = row[1]
-            if kind == "attempt":
-                attempts[int(row[0])] = int(row[2])
-            elif kind == "stream":
-                streams[row[2]] = (int(row[0]), False)
-            elif kind == "closed":
-                closed.add(row[2])
-            else:
-                records.append(ReplayRecord(*row))
-        for key in closed:
-            streams[key] = (streams[key][0], True)
-        records.sort(key=lambda r: r.function_id)
-        return Replay(records, streams, attempts)
-
-    def read_stream(
-        self, workflow_id: str, key: str, start: int, limit: int
-    ) -> list[tuple[int, str | None, bytes | None, bool]]:
-        return self._fetchall(  # type: ignore[return-value]
-            'SELECT "offset", value_json, value_pickle, is_end FROM streams '
-            'WHERE workflow_id = ? AND key = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?',
-            [workflow_id, key, start, limit],
-        )
-
-    def list_workflows(self, status: str | None, name: str | None, limit: int) -> list[WorkflowRow]:
-        where, params = [], []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if name is not None:
-            where.append("name = ?")
-            params.append(name)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._fetchall(
-            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows {clause} "
-            "ORDER BY created_at DESC, workflow_id DESC LIMIT ?",
-            [*params, limit],
-        )
-        return [WorkflowRow(*row) for row in rows]
-
-    def pending_workflows(self) -> list[WorkflowRow]:
-        rows = self._fetchall(
-            f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE status = 'PENDING' ORDER BY created_at"
-        )
-        return [WorkflowRow(*row) for row in rows]
-
-    def list_steps(self, workflow_id: str) -> list[StepRow]:
-        rows = self._fetchall(
-            f"SELECT {_STEP_COLUMNS} FROM steps WHERE workflow_id = ? ORDER BY function_id",
-            [workflow_id],
-        )
-        return [StepRow(*row) for row in rows]
-
-    def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool, float, float]]:
-        return self._fetchall(  # type: ignore[return-value]
-            "SELECT key, count(*) FILTER (WHERE NOT is_end), bool_or(is_end), min(created_at), "
-            "max(created_at) FROM streams WHERE workflow_id = ? GROUP BY key ORDER BY key",
-            [workflow_id],
-        )
+    def claim(
+        self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False
+    ) -> WorkflowRow | None:
+        # One process holds the file: a PENDING workflow not running here is interrupted.
+        row = self.get_workflow(workflow_id)
+        if row is None or row.status == "SUCCESS" or (row.status != "PENDING" and not reopen):
+            return None
+        if row.status != "PENDING":
+            with self._using() as cur:
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    for sql, params in reopen_statements(workflow_id, now):
+                        cur.execute(sql, params)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+            row = self.get_workflow(workflow_id)
+        return row
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new queries, wait (up to ``timeout`` s) for those running, then close."""
