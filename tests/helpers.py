@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nbflow
 
@@ -53,3 +54,14 @@ def interrupt(runtime: nbflow.Runtime, *gates: Gate) -> None:
     for g in gates:
         g.release.set()
     wait_until(lambda: not [t for t in nbflow_threads() if t.name.startswith("nbflow-workflow")])
+
+
+def sql(runtime: nbflow.Runtime, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a raw SQL query over the system database, on either store.
+
+    ``?`` placeholders become ``$1, $2, …``, which both DuckDB and PostgreSQL accept.
+    """
+    counter = iter(range(1, len(params) + 1))
+    query = re.sub(r"\?", lambda _: f"${next(counter)}", query)
+    result = runtime.store.sql(query, list(params))  # type: ignore[attr-defined]
+    return result if isinstance(result, list) else result.fetchall()

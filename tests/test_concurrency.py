@@ -17,6 +17,8 @@ import pytest
 import nbflow
 from nbflow._reader import PAGE_SIZE
 
+pytestmark = pytest.mark.contract
+
 WORKFLOWS = 8
 ITEMS = 2000
 READ_TIMEOUT = 60.0  # a reader that gets nothing for this long fails instead of hanging

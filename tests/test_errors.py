@@ -13,7 +13,9 @@ import pytest
 
 import nbflow
 import nbflow._errors as errors_module
-from tests.helpers import nbflow_threads, wait_until
+from tests.helpers import nbflow_threads, sql, wait_until
+
+pytestmark = pytest.mark.contract
 
 ERROR_CLASSES: list[type[BaseException]] = [
     cls
@@ -153,7 +155,7 @@ def test_serialization_error_names_what_and_type(rt: nbflow.Runtime) -> None:
     assert "Nothing was written" in str(err) and "instead" in str(err)
 
 
-def test_cancelled_and_interrupted_say_how_to_resume(rt: nbflow.Runtime, db_path: Path) -> None:
+def test_cancelled_and_interrupted_say_how_to_resume(rt: nbflow.Runtime, database: str) -> None:
     """WorkflowCancelledError and WorkflowInterruptedError carry the id and name resume/recover."""
     entered, release = threading.Event(), threading.Event()
 
@@ -182,7 +184,7 @@ def test_cancelled_and_interrupted_say_how_to_resume(rt: nbflow.Runtime, db_path
     rt.close(timeout=0)
     release.set()
     wait_until(lambda: not [t for t in nbflow_threads() if t.name.startswith("nbflow-workflow")])
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     with pytest.raises(nbflow.WorkflowInterruptedError) as stopped:
         nbflow.get_workflow(interrupted.workflow_id).result(timeout=1)
     assert stopped.value.workflow_id == interrupted.workflow_id
@@ -190,12 +192,13 @@ def test_cancelled_and_interrupted_say_how_to_resume(rt: nbflow.Runtime, db_path
 
 
 def test_function_not_registered_names_workflow_and_function(
-    rt: nbflow.Runtime, db_path: Path
+    rt: nbflow.Runtime, database: str
 ) -> None:
     """Resuming a workflow whose function is not declared raises FunctionNotRegisteredError."""
-    rt.store.sql(
+    sql(
+        rt,
         "insert into workflows (workflow_id, name, status, inputs_json, created_at, updated_at) "
-        "values ('orphan', 'tests.errors.gone', 'PENDING', '{\"args\":[],\"kwargs\":{}}', 1, 1)"
+        "values ('orphan', 'tests.errors.gone', 'PENDING', '{\"args\":[],\"kwargs\":{}}', 1, 1)",
     )
     with pytest.raises(nbflow.FunctionNotRegisteredError) as info:
         nbflow.resume("orphan")
@@ -245,14 +248,14 @@ def test_stream_timeout_says_where_to_read_on(rt: nbflow.Runtime) -> None:
     handle.result(timeout=10)
 
 
-def test_runtime_closed_says_how_to_reopen(db_path: Path) -> None:
+def test_runtime_closed_says_how_to_reopen(database: str) -> None:
     """Using a closed runtime raises RuntimeClosedError that says how to open one again."""
 
     @nbflow.workflow
     def wf() -> None:
         return None
 
-    runtime = nbflow.Runtime(db_path)
+    runtime = nbflow.Runtime(database)
     runtime.close()
     runtime.close()  # closing twice is harmless
     with pytest.raises(nbflow.RuntimeClosedError, match="configure"):
@@ -260,7 +263,7 @@ def test_runtime_closed_says_how_to_reopen(db_path: Path) -> None:
 
 
 def test_recorded_error_stands_for_an_exception_that_cannot_be_rebuilt(
-    rt: nbflow.Runtime, db_path: Path
+    rt: nbflow.Runtime, database: str
 ) -> None:
     """An exception that does not unpickle comes back as RecordedError with its type and message."""
 
@@ -275,7 +278,7 @@ def test_recorded_error_stands_for_an_exception_that_cannot_be_rebuilt(
     with pytest.raises(LocalError):
         handle.result(timeout=10)
     rt.close()
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     with pytest.raises(nbflow.RecordedError) as info:
         nbflow.get_workflow(handle.workflow_id).result()
     err = info.value

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
 import nbflow
+
+pytestmark = pytest.mark.contract
 
 
 def _poll_until_closed(
@@ -29,7 +30,7 @@ def _poll_until_closed(
             return
 
 
-def test_close_waits_for_queries_in_flight(db_path: Path) -> None:
+def test_close_waits_for_queries_in_flight(database: str) -> None:
     """Closing while a thread queries in a loop neither raises nor leaves the file locked."""
 
     @nbflow.workflow(name="tests.store_close.noop")
@@ -38,7 +39,7 @@ def test_close_waits_for_queries_in_flight(db_path: Path) -> None:
 
     errors: list[BaseException] = []
     for _ in range(20):
-        rt = nbflow.Runtime(db_path)
+        rt = nbflow.Runtime(database)
         handle = rt.start(noop)
         handle.result(timeout=10)
         stop, querying = threading.Event(), threading.Event()
@@ -55,13 +56,13 @@ def test_close_waits_for_queries_in_flight(db_path: Path) -> None:
             stop.set()
             thread.join(10)
     assert not errors, errors
-    with nbflow.Runtime(db_path) as again:  # the file is not left locked
+    with nbflow.Runtime(database) as again:  # the file is not left locked
         assert len(again.list_workflows()) == 20
 
 
-def test_queries_after_close_raise_runtime_closed(db_path: Path) -> None:
+def test_queries_after_close_raise_runtime_closed(database: str) -> None:
     """A query on a closed runtime says it is closed and how to reopen it."""
-    rt = nbflow.Runtime(db_path)
+    rt = nbflow.Runtime(database)
     rt.close()
     with pytest.raises(nbflow.RuntimeClosedError, match="configure"):
         rt.list_workflows()

@@ -8,14 +8,15 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import nbflow
 from nbflow import Status
-from tests.helpers import Gate, interrupt, wait_until
+from tests.helpers import Gate, interrupt, sql, wait_until
+
+pytestmark = pytest.mark.contract
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def rows(
 ) -> list[tuple[Any, ...]]:
     """Raw rows of one stream, in offset order (end marker included)."""
     query = f'select {columns} from streams where workflow_id = ? and key = ? order by "offset"'
-    return runtime.store.sql(query, params=[workflow_id, key]).fetchall()
+    return sql(runtime, query, workflow_id, key)
 
 
 def run(fn: Any, *args: Any) -> str:
@@ -324,11 +325,12 @@ def test_many_keys_with_contiguous_offsets(rt: nbflow.Runtime) -> None:
         nbflow.close_stream("a")
 
     wid = run(wf)
-    offsets = rt.store.sql(
-        'select key, list("offset" order by "offset"), count(*) filter (where is_end) '
+    offsets = sql(
+        rt,
+        'select key, array_agg("offset" order by "offset"), count(*) filter (where is_end) '
         "from streams where workflow_id = ? group by key order by key",
-        params=[wid],
-    ).fetchall()
+        wid,
+    )
     assert offsets == [
         ("a", list(range(7)), 1),
         ("b", list(range(7)), 1),
@@ -340,7 +342,7 @@ def test_many_keys_with_contiguous_offsets(rt: nbflow.Runtime) -> None:
 
 
 def test_a_reader_of_an_interrupted_workflow_waits_for_its_recovery(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """A reader of an interrupted (PENDING) workflow times out, or waits until it is recovered."""
     g = gate()
@@ -355,7 +357,7 @@ def test_a_reader_of_an_interrupted_workflow_waits_for_its_recovery(
     handle = nbflow.start(wf)
     g.reached()
     interrupt(rt, g)
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     with pytest.raises(nbflow.StreamTimeoutError):
         list(nbflow.read_stream(handle.workflow_id, "k", timeout=0.05))
     got: list[Any] = []
@@ -378,7 +380,7 @@ def test_a_reader_of_an_interrupted_workflow_waits_for_its_recovery(
 
 
 def test_body_writes_are_exactly_once_across_recovery(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """Body writes recorded before an interruption are not written again by the recovery."""
     g = gate()
@@ -395,7 +397,7 @@ def test_body_writes_are_exactly_once_across_recovery(
     handle = nbflow.start(wf)
     g.reached()
     interrupt(rt, g)
-    reopened = nbflow.configure(db_path)
+    reopened = nbflow.configure(database)
     [resumed] = nbflow.recover()
     resumed.result(timeout=10)
     assert list(nbflow.read_stream(handle.workflow_id, "k")) == [0, 1, 2, 3, 4]
@@ -434,7 +436,7 @@ def test_step_writes_record_their_step_and_attempt(rt: nbflow.Runtime) -> None:
 
 
 def test_an_interrupted_step_writes_again_with_the_next_attempt(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """A step re-run after an interruption writes its items again, marked with attempt 2."""
     g = gate()
@@ -451,7 +453,7 @@ def test_an_interrupted_step_writes_again_with_the_next_attempt(
     handle = nbflow.start(wf)
     g.reached()
     interrupt(rt, g)
-    reopened = nbflow.configure(db_path)
+    reopened = nbflow.configure(database)
     [resumed] = nbflow.recover()
     resumed.result(timeout=10)
     assert rows(reopened, handle.workflow_id, "k", '"offset", function_id, attempt, is_end') == [
@@ -484,11 +486,12 @@ def test_json_native_values_are_stored_as_queryable_json(rt: nbflow.Runtime) -> 
     wid = run(wf)
     stored = rows(rt, wid, "k", "value_json, value_pickle, is_end")[:-1]
     assert all(text is not None and blob is None for text, blob, _ in stored)
-    queried = rt.store.sql(
-        "select value_json->>'a', value_json->'nested'->>'name' from streams "
+    queried = sql(
+        rt,
+        "select value_json::json->>'a', value_json::json->'nested'->>'name' from streams "
         "where workflow_id = ? and key = 'k' and \"offset\" = 0",
-        params=[wid],
-    ).fetchall()
+        wid,
+    )
     assert queried == [("1", "deep")]
     assert list(nbflow.read_stream(wid, "k")) == values
 
@@ -593,7 +596,7 @@ def test_a_cyclic_value_is_pickled_and_a_too_deep_one_refused(rt: nbflow.Runtime
     assert list(nbflow.read_stream(handle.workflow_id, "deep")) == []
 
 
-def test_allow_pickle_false_refuses_a_non_json_write(db_path: Path) -> None:
+def test_allow_pickle_false_refuses_a_non_json_write(database: str) -> None:
     """With allow_pickle=False a non-JSON write raises SerializationError; nothing is written."""
     errors: list[nbflow.SerializationError] = []
 
@@ -606,7 +609,7 @@ def test_allow_pickle_false_refuses_a_non_json_write(db_path: Path) -> None:
         nbflow.write_stream("points", [1, 2])
         return "went on"
 
-    with nbflow.Runtime(db_path, allow_pickle=False) as strict:
+    with nbflow.Runtime(database, allow_pickle=False) as strict:
         handle = strict.start(wf)
         assert handle.result(timeout=10) == "went on"
         assert handle.status() == Status.SUCCESS
@@ -621,7 +624,7 @@ def test_allow_pickle_false_refuses_a_non_json_write(db_path: Path) -> None:
         assert list(strict.read_stream(handle.workflow_id, "points")) == [[1, 2]]
 
 
-def test_allow_pickle_false_refuses_to_load_a_pickled_value(db_path: Path) -> None:
+def test_allow_pickle_false_refuses_to_load_a_pickled_value(database: str) -> None:
     """A runtime with allow_pickle=False raises SerializationError on a pickled item or result."""
 
     @nbflow.workflow
@@ -629,10 +632,10 @@ def test_allow_pickle_false_refuses_to_load_a_pickled_value(db_path: Path) -> No
         nbflow.write_stream("k", (1, 2))
         return (3, 4)
 
-    with nbflow.Runtime(db_path) as trusting:
+    with nbflow.Runtime(database) as trusting:
         handle = trusting.start(wf)
         assert handle.result(timeout=10) == (3, 4)
-    with nbflow.Runtime(db_path, allow_pickle=False) as strict:
+    with nbflow.Runtime(database, allow_pickle=False) as strict:
         reader = strict.read_stream(handle.workflow_id, "k")
         with pytest.raises(nbflow.SerializationError, match="allow_pickle"):
             next(reader)
@@ -653,7 +656,7 @@ def test_stream_calls_outside_a_workflow_raise_not_in_workflow(rt: nbflow.Runtim
             call()
         assert isinstance(info.value, RuntimeError)
     rt.flush()
-    assert rt.store.sql("select count(*) from streams").fetchall() == [(0,)]
+    assert sql(rt, "select count(*) from streams") == [(0,)]
 
 
 # -- progress and track ----------------------------------------------------------------------

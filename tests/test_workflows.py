@@ -11,14 +11,15 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import nbflow
 from nbflow import Status
-from tests.helpers import Gate, interrupt, nbflow_threads, wait_until
+from tests.helpers import Gate, interrupt, nbflow_threads, sql, wait_until
+
+pytestmark = pytest.mark.contract
 
 
 class BoomError(Exception):
@@ -28,11 +29,6 @@ class BoomError(Exception):
 def workflow_threads() -> list[threading.Thread]:
     """The background threads that run workflows."""
     return [t for t in nbflow_threads() if t.name.startswith("nbflow-workflow")]
-
-
-def sql(runtime: nbflow.Runtime, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows of a raw SQL query over the system database."""
-    return runtime.store.sql(query, params=list(params)).fetchall()
 
 
 # -- workflows -------------------------------------------------------------------------------
@@ -146,7 +142,7 @@ def test_result_reraises_the_workflows_own_exception(rt: nbflow.Runtime) -> None
 
 
 def test_result_after_reopen_rebuilds_the_recorded_exception(
-    rt: nbflow.Runtime, db_path: Path
+    rt: nbflow.Runtime, database: str
 ) -> None:
     """In a new runtime, result() raises the recorded exception with its type and message."""
 
@@ -158,7 +154,7 @@ def test_result_after_reopen_rebuilds_the_recorded_exception(
     with pytest.raises(BoomError):
         handle.result(timeout=10)
     rt.close()
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     with pytest.raises(BoomError) as info:
         nbflow.get_workflow(handle.workflow_id).result()
     assert info.value.args == ("recorded", 7)
@@ -356,7 +352,7 @@ def test_child_workflow_called_from_a_workflow(rt: nbflow.Runtime) -> None:
 
 
 def test_child_workflow_is_not_rerun_when_its_parent_replays(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """A parent recovered after an interruption gets its finished child's recorded result."""
     g = gate()
@@ -380,7 +376,7 @@ def test_child_workflow_is_not_rerun_when_its_parent_replays(
     handle = nbflow.start(parent)
     g.reached()
     interrupt(rt, g)
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     [resumed] = nbflow.recover()
     assert resumed.workflow_id == handle.workflow_id
     assert resumed.result(timeout=10) == "child run 1"
@@ -435,7 +431,7 @@ def test_unserializable_result_fails_the_workflow(rt: nbflow.Runtime) -> None:
 
 
 def test_recorded_steps_are_not_rerun_after_an_interruption(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """After an interruption, recovery returns recorded step outputs and runs only the rest."""
     g = gate()
@@ -465,7 +461,7 @@ def test_recorded_steps_are_not_rerun_after_an_interruption(
     g.reached()
     interrupt(rt, g)
     assert runs == {"token": 1}
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     assert nbflow.get_workflow(handle.workflow_id).status() == Status.PENDING
     [resumed] = nbflow.recover()
     first, upper = resumed.result(timeout=10)
@@ -558,7 +554,7 @@ def test_cancel_cuts_a_retry_backoff_short(rt: nbflow.Runtime) -> None:
 
 
 def test_step_errors_are_replayed_without_running(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """A recorded step error is raised again on replay, and the step does not run again."""
     g = gate()
@@ -586,7 +582,7 @@ def test_step_errors_are_replayed_without_running(
     handle = nbflow.start(wf)
     g.reached()
     interrupt(rt, g)
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     [resumed] = nbflow.recover()
     assert resumed.result(timeout=10) == "ValueError: bad input 7"
     assert calls["fail"] == 1
@@ -596,7 +592,7 @@ def test_step_errors_are_replayed_without_running(
 
 
 def test_replay_calling_a_different_step_raises_nondeterminism(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """A replay that calls another step at a recorded position raises NondeterminismError."""
     g = gate()
@@ -630,7 +626,7 @@ def test_replay_calling_a_different_step_raises_nondeterminism(
         wait()
         return 2
 
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     [resumed] = nbflow.recover()
     with pytest.raises(nbflow.NondeterminismError) as info:
         resumed.result(timeout=10)
@@ -679,7 +675,7 @@ def test_run_step_runs_any_callable_as_a_step(rt: nbflow.Runtime) -> None:
 
 
 def test_run_step_with_a_callable_object_replays(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """A callable object or partial used with run_step keeps a stable step name across replays."""
     g = gate()
@@ -704,7 +700,7 @@ def test_run_step_with_a_callable_object_replays(
     nbflow.start(wf)
     g.reached()
     interrupt(rt, g)
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     [resumed] = nbflow.recover()
     assert resumed.result(timeout=10) == [2, 9]
 
@@ -870,7 +866,7 @@ def test_resume_a_cancelled_workflow_continues_from_its_last_checkpoint(
     assert [p["done"] for p in nbflow.read_stream(wid, "progress")] == [1, 2]
     rows = sql(
         rt,
-        'select key, list("offset" order by "offset"), count(*) filter (where is_end) '
+        'select key, array_agg("offset" order by "offset"), count(*) filter (where is_end) '
         "from streams where workflow_id = ? group by key order by key",
         wid,
     )
@@ -949,7 +945,7 @@ def test_resume_a_failed_workflow_keeps_handled_step_errors(rt: nbflow.Runtime) 
 
 
 def test_set_workflow_id_of_an_interrupted_workflow_resumes_it(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """Starting an interrupted workflow's id again runs it on from its checkpoints."""
     g = gate()
@@ -974,7 +970,7 @@ def test_set_workflow_id_of_an_interrupted_workflow_resumes_it(
         nbflow.start(wf)
     g.reached()
     interrupt(rt, g)
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     with nbflow.set_workflow_id("reuse"):
         assert wf() == 5
     assert runs["first"] == 1
@@ -998,7 +994,7 @@ def test_resume_a_successful_workflow_does_nothing(rt: nbflow.Runtime) -> None:
 
 def test_recover_resumes_registered_workflows_and_names_the_others(
     rt: nbflow.Runtime,
-    db_path: Path,
+    database: str,
     gate: Callable[[], Gate],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -1023,7 +1019,7 @@ def test_recover_resumes_registered_workflows_and_names_the_others(
         nbflow.start(wf, 1)
     g.reached()
     interrupt(rt, g)
-    reopened = nbflow.configure(db_path)
+    reopened = nbflow.configure(database)
     assert sorted(reopened.interrupted) == ["ghost", "known"]
     with caplog.at_level(logging.WARNING, logger="nbflow"):
         handles = nbflow.recover()
@@ -1036,7 +1032,7 @@ def test_recover_resumes_registered_workflows_and_names_the_others(
 
 
 def test_opening_a_runtime_notes_interrupted_workflows_and_runs_no_user_code(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """A runtime opened on a file with interrupted workflows lists them and runs none."""
     g = gate()
@@ -1055,7 +1051,7 @@ def test_opening_a_runtime_notes_interrupted_workflows_and_runs_no_user_code(
     g.reached()
     interrupt(rt, g)
     assert runs["body"] == 1
-    with nbflow.Runtime(db_path) as reopened:
+    with nbflow.Runtime(database) as reopened:
         assert reopened.interrupted == [handle.workflow_id]
         assert not workflow_threads()
         assert runs["body"] == 1
@@ -1066,7 +1062,7 @@ def test_opening_a_runtime_notes_interrupted_workflows_and_runs_no_user_code(
 
 
 def test_cancel_an_interrupted_workflow_closes_its_streams(
-    rt: nbflow.Runtime, db_path: Path, gate: Callable[[], Gate]
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
 ) -> None:
     """Cancelling a PENDING workflow that is not running marks it CANCELLED and ends its streams."""
     g = gate()
@@ -1083,7 +1079,7 @@ def test_cancel_an_interrupted_workflow_closes_its_streams(
     handle = nbflow.start(wf)
     g.reached()
     interrupt(rt, g)
-    nbflow.configure(db_path)
+    nbflow.configure(database)
     nbflow.cancel(handle.workflow_id)
     assert nbflow.get_workflow(handle.workflow_id).status() == Status.CANCELLED
     assert list(nbflow.read_stream(handle.workflow_id, "rows")) == ["a"]
@@ -1270,7 +1266,7 @@ def test_an_id_given_to_another_workflow_function_is_refused(rt: nbflow.Runtime)
     assert nbflow.get_workflow("shared-id").result() == 1
 
 
-def test_record_step_keeps_records_outside_workflows(rt: nbflow.Runtime, db_path: Path) -> None:
+def test_record_step_keeps_records_outside_workflows(rt: nbflow.Runtime, database: str) -> None:
     """record_step appends numbered steps to a SUCCESS record-keeping workflow; they survive."""
     assert rt.record_step("records", "cell-a", {"k": 1}, started=1.0, ended=2.0) == 1
     assert rt.record_step("records", "cell-b", (1, 2), started=2.0, ended=3.5) == 2
@@ -1278,7 +1274,7 @@ def test_record_step_keeps_records_outside_workflows(rt: nbflow.Runtime, db_path
     assert [s.name for s in rt.list_steps("records")] == ["cell-a", "cell-b"]
     assert rt.recover() == []
     nbflow._api._close_default()
-    with nbflow.Runtime(db_path) as again:
+    with nbflow.Runtime(database) as again:
         assert list(again.recorded_steps("records", "cell-b")) == [(2, "cell-b", (1, 2), 2.0, 3.5)]
         assert [s[0] for s in again.recorded_steps("records", newest_first=True)] == [2, 1]
         assert list(again.recorded_steps("records")) == [

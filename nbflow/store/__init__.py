@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from nbflow._errors import ConfigurationError
 from nbflow.store._base import ReplayRecord, StepRow, Store, StreamRow, WorkflowRow
@@ -11,6 +12,7 @@ from nbflow.store._duckdb import DuckDBStore, default_path
 
 __all__ = [
     "DuckDBStore",
+    "PostgresStore",
     "ReplayRecord",
     "StepRow",
     "Store",
@@ -19,6 +21,14 @@ __all__ = [
     "open_store",
     "resolve_database",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStore":  # imported on use: psycopg is an optional dependency
+        from nbflow.store._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_database(database: str | os.PathLike[str] | None) -> str:
@@ -43,10 +53,14 @@ def open_store(database: str | os.PathLike[str] | None) -> Store:
     """Open the store for a database location (see :func:`resolve_database`)."""
     location = resolve_database(database)
     if location.startswith(("postgresql://", "postgres://")):
-        raise ConfigurationError(
-            "The PostgreSQL store is not part of this nbflow version yet. Use a DuckDB file "
-            "(the default) for now."
-        )
+        try:
+            from nbflow.store._postgres import PostgresStore
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"A PostgreSQL database needs psycopg 3 ({exc}). Install the extra: "
+                "pip install 'nbflow[postgres]'."
+            ) from exc
+        return PostgresStore(location)
     if location.startswith("duckdb://"):
         location = location[len("duckdb://") :] or ":memory:"
     elif "://" in location:

@@ -1,0 +1,449 @@
+"""The PostgreSQL store: one server shared by many processes and machines.
+
+Tables live in their own schema (``nbflow`` unless the URL says ``?schema=name``), created by the same
+ordered migrations as the DuckDB file. Connections:
+
+- the committer thread has one of its own: each batch of the write log is one transaction, sent in
+  pipeline mode, with bulk inserts over ``unnest()`` of arrays and one ``NOTIFY`` per workflow whose
+  streams or status it changed (so a fast writer sends one notification per commit, not per item);
+- reading threads borrow connections from a small pool and give them back;
+- one session connection per runtime holds the executor's advisory lock and LISTENs; its thread
+  (``nbflow-listener``) hands the ids of workflows other processes changed to the runtime.
+
+**When a process is judged dead.** Every runtime registers an executor and holds a session-level
+advisory lock for as long as it is open. PostgreSQL releases the lock when that session ends: when
+the runtime closes, when its process exits or is killed (``kill -9``: the kernel closes the socket at
+once), or when the server notices a lost client (TCP keepalive, for a machine that vanished from the
+network). A PENDING workflow whose executor holds no lock is interrupted, and ``recover()`` takes it
+over with ``SELECT … FOR UPDATE SKIP LOCKED``: never one that a live process runs, and each one
+once, however many processes recover at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from nbflow._errors import DatabaseError, RuntimeClosedError, SchemaVersionError
+from nbflow.store._base import Op, WorkflowRow
+from nbflow.store._schema import MIGRATIONS
+from nbflow.store._sql import WORKFLOW_COLUMNS, SQLStore, Statement, reopen_statements
+
+__all__ = ["PostgresStore"]
+
+logger = logging.getLogger("nbflow")
+
+_TYPES = {
+    "workflows": (
+        "text", "text", "text", "text", "bytea", "text", "bytea", "text", "bytea",
+        "float8", "float8", "float8", "text", "text", "int4",
+    ),
+    "steps": ("text", "int4", "text", "text", "bytea", "text", "bytea", "float8", "float8", "int4"),
+    "streams": ("text", "text", "int8", "text", "bytea", "bool", "int4", "int4", "float8"),
+}  # fmt: skip
+_CONFLICT = {"workflows": "(workflow_id)", "steps": "", "streams": ""}
+
+#: Statements run at every open, after the migrations (idempotent; PostgreSQL only).
+_SHARED_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS executors (
+        executor_id VARCHAR PRIMARY KEY,
+        lock_id INTEGER NOT NULL,
+        host VARCHAR,
+        pid INTEGER,
+        started_at DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE SEQUENCE IF NOT EXISTS executor_lock AS INTEGER MAXVALUE 2147483647 CYCLE",
+    "CREATE INDEX IF NOT EXISTS workflows_pending ON workflows (created_at) "
+    "WHERE status = 'PENDING'",
+]
+
+
+def _translate(statement: str) -> str:
+    """A migration written for DuckDB, in PostgreSQL's type names."""
+    statement = re.sub(r"\bBLOB\b", "BYTEA", statement)
+    return re.sub(r"\bDOUBLE\b", "DOUBLE PRECISION", statement)
+
+
+def _unnest(table: str, first: int) -> str:
+    """``unnest($first::type[], …)``: rows of ``table`` from one array parameter per column."""
+    columns = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(_TYPES[table]))
+    return f"unnest({columns})"
+
+
+def _arrays(rows: list[Any]) -> list[list[Any]]:
+    """Rows (tuples) as one list per column, the parameters of :func:`_unnest`."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and ``Runtime.database``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _split_schema(url: str) -> tuple[str, str]:
+    """``(url for libpq, schema)``: the ``schema`` query parameter is nbflow's, not libpq's."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = "nbflow"
+    kept = []
+    for name, value in query:
+        if name == "schema":
+            schema = value
+        else:
+            kept.append((name, value))
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,47}", schema):
+        raise DatabaseError(
+            f"The schema {schema!r} in {_redact(url)!r} is not a plain SQL name: use letters, "
+            "digits and underscores (at most 48), starting with a letter.",
+            path=_redact(url),
+        )
+    return urlunsplit(parts._replace(query=urlencode(kept))), schema
+
+
+class _Pool:
+    """Connections that reading threads borrow and give back (no threads of its own)."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], max_idle: int = 4) -> None:
+        self._connect = connect
+        self._max_idle = max_idle
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._cond = threading.Condition(threading.Lock())
+        self._busy = 0
+        self.closed = False
+
+    @contextlib.contextmanager
+    def connection(self, url: str) -> Iterator[psycopg.Connection[Any]]:
+        with self._cond:
+            if self.closed:
+                raise RuntimeClosedError(
+                    f"The nbflow database {url!r} was closed. Open it again with "
+                    "nbflow.configure() or nbflow.Runtime()."
+                )
+            self._busy += 1
+            conn = self._idle.pop() if self._idle else None
+        try:
+            if conn is None:
+                conn = self._connect()
+            yield conn
+        finally:
+            keep = conn is not None and not conn.closed and not conn.broken
+            with self._cond:
+                self._busy -= 1
+                if keep and not self.closed and len(self._idle) < self._max_idle:
+                    self._idle.append(conn)  # type: ignore[arg-type]
+                    keep = False
+                    conn = None
+                self._cond.notify_all()
+            if conn is not None:
+                conn.close()
+
+    def close(self, timeout: float) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.wait_for(lambda: not self._busy, timeout)
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class PostgresStore(SQLStore):
+    """A PostgreSQL database holding workflows, steps and streams, shared by processes.
+
+    Args:
+        url: ``postgresql://user:password@host:port/dbname``, optionally with ``?schema=name``
+            (default ``nbflow``) to keep several independent nbflow histories in one database.
+    """
+
+    single_process = False
+    poll_interval = 1.0
+
+    def __init__(self, url: str) -> None:
+        self.url = _redact(url)
+        self._conninfo, self.schema = _split_schema(url)
+        self._channel = f"nbflow_{self.schema}"
+        self._lock_space = zlib.crc32(self.schema.encode()) & 0x7FFFFFFF
+        self._alive = (
+            "EXISTS (SELECT 1 FROM executors e JOIN pg_locks l ON l.locktype = 'advisory' "
+            "AND l.granted AND l.database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database()) AND l.classid = "
+            f"{self._lock_space} AND l.objid = e.lock_id AND l.objsubid = 2 "
+            "WHERE e.executor_id = {executor})"
+        )
+        self._pool = _Pool(self._connect)
+        self._writer: psycopg.Connection[Any] | None = None
+        self._own_pids: set[int] = set()  # backends whose notifications are this runtime's own
+        self._session: psycopg.Connection[Any] | None = None
+        self._listener: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._migrate()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(
+                self._conninfo, autocommit=True, cursor_factory=psycopg.RawCursor
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"Cannot connect to the nbflow database {self.url!r}: {exc}".rstrip()
+                + " Check that the PostgreSQL server runs and that the URL (host, port, user, "
+                "password, database) is right.",
+                path=self.url,
+            ) from exc
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        return conn
+
+    def _fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection(self.url) as conn:
+                    cursor = conn.execute(query, params)
+                    return cursor.fetchall() if cursor.description is not None else []
+            except psycopg.OperationalError as exc:  # e.g. the server restarted
+                if attempt == 2:
+                    raise DatabaseError(
+                        f"The nbflow database {self.url!r} failed: {exc}", path=self.url
+                    ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run SQL over the history (tables ``workflows``, ``steps``, ``streams``) and return its rows.
+
+        Placeholders are PostgreSQL's own: ``$1, $2, …``. Values are JSON text: cast them
+        (``value_json::jsonb ->> 'name'``) to query inside them.
+        """
+        return self._fetchall(query, params or ())
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._pool.connection(self.url) as conn, conn.transaction():
+            # Processes opening the database at the same time migrate one after the other.
+            conn.execute("SELECT pg_advisory_xact_lock($1, 0)", [self._lock_space])
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))  # fmt: skip
+            conn.execute("CREATE TABLE IF NOT EXISTS nbflow_schema (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM nbflow_schema").fetchone()
+            version = int(row[0]) if row and row[0] is not None else 0
+            if version > len(MIGRATIONS):
+                raise SchemaVersionError(self.url, version, len(MIGRATIONS))
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script:
+                    conn.execute(_translate(statement))
+                conn.execute("INSERT INTO nbflow_schema VALUES ($1)", [number])
+            for statement in _SHARED_SCHEMA:
+                conn.execute(statement)
+
+    # -- writes (on the committer thread) ------------------------------------------------------
+
+    def _insert(self, table: str, rows: list[Any]) -> Statement:
+        return (
+            f"INSERT INTO {table} SELECT * FROM {_unnest(table, 1)} "
+            f"ON CONFLICT {_CONFLICT[table]} DO NOTHING",
+            _arrays(rows),
+        )
+
+    def _finish(self, statements: list[Statement], op: Op) -> None:
+        # Only a PENDING workflow ends: a cancel from another process is never overwritten, and
+        # end markers are written only by the end that took effect.
+        _, workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step = op  # fmt: skip
+        update = (
+            "WITH ended AS (UPDATE workflows SET status = $1, output_json = $2, "
+            "output_pickle = $3, error = $4, error_pickle = $5, ended_at = $6, updated_at = $6, "
+            "error_step = $7 WHERE workflow_id = $8 AND status = 'PENDING' RETURNING workflow_id) "
+        )
+        params: list[Any] = [status, output_json, output_pickle, error, error_pickle, ended_at, error_step, workflow_id]  # fmt: skip
+        if markers is None:
+            statements.append(
+                (
+                    update
+                    + 'INSERT INTO streams SELECT s.workflow_id, s.key, max(s."offset") + 1, '
+                    "NULL, NULL, TRUE, NULL, NULL, $6 FROM streams s JOIN ended USING (workflow_id) "
+                    "GROUP BY s.workflow_id, s.key HAVING NOT bool_or(s.is_end) "
+                    "ON CONFLICT DO NOTHING",
+                    params,
+                )
+            )
+        elif markers:
+            statements.append(
+                (
+                    update + f"INSERT INTO streams SELECT m.* FROM ended, {_unnest('streams', 9)} "
+                    "AS m ON CONFLICT DO NOTHING",
+                    [*params, *_arrays(list(markers))],
+                )
+            )
+        else:
+            statements.append((update + "SELECT 1", params))
+
+    def commit(self, ops: Sequence[Op]) -> None:
+        statements = self._plan(ops)
+        touched = sorted(
+            {op[1].workflow_id for op in ops if op[0] == "item"}
+            | {op[1] for op in ops if op[0] == "finish"}
+        )
+        if touched:  # delivered when the transaction commits, once per workflow
+            statements.append(("SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w", [self._channel, touched]))  # fmt: skip
+        try:
+            self._run(statements)
+        except psycopg.OperationalError:
+            # The connection dropped. Inserts skip rows that exist and a workflow ends only while
+            # PENDING, so running the batch again is safe whether or not it committed.
+            self._close_writer()
+            self._run(statements)
+
+    def _run(self, statements: list[Statement]) -> None:
+        conn = self._writer
+        if conn is None or conn.closed or conn.broken:
+            conn = self._writer = self._connect()
+            self._own_pids.add(conn.info.backend_pid)
+        if len(statements) == 1:
+            conn.execute(*statements[0])
+            return
+        with conn.pipeline(), conn.transaction():
+            cursor = conn.cursor()
+            for query, params in statements:
+                cursor.execute(query, params)
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    def attach(self, executor_id: str, on_change: Callable[[set[str]], None]) -> None:
+        self._executor_id = executor_id
+        self._on_change = on_change
+        self._session = self._open_session()
+        with self._pool.connection(self.url) as conn:  # forget executors that are gone
+            conn.execute(f"DELETE FROM executors x WHERE NOT {self._alive.format(executor='x.executor_id')}")  # fmt: skip
+        self._listener = threading.Thread(
+            target=self._listen, name=f"nbflow-listener-{executor_id}", daemon=True
+        )
+        self._listener.start()
+
+    def _open_session(self) -> psycopg.Connection[Any]:
+        """A session that holds this executor's lock and listens on the channel."""
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT nextval('executor_lock')").fetchone()
+            assert row is not None
+            lock_id = int(row[0])
+            conn.execute("SELECT pg_advisory_lock($1, $2)", [self._lock_space, lock_id])
+            conn.execute(
+                "INSERT INTO executors VALUES ($1, $2, $3, $4, $5) ON CONFLICT (executor_id) "
+                "DO UPDATE SET lock_id = excluded.lock_id",
+                [self._executor_id, lock_id, socket.gethostname(), os.getpid(), time.time()],
+            )
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _listen(self) -> None:
+        conn = self._session
+        while not self._stopping.is_set():
+            try:
+                if conn is None or conn.closed or conn.broken:
+                    conn = self._session = self._open_session()
+                for note in conn.notifies(timeout=1.0):
+                    if self._stopping.is_set():
+                        break
+                    if note.pid not in self._own_pids and note.payload:
+                        self._on_change({note.payload})
+            except (psycopg.Error, DatabaseError) as exc:
+                if self._stopping.is_set():
+                    break
+                logger.warning(
+                    "nbflow lost its notification connection to %s (%s); readers poll every "
+                    "%.1f s until it is back.",
+                    self.url,
+                    exc,
+                    self.poll_interval,
+                )
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._stopping.wait(1.0)
+            except RuntimeClosedError:
+                break
+
+    def executor_alive(self, executor_id: str | None) -> bool:
+        if executor_id is None:
+            return False
+        if executor_id == getattr(self, "_executor_id", None):
+            return not self._stopping.is_set()
+        rows = self._fetchall(f"SELECT {self._alive.format(executor='$1')}", [executor_id])
+        return bool(rows[0][0])
+
+    def claim(
+        self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False
+    ) -> WorkflowRow | None:
+        alive = self._alive.format(executor="w.executor_id")
+        with self._pool.connection(self.url) as conn, conn.transaction():
+            row = conn.execute(
+                f"SELECT w.status, w.executor_id <> $2 AND {alive} FROM workflows w "
+                "WHERE w.workflow_id = $1 FOR UPDATE OF w SKIP LOCKED",
+                [workflow_id, executor_id],
+            ).fetchone()
+            if row is None:  # gone, or being changed by another process right now
+                return None
+            status, running_elsewhere = row
+            if status == "PENDING" and running_elsewhere:
+                return None
+            if status != "PENDING":
+                if not reopen or status == "SUCCESS":
+                    return None
+                for query, params in reopen_statements(workflow_id, now):
+                    conn.execute(query, params)
+            taken = conn.execute(
+                f"UPDATE workflows SET executor_id = $2, updated_at = $3 WHERE workflow_id = $1 "
+                f"RETURNING {WORKFLOW_COLUMNS}",
+                [workflow_id, executor_id, now],
+            ).fetchone()
+        return WorkflowRow(*taken) if taken else None
+
+    def pending_workflows(self) -> list[WorkflowRow]:
+        rows = self._fetchall(
+            f"SELECT {WORKFLOW_COLUMNS} FROM workflows w WHERE status = 'PENDING' AND NOT "
+            f"{self._alive.format(executor='w.executor_id')} ORDER BY created_at"
+        )
+        return [WorkflowRow(*row) for row in rows]
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop listening, release the executor lock and close every connection."""
+        if self._pool.closed:
+            return
+        self._stopping.set()
+        listener = self._listener
+        if listener is not None:
+            with (
+                contextlib.suppress(psycopg.Error, DatabaseError),  # wake it up at once
+                self._pool.connection(self.url) as conn,
+            ):
+                conn.execute("SELECT pg_notify($1, '')", [self._channel])
+            listener.join(timeout)
+        self._pool.close(timeout)
+        self._close_writer()
+        if self._session is not None:
+            self._session.close()  # releases the executor lock
