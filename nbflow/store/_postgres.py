@@ -76,6 +76,12 @@ def _translate(statement: str) -> str:
     return re.sub(r"\bDOUBLE\b", "DOUBLE PRECISION", statement)
 
 
+def _sentence(exc: BaseException) -> str:
+    """What psycopg said, on one line, ending with a full stop."""
+    text = " ".join(str(exc).split())
+    return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
 def _unnest(table: str, first: int) -> str:
     """``unnest($first::type[], …)``: rows of ``table`` from one array parameter per column."""
     columns = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(_TYPES[table]))
@@ -192,7 +198,19 @@ class PostgresStore(SQLStore):
         self._session: psycopg.Connection[Any] | None = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._migrate()
+        try:
+            self._migrate()
+        except psycopg.Error as exc:
+            self._pool.close(0)
+            raise DatabaseError(
+                f"Cannot set up nbflow's tables in schema {self.schema!r} of {self.url!r}: "
+                f"{_sentence(exc)} The user in the URL needs the right to create that schema "
+                "and tables in it (or an administrator creates the schema and grants it).",
+                path=self.url,
+            ) from exc
+        except BaseException:
+            self._pool.close(0)
+            raise
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -203,9 +221,9 @@ class PostgresStore(SQLStore):
             )
         except psycopg.Error as exc:
             raise DatabaseError(
-                f"Cannot connect to the nbflow database {self.url!r}: {exc}".rstrip()
-                + " Check that the PostgreSQL server runs and that the URL (host, port, user, "
-                "password, database) is right.",
+                f"Cannot connect to the nbflow database {self.url!r}: {_sentence(exc)} Check "
+                "that the PostgreSQL server runs and that the URL (host, port, user, password, "
+                "database) is right.",
                 path=self.url,
             ) from exc
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
@@ -220,7 +238,8 @@ class PostgresStore(SQLStore):
             except psycopg.OperationalError as exc:  # e.g. the server restarted
                 if attempt == 2:
                     raise DatabaseError(
-                        f"The nbflow database {self.url!r} failed: {exc}", path=self.url
+                        f"The nbflow database {self.url!r} failed: {_sentence(exc)}",
+                        path=self.url,
                     ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
