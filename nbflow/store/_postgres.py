@@ -392,10 +392,10 @@ class PostgresStore(SQLStore):
                 if self._stopping.is_set():
                     break
                 logger.warning(
-                    "nbflow lost its notification connection to %s (%s); readers poll every "
+                    "nbflow lost its notification connection to %s (%s) Readers poll every "
                     "%.1f s until it is back.",
                     self.url,
-                    exc,
+                    _sentence(exc),
                     self.poll_interval,
                 )
                 if conn is not None:
