@@ -2,8 +2,14 @@
 
 The child is ``tests/crashapp.py``. Each of its steps appends ``ran <i> pid=<pid>`` to a side-effect
 log before returning, so the test knows which steps ran in which process. Between the kill and the
-recovery the test opens the file itself and notes which checkpoints were durable at the moment of the
-crash; the recovery must then run exactly the other steps, and the stream must hold each item once.
+recovery the test opens the database itself and notes which checkpoints were durable at the moment
+of the crash; the recovery must then run exactly the other steps, and the stream must hold each item
+once.
+
+Every scenario runs on a DuckDB file; a representative subset also runs on PostgreSQL (marked
+``postgres``, a schema of its own on the session's throwaway server). There the server ends the
+killed child's sessions a moment after the kill: the test waits until every one of them is gone
+(the child's connections carry an application name of their own) before it takes its snapshot.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import random
 import signal
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +30,7 @@ import pytest
 
 import nbflow
 from tests import crashapp
-from tests.helpers import wait_until
+from tests.helpers import sql, wait_until
 
 pytestmark = pytest.mark.crash
 
@@ -36,6 +43,20 @@ TOTAL = sum(range(N))
 PARENT_KILLS = [random.Random(seed).randint(1, 490) for seed in range(16)]
 #: Kill points where the child kills itself inside step K.
 SELF_KILLS = [0, 1, 2, 250, 498, 499]
+#: The kill points that also run on PostgreSQL.
+PG_PARENT_KILLS = PARENT_KILLS[:4]
+PG_SELF_KILLS = [0, 250, 499]
+
+ON_POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+STORES = ["duckdb", ON_POSTGRES]
+
+
+def _cases(points: list[int], on_postgres: list[int]) -> list[Any]:
+    """``(k, database)`` for every point on DuckDB and for ``on_postgres`` on PostgreSQL."""
+    return [pytest.param(k, "duckdb", id=f"duckdb-{k}") for k in points] + [
+        pytest.param(k, "postgres", id=f"postgres-{k}", marks=pytest.mark.postgres)
+        for k in on_postgres
+    ]
 
 
 @dataclass
@@ -60,11 +81,18 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:
+def _is_postgres(database: str) -> bool:
+    return database.startswith(("postgresql://", "postgres://"))
+
+
+def _spawn(cwd: Path, *args: str, app_name: str | None = None) -> subprocess.Popen[str]:
+    env = _env()
+    if app_name is not None:
+        env["PGAPPNAME"] = app_name  # libpq gives each of the child's sessions this name
     return subprocess.Popen(
         [sys.executable, str(APP), *args],
         cwd=cwd,
-        env=_env(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -103,6 +131,25 @@ def _wait_self_kill(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == -signal.SIGKILL, f"the child did not kill itself: {err}"
 
 
+def _executor_gone(rt: nbflow.Runtime, pid: int) -> bool:
+    """Whether no executor of process ``pid`` holds its lock any more (PostgreSQL)."""
+    rows = sql(rt, "SELECT executor_id FROM executors WHERE pid = ?", pid)
+    return not any(rt.store.executor_alive(executor_id) for (executor_id,) in rows)
+
+
+def _wait_sessions_gone(database: str, pid: int, app_name: str) -> None:
+    """On PostgreSQL, wait until the server has ended every session of the killed child.
+
+    Until then its executor still counts as alive, and a transaction it sent before it died may
+    still commit: a snapshot taken earlier would not be the state the recovery starts from.
+    """
+    if not _is_postgres(database):
+        return  # DuckDB: the kernel released the file lock with the process
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = ?"
+    with nbflow.Runtime(database) as rt:
+        wait_until(lambda: sql(rt, query, app_name)[0][0] == 0 and _executor_gone(rt, pid), 60)
+
+
 def _step_index(function_id: int, workflow_id: str) -> int:
     """The step index of a checkpoint: pipeline steps are at odd ids (step, write, step, ...)."""
     if workflow_id == crashapp.PIPELINE_ID:
@@ -114,9 +161,9 @@ def _step_index(function_id: int, workflow_id: str) -> int:
 Snapshot = tuple[bool, str | None, list[int], list[tuple[Any, ...]]]
 
 
-def _snapshot(db: Path, workflow_id: str) -> Snapshot:
-    """Open the crashed file (nothing runs) and note what was durable at the crash."""
-    with nbflow.Runtime(db) as rt:
+def _snapshot(database: str, workflow_id: str) -> Snapshot:
+    """Open the crashed database (nothing runs) and note what was durable at the crash."""
+    with nbflow.Runtime(database) as rt:
         if not rt.exists(workflow_id):
             return False, None, [], []
         assert rt.interrupted == [workflow_id] or rt.status(workflow_id) == nbflow.Status.SUCCESS
@@ -129,15 +176,17 @@ def _snapshot(db: Path, workflow_id: str) -> Snapshot:
 
 def _stream_rows(rt: nbflow.Runtime, workflow_id: str) -> list[tuple[Any, ...]]:
     """Raw rows of the stream "items": (offset, value_json, is_end, function_id, attempt)."""
-    return rt.store.sql(
+    return sql(
+        rt,
         'SELECT "offset", value_json, is_end, function_id, attempt FROM streams '
         "WHERE workflow_id = ? AND key = 'items' ORDER BY \"offset\"",
-        [workflow_id],
-    ).fetchall()
+        workflow_id,
+    )
 
 
 def _crash_and_recover(
     tmp_path: Path,
+    database: str,
     command: str,
     workflow_id: str,
     *,
@@ -146,22 +195,22 @@ def _crash_and_recover(
     steps: int = N,
     slow_disk: float = 0.0,
 ) -> Crash:
-    db, log = tmp_path / "crash.duckdb", tmp_path / "side-effects.log"
+    log, app_name = tmp_path / "side-effects.log", f"crashapp-{uuid.uuid4().hex[:12]}"
     extra = ["--steps", str(steps)]
     if self_kill is not None:
         slow = ["--slow-disk", str(slow_disk)] if slow_disk else []
-        proc = _spawn(
-            tmp_path, command, str(db), str(log), "--self-kill", str(self_kill), *slow, *extra
-        )
+        args = [command, database, str(log), "--self-kill", str(self_kill), *slow, *extra]
+        proc = _spawn(tmp_path, *args, app_name=app_name)
         _wait_self_kill(proc)
     else:
         assert parent_kill is not None
-        proc = _spawn(tmp_path, command, str(db), str(log), *extra)
+        proc = _spawn(tmp_path, command, database, str(log), *extra, app_name=app_name)
         _kill_at(proc, log, parent_kill)
     first_pid = proc.pid
-    recorded, status, durable, items = _snapshot(db, workflow_id)
+    _wait_sessions_gone(database, first_pid, app_name)
+    recorded, status, durable, items = _snapshot(database, workflow_id)
 
-    rec = _spawn(tmp_path, "recover", str(db), str(log), "--workflow", workflow_id, *extra)
+    rec = _spawn(tmp_path, "recover", database, str(log), "--workflow", workflow_id, *extra)
     out, err = rec.communicate(timeout=120)
     assert rec.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
@@ -182,7 +231,7 @@ def _crash_and_recover(
     )
 
 
-def _check_pipeline(tmp_path: Path, crash: Crash) -> None:
+def _check_pipeline(database: str, crash: Crash) -> None:
     """The invariants of a crashed and recovered pipeline (writes from the workflow body)."""
     wid = crashapp.PIPELINE_ID
     s = crash.durable_steps
@@ -211,7 +260,7 @@ def _check_pipeline(tmp_path: Path, crash: Crash) -> None:
     ran_twice = set(crash.ran_first) & set(crash.ran_recovery)
     assert ran_twice == set(crash.ran_first) - set(s)
 
-    with nbflow.Runtime(tmp_path / "crash.duckdb") as rt:
+    with nbflow.Runtime(database) as rt:
         assert rt.status(wid) == nbflow.Status.SUCCESS
         assert rt.get_workflow(wid).result() == TOTAL
         assert list(rt.read_stream(wid, "items", timeout=10)) == list(range(N))
@@ -224,35 +273,42 @@ def _check_pipeline(tmp_path: Path, crash: Crash) -> None:
         assert rt.interrupted == []
 
 
-@pytest.mark.parametrize("k", PARENT_KILLS)
-def test_parent_kill_at_random_point(tmp_path: Path, k: int) -> None:
+@pytest.mark.parametrize(
+    ("k", "database"), _cases(PARENT_KILLS, PG_PARENT_KILLS), indirect=["database"]
+)
+def test_parent_kill_at_random_point(tmp_path: Path, database: str, k: int) -> None:
     """SIGKILL from outside once K steps ran: recovery re-runs exactly the non-durable steps, and the
     stream holds 0..499 once each, in order."""
-    crash = _crash_and_recover(tmp_path, "run", crashapp.PIPELINE_ID, parent_kill=k)
+    crash = _crash_and_recover(tmp_path, database, "run", crashapp.PIPELINE_ID, parent_kill=k)
     assert len(crash.ran_first) >= k
-    _check_pipeline(tmp_path, crash)
+    _check_pipeline(database, crash)
 
 
-@pytest.mark.parametrize("k", SELF_KILLS)
-def test_self_kill_inside_step(tmp_path: Path, k: int) -> None:
+@pytest.mark.parametrize(
+    ("k", "database"), _cases(SELF_KILLS, PG_SELF_KILLS), indirect=["database"]
+)
+def test_self_kill_inside_step(tmp_path: Path, database: str, k: int) -> None:
     """SIGKILL from inside step K: step K never returned, so it runs again; nothing durable does."""
-    crash = _crash_and_recover(tmp_path, "run", crashapp.PIPELINE_ID, self_kill=k)
+    crash = _crash_and_recover(tmp_path, database, "run", crashapp.PIPELINE_ID, self_kill=k)
     assert crash.ran_first == list(range(k + 1))
     assert k not in crash.durable_steps
     assert k in crash.ran_recovery
-    _check_pipeline(tmp_path, crash)
+    _check_pipeline(database, crash)
 
 
-def test_workflow_is_recorded_before_its_first_step_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", STORES, indirect=True)
+def test_workflow_is_recorded_before_its_first_step_runs(tmp_path: Path, database: str) -> None:
     """A crash inside the first step must leave the workflow recorded (PENDING), so recover() finds
     it: its step ran a side effect, and a workflow started with a generated id could not be found
     and called again. A slow disk (each commit 0.3 s longer) makes the window wide."""
-    crash = _crash_and_recover(tmp_path, "run", crashapp.PIPELINE_ID, self_kill=0, slow_disk=0.3)
+    crash = _crash_and_recover(
+        tmp_path, database, "run", crashapp.PIPELINE_ID, self_kill=0, slow_disk=0.3
+    )
     assert crash.ran_first == [0]
     assert crash.recorded, "step 0 ran, but the workflow was not durable when the process died"
     assert crash.status_at_crash == "PENDING"
     assert crash.summary["recovered"] == [crashapp.PIPELINE_ID]
-    _check_pipeline(tmp_path, crash)
+    _check_pipeline(database, crash)
 
 
 def test_kill_points_are_distinct() -> None:
@@ -267,16 +323,12 @@ def test_kill_points_are_distinct() -> None:
 STEP_WRITES_N = 200
 
 
-def _step_write_rows(tmp_path: Path) -> list[tuple[Any, ...]]:
+def _step_write_rows(database: str) -> list[tuple[Any, ...]]:
     wid = crashapp.STEP_WRITES_ID
-    with nbflow.Runtime(tmp_path / "crash.duckdb") as rt:
+    with nbflow.Runtime(database) as rt:
         assert rt.status(wid) == nbflow.Status.SUCCESS
         assert rt.get_workflow(wid).result() == sum(range(STEP_WRITES_N))
-        rows = rt.store.sql(
-            'SELECT "offset", value_json, is_end, function_id, attempt FROM streams '
-            "WHERE workflow_id = ? AND key = 'items' ORDER BY \"offset\"",
-            [wid],
-        ).fetchall()
+        rows = _stream_rows(rt, wid)
         read = list(rt.read_stream(wid, "items", timeout=10))
     assert [r[0] for r in rows] == list(range(len(rows)))  # contiguous offsets
     assert rows[-1][2] is True and not any(r[2] for r in rows[:-1])
@@ -300,34 +352,44 @@ def _check_step_writes(items: list[tuple[Any, ...]], durable_steps: list[int]) -
     return Counter({v: len(w) for v, w in by_value.items() if len(w) > 1})
 
 
-def test_step_write_then_kill_is_duplicated_with_distinct_attempts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", STORES, indirect=True)
+def test_step_write_then_kill_is_duplicated_with_distinct_attempts(
+    tmp_path: Path, database: str
+) -> None:
     """A step writes its item, the item is durable, the process dies before the step's checkpoint:
     after recovery the item appears twice, the copies told apart by attempt 1 and 2."""
     k = 120
     crash = _crash_and_recover(
-        tmp_path, "step-writes", crashapp.STEP_WRITES_ID, self_kill=k, steps=STEP_WRITES_N
+        tmp_path, database, "step-writes", crashapp.STEP_WRITES_ID, self_kill=k, steps=STEP_WRITES_N
     )
     assert crash.recorded and crash.durable_steps == list(range(k))
     assert crash.ran_recovery == list(range(k, STEP_WRITES_N))
-    items = _step_write_rows(tmp_path)
+    items = _step_write_rows(database)
     assert [json.loads(r[1]) for r in items] == [*range(k + 1), *range(k, STEP_WRITES_N)]
     dup = [(r[3], r[4]) for r in items if json.loads(r[1]) == k]
     assert dup == [(k + 1, 1), (k + 1, 2)]
     assert _check_step_writes(items, crash.durable_steps) == Counter({k: 2})
 
 
-@pytest.mark.parametrize("seed", [101, 102, 103])
-def test_step_writes_parent_kill(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "database"), _cases([101, 102, 103], [101]), indirect=["database"]
+)
+def test_step_writes_parent_kill(tmp_path: Path, database: str, seed: int) -> None:
     """A kill from outside mid-run: every item is present, duplicates only from steps that were
     not durable, each copy with its own attempt number."""
     k = random.Random(seed).randint(1, STEP_WRITES_N - 10)
     crash = _crash_and_recover(
-        tmp_path, "step-writes", crashapp.STEP_WRITES_ID, parent_kill=k, steps=STEP_WRITES_N
+        tmp_path,
+        database,
+        "step-writes",
+        crashapp.STEP_WRITES_ID,
+        parent_kill=k,
+        steps=STEP_WRITES_N,
     )
     s = crash.durable_steps
     assert s == list(range(len(s)))
     assert sorted(crash.ran_recovery) == sorted(set(range(STEP_WRITES_N)) - set(s))
-    items = _step_write_rows(tmp_path)
+    items = _step_write_rows(database)
     duplicated = _check_step_writes(items, s)
     assert set(duplicated) <= set(crash.ran_first) & set(crash.ran_recovery)
     assert all(n == 2 for n in duplicated.values())
