@@ -292,6 +292,37 @@ def test_cancel_from_another_process(pg_url: str, tmp_path: Path, spawn: Any) ->
         assert rows[-1][2] is True and not any(r[2] for r in rows[:-1]), rows[-5:]
 
 
+def test_cancel_while_the_owner_writes_keeps_the_stream_whole(
+    pg_url: str, tmp_path: Path, spawn: Any
+) -> None:
+    """B cancels while A writes a stream item per step as fast as it can: however the two race,
+    the stream ends with exactly one end marker, after every item, and every reader (A's own, and
+    a new one) gets the same items, each once, and never the end marker as a value."""
+    log, wid, n = tmp_path / "side-effects.log", "busy", 1_000_000
+    a = spawn(
+        "run", pg_url, str(log), "ticker", wid, "--n", str(n), "--tick-work", "0",
+        "--hold-dir", str(tmp_path), "--read", "ticks",
+    )  # fmt: skip
+    wait_until(lambda: len(_ran(log)) >= 1000 or _ended(a), timeout=60)
+    assert _finish(spawn("cancel", pg_url, wid))["status"] == "CANCELLED"
+    report = _finish(a)
+
+    assert report["outcomes"][wid]["error"] == "WorkflowCancelledError"
+    assert len(_ran(log)) < n, "A did not stop"
+    with nbflow.Runtime(pg_url) as rt:
+        assert rt.status(wid) == nbflow.Status.CANCELLED
+        rows = _stream_rows(rt, wid, "ticks")
+        ends = [offset for offset, _, is_end in rows if is_end]
+        assert ends == [len(rows) - 1], (
+            f"end markers at {ends[:5]} of {len(rows)} rows: A's items were committed after the "
+            "cancel's end marker, or the marker was dropped"
+        )
+        items = [json.loads(value) for _, value, _ in rows[:-1]]
+        assert items == list(range(len(items)))
+        assert report["read"][wid] == {"values": items, "ended": True}
+        assert list(rt.read_stream(wid, "ticks", timeout=10)) == items
+
+
 def test_cli_tail_follows_another_process(pg_url: str, tmp_path: Path, spawn: Any) -> None:
     """``nbflow tail`` follows a stream another process writes, prints every item, and exits when
     the stream closes (while the workflow is still PENDING). The writer waits halfway until tail
