@@ -2,13 +2,20 @@
 
 Lifecycle: the workflows are declared once per process (here, at import: DBOS needs its decorators
 before launch). A DBOS instance is bound to one system database URL when it is constructed, so a
-fresh database file per workload needs a fresh instance: :meth:`DbosSystem.open` constructs
-``DBOS(config=...)`` on a new SQLite file and calls ``DBOS.launch()``; :meth:`DbosSystem.close`
-calls ``DBOS.destroy()``, which keeps the registry of declared workflows (``destroy_registry=False``)
-and joins DBOS's background threads. So DBOS is launched once per workload and round, and is never
-running while nbflow is measured.
+fresh database per workload needs a fresh instance: :meth:`DbosSystem.open` constructs
+``DBOS(config=...)`` on a new SQLite file or PostgreSQL database and calls ``DBOS.launch()``;
+:meth:`DbosSystem.close` calls ``DBOS.destroy()``, which keeps the registry of declared workflows
+(``destroy_registry=False``) and joins DBOS's background threads. So DBOS is launched once per
+workload and round, and is never running while nbflow is measured.
 
 The SQLite file is DBOS's default store, in its default (rollback) journal mode: nothing is changed.
+On PostgreSQL (``system_database_url`` = the fresh database's ``postgresql://`` URL) DBOS keeps its
+defaults too: ``use_listen_notify`` on (a reader in any process is woken by a NOTIFY, which DBOS
+sends from a background thread that coalesces writes every ``notification_coalesce_sec`` = 10 ms),
+and readers poll every ``notification_listener_polling_interval_sec`` = 1 s besides.
+
+The executor id is DBOS's default (``local``) in the benchmark process; the writer process of
+workload (x) gives its own, so neither ``DBOS.launch()`` recovers the other's workflows.
 """
 
 from __future__ import annotations
@@ -16,11 +23,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 from dbos import DBOS
 
+from benchmarks._stores import Place
 from benchmarks._systems import Started, item
 
 __all__ = ["DbosSystem"]
@@ -67,29 +74,37 @@ def dbos_trivial(x: int) -> int:
 
 
 class DbosSystem:
-    """DBOS Transact on a fresh SQLite file, launched per workload and destroyed after it."""
+    """DBOS Transact on a fresh SQLite file or PostgreSQL database, launched per workload and
+    destroyed after it.
+
+    Args:
+        executor_id: DBOS's executor id; None: its default.
+    """
 
     name = "dbos"
 
-    def __init__(self) -> None:
+    def __init__(self, executor_id: str | None = None) -> None:
         self.title = f"DBOS {version('dbos')}"
-        self._open = False
+        self.executor_id = executor_id
+        self.place: Place | None = None
 
-    def open(self, directory: Path) -> None:
-        DBOS(
-            config={
-                "name": "nbflow-bench",
-                "system_database_url": f"sqlite:///{directory / 'dbos.sqlite'}",
-                "log_level": "WARNING",
-            }
-        )
+    def open(self, place: Place) -> None:
+        url = place.pg_url or f"sqlite:///{place.directory / 'dbos.sqlite'}"
+        config: Any = {
+            "name": "nbflow-bench",
+            "system_database_url": url,
+            "log_level": "WARNING",
+        }
+        if self.executor_id is not None:
+            config["executor_id"] = self.executor_id
+        DBOS(config=config)
+        self.place = place  # from here on, close() destroys the instance
         DBOS.launch()
-        self._open = True
 
     def close(self) -> None:
-        if self._open:
+        if self.place is not None:
             DBOS.destroy()
-            self._open = False
+            self.place = None
 
     def run_steps(self, n: int) -> None:
         DBOS.start_workflow(dbos_many_steps, n).get_result()
@@ -107,3 +122,6 @@ class DbosSystem:
 
     def read(self, workflow_id: str, key: str, *, poll: float | None = None) -> Iterator[Any]:
         return DBOS.read_stream(workflow_id, key, polling_interval_sec=poll)
+
+    def make_durable(self) -> None:
+        pass  # DBOS.start_workflow returns after the workflow's row is committed

@@ -10,11 +10,10 @@ profiled too. Times are wall-clock: a thread waiting on a lock or a commit shows
 from __future__ import annotations
 
 import re
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
+from benchmarks._stores import BenchStore
 from benchmarks._workloads import UNITS, Sizes
 
 __all__ = ["ThreadProfiles", "profile_nbflow"]
@@ -95,26 +94,28 @@ class ThreadProfiles:
         return "\n".join(parts)
 
 
-def profile_nbflow(workload: str, sizes: Sizes) -> str:
-    """Run ``workload`` (a letter) once for nbflow under the profiler; return the text report."""
+def profile_nbflow(workload: str, sizes: Sizes, store: BenchStore) -> str:
+    """Run ``workload`` (a letter) once for nbflow on ``store`` under the profiler; return the
+    text report (for (x), of this process: the reader, not the writer child)."""
     from benchmarks._rss import measure_read, write_stream
     from benchmarks._systems import NbflowSystem
 
-    with tempfile.TemporaryDirectory(prefix="nbflow-bench-profile-") as tmp:
-        directory = Path(tmp)
+    with store.place("nbflow") as place:
+        location = place.pg_url or place.directory / "nbflow.duckdb"
         if workload == "f":
             with ThreadProfiles() as profiles:
-                workflow_id, write_s = write_stream(directory / "nbflow.duckdb", sizes.rss_items)
-                result = measure_read(directory / "nbflow.duckdb", workflow_id, sizes.rss_items)
+                workflow_id, write_s = write_stream(location, sizes.rss_items)
+                result = measure_read(location, workflow_id, sizes.rss_items)
             summary = f"(f) wrote {sizes.rss_items:,} items in {write_s:.2f} s, read them back in {result['read_s']:.2f} s; peak RSS growth {result['growth_mb']:.1f} MB"
         else:
             unit = next(u for u in UNITS if workload in u.covers)
             system = NbflowSystem()
             with ThreadProfiles() as profiles:  # opened inside: the committer thread is profiled
-                system.open(directory)
+                system.open(place)
                 try:
                     values = unit.run(system, sizes, {workload})
                 finally:
                     system.close()
             summary = ", ".join(f"{key} = {value:,.3f}" for key, value in values.items())
-    return f"nbflow, workload {workload}: {summary}\n\n{profiles.render()}"
+    where = "" if store.name == "duckdb" else f" on {store.name}"
+    return f"nbflow{where}, workload {workload}: {summary}\n\n{profiles.render()}"

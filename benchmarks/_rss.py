@@ -1,9 +1,9 @@
 """Workload (f), run as a child process: peak RSS growth while reading a long closed stream.
 
-``python -m benchmarks._rss --items N --dir DIR`` writes an N-item stream with a workflow (in
-``DIR/nbflow.duckdb``), closes the runtime, opens it again, resets the process's peak RSS
-(``/proc/self/clear_refs``), reads the whole stream and prints one JSON line: the peak RSS
-(``VmHWM``) before and after the read, and the growth in MB. Where the peak cannot be reset, the
+``python -m benchmarks._rss --items N --dir DIR [--url URL]`` writes an N-item stream with a
+workflow (in ``DIR/nbflow.duckdb``, or in the PostgreSQL database ``URL``), closes the runtime,
+opens it again, resets the process's peak RSS (``/proc/self/clear_refs``), reads the whole stream
+and prints one JSON line: the peak RSS (``VmHWM``) before and after the read, and the growth in MB. Where the peak cannot be reset, the
 read runs in a second child process (``--read-only``) that never wrote anything, so its starting peak
 is its own.
 """
@@ -46,8 +46,9 @@ def reset_peak() -> bool:
     return status_kb("VmHWM") <= status_kb("VmRSS") + 1024
 
 
-def write_stream(path: Path, items: int) -> tuple[str, float]:
-    """Write the stream with a workflow; return its workflow id and the seconds it took."""
+def write_stream(path: Path | str, items: int) -> tuple[str, float]:
+    """Write the stream with a workflow (``path``: a DuckDB file or a PostgreSQL URL); return its
+    workflow id and the seconds it took."""
     with nbflow.Runtime(path) as rt:
         t0 = time.perf_counter()
         handle = rt.start(nb_write_items, items, KEY)
@@ -55,7 +56,7 @@ def write_stream(path: Path, items: int) -> tuple[str, float]:
         return handle.workflow_id, time.perf_counter() - t0
 
 
-def measure_read(path: Path, workflow_id: str, items: int) -> dict[str, Any]:
+def measure_read(path: Path | str, workflow_id: str, items: int) -> dict[str, Any]:
     """Open the runtime, read the whole stream, and report the peak RSS before and after."""
     with nbflow.Runtime(path) as rt:
         gc.collect()
@@ -87,9 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--url", help="a PostgreSQL database to use instead of a DuckDB file")
     parser.add_argument("--read-only", metavar="WORKFLOW_ID")
     args = parser.parse_args(argv)
-    path = args.dir / "nbflow.duckdb"
+    path: Path | str = args.url or args.dir / "nbflow.duckdb"
     if args.read_only:
         result = measure_read(path, args.read_only, args.items)
         print(json.dumps(result), flush=True)
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         result["peak_reset"] = "clear_refs"
     else:
         child = subprocess.run(
-            [sys.executable, "-m", "benchmarks._rss", "--items", str(args.items), "--dir", str(args.dir), "--read-only", workflow_id],
+            [sys.executable, "-m", "benchmarks._rss", "--items", str(args.items), "--dir", str(args.dir), "--read-only", workflow_id, *(["--url", args.url] if args.url else [])],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         result = json.loads(child.stdout.strip().splitlines()[-1])

@@ -1,8 +1,9 @@
 """The interface the workloads are written against, and its nbflow implementation.
 
-A :class:`System` is opened on a fresh database file for one workload, used, and closed. Its
-workflows are declared once, when its module is imported (DBOS needs its decorators to run before
-``DBOS.launch()``; nbflow finds workflows by their registered name).
+A :class:`System` is opened on a fresh database (a :class:`~benchmarks._stores.Place`: a DuckDB or
+SQLite file in a fresh directory, or a fresh PostgreSQL database) for one workload, used, and
+closed. Its workflows are declared once, when its module is imported (DBOS needs its decorators to
+run before ``DBOS.launch()``; nbflow finds workflows by their registered name).
 
 The workflows are the same for every system:
 
@@ -18,10 +19,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import nbflow
+from benchmarks._stores import Place
 
 __all__ = ["NbflowSystem", "Started", "System", "item"]
 
@@ -44,9 +45,10 @@ class System(Protocol):
 
     name: str  # "nbflow" or "dbos": the key in results
     title: str  # the column title, e.g. "DBOS 3.4.0"
+    place: Place | None  # where it is open; None while closed
 
-    def open(self, directory: Path) -> None:
-        """Open a fresh system database in the (empty) directory."""
+    def open(self, place: Place) -> None:
+        """Open a fresh database: ``place.pg_url`` if set, else a file in ``place.directory``."""
 
     def close(self) -> None:
         """Close it, stopping every thread the system started."""
@@ -65,6 +67,9 @@ class System(Protocol):
 
     def read(self, workflow_id: str, key: str, *, poll: float | None = None) -> Iterator[Any]:
         """Iterate over a stream until it is closed. ``poll``: a polling interval, where used."""
+
+    def make_durable(self) -> None:
+        """Wait until the workflows started so far are in the database, for other processes."""
 
 
 # -- nbflow ------------------------------------------------------------------------------------
@@ -111,26 +116,30 @@ def nb_trivial(x: int) -> int:
 
 
 class NbflowSystem:
-    """nbflow on a fresh DuckDB file (``nbflow.Runtime(path)``), closed after each workload."""
+    """nbflow on a fresh DuckDB file (``nbflow.Runtime(path)``) or PostgreSQL database
+    (``nbflow.Runtime(url)``), closed after each workload."""
 
     name = "nbflow"
 
     def __init__(self) -> None:
         self.title = f"nbflow {nbflow.__version__}"
         self.runtime: nbflow.Runtime | None = None
+        self.place: Place | None = None
 
     @property
     def rt(self) -> nbflow.Runtime:
         assert self.runtime is not None, "open() first"
         return self.runtime
 
-    def open(self, directory: Path) -> None:
-        self.runtime = nbflow.Runtime(directory / "nbflow.duckdb")
+    def open(self, place: Place) -> None:
+        self.runtime = nbflow.Runtime(place.pg_url or place.directory / "nbflow.duckdb")
+        self.place = place
 
     def close(self) -> None:
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
+            self.place = None
 
     def run_steps(self, n: int) -> None:
         self.rt.start(nb_many_steps, n).result()
@@ -147,4 +156,9 @@ class NbflowSystem:
         return Started(handle.workflow_id, handle.result)
 
     def read(self, workflow_id: str, key: str, *, poll: float | None = None) -> Iterator[Any]:
-        return self.rt.read_stream(workflow_id, key)  # nbflow readers never poll
+        # nbflow's readers take no polling interval: they are woken by the committer (same
+        # process) or by NOTIFY (other processes, PostgreSQL), with a 1 s poll as a fallback there.
+        return self.rt.read_stream(workflow_id, key)
+
+    def make_durable(self) -> None:
+        self.rt.flush()

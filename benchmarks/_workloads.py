@@ -5,6 +5,9 @@ dict of metric values. Workloads (b) and (e) share one unit: (e) reads back the 
 just wrote, in the same fresh file (for DBOS, writing 10,000 items takes half a minute; writing
 them twice per round would double the run for no new information). With ``--only e`` the unit still
 writes the stream, and reports only (e).
+
+Workloads (x) and (x1) need a database that several processes share (the PostgreSQL store): the
+writer is a child process (:mod:`benchmarks._xwriter`), the reader is this process.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Sizes:
     latency_items: int = 1000  # (c) items written, one every latency_pause s
     latency_pause: float = 0.001
     latency_lead: float = 0.05  # (c) the writer waits this long so the reader is subscribed
+    cross_lead: float = 0.5  # (x) the same, with the reader in another process than the writer
     trivial_runs: int = 200  # (d) trivial workflows, one after the other
     rss_items: int = 1_000_000  # (f) items in the stream read back in a child process
     writers: int = 8  # (g) concurrent workflows
@@ -93,6 +97,10 @@ METRICS: list[Metric] = [
     Metric("e", "e", lambda s: f"read back a closed {_n(s.stream_items)}-item stream", "items/s", True, 300_000),
     Metric("f", "f", lambda s: f"peak RSS growth reading a closed {_n(s.rss_items)}-item stream", "MB", False, 100, nbflow_only=True),
     Metric("g", "g", lambda s: f"{s.writers} workflows writing concurrently ({s.writers} x {_n(s.writer_items)} items)", "items/s", True),
+    Metric("x.p50", "x", lambda s: f"cross-process write→read latency p50 (writer in a child process, {_n(s.latency_items)} items, {s.latency_pause * 1e3:g} ms apart)", "ms", False, 20),
+    Metric("x.p99", "x", lambda s: "cross-process write→read latency p99", "ms", False),
+    Metric("x1.p50", "x1", lambda s: "same, DBOS reader polling every 1 ms: p50", "ms", False),
+    Metric("x1.p99", "x1", lambda s: "same, DBOS reader polling every 1 ms: p99", "ms", False),
 ]  # fmt: skip
 
 
@@ -208,13 +216,70 @@ def unit_concurrent(system: System, sizes: Sizes, wanted: set[str]) -> dict[str,
     return {"g": sizes.writers * sizes.writer_items / elapsed}
 
 
+def _cross_process(
+    system: System, sizes: Sizes, poll: float | None, prefix: str
+) -> dict[str, float]:
+    """(x) A reader thread in this process while a child process writes stamped items."""
+    from benchmarks._xwriter import WriterProcess
+
+    place = system.place
+    if place is None or place.pg_url is None:
+        raise RuntimeError("workload x needs a database shared by processes (--store postgres)")
+    _warm_up(system, sizes)
+    n = sizes.latency_items
+    latencies: list[float] = []
+    failure: list[BaseException] = []
+    with WriterProcess(system.name, place.pg_url, sizes) as writer:
+        workflow_id = writer.started()  # the workflow now waits cross_lead s before writing
+        reading_since = time.perf_counter()
+
+        def reader() -> None:
+            try:
+                for value in system.read(workflow_id, "stamped", poll=poll):
+                    latencies.append(time.perf_counter() - value["t"])
+                    if len(latencies) == 1 and value["t"] < reading_since:
+                        raise AssertionError(
+                            "the writer wrote its first item before this process began to read: "
+                            "raise Sizes.cross_lead"
+                        )
+            except BaseException as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=reader, name="bench-reader", daemon=True)
+        thread.start()
+        writer.finish(timeout=60 + sizes.cross_lead + n * (sizes.latency_pause + 0.05))
+        thread.join(timeout=60)
+    if thread.is_alive():
+        raise TimeoutError("the reader did not end within a minute of the writer's end")
+    if failure:
+        raise failure[0]
+    if len(latencies) != n:
+        raise AssertionError(f"the reader got {len(latencies)} items, expected {n}")
+    ms = [x * 1e3 for x in latencies]
+    return {f"{prefix}.p50": percentile(ms, 50), f"{prefix}.p99": percentile(ms, 99)}
+
+
+def unit_cross_process(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(x) Cross-process write→read latency with each system's default reader."""
+    return _cross_process(system, sizes, None, "x")
+
+
+def unit_cross_process_fast_poll(
+    system: System, sizes: Sizes, wanted: set[str]
+) -> dict[str, float]:
+    """(x1) The same with DBOS's reader polling every 1 ms (nbflow's reader takes no interval)."""
+    return _cross_process(system, sizes, 0.001, "x1")
+
+
 @dataclass(frozen=True)
 class Unit:
-    """A workload run on an open system; ``covers``: the letters it reports."""
+    """A workload run on an open system; ``covers``: the letters it reports; ``shared``: whether
+    it needs a database that several processes can use at once (not a DuckDB file)."""
 
     name: str
     covers: frozenset[str]
     run: Callable[[System, Sizes, set[str]], dict[str, float]]
+    shared: bool = False
 
 
 #: In table order. (f) runs in a child process (see benchmarks._rss), not through a System.
@@ -225,4 +290,6 @@ UNITS: list[Unit] = [
     Unit("c1", frozenset({"c1"}), unit_latency_fast_poll),
     Unit("d", frozenset("d"), unit_trivial),
     Unit("g", frozenset("g"), unit_concurrent),
+    Unit("x", frozenset({"x"}), unit_cross_process, shared=True),
+    Unit("x1", frozenset({"x1"}), unit_cross_process_fast_poll, shared=True),
 ]

@@ -6,6 +6,13 @@ fresh temporary directory (nbflow: DuckDB; DBOS: its default SQLite file, defaul
 Prints a markdown table of the medians over the rounds, the ratio (how many times faster nbflow is)
 and nbflow's goal with a ✓/✗ mark, with the machine described above it.
 
+``--store postgres`` runs both systems on one PostgreSQL server instead, each workload and system
+in a fresh database of its own (nbflow: ``nbflow.Runtime(url)``; DBOS: that URL as its
+``system_database_url``, with its defaults): the server given by ``--pg-url`` (whose user may create
+databases; they are dropped after use), else a throwaway server started with ``fsync=on`` (see
+:mod:`tests.pgserver`) and stopped at the end. The header names the server's version and its
+``fsync`` and ``synchronous_commit`` settings. PostgreSQL adds the cross-process workloads (x), (x1).
+
 Workloads:
   a  per-step overhead: a workflow of 1,000 trivial steps (µs per step, start to durable result)
   b  stream writes: 10,000 small dicts written from the workflow body (items/s, to the result)
@@ -16,19 +23,31 @@ Workloads:
   e  read back the closed 10,000-item stream of (b) (items/s)
   f  peak RSS growth while reading a closed 1,000,000-item stream (MB, nbflow only, child process)
   g  8 workflows writing 5,000 items each, concurrently (total items/s)
+  x  cross-process write→read latency p50/p99 (PostgreSQL only): a child process writes as in (c),
+     with its own runtime (DBOS instance) on the same database; this process reads (ms)
+  x1 the same with DBOS's reader polling every 1 ms instead of its default 1 s (nbflow: same as x)
 
 Isolation: both systems' workflows are declared once, at import. nbflow opens a
-``nbflow.Runtime(path)`` per workload and closes it after. A DBOS instance is bound to one database
+``nbflow.Runtime(path)`` (or ``nbflow.Runtime(url)``) per workload and closes it after. A DBOS instance is bound to one database
 URL when constructed, so DBOS is constructed and launched per workload and ``DBOS.destroy()``-ed
 after it (the registry of declared workflows survives); destroy joins its background threads, so
 neither system has threads running while the other is measured. Each workload first runs a few
 trivial workflows (warm-up) that are not measured.
 
+On PostgreSQL, workload (f) writes and reads its stream in a fresh database too, and in (x) the
+writer is a child process (:mod:`benchmarks._xwriter`) that opens the same database as the open
+system, warms up, and writes; the stamps are ``time.perf_counter()``, which on Linux is
+``CLOCK_MONOTONIC``, one clock for all processes of the machine (checked before each run).
+
 A full run takes about ten minutes on a 2-core machine, nearly all of it DBOS writing streams
-(workload g alone: about 130 s per round). ``--quick`` takes about ten seconds.
+(workload g alone: about 130 s per round); on PostgreSQL about 13 minutes (g: 130 s, b: 50 s per
+round for DBOS; f: 30 s per round for nbflow). ``--quick`` takes about ten (PostgreSQL: twenty)
+seconds.
 
 Options: ``--rounds N`` (3), ``--only a,b,…``, ``--systems nbflow,dbos``, ``--quick`` (tiny sizes, one
-round), ``--json FILE`` (raw numbers too), ``--profile X`` (workload X for nbflow under pyinstrument).
+round), ``--json FILE`` (raw numbers too), ``--profile X`` (workload X for nbflow under pyinstrument),
+``--store duckdb|postgres`` (duckdb), ``--pg-url URL`` (a PostgreSQL server to use; implies
+``--store postgres``).
 """
 
 from __future__ import annotations
@@ -50,13 +69,15 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from benchmarks._stores import STORES, BenchStore, open_store
 from benchmarks._systems import NbflowSystem, System
 from benchmarks._workloads import FULL, METRICS, QUICK, UNITS, Metric, Sizes
 
 __all__ = ["Results", "format_table", "machine_info", "main", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
-LETTERS = ("a", "b", "c", "c1", "d", "e", "f", "g")
+LETTERS = ("a", "b", "c", "c1", "d", "e", "f", "g", "x", "x1")
+SHARED_ONLY = ("x", "x1")  # need a database several processes use at once (PostgreSQL)
 SYSTEMS = ("nbflow", "dbos")
 
 
@@ -124,6 +145,42 @@ def describe_machine(info: dict[str, Any]) -> str:
     )
 
 
+def _pg_version(store: dict[str, Any]) -> str:
+    """``15.18`` from ``15.18 (Debian 15.18-0+deb12u1)``."""
+    return str(store.get("server_version", "?")).split(" ", 1)[0]
+
+
+def describe_postgres(info: dict[str, Any], store: dict[str, Any]) -> str:
+    """The machine and the PostgreSQL server, for the header of a ``--store postgres`` table."""
+    memory = f", {info['memory_gb']:.0f} GB RAM" if info.get("memory_gb") else ""
+    where = f", data in {store['data_directory']}" if store.get("data_directory") else ""
+    return (
+        f"- Machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable){memory}; "
+        f"{info['os']}\n"
+        f"- Store: PostgreSQL {store['server_version']} at {store['host']} (TCP; {store['server']}"
+        f"{where}): fsync {store['fsync']}, synchronous_commit {store['synchronous_commit']}, "
+        f"wal_sync_method {store['wal_sync_method']}, shared_buffers {store['shared_buffers']}. "
+        "Both systems on this server, every workload and system in a fresh database of its own.\n"
+        f"- Python {info['python']}, nbflow {info['nbflow']} (its PostgreSQL store, psycopg "
+        f"{store['psycopg']}), dbos {info['dbos']} (its PostgreSQL system database, SQLAlchemy "
+        f"{store['sqlalchemy']} with psycopg, default settings)"
+    )
+
+
+#: Under the PostgreSQL table: how each system's reader learns of items written elsewhere.
+POSTGRES_NOTES = """\
+- x: the writer is a child process with its own nbflow runtime (DBOS instance, own executor id) on
+  the same database; the reader is the benchmark process. Stamps: `time.perf_counter()`
+  (CLOCK_MONOTONIC on Linux, one clock for every process; checked). nbflow sends one NOTIFY per
+  commit per workflow, in the commit's transaction; the reader's LISTEN connection wakes it and it
+  queries the new items (it also polls every 1 s). DBOS (its defaults: `use_listen_notify` on,
+  `notification_coalesce_sec` 0.01) queues a wake-up after each write's commit and a background
+  thread sends the queued NOTIFYs every 10 ms; its reader also polls every 1 s (x1: every 1 ms).
+- c, c1: the reader is a thread of the writer's process. nbflow hands committed items to it
+  directly; DBOS's reader waits for the same NOTIFY (or its poll) as in x.
+- Goals: those of a to g were set for the DuckDB store; x's (p50 ≤ 20 ms) is the PostgreSQL one."""
+
+
 # -- running ---------------------------------------------------------------------------------
 
 
@@ -139,6 +196,7 @@ class Results:
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     errors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     extra: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # letter -> why it did not run
 
     def add(self, key: str, system: str, value: float) -> None:
         self.values.setdefault(key, {}).setdefault(system, []).append(value)
@@ -183,10 +241,10 @@ def _fmt(value: float) -> str:
 
 
 def _run_unit(
-    system: System, unit_run: Any, sizes: Sizes, wanted: set[str]
+    system: System, unit_run: Any, sizes: Sizes, wanted: set[str], store: BenchStore
 ) -> tuple[dict[str, float], float]:
-    with tempfile.TemporaryDirectory(prefix=f"nbflow-bench-{system.name}-") as tmp:
-        system.open(Path(tmp))
+    with store.place(system.name) as place:
+        system.open(place)
         t0 = time.perf_counter()
         try:
             values = unit_run(system, sizes, wanted)
@@ -196,10 +254,11 @@ def _run_unit(
         return values, time.perf_counter() - t0
 
 
-def _run_rss(sizes: Sizes) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="nbflow-bench-rss-") as tmp:
+def _run_rss(sizes: Sizes, store: BenchStore) -> dict[str, Any]:
+    with store.place("nbflow") as place:
         child = subprocess.run(
-            [sys.executable, "-m", "benchmarks._rss", "--items", str(sizes.rss_items), "--dir", tmp],
+            [sys.executable, "-m", "benchmarks._rss", "--items", str(sizes.rss_items), "--dir", str(place.directory),
+             *(["--url", place.pg_url] if place.pg_url else [])],
             cwd=ROOT, capture_output=True, text=True, timeout=1800,
         )  # fmt: skip
     if child.returncode != 0:
@@ -208,22 +267,40 @@ def _run_rss(sizes: Sizes) -> dict[str, Any]:
     return result
 
 
-def run(sizes: Sizes, rounds: int, system_names: list[str], letters: list[str]) -> Results:
-    """Run the selected workloads ``rounds`` times, alternating the systems within each round."""
+def run(
+    sizes: Sizes,
+    rounds: int,
+    system_names: list[str],
+    letters: list[str],
+    store: BenchStore | None = None,
+) -> Results:
+    """Run the selected workloads ``rounds`` times, alternating the systems within each round.
+
+    ``store``: where the databases are (default: files in temporary directories). Workloads that
+    need a database shared by processes are skipped, with the reason, on a store that is not.
+    """
+    store = store or open_store("duckdb")
     systems = _make_systems(system_names)
     results = Results(sizes, rounds, system_names, letters)
     results.titles = {name: s.title for name, s in systems.items()}
     wanted = set(letters)
+    for unit in UNITS:
+        if unit.shared and not store.shared:
+            for letter in sorted(unit.covers & wanted):
+                results.skipped[letter] = (
+                    "not applicable on DuckDB: a database file is open in one process at a time "
+                    "(run it with --store postgres)"
+                )
     for r in range(rounds):
         log(f"round {r + 1}/{rounds}")
         for unit in UNITS:
             covered = unit.covers & wanted
-            if not covered:
+            if not covered or (unit.shared and not store.shared):
                 continue
             keys = _metric_keys(covered)
             for name, system in systems.items():
                 try:
-                    values, elapsed = _run_unit(system, unit.run, sizes, covered)
+                    values, elapsed = _run_unit(system, unit.run, sizes, covered, store)
                 except Exception as exc:
                     message = f"{type(exc).__name__}: {exc}"
                     log(f"  {unit.name:<4} {name:<7} FAILED {message}")
@@ -238,7 +315,7 @@ def run(sizes: Sizes, rounds: int, system_names: list[str], letters: list[str]) 
         if "f" in wanted and "nbflow" in systems:
             t0 = time.perf_counter()
             try:
-                rss = _run_rss(sizes)
+                rss = _run_rss(sizes, store)
             except Exception as exc:
                 log(f"  f    nbflow  FAILED {exc}")
                 results.fail("f", "nbflow", f"{type(exc).__name__}: {exc}"[:300])
@@ -287,7 +364,7 @@ def format_table(results: Results) -> str:
         header += ["goal (nbflow)", "met"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for metric in METRICS:
-        if metric.workload not in results.letters:
+        if metric.workload not in results.letters or metric.workload in results.skipped:
             continue
         if metric.nbflow_only and "nbflow" not in systems:
             continue
@@ -339,6 +416,82 @@ def _dbos_available() -> str | None:
     return None
 
 
+def _report(
+    args: argparse.Namespace,
+    results: Results,
+    info: dict[str, Any],
+    store_info: dict[str, Any],
+    elapsed: float,
+) -> None:
+    """Print the header, the table and the notes to stdout."""
+    sizes = "quick" if args.quick else "full"
+    systems = results.systems
+    order = ", then ".join(results.titles[s] for s in systems)
+    if store_info["store"] == "postgres":
+        print(
+            f"## nbflow vs DBOS Transact on PostgreSQL {_pg_version(store_info)} "
+            f"(fsync {store_info['fsync']}, synchronous_commit {store_info['synchronous_commit']}; "
+            f"{sizes} sizes)\n"
+        )
+        print(describe_postgres(info, store_info))
+        fresh = "each in a fresh database"
+    else:
+        print(f"## nbflow vs DBOS Transact ({sizes} sizes)\n")
+        print(describe_machine(info))
+        fresh = "each on a fresh database file"
+    print(
+        f"- Medians of {results.rounds} round(s); in each, every workload ran once per system in "
+        f"this order: {order}, {fresh}. Ratio: how many times faster nbflow is. "
+        f"Whole run: {elapsed:.0f} s."
+    )
+    if args.quick:
+        print("- Quick sizes: the goals are for the full sizes; the marks mean little here.")
+    print()
+    print(format_table(results))
+    if store_info["store"] == "postgres" and set(results.letters) & {"x", "x1", "c", "c1"}:
+        print("\n" + POSTGRES_NOTES)
+    for letter, reason in results.skipped.items():
+        print(f"\n- {letter}: {reason}.")
+    errors = format_errors(results)
+    if errors:
+        print("\nErrors:\n" + errors)
+
+
+def _write_json(
+    path: Path,
+    results: Results,
+    info: dict[str, Any],
+    store_info: dict[str, Any],
+    elapsed: float,
+) -> None:
+    """The raw numbers, for ``--json``."""
+    systems = results.systems
+    raw = {
+        "machine": info,
+        "store": store_info,
+        "sizes": results.sizes.as_dict(),
+        "rounds": results.rounds,
+        "systems": {s: results.titles[s] for s in systems},
+        "elapsed_s": elapsed,
+        "metrics": {
+            m.key: {
+                "label": m.label(results.sizes),
+                "unit": m.unit,
+                "higher_is_better": m.higher_is_better,
+                "goal": m.goal,
+                "values": results.values.get(m.key, {}),
+                "median": {s: results.median(m.key, s) for s in systems},
+                "errors": results.errors.get(m.key, {}),
+            }
+            for m in METRICS
+            if m.workload in results.letters and m.workload not in results.skipped
+        },
+        "skipped": results.skipped,
+        "extra": results.extra,
+    }
+    path.write_text(json.dumps(raw, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.compare",
@@ -352,8 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         type=lambda t: _parse_list(t, LETTERS, "workload"),
-        default=list(LETTERS),
-        help="workloads, e.g. a,b,d",
+        default=None,
+        help="workloads, e.g. a,b,d (default: all; x and x1 only with --store postgres)",
     )
     parser.add_argument(
         "--systems",
@@ -371,13 +524,37 @@ def main(argv: list[str] | None = None) -> int:
         metavar="X",
         help="run workload X for nbflow under pyinstrument and print the profile",
     )
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default=None,
+        help="duckdb (default: nbflow on DuckDB files, DBOS on SQLite files) or postgres (both "
+        "on one PostgreSQL server)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        metavar="URL",
+        help="postgresql://user@host:port/db of a server whose user may create databases "
+        "(implies --store postgres; default: a throwaway server with fsync on, stopped at the end)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     sizes = QUICK if args.quick else FULL
+    if args.pg_url and args.store == "duckdb":
+        parser.error("--pg-url is for --store postgres")
+    store_name = "postgres" if args.pg_url else (args.store or "duckdb")
+    if args.only is None:
+        args.only = [x for x in LETTERS if store_name == "postgres" or x not in SHARED_ONLY]
 
     if args.profile:
         from benchmarks._profile import profile_nbflow
 
-        print(profile_nbflow(args.profile, sizes))
+        if args.profile in SHARED_ONLY and store_name != "postgres":
+            parser.error(f"workload {args.profile} needs --store postgres")
+        store = open_store(store_name, args.pg_url)
+        try:
+            print(profile_nbflow(args.profile, sizes, store))
+        finally:
+            store.close()
         return 0
 
     systems: list[str] = args.systems
@@ -388,48 +565,23 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     info = machine_info()
-    t0 = time.perf_counter()
-    results = run(sizes, rounds, systems, args.only)
-    elapsed = time.perf_counter() - t0
+    store = open_store(store_name, args.pg_url)
+    try:
+        store_info = store.info()
+        if store_name == "postgres":
+            log(
+                f"PostgreSQL {_pg_version(store_info)} at {store_info['host']}, "
+                f"fsync {store_info['fsync']}"
+            )
+        t0 = time.perf_counter()
+        results = run(sizes, rounds, systems, args.only, store)
+        elapsed = time.perf_counter() - t0
+    finally:
+        store.close()
 
-    order = ", then ".join(results.titles[s] for s in systems)
-    print(f"## nbflow vs DBOS Transact ({'quick' if args.quick else 'full'} sizes)\n")
-    print(describe_machine(info))
-    print(
-        f"- Medians of {rounds} round(s); in each, every workload ran once per system in this "
-        f"order: {order}, each on a fresh database file. Ratio: how many times faster nbflow is. "
-        f"Whole run: {elapsed:.0f} s."
-    )
-    if args.quick:
-        print("- Quick sizes: the goals are for the full sizes; the marks mean little here.")
-    print()
-    print(format_table(results))
-    errors = format_errors(results)
-    if errors:
-        print("\nErrors:\n" + errors)
+    _report(args, results, info, store_info, elapsed)
     if args.json:
-        raw = {
-            "machine": info,
-            "sizes": sizes.as_dict(),
-            "rounds": rounds,
-            "systems": {s: results.titles[s] for s in systems},
-            "elapsed_s": elapsed,
-            "metrics": {
-                m.key: {
-                    "label": m.label(sizes),
-                    "unit": m.unit,
-                    "higher_is_better": m.higher_is_better,
-                    "goal": m.goal,
-                    "values": results.values.get(m.key, {}),
-                    "median": {s: results.median(m.key, s) for s in systems},
-                    "errors": results.errors.get(m.key, {}),
-                }
-                for m in METRICS
-                if m.workload in args.only
-            },
-            "extra": results.extra,
-        }
-        args.json.write_text(json.dumps(raw, indent=2))
+        _write_json(args.json, results, info, store_info, elapsed)
     return 1 if results.errors else 0
 
 

@@ -1,7 +1,8 @@
 """Smoke test of ``python -m benchmarks.compare --quick``: it runs and prints every row.
 
 No timing assertions: the numbers depend on the machine. DBOS runs when it is importable (the
-``bench`` extra); otherwise its part is skipped with the reason.
+``bench`` extra); otherwise its part is skipped with the reason. The ``--store postgres`` run uses
+the session's throwaway PostgreSQL server (``--pg-url``), and is skipped where there is none.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Any
 
 import pytest
 
+from tests.pgserver import PostgresServer
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("a", "b", "c", "c1", "d", "e", "f", "g")
+PG_WORKLOADS = (*WORKLOADS, "x", "x1")
 HAS_DBOS = importlib.util.find_spec("dbos") is not None
 NO_DBOS = "dbos is not installed (pip install -e '.[bench]'); only nbflow was benchmarked"
 
@@ -69,6 +73,60 @@ def test_quick_dbos_column(quick_run: tuple[str, dict[str, Any]]) -> None:
             continue  # nbflow only
         value = metric["median"]["dbos"]
         assert isinstance(value, float) and value > 0, (key, metric)
+
+
+def test_quick_table_has_no_cross_process_rows_on_duckdb(
+    quick_run: tuple[str, dict[str, Any]],
+) -> None:
+    stdout, raw = quick_run
+    assert "x" not in _rows(stdout) and "x1" not in _rows(stdout)
+    assert "PostgreSQL" not in stdout
+    assert not raw["skipped"]
+
+
+@pytest.mark.postgres
+def test_quick_postgres(pg_server: PostgresServer, tmp_path: Path) -> None:
+    """``--store postgres --pg-url``: every row, the cross-process ones included, and the server
+    described in the header; the databases it made are gone afterwards."""
+    import psycopg
+
+    def databases() -> set[str]:
+        with psycopg.connect(pg_server.url, autocommit=True) as conn:
+            return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+    before = databases()
+    out = tmp_path / "quick-pg.json"
+    systems = "nbflow,dbos" if HAS_DBOS else "nbflow"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", "--quick", "--pg-url", pg_server.url, "--systems", systems, "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    stdout, raw = proc.stdout, json.loads(out.read_text())
+    assert "on PostgreSQL" in stdout and "fsync" in stdout and "given by --pg-url" in stdout
+    rows = _rows(stdout)
+    assert set(PG_WORKLOADS) <= set(rows), (
+        f"missing rows: {set(PG_WORKLOADS) - set(rows)}\n{stdout}"
+    )
+    assert raw["store"]["store"] == "postgres" and raw["store"]["server_version"]
+    for key, metric in raw["metrics"].items():
+        for system in systems.split(","):
+            if system == "dbos" and key == "f":
+                continue  # nbflow only
+            value = metric["median"][system]
+            assert isinstance(value, float) and value > 0, (key, system, metric)
+    assert databases() == before, "the benchmark left databases behind"
+
+
+def test_cross_process_workload_skipped_on_duckdb(tmp_path: Path) -> None:
+    """``--only x`` on DuckDB runs nothing and says why."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", "--quick", "--only", "x", "--systems", "nbflow"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not applicable on DuckDB" in proc.stdout
+    assert "x" not in _rows(proc.stdout)
 
 
 def test_profile_runs() -> None:
