@@ -112,7 +112,7 @@ class Runtime(History):
 
     # -- notifications -----------------------------------------------------------------------
 
-    def _on_commit(self, batch: list[Op]) -> None:
+    def _on_commit(self, batch: list[Op], cancelled: set[str]) -> None:
         active = self._active
         for op in batch:
             if op[0] == "finish":
@@ -120,6 +120,13 @@ class Runtime(History):
                 if ex is not None:
                     ex.final_status = op[2]
         self._notifier.published(batch)
+        for workflow_id in cancelled:  # by another process, before these writes
+            ex = active.get(workflow_id)
+            if ex is not None:
+                ex.cancelled = True
+                ex.final_status = Status.CANCELLED.value
+                ex.wakeup.set()
+            self._notifier.changed(workflow_id)
 
     def _on_remote_change(self, workflow_ids: set[str]) -> None:
         """Other processes changed these workflows (shared stores; on the listener thread)."""
@@ -319,6 +326,8 @@ class Runtime(History):
                         seq = log.append_locked(("finish", ex.workflow_id, status, output_json, output_pickle, error_text, error_pickle, now, markers, error_step))  # fmt: skip
                 if ex.finishing:
                     log.wait_durable(seq)
+                    if ex.cancelled:  # by another process, before its end was written
+                        ex.error = WorkflowCancelledError(ex.workflow_id)
         except BaseException as exc:  # the database failed under the workflow
             ex.error = exc
         finally:

@@ -23,7 +23,8 @@ class WriteLog:
     Args:
         store: Where batches are committed.
         on_commit: Called on the committer thread after each batch (committed or failed) with
-            the batch.
+            what was written of it, and the ids of the workflows that another process cancelled
+            (see :meth:`Store.commit`).
         max_batch: The most operations committed in one transaction.
         linger: Seconds the committer waits, when only new workflows are queued, for their first
             checkpoint or final status: a short workflow then commits once, not twice.
@@ -32,7 +33,7 @@ class WriteLog:
     def __init__(
         self,
         store: Store,
-        on_commit: Callable[[list[Op]], None],
+        on_commit: Callable[[list[Op], set[str]], None],
         *,
         max_batch: int = 50_000,
         linger: float = 0.001,
@@ -130,15 +131,17 @@ class WriteLog:
                 del self._queue[: self._max_batch]
                 last = self._durable + len(batch)
             try:
-                self._store.commit(batch)
+                cancelled = self._store.commit(batch)
             except BaseException as exc:  # reported to every waiter
                 with self._cond:
                     self._failure = exc
                     self._queue.clear()
                     self._cond.notify_all()
-                self._on_commit(batch)
+                self._on_commit(batch, set())
                 return
-            self._on_commit(batch)  # first, so that waiters see the state it updates
+            if cancelled:  # what the store left out
+                batch = [op for op in batch if not _cancelled_write(op, cancelled)]
+            self._on_commit(batch, cancelled)  # first, so that waiters see the state it updates
             with self._cond:
                 self._durable = last
                 self._cond.notify_all()
@@ -152,3 +155,11 @@ class WriteLog:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout)
+
+
+def _cancelled_write(op: Op, cancelled: set[str]) -> bool:
+    """Whether ``op`` is a stream item or final status of a workflow cancelled elsewhere."""
+    kind = op[0]
+    if kind == "item":
+        return bool(op[1].workflow_id in cancelled)
+    return kind == "finish" and op[1] in cancelled

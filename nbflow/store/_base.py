@@ -158,8 +158,13 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def commit(self, ops: Sequence[Op]) -> None:
-        """Apply a batch of operations, in order, as one transaction."""
+    def commit(self, ops: Sequence[Op]) -> set[str]:
+        """Apply a batch of operations, in order, as one transaction.
+
+        Returns:
+            The ids of workflows another process cancelled (shared stores): their stream items and
+            final status in the batch were not written. Empty for a single-process store.
+        """
 
     @abc.abstractmethod
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:

@@ -205,12 +205,12 @@ class DuckDBStore(SQLStore):
 
     # -- writes --------------------------------------------------------------------------------
 
-    def commit(self, ops: Sequence[Op]) -> None:
+    def commit(self, ops: Sequence[Op]) -> set[str]:
         statements = self._plan(ops)
         with self._using() as cur:
             if len(statements) == 1:  # one statement commits by itself: no BEGIN/COMMIT
                 cur.execute(*statements[0])
-                return
+                return set()
             cur.execute("BEGIN TRANSACTION")
             try:
                 for sql, params in statements:
@@ -219,6 +219,7 @@ class DuckDBStore(SQLStore):
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+        return set()
 
     def _insert(self, table: str, rows: list[Any]) -> tuple[str, Sequence[Any]]:
         types = _TYPES[table]

@@ -53,6 +53,9 @@ _TYPES = {
     "steps": ("text", "int4", "text", "text", "bytea", "text", "bytea", "float8", "float8", "int4"),
     "streams": ("text", "text", "int8", "text", "bytea", "bool", "int4", "int4", "float8"),
 }  # fmt: skip
+_STREAM_COLUMNS = (
+    'workflow_id, key, "offset", value_json, value_pickle, is_end, function_id, attempt, created_at'
+)
 _CONFLICT = {"workflows": "(workflow_id)", "steps": "", "streams": ""}
 
 #: Statements run at every open, after the migrations (idempotent; PostgreSQL only).
@@ -194,6 +197,7 @@ class PostgresStore(SQLStore):
         )
         self._pool = _Pool(self._connect)
         self._writer: psycopg.Connection[Any] | None = None
+        self._guarded: list[str] = []  # workflows the batch being planned writes to (committer)
         self._own_pids: set[int] = set()  # backends whose notifications are this runtime's own
         self._session: psycopg.Connection[Any] | None = None
         self._listener: threading.Thread | None = None
@@ -273,6 +277,15 @@ class PostgresStore(SQLStore):
     # -- writes (on the committer thread) ------------------------------------------------------
 
     def _insert(self, table: str, rows: list[Any]) -> Statement:
+        if table == "streams" and self._guarded:
+            # Items of a workflow another process cancelled are left out (see commit()).
+            return (
+                f"INSERT INTO streams SELECT u.* FROM {_unnest(table, 1)} AS u({_STREAM_COLUMNS}) "
+                f"WHERE u.workflow_id <> ALL(${len(_TYPES[table]) + 1}::text[]) OR NOT EXISTS "
+                "(SELECT 1 FROM workflows w WHERE w.workflow_id = u.workflow_id "
+                "AND w.status = 'CANCELLED') ON CONFLICT DO NOTHING",
+                [*_arrays(rows), self._guarded],
+            )
         return (
             f"INSERT INTO {table} SELECT * FROM {_unnest(table, 1)} "
             f"ON CONFLICT {_CONFLICT[table]} DO NOTHING",
@@ -289,15 +302,18 @@ class PostgresStore(SQLStore):
             "error_step = $7 WHERE workflow_id = $8 AND status = 'PENDING' RETURNING workflow_id) "
         )
         params: list[Any] = [status, output_json, output_pickle, error, error_pickle, ended_at, error_step, workflow_id]  # fmt: skip
-        if markers is None:
+        if markers is None:  # a workflow that runs elsewhere, or nowhere: close what it left open
+            # The UPDATE waits for the transaction of its runner that holds the row (see commit());
+            # the INSERT, a statement of its own, then sees every item that runner wrote.
+            statements.append((update + "SELECT 1", params))
             statements.append(
                 (
-                    update
-                    + 'INSERT INTO streams SELECT s.workflow_id, s.key, max(s."offset") + 1, '
-                    "NULL, NULL, TRUE, NULL, NULL, $6 FROM streams s JOIN ended USING (workflow_id) "
-                    "GROUP BY s.workflow_id, s.key HAVING NOT bool_or(s.is_end) "
+                    'INSERT INTO streams SELECT workflow_id, key, max("offset") + 1, NULL, NULL, '
+                    "TRUE, NULL, NULL, $2 FROM streams WHERE workflow_id = $1 AND EXISTS "
+                    "(SELECT 1 FROM workflows WHERE workflow_id = $1 AND status = $3 "
+                    "AND ended_at = $2) GROUP BY workflow_id, key HAVING NOT bool_or(is_end) "
                     "ON CONFLICT DO NOTHING",
-                    params,
+                    [workflow_id, ended_at, status],
                 )
             )
         elif markers:
@@ -311,34 +327,49 @@ class PostgresStore(SQLStore):
         else:
             statements.append((update + "SELECT 1", params))
 
-    def commit(self, ops: Sequence[Op]) -> None:
+    def commit(self, ops: Sequence[Op]) -> set[str]:
+        """Commit a batch; return the workflows that another process cancelled before it.
+
+        The batch first locks (``FOR SHARE``) the rows of the workflows whose streams or status it
+        writes. A cancel from another process updates that row, so it waits for this transaction,
+        and this one waits for the cancel: the cancel's end markers always come after every item
+        written before it, and items of a cancelled workflow are never written after them.
+        """
+        new = {op[1].workflow_id for op in ops if op[0] == "workflow"}
+        touched = {op[1].workflow_id for op in ops if op[0] == "item"} | {
+            op[1] for op in ops if op[0] == "finish"
+        }
+        self._guarded = sorted(touched - new)
         statements = self._plan(ops)
-        touched = sorted(
-            {op[1].workflow_id for op in ops if op[0] == "item"}
-            | {op[1] for op in ops if op[0] == "finish"}
-        )
+        if self._guarded:
+            statements.insert(0, ("SELECT workflow_id, status FROM workflows WHERE workflow_id = ANY($1::text[]) ORDER BY workflow_id FOR SHARE", [self._guarded]))  # fmt: skip
         if touched:  # delivered when the transaction commits, once per workflow
-            statements.append(("SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w", [self._channel, touched]))  # fmt: skip
+            statements.append(("SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w", [self._channel, sorted(touched)]))  # fmt: skip
         try:
-            self._run(statements)
+            rows = self._run(statements, locks=bool(self._guarded))
         except psycopg.OperationalError:
             # The connection dropped. Inserts skip rows that exist and a workflow ends only while
             # PENDING, so running the batch again is safe whether or not it committed.
             self._close_writer()
-            self._run(statements)
+            rows = self._run(statements, locks=bool(self._guarded))
+        return {workflow_id for workflow_id, status in rows if status == "CANCELLED"}
 
-    def _run(self, statements: list[Statement]) -> None:
+    def _run(self, statements: list[Statement], *, locks: bool) -> list[tuple[Any, ...]]:
+        """Run the statements in one transaction; the rows of the first when ``locks``."""
         conn = self._writer
         if conn is None or conn.closed or conn.broken:
             conn = self._writer = self._connect()
             self._own_pids.add(conn.info.backend_pid)
-        if len(statements) == 1:
+        if len(statements) == 1 and not locks:
             conn.execute(*statements[0])
-            return
+            return []
         with conn.pipeline(), conn.transaction():
+            first = conn.cursor()
+            first.execute(*statements[0])
             cursor = conn.cursor()
-            for query, params in statements:
+            for query, params in statements[1:]:
                 cursor.execute(query, params)
+        return first.fetchall() if locks else []
 
     def _close_writer(self) -> None:
         writer, self._writer = self._writer, None
