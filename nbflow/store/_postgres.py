@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from nbflow._errors import DatabaseError, RuntimeClosedError, SchemaVersionError
 from nbflow.store._base import Op, WorkflowRow
@@ -77,6 +78,20 @@ def _translate(statement: str) -> str:
     """A migration written for DuckDB, in PostgreSQL's type names."""
     statement = re.sub(r"\bBLOB\b", "BYTEA", statement)
     return re.sub(r"\bDOUBLE\b", "DOUBLE PRECISION", statement)
+
+
+def _binary(query: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
+    """A ``$n`` query as psycopg's ``%b`` placeholders (binary parameters), in order of use."""
+    order: list[int] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        order.append(int(match.group(1)) - 1)
+        return "%b"
+
+    return _PLACEHOLDER.sub(placeholder, query.replace("%", "%%")), [params[i] for i in order]
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
 def _sentence(exc: BaseException) -> str:
@@ -218,10 +233,13 @@ class PostgresStore(SQLStore):
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self, *, raw: bool = True) -> psycopg.Connection[Any]:
+        """A new connection; ``raw``: its cursors take ``$n`` placeholders (else ``%s``/``%b``)."""
         try:
-            conn = psycopg.connect(
-                self._conninfo, autocommit=True, cursor_factory=psycopg.RawCursor
+            conn: psycopg.Connection[Any] = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                cursor_factory=psycopg.RawCursor if raw else psycopg.Cursor,
             )
         except psycopg.Error as exc:
             raise DatabaseError(
@@ -355,20 +373,31 @@ class PostgresStore(SQLStore):
         return {workflow_id for workflow_id, status in rows if status == "CANCELLED"}
 
     def _run(self, statements: list[Statement], *, locks: bool) -> list[tuple[Any, ...]]:
-        """Run the statements in one transaction; the rows of the first when ``locks``."""
+        """Run the statements in one transaction; the rows of the first when ``locks``.
+
+        All of it goes to the server in one round trip (pipeline mode), with parameters in binary
+        (psycopg dumps big arrays several times faster so).
+        """
         conn = self._writer
         if conn is None or conn.closed or conn.broken:
-            conn = self._writer = self._connect()
+            conn = self._writer = self._connect(raw=False)
             self._own_pids.add(conn.info.backend_pid)
         if len(statements) == 1 and not locks:
-            conn.execute(*statements[0])
+            conn.execute(*_binary(*statements[0]))
             return []
-        with conn.pipeline(), conn.transaction():
-            first = conn.cursor()
-            first.execute(*statements[0])
-            cursor = conn.cursor()
-            for query, params in statements[1:]:
-                cursor.execute(query, params)
+        try:
+            with conn.pipeline():
+                first, cursor = conn.cursor(), conn.cursor()
+                cursor.execute("BEGIN")
+                first.execute(*_binary(*statements[0]))
+                for query, params in statements[1:]:
+                    cursor.execute(*_binary(query, params))
+                cursor.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+            raise
         return first.fetchall() if locks else []
 
     def _close_writer(self) -> None:
