@@ -139,9 +139,9 @@ def _slow_down(runtime: nbflow.Runtime, seconds: float) -> None:
     store = runtime.store
     commit = store.commit
 
-    def slow_commit(ops: Any) -> None:
+    def slow_commit(ops: Any) -> set[str]:
         time.sleep(seconds)  # simulated latency, not a wait for a condition
-        commit(ops)
+        return commit(ops)
 
     store.commit = slow_commit  # type: ignore[method-assign]
 

@@ -10,8 +10,10 @@ ordered migrations as the DuckDB file. Connections:
 - one session connection per runtime holds the executor's advisory lock and LISTENs; its thread
   (``nbflow-listener``) hands the ids of workflows other processes changed to the runtime.
 
-**When a process is judged dead.** Every runtime registers an executor and holds a session-level
-advisory lock for as long as it is open. PostgreSQL releases the lock when that session ends: when
+**When a process is judged dead.** Every runtime registers an executor, whose listening session and
+committer session each hold a shared session-level advisory lock on the executor's key for as long
+as the runtime is open (so a commit still in flight from a killed process keeps it "alive" until
+the server has finished it). PostgreSQL releases the locks when the sessions end: when
 the runtime closes, when its process exits or is killed (``kill -9``: the kernel closes the socket at
 once), or when the server notices a lost client (TCP keepalive, for a machine that vanished from the
 network). A PENDING workflow whose executor holds no lock is interrupted, and ``recover()`` takes it
@@ -215,6 +217,7 @@ class PostgresStore(SQLStore):
         self._guarded: list[str] = []  # workflows the batch being planned writes to (committer)
         self._own_pids: set[int] = set()  # backends whose notifications are this runtime's own
         self._session: psycopg.Connection[Any] | None = None
+        self._lock_id: int | None = None  # this executor's advisory lock (with _lock_space)
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
         try:
@@ -382,6 +385,8 @@ class PostgresStore(SQLStore):
         if conn is None or conn.closed or conn.broken:
             conn = self._writer = self._connect(raw=False)
             self._own_pids.add(conn.info.backend_pid)
+            if self._lock_id is not None:  # the executor is alive while this session is
+                conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", [self._lock_space, self._lock_id])  # fmt: skip
         if len(statements) == 1 and not locks:
             conn.execute(*_binary(*statements[0]))
             return []
@@ -422,10 +427,13 @@ class PostgresStore(SQLStore):
         """A session that holds this executor's lock and listens on the channel."""
         conn = self._connect()
         try:
-            row = conn.execute("SELECT nextval('executor_lock')").fetchone()
-            assert row is not None
-            lock_id = int(row[0])
-            conn.execute("SELECT pg_advisory_lock($1, $2)", [self._lock_space, lock_id])
+            if self._lock_id is None:
+                row = conn.execute("SELECT nextval('executor_lock')").fetchone()
+                assert row is not None
+                self._lock_id = lock_id = int(row[0])
+            else:  # a session that came back after a lost connection keeps the executor's lock id
+                lock_id = self._lock_id
+            conn.execute("SELECT pg_advisory_lock_shared($1, $2)", [self._lock_space, lock_id])
             conn.execute(
                 "INSERT INTO executors VALUES ($1, $2, $3, $4, $5) ON CONFLICT (executor_id) "
                 "DO UPDATE SET lock_id = excluded.lock_id",
