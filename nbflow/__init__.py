@@ -18,6 +18,8 @@ from nbflow._api import (
     close_stream,
     configure,
     current_workflow_id,
+    fork,
+    get_event,
     get_workflow,
     list_steps,
     list_streams,
@@ -27,9 +29,11 @@ from nbflow._api import (
     recover,
     resume,
     runtime,
+    send,
     start,
     write_stream,
 )
+from nbflow._communication import recv, set_event, sleep
 from nbflow._errors import (
     ConfigurationError,
     DatabaseCorruptError,
@@ -55,7 +59,7 @@ from nbflow._handle import WorkflowHandle
 from nbflow._progress import progress, track
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
 from nbflow._runtime import Runtime
-from nbflow._workflow import run_step, set_workflow_id, step, workflow
+from nbflow._workflow import run_step, set_workflow_id, step, workflow, workflow_timeout
 
 __version__ = "0.1.0"
 
@@ -105,6 +109,8 @@ __all__ = [
     "close_stream",
     "configure",
     "current_workflow_id",
+    "fork",
+    "get_event",
     "get_workflow",
     "list_steps",
     "list_streams",
@@ -114,14 +120,19 @@ __all__ = [
     "read_stream",
     "read_stream_async",
     "recover",
+    "recv",
     "resume",
     "run_step",
     "runtime",
+    "send",
+    "set_event",
     "set_workflow_id",
+    "sleep",
     "start",
     "step",
     "track",
     "unload_ipython_extension",
     "workflow",
+    "workflow_timeout",
     "write_stream",
 ]

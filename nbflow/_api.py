@@ -21,6 +21,8 @@ __all__ = [
     "close_stream",
     "configure",
     "current_workflow_id",
+    "fork",
+    "get_event",
     "get_workflow",
     "list_steps",
     "list_streams",
@@ -30,6 +32,7 @@ __all__ = [
     "recover",
     "resume",
     "runtime",
+    "send",
     "start",
     "write_stream",
 ]
@@ -183,3 +186,29 @@ def resume(workflow_id: str) -> WorkflowHandle:
 def recover() -> list[WorkflowHandle]:
     """Resume every interrupted workflow whose function is declared (see :meth:`Runtime.recover`)."""
     return _call_runtime().recover()
+
+
+def fork(workflow_id: str, from_step: int) -> WorkflowHandle:
+    """Start a new workflow that reuses ``workflow_id``'s steps before ``from_step`` (a function id,
+    as ``list_steps`` shows it) and the stream items they wrote, and runs the rest again."""
+    return _call_runtime().fork(workflow_id, from_step)
+
+
+def send(workflow_id: str, message: Any, topic: str | None = None) -> None:
+    """Send ``message`` to a workflow, which gets it with :func:`nbflow.recv` (on ``topic``).
+
+    From a workflow body the send is a checkpoint: a replay never sends twice. Elsewhere it returns
+    once the message is durable.
+
+    Raises:
+        WorkflowNotFoundError: No workflow has this id.
+    """
+    _call_runtime().send(workflow_id, message, topic)
+
+
+def get_event(workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
+    """The last value the workflow set for ``key`` with :func:`nbflow.set_event`.
+
+    Waits up to ``timeout`` seconds (None: no limit) for it to be set; returns None if it is not.
+    """
+    return _call_runtime().get_event(workflow_id, key, timeout)

@@ -74,7 +74,7 @@ def decode_error(text: str | None, blob: bytes | None, allow_pickle: bool) -> Ba
 
 def _describe(record: ReplayRecord) -> str:
     if record.kind == "step":
-        return f"step {record.name!r}"
+        return record.name if record.name.startswith("nbflow.") else f"step {record.name!r}"
     return f"{'write_stream' if record.kind == 'write' else 'close_stream'}({record.name!r})"
 
 
@@ -124,6 +124,8 @@ class Execution:
         self.step_error: tuple[int, BaseException] | None = None
         #: The write-log position of the workflow's own row until it is known to be durable.
         self.row_seq = 0
+        #: When the workflow is cancelled if it has not ended (epoch seconds), or None.
+        self.deadline: float | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.started = time.time()
@@ -153,6 +155,12 @@ class Execution:
             return self.step_error[0]
         return None
 
+    def wait_row_durable(self) -> None:
+        """A step may act on the world: the workflow must be recoverable before it does."""
+        if self.row_seq:
+            self.runtime._log.wait_durable(self.row_seq)
+            self.row_seq = 0
+
     def next_function_id(self) -> int:
         self.function_id += 1
         return self.function_id
@@ -177,7 +185,10 @@ class Execution:
         if record is None:
             return None
         if record.kind != kind or record.name != name:
-            called = f"step {name!r}" if kind == "step" else f"{kind}_stream({name!r})"
+            if kind == "step":
+                called = name if name.startswith("nbflow.") else f"step {name!r}"
+            else:
+                called = f"{kind}_stream({name!r})"
             raise NondeterminismError(self.workflow_id, function_id, _describe(record), called)
         return record
 
@@ -210,10 +221,7 @@ class Execution:
                 allow_pickle=allow_pickle,
             )
         self.check_running()
-        if self.row_seq:
-            # A step may act on the world: the workflow must be recoverable before it does.
-            self.runtime._log.wait_durable(self.row_seq)
-            self.row_seq = 0
+        self.wait_row_durable()
         started = time.time()
         attempt = self.prior_attempts.get(function_id, 0)
         tries = 0

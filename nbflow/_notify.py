@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from nbflow.store._base import Op, StreamRow
+from nbflow.store._base import Op, StreamRow, waking_workflow
 
 __all__ = ["Notifier", "Subscription"]
 
@@ -100,6 +100,10 @@ class Notifier:
                     if subs:
                         touched.add(op[1].workflow_id)
                         self._push(subs, op[1])
+                elif kind in ("step", "message"):  # an event set, a message sent: wake waiters
+                    workflow_id = waking_workflow(op)
+                    if workflow_id is not None and workflow_id in all_subs:
+                        touched.add(workflow_id)
                 elif kind == "finish":
                     subs = all_subs.get(op[1])
                     if not subs:

@@ -12,6 +12,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from nbflow import _communication as communication
+from nbflow._deadlines import Deadlines
 from nbflow._errors import (
     FunctionNotRegisteredError,
     RuntimeClosedError,
@@ -28,7 +30,7 @@ from nbflow._notify import Notifier
 from nbflow._reader import StreamReader
 from nbflow._records import Status
 from nbflow._serialization import decode, encode
-from nbflow._workflow import WorkflowFunction, lookup_workflow, take_assigned_id
+from nbflow._workflow import WorkflowFunction, current_timeout, lookup_workflow, take_assigned_id
 from nbflow._writelog import WriteLog
 from nbflow.store import Store, WorkflowRow, open_store
 from nbflow.store._base import Op
@@ -69,6 +71,7 @@ class Runtime(History):
         self._record_ids: dict[str, int] = {}  # record-keeping workflow -> last function id
         self._closed = False
         self._log = WriteLog(self._store, self._on_commit)
+        self._deadlines = Deadlines(self.cancel)
         _open_runtimes.add(self)
         try:
             self._store.attach(self.executor_id, self._on_remote_change)
@@ -247,11 +250,18 @@ class Runtime(History):
                 allow_pickle=self.allow_pickle,
             )
             now = time.time()
+            parent = current_execution()
+            if parent_id is not None and parent is not None:
+                deadline = parent.deadline  # a child shares its parent's timeout
+            else:
+                timeout = current_timeout()
+                deadline = None if timeout is None else now + timeout
             seq = self._log.append(
-                ("workflow", WorkflowRow(workflow_id, wf.name, "PENDING", inputs_json, inputs_pickle, created_at=now, updated_at=now, executor_id=self.executor_id, parent_id=parent_id))
+                ("workflow", WorkflowRow(workflow_id, wf.name, "PENDING", inputs_json, inputs_pickle, created_at=now, updated_at=now, executor_id=self.executor_id, parent_id=parent_id, deadline=deadline))
             )  # fmt: skip
             ex = Execution(self, workflow_id, wf.name, wf.fn, args, kwargs)
             ex.row_seq = seq
+            self._watch_deadline(ex, deadline)
             self._active[workflow_id] = ex
             if given is not None and not self._store.single_process:
                 # Another process may have created the same id a moment ago: one row wins.
@@ -287,12 +297,20 @@ class Runtime(History):
             replay=replay.records, streams=replay.streams, attempts=replay.attempts,
         )  # fmt: skip
         self._active[row.workflow_id] = ex
+        self._watch_deadline(ex, row.deadline)
         return ex
+
+    def _watch_deadline(self, ex: Execution, deadline: float | None) -> None:
+        if deadline is not None:
+            ex.deadline = deadline
+            self._deadlines.add(deadline, ex.workflow_id)
 
     def _execute(self, ex: Execution, raise_errors: bool) -> Any:
         """Run an execution to its end in this thread and make its outcome durable."""
         token = ex.activate()
         log = self._log
+        if ex.deadline is not None and time.time() >= ex.deadline:
+            self.cancel(ex.workflow_id)  # it timed out while nobody ran it
         seq = 0
         try:
             status = error_text = error_pickle = output_json = output_pickle = error_step = None
@@ -315,6 +333,8 @@ class Runtime(History):
                     status = Status.ERROR.value
                     error_text, error_pickle = encode_error(exc)
                     error_step = ex.ended_by_step(exc)
+            if status is None and ex.cancelled:
+                log.wait_durable()  # its CANCELLED status (appended with the flag) first
             if status is not None:
                 now = time.time()
                 with log.lock:
@@ -498,6 +518,40 @@ class Runtime(History):
         finally:
             self._notifier.unsubscribe(sub)
 
+    # -- forks and messages ------------------------------------------------------------------
+
+    def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
+        """A new workflow that reuses ``workflow_id``'s operations before ``from_step`` and runs on.
+
+        ``from_step`` is a function id, as ``list_steps`` shows it: the steps before it (and the
+        stream items, events and messages they recorded) are copied, not run; the rest runs again.
+        The new workflow's id is a new uuid, or the one given by :func:`set_workflow_id`.
+        """
+        if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 1:
+            raise ValueError(f"from_step must be a function id >= 1, not {from_step!r}.")
+        self.flush()
+        row = self._row(workflow_id)
+        wf = lookup_workflow(row.name)
+        if wf is None:
+            raise FunctionNotRegisteredError(workflow_id, row.name)
+        new_id = take_assigned_id() or str(uuid.uuid4())
+        with self._active_lock:
+            self._check_open()
+            if self.exists(new_id):
+                raise WorkflowConflictError(new_id, "an existing workflow", f"a fork of {workflow_id!r}")  # fmt: skip
+            self._log.wait_durable(self._log.append(("fork", workflow_id, new_id, from_step, time.time(), self.executor_id)))  # fmt: skip
+            ex = self._activate_row(self._row(new_id), wf)
+        self._spawn(ex)
+        return WorkflowHandle(self, new_id, ex)
+
+    def send(self, workflow_id: str, message: Any, topic: str | None = None) -> None:
+        """Send ``message`` to a workflow (see :func:`nbflow.send`)."""
+        communication.send(self, workflow_id, message, topic)
+
+    def get_event(self, workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
+        """The last value a workflow set for ``key`` (see :func:`nbflow.get_event`)."""
+        return communication.get_event(self, workflow_id, key, timeout)
+
     # -- streams -----------------------------------------------------------------------------
 
     def read_stream(
@@ -530,6 +584,7 @@ class Runtime(History):
         deadline = time.monotonic() + timeout
         for ex in running:
             ex.done.wait(max(0.0, deadline - time.monotonic()))
+        self._deadlines.close()
         self._log.close()
         self._notifier.wake_all()
         self._store.close()

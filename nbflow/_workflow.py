@@ -14,12 +14,14 @@ from nbflow._serialization import check_text
 __all__ = [
     "StepFunction",
     "WorkflowFunction",
+    "current_timeout",
     "lookup_workflow",
     "run_step",
     "set_workflow_id",
     "step",
     "take_assigned_id",
     "workflow",
+    "workflow_timeout",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +63,38 @@ def set_workflow_id(workflow_id: str) -> Iterator[None]:
         yield
     finally:
         _assigned_id.reset(token)
+
+
+_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "nbflow_timeout", default=None
+)
+
+
+@contextlib.contextmanager
+def workflow_timeout(seconds: float) -> Iterator[None]:
+    """Give every workflow started or called inside the block a timeout.
+
+    When ``seconds`` have passed since it started, the workflow is cancelled (status CANCELLED;
+    ``result()`` raises :class:`WorkflowCancelledError`), also in the middle of a step it waits in.
+    The deadline is recorded with the workflow: a recovered workflow keeps it, and its child
+    workflows share it. ``resume()`` lifts it.
+
+    Example:
+        >>> with nbflow.workflow_timeout(600):
+        ...     handle = nbflow.start(pipeline, urls)
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"workflow_timeout() needs a number of seconds > 0, not {seconds!r}.")
+    token = _timeout.set(float(seconds))
+    try:
+        yield
+    finally:
+        _timeout.reset(token)
+
+
+def current_timeout() -> float | None:
+    """The timeout given by an enclosing :func:`workflow_timeout`, or None."""
+    return _timeout.get()
 
 
 def take_assigned_id() -> str | None:

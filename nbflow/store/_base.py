@@ -16,6 +16,12 @@ Operations (plain tuples, cheap to build on the hot path):
     set a workflow's final status; ``markers`` are the end markers of its open streams, or None to
     let the store close every open stream itself. Both in the same transaction. ``error_step`` is
     the function id of the step whose error ended the workflow, if one did.
+``("message", MessageRow)``
+    insert a message (a message with an id that exists is skipped: sends are idempotent).
+``("consume", message_id, StepRow)``
+    delete a message that ``recv`` took and insert the step that records it, in one transaction.
+``("fork", source_id, new_id, from_step, now, executor_id)``
+    copy a workflow under a new id with its operations before ``from_step`` and their items.
 
 A store shared by several processes (PostgreSQL) also knows which process runs each workflow: every
 runtime registers itself as an executor (:meth:`~Store.attach`), :meth:`~Store.claim` takes a workflow over
@@ -28,9 +34,32 @@ import abc
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["Replay", "ReplayRecord", "StepRow", "Store", "StreamRow", "WorkflowRow"]
+__all__ = [
+    "EVENT_PREFIX",
+    "MessageRow",
+    "Replay",
+    "ReplayRecord",
+    "StepRow",
+    "Store",
+    "StreamRow",
+    "WorkflowRow",
+    "waking_workflow",
+]
 
 Op = tuple[Any, ...]
+
+
+#: Steps with names starting so are events (``set_event``): setting one wakes its waiters.
+EVENT_PREFIX = "nbflow.set_event("
+
+
+def waking_workflow(op: Op) -> str | None:
+    """The workflow whose waiters a committed step or message wakes (an event, a message)."""
+    if op[0] == "message":
+        return str(op[1].destination_id)
+    if op[0] == "step" and op[1].name.startswith(EVENT_PREFIX):
+        return str(op[1].workflow_id)
+    return None
 
 
 class WorkflowRow(NamedTuple):
@@ -51,6 +80,19 @@ class WorkflowRow(NamedTuple):
     executor_id: str | None = None
     parent_id: str | None = None
     error_step: int | None = None  # the step whose error ended the workflow
+    queue_name: str | None = None  # the queue it was enqueued on
+    deadline: float | None = None  # when it is cancelled if it has not ended (epoch seconds)
+
+
+class MessageRow(NamedTuple):
+    """A row of the ``messages`` table: a message waiting for ``recv`` in its destination."""
+
+    message_id: str
+    destination_id: str
+    topic: str | None
+    value_json: str | None
+    value_pickle: bytes | None
+    created_at: float
 
 
 class StepRow(NamedTuple):
@@ -183,6 +225,14 @@ class Store(abc.ABC):
         self, workflow_id: str, key: str, start: int, limit: int
     ) -> list[tuple[int, str | None, bytes | None, bool]]:
         """Up to ``limit`` rows ``(offset, value_json, value_pickle, is_end)`` from ``start``."""
+
+    @abc.abstractmethod
+    def next_message(self, destination_id: str, topic: str | None) -> MessageRow | None:
+        """The oldest message waiting for ``destination_id`` on ``topic`` (None: no topic)."""
+
+    @abc.abstractmethod
+    def get_event(self, workflow_id: str, name: str) -> tuple[str | None, bytes | None] | None:
+        """The value (JSON, pickle) of the last successful step called ``name``, or None."""
 
     @abc.abstractmethod
     def pending_workflows(self) -> list[WorkflowRow]:

@@ -52,11 +52,17 @@ _STEP_TYPES = (
 )
 _WORKFLOW_TYPES = (
     "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BLOB", "VARCHAR", "BLOB", "VARCHAR", "BLOB",
-    "DOUBLE", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR", "INTEGER",
+    "DOUBLE", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "DOUBLE",
 )  # fmt: skip
+_MESSAGE_TYPES = ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BLOB", "DOUBLE")
 
 
-_TYPES = {"workflows": _WORKFLOW_TYPES, "steps": _STEP_TYPES, "streams": _STREAM_TYPES}
+_TYPES = {
+    "workflows": _WORKFLOW_TYPES,
+    "steps": _STEP_TYPES,
+    "streams": _STREAM_TYPES,
+    "messages": _MESSAGE_TYPES,
+}
 
 
 def _bulk_insert_sql(table: str, types: Sequence[str]) -> str:
@@ -225,8 +231,12 @@ class DuckDBStore(SQLStore):
         types = _TYPES[table]
         if len(rows) <= _VALUES_MAX_ROWS:
             params = [value for row in rows for value in row]
-            return _values_insert_sql(table, len(types), len(rows)), params
-        return _bulk_insert_sql(table, types), [list(c) for c in zip(*rows, strict=True)]
+            sql = _values_insert_sql(table, len(types), len(rows))
+        else:
+            sql, params = _bulk_insert_sql(table, types), [list(c) for c in zip(*rows, strict=True)]
+        if table == "messages":  # a send that is replayed is skipped
+            sql = sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+        return sql, params
 
     def _finish(self, statements: list[tuple[str, Sequence[Any]]], op: Op) -> None:
         _, workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step = op  # fmt: skip

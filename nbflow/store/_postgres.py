@@ -40,7 +40,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from nbflow._errors import DatabaseError, RuntimeClosedError, SchemaVersionError
-from nbflow.store._base import Op, WorkflowRow
+from nbflow.store._base import Op, WorkflowRow, waking_workflow
 from nbflow.store._schema import MIGRATIONS
 from nbflow.store._sql import WORKFLOW_COLUMNS, SQLStore, Statement, reopen_statements
 
@@ -51,15 +51,16 @@ logger = logging.getLogger("nbflow")
 _TYPES = {
     "workflows": (
         "text", "text", "text", "text", "bytea", "text", "bytea", "text", "bytea",
-        "float8", "float8", "float8", "text", "text", "int4",
+        "float8", "float8", "float8", "text", "text", "int4", "text", "float8",
     ),
+    "messages": ("text", "text", "text", "text", "bytea", "float8"),
     "steps": ("text", "int4", "text", "text", "bytea", "text", "bytea", "float8", "float8", "int4"),
     "streams": ("text", "text", "int8", "text", "bytea", "bool", "int4", "int4", "float8"),
 }  # fmt: skip
 _STREAM_COLUMNS = (
     'workflow_id, key, "offset", value_json, value_pickle, is_end, function_id, attempt, created_at'
 )
-_CONFLICT = {"workflows": "(workflow_id)", "steps": "", "streams": ""}
+_CONFLICT = {"workflows": "(workflow_id)", "steps": "", "streams": "", "messages": ""}
 
 #: Statements run at every open, after the migrations (idempotent; PostgreSQL only).
 _SHARED_SCHEMA = [
@@ -364,8 +365,9 @@ class PostgresStore(SQLStore):
         statements = self._plan(ops)
         if self._guarded:
             statements.insert(0, ("SELECT workflow_id, status FROM workflows WHERE workflow_id = ANY($1::text[]) ORDER BY workflow_id FOR SHARE", [self._guarded]))  # fmt: skip
-        if touched:  # delivered when the transaction commits, once per workflow
-            statements.append(("SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w", [self._channel, sorted(touched)]))  # fmt: skip
+        notify = touched | {w for w in map(waking_workflow, ops) if w is not None}
+        if notify:  # delivered when the transaction commits, once per workflow
+            statements.append(("SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w", [self._channel, sorted(notify)]))  # fmt: skip
         try:
             rows = self._run(statements, locks=bool(self._guarded))
         except psycopg.OperationalError:

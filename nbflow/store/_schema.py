@@ -61,4 +61,19 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 2: messages; queues and deadlines on workflows
+    [
+        """
+        CREATE TABLE messages (
+            message_id VARCHAR PRIMARY KEY,
+            destination_id VARCHAR NOT NULL,
+            topic VARCHAR,
+            value_json VARCHAR,
+            value_pickle BLOB,
+            created_at DOUBLE NOT NULL
+        )
+        """,
+        "ALTER TABLE workflows ADD COLUMN queue_name VARCHAR",
+        "ALTER TABLE workflows ADD COLUMN deadline DOUBLE",
+    ],
 ]

@@ -11,7 +11,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
-from nbflow.store._base import Op, Replay, ReplayRecord, StepRow, Store, WorkflowRow
+from nbflow.store._base import MessageRow, Op, Replay, ReplayRecord, StepRow, Store, WorkflowRow
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -19,7 +19,8 @@ __all__ = ["STEP_COLUMNS", "WORKFLOW_COLUMNS", "SQLStore", "reopen_statements"]
 
 WORKFLOW_COLUMNS = (
     "workflow_id, name, status, inputs_json, inputs_pickle, output_json, output_pickle, error, "
-    "error_pickle, created_at, updated_at, ended_at, executor_id, parent_id, error_step"
+    "error_pickle, created_at, updated_at, ended_at, executor_id, parent_id, error_step, "
+    "queue_name, deadline"
 )
 STEP_COLUMNS = (
     "workflow_id, function_id, name, output_json, output_pickle, error, error_pickle, "
@@ -46,7 +47,7 @@ def reopen_statements(workflow_id: str, now: float) -> list[tuple[str, list[Any]
     """The statements that set an ended workflow back to PENDING, to run it on (resume).
 
     The checkpoint of the step whose error ended it is deleted, so that step runs again (e.g. after
-    its bug was fixed), and so are the end markers its end wrote.
+    its bug was fixed), and so are the end markers its end wrote. Its timeout no longer applies.
     """
     return [
         (
@@ -57,12 +58,38 @@ def reopen_statements(workflow_id: str, now: float) -> list[tuple[str, list[Any]
         (
             "UPDATE workflows SET status = 'PENDING', output_json = NULL, output_pickle = NULL, "
             "error = NULL, error_pickle = NULL, ended_at = NULL, error_step = NULL, "
-            "updated_at = $2 WHERE workflow_id = $1",
+            "deadline = NULL, updated_at = $2 WHERE workflow_id = $1",
             [workflow_id, now],
         ),
         (
             "DELETE FROM streams WHERE workflow_id = $1 AND is_end AND function_id IS NULL",
             [workflow_id],
+        ),
+    ]
+
+
+def fork_statements(
+    source_id: str, new_id: str, from_step: int, now: float, executor_id: str
+) -> list[tuple[str, list[Any]]]:
+    """A copy of a workflow under a new id, with its operations before ``from_step`` (a function
+    id) and the stream items they wrote, PENDING, to be run on from there."""
+    return [
+        (
+            "INSERT INTO workflows (workflow_id, name, status, inputs_json, inputs_pickle, "
+            "created_at, updated_at, executor_id) SELECT $2, name, 'PENDING', inputs_json, "
+            "inputs_pickle, $3, $3, $4 FROM workflows WHERE workflow_id = $1",
+            [source_id, new_id, now, executor_id],
+        ),
+        (
+            f"INSERT INTO steps SELECT $2, {STEP_COLUMNS.split(', ', 1)[1]} FROM steps "
+            "WHERE workflow_id = $1 AND function_id < $3",
+            [source_id, new_id, from_step],
+        ),
+        (
+            'INSERT INTO streams SELECT $2, key, "offset", value_json, value_pickle, is_end, '
+            "function_id, attempt, created_at FROM streams "
+            "WHERE workflow_id = $1 AND function_id < $3",
+            [source_id, new_id, from_step],
         ),
     ]
 
@@ -91,7 +118,7 @@ class SQLStore(Store):
         finished, with no UPDATE.
         """
         statements: list[Statement] = []
-        pending: dict[str, list[Any]] = {"workflow": [], "step": [], "item": []}
+        pending: dict[str, list[Any]] = {"workflow": [], "step": [], "item": [], "message": []}
         unwritten: dict[str, int] = {}  # workflow id -> index of its row in pending["workflow"]
         for op in ops:
             kind = op[0]
@@ -109,17 +136,28 @@ class SQLStore(Store):
                     updated_at=ended_at, error_step=error_step,
                 )  # fmt: skip
                 pending["item"].extend(markers)
-            elif kind == "finish":
+            elif kind in ("finish", "consume", "fork"):
                 self._flush(statements, pending)
                 unwritten.clear()
-                self._finish(statements, op)
+                if kind == "finish":
+                    self._finish(statements, op)
+                elif kind == "consume":  # the message, and the step that received it
+                    statements.append(("DELETE FROM messages WHERE message_id = $1", [op[1]]))
+                    pending["step"].append(op[2])
+                else:
+                    statements += fork_statements(*op[1:])
             else:  # pragma: no cover - a programming error
                 raise ValueError(f"unknown operation {kind!r}")
         self._flush(statements, pending)
         return statements
 
     def _flush(self, statements: list[Statement], pending: dict[str, list[Any]]) -> None:
-        for kind, table in (("workflow", "workflows"), ("step", "steps"), ("item", "streams")):
+        for kind, table in (
+            ("workflow", "workflows"),
+            ("step", "steps"),
+            ("item", "streams"),
+            ("message", "messages"),
+        ):
             if pending[kind]:
                 statements.append(self._insert(table, pending[kind]))
                 pending[kind] = []
@@ -192,6 +230,23 @@ class SQLStore(Store):
             [workflow_id],
         )
         return [StepRow(*row) for row in rows]
+
+    def next_message(self, destination_id: str, topic: str | None) -> MessageRow | None:
+        rows = self._fetchall(
+            "SELECT message_id, destination_id, topic, value_json, value_pickle, created_at "
+            "FROM messages WHERE destination_id = $1 AND topic IS NOT DISTINCT FROM $2 "
+            "ORDER BY created_at, message_id LIMIT 1",
+            [destination_id, topic],
+        )
+        return MessageRow(*rows[0]) if rows else None
+
+    def get_event(self, workflow_id: str, name: str) -> tuple[str | None, bytes | None] | None:
+        rows = self._fetchall(
+            "SELECT output_json, output_pickle FROM steps WHERE workflow_id = $1 AND name = $2 "
+            "AND error IS NULL ORDER BY function_id DESC LIMIT 1",
+            [workflow_id, name],
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool, float, float]]:
         return self._fetchall(  # type: ignore[return-value]
