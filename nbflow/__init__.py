@@ -57,6 +57,7 @@ from nbflow._errors import (
 )
 from nbflow._handle import WorkflowHandle
 from nbflow._progress import progress, track
+from nbflow._queues import Queue
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
 from nbflow._runtime import Runtime
 from nbflow._workflow import run_step, set_workflow_id, step, workflow, workflow_timeout
@@ -87,6 +88,7 @@ __all__ = [
     "NbflowError",
     "NondeterminismError",
     "NotInWorkflowError",
+    "Queue",
     "RecordedError",
     "Records",
     "Runtime",

@@ -126,6 +126,8 @@ class Execution:
         self.row_seq = 0
         #: When the workflow is cancelled if it has not ended (epoch seconds), or None.
         self.deadline: float | None = None
+        #: The queue it was enqueued on, or None.
+        self.queue_name: str | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.started = time.time()

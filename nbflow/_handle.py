@@ -67,7 +67,7 @@ class WorkflowHandle:
                 raise ex.error
             return ex.result
         row = runtime.workflow_row(self.workflow_id)
-        if row.status == Status.PENDING:
+        if not Status(row.status).is_final:
             final = runtime.wait_elsewhere(self.workflow_id, timeout)
             if final is None:  # it started running here meanwhile
                 self._execution = runtime._execution(self.workflow_id)

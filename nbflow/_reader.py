@@ -59,7 +59,7 @@ class StreamReader:
         if ex is not None and ex.final_status is None:
             return False
         status = self._runtime.store.get_status(self.workflow_id)
-        return status is not None and status != "PENDING"
+        return status is not None and status not in ("PENDING", "ENQUEUED")
 
     def _accept(self, rows: Sequence[Row], values: list[Any]) -> bool:
         """Decode contiguous rows from the current offset into ``values``; True at the end marker.

@@ -15,6 +15,7 @@ class Status(str, enum.Enum):
     """A workflow's status. Compares equal to its name: ``Status.SUCCESS == "SUCCESS"``."""
 
     PENDING = "PENDING"
+    ENQUEUED = "ENQUEUED"
     SUCCESS = "SUCCESS"
     ERROR = "ERROR"
     CANCELLED = "CANCELLED"
@@ -22,7 +23,7 @@ class Status(str, enum.Enum):
     @property
     def is_final(self) -> bool:
         """True for SUCCESS, ERROR and CANCELLED."""
-        return self is not Status.PENDING
+        return self not in (Status.PENDING, Status.ENQUEUED)
 
     def __str__(self) -> str:
         return self.value

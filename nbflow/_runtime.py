@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from nbflow import _communication as communication
@@ -27,10 +27,17 @@ from nbflow._execution import Execution, current_execution, decode_error, encode
 from nbflow._handle import WorkflowHandle
 from nbflow._history import History
 from nbflow._notify import Notifier
+from nbflow._queues import Dispatcher, Queue, declared_queues
 from nbflow._reader import StreamReader
 from nbflow._records import Status
 from nbflow._serialization import decode, encode
-from nbflow._workflow import WorkflowFunction, current_timeout, lookup_workflow, take_assigned_id
+from nbflow._workflow import (
+    WorkflowFunction,
+    current_timeout,
+    lookup_workflow,
+    registered_names,
+    take_assigned_id,
+)
 from nbflow._writelog import WriteLog
 from nbflow.store import Store, WorkflowRow, open_store
 from nbflow.store._base import Op
@@ -52,6 +59,8 @@ class Runtime(History):
             else ``.nbflow/nbflow.duckdb`` in the working directory.
         allow_pickle: Whether values that are not JSON-native may be pickled and unpickled. Turn it
             off for files of unknown origin: unpickling runs code.
+        queues: The names of the queues whose enqueued workflows this runtime runs (None: every
+            :class:`~nbflow.Queue` declared in this process; ``[]``: none).
 
     Opening a runtime never runs user code: interrupted workflows are noted in
     :attr:`interrupted` and resumed by :meth:`recover`. Use it as a context manager, or call
@@ -59,7 +68,11 @@ class Runtime(History):
     """
 
     def __init__(
-        self, database: str | os.PathLike[str] | None = None, *, allow_pickle: bool = True
+        self,
+        database: str | os.PathLike[str] | None = None,
+        *,
+        allow_pickle: bool = True,
+        queues: Iterable[str] | None = None,
     ) -> None:
         self._store: Store = open_store(database)
         self.database: str = self._store.url
@@ -72,12 +85,16 @@ class Runtime(History):
         self._closed = False
         self._log = WriteLog(self._store, self._on_commit)
         self._deadlines = Deadlines(self.cancel)
+        self._queue_names = None if queues is None else list(queues)
+        self._dispatcher: Dispatcher | None = None
         _open_runtimes.add(self)
         try:
             self._store.attach(self.executor_id, self._on_remote_change)
         except BaseException:
             self.close()
             raise
+        if self._queue_names or (self._queue_names is None and declared_queues()):
+            self.serve_queues()
         #: Ids of the workflows that were PENDING when the database was opened (interrupted).
         self.interrupted: list[str] = [row.workflow_id for row in self._store.pending_workflows()]
         if self.interrupted:
@@ -133,6 +150,8 @@ class Runtime(History):
 
     def _on_remote_change(self, workflow_ids: set[str]) -> None:
         """Other processes changed these workflows (shared stores; on the listener thread)."""
+        if self._dispatcher is not None and any(w.startswith("queue:") for w in workflow_ids):
+            self._dispatcher.wake()  # another process enqueued
         for workflow_id in workflow_ids:
             self._notifier.changed(workflow_id)
             ex = self._active.get(workflow_id)
@@ -297,6 +316,7 @@ class Runtime(History):
             replay=replay.records, streams=replay.streams, attempts=replay.attempts,
         )  # fmt: skip
         self._active[row.workflow_id] = ex
+        ex.queue_name = row.queue_name
         self._watch_deadline(ex, row.deadline)
         return ex
 
@@ -356,6 +376,8 @@ class Runtime(History):
                 if self._active.get(ex.workflow_id) is ex:
                     del self._active[ex.workflow_id]
             ex.done.set()
+            if ex.queue_name is not None and self._dispatcher is not None:
+                self._dispatcher.ended(ex.queue_name, ex.workflow_id)
         if ex.error is not None:
             if raise_errors:
                 raise ex.error
@@ -409,7 +431,7 @@ class Runtime(History):
                     status = self._store.get_status(workflow_id)
                     if status is None:
                         raise WorkflowNotFoundError(workflow_id, self.database)
-                    if status != Status.PENDING:
+                    if Status(status).is_final:
                         return
                     seq = log.append_locked(("finish", workflow_id, "CANCELLED", None, None, None, None, time.time(), None, None))  # fmt: skip
         if ex is not None:
@@ -484,7 +506,7 @@ class Runtime(History):
         return handles
 
     def wait_elsewhere(self, workflow_id: str, timeout: float | None) -> WorkflowRow | None:
-        """Wait for a PENDING workflow that no execution of this runtime runs to end.
+        """Wait for a PENDING (or ENQUEUED) workflow that no execution of this runtime runs to end.
 
         Returns:
             Its final row, or None when it started running in this runtime meanwhile.
@@ -500,12 +522,15 @@ class Runtime(History):
         try:
             while True:
                 changed.clear()
-                row = self._row(workflow_id)
-                if row.status != Status.PENDING:
+                with self._active_lock:  # a dispatcher claims and activates under it
+                    row = self._row(workflow_id)
+                    if workflow_id in self._active:
+                        return None
+                if Status(row.status).is_final:
                     return row
-                if workflow_id in self._active:
-                    return None
-                if self._store.single_process or not self._store.executor_alive(row.executor_id):
+                if row.status == Status.PENDING and (
+                    self._store.single_process or not self._store.executor_alive(row.executor_id)
+                ):
                     raise WorkflowInterruptedError(workflow_id)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -517,6 +542,52 @@ class Runtime(History):
                 self._check_open()
         finally:
             self._notifier.unsubscribe(sub)
+
+    # -- queues ------------------------------------------------------------------------------
+
+    def serve_queues(self) -> None:
+        """Start running enqueued workflows (done by itself when a runtime opens, or when a queue
+        is declared, if the runtime serves queues)."""
+        with self._active_lock:
+            if self._dispatcher is None and not self._closed and self._queue_names != []:
+                self._dispatcher = Dispatcher(self, self._queue_names)
+
+    def enqueue(
+        self, queue: Queue, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> WorkflowHandle:
+        """Record ``fn(*args, **kwargs)`` as ENQUEUED on ``queue`` (see :meth:`Queue.enqueue`)."""
+        wf = _as_workflow(fn)
+        given = take_assigned_id()
+        with self._active_lock:
+            self._check_open()
+            workflow_id = given or str(uuid.uuid4())
+            if given is not None and self.exists(given):
+                row = self._store.get_workflow(given)
+                if row is not None and row.name != wf.name:
+                    raise WorkflowConflictError(given, row.name, wf.name)
+                return WorkflowHandle(self, given)
+            inputs_json, inputs_pickle = encode({"args": list(args), "kwargs": kwargs}, what=f"the inputs of workflow {wf.name!r}", allow_pickle=self.allow_pickle)  # fmt: skip
+            timeout, now = current_timeout(), time.time()
+            deadline = None if timeout is None else now + timeout
+            seq = self._log.append(
+                ("workflow", WorkflowRow(workflow_id, wf.name, "ENQUEUED", inputs_json, inputs_pickle, created_at=now, updated_at=now, queue_name=queue.name, deadline=deadline))
+            )  # fmt: skip
+        self._log.wait_durable(seq)
+        if self._dispatcher is not None:
+            self._dispatcher.wake()
+        return WorkflowHandle(self, workflow_id)
+
+    def _dequeue(self, queue: Queue, limit: int | None) -> list[str]:
+        """Take the queue's workflows that may run now and start them here (dispatcher thread)."""
+        names = registered_names()
+        with self._active_lock:  # claimed and active at once, for wait_elsewhere()
+            if self._closed:
+                return []
+            rows = self._store.dequeue(queue.name, self.executor_id, names, 100 if limit is None else limit, queue.concurrency, time.time())  # fmt: skip
+            executions = [self._activate_row(row) for row in rows]
+        for ex in executions:
+            self._spawn(ex)
+        return [ex.workflow_id for ex in executions]
 
     # -- forks and messages ------------------------------------------------------------------
 
@@ -584,6 +655,8 @@ class Runtime(History):
         deadline = time.monotonic() + timeout
         for ex in running:
             ex.done.wait(max(0.0, deadline - time.monotonic()))
+        if self._dispatcher is not None:
+            self._dispatcher.close()
         self._deadlines.close()
         self._log.close()
         self._notifier.wake_all()
@@ -607,3 +680,10 @@ def _as_workflow(fn: Callable[..., Any]) -> WorkflowFunction:
         f"nbflow.start() needs a function decorated with @nbflow.workflow, not {fn!r}. "
         "Decorate it, e.g. @nbflow.workflow above its def."
     )
+
+
+def serve_queues_everywhere() -> None:
+    """A queue was declared: every open runtime that serves queues starts its dispatcher."""
+    for runtime in list(_open_runtimes):
+        if not runtime.closed:
+            runtime.serve_queues()

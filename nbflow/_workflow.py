@@ -41,6 +41,11 @@ def _qualified_name(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', None) or '__main__'}.{fn.__qualname__}"
 
 
+def registered_names() -> list[str]:
+    """The names of every workflow declared in this process."""
+    return list(_registry)
+
+
 def lookup_workflow(name: str) -> WorkflowFunction | None:
     """The workflow function registered under ``name`` in this process, or None."""
     return _registry.get(name)

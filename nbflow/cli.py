@@ -4,7 +4,8 @@ Usage::
 
     nbflow [--db URL] [--json] COMMAND [ARGS]
 
-Commands: ``demo``, ``list``, ``show``, ``steps``, ``tail``, ``cancel``, ``resume``, ``recover``.
+Commands: ``demo``, ``list``, ``show``, ``steps``, ``tail``, ``cancel``, ``resume``, ``recover``,
+``worker`` (runs the workflows of queues: ``nbflow --db URL worker --queue NAME --import MODULE``).
 ``--db`` and ``--json`` may be given before or after the command. ``python -m nbflow`` is the same
 command. Errors print one line, ``nbflow: error: <message>``, and exit with status 1.
 """
@@ -12,17 +13,22 @@ command. Errors print one line, ``nbflow: error: <message>``, and exit with stat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
+import importlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 import nbflow
 from nbflow import _demo
+from nbflow._queues import lookup_queue
 
 __all__ = ["ProgressBar", "main"]
 
@@ -354,6 +360,39 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     return 1 if any("error" in o for o in outcomes) else 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    missing = [name for name in args.queue if lookup_queue(name) is None]
+    if missing:
+        raise nbflow.ConfigurationError(
+            f"No queue called {', '.join(map(repr, missing))} is declared in this process. "
+            "Name the module that declares it (and its workflows) with --import MODULE."
+        )
+    recovered = nbflow.recover()
+    runtime = nbflow.runtime()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if not args.json:
+        print(f"worker {runtime.executor_id} serving {', '.join(args.queue)} on {runtime.database}"
+              f"{f'; recovered {len(recovered)} interrupted workflow(s)' if recovered else ''}; "
+              "Ctrl-C or SIGTERM stops it", flush=True)  # fmt: skip
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops it as SIGTERM does
+        stop.wait()
+    if not args.json:
+        print("worker stopping: workflows still running stay PENDING, for recover()", flush=True)
+    return 0
+
+
+def _import_modules(modules: Sequence[str]) -> None:
+    """Import the modules a worker names (from the working directory too)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise nbflow.ConfigurationError(f"Cannot import {module!r} ({type(exc).__name__}: {exc}).") from exc  # fmt: skip
+
+
 # -- the parser -------------------------------------------------------------------------------
 
 _DB_HELP = "the database: a path, duckdb:///path or postgresql://… (default: $NBFLOW_DATABASE, else .nbflow/nbflow.duckdb)"  # fmt: skip
@@ -412,6 +451,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--no-wait", action="store_true", help="return at once (the workflow runs only while this process lives; it stays PENDING otherwise)")  # fmt: skip
     add("recover", _cmd_recover, "resume every interrupted workflow whose function is declared here (the demo)")  # fmt: skip
+    p = add("worker", _cmd_worker, "run the workflows enqueued on queues, until Ctrl-C or SIGTERM")
+    p.add_argument("--queue", action="append", required=True, metavar="NAME", help="a queue to serve (repeat for more)")  # fmt: skip
+    p.add_argument("--import", dest="modules", action="append", default=[], metavar="MODULE", help="import this module first: it declares the queues and workflows (repeat for more)")  # fmt: skip
     return parser
 
 
@@ -431,7 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     runtime: nbflow.Runtime | None = None
     try:
-        runtime = nbflow.configure(args.db)
+        if args.command == "worker":
+            _import_modules(args.modules)
+            runtime = nbflow.configure(args.db, queues=args.queue)
+        else:
+            runtime = nbflow.configure(args.db)
         return int(args.func(args))
     except nbflow.NbflowError as exc:
         print(f"nbflow: error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -293,7 +293,7 @@ class LiveView:
         with self._lock:
             self._state.name = row.name
             self._state.created_at = row.created_at
-        if row.status != "PENDING":
+        if row.status not in ("PENDING", "ENQUEUED"):
             self._finish()
 
     def _finish(self) -> None:

@@ -54,7 +54,10 @@ EVENT_PREFIX = "nbflow.set_event("
 
 
 def waking_workflow(op: Op) -> str | None:
-    """The workflow whose waiters a committed step or message wakes (an event, a message)."""
+    """The workflow whose waiters a committed step or message wakes (an event, a message), or
+    ``queue:<name>`` for a workflow enqueued (its queue's dispatchers wake)."""
+    if op[0] == "workflow" and op[1].status == "ENQUEUED":
+        return f"queue:{op[1].queue_name}"
     if op[0] == "message":
         return str(op[1].destination_id)
     if op[0] == "step" and op[1].name.startswith(EVENT_PREFIX):
@@ -225,6 +228,21 @@ class Store(abc.ABC):
         self, workflow_id: str, key: str, start: int, limit: int
     ) -> list[tuple[int, str | None, bytes | None, bool]]:
         """Up to ``limit`` rows ``(offset, value_json, value_pickle, is_end)`` from ``start``."""
+
+    @abc.abstractmethod
+    def dequeue(
+        self,
+        queue_name: str,
+        executor_id: str,
+        names: list[str],
+        limit: int,
+        concurrency: int | None,
+        now: float,
+    ) -> list[WorkflowRow]:
+        """Take up to ``limit`` of the queue's oldest ENQUEUED workflows to run here, in one
+        transaction: they become PENDING with this executor. Only workflows called one of
+        ``names`` (declared here) are taken, and with ``concurrency`` only as many as keep the
+        queue's PENDING workflows (in all processes) at most that many."""
 
     @abc.abstractmethod
     def next_message(self, destination_id: str, topic: str | None) -> MessageRow | None:

@@ -21,7 +21,7 @@ from nbflow._errors import (
 )
 from nbflow.store._base import Op, WorkflowRow
 from nbflow.store._schema import MIGRATIONS
-from nbflow.store._sql import SQLStore, reopen_statements
+from nbflow.store._sql import WORKFLOW_COLUMNS, SQLStore, reopen_statements
 
 __all__ = ["DuckDBStore"]
 
@@ -140,6 +140,8 @@ class DuckDBStore(SQLStore):
         except duckdb.Error as exc:
             raise _translate_open_error(path, exc) from exc
         self._local = threading.local()
+        # One write transaction at a time: DuckDB fails the second of two that touch one row.
+        self._writing = threading.Lock()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._idle = threading.Condition(threading.Lock())  # guards the three below
         self._busy = 0  # queries running now
@@ -213,7 +215,7 @@ class DuckDBStore(SQLStore):
 
     def commit(self, ops: Sequence[Op]) -> set[str]:
         statements = self._plan(ops)
-        with self._using() as cur:
+        with self._writing, self._using() as cur:
             if len(statements) == 1:  # one statement commits by itself: no BEGIN/COMMIT
                 cur.execute(*statements[0])
                 return set()
@@ -272,6 +274,34 @@ class DuckDBStore(SQLStore):
 
     # -- ownership ---------------------------------------------------------------------------
 
+    def dequeue(
+        self,
+        queue_name: str,
+        executor_id: str,
+        names: list[str],
+        limit: int,
+        concurrency: int | None,
+        now: float,
+    ) -> list[WorkflowRow]:
+        with self._writing, self._using() as cur:
+            if concurrency is not None:
+                row = cur.execute(
+                    "SELECT count(*) FROM workflows WHERE queue_name = $1 AND status = 'PENDING'",
+                    [queue_name],
+                ).fetchone()
+                limit = min(limit, concurrency - (int(row[0]) if row else 0))
+            if limit <= 0 or not names:
+                return []
+            rows = cur.execute(
+                "UPDATE workflows SET status = 'PENDING', executor_id = $2, updated_at = $3 "
+                "WHERE workflow_id IN (SELECT workflow_id FROM workflows WHERE queue_name = $1 "
+                "AND status = 'ENQUEUED' AND list_contains($4, name) "
+                "ORDER BY created_at, workflow_id LIMIT $5) "
+                f"RETURNING {WORKFLOW_COLUMNS}",
+                [queue_name, executor_id, now, names, limit],
+            ).fetchall()
+        return sorted((WorkflowRow(*r) for r in rows), key=lambda r: (r.created_at, r.workflow_id))
+
     def claim(
         self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False
     ) -> WorkflowRow | None:
@@ -280,7 +310,7 @@ class DuckDBStore(SQLStore):
         if row is None or row.status == "SUCCESS" or (row.status != "PENDING" and not reopen):
             return None
         if row.status != "PENDING":
-            with self._using() as cur:
+            with self._writing, self._using() as cur:
                 cur.execute("BEGIN TRANSACTION")
                 try:
                     for sql, params in reopen_statements(workflow_id, now):

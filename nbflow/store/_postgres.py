@@ -206,6 +206,7 @@ class PostgresStore(SQLStore):
         self._conninfo, self.schema = _split_schema(url)
         self._channel = f"nbflow_{self.schema}"
         self._lock_space = zlib.crc32(self.schema.encode()) & 0x7FFFFFFF
+        self._queue_space = zlib.crc32(f"{self.schema}:queues".encode()) & 0x7FFFFFFF
         self._alive = (
             "EXISTS (SELECT 1 FROM executors e JOIN pg_locks l ON l.locktype = 'advisory' "
             "AND l.granted AND l.database = (SELECT oid FROM pg_database "
@@ -321,7 +322,8 @@ class PostgresStore(SQLStore):
         update = (
             "WITH ended AS (UPDATE workflows SET status = $1, output_json = $2, "
             "output_pickle = $3, error = $4, error_pickle = $5, ended_at = $6, updated_at = $6, "
-            "error_step = $7 WHERE workflow_id = $8 AND status = 'PENDING' RETURNING workflow_id) "
+            "error_step = $7 WHERE workflow_id = $8 AND status IN ('PENDING', 'ENQUEUED') "
+            "RETURNING workflow_id) "
         )
         params: list[Any] = [status, output_json, output_pickle, error, error_pickle, ended_at, error_step, workflow_id]  # fmt: skip
         if markers is None:  # a workflow that runs elsewhere, or nowhere: close what it left open
@@ -482,6 +484,36 @@ class PostgresStore(SQLStore):
             return not self._stopping.is_set()
         rows = self._fetchall(f"SELECT {self._alive.format(executor='$1')}", [executor_id])
         return bool(rows[0][0])
+
+    def dequeue(
+        self,
+        queue_name: str,
+        executor_id: str,
+        names: list[str],
+        limit: int,
+        concurrency: int | None,
+        now: float,
+    ) -> list[WorkflowRow]:
+        with self._pool.connection(self.url) as conn, conn.transaction():
+            # Dispatchers of one queue decide one after the other (the count must hold).
+            conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", [self._queue_space, queue_name])  # fmt: skip
+            if concurrency is not None:
+                row = conn.execute(
+                    "SELECT count(*) FROM workflows WHERE queue_name = $1 AND status = 'PENDING'",
+                    [queue_name],
+                ).fetchone()
+                limit = min(limit, concurrency - (int(row[0]) if row else 0))
+            if limit <= 0 or not names:
+                return []
+            rows = conn.execute(
+                "UPDATE workflows SET status = 'PENDING', executor_id = $2, updated_at = $3 "
+                "WHERE workflow_id IN (SELECT workflow_id FROM workflows WHERE queue_name = $1 "
+                "AND status = 'ENQUEUED' AND name = ANY($4::text[]) "
+                "ORDER BY created_at, workflow_id LIMIT $5 FOR UPDATE SKIP LOCKED) "
+                f"RETURNING {WORKFLOW_COLUMNS}",
+                [queue_name, executor_id, now, names, limit],
+            ).fetchall()
+        return sorted((WorkflowRow(*r) for r in rows), key=lambda r: (r.created_at, r.workflow_id))
 
     def claim(
         self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False

@@ -1,0 +1,121 @@
+"""Queues: ENQUEUED until a runtime serving the queue has room, within the queue's limits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nbflow
+from nbflow import Status
+from tests import queueapp
+from tests.helpers import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def runs(log: Path) -> list[tuple[str, int, int, float]]:
+    """``(event, i, pid, time)`` per line of the queue log."""
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        event, i, pid, t = line.split()
+        out.append((event, int(i), int(pid), float(t)))
+    return out
+
+
+def most_at_once(events: list[tuple[str, int, int, float]]) -> int:
+    """The largest number of runs between their start and end at any moment."""
+    now = peak = 0
+    for event, *_ in sorted(events, key=lambda e: (e[3], e[0] == "start")):
+        now += 1 if event == "start" else -1
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.fixture
+def queue_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "queue.log"
+    monkeypatch.setenv("NBFLOW_QUEUE_LOG", str(log))
+    return log
+
+
+@pytest.mark.contract
+def test_a_queue_keeps_its_concurrency(database: str, queue_log: Path) -> None:
+    with nbflow.configure(database):
+        handles = [queueapp.shared.enqueue(queueapp.job, i, 0.05) for i in range(8)]
+        assert [h.result(timeout=60) for h in handles] == [i * 10 for i in range(8)]
+    events = runs(queue_log)
+    assert sorted(i for e, i, *_ in events if e == "start") == list(range(8))
+    assert most_at_once(events) == 2
+
+
+@pytest.mark.contract
+def test_worker_concurrency_limits_one_process(database: str, queue_log: Path) -> None:
+    with nbflow.configure(database):
+        handles = [queueapp.per_worker.enqueue(queueapp.job, i, 0.02) for i in range(4)]
+        assert [h.result(timeout=60) for h in handles] == [0, 10, 20, 30]
+    assert most_at_once(runs(queue_log)) == 1
+
+
+@pytest.mark.contract
+def test_enqueued_until_a_runtime_serves_the_queue(database: str, queue_log: Path) -> None:
+    with nbflow.configure(database, queues=[]):  # serves no queue
+        handle = queueapp.shared.enqueue(queueapp.job, 7)
+        assert handle.status() == Status.ENQUEUED
+        [info] = nbflow.list_workflows(status="enqueued")
+        assert info.workflow_id == handle.workflow_id
+        with nbflow.set_workflow_id(handle.workflow_id):  # the same id is never enqueued twice
+            assert queueapp.shared.enqueue(queueapp.job, 7) == handle
+        with pytest.raises(nbflow.WaitTimeoutError):
+            handle.result(timeout=0.05)
+        cancelled = queueapp.shared.enqueue(queueapp.job, 8)
+        cancelled.cancel()
+        assert cancelled.status() == Status.CANCELLED
+    assert runs(queue_log) == []
+    with nbflow.configure(database):  # serves every declared queue
+        assert nbflow.get_workflow(handle.workflow_id).result(timeout=60) == 70
+        assert nbflow.get_workflow(cancelled.workflow_id).status() == Status.CANCELLED
+    assert [i for e, i, *_ in runs(queue_log) if e == "start"] == [7]
+
+
+def test_queue_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        nbflow.Queue("bad", concurrency=0)
+    with pytest.raises(ValueError, match="worker_concurrency"):
+        nbflow.Queue("bad", worker_concurrency=1.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+def test_three_workers_share_a_queue(pg_url: str, queue_log: Path, tmp_path: Path) -> None:
+    """Three `nbflow worker` processes run 24 workflows of a queue limited to 2 at once in all
+    (and 1 per process, so that more than one worker must take part)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "nbflow", "--db", pg_url, "worker", "--queue", "tests-spread", "--import", "tests.queueapp"]  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(3)
+    ]
+    try:
+        with nbflow.configure(pg_url, queues=[]):  # this process only enqueues
+            handles = [queueapp.spread.enqueue(queueapp.job, i, 0.1) for i in range(24)]
+            assert [h.result(timeout=120) for h in handles] == [i * 10 for i in range(24)]
+            assert {w.status for w in nbflow.list_workflows(limit=100)} == {Status.SUCCESS}
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        outputs = [w.communicate(timeout=30)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], outputs
+    events = runs(queue_log)
+    starts = sorted(i for e, i, *_ in events if e == "start")
+    assert starts == list(range(24))  # every workflow ran, once
+    assert most_at_once(events) <= 2  # the limit held across processes
+    assert len({pid for e, _, pid, _ in events if e == "start"}) >= 2  # the work was shared
+    wait_until(lambda: all(w.poll() is not None for w in workers))
