@@ -512,7 +512,8 @@ class Runtime(History):
             Its final row, or None when it started running in this runtime meanwhile.
 
         Raises:
-            WorkflowInterruptedError: No live process runs it (resume or recover it).
+            WorkflowInterruptedError: No live process runs it (resume or recover it). On a shared
+                store, a workflow of a queue is waited for instead: workers recover it.
             WaitTimeoutError: It did not end within ``timeout`` seconds.
         """
         changed = threading.Event()
@@ -529,8 +530,9 @@ class Runtime(History):
                 if Status(row.status).is_final:
                     return row
                 if row.status == Status.PENDING and (
-                    self._store.single_process or not self._store.executor_alive(row.executor_id)
-                ):
+                    self._store.single_process
+                    or (row.queue_name is None and not self._store.executor_alive(row.executor_id))
+                ):  # (a queue's workers recover the workflows of a worker that died)
                     raise WorkflowInterruptedError(workflow_id)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:

@@ -376,7 +376,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
               f"{f'; recovered {len(recovered)} interrupted workflow(s)' if recovered else ''}; "
               "Ctrl-C or SIGTERM stops it", flush=True)  # fmt: skip
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops it as SIGTERM does
-        stop.wait()
+        while not stop.wait(args.recover_every):
+            nbflow.recover()  # workflows of workers that died
     if not args.json:
         print("worker stopping: workflows still running stay PENDING, for recover()", flush=True)
     return 0
@@ -454,6 +455,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("worker", _cmd_worker, "run the workflows enqueued on queues, until Ctrl-C or SIGTERM")
     p.add_argument("--queue", action="append", required=True, metavar="NAME", help="a queue to serve (repeat for more)")  # fmt: skip
     p.add_argument("--import", dest="modules", action="append", default=[], metavar="MODULE", help="import this module first: it declares the queues and workflows (repeat for more)")  # fmt: skip
+    p.add_argument("--recover-every", type=_number(float, 0.1), default=5.0, metavar="S", help="resume the workflows of dead workers every S seconds (5)")  # fmt: skip
     return parser
 
 
