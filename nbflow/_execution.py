@@ -7,6 +7,7 @@ the write log. Every operation of the workflow body takes the next *function id*
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import pickle
 import threading
@@ -120,6 +121,8 @@ class Execution:
         self.finishing = False
         self.final_status: str | None = None
         self.done = threading.Event()
+        self._done_callbacks: list[Callable[[], None]] = []
+        self._done_lock = threading.Lock()
         self.wakeup = threading.Event()  # set on cancel/close to cut short a retry backoff
         self.step_error: tuple[int, BaseException] | None = None
         #: The write-log position of the workflow's own row until it is known to be durable.
@@ -131,6 +134,22 @@ class Execution:
         self.result: Any = None
         self.error: BaseException | None = None
         self.started = time.time()
+
+    def set_done(self) -> None:
+        """Mark the execution ended: wake ``done`` waiters and call the :meth:`on_done` callbacks."""
+        with self._done_lock:
+            self.done.set()
+            callbacks, self._done_callbacks = self._done_callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from any thread) once the execution has ended; at once if it has."""
+        with self._done_lock:
+            if not self.done.is_set():
+                self._done_callbacks.append(callback)
+                return
+        callback()
 
     # -- running -----------------------------------------------------------------------------
 
@@ -208,22 +227,9 @@ class Execution:
         interval: float = 1.0,
     ) -> Any:
         """Run ``fn`` as the next step: return its recorded outcome, or run and record it."""
-        function_id = self.next_function_id()
-        allow_pickle = self.runtime.allow_pickle
-        record = self.replayed(function_id, "step", name)
+        function_id, record = self._step_begin(name)
         if record is not None:
-            if record.error is not None:
-                raise self.step_failed(
-                    function_id, decode_error(record.error, record.error_pickle, allow_pickle)
-                )
-            return decode(
-                record.output_json,
-                record.output_pickle,
-                what=f"step {name!r}",
-                allow_pickle=allow_pickle,
-            )
-        self.check_running()
-        self.wait_row_durable()
+            return self._step_replay(function_id, name, record)
         started = time.time()
         attempt = self.prior_attempts.get(function_id, 0)
         tries = 0
@@ -239,17 +245,94 @@ class Execution:
                     self.wakeup.wait(interval * backoff ** (tries - 1))
                     self.check_running()
                     continue
-                text, blob = encode_error(exc)
-                self.append(
-                    ("step", StepRow(self.workflow_id, function_id, name, None, None, text, blob, started, time.time(), tries))
-                )  # fmt: skip
-                self.step_failed(function_id, exc)
+                self._step_record(function_id, name, started, tries, None, exc)
                 raise
             finally:
                 self.in_step = None
-            break
+            return self._step_record(function_id, name, started, tries, output, None)
+
+    async def run_step_async(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        retries: int = 0,
+        backoff: float = 2.0,
+        interval: float = 1.0,
+    ) -> Any:
+        """:meth:`run_step` for an ``async def`` step (awaited on the workflow's loop).
+
+        Steps awaited concurrently (``asyncio.gather``) share the workflow's step state: a stream
+        write from inside one of them is attributed to whichever started last.
+        """
+        function_id, record = self._step_begin(name)
+        if record is not None:
+            return self._step_replay(function_id, name, record)
+        started = time.time()
+        attempt = self.prior_attempts.get(function_id, 0)
+        tries = 0
+        while True:
+            attempt += 1
+            tries += 1
+            self.in_step = (function_id, attempt)
+            try:
+                output = await fn(*args, **kwargs)
+            except Exception as exc:
+                self.in_step = None
+                if tries <= retries and not (self.cancelled or self.interrupted):
+                    await asyncio.sleep(interval * backoff ** (tries - 1))
+                    self.check_running()
+                    continue
+                self._step_record(function_id, name, started, tries, None, exc)
+                raise
+            finally:
+                self.in_step = None
+            return self._step_record(function_id, name, started, tries, output, None)
+
+    def _step_begin(self, name: str) -> tuple[int, ReplayRecord | None]:
+        """Take the next function id; return it with its record, or make ready to run the step."""
+        function_id = self.next_function_id()
+        record = self.replayed(function_id, "step", name)
+        if record is None:
+            self.check_running()
+            self.wait_row_durable()
+        return function_id, record
+
+    def _step_replay(self, function_id: int, name: str, record: ReplayRecord) -> Any:
+        """The recorded outcome of a step: its output, or its error raised."""
+        allow_pickle = self.runtime.allow_pickle
+        if record.error is not None:
+            raise self.step_failed(
+                function_id, decode_error(record.error, record.error_pickle, allow_pickle)
+            )
+        return decode(
+            record.output_json,
+            record.output_pickle,
+            what=f"step {name!r}",
+            allow_pickle=allow_pickle,
+        )
+
+    def _step_record(
+        self,
+        function_id: int,
+        name: str,
+        started: float,
+        tries: int,
+        output: Any,
+        error: BaseException | None,
+    ) -> Any:
+        """Record a step's outcome (the last error, or the output); return the output."""
+        if error is not None:
+            text, blob = encode_error(error)
+            self.append(
+                ("step", StepRow(self.workflow_id, function_id, name, None, None, text, blob, started, time.time(), tries))
+            )  # fmt: skip
+            self.step_failed(function_id, error)
+            return None
         value_json, value_pickle = encode(
-            output, what=f"the output of step {name!r}", allow_pickle=allow_pickle
+            output, what=f"the output of step {name!r}", allow_pickle=self.runtime.allow_pickle
         )
         self.append(
             ("step", StepRow(self.workflow_id, function_id, name, value_json, value_pickle, None, None, started, time.time(), tries))

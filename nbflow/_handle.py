@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from nbflow._errors import WaitTimeoutError
@@ -74,6 +75,31 @@ class WorkflowHandle:
                 return self.result(timeout)
             row = final
         return runtime.outcome(row)
+
+    async def result_async(self, timeout: float | None = None) -> Any:
+        """:meth:`result`, awaited: waits without blocking the caller's event loop."""
+        ex = self._execution or self._runtime._execution(self.workflow_id)
+        if ex is None:
+            return await asyncio.to_thread(self.result, timeout)
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+
+        def wake() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        def wake_from_any_thread() -> None:
+            loop.call_soon_threadsafe(wake)
+
+        ex.on_done(wake_from_any_thread)
+        try:
+            await asyncio.wait_for(ended, timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimeoutError(
+                f"Workflow {self.workflow_id!r} did not finish within {timeout} s; it is "
+                "still running. Await .result_async() again to wait longer."
+            ) from None
+        return self.result(0)
 
     def cancel(self) -> None:
         """Cancel the workflow (see :func:`nbflow.cancel`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ from nbflow._errors import (
 from nbflow._execution import Execution, current_execution, decode_error, encode_error
 from nbflow._handle import WorkflowHandle
 from nbflow._history import History
+from nbflow._loop import LoopThread
 from nbflow._notify import Notifier
 from nbflow._queues import Dispatcher, Queue, declared_queues
 from nbflow._reader import StreamReader
@@ -86,6 +88,7 @@ class Runtime(History):
         self._log = WriteLog(self._store, self._on_commit)
         self._deadlines = Deadlines(self.cancel)
         self._queue_names = None if queues is None else list(queues)
+        self._loop: LoopThread | None = None
         self._dispatcher: Dispatcher | None = None
         _open_runtimes.add(self)
         try:
@@ -178,6 +181,9 @@ class Runtime(History):
         return WorkflowHandle(self, workflow_id, ex)
 
     def _spawn(self, ex: Execution) -> None:
+        if inspect.iscoroutinefunction(ex.fn):
+            self._event_loop().submit(self._execute_async(ex))
+            return
         threading.Thread(
             target=self._execute,
             args=(ex, False),
@@ -328,31 +334,67 @@ class Runtime(History):
     def _execute(self, ex: Execution, raise_errors: bool) -> Any:
         """Run an execution to its end in this thread and make its outcome durable."""
         token = ex.activate()
-        log = self._log
+        try:
+            self._check_deadline(ex)
+            try:
+                output = ex.fn(*ex.args, **ex.kwargs)
+            except BaseException as exc:
+                self._conclude(ex, None, exc)
+            else:
+                self._conclude(ex, output, None)
+        finally:
+            ex.deactivate(token)
+        if ex.error is not None:
+            if raise_errors:
+                raise ex.error
+            return None
+        return ex.result
+
+    async def _execute_async(self, ex: Execution) -> None:
+        """:meth:`_execute` for an ``async def`` workflow, as a task of the runtime's loop."""
+        token = ex.activate()  # in this task's own context
+        try:
+            self._check_deadline(ex)
+            try:
+                output = await ex.fn(*ex.args, **ex.kwargs)
+            except BaseException as exc:
+                self._conclude(ex, None, exc)
+            else:
+                self._conclude(ex, output, None)
+        finally:
+            ex.deactivate(token)
+
+    def _check_deadline(self, ex: Execution) -> None:
         if ex.deadline is not None and time.time() >= ex.deadline:
             self.cancel(ex.workflow_id)  # it timed out while nobody ran it
+
+    def _conclude(self, ex: Execution, output: Any, error: BaseException | None) -> None:
+        """Make a finished body's outcome durable and let go of the execution."""
+        log = self._log
         seq = 0
         try:
             status = error_text = error_pickle = output_json = output_pickle = error_step = None
-            try:
-                output = ex.fn(*ex.args, **ex.kwargs)
-                output_json, output_pickle = encode(output, what=f"the result of workflow {ex.name!r}", allow_pickle=self.allow_pickle)  # fmt: skip
-                ex.result = output
-                status = Status.SUCCESS.value
-            except BaseException as exc:
+            if error is None:
+                try:
+                    output_json, output_pickle = encode(output, what=f"the result of workflow {ex.name!r}", allow_pickle=self.allow_pickle)  # fmt: skip
+                    ex.result = output
+                    status = Status.SUCCESS.value
+                except BaseException as exc:
+                    error = exc
+            if error is not None:
                 if ex.cancelled:
                     ex.error = WorkflowCancelledError(ex.workflow_id)
-                elif ex.interrupted or isinstance(exc, _INTERRUPTS):
+                elif ex.interrupted or isinstance(error, _INTERRUPTS):
                     ex.error = (
-                        exc
-                        if isinstance(exc, _INTERRUPTS)
+                        error
+                        if isinstance(error, _INTERRUPTS)
                         else WorkflowInterruptedError(ex.workflow_id)
                     )
                 else:
-                    ex.error = exc
+                    ex.error = error
                     status = Status.ERROR.value
-                    error_text, error_pickle = encode_error(exc)
-                    error_step = ex.ended_by_step(exc)
+                    error_text, error_pickle = encode_error(error)
+                    error_step = ex.ended_by_step(error)
             if status is None and ex.cancelled:
                 log.wait_durable()  # its CANCELLED status (appended with the flag) first
             if status is not None:
@@ -371,18 +413,12 @@ class Runtime(History):
         except BaseException as exc:  # the database failed under the workflow
             ex.error = exc
         finally:
-            ex.deactivate(token)
             with self._active_lock:
                 if self._active.get(ex.workflow_id) is ex:
                     del self._active[ex.workflow_id]
-            ex.done.set()
+            ex.set_done()
             if ex.queue_name is not None and self._dispatcher is not None:
                 self._dispatcher.ended(ex.queue_name, ex.workflow_id)
-        if ex.error is not None:
-            if raise_errors:
-                raise ex.error
-            return None
-        return ex.result
 
     # -- managing workflows ------------------------------------------------------------------
 
@@ -547,6 +583,14 @@ class Runtime(History):
 
     # -- queues ------------------------------------------------------------------------------
 
+    def _event_loop(self) -> LoopThread:
+        """The runtime's own event loop thread, for async workflows (started on first use)."""
+        with self._active_lock:
+            self._check_open()
+            if self._loop is None:
+                self._loop = LoopThread()
+            return self._loop
+
     def serve_queues(self) -> None:
         """Start running enqueued workflows (done by itself when a runtime opens, or when a queue
         is declared, if the runtime serves queues)."""
@@ -659,6 +703,8 @@ class Runtime(History):
             ex.done.wait(max(0.0, deadline - time.monotonic()))
         if self._dispatcher is not None:
             self._dispatcher.close()
+        if self._loop is not None:
+            self._loop.close(max(0.1, deadline - time.monotonic()))
         self._deadlines.close()
         self._log.close()
         self._notifier.wake_all()

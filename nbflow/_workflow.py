@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
@@ -117,6 +118,7 @@ class WorkflowFunction:
         if not callable(fn):
             raise TypeError(f"@nbflow.workflow decorates a function, not {fn!r}.")
         self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
         self.name = check_text(name, "A workflow name") if name is not None else _qualified_name(fn)
         functools.update_wrapper(self, fn)
         _registry[self.name] = self  # a re-run notebook cell replaces its earlier definition
@@ -124,7 +126,20 @@ class WorkflowFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from nbflow._api import _call_runtime
 
+        if self.is_async:
+            return self._call_async(args, kwargs)
         return _call_runtime().call(self, args, kwargs)
+
+    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``await workflow(…)``: run it on nbflow's loop, durably, and wait for its result."""
+        from nbflow._api import _call_runtime
+
+        if current_execution() is not None:
+            raise RuntimeError(
+                f"Workflow {self.name!r} is awaited inside another workflow: start it with "
+                "nbflow.start() and await handle.result_async() instead."
+            )
+        return await _call_runtime().start(self, *args, **kwargs).result_async()
 
     def __repr__(self) -> str:
         return f"<nbflow workflow {self.name!r}>"
@@ -174,6 +189,7 @@ class StepFunction:
                 f"(got retries={retries}, backoff={backoff}, interval={interval})."
             )
         self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
         self.name = name or _qualified_name(fn)
         self.retries = retries
         self.backoff = backoff
@@ -181,10 +197,26 @@ class StepFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.is_async:
+            return self._call_async(args, kwargs)
         ex = current_execution()
         if ex is None or ex.in_step is not None:
             return self.fn(*args, **kwargs)  # outside a workflow, or nested: a plain call
         return ex.run_step(
+            self.name,
+            self.fn,
+            args,
+            kwargs,
+            retries=self.retries,
+            backoff=self.backoff,
+            interval=self.interval,
+        )
+
+    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ex = current_execution()
+        if ex is None or ex.in_step is not None:
+            return await self.fn(*args, **kwargs)
+        return await ex.run_step_async(
             self.name,
             self.fn,
             args,
