@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo,
 from nbflow._serialization import decode, encode
 from nbflow._writelog import WriteLog
 from nbflow.store import StepRow, Store, WorkflowRow
+from nbflow.store._base import EVENT_PREFIX
 
 __all__ = ["History"]
 
@@ -134,3 +136,14 @@ class History:
         if row.status == Status.ERROR:
             raise decode_error(row.error, row.error_pickle, self.allow_pickle)
         return decode(row.output_json, row.output_pickle, what=f"the result of workflow {row.workflow_id!r}", allow_pickle=self.allow_pickle)  # fmt: skip
+
+    def events(self, workflow_id: str) -> dict[str, Any]:
+        """The events a workflow set (:func:`nbflow.set_event`): each key's last value."""
+        self.flush()
+        found: dict[str, Any] = {}
+        for row in self._store.list_steps(workflow_id):
+            if row.error is None and row.name.startswith(EVENT_PREFIX) and row.name.endswith(")"):
+                key = ast.literal_eval(row.name[len(EVENT_PREFIX) : -1])
+                what = f"event {key!r} of workflow {workflow_id!r}"
+                found[key] = decode(row.output_json, row.output_pickle, what=what, allow_pickle=self.allow_pickle)  # fmt: skip
+        return found

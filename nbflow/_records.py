@@ -76,6 +76,7 @@ class WorkflowInfo(_Record):
         duration: Seconds from start to end; None until it ends.
         error: ``"Type: message"`` of its error, or None.
         parent_id: The workflow that called it, or None.
+        queue: The queue it was enqueued on, or None.
     """
 
     workflow_id: str
@@ -86,6 +87,7 @@ class WorkflowInfo(_Record):
     duration: float | None
     error: str | None
     parent_id: str | None = None
+    queue: str | None = None
 
     @classmethod
     def _from_row(cls, row: Any) -> WorkflowInfo:
@@ -99,6 +101,7 @@ class WorkflowInfo(_Record):
             duration=None if end is None else end - row.created_at,
             error=row.error,
             parent_id=row.parent_id,
+            queue=row.queue_name,
         )
 
 

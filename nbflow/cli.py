@@ -225,11 +225,11 @@ def _print_records(
 
 def _cmd_list(args: argparse.Namespace) -> int:
     rows = nbflow.list_workflows(status=args.status, name=args.name, limit=args.limit)
-    headers = ["id", "name", "status", "created", "duration", "error"]
+    headers = ["id", "name", "status", "queue", "created", "duration", "error"]
 
     def row(w: nbflow.WorkflowInfo) -> list[Any]:
         created, duration = _time(w.created_at), _duration(w.duration)
-        return [w.workflow_id, w.name, w.status.value, created, duration, _short(w.error)]
+        return [w.workflow_id, w.name, w.status.value, w.queue or "", created, duration, _short(w.error)]  # fmt: skip
 
     return _print_records(args, rows, headers, row, "(no workflows)")
 
@@ -241,9 +241,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
         "workflow_id": row.workflow_id, "name": row.name, "status": row.status,
         "created_at": _utc(row.created_at), "ended_at": _utc(row.ended_at),
         "duration": None if row.ended_at is None else row.ended_at - row.created_at,
-        "parent_id": row.parent_id, "executor_id": row.executor_id,
+        "parent_id": row.parent_id, "executor_id": row.executor_id, "queue": row.queue_name,
+        "deadline": _utc(row.deadline),
         "inputs": "<pickled>" if row.inputs_json is None else json.loads(row.inputs_json),
-        "result": None, "error": row.error, "streams": _as_dicts(nbflow.list_streams(args.id)),
+        "result": None, "error": row.error, "events": rt.events(args.id),
+        "streams": _as_dicts(nbflow.list_streams(args.id)),
     }  # fmt: skip
     if row.status == nbflow.Status.SUCCESS:
         try:
@@ -255,6 +257,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
         return 0
     streams = fields.pop("streams")
     fields.update(created_at=_time(fields["created_at"]), ended_at=_time(fields["ended_at"]))
+    fields.update(
+        deadline=_time(fields["deadline"]), events=json.dumps(fields["events"], default=repr)
+    )
     fields.update(duration=_duration(fields["duration"]), inputs=json.dumps(fields["inputs"]))
     fields["result"] = json.dumps(fields["result"], default=repr)
     if row.status != nbflow.Status.SUCCESS:
@@ -360,6 +365,19 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     return 1 if any("error" in o for o in outcomes) else 0
 
 
+def _cmd_send(args: argparse.Namespace) -> int:
+    try:
+        message = json.loads(args.message)
+    except json.JSONDecodeError:
+        message = args.message  # plain text
+    nbflow.send(args.id, message, topic=args.topic)
+    if args.json:
+        _print_json({"workflow_id": args.id, "topic": args.topic, "message": message})
+    else:
+        print(f"sent to {args.id}{f' on topic {args.topic!r}' if args.topic else ''}: {json.dumps(message)}")  # fmt: skip
+    return 0
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     missing = [name for name in args.queue if lookup_queue(name) is None]
     if missing:
@@ -452,6 +470,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--no-wait", action="store_true", help="return at once (the workflow runs only while this process lives; it stays PENDING otherwise)")  # fmt: skip
     add("recover", _cmd_recover, "resume every interrupted workflow whose function is declared here (the demo)")  # fmt: skip
+    p = add("send", _cmd_send, "send a message to a workflow (it gets it with nbflow.recv)")
+    p.add_argument("id")
+    p.add_argument("message", help="JSON (e.g. '{\"go\": true}'), else taken as text")
+    p.add_argument("--topic", help="the topic it is sent on (default: none)")
     p = add("worker", _cmd_worker, "run the workflows enqueued on queues, until Ctrl-C or SIGTERM")
     p.add_argument("--queue", action="append", required=True, metavar="NAME", help="a queue to serve (repeat for more)")  # fmt: skip
     p.add_argument("--import", dest="modules", action="append", default=[], metavar="MODULE", help="import this module first: it declares the queues and workflows (repeat for more)")  # fmt: skip

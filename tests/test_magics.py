@@ -329,3 +329,31 @@ def test_main_thread_prints_are_not_routed(shell: InteractiveShell, run: Run) ->
     _background.install()  # (pytest puts its own sys.stdout back between setup and call)
     ran = run("print('plain')")
     assert ran.stdout == "plain\n"
+
+
+# -- messages and queues ----------------------------------------------------------------------
+
+
+@nbflow.workflow(name="tests.magics.listener")
+def listener() -> Any:
+    return nbflow.recv("orders", timeout=30)
+
+
+def test_send_magic_delivers_json_or_text(rt: nbflow.Runtime, run: Run) -> None:
+    first, second = nbflow.start(listener), nbflow.start(listener)
+    ran = run(f"%nbflow send {first.workflow_id} '{{\"qty\": 2}}' --topic orders")
+    assert ran.ok and "sent to" in ran.printed
+    assert first.result(timeout=10) == {"qty": 2}
+    assert run(f"%nbflow send {second.workflow_id} 'two apples' --topic orders").ok
+    assert second.result(timeout=10) == "two apples"
+    assert_usage_error(run("%nbflow send nobody hi"), "nobody")
+
+
+def test_list_magic_shows_the_queue(rt: nbflow.Runtime, run: Run) -> None:
+    queue = nbflow.Queue("tests-magics-queue")
+    handle = queue.enqueue(listener)
+    nbflow.send(handle.workflow_id, "x", topic="orders")
+    assert handle.result(timeout=10) == "x"
+    ran = run("%nbflow list")
+    [html_table] = ran.mime("text/html")
+    assert "tests-magics-queue" in html_table and "<th>queue</th>" in html_table

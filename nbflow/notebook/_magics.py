@@ -12,6 +12,7 @@ import argparse
 import ast
 import contextlib
 import html
+import json
 import shlex
 import sys
 import weakref
@@ -93,8 +94,14 @@ def _build_parser() -> _Parser:
     for name, text in [("cancel", "cancel a workflow"), ("resume", "resume an interrupted, cancelled or failed workflow")]:  # fmt: skip
         add(name, text).add_argument("workflow_id", metavar="ID")
     add("recover", "resume every interrupted workflow whose function is declared here")
+    p = add("send", "send a message to a workflow (it gets it with nbflow.recv)")
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("message", metavar="MESSAGE", help="JSON, else taken as text")
+    p.add_argument("--topic", help="the topic it is sent on (default: none)")
     p = add("db", "show the database (with URL: open it as the default runtime)")
-    p.add_argument("url", nargs="?", metavar="URL", help="a path, duckdb:///path or :memory:")
+    p.add_argument(
+        "url", nargs="?", metavar="URL", help="a path, duckdb:///path, :memory: or postgresql://…"
+    )
     p = add("step", "(cell magic) run the cell once; afterwards restore its variables and output")
     p.add_argument("name", metavar="NAME", help="the cell's name in the pipeline")
     p.add_argument("--force", action="store_true", help="run it even if a run is recorded")
@@ -249,8 +256,8 @@ class NbflowMagics(Magics):
     def _list(self, args: argparse.Namespace) -> None:
         rows = nbflow.list_workflows(status=args.status, limit=args.limit)
         title = f"workflows in {nbflow.runtime().database}" + (f" ({args.status})" if args.status else "")  # fmt: skip
-        headers = ["id", "name", "status", "created", "duration", "error"]
-        lines = [[w.workflow_id, w.name, w.status.value, _time(w.created_at), _duration(w.duration), _short(w.error)] for w in rows]  # fmt: skip
+        headers = ["id", "name", "status", "queue", "created", "duration", "error"]
+        lines = [[w.workflow_id, w.name, w.status.value, w.queue or "", _time(w.created_at), _duration(w.duration), _short(w.error)] for w in rows]  # fmt: skip
         display(
             _Table(  # type: ignore[no-untyped-call]
                 rows, title, headers, lines
@@ -280,6 +287,14 @@ class NbflowMagics(Magics):
             return
         nbflow.cancel(args.workflow_id)
         print(f"cancelled workflow {args.workflow_id} (now {nbflow.get_workflow(args.workflow_id).status()})")  # fmt: skip
+
+    def _send(self, args: argparse.Namespace) -> None:
+        try:
+            message = json.loads(args.message)
+        except json.JSONDecodeError:
+            message = args.message  # plain text
+        nbflow.send(args.workflow_id, message, topic=args.topic)
+        print(f"sent to {args.workflow_id}{f' on topic {args.topic!r}' if args.topic else ''}: {json.dumps(message)}")  # fmt: skip
 
     def _resume(self, args: argparse.Namespace) -> None:
         before = nbflow.get_workflow(args.workflow_id).status()
