@@ -1232,10 +1232,11 @@ def test_records_are_frozen_and_readable(rt: nbflow.Runtime) -> None:
 
 
 def test_status_is_an_enum_that_compares_with_its_name() -> None:
-    """Status has the four documented members, equal to their names."""
-    assert [s.value for s in Status] == ["PENDING", "SUCCESS", "ERROR", "CANCELLED"]
+    """Status has the five documented members, equal to their names."""
+    assert [s.value for s in Status] == ["PENDING", "ENQUEUED", "SUCCESS", "ERROR", "CANCELLED"]
     assert Status.SUCCESS == "SUCCESS" and Status("ERROR") is Status.ERROR
-    assert not Status.PENDING.is_final and Status.CANCELLED.is_final
+    assert not Status.PENDING.is_final and not Status.ENQUEUED.is_final
+    assert Status.CANCELLED.is_final
 
 
 def test_get_workflow_of_an_unknown_id_raises_not_found(rt: nbflow.Runtime) -> None:
