@@ -488,3 +488,18 @@ def test_short_ids_shown_whole_generated_ones_cut() -> None:
     assert ViewState("finished-1", "wf").frame(0.0).short_id == "finished-1"
     uuid = "0931dfec-1111-4222-8333-444455556666"
     assert ViewState(uuid, "wf").frame(0.0).short_id == "0931dfec"
+
+
+def test_a_view_shows_an_enqueued_workflow_until_a_worker_runs_it(
+    database: str, views: Callable[..., LiveView]
+) -> None:
+    queue = nbflow.Queue("tests-liveview-queue")
+    with nbflow.configure(database, queues=[]):  # serves no queue: it stays ENQUEUED
+        handle = queue.enqueue(counting, 3)
+        view = views(handle.workflow_id)
+        view.start()
+        wait_until(lambda: view.status == "ENQUEUED")
+        assert not view.frame.final
+    with nbflow.configure(database):  # serves it: the workflow runs, the view follows
+        again = views(handle.workflow_id)
+        assert finished(again).status == "SUCCESS"

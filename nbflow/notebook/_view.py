@@ -293,6 +293,8 @@ class LiveView:
         with self._lock:
             self._state.name = row.name
             self._state.created_at = row.created_at
+            if row.status == "ENQUEUED":  # waiting for a worker of its queue
+                self._state.status = row.status
         if row.status not in ("PENDING", "ENQUEUED"):
             self._finish()
 
@@ -337,8 +339,13 @@ class LiveView:
                 self._read(key, max(0.02, wait / len(todo)), _SLICE / len(todo))
             if not self._going():
                 return
-            if not state.final and self._runtime.status(self.workflow_id or "").is_final:
-                self._finish()
+            if not state.final:
+                status = self._runtime.status(self.workflow_id or "")
+                if status.is_final:
+                    self._finish()
+                elif status.value != state.status:  # ENQUEUED, then PENDING once a worker took it
+                    with self._lock:
+                        state.status = status.value
             if state.final and looked_at_end and all(k in self._drained for k in state.keys):
                 return
             if not todo:
