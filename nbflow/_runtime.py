@@ -13,7 +13,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from nbflow import _communication as communication
+from nbflow._control import Control, _as_workflow
 from nbflow._deadlines import Deadlines
 from nbflow._errors import (
     FunctionNotRegisteredError,
@@ -29,7 +29,7 @@ from nbflow._handle import WorkflowHandle
 from nbflow._history import History
 from nbflow._loop import LoopThread
 from nbflow._notify import Notifier
-from nbflow._queues import Dispatcher, Queue, declared_queues
+from nbflow._queues import Dispatcher, declared_queues
 from nbflow._reader import StreamReader
 from nbflow._records import Status
 from nbflow._serialization import decode, encode
@@ -37,7 +37,6 @@ from nbflow._workflow import (
     WorkflowFunction,
     current_timeout,
     lookup_workflow,
-    registered_names,
     take_assigned_id,
 )
 from nbflow._writelog import WriteLog
@@ -51,7 +50,7 @@ logger = logging.getLogger("nbflow")
 _INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-class Runtime(History):
+class Runtime(History, Control):
     """An open nbflow system database, with the workflows that run in it.
 
     Args:
@@ -581,94 +580,6 @@ class Runtime(History):
         finally:
             self._notifier.unsubscribe(sub)
 
-    # -- queues ------------------------------------------------------------------------------
-
-    def _event_loop(self) -> LoopThread:
-        """The runtime's own event loop thread, for async workflows (started on first use)."""
-        with self._active_lock:
-            self._check_open()
-            if self._loop is None:
-                self._loop = LoopThread()
-            return self._loop
-
-    def serve_queues(self) -> None:
-        """Start running enqueued workflows (done by itself when a runtime opens, or when a queue
-        is declared, if the runtime serves queues)."""
-        with self._active_lock:
-            if self._dispatcher is None and not self._closed and self._queue_names != []:
-                self._dispatcher = Dispatcher(self, self._queue_names)
-
-    def enqueue(
-        self, queue: Queue, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> WorkflowHandle:
-        """Record ``fn(*args, **kwargs)`` as ENQUEUED on ``queue`` (see :meth:`Queue.enqueue`)."""
-        wf = _as_workflow(fn)
-        given = take_assigned_id()
-        with self._active_lock:
-            self._check_open()
-            workflow_id = given or str(uuid.uuid4())
-            if given is not None and self.exists(given):
-                row = self._store.get_workflow(given)
-                if row is not None and row.name != wf.name:
-                    raise WorkflowConflictError(given, row.name, wf.name)
-                return WorkflowHandle(self, given)
-            inputs_json, inputs_pickle = encode({"args": list(args), "kwargs": kwargs}, what=f"the inputs of workflow {wf.name!r}", allow_pickle=self.allow_pickle)  # fmt: skip
-            timeout, now = current_timeout(), time.time()
-            deadline = None if timeout is None else now + timeout
-            seq = self._log.append(
-                ("workflow", WorkflowRow(workflow_id, wf.name, "ENQUEUED", inputs_json, inputs_pickle, created_at=now, updated_at=now, queue_name=queue.name, deadline=deadline))
-            )  # fmt: skip
-        self._log.wait_durable(seq)
-        if self._dispatcher is not None:
-            self._dispatcher.wake()
-        return WorkflowHandle(self, workflow_id)
-
-    def _dequeue(self, queue: Queue, limit: int | None) -> list[str]:
-        """Take the queue's workflows that may run now and start them here (dispatcher thread)."""
-        names = registered_names()
-        with self._active_lock:  # claimed and active at once, for wait_elsewhere()
-            if self._closed:
-                return []
-            rows = self._store.dequeue(queue.name, self.executor_id, names, 100 if limit is None else limit, queue.concurrency, time.time())  # fmt: skip
-            executions = [self._activate_row(row) for row in rows]
-        for ex in executions:
-            self._spawn(ex)
-        return [ex.workflow_id for ex in executions]
-
-    # -- forks and messages ------------------------------------------------------------------
-
-    def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
-        """A new workflow that reuses ``workflow_id``'s operations before ``from_step`` and runs on.
-
-        ``from_step`` is a function id, as ``list_steps`` shows it: the steps before it (and the
-        stream items, events and messages they recorded) are copied, not run; the rest runs again.
-        The new workflow's id is a new uuid, or the one given by :func:`set_workflow_id`.
-        """
-        if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 1:
-            raise ValueError(f"from_step must be a function id >= 1, not {from_step!r}.")
-        self.flush()
-        row = self._row(workflow_id)
-        wf = lookup_workflow(row.name)
-        if wf is None:
-            raise FunctionNotRegisteredError(workflow_id, row.name)
-        new_id = take_assigned_id() or str(uuid.uuid4())
-        with self._active_lock:
-            self._check_open()
-            if self.exists(new_id):
-                raise WorkflowConflictError(new_id, "an existing workflow", f"a fork of {workflow_id!r}")  # fmt: skip
-            self._log.wait_durable(self._log.append(("fork", workflow_id, new_id, from_step, time.time(), self.executor_id)))  # fmt: skip
-            ex = self._activate_row(self._row(new_id), wf)
-        self._spawn(ex)
-        return WorkflowHandle(self, new_id, ex)
-
-    def send(self, workflow_id: str, message: Any, topic: str | None = None) -> None:
-        """Send ``message`` to a workflow (see :func:`nbflow.send`)."""
-        communication.send(self, workflow_id, message, topic)
-
-    def get_event(self, workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
-        """The last value a workflow set for ``key`` (see :func:`nbflow.get_event`)."""
-        return communication.get_event(self, workflow_id, key, timeout)
-
     # -- streams -----------------------------------------------------------------------------
 
     def read_stream(
@@ -719,15 +630,6 @@ def _close_open_runtimes() -> None:
     """At exit, commit what every open runtime has queued (a crash would lose only that)."""
     for runtime in list(_open_runtimes):
         runtime.close(timeout=2.0)
-
-
-def _as_workflow(fn: Callable[..., Any]) -> WorkflowFunction:
-    if isinstance(fn, WorkflowFunction):
-        return fn
-    raise TypeError(
-        f"nbflow.start() needs a function decorated with @nbflow.workflow, not {fn!r}. "
-        "Decorate it, e.g. @nbflow.workflow above its def."
-    )
 
 
 def serve_queues_everywhere() -> None:
