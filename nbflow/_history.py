@@ -141,9 +141,8 @@ class History:
         """The events a workflow set (:func:`nbflow.set_event`): each key's last value."""
         self.flush()
         found: dict[str, Any] = {}
-        for row in self._store.list_steps(workflow_id):
-            if row.error is None and row.name.startswith(EVENT_PREFIX) and row.name.endswith(")"):
-                key = ast.literal_eval(row.name[len(EVENT_PREFIX) : -1])
-                what = f"event {key!r} of workflow {workflow_id!r}"
-                found[key] = decode(row.output_json, row.output_pickle, what=what, allow_pickle=self.allow_pickle)  # fmt: skip
+        for name, value_json, value_pickle in self._store.list_events(workflow_id):
+            key = ast.literal_eval(name[len(EVENT_PREFIX) : -1])
+            what = f"event {key!r} of workflow {workflow_id!r}"
+            found[key] = decode(value_json, value_pickle, what=what, allow_pickle=self.allow_pickle)  # fmt: skip
         return found

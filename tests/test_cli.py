@@ -242,7 +242,7 @@ def test_list(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "list")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["id", "name", "status", "created", "duration", "error"]
+    assert lines[0].split() == ["id", "name", "status", "queue", "created", "duration", "error"]
     assert lines[2].split()[:3] == ["interrupted", "tests.cli.pipeline", "PENDING"]  # newest first
     assert "ValueError: boom" in next(line for line in lines if line.startswith("failed "))
     listed = cli_json(capsys, workflows, "list")

@@ -14,7 +14,7 @@ from IPython.utils.capture import capture_output
 import nbflow
 from nbflow import Status
 from nbflow.notebook._launch import LaunchedHandle, launch
-from nbflow.notebook._render import HandleRenderer, Snapshot
+from nbflow.notebook._render import HandleRenderer, Snapshot, header_html
 from nbflow.notebook._state import (
     Progress,
     RateMeter,
@@ -503,3 +503,22 @@ def test_a_view_shows_an_enqueued_workflow_until_a_worker_runs_it(
     with nbflow.configure(database):  # serves it: the workflow runs, the view follows
         again = views(handle.workflow_id)
         assert finished(again).status == "SUCCESS"
+
+
+@nbflow.workflow(name="tests.liveview.with_events")
+def with_events() -> int:
+    nbflow.set_event("stage", "loading")
+    nbflow.progress(1, 2)
+    nbflow.set_event("stage", "done")
+    nbflow.set_event("rows", 42)
+    return 42
+
+
+def test_a_view_shows_the_workflow_s_events(
+    rt: nbflow.Runtime, views: Callable[..., LiveView]
+) -> None:
+    handle = nbflow.start(with_events)
+    handle.result(timeout=10)
+    view = finished(views(handle.workflow_id, ["progress"]))
+    assert view.frame.events == "stage: done, rows: 42"
+    assert "stage: done, rows: 42" in header_html(view.frame)

@@ -46,6 +46,8 @@ def header_html(f: Frame) -> str:
     parts.append(f'<span style="color:{colour};font-weight:bold">{html.escape(f.status)}</span>')
     if f.elapsed:
         parts.append(html.escape(f.elapsed))
+    if f.events:
+        parts.append(f'<span title="events (set_event)">{html.escape(f.events)}</span>')
     return " &middot; ".join(parts)
 
 
@@ -61,7 +63,7 @@ class Snapshot:
 
     def __repr__(self) -> str:
         f = self.frame
-        lines = [" ".join(p for p in (f.title, f"[{f.short_id}]" if f.workflow_id else "", f.status, f.elapsed) if p)]  # fmt: skip
+        lines = [" ".join(p for p in (f.title, f"[{f.short_id}]" if f.workflow_id else "", f.status, f.elapsed, f.events) if p)]  # fmt: skip
         if f.show_bar:
             lines.append(
                 f"{text_bar(f.bar_value / f.bar_max if f.bar_max else 0.0)} {f.label}".rstrip()

@@ -209,6 +209,7 @@ class Frame:
         cancellable: Whether the Cancel button is enabled.
         final: Whether the workflow reached its final status.
         complete: Whether the view has shown all it will (its reader ended).
+        events: The workflow's events (``set_event``) as ``key: value, …``, or ''.
     """
 
     name: str
@@ -228,6 +229,7 @@ class Frame:
     cancellable: bool
     final: bool
     complete: bool
+    events: str = ""
 
     @property
     def title(self) -> str:
@@ -287,6 +289,7 @@ class ViewState:
         self.seen = 0  # output items read
         self.cancel_requested = False
         self.complete = False  # the reader ended: nothing more will be read
+        self.events: dict[str, Any] = {}  # the workflow's events, last value of each
 
     @property
     def final(self) -> bool:
@@ -378,4 +381,5 @@ class ViewState:
             and not self.cancel_requested,
             final=self.final,
             complete=self.complete,
+            events=", ".join(f"{key}: {_line(value)}" for key, value in self.events.items()),
         )

@@ -309,11 +309,14 @@ class LiveView:
                 self._state.error = row.error
 
     def _discover(self) -> None:
+        """Look for new streams (when watching all), and at the workflow's events."""
         assert self.workflow_id is not None
-        found = [info.key for info in self._runtime.list_streams(self.workflow_id)]
+        found = [info.key for info in self._runtime.list_streams(self.workflow_id)] if self._auto_keys else []  # fmt: skip
+        events = self._runtime.events(self.workflow_id)
         with self._lock:
             for key in sorted(found, key=lambda k: k != self._state.progress_key):
                 self._state.add_key(key)
+            self._state.events = events
 
     def _going(self) -> bool:
         """Whether to go on; checked before each query (none once the runtime is closing)."""
@@ -322,12 +325,12 @@ class LiveView:
     def _loop(self) -> None:
         state = self._state
         next_look = 0.0
-        looked_at_end = not self._auto_keys  # whether the streams were listed after the end
+        looked_at_end = False  # whether streams and events were looked at after the end
         while self._going():
             if self._cancel.is_set():
                 self._cancel.clear()
                 self._cancel_now()
-            if self._auto_keys and (time.monotonic() >= next_look or (state.final and not looked_at_end)):  # fmt: skip
+            if time.monotonic() >= next_look or (state.final and not looked_at_end):
                 looked_at_end = state.final
                 self._discover()
                 next_look = time.monotonic() + _DISCOVER

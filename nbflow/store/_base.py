@@ -249,6 +249,10 @@ class Store(abc.ABC):
         """The oldest message waiting for ``destination_id`` on ``topic`` (None: no topic)."""
 
     @abc.abstractmethod
+    def list_events(self, workflow_id: str) -> list[tuple[str, str | None, bytes | None]]:
+        """The workflow's event steps ``(name, output_json, output_pickle)``, oldest first."""
+
+    @abc.abstractmethod
     def get_event(self, workflow_id: str, name: str) -> tuple[str | None, bytes | None] | None:
         """The value (JSON, pickle) of the last successful step called ``name``, or None."""
 

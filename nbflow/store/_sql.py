@@ -11,7 +11,16 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
-from nbflow.store._base import MessageRow, Op, Replay, ReplayRecord, StepRow, Store, WorkflowRow
+from nbflow.store._base import (
+    EVENT_PREFIX,
+    MessageRow,
+    Op,
+    Replay,
+    ReplayRecord,
+    StepRow,
+    Store,
+    WorkflowRow,
+)
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -239,6 +248,13 @@ class SQLStore(Store):
             [destination_id, topic],
         )
         return MessageRow(*rows[0]) if rows else None
+
+    def list_events(self, workflow_id: str) -> list[tuple[str, str | None, bytes | None]]:
+        return self._fetchall(  # type: ignore[return-value]
+            "SELECT name, output_json, output_pickle FROM steps WHERE workflow_id = $1 "
+            f"AND left(name, {len(EVENT_PREFIX)}) = $2 AND error IS NULL ORDER BY function_id",
+            [workflow_id, EVENT_PREFIX],
+        )
 
     def get_event(self, workflow_id: str, name: str) -> tuple[str | None, bytes | None] | None:
         rows = self._fetchall(
