@@ -21,7 +21,7 @@ from nbflow._errors import (
 )
 from nbflow.store._base import Op, WorkflowRow
 from nbflow.store._schema import MIGRATIONS
-from nbflow.store._sql import WORKFLOW_COLUMNS, SQLStore, reopen_statements
+from nbflow.store._sql import SQLStore, reopen_statements
 
 __all__ = ["DuckDBStore"]
 
@@ -284,23 +284,11 @@ class DuckDBStore(SQLStore):
         now: float,
     ) -> list[WorkflowRow]:
         with self._writing, self._using() as cur:
-            if concurrency is not None:
-                row = cur.execute(
-                    "SELECT count(*) FROM workflows WHERE queue_name = $1 AND status = 'PENDING'",
-                    [queue_name],
-                ).fetchone()
-                limit = min(limit, concurrency - (int(row[0]) if row else 0))
-            if limit <= 0 or not names:
-                return []
-            rows = cur.execute(
-                "UPDATE workflows SET status = 'PENDING', executor_id = $2, updated_at = $3 "
-                "WHERE workflow_id IN (SELECT workflow_id FROM workflows WHERE queue_name = $1 "
-                "AND status = 'ENQUEUED' AND list_contains($4, name) "
-                "ORDER BY created_at, workflow_id LIMIT $5) "
-                f"RETURNING {WORKFLOW_COLUMNS}",
-                [queue_name, executor_id, now, names, limit],
-            ).fetchall()
-        return sorted((WorkflowRow(*r) for r in rows), key=lambda r: (r.created_at, r.workflow_id))
+            return self._take_enqueued(
+                lambda sql, params: cur.execute(sql, params).fetchall(),
+                queue_name=queue_name, executor_id=executor_id, names=names, limit=limit,
+                concurrency=concurrency, now=now, name_in="list_contains($4, name)",
+            )  # fmt: skip
 
     def claim(
         self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False

@@ -497,23 +497,12 @@ class PostgresStore(SQLStore):
         with self._pool.connection(self.url) as conn, conn.transaction():
             # Dispatchers of one queue decide one after the other (the count must hold).
             conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", [self._queue_space, queue_name])  # fmt: skip
-            if concurrency is not None:
-                row = conn.execute(
-                    "SELECT count(*) FROM workflows WHERE queue_name = $1 AND status = 'PENDING'",
-                    [queue_name],
-                ).fetchone()
-                limit = min(limit, concurrency - (int(row[0]) if row else 0))
-            if limit <= 0 or not names:
-                return []
-            rows = conn.execute(
-                "UPDATE workflows SET status = 'PENDING', executor_id = $2, updated_at = $3 "
-                "WHERE workflow_id IN (SELECT workflow_id FROM workflows WHERE queue_name = $1 "
-                "AND status = 'ENQUEUED' AND name = ANY($4::text[]) "
-                "ORDER BY created_at, workflow_id LIMIT $5 FOR UPDATE SKIP LOCKED) "
-                f"RETURNING {WORKFLOW_COLUMNS}",
-                [queue_name, executor_id, now, names, limit],
-            ).fetchall()
-        return sorted((WorkflowRow(*r) for r in rows), key=lambda r: (r.created_at, r.workflow_id))
+            return self._take_enqueued(
+                lambda query, params: conn.execute(query, params).fetchall(),
+                queue_name=queue_name, executor_id=executor_id, names=names, limit=limit,
+                concurrency=concurrency, now=now, name_in="name = ANY($4::text[])",
+                lock="FOR UPDATE SKIP LOCKED",
+            )  # fmt: skip
 
     def claim(
         self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False

@@ -8,7 +8,7 @@ each backend.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nbflow.store._base import (
@@ -170,6 +170,43 @@ class SQLStore(Store):
             if pending[kind]:
                 statements.append(self._insert(table, pending[kind]))
                 pending[kind] = []
+
+    # -- queues --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _take_enqueued(
+        execute: Callable[[str, list[Any]], list[tuple[Any, ...]]],
+        *,
+        queue_name: str,
+        executor_id: str,
+        names: list[str],
+        limit: int,
+        concurrency: int | None,
+        now: float,
+        name_in: str,
+        lock: str = "",
+    ) -> list[WorkflowRow]:
+        """The body of :meth:`Store.dequeue`, run by ``execute`` inside the caller's transaction.
+
+        ``name_in`` is the backend's test that ``name`` is in the list ``$4``; ``lock`` what locks
+        the rows taken (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+        """
+        if concurrency is not None:
+            [(running,)] = execute(
+                "SELECT count(*) FROM workflows WHERE queue_name = $1 AND status = 'PENDING'",
+                [queue_name],
+            )
+            limit = min(limit, concurrency - int(running))
+        if limit <= 0 or not names:
+            return []
+        rows = execute(
+            "UPDATE workflows SET status = 'PENDING', executor_id = $2, updated_at = $3 "
+            "WHERE workflow_id IN (SELECT workflow_id FROM workflows WHERE queue_name = $1 "
+            f"AND status = 'ENQUEUED' AND {name_in} ORDER BY created_at, workflow_id "
+            f"LIMIT $5 {lock}) RETURNING {WORKFLOW_COLUMNS}",
+            [queue_name, executor_id, now, names, limit],
+        )
+        return sorted((WorkflowRow(*r) for r in rows), key=lambda r: (r.created_at, r.workflow_id))
 
     # -- reads ---------------------------------------------------------------------------------
 
