@@ -14,13 +14,13 @@ logger = logging.getLogger("nbflow")
 
 
 class Deadlines:
-    """Deadlines of running workflows; ``cancel(workflow_id)`` is called when one passes.
+    """Deadlines of running workflows; ``passed(workflow_id, deadline)`` is called when one passes.
 
     The thread (``nbflow-deadlines``) starts with the first deadline and stops on :meth:`close`.
     """
 
-    def __init__(self, cancel: Callable[[str], None]) -> None:
-        self._cancel = cancel
+    def __init__(self, passed: Callable[[str, float], None]) -> None:
+        self._passed = passed
         self._heap: list[tuple[float, str]] = []
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
@@ -44,9 +44,9 @@ class Deadlines:
                     self._cond.wait(None if not self._heap else self._heap[0][0] - time.time())
                 if self._closed:
                     return
-                _, workflow_id = heapq.heappop(self._heap)
+                deadline, workflow_id = heapq.heappop(self._heap)
             try:
-                self._cancel(workflow_id)
+                self._passed(workflow_id, deadline)
             except Exception:  # a closing runtime, a lost database: the next open sees the deadline
                 logger.warning("nbflow could not cancel workflow %r at its deadline", workflow_id, exc_info=True)  # fmt: skip
 

@@ -85,7 +85,7 @@ class Runtime(History, Control):
         self._record_ids: dict[str, int] = {}  # record-keeping workflow -> last function id
         self._closed = False
         self._log = WriteLog(self._store, self._on_commit)
-        self._deadlines = Deadlines(self.cancel)
+        self._deadlines = Deadlines(self._deadline_passed)
         self._queue_names = None if queues is None else list(queues)
         self._loop: LoopThread | None = None
         self._dispatcher: Dispatcher | None = None
@@ -362,6 +362,11 @@ class Runtime(History, Control):
                 self._conclude(ex, output, None)
         finally:
             ex.deactivate(token)
+
+    def _deadline_passed(self, workflow_id: str, deadline: float) -> None:
+        ex = self._active.get(workflow_id)
+        if ex is not None and ex.deadline == deadline:  # not ended, nor resumed without it since
+            self.cancel(workflow_id)
 
     def _check_deadline(self, ex: Execution) -> None:
         if ex.deadline is not None and time.time() >= ex.deadline:

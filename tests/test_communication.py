@@ -272,8 +272,9 @@ def test_a_recovered_workflow_keeps_its_deadline(
         handle = nbflow.start(gated)
     assert handle.status() == Status.PENDING
     g.reached()
+    past_deadline = time.time() + 0.5  # the deadline is earlier: set when it started
     interrupt(rt, g)
-    time.sleep(0.6)  # past the deadline while no process runs it (the wait is the point)
+    wait_until(lambda: time.time() > past_deadline)  # while no process runs it
     with nbflow.configure(database) as again:
         gates["relay"] = Gate()
         again.recover()
@@ -281,6 +282,35 @@ def test_a_recovered_workflow_keeps_its_deadline(
             again.get_workflow(handle.workflow_id).result(timeout=10)
         assert again.status(handle.workflow_id) == Status.CANCELLED
         assert "after the gate" not in calls
+
+
+failures_left: list[int] = []
+
+
+@nbflow.step(name="tests.comm.flaky")
+def flaky() -> None:
+    if failures_left:
+        failures_left.pop()
+        raise ValueError("not yet")
+
+
+@nbflow.workflow(name="tests.comm.flaky_then_slow")
+def flaky_then_slow(seconds: float) -> str:
+    flaky()
+    nbflow.sleep(seconds)
+    return "done"
+
+
+def test_resume_lifts_the_timeout(rt: nbflow.Runtime) -> None:
+    """A workflow that failed before its deadline and was resumed is not cancelled at it."""
+    failures_left[:] = [1]
+    with nbflow.workflow_timeout(0.3):
+        handle = nbflow.start(flaky_then_slow, 0.6)
+    with pytest.raises(ValueError, match="not yet"):
+        handle.result(timeout=10)
+    resumed = nbflow.resume(handle.workflow_id)  # runs on past the old deadline
+    assert resumed.result(timeout=10) == "done"
+    assert resumed.status() == Status.SUCCESS
 
 
 def test_workflow_timeout_rejects_bad_values() -> None:
