@@ -14,10 +14,8 @@ from nbflow._execution import Execution
 from nbflow._handle import WorkflowHandle
 from nbflow._loop import LoopThread
 from nbflow._queues import Dispatcher, Queue
-from nbflow._serialization import encode
 from nbflow._workflow import (
     WorkflowFunction,
-    current_timeout,
     lookup_workflow,
     registered_names,
     take_assigned_id,
@@ -39,6 +37,7 @@ class Control:
     allow_pickle: bool
     _store: Store
     _log: WriteLog
+    _active: dict[str, Execution]
     _active_lock: threading.RLock
     _closed: bool
     _loop: LoopThread | None
@@ -65,6 +64,17 @@ class Control:
 
         def _spawn(self, ex: Execution) -> None: ...
 
+        def _new_row(
+            self,
+            wf: WorkflowFunction,
+            workflow_id: str,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+            *,
+            parent_id: str | None = None,
+            queue_name: str | None = None,
+        ) -> WorkflowRow: ...
+
     # -- queues ------------------------------------------------------------------------------
 
     def _event_loop(self) -> LoopThread:
@@ -90,18 +100,15 @@ class Control:
         given = take_assigned_id()
         with self._active_lock:
             self._check_open()
+            if given is not None:
+                existing = self._active.get(given) or self._store.get_workflow(given)
+                if existing is not None:
+                    if existing.name != wf.name:
+                        raise WorkflowConflictError(given, existing.name, wf.name)
+                    return WorkflowHandle(self._me, given)
             workflow_id = given or str(uuid.uuid4())
-            if given is not None and self.exists(given):
-                row = self._store.get_workflow(given)
-                if row is not None and row.name != wf.name:
-                    raise WorkflowConflictError(given, row.name, wf.name)
-                return WorkflowHandle(self._me, given)
-            inputs_json, inputs_pickle = encode({"args": list(args), "kwargs": kwargs}, what=f"the inputs of workflow {wf.name!r}", allow_pickle=self.allow_pickle)  # fmt: skip
-            timeout, now = current_timeout(), time.time()
-            deadline = None if timeout is None else now + timeout
-            seq = self._log.append(
-                ("workflow", WorkflowRow(workflow_id, wf.name, "ENQUEUED", inputs_json, inputs_pickle, created_at=now, updated_at=now, queue_name=queue.name, deadline=deadline))
-            )  # fmt: skip
+            row = self._new_row(wf, workflow_id, args, kwargs, queue_name=queue.name)
+            seq = self._log.append(("workflow", row))
         self._log.wait_durable(seq)
         if self._dispatcher is not None:
             self._dispatcher.wake()

@@ -268,24 +268,11 @@ class Runtime(History, Control):
                 row = self._store.get_workflow(workflow_id)
                 if row is not None:
                     return self._begin_recorded(row, wf)
-            inputs_json, inputs_pickle = encode(
-                {"args": list(args), "kwargs": kwargs},
-                what=f"the inputs of workflow {wf.name!r}",
-                allow_pickle=self.allow_pickle,
-            )
-            now = time.time()
-            parent = current_execution()
-            if parent_id is not None and parent is not None:
-                deadline = parent.deadline  # a child shares its parent's timeout
-            else:
-                timeout = current_timeout()
-                deadline = None if timeout is None else now + timeout
-            seq = self._log.append(
-                ("workflow", WorkflowRow(workflow_id, wf.name, "PENDING", inputs_json, inputs_pickle, created_at=now, updated_at=now, executor_id=self.executor_id, parent_id=parent_id, deadline=deadline))
-            )  # fmt: skip
+            row = self._new_row(wf, workflow_id, args, kwargs, parent_id=parent_id)
+            seq = self._log.append(("workflow", row))
             ex = Execution(self, workflow_id, wf.name, wf.fn, args, kwargs)
             ex.row_seq = seq
-            self._watch_deadline(ex, deadline)
+            self._watch_deadline(ex, row.deadline)
             self._active[workflow_id] = ex
             if given is not None and not self._store.single_process:
                 # Another process may have created the same id a moment ago: one row wins.
@@ -295,6 +282,36 @@ class Runtime(History, Control):
                     del self._active[workflow_id]
                     return self._begin_recorded(row, wf)
             return workflow_id, ex, True
+
+    def _new_row(
+        self,
+        wf: WorkflowFunction,
+        workflow_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        parent_id: str | None = None,
+        queue_name: str | None = None,
+    ) -> WorkflowRow:
+        """The row of a new workflow: PENDING and run here, or ENQUEUED on ``queue_name``.
+
+        Its deadline comes from an enclosing :func:`workflow_timeout`; a child shares its parent's.
+        """
+        inputs_json, inputs_pickle = encode(
+            {"args": list(args), "kwargs": kwargs},
+            what=f"the inputs of workflow {wf.name!r}",
+            allow_pickle=self.allow_pickle,
+        )
+        now = time.time()
+        parent = current_execution()
+        if parent_id is not None and parent is not None:
+            deadline = parent.deadline
+        else:
+            timeout = current_timeout()
+            deadline = None if timeout is None else now + timeout
+        if queue_name is not None:
+            return WorkflowRow(workflow_id, wf.name, "ENQUEUED", inputs_json, inputs_pickle, created_at=now, updated_at=now, queue_name=queue_name, deadline=deadline)  # fmt: skip
+        return WorkflowRow(workflow_id, wf.name, "PENDING", inputs_json, inputs_pickle, created_at=now, updated_at=now, executor_id=self.executor_id, parent_id=parent_id, deadline=deadline)  # fmt: skip
 
     def _begin_recorded(
         self, row: WorkflowRow, wf: WorkflowFunction

@@ -365,16 +365,26 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     return 1 if any("error" in o for o in outcomes) else 0
 
 
-def _cmd_send(args: argparse.Namespace) -> int:
+def _send(workflow_id: str, text: str, topic: str | None) -> Any:
+    """Send ``text`` (JSON, else the text itself) to a workflow; return the message sent."""
     try:
-        message = json.loads(args.message)
+        message = json.loads(text)
     except json.JSONDecodeError:
-        message = args.message  # plain text
-    nbflow.send(args.id, message, topic=args.topic)
+        message = text
+    nbflow.send(workflow_id, message, topic=topic)
+    return message
+
+
+def _sent(workflow_id: str, message: Any, topic: str | None) -> str:
+    return f"sent to {workflow_id}{f' on topic {topic!r}' if topic else ''}: {json.dumps(message)}"
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    message = _send(args.id, args.message, args.topic)
     if args.json:
         _print_json({"workflow_id": args.id, "topic": args.topic, "message": message})
     else:
-        print(f"sent to {args.id}{f' on topic {args.topic!r}' if args.topic else ''}: {json.dumps(message)}")  # fmt: skip
+        print(_sent(args.id, message, args.topic))
     return 0
 
 

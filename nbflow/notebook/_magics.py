@@ -12,7 +12,6 @@ import argparse
 import ast
 import contextlib
 import html
-import json
 import shlex
 import sys
 import weakref
@@ -25,7 +24,7 @@ from IPython.display import display
 import nbflow
 from nbflow._records import Records
 from nbflow._workflow import WorkflowFunction
-from nbflow.cli import _duration, _short, _table, _time
+from nbflow.cli import _duration, _send, _sent, _short, _table, _time
 from nbflow.notebook import _background, _cells
 
 __all__ = ["NbflowMagics", "load", "unload"]
@@ -289,12 +288,8 @@ class NbflowMagics(Magics):
         print(f"cancelled workflow {args.workflow_id} (now {nbflow.get_workflow(args.workflow_id).status()})")  # fmt: skip
 
     def _send(self, args: argparse.Namespace) -> None:
-        try:
-            message = json.loads(args.message)
-        except json.JSONDecodeError:
-            message = args.message  # plain text
-        nbflow.send(args.workflow_id, message, topic=args.topic)
-        print(f"sent to {args.workflow_id}{f' on topic {args.topic!r}' if args.topic else ''}: {json.dumps(message)}")  # fmt: skip
+        message = _send(args.workflow_id, args.message, args.topic)
+        print(_sent(args.workflow_id, message, args.topic))
 
     def _resume(self, args: argparse.Namespace) -> None:
         before = nbflow.get_workflow(args.workflow_id).status()

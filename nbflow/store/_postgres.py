@@ -170,14 +170,13 @@ class _Pool:
                 conn = self._connect()
             yield conn
         finally:
-            keep = conn is not None and not conn.closed and not conn.broken
             with self._cond:
                 self._busy -= 1
-                if keep and not self.closed and len(self._idle) < self._max_idle:
-                    self._idle.append(conn)  # type: ignore[arg-type]
-                    keep = False
-                    conn = None
                 self._cond.notify_all()
+                reusable = conn is not None and not (conn.closed or conn.broken or self.closed)
+                if reusable and len(self._idle) < self._max_idle:
+                    self._idle.append(conn)  # type: ignore[arg-type]
+                    conn = None
             if conn is not None:
                 conn.close()
 
@@ -220,6 +219,7 @@ class PostgresStore(SQLStore):
         self._own_pids: set[int] = set()  # backends whose notifications are this runtime's own
         self._session: psycopg.Connection[Any] | None = None
         self._lock_id: int | None = None  # this executor's advisory lock (with _lock_space)
+        self._executor_id: str | None = None  # set by attach()
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
         try:
@@ -257,18 +257,21 @@ class PostgresStore(SQLStore):
         return conn
 
     def _fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        for attempt in (1, 2):
-            try:
-                with self._pool.connection(self.url) as conn:
-                    cursor = conn.execute(query, params)
-                    return cursor.fetchall() if cursor.description is not None else []
-            except psycopg.OperationalError as exc:  # e.g. the server restarted
-                if attempt == 2:
-                    raise DatabaseError(
-                        f"The nbflow database {self.url!r} failed: {_sentence(exc)}",
-                        path=self.url,
-                    ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return self._query(query, params)
+        except psycopg.OperationalError:  # e.g. the server restarted: once more, on a new one
+            pass
+        try:
+            return self._query(query, params)
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(
+                f"The nbflow database {self.url!r} failed: {_sentence(exc)}", path=self.url
+            ) from exc
+
+    def _query(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._pool.connection(self.url) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description is not None else []
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run SQL over the history (tables ``workflows``, ``steps``, ``streams``) and return its rows.
@@ -320,16 +323,15 @@ class PostgresStore(SQLStore):
         # end markers are written only by the end that took effect.
         _, workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step = op  # fmt: skip
         update = (
-            "WITH ended AS (UPDATE workflows SET status = $1, output_json = $2, "
-            "output_pickle = $3, error = $4, error_pickle = $5, ended_at = $6, updated_at = $6, "
-            "error_step = $7 WHERE workflow_id = $8 AND status IN ('PENDING', 'ENQUEUED') "
-            "RETURNING workflow_id) "
+            "UPDATE workflows SET status = $1, output_json = $2, output_pickle = $3, error = $4, "
+            "error_pickle = $5, ended_at = $6, updated_at = $6, error_step = $7 "
+            "WHERE workflow_id = $8 AND status IN ('PENDING', 'ENQUEUED')"
         )
         params: list[Any] = [status, output_json, output_pickle, error, error_pickle, ended_at, error_step, workflow_id]  # fmt: skip
         if markers is None:  # a workflow that runs elsewhere, or nowhere: close what it left open
             # The UPDATE waits for the transaction of its runner that holds the row (see commit());
             # the INSERT, a statement of its own, then sees every item that runner wrote.
-            statements.append((update + "SELECT 1", params))
+            statements.append((update, params))
             statements.append(
                 (
                     'INSERT INTO streams SELECT workflow_id, key, max("offset") + 1, NULL, NULL, '
@@ -343,13 +345,13 @@ class PostgresStore(SQLStore):
         elif markers:
             statements.append(
                 (
-                    update + f"INSERT INTO streams SELECT m.* FROM ended, {_unnest('streams', 9)} "
-                    "AS m ON CONFLICT DO NOTHING",
+                    f"WITH ended AS ({update} RETURNING workflow_id) INSERT INTO streams "
+                    f"SELECT m.* FROM ended, {_unnest('streams', 9)} AS m ON CONFLICT DO NOTHING",
                     [*params, *_arrays(list(markers))],
                 )
             )
         else:
-            statements.append((update + "SELECT 1", params))
+            statements.append((update, params))
 
     def commit(self, ops: Sequence[Op]) -> set[str]:
         """Commit a batch; return the workflows that another process cancelled before it.
@@ -480,7 +482,7 @@ class PostgresStore(SQLStore):
     def executor_alive(self, executor_id: str | None) -> bool:
         if executor_id is None:
             return False
-        if executor_id == getattr(self, "_executor_id", None):
+        if executor_id == self._executor_id:
             return not self._stopping.is_set()
         rows = self._fetchall(f"SELECT {self._alive.format(executor='$1')}", [executor_id])
         return bool(rows[0][0])
