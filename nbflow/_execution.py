@@ -73,10 +73,11 @@ def decode_error(text: str | None, blob: bytes | None, allow_pickle: bool) -> Ba
     return RecordedError(type_name, message)
 
 
-def _describe(record: ReplayRecord) -> str:
-    if record.kind == "step":
-        return record.name if record.name.startswith("nbflow.") else f"step {record.name!r}"
-    return f"{'write_stream' if record.kind == 'write' else 'close_stream'}({record.name!r})"
+def _describe(kind: str, name: str) -> str:
+    """An operation as a replay error names it: ``step 'm.f'``, ``nbflow.sleep``, ``write_stream('k')``."""
+    if kind == "step":
+        return name if name.startswith("nbflow.") else f"step {name!r}"
+    return f"{kind}_stream({name!r})"
 
 
 class Execution:
@@ -206,11 +207,10 @@ class Execution:
         if record is None:
             return None
         if record.kind != kind or record.name != name:
-            if kind == "step":
-                called = name if name.startswith("nbflow.") else f"step {name!r}"
-            else:
-                called = f"{kind}_stream({name!r})"
-            raise NondeterminismError(self.workflow_id, function_id, _describe(record), called)
+            recorded = _describe(record.kind, record.name)
+            raise NondeterminismError(
+                self.workflow_id, function_id, recorded, _describe(kind, name)
+            )
         return record
 
     # -- steps -------------------------------------------------------------------------------

@@ -441,8 +441,7 @@ class PostgresStore(SQLStore):
                 lock_id = self._lock_id
             conn.execute("SELECT pg_advisory_lock_shared($1, $2)", [self._lock_space, lock_id])
             conn.execute(
-                "INSERT INTO executors VALUES ($1, $2, $3, $4, $5) ON CONFLICT (executor_id) "
-                "DO UPDATE SET lock_id = excluded.lock_id",
+                "INSERT INTO executors VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                 [self._executor_id, lock_id, socket.gethostname(), os.getpid(), time.time()],
             )
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
