@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nbflow._errors import WorkflowNotFoundError
 from nbflow._execution import Execution, current_execution, require_execution
 from nbflow._serialization import check_text, decode, encode
-from nbflow.store._base import EVENT_PREFIX, MessageRow, StepRow
+from nbflow.store._ops import Consume, MessageRow, SetEvent, StepRow, event_step_name
 
 if TYPE_CHECKING:
     from nbflow._runtime import Runtime
@@ -116,10 +116,6 @@ def sleep(seconds: float) -> None:
 # -- events -------------------------------------------------------------------------------------
 
 
-def _event_step(key: str) -> str:
-    return f"{EVENT_PREFIX}{key!r})"
-
-
 def set_event(key: str, value: Any) -> None:
     """Publish ``value`` under ``key`` for this workflow; :func:`get_event` reads the last one.
 
@@ -130,7 +126,28 @@ def set_event(key: str, value: Any) -> None:
     ex = require_execution("set_event")
     if ex.in_step is not None:
         raise RuntimeError("set_event() is called from the workflow body, not from inside a step.")
-    ex.run_step(_event_step(key), lambda: value, (), {})
+    name = event_step_name(key)
+    function_id = ex.next_function_id()
+    if ex.replayed(function_id, "step", name) is not None:
+        return
+    ex.check_running()
+    value_json, value_pickle = encode(
+        value, what=f"the output of step {name!r}", allow_pickle=ex.runtime.allow_pickle
+    )
+    now = time.time()
+    step = StepRow(
+        workflow_id=ex.workflow_id,
+        function_id=function_id,
+        name=name,
+        output_json=value_json,
+        output_pickle=value_pickle,
+        error=None,
+        error_pickle=None,
+        started_at=now,
+        ended_at=now,
+        attempts=1,
+    )
+    ex.append(SetEvent(step, key))
 
 
 def get_event(runtime: Runtime, workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
@@ -141,7 +158,7 @@ def get_event(runtime: Runtime, workflow_id: str, key: str, timeout: float | Non
     check_text(workflow_id, "A workflow id")
     check_text(key, "An event key")
     _check_seconds(timeout, "timeout")
-    store, name = runtime.store, _event_step(key)
+    store, name = runtime.store, event_step_name(key)
 
     def wait(ex: Execution | None) -> Any:
         found = wait_for(runtime, workflow_id, lambda: store.get_event(workflow_id, name), timeout, ex)  # fmt: skip
@@ -183,14 +200,25 @@ def send(runtime: Runtime, workflow_id: str, message: Any, topic: str | None = N
     log = runtime._log
     if ex is None:
         row = MessageRow(str(uuid.uuid4()), workflow_id, topic, value_json, value_pickle, now)
-        log.wait_durable(log.append(("message", row)))
+        log.wait_durable(log.append(row))
         return
     row = MessageRow(f"{ex.workflow_id}:{function_id}", workflow_id, topic, value_json, value_pickle, now)  # fmt: skip
-    step = StepRow(ex.workflow_id, function_id, f"nbflow.send({workflow_id!r})", "null", None, None, None, now, now, 1)  # fmt: skip
+    step = StepRow(
+        workflow_id=ex.workflow_id,
+        function_id=function_id,
+        name=f"nbflow.send({workflow_id!r})",
+        output_json="null",
+        output_pickle=None,
+        error=None,
+        error_pickle=None,
+        started_at=now,
+        ended_at=now,
+        attempts=1,
+    )
     with log.lock:
         ex.check_running()
-        log.append_locked(("message", row))
-        log.append_locked(("step", step))
+        log.append_locked(row)
+        log.append_locked(step)
 
 
 def recv(topic: str | None = None, timeout: float | None = 60.0) -> Any:
@@ -220,12 +248,23 @@ def recv(topic: str | None = None, timeout: float | None = 60.0) -> Any:
     store, workflow_id = runtime.store, ex.workflow_id
     message = wait_for(runtime, workflow_id, lambda: store.next_message(workflow_id, topic), timeout, ex)  # fmt: skip
     log = runtime._log
+    step = StepRow(
+        workflow_id=workflow_id,
+        function_id=function_id,
+        name=name,
+        output_json="null" if message is None else message.value_json,
+        output_pickle=None if message is None else message.value_pickle,
+        error=None,
+        error_pickle=None,
+        started_at=started,
+        ended_at=time.time(),
+        attempts=1,
+    )
     if message is None:
-        ex.append(("step", StepRow(workflow_id, function_id, name, "null", None, None, None, started, time.time(), 1)))  # fmt: skip
+        ex.append(step)
         return None
-    step = StepRow(workflow_id, function_id, name, message.value_json, message.value_pickle, None, None, started, time.time(), 1)  # fmt: skip
     with log.lock:
         ex.check_running()
-        seq = log.append_locked(("consume", message.message_id, step))
+        seq = log.append_locked(Consume(message.message_id, step))
     log.wait_durable(seq)  # the next recv must not find it again
     return decode(message.value_json, message.value_pickle, what=what, allow_pickle=runtime.allow_pickle)  # fmt: skip

@@ -22,6 +22,7 @@ from nbflow._workflow import (
 )
 from nbflow._writelog import WriteLog
 from nbflow.store import Store, WorkflowRow
+from nbflow.store._ops import Enqueue, Fork
 
 if TYPE_CHECKING:
     from nbflow._runtime import Runtime
@@ -108,7 +109,7 @@ class Control:
                     return WorkflowHandle(self._me, given)
             workflow_id = given or str(uuid.uuid4())
             row = self._new_row(wf, workflow_id, args, kwargs, queue_name=queue.name)
-            seq = self._log.append(("workflow", row))
+            seq = self._log.append(Enqueue(row))
         self._log.wait_durable(seq)
         if self._dispatcher is not None:
             self._dispatcher.wake()
@@ -147,7 +148,8 @@ class Control:
             self._check_open()
             if self.exists(new_id):
                 raise WorkflowConflictError(new_id, "an existing workflow", f"a fork of {workflow_id!r}")  # fmt: skip
-            self._log.wait_durable(self._log.append(("fork", workflow_id, new_id, from_step, time.time(), self.executor_id)))  # fmt: skip
+            fork = Fork(workflow_id, new_id, from_step, time.time(), self.executor_id)
+            self._log.wait_durable(self._log.append(fork))
             ex = self._activate_row(self._row(new_id), wf)
         self._spawn(ex)
         return WorkflowHandle(self._me, new_id, ex)

@@ -24,7 +24,8 @@ from nbflow._errors import (
     WorkflowInterruptedError,
 )
 from nbflow._serialization import check_text, decode, encode
-from nbflow.store._base import ReplayRecord, StepRow, StreamRow
+from nbflow.store._base import ReplayRecord
+from nbflow.store._ops import Op, StepRow, StreamRow
 
 if TYPE_CHECKING:
     from nbflow._runtime import Runtime
@@ -194,7 +195,7 @@ class Execution:
         if self.interrupted:
             raise WorkflowInterruptedError(self.workflow_id)
 
-    def append(self, op: tuple[Any, ...]) -> None:
+    def append(self, op: Op) -> None:
         """Append one operation to the write log, unless the workflow was stopped meanwhile."""
         log = self.runtime._log
         with log.lock:
@@ -327,16 +328,38 @@ class Execution:
         if error is not None:
             text, blob = encode_error(error)
             self.append(
-                ("step", StepRow(self.workflow_id, function_id, name, None, None, text, blob, started, time.time(), tries))
-            )  # fmt: skip
+                StepRow(
+                    workflow_id=self.workflow_id,
+                    function_id=function_id,
+                    name=name,
+                    output_json=None,
+                    output_pickle=None,
+                    error=text,
+                    error_pickle=blob,
+                    started_at=started,
+                    ended_at=time.time(),
+                    attempts=tries,
+                )
+            )
             self.step_failed(function_id, error)
             return None
         value_json, value_pickle = encode(
             output, what=f"the output of step {name!r}", allow_pickle=self.runtime.allow_pickle
         )
         self.append(
-            ("step", StepRow(self.workflow_id, function_id, name, value_json, value_pickle, None, None, started, time.time(), tries))
-        )  # fmt: skip
+            StepRow(
+                workflow_id=self.workflow_id,
+                function_id=function_id,
+                name=name,
+                output_json=value_json,
+                output_pickle=value_pickle,
+                error=None,
+                error_pickle=None,
+                started_at=started,
+                ended_at=time.time(),
+                attempts=tries,
+            )
+        )
         return output
 
     def record_child(
@@ -349,24 +372,24 @@ class Execution:
                 what=f"the result of workflow {name!r}",
                 allow_pickle=self.runtime.allow_pickle,
             )
-            row = StepRow(
-                self.workflow_id,
-                function_id,
-                name,
-                value_json,
-                value_pickle,
-                None,
-                None,
-                started,
-                time.time(),
-                1,
-            )
+            text = blob = None
         else:
+            value_json = value_pickle = None
             text, blob = encode_error(error)
-            row = StepRow(
-                self.workflow_id, function_id, name, None, None, text, blob, started, time.time(), 1
+        self.append(
+            StepRow(
+                workflow_id=self.workflow_id,
+                function_id=function_id,
+                name=name,
+                output_json=value_json,
+                output_pickle=value_pickle,
+                error=text,
+                error_pickle=blob,
+                started_at=started,
+                ended_at=time.time(),
+                attempts=1,
             )
-        self.append(("step", row))
+        )
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -398,12 +421,12 @@ class Execution:
                     return
                 raise StreamClosedError(self.workflow_id, key)
             log.append_locked(
-                ("item", StreamRow(self.workflow_id, key, state[0], value_json, value_pickle, is_end, function_id, attempt, time.time()))
+                StreamRow(self.workflow_id, key, state[0], value_json, value_pickle, is_end, function_id, attempt, time.time())
             )  # fmt: skip
             state[0] += 1
             state[1] = is_end
 
-    def end_markers(self, now: float) -> list[StreamRow]:
+    def end_markers(self, now: float) -> tuple[StreamRow, ...]:
         """End markers for every stream still open; marks them closed."""
         markers = []
         for key, state in self.streams.items():
@@ -413,4 +436,4 @@ class Execution:
                 )
                 state[0] += 1
                 state[1] = True
-        return markers
+        return tuple(markers)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,7 @@ from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo,
 from nbflow._serialization import decode, encode
 from nbflow._writelog import WriteLog
 from nbflow.store import StepRow, Store, WorkflowRow
-from nbflow.store._base import EVENT_PREFIX
+from nbflow.store._ops import event_key
 
 __all__ = ["History"]
 
@@ -72,14 +71,25 @@ class History:
                 row = self._store.get_workflow(workflow_id)
                 if row is None:
                     self._log.append(
-                        ("workflow", WorkflowRow(workflow_id, workflow_name, "SUCCESS", None, None, "null", None, created_at=started, updated_at=ended, ended_at=ended, executor_id=self.executor_id))
+                        WorkflowRow(workflow_id, workflow_name, "SUCCESS", None, None, "null", None, created_at=started, updated_at=ended, ended_at=ended, executor_id=self.executor_id)
                     )  # fmt: skip
                 steps = self._store.list_steps(workflow_id)
                 self._record_ids[workflow_id] = steps[-1].function_id if steps else 0
             function_id = self._record_ids[workflow_id] = self._record_ids[workflow_id] + 1
             seq = self._log.append(
-                ("step", StepRow(workflow_id, function_id, name, value_json, value_pickle, None, None, started, ended, 1))
-            )  # fmt: skip
+                StepRow(
+                    workflow_id=workflow_id,
+                    function_id=function_id,
+                    name=name,
+                    output_json=value_json,
+                    output_pickle=value_pickle,
+                    error=None,
+                    error_pickle=None,
+                    started_at=started,
+                    ended_at=ended,
+                    attempts=1,
+                )
+            )
         self._log.wait_durable(seq)
         return function_id
 
@@ -142,7 +152,7 @@ class History:
         self.flush()
         found: dict[str, Any] = {}
         for name, value_json, value_pickle in self._store.list_events(workflow_id):
-            key = ast.literal_eval(name[len(EVENT_PREFIX) : -1])
+            key = event_key(name)
             what = f"event {key!r} of workflow {workflow_id!r}"
             found[key] = decode(value_json, value_pickle, what=what, allow_pickle=self.allow_pickle)  # fmt: skip
         return found

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from nbflow.store._base import Op, StreamRow, waking_workflow
+from nbflow.store._ops import Finish, Fork, Op, StreamRow, changes
 
 __all__ = ["Notifier", "Subscription"]
 
@@ -92,32 +92,28 @@ class Notifier:
             if not self._subs:
                 return
             all_subs = self._subs
-            touched: set[str] = set()
             for op in batch:
-                kind = op[0]
-                if kind == "item":
-                    subs = all_subs.get(op[1].workflow_id)
+                if type(op) is StreamRow:
+                    subs = all_subs.get(op.workflow_id)
                     if subs:
-                        touched.add(op[1].workflow_id)
-                        self._push(subs, op[1])
-                elif kind in ("step", "message"):  # an event set, a message sent: wake waiters
-                    workflow_id = waking_workflow(op)
-                    if workflow_id is not None and workflow_id in all_subs:
-                        touched.add(workflow_id)
-                elif kind == "finish":
-                    subs = all_subs.get(op[1])
+                        self._push(subs, op)
+                elif type(op) is Finish:
+                    subs = all_subs.get(op.workflow_id)
                     if not subs:
                         continue
-                    touched.add(op[1])
-                    markers = op[8]
-                    if markers is None:  # the store changed the streams itself
+                    if op.markers is None:  # the store changed the streams itself
                         for sub in subs:
                             sub.stale = True
                             sub.rows.clear()
                     else:
-                        for marker in markers:
+                        for marker in op.markers:
                             self._push(subs, marker)
-            callbacks = [sub.callback for wid in touched for sub in all_subs[wid]]
+                elif type(op) is Fork:  # the store copied the streams
+                    for sub in all_subs.get(op.new_id, ()):
+                        sub.stale = True
+                        sub.rows.clear()
+            woken = changes(batch).workflows
+            callbacks = [sub.callback for wid in woken if wid in all_subs for sub in all_subs[wid]]
         for callback in callbacks:
             callback()
 

@@ -41,7 +41,7 @@ from nbflow._workflow import (
 )
 from nbflow._writelog import WriteLog
 from nbflow.store import Store, WorkflowRow, open_store
-from nbflow.store._base import Op
+from nbflow.store._ops import Changes, Finish, Op
 
 __all__ = ["Runtime"]
 
@@ -137,10 +137,10 @@ class Runtime(History, Control):
     def _on_commit(self, batch: list[Op], cancelled: set[str]) -> None:
         active = self._active
         for op in batch:
-            if op[0] == "finish":
-                ex = active.get(op[1])
+            if type(op) is Finish:
+                ex = active.get(op.workflow_id)
                 if ex is not None:
-                    ex.final_status = op[2]
+                    ex.final_status = op.status
         self._notifier.published(batch)
         for workflow_id in cancelled:  # by another process, before these writes
             ex = active.get(workflow_id)
@@ -150,11 +150,11 @@ class Runtime(History, Control):
                 ex.wakeup.set()
             self._notifier.changed(workflow_id)
 
-    def _on_remote_change(self, workflow_ids: set[str]) -> None:
-        """Other processes changed these workflows (shared stores; on the listener thread)."""
-        if self._dispatcher is not None and any(w.startswith("queue:") for w in workflow_ids):
+    def _on_remote_change(self, changes: Changes) -> None:
+        """Other processes changed these workflows and queues (shared stores; listener thread)."""
+        if self._dispatcher is not None and changes.queues:
             self._dispatcher.wake()  # another process enqueued
-        for workflow_id in workflow_ids:
+        for workflow_id in changes.workflows:
             self._notifier.changed(workflow_id)
             ex = self._active.get(workflow_id)
             if ex is None or ex.finishing or ex.cancelled:
@@ -269,7 +269,7 @@ class Runtime(History, Control):
                 if row is not None:
                     return self._begin_recorded(row, wf)
             row = self._new_row(wf, workflow_id, args, kwargs, parent_id=parent_id)
-            seq = self._log.append(("workflow", row))
+            seq = self._log.append(row)
             ex = Execution(self, workflow_id, wf.name, wf.fn, args, kwargs)
             ex.row_seq = seq
             self._watch_deadline(ex, row.deadline)
@@ -426,7 +426,19 @@ class Runtime(History, Control):
                     elif not ex.interrupted:
                         ex.finishing = True
                         markers = ex.end_markers(now)
-                        seq = log.append_locked(("finish", ex.workflow_id, status, output_json, output_pickle, error_text, error_pickle, now, markers, error_step))  # fmt: skip
+                        seq = log.append_locked(
+                            Finish(
+                                workflow_id=ex.workflow_id,
+                                status=status,
+                                ended_at=now,
+                                output_json=output_json,
+                                output_pickle=output_pickle,
+                                error=error_text,
+                                error_pickle=error_pickle,
+                                error_step=error_step,
+                                markers=markers,
+                            )
+                        )
                 if ex.finishing:
                     log.wait_durable(seq)
                     if ex.cancelled:  # by another process, before its end was written
@@ -483,14 +495,23 @@ class Runtime(History, Control):
                         return
                     ex.cancelled = True
                     now = time.time()
-                    seq = log.append_locked(("finish", workflow_id, "CANCELLED", None, None, None, None, now, ex.end_markers(now), None))  # fmt: skip
+                    seq = log.append_locked(
+                        Finish(
+                            workflow_id=workflow_id,
+                            status="CANCELLED",
+                            ended_at=now,
+                            markers=ex.end_markers(now),
+                        )
+                    )
                 else:
                     status = self._store.get_status(workflow_id)
                     if status is None:
                         raise WorkflowNotFoundError(workflow_id, self.database)
                     if Status(status).is_final:
                         return
-                    seq = log.append_locked(("finish", workflow_id, "CANCELLED", None, None, None, None, time.time(), None, None))  # fmt: skip
+                    seq = log.append_locked(
+                        Finish(workflow_id=workflow_id, status="CANCELLED", ended_at=time.time())
+                    )
         if ex is not None:
             ex.wakeup.set()
         log.wait_durable(seq)

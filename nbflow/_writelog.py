@@ -12,7 +12,8 @@ import threading
 from collections.abc import Callable
 
 from nbflow._errors import DatabaseError, RuntimeClosedError
-from nbflow.store._base import Op, Store
+from nbflow.store._base import Store
+from nbflow.store._ops import Enqueue, Finish, Op, StreamRow, WorkflowRow
 
 __all__ = ["WriteLog"]
 
@@ -147,7 +148,7 @@ class WriteLog:
                 self._cond.notify_all()
 
     def _only_new_workflows(self) -> bool:
-        return all(op[0] == "workflow" for op in self._queue)
+        return all(type(op) is WorkflowRow or type(op) is Enqueue for op in self._queue)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Commit what is queued, then stop the committer thread."""
@@ -159,7 +160,4 @@ class WriteLog:
 
 def _cancelled_write(op: Op, cancelled: set[str]) -> bool:
     """Whether ``op`` is a stream item or final status of a workflow cancelled elsewhere."""
-    kind = op[0]
-    if kind == "item":
-        return bool(op[1].workflow_id in cancelled)
-    return kind == "finish" and op[1] in cancelled
+    return (type(op) is StreamRow or type(op) is Finish) and op.workflow_id in cancelled

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from nbflow._errors import ConfigurationError
-from nbflow.store._base import ReplayRecord, StepRow, Store, StreamRow, WorkflowRow
+from nbflow.store._base import ReplayRecord, Store
 from nbflow.store._duckdb import DuckDBStore, default_path
+from nbflow.store._ops import StepRow, StreamRow, WorkflowRow
 
 __all__ = [
     "DuckDBStore",

@@ -4,24 +4,7 @@ The runtime never writes directly: it appends operations to one ordered write lo
 committer thread hands them to :meth:`Store.commit` in batches, each batch one transaction. Reads
 come from any thread. A backend keeps one connection (or cursor) per thread.
 
-Operations (plain tuples, cheap to build on the hot path):
-
-``("workflow", WorkflowRow)``
-    insert a workflow.
-``("step", StepRow)``
-    insert a step's checkpoint.
-``("item", StreamRow)``
-    insert a stream item or end marker.
-``("finish", workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step)``
-    set a workflow's final status; ``markers`` are the end markers of its open streams, or None to
-    let the store close every open stream itself. Both in the same transaction. ``error_step`` is
-    the function id of the step whose error ended the workflow, if one did.
-``("message", MessageRow)``
-    insert a message (a message with an id that exists is skipped: sends are idempotent).
-``("consume", message_id, StepRow)``
-    delete a message that ``recv`` took and insert the step that records it, in one transaction.
-``("fork", source_id, new_id, from_step, now, executor_id)``
-    copy a workflow under a new id with its operations before ``from_step`` and their items.
+The operations, and the rows they insert, are in :mod:`nbflow.store._ops`.
 
 A store shared by several processes (PostgreSQL) also knows which process runs each workflow: every
 runtime registers itself as an executor (:meth:`~Store.attach`), :meth:`~Store.claim` takes a workflow over
@@ -32,104 +15,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-__all__ = [
-    "EVENT_PREFIX",
-    "MessageRow",
-    "Replay",
-    "ReplayRecord",
-    "StepRow",
-    "Store",
-    "StreamRow",
-    "WorkflowRow",
-    "waking_workflow",
-]
+from nbflow.store._ops import Changes, MessageRow, Op, StepRow, WorkflowRow
 
-Op = tuple[Any, ...]
-
-
-#: Steps with names starting so are events (``set_event``): setting one wakes its waiters.
-EVENT_PREFIX = "nbflow.set_event("
-
-
-def waking_workflow(op: Op) -> str | None:
-    """The workflow whose waiters a committed step or message wakes (an event, a message), or
-    ``queue:<name>`` for a workflow enqueued (its queue's dispatchers wake)."""
-    if op[0] == "workflow" and op[1].status == "ENQUEUED":
-        return f"queue:{op[1].queue_name}"
-    if op[0] == "message":
-        return str(op[1].destination_id)
-    if op[0] == "step" and op[1].name.startswith(EVENT_PREFIX):
-        return str(op[1].workflow_id)
-    return None
-
-
-class WorkflowRow(NamedTuple):
-    """A row of the ``workflows`` table."""
-
-    workflow_id: str
-    name: str
-    status: str
-    inputs_json: str | None
-    inputs_pickle: bytes | None
-    output_json: str | None = None
-    output_pickle: bytes | None = None
-    error: str | None = None
-    error_pickle: bytes | None = None
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    ended_at: float | None = None
-    executor_id: str | None = None
-    parent_id: str | None = None
-    error_step: int | None = None  # the step whose error ended the workflow
-    queue_name: str | None = None  # the queue it was enqueued on
-    deadline: float | None = None  # when it is cancelled if it has not ended (epoch seconds)
-
-
-class MessageRow(NamedTuple):
-    """A row of the ``messages`` table: a message waiting for ``recv`` in its destination."""
-
-    message_id: str
-    destination_id: str
-    topic: str | None
-    value_json: str | None
-    value_pickle: bytes | None
-    created_at: float
-
-
-class StepRow(NamedTuple):
-    """A row of the ``steps`` table: one checkpoint."""
-
-    workflow_id: str
-    function_id: int
-    name: str
-    output_json: str | None
-    output_pickle: bytes | None
-    error: str | None
-    error_pickle: bytes | None
-    started_at: float
-    ended_at: float
-    attempts: int
-
-
-class StreamRow(NamedTuple):
-    """A row of the ``streams`` table: an item, or the end marker of a stream.
-
-    ``function_id`` is the operation that wrote it: a write from the workflow body has its own
-    function id and ``attempt`` None; a write from inside a step has the step's function id and the
-    attempt number (1, 2, …); an end marker written by the workflow's end has neither.
-    """
-
-    workflow_id: str
-    key: str
-    offset: int
-    value_json: str | None
-    value_pickle: bytes | None
-    is_end: bool
-    function_id: int | None
-    attempt: int | None
-    created_at: float
+__all__ = ["Replay", "ReplayRecord", "Store"]
 
 
 class Replay(NamedTuple):
@@ -177,12 +67,12 @@ class Store(abc.ABC):
     #: by itself, in case a notification from another process was lost. None: never needed.
     poll_interval: float | None = None
 
-    def attach(self, executor_id: str, on_change: Callable[[set[str]], None]) -> None:  # noqa: B027
+    def attach(self, executor_id: str, on_change: Callable[[Changes], None]) -> None:  # noqa: B027
         """Register the runtime that uses this store (once, right after opening it).
 
         A shared store records the executor, keeps it visibly alive while the runtime is open, and
-        calls ``on_change`` (from a background thread) with the ids of workflows that other
-        processes changed: new stream items, a final status. A single-process store does nothing.
+        calls ``on_change`` (from a background thread) with what batches of other processes
+        changed (see :func:`~nbflow.store._ops.changes`). A single-process store does nothing.
         """
 
     def executor_alive(self, executor_id: str | None) -> bool:

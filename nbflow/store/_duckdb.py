@@ -19,7 +19,8 @@ from nbflow._errors import (
     RuntimeClosedError,
     SchemaVersionError,
 )
-from nbflow.store._base import Op, WorkflowRow
+from nbflow.store import _schema as schema
+from nbflow.store._ops import Finish, Op, WorkflowRow
 from nbflow.store._schema import MIGRATIONS
 from nbflow.store._sql import SQLStore, reopen_statements
 
@@ -27,42 +28,16 @@ __all__ = ["DuckDBStore"]
 
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 
-_STREAM_TYPES = (
-    "VARCHAR",
-    "VARCHAR",
-    "BIGINT",
-    "VARCHAR",
-    "BLOB",
-    "BOOLEAN",
-    "INTEGER",
-    "INTEGER",
-    "DOUBLE",
-)
-_STEP_TYPES = (
-    "VARCHAR",
-    "INTEGER",
-    "VARCHAR",
-    "VARCHAR",
-    "BLOB",
-    "VARCHAR",
-    "BLOB",
-    "DOUBLE",
-    "DOUBLE",
-    "INTEGER",
-)
-_WORKFLOW_TYPES = (
-    "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BLOB", "VARCHAR", "BLOB", "VARCHAR", "BLOB",
-    "DOUBLE", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "DOUBLE",
-)  # fmt: skip
-_MESSAGE_TYPES = ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BLOB", "DOUBLE")
-
-
-_TYPES = {
-    "workflows": _WORKFLOW_TYPES,
-    "steps": _STEP_TYPES,
-    "streams": _STREAM_TYPES,
-    "messages": _MESSAGE_TYPES,
+#: The generic column types of :data:`~nbflow.store._schema.TABLES`, as DuckDB spells them.
+_DIALECT = {
+    schema.TEXT: "VARCHAR",
+    schema.BLOB: "BLOB",
+    schema.DOUBLE: "DOUBLE",
+    schema.INTEGER: "INTEGER",
+    schema.BIGINT: "BIGINT",
+    schema.BOOLEAN: "BOOLEAN",
 }
+_TYPES = {table: tuple(_DIALECT[t] for _, t in columns) for table, columns in schema.TABLES.items()}
 
 
 def _bulk_insert_sql(table: str, types: Sequence[str]) -> str:
@@ -229,7 +204,7 @@ class DuckDBStore(SQLStore):
                 raise
         return set()
 
-    def _insert(self, table: str, rows: list[Any]) -> tuple[str, Sequence[Any]]:
+    def _insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, Sequence[Any]]:
         types = _TYPES[table]
         if len(rows) <= _VALUES_MAX_ROWS:
             params = [value for row in rows for value in row]
@@ -240,37 +215,36 @@ class DuckDBStore(SQLStore):
             sql = sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
         return sql, params
 
-    def _finish(self, statements: list[tuple[str, Sequence[Any]]], op: Op) -> None:
-        _, workflow_id, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step = op  # fmt: skip
+    def _finish(self, statements: list[tuple[str, Sequence[Any]]], op: Finish) -> None:
         statements.append(
             (
                 "UPDATE workflows SET status = ?, output_json = ?, output_pickle = ?, error = ?, "
                 "error_pickle = ?, ended_at = ?, updated_at = ?, error_step = ? "
                 "WHERE workflow_id = ?",
                 [
-                    status,
-                    output_json,
-                    output_pickle,
-                    error,
-                    error_pickle,
-                    ended_at,
-                    ended_at,
-                    error_step,
-                    workflow_id,
+                    op.status,
+                    op.output_json,
+                    op.output_pickle,
+                    op.error,
+                    op.error_pickle,
+                    op.ended_at,
+                    op.ended_at,
+                    op.error_step,
+                    op.workflow_id,
                 ],
             )
         )
-        if markers is None:
+        if op.markers is None:
             statements.append(
                 (
                     'INSERT INTO streams SELECT workflow_id, key, max("offset") + 1, NULL, NULL, '
                     "TRUE, NULL, NULL, ? FROM streams WHERE workflow_id = ? "
                     "GROUP BY workflow_id, key HAVING NOT bool_or(is_end)",
-                    [ended_at, workflow_id],
+                    [op.ended_at, op.workflow_id],
                 )
             )
-        elif markers:
-            statements.append(self._insert("streams", list(markers)))
+        elif op.markers:
+            statements.append(self._insert("streams", op.markers))
 
     # -- ownership ---------------------------------------------------------------------------
 
@@ -286,9 +260,14 @@ class DuckDBStore(SQLStore):
         with self._writing, self._using() as cur:
             return self._take_enqueued(
                 lambda sql, params: cur.execute(sql, params).fetchall(),
-                queue_name=queue_name, executor_id=executor_id, names=names, limit=limit,
-                concurrency=concurrency, now=now, name_in="list_contains($4, name)",
-            )  # fmt: skip
+                queue_name=queue_name,
+                executor_id=executor_id,
+                names=names,
+                limit=limit,
+                concurrency=concurrency,
+                now=now,
+                name_in="list_contains($4, name)",
+            )
 
     def claim(
         self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False

@@ -1,4 +1,8 @@
-"""The schema, as ordered migrations. Never edit a released migration: append a new one.
+"""The schema: the current tables (:data:`TABLES`), and the ordered migrations that build them.
+
+Never edit a released migration: append a new one, and change :data:`TABLES` to what the tables are
+after it (a test checks that a freshly migrated database has exactly the columns of :data:`TABLES`,
+and that the row records of :mod:`nbflow.store._ops` have them too, in order).
 
 Times are seconds since the epoch (DOUBLE); ``to_timestamp(created_at)`` turns them into timestamps
 in SQL. Values are JSON text (``*_json``, queryable with DuckDB's JSON functions) or pickle bytes
@@ -7,7 +11,87 @@ in SQL. Values are JSON text (``*_json``, queryable with DuckDB's JSON functions
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+__all__ = [
+    "BIGINT",
+    "BLOB",
+    "BOOLEAN",
+    "DOUBLE",
+    "INTEGER",
+    "MIGRATIONS",
+    "TABLES",
+    "TEXT",
+    "column_list",
+]
+
+# Generic column types; each store spells them in its own dialect.
+TEXT = "text"
+BLOB = "blob"
+DOUBLE = "double"  # 8-byte float
+INTEGER = "integer"  # 4 bytes
+BIGINT = "bigint"  # 8 bytes
+BOOLEAN = "boolean"
+
+#: Every table's columns ``(name, generic type)``, in the order the migrations leave them.
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "workflows": (
+        ("workflow_id", TEXT),
+        ("name", TEXT),
+        ("status", TEXT),
+        ("inputs_json", TEXT),
+        ("inputs_pickle", BLOB),
+        ("output_json", TEXT),
+        ("output_pickle", BLOB),
+        ("error", TEXT),
+        ("error_pickle", BLOB),
+        ("created_at", DOUBLE),
+        ("updated_at", DOUBLE),
+        ("ended_at", DOUBLE),
+        ("executor_id", TEXT),
+        ("parent_id", TEXT),
+        ("error_step", INTEGER),
+        ("queue_name", TEXT),
+        ("deadline", DOUBLE),
+    ),
+    "steps": (
+        ("workflow_id", TEXT),
+        ("function_id", INTEGER),
+        ("name", TEXT),
+        ("output_json", TEXT),
+        ("output_pickle", BLOB),
+        ("error", TEXT),
+        ("error_pickle", BLOB),
+        ("started_at", DOUBLE),
+        ("ended_at", DOUBLE),
+        ("attempts", INTEGER),
+    ),
+    "streams": (
+        ("workflow_id", TEXT),
+        ("key", TEXT),
+        ("offset", BIGINT),
+        ("value_json", TEXT),
+        ("value_pickle", BLOB),
+        ("is_end", BOOLEAN),
+        ("function_id", INTEGER),
+        ("attempt", INTEGER),
+        ("created_at", DOUBLE),
+    ),
+    "messages": (
+        ("message_id", TEXT),
+        ("destination_id", TEXT),
+        ("topic", TEXT),
+        ("value_json", TEXT),
+        ("value_pickle", BLOB),
+        ("created_at", DOUBLE),
+    ),
+}
+
+_RESERVED = {"offset"}  # column names quoted in SQL
+
+
+def column_list(table: str) -> str:
+    """The table's columns, in order, as SQL: ``workflow_id, key, "offset", …``."""
+    return ", ".join(f'"{n}"' if n in _RESERVED else n for n, _ in TABLES[table])
+
 
 MIGRATIONS: list[list[str]] = [
     # 1: workflows, steps, streams

@@ -11,30 +11,37 @@ import abc
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbflow.store._base import (
+from nbflow.store._base import Replay, ReplayRecord, Store
+from nbflow.store._ops import (
     EVENT_PREFIX,
+    Consume,
+    Enqueue,
+    Finish,
+    Fork,
     MessageRow,
     Op,
-    Replay,
-    ReplayRecord,
+    SetEvent,
     StepRow,
-    Store,
+    StreamRow,
     WorkflowRow,
 )
+from nbflow.store._schema import column_list
 
 Statement = tuple[str, Sequence[Any]]
 
-__all__ = ["STEP_COLUMNS", "WORKFLOW_COLUMNS", "SQLStore", "reopen_statements"]
+__all__ = [
+    "MESSAGE_COLUMNS",
+    "STEP_COLUMNS",
+    "STREAM_COLUMNS",
+    "WORKFLOW_COLUMNS",
+    "SQLStore",
+    "reopen_statements",
+]
 
-WORKFLOW_COLUMNS = (
-    "workflow_id, name, status, inputs_json, inputs_pickle, output_json, output_pickle, error, "
-    "error_pickle, created_at, updated_at, ended_at, executor_id, parent_id, error_step, "
-    "queue_name, deadline"
-)
-STEP_COLUMNS = (
-    "workflow_id, function_id, name, output_json, output_pickle, error, error_pickle, "
-    "started_at, ended_at, attempts"
-)
+WORKFLOW_COLUMNS = column_list("workflows")
+STEP_COLUMNS = column_list("steps")
+STREAM_COLUMNS = column_list("streams")
+MESSAGE_COLUMNS = column_list("messages")
 
 _LOAD_REPLAY = (
     "SELECT function_id, 'step', name, output_json, output_pickle, error, error_pickle "
@@ -95,12 +102,25 @@ def fork_statements(
             [source_id, new_id, from_step],
         ),
         (
-            'INSERT INTO streams SELECT $2, key, "offset", value_json, value_pickle, is_end, '
-            "function_id, attempt, created_at FROM streams "
+            f"INSERT INTO streams SELECT $2, {STREAM_COLUMNS.split(', ', 1)[1]} FROM streams "
             "WHERE workflow_id = $1 AND function_id < $3",
             [source_id, new_id, from_step],
         ),
     ]
+
+
+class _Inserts:
+    """The rows :meth:`SQLStore._plan` has yet to insert, by table."""
+
+    __slots__ = ("items", "messages", "steps", "unwritten", "workflows")
+
+    def __init__(self) -> None:
+        self.workflows: list[WorkflowRow] = []
+        self.steps: list[StepRow] = []
+        self.items: list[StreamRow] = []
+        self.messages: list[MessageRow] = []
+        #: workflow id -> index of its row in ``workflows``
+        self.unwritten: dict[str, int] = {}
 
 
 class SQLStore(Store):
@@ -113,12 +133,12 @@ class SQLStore(Store):
     # -- writes: one plan, backend statements ---------------------------------------------------
 
     @abc.abstractmethod
-    def _insert(self, table: str, rows: list[Any]) -> Statement:
+    def _insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> Statement:
         """The statement that inserts ``rows`` (named tuples) into ``table``."""
 
     @abc.abstractmethod
-    def _finish(self, statements: list[Statement], op: Op) -> None:
-        """Append the statements of a ``finish`` operation (see :mod:`nbflow.store._base`)."""
+    def _finish(self, statements: list[Statement], op: Finish) -> None:
+        """Append the statements of a :class:`~nbflow.store._ops.Finish`."""
 
     def _plan(self, ops: Sequence[Op]) -> list[Statement]:
         """The statements that apply ``ops``: consecutive inserts become one bulk insert per table.
@@ -127,49 +147,66 @@ class SQLStore(Store):
         finished, with no UPDATE.
         """
         statements: list[Statement] = []
-        pending: dict[str, list[Any]] = {"workflow": [], "step": [], "item": [], "message": []}
-        unwritten: dict[str, int] = {}  # workflow id -> index of its row in pending["workflow"]
+        plan = _Inserts()
+        items, steps, workflows = plan.items, plan.steps, plan.workflows
         for op in ops:
-            kind = op[0]
-            if kind == "workflow":
-                unwritten[op[1].workflow_id] = len(pending["workflow"])
-                pending["workflow"].append(op[1])
-            elif kind in pending:
-                pending[kind].append(op[1])
-            elif kind == "finish" and op[1] in unwritten and op[8] is not None:
-                index = unwritten[op[1]]
-                _, _, status, output_json, output_pickle, error, error_pickle, ended_at, markers, error_step = op  # fmt: skip
-                pending["workflow"][index] = pending["workflow"][index]._replace(
-                    status=status, output_json=output_json, output_pickle=output_pickle,
-                    error=error, error_pickle=error_pickle, ended_at=ended_at,
-                    updated_at=ended_at, error_step=error_step,
-                )  # fmt: skip
-                pending["item"].extend(markers)
-            elif kind in ("finish", "consume", "fork"):
-                self._flush(statements, pending)
-                unwritten.clear()
-                if kind == "finish":
+            if type(op) is StreamRow:  # the hot path first
+                items.append(op)
+            elif type(op) is StepRow:
+                steps.append(op)
+            elif type(op) is WorkflowRow:
+                plan.unwritten[op.workflow_id] = len(workflows)
+                workflows.append(op)
+            elif type(op) is Enqueue:
+                plan.unwritten[op.row.workflow_id] = len(workflows)
+                workflows.append(op.row)
+            elif type(op) is SetEvent:
+                steps.append(op.step)
+            elif type(op) is MessageRow:
+                plan.messages.append(op)
+            elif type(op) is Finish and op.markers is not None and op.workflow_id in plan.unwritten:
+                index = plan.unwritten[op.workflow_id]
+                workflows[index] = workflows[index]._replace(
+                    status=op.status,
+                    output_json=op.output_json,
+                    output_pickle=op.output_pickle,
+                    error=op.error,
+                    error_pickle=op.error_pickle,
+                    ended_at=op.ended_at,
+                    updated_at=op.ended_at,
+                    error_step=op.error_step,
+                )
+                items.extend(op.markers)
+            else:  # statements of their own, after the inserts before them
+                self._flush(statements, plan)
+                if type(op) is Finish:
                     self._finish(statements, op)
-                elif kind == "consume":  # the message, and the step that received it
-                    statements.append(("DELETE FROM messages WHERE message_id = $1", [op[1]]))
-                    pending["step"].append(op[2])
-                else:
-                    statements += fork_statements(*op[1:])
-            else:  # pragma: no cover - a programming error
-                raise ValueError(f"unknown operation {kind!r}")
-        self._flush(statements, pending)
+                elif type(op) is Consume:  # the message, and the step that received it
+                    statements.append(
+                        ("DELETE FROM messages WHERE message_id = $1", [op.message_id])
+                    )
+                    steps.append(op.step)
+                elif type(op) is Fork:
+                    statements += fork_statements(
+                        op.source_id, op.new_id, op.from_step, op.now, op.executor_id
+                    )
+                else:  # pragma: no cover - a programming error
+                    raise TypeError(f"unknown operation {op!r}")
+        self._flush(statements, plan)
         return statements
 
-    def _flush(self, statements: list[Statement], pending: dict[str, list[Any]]) -> None:
-        for kind, table in (
-            ("workflow", "workflows"),
-            ("step", "steps"),
-            ("item", "streams"),
-            ("message", "messages"),
+    def _flush(self, statements: list[Statement], plan: _Inserts) -> None:
+        """Append the inserts ``plan`` holds, one per table, and empty it."""
+        for table, rows in (
+            ("workflows", plan.workflows),
+            ("steps", plan.steps),
+            ("streams", plan.items),
+            ("messages", plan.messages),
         ):
-            if pending[kind]:
-                statements.append(self._insert(table, pending[kind]))
-                pending[kind] = []
+            if rows:
+                statements.append(self._insert(table, rows))
+                rows.clear()
+        plan.unwritten.clear()
 
     # -- queues --------------------------------------------------------------------------------
 
@@ -279,8 +316,8 @@ class SQLStore(Store):
 
     def next_message(self, destination_id: str, topic: str | None) -> MessageRow | None:
         rows = self._fetchall(
-            "SELECT message_id, destination_id, topic, value_json, value_pickle, created_at "
-            "FROM messages WHERE destination_id = $1 AND topic IS NOT DISTINCT FROM $2 "
+            f"SELECT {MESSAGE_COLUMNS} FROM messages "
+            "WHERE destination_id = $1 AND topic IS NOT DISTINCT FROM $2 "
             "ORDER BY created_at, message_id LIMIT 1",
             [destination_id, topic],
         )
