@@ -8,6 +8,8 @@ import html
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
 
+from nbflow._format import format_time
+
 __all__ = ["Records", "Status", "StepInfo", "StreamInfo", "WorkflowInfo"]
 
 
@@ -45,7 +47,7 @@ def utc(epoch: float | None) -> Any:
 
 def _cell(value: Any) -> str:
     if isinstance(value, dt.datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        return format_time(value)
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, enum.Enum):

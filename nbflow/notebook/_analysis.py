@@ -27,8 +27,22 @@ __all__ = ["HIDDEN", "Names", "analyze", "cell_key"]
 
 #: Names IPython and Python keep in the namespace: never a cell's input, never what it assigned.
 HIDDEN = re.compile(r"_+|_i+|_i?\d+|_ih|_oh|_dh|_exit_code|In|Out|get_ipython|exit|quit|__\w+__")
-_SCALARS = (type(None), bool, int, float, complex, str, bytes, range, dt.date, dt.time,
-            dt.timedelta, decimal.Decimal, fractions.Fraction, pathlib.PurePath)  # fmt: skip
+_SCALARS = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    range,
+    dt.date,
+    dt.time,
+    dt.timedelta,
+    decimal.Decimal,
+    fractions.Fraction,
+    pathlib.PurePath,
+)
 _FINGERPRINT_BUDGET = 100_000  # characters: bigger plain values count by their type only
 
 
@@ -49,18 +63,23 @@ class Names:
         for node in stmts:
             self.stmt(node)
 
+    def definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        """A ``def`` or ``class``: its body in a scope of its own, then what its head reads."""
+        heads: list[ast.expr] = list(node.decorator_list)
+        if isinstance(node, ast.ClassDef):
+            heads += [*node.bases, *(k.value for k in node.keywords)]
+            self.scope(node.body, set())
+        else:
+            heads += [d for d in [*node.args.defaults, *node.args.kw_defaults] if d]
+            params = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+            self.scope(node.body, params | {node.name})
+        for expr in heads:
+            self.expr(expr)
+        self.bound.add(node.name)
+
     def stmt(self, node: ast.stmt) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            heads: list[ast.expr] = list(node.decorator_list)
-            if isinstance(node, ast.ClassDef):
-                heads += [*node.bases, *(k.value for k in node.keywords)]
-                self.scope(node.body, set())
-            else:
-                heads += [d for d in [*node.args.defaults, *node.args.kw_defaults] if d]
-                self.scope(node.body, {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)} | {node.name})  # fmt: skip
-            for expr in heads:
-                self.expr(expr)
-            self.bound.add(node.name)
+            self.definition(node)
         elif isinstance(node, ast.Assign):
             self.expr(node.value)
             for target in node.targets:
@@ -83,7 +102,8 @@ class Names:
                 self.expr(item.context_expr)
                 if item.optional_vars is not None:
                     self.target(item.optional_vars)
-                    self.with_targets |= {n.id for n in ast.walk(item.optional_vars) if isinstance(n, ast.Name)}  # fmt: skip
+                    found = ast.walk(item.optional_vars)
+                    self.with_targets |= {n.id for n in found if isinstance(n, ast.Name)}
             self.body(node.body)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             self.bound |= {(a.asname or a.name).split(".")[0] for a in node.names} - {"*"}
@@ -141,7 +161,8 @@ class Names:
             first, *rest = node.generators
             self.expr(first.iter)
             parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
-            parts += [first.target, *first.ifs, *(p for g in rest for p in (g.target, g.iter, *g.ifs))]  # fmt: skip
+            later = (p for g in rest for p in (g.target, g.iter, *g.ifs))
+            parts += [first.target, *first.ifs, *later]
             self.scope(parts, set())
         else:
             code = _timed_code(node)
@@ -165,12 +186,11 @@ class Names:
                 elif isinstance(sub, (ast.Global, ast.Nonlocal)):
                     declared |= set(sub.names)
         local -= declared
-        for node in nodes:
-            for sub in ast.walk(node):
-                # (a store of a name not local: declared global, so not a read)
-                name = sub.id if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Store) else None  # fmt: skip
-                if name is not None and name not in local:
-                    self.load(name)
+        names = [sub for node in nodes for sub in ast.walk(node) if isinstance(sub, ast.Name)]
+        for name in names:
+            # (a store of a name not local: declared global, so not a read)
+            if not isinstance(name.ctx, ast.Store) and name.id not in local:
+                self.load(name.id)
 
 
 def _timed_code(node: ast.expr) -> str | None:
@@ -237,8 +257,12 @@ def cell_key(
         else:
             fp = _fingerprint(value, [_FINGERPRINT_BUDGET])
             kind = type(value)
-            inputs.append([var, "value", fp] if fp else [var, "type", f"{kind.__module__}.{kind.__qualname__}"])  # fmt: skip
-    text = json.dumps({"format": 1, "name": name, "source": _normalized(source), "inputs": inputs})  # fmt: skip
+            if fp:
+                inputs.append([var, "value", fp])
+            else:
+                inputs.append([var, "type", f"{kind.__module__}.{kind.__qualname__}"])
+    key = {"format": 1, "name": name, "source": _normalized(source), "inputs": inputs}
+    text = json.dumps(key)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -266,7 +290,9 @@ def _plain(value: Any, budget: list[int]) -> str | None:
         parts = [p for p in found if p is not None]
         if len(parts) < len(found):
             return None
-        return f"{kind}[{','.join(sorted(parts) if isinstance(value, (set, frozenset)) else parts)}]"  # fmt: skip
+        if isinstance(value, (set, frozenset)):
+            parts.sort()  # a set's order is not its value
+        return f"{kind}[{','.join(parts)}]"
     if isinstance(value, dict):
         items = [(_plain(k, budget), _plain(v, budget)) for k, v in value.items()]
         ok = all(k is not None and v is not None for k, v in items)

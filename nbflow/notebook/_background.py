@@ -131,7 +131,8 @@ def background_cell(source: str, name: str | None = None) -> None:
         raise
     except BaseException as exc:  # the traceback, on the stream too (the cell's frames only)
         with contextlib.suppress(NbflowError):
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))  # fmt: skip
+            frames = exc.__traceback__.tb_next if exc.__traceback__ else None  # not exec's frame
+            text = "".join(traceback.format_exception(type(exc), exc, frames))
             lines.write(("\n" if lines._partial else "") + text)
         raise
     finally:

@@ -17,7 +17,7 @@ sanitize both with one pattern (``nbflow: step '([^']*)' (ran in|restored from) 
 from __future__ import annotations
 
 import ast
-import datetime as dt
+import dataclasses
 import os
 import pathlib
 import pickle
@@ -30,12 +30,39 @@ from typing import Any
 from IPython.core.displayhook import DisplayHook
 
 import nbflow
+from nbflow._format import format_duration, format_time
 from nbflow.notebook._analysis import HIDDEN, Names, analyze, cell_key
 from nbflow.notebook._recording import Recording, flush_figures, format_result
 
 __all__ = ["DurableCells", "cells_for", "pipeline_id"]
 
 _DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_WORKFLOW = "nbflow.notebook"  # the registered name of the pipeline's record-keeping workflow
+_UNPICKLABLE = (
+    "It will run again next time. Delete such variables at the end of the cell (del name), "
+    "or make them in a cell that is not durable."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cell:
+    """One durable cell to run or restore.
+
+    Attributes:
+        name: Its name in the pipeline.
+        key: Its key (name, source and what it reads).
+        tree: Its parsed body.
+        filename: The name its code is compiled under.
+        names: What it reads, assigns and mutates.
+        quiet: Whether it ends with ``;`` (its last value is not shown).
+    """
+
+    name: str
+    key: str
+    tree: ast.Module
+    filename: str
+    names: Names
+    quiet: bool
 
 
 def pipeline_id() -> str:
@@ -79,106 +106,130 @@ class DurableCells:
                 exc.msg += " (a durable cell runs synchronously: await in a plain cell)"
             raise exc.with_traceback(None) from None
         names = analyze(tree)
-        key = self.key(name, body, names.reads)
+        cell = _Cell(name, self.key(name, body, names.reads), tree, filename, names, _quiet(code))
         try:
             rt = nbflow.runtime()
         except nbflow.NbflowError as exc:
-            _note(f"nbflow: step {name!r}: cannot open the database, so the cell runs without being recorded ({exc})")  # fmt: skip
+            unrecorded = "so the cell runs without being recorded"
+            _note(f"nbflow: step {name!r}: cannot open the database, {unrecorded} ({exc})")
             return self._execute(tree, filename)
         if not force:
-            found = self._lookup(rt, name, key)
+            found = self._lookup(rt, cell)
             if found is not None:
-                restored = self._restore(name, key, found, tree, filename)
+                restored = self._restore(cell, *found)
                 if restored is not _FAILED:
                     return restored
-        return self._run(rt, name, key, tree, filename, names, quiet=_quiet(code))
+        return self._run(rt, cell)
 
-    def _lookup(self, rt: nbflow.Runtime, name: str, key: str) -> tuple[dict[str, Any], float] | None:  # fmt: skip
-        """The newest recorded run of ``name`` with ``key``, and when it ended."""
+    def _lookup(self, rt: nbflow.Runtime, cell: _Cell) -> tuple[dict[str, Any], float] | None:
+        """The newest recorded run of the cell (its name and key), and when it ended."""
+        name = cell.name
         try:
             # a record's variables stay pickled bytes until restored
             for _, _, record, _, ended in rt.recorded_steps(pipeline_id(), name, newest_first=True):
-                if isinstance(record, dict) and record.get("key") == key:
+                if isinstance(record, dict) and record.get("key") == cell.key:
                     return record, ended
         except nbflow.NbflowError as exc:
             _note(f"nbflow: step {name!r}: cannot read its records ({exc}); running it")
         return None
 
-    def _restore(self, name: str, key: str, found: tuple[dict[str, Any], float], tree: ast.Module, filename: str) -> Any:  # fmt: skip
+    def _restore(self, cell: _Cell, record: dict[str, Any], ended: float) -> Any:
         """Restore a recorded run; ``_FAILED`` (after a note) if it cannot be: then the cell runs."""
         __tracebackhide__ = True
-        record, ended = found
-        shell, ns = self.shell, self.shell.user_ns
+        shell, ns, tree, name = self.shell, self.shell.user_ns, cell.tree, cell.name
         definitions: list[ast.stmt] = [node for node in tree.body if isinstance(node, _DEFINITIONS)]
         if definitions:  # functions and classes first: the pickles refer to them by name
             module = ast.Module(body=definitions, type_ignores=[])
-            exec(shell.compile(module, filename, "exec"), shell.user_global_ns, ns)
+            exec(shell.compile(module, cell.filename, "exec"), shell.user_global_ns, ns)
         try:
             values = pickle.loads(record["variables"]) if record["variables"] else {}
             for var, module_name in record["modules"].items():
                 values[var] = __import__(module_name, fromlist=["_"])
         except Exception as exc:
-            _note(f"nbflow: step {name!r}: cannot restore its variables ({type(exc).__name__}: {exc}); running it again")  # fmt: skip
+            error = f"{type(exc).__name__}: {exc}"
+            _note(
+                f"nbflow: step {name!r}: cannot restore its variables ({error}); running it again"
+            )
             return _FAILED
         ns.update(values)
-        self.producers.update({var: (name, key, id(value)) for var, value in values.items()})
+        self.producers.update({var: (name, cell.key, id(v)) for var, v in values.items()})
         Recording.replay(shell, record["outputs"])
-        when = dt.datetime.fromtimestamp(ended).strftime("%Y-%m-%d %H:%M:%S")
-        _note(f"nbflow: step {name!r} restored from {when}, took {_duration(record['duration'])} originally")  # fmt: skip
+        took = format_duration(record["duration"])
+        _note(f"nbflow: step {name!r} restored from {format_time(ended)}, took {took} originally")
         return _Result(*record["result"]) if record["result"] else None
 
     def _execute(self, tree: ast.Module, filename: str) -> Any:
         """Run a parsed cell in the user namespace; return the value of its last expression."""
         __tracebackhide__ = True
         shell = self.shell
+        global_ns, ns = shell.user_global_ns, shell.user_ns
         body, last = list(tree.body), tree.body[-1] if tree.body else None
         if isinstance(last, ast.Expr):
             body.pop()
-        module = ast.Module(body=body, type_ignores=[])
-        exec(shell.compile(module, filename, "exec"), shell.user_global_ns, shell.user_ns)
+        exec(shell.compile(ast.Module(body=body, type_ignores=[]), filename, "exec"), global_ns, ns)
         if not isinstance(last, ast.Expr):
             return None
         expression = ast.Expression(body=last.value)
-        return eval(shell.compile(expression, filename, "eval"), shell.user_global_ns, shell.user_ns)  # fmt: skip
+        return eval(shell.compile(expression, filename, "eval"), global_ns, ns)
 
-    def _run(self, rt: nbflow.Runtime, name: str, key: str, tree: ast.Module, filename: str, names: Names, quiet: bool) -> Any:  # fmt: skip
+    def _run(self, rt: nbflow.Runtime, cell: _Cell) -> Any:
+        """Run the cell, then record what it assigned, showed and returned."""
         __tracebackhide__ = True
-        shell, ns = self.shell, self.shell.user_ns
-        before = {var: id(value) for var, value in ns.items()}
+        shell = self.shell
+        before = {var: id(value) for var, value in shell.user_ns.items()}
         with Recording(shell) as recording:
             started = time.time()
-            value = self._execute(tree, filename)  # an exception records nothing
+            value = self._execute(cell.tree, cell.filename)  # an exception records nothing
             ended = time.time()
             flush_figures()
-        hidden = shell.user_ns_hidden
-        assigned = {
-            var for var, obj in ns.items()
-            if (before.get(var) != id(obj) or var in names.mutated)
-            and not HIDDEN.fullmatch(var) and not (var in hidden and hidden[var] is obj)
-        }  # fmt: skip
-        self.producers.update({var: (name, key, id(ns[var])) for var in assigned})
-        if quiet:  # a cell ending in ';' shows no value (the shell may not see that ';')
+        assigned = self._assigned(before, cell)
+        self.producers.update({v: (cell.name, cell.key, id(shell.user_ns[v])) for v in assigned})
+        if cell.quiet:  # a cell ending in ';' shows no value (the shell may not see that ';')
             value = None
         result = None if value is None else format_result(shell, value)
+        self._record(rt, cell, assigned, (recording.outputs, result), (started, ended))
+        return value
+
+    def _assigned(self, before: dict[str, int], cell: _Cell) -> set[str]:
+        """The variables the cell assigned or mutated (``before``: id() of each value before)."""
+        hidden = self.shell.user_ns_hidden
+        return {
+            var
+            for var, obj in self.shell.user_ns.items()
+            if (before.get(var) != id(obj) or var in cell.names.mutated)
+            and not HIDDEN.fullmatch(var)
+            and not (var in hidden and hidden[var] is obj)
+        }
+
+    def _record(
+        self,
+        rt: nbflow.Runtime,
+        cell: _Cell,
+        assigned: set[str],
+        shown: tuple[list[Any], Any],
+        span: tuple[float, float],
+    ) -> None:
+        """Record a run: the variables assigned, ``shown`` (outputs, result), and when it ran."""
+        ns, name = self.shell.user_ns, cell.name
+        (outputs, result), (started, ended) = shown, span
+        took = format_duration(ended - started)
         modules = {v: ns[v].__name__ for v in assigned if isinstance(ns[v], types.ModuleType)}
         values = {v: ns[v] for v in sorted(assigned) if v not in modules}
-        took = _duration(ended - started)
-        blob, bad = _pickle_variables(values, names.with_targets)
+        blob, bad = _pickle_variables(values, cell.names.with_targets)
         if bad:
-            _note(
-                f"nbflow: step {name!r} ran in {took}; NOT recorded: cannot pickle variable(s) {bad}. "
-                "It will run again next time. Delete such variables at the end of the cell (del name), "
-                "or make them in a cell that is not durable."
-            )  # fmt: skip
-            return value
-        record = {"key": key, "variables": blob, "modules": modules, "outputs": recording.outputs, "result": result, "duration": ended - started}  # fmt: skip
+            why = f"cannot pickle variable(s) {bad}"
+            _note(f"nbflow: step {name!r} ran in {took}; NOT recorded: {why}. {_UNPICKLABLE}")
+            return
+        record: dict[str, Any] = {"key": cell.key, "variables": blob, "modules": modules}
+        record.update(outputs=outputs, result=result, duration=ended - started)
         try:
-            rt.record_step(pipeline_id(), name, record, started=started, ended=ended, workflow_name="nbflow.notebook")  # fmt: skip
+            rt.record_step(
+                pipeline_id(), name, record, started=started, ended=ended, workflow_name=_WORKFLOW
+            )
         except nbflow.NbflowError as exc:
             _note(f"nbflow: step {name!r} ran in {took}; NOT recorded: {exc}")
-            return value
+            return
         _note(f"nbflow: step {name!r} ran in {took}; recorded")
-        return value
 
 
 def _quiet(code: str) -> bool:
@@ -202,7 +253,9 @@ def _pickle_variables(values: dict[str, Any], droppable: set[str]) -> tuple[byte
         return (pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL) if values else None), ""
     except Exception:
         errors = {var: _pickle_error(value) for var, value in values.items()}
-    bad = ", ".join(f"{var!r} ({error})" for var, error in errors.items() if error and var not in droppable)  # fmt: skip
+    bad = ", ".join(
+        f"{var!r} ({error})" for var, error in errors.items() if error and var not in droppable
+    )
     if bad:
         return None, bad
     kept = {var: value for var, value in values.items() if not errors[var]}
@@ -218,12 +271,6 @@ def _pickle_error(value: Any) -> str:
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return ""
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    return f"{int(seconds) // 60} min {int(seconds) % 60:02d} s"
 
 
 def _note(text: str) -> None:

@@ -15,21 +15,30 @@ import html
 import shlex
 import sys
 import weakref
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 import nbflow
+from nbflow._format import (
+    format_cancel,
+    format_recover,
+    format_resume,
+    format_sent,
+    parse_message,
+    step_table,
+    workflow_table,
+)
 from nbflow._records import Records
 from nbflow._workflow import WorkflowFunction
-from nbflow.cli import _duration, _send, _sent, _short, _table, _time
 from nbflow.notebook import _background, _cells
 
 __all__ = ["NbflowMagics", "load", "unload"]
 
 _CELL_COMMANDS = ("step", "background")
+_START_FILE = "<%nbflow start>"  # the file name of the code %nbflow start compiles
 
 
 class _HelpShown(Exception):
@@ -62,7 +71,53 @@ def _status(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _build_parser() -> _Parser:
+class _Add(Protocol):
+    """Adds a subcommand and returns its parser."""
+
+    def __call__(self, name: str, text: str, usage: str | None = None) -> _Parser: ...
+
+
+def _add_workflow_commands(add: _Add) -> None:
+    """The commands about workflows: start, watch, list, steps, cancel, resume, recover, send."""
+    usage = "%(prog)s EXPR [--id ID] [--watch KEY [KEY ...]]"
+    p = add("start", "start the workflow call EXPR in the background and show its live view", usage)
+    p.add_argument(
+        "expr", nargs="+", metavar="EXPR", help="a call of a workflow, e.g. pipeline(urls, n=3)"
+    )
+    p.add_argument(
+        "--id",
+        dest="workflow_id",
+        metavar="ID",
+        help="the workflow's id (an existing id: that workflow)",
+    )
+    p.add_argument(
+        "--watch", nargs="+", metavar="KEY", help="the streams to show (default: progress)"
+    )
+    p = add("watch", "show the live view of a workflow, running or finished")
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("keys", nargs="*", metavar="KEY", help="the streams to show (default: all)")
+    p = add("list", "list workflows, newest first")
+    p.add_argument("--status", type=_status, help="only those with this status")
+    p.add_argument("--limit", type=_limit, default=20, metavar="N", help="at most N (20)")
+    p = add("steps", "list a workflow's steps (no ID: the cells of this notebook's pipeline)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("workflow_id", nargs="?", metavar="ID")
+    which.add_argument(
+        "--pipeline", action="store_true", help="the notebook's pipeline (the default)"
+    )
+    add("cancel", "cancel a workflow").add_argument("workflow_id", metavar="ID")
+    p = add("resume", "resume an interrupted, cancelled or failed workflow")
+    p.add_argument("workflow_id", metavar="ID")
+    add("recover", "resume every interrupted workflow whose function is declared here")
+    p = add("send", "send a message to a workflow (it gets it with nbflow.recv)")
+    p.add_argument("workflow_id", metavar="ID")
+    p.add_argument("message", metavar="MESSAGE", help="JSON, else taken as text")
+    p.add_argument("--topic", help="the topic it is sent on (default: none)")
+
+
+def _build_parser() -> tuple[_Parser, dict[str, _Parser]]:
+    """The parser, and the parser of each subcommand by name."""
+    commands: dict[str, _Parser] = {}
     parser = _Parser(
         prog="%nbflow",
         description="Launch, watch and manage nbflow workflows; run durable or background cells.",
@@ -73,30 +128,10 @@ def _build_parser() -> _Parser:
     def add(name: str, text: str, usage: str | None = None) -> _Parser:
         prog = f"%%nbflow {name}" if name in _CELL_COMMANDS else f"%nbflow {name}"
         p: _Parser = sub.add_parser(name, help=text, description=text, prog=prog, usage=usage)
+        commands[name] = p
         return p
 
-    p = add("start", "start the workflow call EXPR in the background and show its live view",
-            usage="%(prog)s EXPR [--id ID] [--watch KEY [KEY ...]]")  # fmt: skip
-    p.add_argument("expr", nargs="+", metavar="EXPR", help="a call of a workflow, e.g. pipeline(urls, n=3)")  # fmt: skip
-    p.add_argument("--id", dest="workflow_id", metavar="ID", help="the workflow's id (an existing id: that workflow)")  # fmt: skip
-    p.add_argument("--watch", nargs="+", metavar="KEY", help="the streams to show (default: progress)")  # fmt: skip
-    p = add("watch", "show the live view of a workflow, running or finished")
-    p.add_argument("workflow_id", metavar="ID")
-    p.add_argument("keys", nargs="*", metavar="KEY", help="the streams to show (default: all)")
-    p = add("list", "list workflows, newest first")
-    p.add_argument("--status", type=_status, help="only those with this status")
-    p.add_argument("--limit", type=_limit, default=20, metavar="N", help="at most N (20)")
-    p = add("steps", "list a workflow's steps (no ID: the cells of this notebook's pipeline)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("workflow_id", nargs="?", metavar="ID")
-    which.add_argument("--pipeline", action="store_true", help="the notebook's pipeline (the default)")  # fmt: skip
-    for name, text in [("cancel", "cancel a workflow"), ("resume", "resume an interrupted, cancelled or failed workflow")]:  # fmt: skip
-        add(name, text).add_argument("workflow_id", metavar="ID")
-    add("recover", "resume every interrupted workflow whose function is declared here")
-    p = add("send", "send a message to a workflow (it gets it with nbflow.recv)")
-    p.add_argument("workflow_id", metavar="ID")
-    p.add_argument("message", metavar="MESSAGE", help="JSON, else taken as text")
-    p.add_argument("--topic", help="the topic it is sent on (default: none)")
+    _add_workflow_commands(add)
     p = add("db", "show the database (with URL: open it as the default runtime)")
     p.add_argument(
         "url", nargs="?", metavar="URL", help="a path, duckdb:///path, :memory: or postgresql://…"
@@ -106,17 +141,19 @@ def _build_parser() -> _Parser:
     p.add_argument("--force", action="store_true", help="run it even if a run is recorded")
     p = add("background", "(cell magic) run the cell as a workflow in a background thread")
     p.add_argument("name", nargs="?", metavar="NAME", help="the start of its workflow id")
-    return parser
+    return parser, commands
 
 
-_PARSER = _build_parser()
-_COMMANDS: dict[str, _Parser] = _PARSER._subparsers._group_actions[0].choices  # type: ignore[union-attr,assignment]
+_PARSER, _COMMANDS = _build_parser()
 
 
 def _help() -> str:
-    commands = _COMMANDS
-    lines = [f"  {p.format_usage().removeprefix('usage: ').replace('[-h] ', '').rstrip()}\n      {p.description}" for p in commands.values()]  # fmt: skip
-    return "Launch, watch and manage nbflow workflows; durable and background cells.\n\n" + "\n".join(lines)  # fmt: skip
+    """The magic's docstring: one usage line and description per subcommand."""
+    lines = ["Launch, watch and manage nbflow workflows; durable and background cells.", ""]
+    for p in _COMMANDS.values():
+        usage = p.format_usage().removeprefix("usage: ").replace("[-h] ", "").rstrip()
+        lines += [f"  {usage}", f"      {p.description}"]
+    return "\n".join(lines)
 
 
 def split_expression(text: str) -> list[str]:
@@ -151,12 +188,26 @@ def split_expression(text: str) -> list[str]:
     return [*words, current] if current else words
 
 
-class _Table(Records[Any]):
-    """Records shown as an HTML table in a notebook, and as the CLI's text table elsewhere."""
+def _wrong_kind(command: str, line: bool) -> str:
+    """Why ``%nbflow COMMAND`` (``line``) or ``%%nbflow COMMAND`` is the wrong kind of magic."""
+    if line:
+        first_line = f"put '%%nbflow {command} …' on the first line of a cell"
+        return f"%nbflow {command} is a cell magic: {first_line}."
+    return f"%%nbflow {command} is a line magic: use '%nbflow {command} …' (one %)."
 
-    def __init__(self, records: list[Any], title: str, headers: list[str], rows: list[list[Any]]) -> None:  # fmt: skip
+
+class _Table(Records[Any]):
+    """Records shown as an HTML table in a notebook, and as the CLI's text table elsewhere.
+
+    Args:
+        records: The records.
+        title: The line above the table.
+        text: The text table (:mod:`nbflow._format`), shown when there are records.
+    """
+
+    def __init__(self, records: list[Any], title: str, text: str) -> None:
         super().__init__(records)
-        self.title, self.text = title, _table(headers, rows) if rows else "(none)"
+        self.title, self.text = title, text if records else "(none)"
 
     def _repr_html_(self) -> str:
         return f"<p><b>{html.escape(self.title)}</b></p>" + super()._repr_html_()
@@ -198,9 +249,7 @@ class NbflowMagics(Magics):
         if extra:  # said by the subcommand, with its usage line
             _COMMANDS[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         if (cell is None) == (args.command in _CELL_COMMANDS):
-            if cell is None:
-                raise UsageError(f"%nbflow {args.command} is a cell magic: put '%%nbflow {args.command} …' on the first line of a cell.")  # fmt: skip
-            raise UsageError(f"%%nbflow {args.command} is a line magic: use '%nbflow {args.command} …' (one %).")  # fmt: skip
+            raise UsageError(_wrong_kind(args.command, cell is None))
         if args.command == "step":
             assert cell is not None
             return _cells.cells_for(self.shell).run(args.name, cell, force=args.force)
@@ -228,18 +277,21 @@ class NbflowMagics(Magics):
     def _start(self, args: argparse.Namespace) -> None:
         __tracebackhide__ = True
         text = " ".join(args.expr)
+        must = "%nbflow start: EXPR must be a workflow call such as pipeline(x)"
         try:
             call = ast.parse(text, mode="eval").body
         except SyntaxError as exc:
-            raise UsageError(f"%nbflow start: EXPR must be a workflow call such as pipeline(x): {exc.msg} in {text!r}") from None  # fmt: skip
+            raise UsageError(f"{must}: {exc.msg} in {text!r}") from None
         if not isinstance(call, ast.Call):
-            raise UsageError(f"%nbflow start: EXPR must be a workflow call such as pipeline(x), not {text!r}")  # fmt: skip
+            raise UsageError(f"{must}, not {text!r}")
         ns = self.shell.user_ns  # type: ignore[union-attr]
-        fn = eval(compile(ast.Expression(call.func), "<%nbflow start>", "eval"), ns)
+        fn = eval(compile(ast.Expression(call.func), _START_FILE, "eval"), ns)
         if not isinstance(fn, WorkflowFunction):
-            raise UsageError(f"%nbflow start: {ast.unparse(call.func)} is not a workflow; declare it with @nbflow.workflow.")  # fmt: skip
+            name = ast.unparse(call.func)
+            declare = "declare it with @nbflow.workflow."
+            raise UsageError(f"%nbflow start: {name} is not a workflow; {declare}")
         capture = ast.Call(ast.Name("__nbflow_args__", ast.Load()), call.args, call.keywords)
-        code = compile(ast.fix_missing_locations(ast.Expression(capture)), "<%nbflow start>", "eval")  # fmt: skip
+        code = compile(ast.fix_missing_locations(ast.Expression(capture)), _START_FILE, "eval")
         fn_args, fn_kwargs = eval(code, ns, {"__nbflow_args__": lambda *a, **k: (a, k)})
         watch = tuple(args.watch) if args.watch else ("progress",)
         from nbflow.notebook._launch import launch  # (imports ipywidgets)
@@ -254,14 +306,10 @@ class NbflowMagics(Magics):
 
     def _list(self, args: argparse.Namespace) -> None:
         rows = nbflow.list_workflows(status=args.status, limit=args.limit)
-        title = f"workflows in {nbflow.runtime().database}" + (f" ({args.status})" if args.status else "")  # fmt: skip
-        headers = ["id", "name", "status", "queue", "created", "duration", "error"]
-        lines = [[w.workflow_id, w.name, w.status.value, w.queue or "", _time(w.created_at), _duration(w.duration), _short(w.error)] for w in rows]  # fmt: skip
-        display(
-            _Table(  # type: ignore[no-untyped-call]
-                rows, title, headers, lines
-            )
-        )
+        title = f"workflows in {nbflow.runtime().database}"
+        if args.status:
+            title += f" ({args.status})"
+        display(_Table(rows, title, workflow_table(rows)))  # type: ignore[no-untyped-call]
 
     def _steps(self, args: argparse.Namespace) -> None:
         workflow_id = args.workflow_id or _cells.pipeline_id()
@@ -271,44 +319,34 @@ class NbflowMagics(Magics):
             if args.workflow_id:
                 raise
             steps = Records()  # no durable cell has run yet
-        headers = ["function_id", "name", "status", "started", "duration", "attempts", "error"]
-        lines = [[s.function_id, s.name, s.status, _time(s.started_at), _duration(s.duration), s.attempts, _short(s.error)] for s in steps]  # fmt: skip
-        display(
-            _Table(  # type: ignore[no-untyped-call]
-                steps, f"steps of {workflow_id}", headers, lines
-            )
-        )
+        text = step_table(steps, started=True)
+        display(_Table(steps, f"steps of {workflow_id}", text))  # type: ignore[no-untyped-call]
 
     def _cancel(self, args: argparse.Namespace) -> None:
-        status = nbflow.get_workflow(args.workflow_id).status()
-        if status.is_final:
-            print(f"workflow {args.workflow_id} already ended ({status}); nothing to cancel")
-            return
-        nbflow.cancel(args.workflow_id)
-        print(f"cancelled workflow {args.workflow_id} (now {nbflow.get_workflow(args.workflow_id).status()})")  # fmt: skip
+        workflow_id = args.workflow_id
+        status = nbflow.get_workflow(workflow_id).status()
+        cancelled = not status.is_final
+        if cancelled:
+            nbflow.cancel(workflow_id)
+            status = nbflow.get_workflow(workflow_id).status()
+        print(format_cancel(workflow_id, status, cancelled=cancelled))
 
     def _send(self, args: argparse.Namespace) -> None:
-        message = _send(args.workflow_id, args.message, args.topic)
-        print(_sent(args.workflow_id, message, args.topic))
+        message = parse_message(args.message)
+        nbflow.send(args.workflow_id, message, topic=args.topic)
+        print(format_sent(args.workflow_id, message, args.topic))
 
     def _resume(self, args: argparse.Namespace) -> None:
         before = nbflow.get_workflow(args.workflow_id).status()
         nbflow.resume(args.workflow_id)
-        verb = "already finished" if before == nbflow.Status.SUCCESS else "resumed"
-        print(f"{verb}: workflow {args.workflow_id} (was {before})")
+        print(format_resume(args.workflow_id, before))
         if before != nbflow.Status.SUCCESS:
             self._watch_view(args.workflow_id, None)
 
     def _recover(self, args: argparse.Namespace) -> None:
         pending = nbflow.list_workflows(status="PENDING", limit=1_000_000)
         resumed = {h.workflow_id for h in nbflow.recover()}
-        for w in pending:
-            if w.workflow_id in resumed:
-                print(f"resumed: {w.workflow_id} ({w.name})")
-            else:
-                print(f"not resumed: {w.workflow_id} ({w.name}): its function is not declared here")  # fmt: skip
-        if not pending:
-            print("no interrupted workflows")
+        print("\n".join(format_recover(pending, resumed)))
 
     def _db(self, args: argparse.Namespace) -> None:
         rt = nbflow.configure(args.url) if args.url else nbflow.runtime()

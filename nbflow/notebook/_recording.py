@@ -62,7 +62,12 @@ class Recording:
         except (AttributeError, TypeError):  # e.g. a C io object: replace the stream itself
             if holder is not None:
                 setattr(holder, attr, _Wrapped(obj, new))
-                self._undo.append(lambda: setattr(holder, attr, obj) if isinstance(getattr(holder, attr), _Wrapped) else None)  # fmt: skip
+
+                def unwrap() -> None:
+                    if isinstance(getattr(holder, attr), _Wrapped):
+                        setattr(holder, attr, obj)
+
+                self._undo.append(unwrap)
             return
 
         def undo() -> None:

@@ -16,7 +16,8 @@ import html
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from nbflow.notebook._state import Frame, text_bar
+from nbflow._format import progress_line
+from nbflow.notebook._state import Frame
 
 __all__ = [
     "HandleRenderer",
@@ -63,11 +64,10 @@ class Snapshot:
 
     def __repr__(self) -> str:
         f = self.frame
-        lines = [" ".join(p for p in (f.title, f"[{f.short_id}]" if f.workflow_id else "", f.status, f.elapsed, f.events) if p)]  # fmt: skip
+        short_id = f"[{f.short_id}]" if f.workflow_id else ""
+        lines = [" ".join(p for p in (f.title, short_id, f.status, f.elapsed, f.events) if p)]
         if f.show_bar:
-            lines.append(
-                f"{text_bar(f.bar_value / f.bar_max if f.bar_max else 0.0)} {f.label}".rstrip()
-            )
+            lines.append(progress_line(f.bar_value / f.bar_max if f.bar_max else 0.0, f.label))
         if f.error:
             lines.append(f.error)
         if f.show_output and (f.lines or f.note):
@@ -154,18 +154,21 @@ class WidgetRenderer:
         self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="45%"))
         self.label = w.HTML()
         self.cancel_button = w.Button(
-            description="Cancel", icon="stop", tooltip="Cancel the workflow", layout=w.Layout(width="auto")
-        )  # fmt: skip
+            description="Cancel",
+            icon="stop",
+            tooltip="Cancel the workflow",
+            layout=w.Layout(width="auto"),
+        )
         self.error = w.HTML()
         self.output = w.Output(layout=w.Layout(max_height="30em", overflow="auto"))
         self.show_all = w.ToggleButton(
-            value=False, description="Show all", tooltip="Show every item read so far",
+            value=False,
+            description="Show all",
+            tooltip="Show every item read so far",
             layout=w.Layout(width="auto"),
-        )  # fmt: skip
-        self.box = _box_class()(
-            [self.header, w.HBox([self.bar, self.label, self.cancel_button]), self.error,
-             self.output, self.show_all]
-        )  # fmt: skip
+        )
+        bar_line = w.HBox([self.bar, self.label, self.cancel_button])
+        self.box = _box_class()([self.header, bar_line, self.error, self.output, self.show_all])
         self.frame: Frame | None = None
         self.apply(frame)
         self.cancel_button.on_click(lambda _button: on_cancel())

@@ -1,6 +1,7 @@
 """What a live view shows, as plain data: progress math, rate and ETA, output lines, the throttle.
 
-Nothing here imports IPython or ipywidgets. A :class:`ViewState` accumulates what a reader thread
+Nothing here imports IPython or ipywidgets; the text (the label beside the bar, the elapsed time)
+comes from :mod:`nbflow._format`. A :class:`ViewState` accumulates what a reader thread
 reads from a workflow's streams; :meth:`ViewState.frame` turns it into a :class:`Frame`, an
 immutable description of the display that the widget and text/HTML renderers draw. Frames compare
 equal when the display would not change, so a renderer skips redundant frontend updates.
@@ -13,6 +14,8 @@ import dataclasses
 import itertools
 from typing import Any
 
+from nbflow._format import format_interval, progress_label, truncate
+
 __all__ = [
     "BAR_STYLES",
     "Frame",
@@ -20,11 +23,6 @@ __all__ = [
     "RateMeter",
     "Throttle",
     "ViewState",
-    "format_count",
-    "format_interval",
-    "format_rate",
-    "progress_label",
-    "text_bar",
 ]
 
 #: The bar style (ipywidgets' ``bar_style``) of each final status.
@@ -32,58 +30,6 @@ BAR_STYLES = {"SUCCESS": "success", "ERROR": "danger", "CANCELLED": "warning"}
 
 _FINAL = frozenset(BAR_STYLES)
 _LINE_LIMIT = 2000  # characters of one output line
-
-
-def format_interval(seconds: float) -> str:
-    """``m:ss`` or ``h:mm:ss``, like tqdm: ``format_interval(3.7) == "0:03"``."""
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def format_count(value: float) -> str:
-    """A count without a useless ``.0``: ``23``, ``2.5``."""
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.4g}"
-
-
-def format_rate(rate: float | None, unit: str = "it") -> str:
-    """``12.3 it/s``, ``2.50 s/it`` below one per second, ``''`` when unknown."""
-    if rate is None or rate <= 0:
-        return ""
-    if rate < 1:
-        return f"{1 / rate:.2f} s/{unit}"
-    if rate >= 100:
-        return f"{rate:,.0f} {unit}/s"
-    return f"{rate:.1f} {unit}/s" if rate >= 10 else f"{rate:.2f} {unit}/s"
-
-
-def progress_label(
-    done: float,
-    total: float | None,
-    rate: float | None = None,
-    eta: float | None = None,
-    message: str | None = None,
-) -> str:
-    """The text beside the bar: ``23/60 38% 12.3 it/s ETA 0:03 · message``."""
-    if total:
-        parts = [f"{format_count(done)}/{format_count(total)}", f"{done / total:.0%}"]
-    else:
-        parts = [format_count(done)]
-    if rate_text := format_rate(rate):
-        parts.append(rate_text)
-    if eta is not None:
-        parts.append(f"ETA {format_interval(eta)}")
-    text = " ".join(parts)
-    return f"{text} · {message}" if message else text
-
-
-def text_bar(fraction: float, width: int = 24) -> str:
-    """A text progress bar: ``|██████░░░░░░|``."""
-    filled = round(max(0.0, min(1.0, fraction)) * width)
-    return "|" + "█" * filled + "░" * (width - filled) + "|"
 
 
 @dataclasses.dataclass
@@ -250,8 +196,7 @@ class Frame:
 
 
 def _line(value: Any) -> str:
-    text = value.rstrip("\n") if isinstance(value, str) else repr(value)
-    return text if len(text) <= _LINE_LIMIT else text[:_LINE_LIMIT] + "…"
+    return truncate(value.rstrip("\n") if isinstance(value, str) else repr(value), _LINE_LIMIT)
 
 
 class ViewState:

@@ -19,6 +19,7 @@ from typing import Any
 
 import nbflow
 from nbflow._errors import RuntimeClosedError, StreamTimeoutError, WorkflowNotFoundError
+from nbflow._format import format_error
 from nbflow._runtime import Runtime
 from nbflow.notebook._render import HandleRenderer, Renderer, WidgetRenderer
 from nbflow.notebook._state import Frame, Throttle, ViewState
@@ -255,7 +256,7 @@ class LiveView:
         with self._lock:
             self._state.status = "not started"
             self._state.complete = True
-            self._state.error = f"{type(exc).__qualname__}: {exc}"
+            self._state.error = format_error(exc)
         self._apply(force=True)
 
     # -- the reader thread ---------------------------------------------------------------------
@@ -274,7 +275,7 @@ class LiveView:
                 return  # the same, found by a query on the closed database
             logger.debug("LiveView of %s stopped", self.workflow_id, exc_info=True)
             with self._lock:
-                self._state.error = f"The live view stopped: {type(exc).__qualname__}: {exc}"
+                self._state.error = f"The live view stopped: {format_error(exc)}"
         finally:
             if self._cancel.is_set() and not self._state.final:
                 self._cancel_now()
@@ -311,7 +312,9 @@ class LiveView:
     def _discover(self) -> None:
         """Look for new streams (when watching all), and at the workflow's events."""
         assert self.workflow_id is not None
-        found = [info.key for info in self._runtime.list_streams(self.workflow_id)] if self._auto_keys else []  # fmt: skip
+        found: list[str] = []
+        if self._auto_keys:
+            found = [info.key for info in self._runtime.list_streams(self.workflow_id)]
         events = self._runtime.events(self.workflow_id)
         with self._lock:
             for key in sorted(found, key=lambda k: k != self._state.progress_key):
@@ -387,4 +390,4 @@ class LiveView:
         except Exception as exc:
             with self._lock:
                 self._state.cancel_requested = False
-                self._state.error = f"Cancel failed: {type(exc).__qualname__}: {exc}"
+                self._state.error = f"Cancel failed: {format_error(exc)}"

@@ -1,0 +1,190 @@
+"""The ``nbflow`` command: run the demo, and inspect and manage the workflows of a database.
+
+Usage::
+
+    nbflow [--db URL] [--json] COMMAND [ARGS]
+
+Commands: ``demo``, ``list``, ``show``, ``steps``, ``tail``, ``cancel``, ``resume``, ``recover``,
+``send``, ``worker`` (runs the workflows of queues: ``nbflow --db URL worker --queue NAME --import
+MODULE``). ``--db`` and ``--json`` may be given before or after the command. ``python -m nbflow``
+is the same command. Errors print one line, ``nbflow: error: <message>``, and exit with status 1.
+
+This module holds the parser and :func:`main`; the commands are in :mod:`nbflow.cli._commands`,
+the progress bar in :mod:`nbflow.cli._progress`, and their text comes from :mod:`nbflow._format`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import nbflow
+from nbflow.cli._commands import (
+    cmd_cancel,
+    cmd_demo,
+    cmd_list,
+    cmd_recover,
+    cmd_resume,
+    cmd_send,
+    cmd_show,
+    cmd_steps,
+    cmd_tail,
+    cmd_worker,
+    import_modules,
+)
+from nbflow.cli._progress import ProgressBar
+
+__all__ = ["ProgressBar", "main"]
+
+_DB_HELP = (
+    "the database: a path, duckdb:///path or postgresql://… "
+    "(default: $NBFLOW_DATABASE, else .nbflow/nbflow.duckdb)"
+)
+_JSON_HELP = "print JSON instead of text (allowed before or after the command)"
+
+#: Adds a subcommand: ``add(name, function, help)`` returns its parser.
+_Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)``, at least ``minimum``."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _add_reading(add: _Add) -> None:
+    """The commands that run the demo and read workflows: demo, list, show, steps, tail."""
+    p = add("demo", cmd_demo, "run (or resume) a demo pipeline with a live progress bar")
+    p.add_argument("--steps", type=_number(int, 1), default=60, help="items to process (60)")
+    p.add_argument("--delay", type=_number(float, 0), default=0.05, help="seconds per step (0.05)")
+    p.add_argument(
+        "--crash-after",
+        type=_number(int, 1),
+        metavar="N",
+        help="kill this process with SIGKILL after N steps ran; run `nbflow demo` again to resume",
+    )
+    p = add("list", cmd_list, "list workflows, newest first")
+    p.add_argument("--status", type=str.upper, choices=[s.value for s in nbflow.Status])
+    p.add_argument("--name", help="only workflows with this registered name")
+    p.add_argument("--limit", type=_number(int, 1), default=100, help="at most N (100)")
+    add("show", cmd_show, "show a workflow: fields, result or error, streams").add_argument("id")
+    add("steps", cmd_steps, "list a workflow's recorded steps").add_argument("id")
+    p = add("tail", cmd_tail, "print a stream's items as JSON lines until it closes")
+    p.add_argument("id")
+    p.add_argument("key")
+    p.add_argument("--start", type=_number(int, 0), default=0, help="first offset (0)")
+    p.add_argument("--timeout", type=_number(float, 0), help="seconds to wait for each item")
+
+
+def _add_managing(add: _Add) -> None:
+    """The commands that manage workflows: cancel, resume, recover, send, worker."""
+    add("cancel", cmd_cancel, "cancel a workflow").add_argument("id")
+    p = add("resume", cmd_resume, "resume a workflow from its last checkpoint and wait for it")
+    p.add_argument("id")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return at once (the workflow runs only while this process lives; "
+        "it stays PENDING otherwise)",
+    )
+    recover = "resume every interrupted workflow whose function is declared here (the demo)"
+    add("recover", cmd_recover, recover)
+    p = add("send", cmd_send, "send a message to a workflow (it gets it with nbflow.recv)")
+    p.add_argument("id")
+    p.add_argument("message", help="JSON (e.g. '{\"go\": true}'), else taken as text")
+    p.add_argument("--topic", help="the topic it is sent on (default: none)")
+    p = add("worker", cmd_worker, "run the workflows enqueued on queues, until Ctrl-C or SIGTERM")
+    p.add_argument(
+        "--queue",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="a queue to serve (repeat for more)",
+    )
+    p.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first: it declares the queues and workflows (repeat for more)",
+    )
+    p.add_argument(
+        "--recover-every",
+        type=_number(float, 0.1),
+        default=5.0,
+        metavar="S",
+        help="resume the workflows of dead workers every S seconds (5)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=_DB_HELP)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=_JSON_HELP)
+    parser = argparse.ArgumentParser(
+        prog="nbflow",
+        description="Durable workflows in one database: run the demo, inspect and manage them.",
+        epilog="Errors print one line 'nbflow: error: …' and exit with status 1.",
+    )
+    parser.add_argument("--db", metavar="URL", default=None, help=_DB_HELP)
+    parser.add_argument("--json", action="store_true", help=_JSON_HELP)
+    parser.add_argument("--version", action="version", version=f"nbflow {nbflow.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=text, description=text)
+        p.set_defaults(func=func)
+        return p
+
+    _add_reading(add)
+    _add_managing(add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nbflow`` command.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 on an nbflow error or a failed workflow, 2 on bad usage,
+        130 when interrupted.
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a usage error
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    runtime: nbflow.Runtime | None = None
+    try:
+        if args.command == "worker":
+            import_modules(args.modules)
+            runtime = nbflow.configure(args.db, queues=args.queue)
+        else:
+            runtime = nbflow.configure(args.db)
+        return int(args.func(args))
+    except nbflow.NbflowError as exc:
+        print(f"nbflow: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nbflow: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `nbflow tail ... | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        if runtime is not None:
+            runtime.close()
