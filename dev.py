@@ -2,7 +2,7 @@
 """The project's two commands, each doing its own set-up in a venv (.venv):
 
     python3 dev.py demo [ARGS…]   run the demo pipeline with a live progress bar
-    python3 dev.py test [ARGS…]   lint, type-check and run the whole test suite
+    python3 dev.py test [ARGS…]   lint, type-check, check the layers and run the whole test suite
 
 Only the standard library is used here, so it runs on a fresh machine with Python 3.10+.
 """
@@ -51,6 +51,7 @@ def test(args: list[str]) -> int:
     run(PY, "-m", "ruff", "check", "nbflow", "tests", "benchmarks", "dev.py")
     run(PY, "-m", "ruff", "format", "--check", "nbflow", "tests", "benchmarks", "dev.py")
     run(PY, "-m", "mypy")
+    run(BIN / "lint-imports", "--no-cache")  # the layers of docs/architecture.md
     code = run(PY, "-m", "pytest", *args, check=False)
     if code == 5:
         print("pytest collected no tests: that is a failure here.", file=sys.stderr)

@@ -11,7 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from nbflow._execution import current_execution, require_execution
+from nbflow import _context as context
 from nbflow._handle import WorkflowHandle
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
 from nbflow._runtime import Runtime
@@ -87,8 +87,14 @@ def _close_default() -> None:
 
 
 def _call_runtime() -> Runtime:
-    ex = current_execution()
-    return ex.runtime if ex is not None else runtime()
+    """The runtime of the workflow this code runs in, else the default runtime."""
+    ctx = context.current()
+    if ctx is not None and isinstance(ctx.runner, Runtime):
+        return ctx.runner
+    return runtime()
+
+
+context.set_default_runner(runtime)
 
 
 def start(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> WorkflowHandle:
@@ -98,8 +104,8 @@ def start(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> WorkflowHandl
 
 def current_workflow_id() -> str | None:
     """The id of the workflow this code runs in, or None."""
-    ex = current_execution()
-    return ex.workflow_id if ex is not None else None
+    ctx = context.current()
+    return ctx.workflow_id if ctx is not None else None
 
 
 def write_stream(key: str, value: Any) -> None:
@@ -114,7 +120,7 @@ def write_stream(key: str, value: Any) -> None:
         StreamClosedError: The stream was closed.
         SerializationError: The value cannot be stored (nothing was written).
     """
-    require_execution("write_stream").write_stream(key, value)
+    context.require("write_stream").write_stream(key, value)
 
 
 def close_stream(key: str) -> None:
@@ -123,7 +129,7 @@ def close_stream(key: str) -> None:
     Closing a closed stream does nothing. Every open stream closes by itself when the workflow
     ends.
     """
-    require_execution("close_stream").write_stream(key, None, is_end=True)
+    context.require("close_stream").write_stream(key, None, is_end=True)
 
 
 def read_stream(

@@ -33,7 +33,9 @@ class Deadlines:
                 return
             heapq.heappush(self._heap, (deadline, workflow_id))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="nbflow-deadlines", daemon=True)  # fmt: skip
+                self._thread = threading.Thread(
+                    target=self._run, name="nbflow-deadlines", daemon=True
+                )
                 self._thread.start()
             self._cond.notify_all()
 
@@ -48,7 +50,11 @@ class Deadlines:
             try:
                 self._passed(workflow_id, deadline)
             except Exception:  # a closing runtime, a lost database: the next open sees the deadline
-                logger.warning("nbflow could not cancel workflow %r at its deadline", workflow_id, exc_info=True)  # fmt: skip
+                logger.warning(
+                    "nbflow could not cancel workflow %r at its deadline",
+                    workflow_id,
+                    exc_info=True,
+                )
 
     def close(self) -> None:
         with self._cond:

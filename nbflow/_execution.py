@@ -1,84 +1,74 @@
-"""One run of a workflow: its position, its replay record, its streams, and the checkpoint idiom.
+"""One run of a workflow in this process: its state, its position, its replay record, its streams.
 
-The idiom (as in DBOS): before an operation runs, look up its recorded outcome at this position; if
-there is one, return it (or raise it) without running; otherwise run it and append its record to
-the write log. Every operation of the workflow body takes the next *function id*.
+The checkpoint idiom (as in DBOS): before an operation runs, look up its recorded outcome at this
+position; if there is one, return it (or raise it) without running; otherwise run it and append its
+record to the write log. Every operation of the workflow body takes the next *function id*.
+
+An execution's life is an explicit state machine; each transition is a method that takes the write
+log's lock itself, so a check and the append it guards are one atomic action::
+
+    RUNNING ──cancel()────────────► CANCELLED ──┐
+       │    ──interrupt()─────────► INTERRUPTED ├──► (done)
+       └────begin_finish()────────► FINISHING ──┘
+
+``durable_status`` is set by the committer once the final status is in the database.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import pickle
+import enum
+import inspect
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
+from nbflow._context import StepAttempt
+from nbflow._engine import Engine
 from nbflow._errors import (
     NondeterminismError,
-    NotInWorkflowError,
-    RecordedError,
     StreamClosedError,
     WorkflowCancelledError,
     WorkflowInterruptedError,
 )
-from nbflow._serialization import check_text, decode, encode
-from nbflow.store._base import ReplayRecord
-from nbflow.store._ops import Op, StepRow, StreamRow
+from nbflow._serialization import check_text
+from nbflow.store._base import Replay, ReplayRecord
+from nbflow.store._ops import Finish, Op, StreamRow
 
-if TYPE_CHECKING:
-    from nbflow._runtime import Runtime
-
-__all__ = ["Execution", "current_execution", "require_execution"]
-
-_current: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
-    "nbflow_execution", default=None
-)
+__all__ = ["Execution", "Executions", "State"]
 
 
-def current_execution() -> Execution | None:
-    """The workflow execution this code runs in, or None."""
-    return _current.get()
+class State(enum.Enum):
+    """Where an execution is in its life (see the module docstring)."""
+
+    RUNNING = "running"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    FINISHING = "finishing"
 
 
-def require_execution(operation: str) -> Execution:
-    """The current execution; raises :class:`NotInWorkflowError` outside a workflow."""
-    ex = _current.get()
-    if ex is None:
-        raise NotInWorkflowError(operation)
-    return ex
+class StepFailure(NamedTuple):
+    """The step whose error may end the workflow: resuming the workflow runs it again."""
+
+    function_id: int
+    error: BaseException
 
 
-def encode_error(exc: BaseException) -> tuple[str, bytes | None]:
-    """``("Type: message", pickle)`` for an exception; the pickle is None if it cannot round-trip."""
-    text = f"{type(exc).__qualname__}: {exc}"
-    try:
-        blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(blob)
-    except Exception:
-        blob = None
-    return text, blob
-
-
-def decode_error(text: str | None, blob: bytes | None, allow_pickle: bool) -> BaseException:
-    """Rebuild a recorded exception (or a :class:`RecordedError` standing in for it)."""
-    if blob is not None and allow_pickle:
-        try:
-            exc = pickle.loads(blob)
-            if isinstance(exc, BaseException):
-                return exc
-        except Exception:
-            pass
-    type_name, _, message = (text or "Error: ").partition(": ")
-    return RecordedError(type_name, message)
-
-
-def _describe(kind: str, name: str) -> str:
-    """An operation as a replay error names it: ``step 'm.f'``, ``nbflow.sleep``, ``write_stream('k')``."""
+def describe(kind: str, name: str) -> str:
+    """An operation as errors name it: ``step 'm.f'``, ``nbflow.sleep``, ``write_stream('k')``."""
     if kind == "step":
         return name if name.startswith("nbflow.") else f"step {name!r}"
     return f"{kind}_stream({name!r})"
+
+
+class _Stream:
+    """A stream of this workflow: its next offset, and whether it is closed."""
+
+    __slots__ = ("closed", "offset")
+
+    def __init__(self, offset: int = 0, closed: bool = False) -> None:
+        self.offset = offset
+        self.closed = closed
 
 
 class Execution:
@@ -87,55 +77,124 @@ class Execution:
     Attributes:
         workflow_id: The workflow's id.
         name: Its registered name.
-        runtime: The runtime it runs in.
-        cancelled: Set (under the write log's lock) when the workflow is cancelled.
-        interrupted: Set when the runtime closes under it; it stops at its next checkpoint.
-        final_status: Set by the committer once its final status is durable.
+        fn, args, kwargs: The body and what it is called with.
+        state: Its :class:`State`; changed only by the transition methods.
+        durable_status: Its final status once the committer made it durable, else None.
+        deadline: When it is cancelled if it has not ended (epoch seconds), or None.
+        queue_name: The queue it was enqueued on, or None.
+        row_seq: The write-log position of its own row until that is known to be durable.
+        wakeup: Set to cut short a wait (sleep, recv, a retry's backoff) on cancel or close.
+        done: Set once it has ended; then ``result`` or ``error`` holds its outcome.
     """
 
     def __init__(
         self,
-        runtime: Runtime,
+        engine: Engine,
         workflow_id: str,
         name: str,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         *,
-        replay: list[ReplayRecord] | None = None,
-        streams: dict[str, tuple[int, bool]] | None = None,
-        attempts: dict[int, int] | None = None,
+        replay: Replay | None = None,
     ) -> None:
-        self.runtime = runtime
+        self.engine = engine
         self.workflow_id = workflow_id
         self.name = name
         self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
         self.args = args
         self.kwargs = kwargs
-        self.recorded = {r.function_id: r for r in replay or ()}
-        # key -> [next offset, closed]
-        self.streams: dict[str, list[Any]] = {k: [n, c] for k, (n, c) in (streams or {}).items()}
-        self.prior_attempts = attempts or {}
+        self.recorded: dict[int, ReplayRecord] = {}
+        if replay is not None:
+            self.recorded = {r.function_id: r for r in replay.records}
+        self._streams = (
+            {} if replay is None else {k: _Stream(*s) for k, s in replay.streams.items()}
+        )
+        self.prior_attempts = {} if replay is None else replay.attempts
         self.function_id = 0
-        self.in_step: tuple[int, int] | None = None
-        self.cancelled = False
-        self.interrupted = False
-        self.finishing = False
-        self.final_status: str | None = None
+        self.state = State.RUNNING
+        self.durable_status: str | None = None
+        self.deadline: float | None = None
+        self.queue_name: str | None = None
+        self.row_seq = 0
+        self.wakeup = threading.Event()
         self.done = threading.Event()
         self._done_callbacks: list[Callable[[], None]] = []
         self._done_lock = threading.Lock()
-        self.wakeup = threading.Event()  # set on cancel/close to cut short a retry backoff
-        self.step_error: tuple[int, BaseException] | None = None
-        #: The write-log position of the workflow's own row until it is known to be durable.
-        self.row_seq = 0
-        #: When the workflow is cancelled if it has not ended (epoch seconds), or None.
-        self.deadline: float | None = None
-        #: The queue it was enqueued on, or None.
-        self.queue_name: str | None = None
+        self.step_failure: StepFailure | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.started = time.time()
+
+    def __repr__(self) -> str:
+        return f"<Execution {self.workflow_id!r} {self.state.value}>"
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True until it is cancelled, interrupted or finishing."""
+        return self.state is State.RUNNING
+
+    @property
+    def cancelled(self) -> bool:
+        """True once it is cancelled (here, or by another process)."""
+        return self.state is State.CANCELLED
+
+    def check_running(self) -> None:
+        """Raise if the workflow was cancelled or the runtime is closing."""
+        state = self.state
+        if state is State.CANCELLED:
+            raise WorkflowCancelledError(self.workflow_id)
+        if state is State.INTERRUPTED:
+            raise WorkflowInterruptedError(self.workflow_id)
+
+    def cancel(self, now: float) -> int | None:
+        """RUNNING (or INTERRUPTED) → CANCELLED: append its CANCELLED end; the log position, or
+        None when it is already cancelled or finishing."""
+        log = self.engine.log
+        with log.lock:
+            if self.state in (State.CANCELLED, State.FINISHING):
+                return None
+            self.state = State.CANCELLED
+            finish = Finish(self.workflow_id, "CANCELLED", now, markers=self._end_markers(now))
+            seq = log.append_locked(finish)
+        self.wakeup.set()
+        return seq
+
+    def cancelled_elsewhere(self) -> None:
+        """Another process cancelled it (the store has its end): RUNNING → CANCELLED."""
+        with self.engine.log.lock:
+            if self.state is not State.RUNNING:
+                return
+            self.state = State.CANCELLED
+        self.wakeup.set()
+
+    def interrupt(self) -> None:
+        """The runtime closes: RUNNING → INTERRUPTED; it stops at its next checkpoint."""
+        with self.engine.log.lock:
+            if self.state is State.RUNNING:
+                self.state = State.INTERRUPTED
+        self.wakeup.set()
+
+    def begin_finish(self, finish: Finish) -> int | None:
+        """RUNNING → FINISHING: append ``finish`` with the end markers of its open streams.
+
+        Returns the log position, or None when it was cancelled or interrupted first.
+        """
+        log = self.engine.log
+        with log.lock:
+            if self.state is not State.RUNNING:
+                return None
+            self.state = State.FINISHING
+            return log.append_locked(finish._replace(markers=self._end_markers(finish.ended_at)))
+
+    def ended(self, status: str) -> None:
+        """The committer made its final status durable (on the committer thread)."""
+        self.durable_status = status
+
+    # -- the end -------------------------------------------------------------------------------
 
     def set_done(self) -> None:
         """Mark the execution ended: wake ``done`` waiters and call the :meth:`on_done` callbacks."""
@@ -153,15 +212,11 @@ class Execution:
                 return
         callback()
 
-    # -- running -----------------------------------------------------------------------------
-
-    def activate(self) -> contextvars.Token[Execution | None]:
-        """Make this the current execution of the calling thread."""
-        return _current.set(self)
-
-    @staticmethod
-    def deactivate(token: contextvars.Token[Execution | None]) -> None:
-        _current.reset(token)
+    def outcome(self) -> Any:
+        """Its result, or its error raised (once :attr:`done` is set)."""
+        if self.error is not None:
+            raise self.error
+        return self.result
 
     def step_failed(self, function_id: int, exc: BaseException) -> BaseException:
         """Note that the step at ``function_id`` raised ``exc`` (and return it, to raise).
@@ -169,38 +224,19 @@ class Execution:
         If ``exc`` ends the workflow, its finish records the step, so that resuming the workflow
         runs that step again.
         """
-        self.step_error = (function_id, exc)
+        self.step_failure = StepFailure(function_id, exc)
         return exc
 
     def ended_by_step(self, exc: BaseException) -> int | None:
         """The function id of the step whose error ``exc`` ends the workflow, if it is one."""
-        if self.step_error is not None and self.step_error[1] is exc:
-            return self.step_error[0]
-        return None
+        failure = self.step_failure
+        return failure.function_id if failure is not None and failure.error is exc else None
 
-    def wait_row_durable(self) -> None:
-        """A step may act on the world: the workflow must be recoverable before it does."""
-        if self.row_seq:
-            self.runtime._log.wait_durable(self.row_seq)
-            self.row_seq = 0
+    # -- positions and records -----------------------------------------------------------------
 
     def next_function_id(self) -> int:
         self.function_id += 1
         return self.function_id
-
-    def check_running(self) -> None:
-        """Raise if the workflow was cancelled or the runtime is closing."""
-        if self.cancelled:
-            raise WorkflowCancelledError(self.workflow_id)
-        if self.interrupted:
-            raise WorkflowInterruptedError(self.workflow_id)
-
-    def append(self, op: Op) -> None:
-        """Append one operation to the write log, unless the workflow was stopped meanwhile."""
-        log = self.runtime._log
-        with log.lock:
-            self.check_running()
-            log.append_locked(op)
 
     def replayed(self, function_id: int, kind: str, name: str) -> ReplayRecord | None:
         """The recorded operation at ``function_id``, checked against what is called now."""
@@ -208,232 +244,116 @@ class Execution:
         if record is None:
             return None
         if record.kind != kind or record.name != name:
-            recorded = _describe(record.kind, record.name)
-            raise NondeterminismError(
-                self.workflow_id, function_id, recorded, _describe(kind, name)
-            )
+            recorded, called = describe(record.kind, record.name), describe(kind, name)
+            raise NondeterminismError(self.workflow_id, function_id, recorded, called)
         return record
 
-    # -- steps -------------------------------------------------------------------------------
-
-    def run_step(
-        self,
-        name: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        retries: int = 0,
-        backoff: float = 2.0,
-        interval: float = 1.0,
-    ) -> Any:
-        """Run ``fn`` as the next step: return its recorded outcome, or run and record it."""
-        function_id, record = self._step_begin(name)
-        if record is not None:
-            return self._step_replay(function_id, name, record)
-        started = time.time()
-        attempt = self.prior_attempts.get(function_id, 0)
-        tries = 0
-        while True:
-            attempt += 1
-            tries += 1
-            self.in_step = (function_id, attempt)
-            try:
-                output = fn(*args, **kwargs)
-            except Exception as exc:
-                self.in_step = None
-                if tries <= retries and not (self.cancelled or self.interrupted):
-                    self.wakeup.wait(interval * backoff ** (tries - 1))
-                    self.check_running()
-                    continue
-                self._step_record(function_id, name, started, tries, None, exc)
-                raise
-            finally:
-                self.in_step = None
-            return self._step_record(function_id, name, started, tries, output, None)
-
-    async def run_step_async(
-        self,
-        name: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        retries: int = 0,
-        backoff: float = 2.0,
-        interval: float = 1.0,
-    ) -> Any:
-        """:meth:`run_step` for an ``async def`` step (awaited on the workflow's loop).
-
-        Steps awaited concurrently (``asyncio.gather``) share the workflow's step state: a stream
-        write from inside one of them is attributed to whichever started last.
-        """
-        function_id, record = self._step_begin(name)
-        if record is not None:
-            return self._step_replay(function_id, name, record)
-        started = time.time()
-        attempt = self.prior_attempts.get(function_id, 0)
-        tries = 0
-        while True:
-            attempt += 1
-            tries += 1
-            self.in_step = (function_id, attempt)
-            try:
-                output = await fn(*args, **kwargs)
-            except Exception as exc:
-                self.in_step = None
-                if tries <= retries and not (self.cancelled or self.interrupted):
-                    await asyncio.sleep(interval * backoff ** (tries - 1))
-                    self.check_running()
-                    continue
-                self._step_record(function_id, name, started, tries, None, exc)
-                raise
-            finally:
-                self.in_step = None
-            return self._step_record(function_id, name, started, tries, output, None)
-
-    def _step_begin(self, name: str) -> tuple[int, ReplayRecord | None]:
-        """Take the next function id; return it with its record, or make ready to run the step."""
-        function_id = self.next_function_id()
-        record = self.replayed(function_id, "step", name)
-        if record is None:
+    def append(self, *ops: Op) -> int:
+        """Append operations to the write log, unless the workflow was stopped meanwhile."""
+        log = self.engine.log
+        seq = 0
+        with log.lock:
             self.check_running()
-            self.wait_row_durable()
-        return function_id, record
+            for op in ops:
+                seq = log.append_locked(op)
+        return seq
 
-    def _step_replay(self, function_id: int, name: str, record: ReplayRecord) -> Any:
-        """The recorded outcome of a step: its output, or its error raised."""
-        allow_pickle = self.runtime.allow_pickle
-        if record.error is not None:
-            raise self.step_failed(
-                function_id, decode_error(record.error, record.error_pickle, allow_pickle)
-            )
-        return decode(
-            record.output_json,
-            record.output_pickle,
-            what=f"step {name!r}",
-            allow_pickle=allow_pickle,
-        )
+    def wait_row_durable(self) -> None:
+        """A step may act on the world: the workflow must be recoverable before it does."""
+        if self.row_seq:
+            self.engine.log.wait_durable(self.row_seq)
+            self.row_seq = 0
 
-    def _step_record(
-        self,
-        function_id: int,
-        name: str,
-        started: float,
-        tries: int,
-        output: Any,
-        error: BaseException | None,
-    ) -> Any:
-        """Record a step's outcome (the last error, or the output); return the output."""
-        if error is not None:
-            text, blob = encode_error(error)
-            self.append(
-                StepRow(
-                    workflow_id=self.workflow_id,
-                    function_id=function_id,
-                    name=name,
-                    output_json=None,
-                    output_pickle=None,
-                    error=text,
-                    error_pickle=blob,
-                    started_at=started,
-                    ended_at=time.time(),
-                    attempts=tries,
-                )
-            )
-            self.step_failed(function_id, error)
-            return None
-        value_json, value_pickle = encode(
-            output, what=f"the output of step {name!r}", allow_pickle=self.runtime.allow_pickle
-        )
-        self.append(
-            StepRow(
-                workflow_id=self.workflow_id,
-                function_id=function_id,
-                name=name,
-                output_json=value_json,
-                output_pickle=value_pickle,
-                error=None,
-                error_pickle=None,
-                started_at=started,
-                ended_at=time.time(),
-                attempts=tries,
-            )
-        )
-        return output
+    # -- streams -------------------------------------------------------------------------------
 
-    def record_child(
-        self, function_id: int, name: str, started: float, outcome: Any, error: BaseException | None
+    def write_stream(
+        self, key: str, value: Any, *, is_end: bool = False, step: StepAttempt | None = None
     ) -> None:
-        """Record a child workflow's outcome as a step of this one."""
-        if error is None:
-            value_json, value_pickle = encode(
-                outcome,
-                what=f"the result of workflow {name!r}",
-                allow_pickle=self.runtime.allow_pickle,
-            )
-            text = blob = None
-        else:
-            value_json = value_pickle = None
-            text, blob = encode_error(error)
-        self.append(
-            StepRow(
-                workflow_id=self.workflow_id,
-                function_id=function_id,
-                name=name,
-                output_json=value_json,
-                output_pickle=value_pickle,
-                error=text,
-                error_pickle=blob,
-                started_at=started,
-                ended_at=time.time(),
-                attempts=1,
-            )
-        )
-
-    # -- streams -----------------------------------------------------------------------------
-
-    def write_stream(self, key: str, value: Any, *, is_end: bool = False) -> None:
-        """Append ``value`` to stream ``key`` (or, with ``is_end``, close it)."""
+        """Append ``value`` to stream ``key`` (with ``is_end``, close it); ``step``: the step
+        attempt that writes it, if it is not the workflow body."""
         check_text(key, "A stream key")
-        if is_end:
-            value_json = value_pickle = None
-        else:
-            value_json, value_pickle = encode(
-                value, what=f"stream {key!r}", allow_pickle=self.runtime.allow_pickle
-            )
-        in_step = self.in_step
-        if in_step is None:
-            function_id = self.next_function_id()
+        value_json = value_pickle = None
+        if not is_end:
+            value_json, value_pickle = self.engine.encode(value, f"stream {key!r}")
+        if step is None:
+            function_id, attempt = self.next_function_id(), None
             if self.replayed(function_id, "close" if is_end else "write", key) is not None:
                 return
-            attempt = None
         else:
-            function_id, attempt = in_step
-        log = self.runtime._log
+            function_id, attempt = step
+        log = self.engine.log
         with log.lock:  # cancel() reads the streams' state from another thread
             self.check_running()
-            state = self.streams.get(key)
-            if state is None:
-                state = self.streams[key] = [0, False]
-            if state[1]:
+            stream = self._streams.get(key)
+            if stream is None:
+                stream = self._streams[key] = _Stream()
+            if stream.closed:
                 if is_end:
                     return
                 raise StreamClosedError(self.workflow_id, key)
-            log.append_locked(
-                StreamRow(self.workflow_id, key, state[0], value_json, value_pickle, is_end, function_id, attempt, time.time())
-            )  # fmt: skip
-            state[0] += 1
-            state[1] = is_end
+            row = StreamRow(
+                self.workflow_id,
+                key,
+                stream.offset,
+                value_json,
+                value_pickle,
+                is_end,
+                function_id,
+                attempt,
+                time.time(),
+            )
+            log.append_locked(row)
+            stream.offset += 1
+            stream.closed = is_end
 
-    def end_markers(self, now: float) -> tuple[StreamRow, ...]:
-        """End markers for every stream still open; marks them closed."""
+    def _end_markers(self, now: float) -> tuple[StreamRow, ...]:
+        """End markers for every stream still open; marks them closed (log lock held)."""
         markers = []
-        for key, state in self.streams.items():
-            if not state[1]:
+        for key, stream in self._streams.items():
+            if not stream.closed:
                 markers.append(
-                    StreamRow(self.workflow_id, key, state[0], None, None, True, None, None, now)
+                    StreamRow(
+                        self.workflow_id, key, stream.offset, None, None, True, None, None, now
+                    )
                 )
-                state[0] += 1
-                state[1] = True
+                stream.offset += 1
+                stream.closed = True
         return tuple(markers)
+
+
+class Executions:
+    """The executions running in one runtime, by workflow id.
+
+    Attributes:
+        lock: Held while an id is looked up and an execution added, so that one id runs once.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, Execution] = {}
+        self.lock = threading.RLock()
+
+    def __contains__(self, workflow_id: object) -> bool:
+        return workflow_id in self._running
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def __iter__(self) -> Iterator[Execution]:
+        return iter(list(self._running.values()))
+
+    def get(self, workflow_id: str) -> Execution | None:
+        return self._running.get(workflow_id)
+
+    def add(self, ex: Execution) -> None:
+        self._running[ex.workflow_id] = ex
+
+    def remove(self, ex: Execution) -> None:
+        """Forget ``ex`` (and only it: another execution may have taken its id since)."""
+        with self.lock:
+            if self._running.get(ex.workflow_id) is ex:
+                del self._running[ex.workflow_id]
+
+    def ending_soon(self, workflow_id: str) -> bool:
+        """True when the workflow runs here and its final status is not durable yet."""
+        ex = self._running.get(workflow_id)
+        return ex is not None and ex.durable_status is None

@@ -3,16 +3,52 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from nbflow._errors import WaitTimeoutError
 from nbflow._records import Status
+from nbflow.store import WorkflowRow
 
-if TYPE_CHECKING:
-    from nbflow._execution import Execution
-    from nbflow._runtime import Runtime
+__all__ = ["Run", "Tracker", "WorkflowHandle"]
 
-__all__ = ["WorkflowHandle"]
+
+class Run(Protocol):
+    """A workflow running in this process, as a handle waits for it."""
+
+    @property
+    def done(self) -> threading.Event:
+        """Set once the run has ended and its outcome is durable."""
+
+    def outcome(self) -> Any:
+        """The run's result, or its exception raised (once :attr:`done` is set)."""
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` from any thread once the run has ended."""
+
+
+class Tracker(Protocol):
+    """What a handle asks of the runtime it came from (:class:`~nbflow.Runtime` is one)."""
+
+    def status(self, workflow_id: str) -> Status: ...
+
+    def cancel(self, workflow_id: str) -> None: ...
+
+    def execution(self, workflow_id: str) -> Run | None: ...
+
+    def workflow_row(self, workflow_id: str) -> WorkflowRow: ...
+
+    def wait_elsewhere(self, workflow_id: str, timeout: float | None) -> WorkflowRow | None: ...
+
+    def outcome(self, row: WorkflowRow) -> Any: ...
+
+
+def _still_running(workflow_id: str, timeout: float | None, again: str) -> WaitTimeoutError:
+    return WaitTimeoutError(
+        f"Workflow {workflow_id!r} did not finish within {timeout} s; it is still running. "
+        f"{again} to wait longer."
+    )
 
 
 class WorkflowHandle:
@@ -22,10 +58,8 @@ class WorkflowHandle:
         workflow_id: The workflow's id.
     """
 
-    def __init__(
-        self, runtime: Runtime, workflow_id: str, execution: Execution | None = None
-    ) -> None:
-        self._runtime = runtime
+    def __init__(self, tracker: Tracker, workflow_id: str, execution: Run | None = None) -> None:
+        self._tracker = tracker
         self.workflow_id = workflow_id
         self._execution = execution  # kept, so result() gives the very object it returned
 
@@ -38,9 +72,19 @@ class WorkflowHandle:
     def __hash__(self) -> int:
         return hash(self.workflow_id)
 
+    @property
+    def tracker(self) -> Tracker:
+        """The runtime this handle came from."""
+        return self._tracker
+
+    @property
+    def run(self) -> Run | None:
+        """The run in this process that the handle follows, when it has one."""
+        return self._execution
+
     def status(self) -> Status:
         """The workflow's durable status."""
-        return self._runtime.status(self.workflow_id)
+        return self._tracker.status(self.workflow_id)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the workflow to end and return its result, or raise its exception.
@@ -56,29 +100,24 @@ class WorkflowHandle:
                 (PostgreSQL) is waited for.
             Exception: Whatever the workflow raised.
         """
-        runtime = self._runtime
-        ex = self._execution or runtime._execution(self.workflow_id)
+        tracker = self._tracker
+        ex = self._execution or tracker.execution(self.workflow_id)
         if ex is not None:
             if not ex.done.wait(timeout):
-                raise WaitTimeoutError(
-                    f"Workflow {self.workflow_id!r} did not finish within {timeout} s; it is "
-                    "still running. Call .result() again to wait longer."
-                )
-            if ex.error is not None:
-                raise ex.error
-            return ex.result
-        row = runtime.workflow_row(self.workflow_id)
+                raise _still_running(self.workflow_id, timeout, "Call .result() again")
+            return ex.outcome()
+        row = tracker.workflow_row(self.workflow_id)
         if not Status(row.status).is_final:
-            final = runtime.wait_elsewhere(self.workflow_id, timeout)
+            final = tracker.wait_elsewhere(self.workflow_id, timeout)
             if final is None:  # it started running here meanwhile
-                self._execution = runtime._execution(self.workflow_id)
+                self._execution = tracker.execution(self.workflow_id)
                 return self.result(timeout)
             row = final
-        return runtime.outcome(row)
+        return tracker.outcome(row)
 
     async def result_async(self, timeout: float | None = None) -> Any:
         """:meth:`result`, awaited: waits without blocking the caller's event loop."""
-        ex = self._execution or self._runtime._execution(self.workflow_id)
+        ex = self._execution or self._tracker.execution(self.workflow_id)
         if ex is None:
             return await asyncio.to_thread(self.result, timeout)
         loop = asyncio.get_running_loop()
@@ -95,12 +134,9 @@ class WorkflowHandle:
         try:
             await asyncio.wait_for(ended, timeout)
         except asyncio.TimeoutError:
-            raise WaitTimeoutError(
-                f"Workflow {self.workflow_id!r} did not finish within {timeout} s; it is "
-                "still running. Await .result_async() again to wait longer."
-            ) from None
+            raise _still_running(self.workflow_id, timeout, "Await .result_async() again") from None
         return self.result(0)
 
     def cancel(self) -> None:
         """Cancel the workflow (see :func:`nbflow.cancel`)."""
-        self._runtime.cancel(self.workflow_id)
+        self._tracker.cancel(self.workflow_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from nbflow._execution import Execution, require_execution
+from nbflow._context import WorkflowContext, require
 
 __all__ = ["progress", "track"]
 
@@ -23,9 +23,7 @@ def progress(
 
     Call it from a workflow (or one of its steps) as work gets done.
     """
-    require_execution("progress").write_stream(
-        key, {"done": done, "total": total, "message": message}
-    )
+    require("progress").write_stream(key, {"done": done, "total": total, "message": message})
 
 
 def track(iterable: Iterable[T], *, key: str = "progress", total: int | None = None) -> Iterator[T]:
@@ -38,17 +36,19 @@ def track(iterable: Iterable[T], *, key: str = "progress", total: int | None = N
         key: The stream to write to.
         total: The number of items (default: ``len(iterable)`` when it has one).
     """
-    ex = require_execution("track")  # raised at the call, not at the first next()
+    ctx = require("track")  # raised at the call, not at the first next()
     if total is None:
         try:
             total = len(iterable)  # type: ignore[arg-type]
         except TypeError:
             total = None
-    return _tracked(ex, iterable, key, total)
+    return _tracked(ctx, iterable, key, total)
 
 
-def _tracked(ex: Execution, iterable: Iterable[T], key: str, total: int | None) -> Iterator[T]:
-    ex.write_stream(key, {"done": 0, "total": total, "message": None})
+def _tracked(
+    ctx: WorkflowContext, iterable: Iterable[T], key: str, total: int | None
+) -> Iterator[T]:
+    ctx.write_stream(key, {"done": 0, "total": total, "message": None})
     for done, item in enumerate(iterable, start=1):
         yield item
-        ex.write_stream(key, {"done": done, "total": total, "message": None})
+        ctx.write_stream(key, {"done": done, "total": total, "message": None})

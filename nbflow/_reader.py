@@ -9,19 +9,15 @@ from the server, after which it reads the database; it also looks by itself ever
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-import time
+import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-from nbflow._errors import StreamTimeoutError, WorkflowNotFoundError
-from nbflow._notify import Row, Subscription
+from nbflow._engine import Engine, Watch
+from nbflow._errors import StreamTimeoutError
+from nbflow._execution import Executions
+from nbflow._notify import Row
 from nbflow._serialization import check_text, decode_many
-
-if TYPE_CHECKING:
-    from nbflow._runtime import Runtime
 
 __all__ = ["PAGE_SIZE", "StreamReader"]
 
@@ -29,36 +25,42 @@ __all__ = ["PAGE_SIZE", "StreamReader"]
 PAGE_SIZE = 5000
 
 
-class StreamReader:
-    """Reads one stream of one workflow from an offset.
+class Batch(NamedTuple):
+    """What one look found: values (possibly none) and whether the stream ended."""
 
-    Raises (at construction):
-        WorkflowNotFoundError: No workflow has this id.
-    """
+    values: list[Any]
+    ended: bool
+
+
+class StreamReader:
+    """Reads one stream of one workflow from an offset (the caller checked that it exists)."""
 
     def __init__(
-        self, runtime: Runtime, workflow_id: str, key: str, start: int, timeout: float | None
+        self,
+        engine: Engine,
+        executions: Executions,
+        workflow_id: str,
+        key: str,
+        start: int,
+        timeout: float | None,
     ) -> None:
         check_text(key, "A stream key")
         if type(start) is not int or start < 0:
             raise ValueError(f"start must be an offset >= 0, not {start!r}.")
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}.")
-        if not runtime.exists(workflow_id):
-            raise WorkflowNotFoundError(workflow_id, runtime.database)
-        self._runtime = runtime
+        self._engine = engine
+        self._executions = executions
         self.workflow_id = workflow_id
         self.key = key
         self.offset = start
         self.timeout = timeout
-        self._sub: Subscription
         self._from_db = True  # until a query returns a partial page
 
     def _finished(self) -> bool:
-        ex = self._runtime._execution(self.workflow_id)
-        if ex is not None and ex.final_status is None:
+        if self._executions.ending_soon(self.workflow_id):
             return False
-        status = self._runtime.store.get_status(self.workflow_id)
+        status = self._engine.store.get_status(self.workflow_id)
         return status is not None and status not in ("PENDING", "ENQUEUED")
 
     def _accept(self, rows: Sequence[Row], values: list[Any]) -> bool:
@@ -74,19 +76,19 @@ class StreamReader:
             values += decode_many(
                 [(row[1], row[2]) for row in items],
                 what=f"stream {self.key!r} of workflow {self.workflow_id!r}",
-                allow_pickle=self._runtime.allow_pickle,
+                allow_pickle=self._engine.allow_pickle,
             )
             self.offset = items[-1][0] + 1
         return bool(ended)
 
     def _fetch(self, values: list[Any]) -> tuple[int, bool]:
         """Append the next page's values from the database; return ``(rows, stream ended)``."""
-        rows = self._runtime.store.read_stream(self.workflow_id, self.key, self.offset, PAGE_SIZE)
+        rows = self._engine.store.read_stream(self.workflow_id, self.key, self.offset, PAGE_SIZE)
         return len(rows), self._accept(rows, values)
 
-    def _take_buffered(self, values: list[Any]) -> str | None:
+    def _take_buffered(self, watch: Watch, values: list[Any]) -> str | None:
         """Append the values the committer handed over; ``"ended"``, ``"db"`` or None."""
-        rows, stale = self._runtime._notifier.take(self._sub)
+        rows, stale = watch.take()
         if stale:
             return "db"
         first = 0
@@ -97,110 +99,59 @@ class StreamReader:
             return "db"  # a gap: the database has what the buffer missed
         return "ended" if self._accept(rows, values) else None
 
-    def _step(self) -> tuple[list[Any], str]:
-        """One round: the values read, and ``"more"``, ``"ended"`` or ``"wait"``.
+    def _look(self, watch: Watch, woken: bool) -> Batch | None:
+        """One look: what is there now, or None to wait.
 
         The reader subscribed before its first query, so once a query returns a partial page, every
-        later item reaches it through the subscription's buffer, without a query.
+        later item reaches it through the subscription's buffer, without a query. A wait that ran
+        its poll interval out (not ``woken``) reads the database: a notification may be lost.
         """
+        if not woken:
+            self._from_db = True
         values: list[Any] = []
         if self._from_db:
             fetched, ended = self._fetch(values)
-            if ended:
-                return values, "ended"
-            if fetched >= PAGE_SIZE:
-                return values, "more"
+            if ended or fetched >= PAGE_SIZE:
+                return Batch(values, ended)
             self._from_db = False
-        outcome = self._take_buffered(values)
-        if outcome == "ended":
-            return values, "ended"
+        outcome = self._take_buffered(watch, values)
         if outcome == "db":
             self._from_db = True
-            return values, "more"
-        if values:
-            return values, "more"
+            return Batch(values, False) if values else self._look(watch, True)
+        if outcome == "ended" or values:
+            return Batch(values, outcome == "ended")
         if self._finished():
             # The final status commits with the end markers; the database has everything now.
             while True:
                 fetched, ended = self._fetch(values)
                 if ended or fetched < PAGE_SIZE:
-                    return values, "ended"
-        return values, "wait"
+                    return Batch(values, True)
+        return None
 
     def _timed_out(self) -> StreamTimeoutError:
         assert self.timeout is not None
         return StreamTimeoutError(self.workflow_id, self.key, self.offset, self.timeout)
 
-    def _wait_time(self, deadline: float | None) -> float | None:
-        """How long the next wait may last: up to the deadline, and at most one poll interval."""
-        poll = self._runtime.store.poll_interval
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if poll is None:
-            return left
-        return poll if left is None else min(poll, left)
-
-    def _after_wait(self, woken: bool, deadline: float | None) -> None:
-        """Raise when the wait for the next item ran out; after a poll interval, read the database."""
-        if not woken:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise self._timed_out()
-            self._from_db = True
-        self._runtime._check_open()
-
-    def _deadline(self, deadline: float | None, got_values: bool) -> float | None:
-        """The time by which the next item must arrive (``timeout`` is per item, not in all)."""
-        if self.timeout is None:
-            return None
-        if got_values or deadline is None:
-            return time.monotonic() + self.timeout
-        return deadline
-
     def values(self) -> Iterator[Any]:
         """The stream's values, as a blocking iterator."""
-        runtime = self._runtime
-        wakeup = threading.Event()
-        self._sub = runtime._notifier.subscribe(self.workflow_id, self.key, wakeup.set)
-        deadline = None
-        try:
+        with self._engine.watch(self.workflow_id, self.key) as watch:
             while True:
-                wakeup.clear()
-                values, state = self._step()
-                yield from values
-                if state == "ended":
+                batch = watch.wait_until(functools.partial(self._look, watch), self.timeout)
+                if batch is None:
+                    raise self._timed_out()
+                yield from batch.values
+                if batch.ended:
                     return
-                deadline = self._deadline(deadline, bool(values))
-                if state == "wait":
-                    self._after_wait(wakeup.wait(self._wait_time(deadline)), deadline)
-        finally:
-            runtime._notifier.unsubscribe(self._sub)
 
     async def avalues(self) -> AsyncIterator[Any]:
         """The stream's values, as an async iterator (waits without blocking the loop)."""
-        runtime = self._runtime
-        loop = asyncio.get_running_loop()
-        wakeup = asyncio.Event()
-
-        def notify() -> None:
-            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
-                loop.call_soon_threadsafe(wakeup.set)
-
-        self._sub = runtime._notifier.subscribe(self.workflow_id, self.key, notify)
-        deadline = None
-        try:
+        with self._engine.watch_async(self.workflow_id, self.key) as watch:
             while True:
-                wakeup.clear()
-                values, state = self._step()
-                for value in values:
+                look = functools.partial(self._look, watch)
+                batch = await watch.wait_until_async(look, self.timeout)
+                if batch is None:
+                    raise self._timed_out()
+                for value in batch.values:
                     yield value
-                if state == "ended":
+                if batch.ended:
                     return
-                deadline = self._deadline(deadline, bool(values))
-                if state == "wait":
-                    try:
-                        await asyncio.wait_for(wakeup.wait(), self._wait_time(deadline))
-                        woken = True
-                    except asyncio.TimeoutError:
-                        woken = False
-                    self._after_wait(woken, deadline)
-        finally:
-            runtime._notifier.unsubscribe(self._sub)

@@ -1,45 +1,39 @@
-"""The runtime: an open system database, the write log, and the workflows running in it."""
+"""The runtime: an open system database and the workflows running in it.
+
+:class:`Runtime` is the composition root. It owns an :class:`~nbflow._engine.Engine` (store, write
+log, notifier), the table of :class:`~nbflow._execution.Executions`, a
+:class:`~nbflow._history.History` for reads, and, on demand, the threads around them: the
+deadline thread (``nbflow-deadlines``), the dispatcher of queues (``nbflow-queues``) and nbflow's
+event loop (``nbflow-loop``). Starting, resuming and ending workflows is :mod:`nbflow._lifecycle`.
+"""
 
 from __future__ import annotations
 
 import atexit
-import inspect
 import logging
 import os
-import threading
 import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from nbflow._control import Control, _as_workflow
-from nbflow._deadlines import Deadlines
-from nbflow._errors import (
-    FunctionNotRegisteredError,
-    RuntimeClosedError,
-    WaitTimeoutError,
-    WorkflowCancelledError,
-    WorkflowConflictError,
-    WorkflowInterruptedError,
-    WorkflowNotFoundError,
-)
-from nbflow._execution import Execution, current_execution, decode_error, encode_error
+from nbflow import _context as context
+from nbflow import _waits as waits
+from nbflow._context import Runner
+from nbflow._dispatcher import Dispatcher
+from nbflow._engine import Engine
+from nbflow._errors import WorkflowNotFoundError
+from nbflow._execution import Execution, Executions
 from nbflow._handle import WorkflowHandle
 from nbflow._history import History
+from nbflow._lifecycle import Lifecycle
 from nbflow._loop import LoopThread
-from nbflow._notify import Notifier
-from nbflow._queues import Dispatcher, declared_queues
+from nbflow._operations import WorkflowRun
+from nbflow._queues import Queue, declared_queues, serve_declared_queues
 from nbflow._reader import StreamReader
-from nbflow._records import Status
-from nbflow._serialization import decode, encode
-from nbflow._workflow import (
-    WorkflowFunction,
-    current_timeout,
-    lookup_workflow,
-    take_assigned_id,
-)
-from nbflow._writelog import WriteLog
+from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
+from nbflow._serialization import check_text
 from nbflow.store import Store, WorkflowRow, open_store
 from nbflow.store._ops import Changes, Finish, Op
 
@@ -47,10 +41,8 @@ __all__ = ["Runtime"]
 
 logger = logging.getLogger("nbflow")
 
-_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
-
-class Runtime(History, Control):
+class Runtime(Runner):
     """An open nbflow system database, with the workflows that run in it.
 
     Args:
@@ -75,30 +67,36 @@ class Runtime(History, Control):
         allow_pickle: bool = True,
         queues: Iterable[str] | None = None,
     ) -> None:
-        self._store: Store = open_store(database)
-        self.database: str = self._store.url
-        self.allow_pickle = allow_pickle
+        store: Store = open_store(database)
         self.executor_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._active: dict[str, Execution] = {}
-        self._active_lock = threading.RLock()
-        self._notifier = Notifier()
-        self._record_ids: dict[str, int] = {}  # record-keeping workflow -> last function id
-        self._closed = False
-        self._log = WriteLog(self._store, self._on_commit)
-        self._deadlines = Deadlines(self._deadline_passed)
+        engine = Engine(
+            store,
+            executor_id=self.executor_id,
+            allow_pickle=allow_pickle,
+            on_commit=self._on_commit,
+        )
+        self._engine = engine
+        self._executions = Executions()
+        self._lifecycle = Lifecycle(
+            engine, self._executions, self, loop=self._event_loop, ending=self._ending
+        )
+        self.database: str = store.url
+        self.allow_pickle = allow_pickle
+        self._history = History(engine, self._executions)
         self._queue_names = None if queues is None else list(queues)
         self._loop: LoopThread | None = None
         self._dispatcher: Dispatcher | None = None
         _open_runtimes.add(self)
         try:
-            self._store.attach(self.executor_id, self._on_remote_change)
+            store.attach(self.executor_id, self._on_remote_change)
         except BaseException:
             self.close()
             raise
+        serve_declared_queues(self)
         if self._queue_names or (self._queue_names is None and declared_queues()):
             self.serve_queues()
         #: Ids of the workflows that were PENDING when the database was opened (interrupted).
-        self.interrupted: list[str] = [row.workflow_id for row in self._store.pending_workflows()]
+        self.interrupted: list[str] = [row.workflow_id for row in store.pending_workflows()]
         if self.interrupted:
             logger.info(
                 "%d interrupted workflow(s) in %s; nbflow.recover() resumes them.",
@@ -107,7 +105,7 @@ class Runtime(History, Control):
             )
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._active)} running"
+        state = "closed" if self.closed else f"{len(self._executions)} running"
         return f"<nbflow.Runtime {self.database!r} ({state})>"
 
     def __enter__(self) -> Runtime:
@@ -119,366 +117,99 @@ class Runtime(History, Control):
     @property
     def store(self) -> Store:
         """The storage backend (for SQL over the history: ``runtime.store.sql(...)``)."""
-        return self._store
+        return self._engine.store
 
     @property
     def closed(self) -> bool:
-        return self._closed
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeClosedError(
-                f"The nbflow runtime for {self.database!r} is closed. Open it again with "
-                "nbflow.configure() or nbflow.Runtime()."
-            )
-
-    # -- notifications -----------------------------------------------------------------------
-
-    def _on_commit(self, batch: list[Op], cancelled: set[str]) -> None:
-        active = self._active
-        for op in batch:
-            if type(op) is Finish:
-                ex = active.get(op.workflow_id)
-                if ex is not None:
-                    ex.final_status = op.status
-        self._notifier.published(batch)
-        for workflow_id in cancelled:  # by another process, before these writes
-            ex = active.get(workflow_id)
-            if ex is not None:
-                ex.cancelled = True
-                ex.final_status = Status.CANCELLED.value
-                ex.wakeup.set()
-            self._notifier.changed(workflow_id)
-
-    def _on_remote_change(self, changes: Changes) -> None:
-        """Other processes changed these workflows and queues (shared stores; listener thread)."""
-        if self._dispatcher is not None and changes.queues:
-            self._dispatcher.wake()  # another process enqueued
-        for workflow_id in changes.workflows:
-            self._notifier.changed(workflow_id)
-            ex = self._active.get(workflow_id)
-            if ex is None or ex.finishing or ex.cancelled:
-                continue
-            if self._store.get_status(workflow_id) == Status.CANCELLED:  # cancelled elsewhere
-                with self._log.lock:
-                    ex.cancelled = True
-                ex.wakeup.set()
+        return self._engine.closed
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything written so far is durable. Returns False on timeout."""
-        return self._log.wait_durable(None, timeout)
+        return self._engine.flush(timeout)
 
-    # -- starting and running workflows ------------------------------------------------------
+    # -- notifications (committer and listener threads) ----------------------------------------
+
+    def _on_commit(self, batch: list[Op], cancelled: set[str]) -> None:
+        executions = self._executions
+        for op in batch:
+            if type(op) is Finish:
+                ex = executions.get(op.workflow_id)
+                if ex is not None:
+                    ex.ended(op.status)
+        notifier = self._engine.notifier
+        notifier.published(batch)
+        for workflow_id in cancelled:  # by another process, before these writes
+            ex = executions.get(workflow_id)
+            if ex is not None:
+                ex.cancelled_elsewhere()
+                ex.ended(Status.CANCELLED.value)
+            notifier.changed(workflow_id)
+
+    def _on_remote_change(self, changed: Changes) -> None:
+        """Other processes changed these workflows or queues (shared stores; listener thread)."""
+        if changed.queues and self._dispatcher is not None:
+            self._dispatcher.wake()  # another process enqueued
+        for workflow_id in changed.workflows:
+            self._engine.notifier.changed(workflow_id)
+            ex = self._executions.get(workflow_id)
+            if ex is None or not ex.running:
+                continue
+            if self.store.get_status(workflow_id) == Status.CANCELLED:  # cancelled elsewhere
+                ex.cancelled_elsewhere()
+
+    # -- threads started on demand --------------------------------------------------------------
+
+    def _event_loop(self) -> LoopThread:
+        """The runtime's own event loop thread, for async workflows (started on first use)."""
+        with self._executions.lock:
+            self._engine.check_open()
+            if self._loop is None:
+                self._loop = LoopThread()
+            return self._loop
+
+    def _ending(self, ex: Execution) -> None:
+        if ex.queue_name is not None and self._dispatcher is not None:
+            self._dispatcher.ended(ex.queue_name, ex.workflow_id)
+
+    def serve_queues(self) -> None:
+        """Start running enqueued workflows (done by itself when a runtime opens, or when a queue
+        is declared, if the runtime serves queues)."""
+        with self._executions.lock:
+            if self._dispatcher is None and not self.closed and self._queue_names != []:
+                self._dispatcher = Dispatcher(self._lifecycle.dequeue, self._queue_names)
+
+    def enqueue(
+        self, queue: Queue, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> WorkflowHandle:
+        """Record ``fn(*args, **kwargs)`` as ENQUEUED on ``queue`` (see :meth:`Queue.enqueue`)."""
+        handle = self._lifecycle.enqueue(queue, fn, args, kwargs)
+        if self._dispatcher is not None:
+            self._dispatcher.wake()
+        return handle
+
+    # -- starting and managing workflows -------------------------------------------------------
 
     def start(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> WorkflowHandle:
         """Start the workflow ``fn(*args, **kwargs)`` in a background thread; return its handle."""
-        wf = _as_workflow(fn)
-        workflow_id, ex, created = self._begin(wf, args, kwargs)
-        if created:
-            assert ex is not None
-            self._spawn(ex)
-        return WorkflowHandle(self, workflow_id, ex)
+        return self._lifecycle.start(fn, args, kwargs)
 
-    def _spawn(self, ex: Execution) -> None:
-        if inspect.iscoroutinefunction(ex.fn):
-            self._event_loop().submit(self._execute_async(ex))
-            return
-        threading.Thread(
-            target=self._execute,
-            args=(ex, False),
-            name=f"nbflow-workflow-{ex.workflow_id[:8]}",
-            daemon=True,
-        ).start()
-
-    def call(self, wf: WorkflowFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a workflow durably in this thread (what calling a workflow function does)."""
-        parent = current_execution()
-        if parent is not None and parent.in_step is not None:
-            return wf.fn(*args, **kwargs)  # inside a step: a plain call
-        if parent is not None:
-            return self._call_child(parent, wf, args, kwargs)
-        workflow_id, ex, created = self._begin(wf, args, kwargs)
-        if created:
-            assert ex is not None
-            return self._execute(ex, True)
-        return WorkflowHandle(self, workflow_id, ex).result()
+        return self._lifecycle.call(wf, args, kwargs)
 
-    def _call_child(
-        self, parent: Execution, wf: WorkflowFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        function_id = parent.next_function_id()
-        record = parent.replayed(function_id, "step", wf.name)
-        if record is not None:
-            if record.error is not None:
-                raise parent.step_failed(
-                    function_id, decode_error(record.error, record.error_pickle, self.allow_pickle)
-                )
-            return decode(
-                record.output_json,
-                record.output_pickle,
-                what=wf.name,
-                allow_pickle=self.allow_pickle,
-            )
-        parent.check_running()
-        started = time.time()
-        child_id = take_assigned_id() or f"{parent.workflow_id}-{function_id}"
-        _, ex, created = self._begin(
-            wf, args, kwargs, workflow_id=child_id, parent_id=parent.workflow_id
-        )
-        try:
-            if created:
-                assert ex is not None
-                output = self._execute(ex, True)
-            else:
-                output = WorkflowHandle(self, child_id).result()
-        except Exception as exc:
-            parent.record_child(function_id, wf.name, started, None, exc)
-            parent.step_failed(function_id, exc)
-            raise
-        parent.record_child(function_id, wf.name, started, output, None)
-        return output
-
-    def _begin(
+    def run_child(
         self,
-        wf: WorkflowFunction,
+        wf: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         *,
-        workflow_id: str | None = None,
-        parent_id: str | None = None,
-    ) -> tuple[str, Execution | None, bool]:
-        """Find or create the execution for a workflow about to start.
-
-        Returns:
-            ``(id, execution, True)`` when the caller must run it; ``(id, execution, False)``
-            when it already runs; ``(id, None, False)`` when it already finished.
-        """
-        given = workflow_id or take_assigned_id()
-        with self._active_lock:
-            self._check_open()
-            if given is None:
-                workflow_id = str(uuid.uuid4())
-            else:
-                workflow_id = given
-                ex = self._active.get(workflow_id)
-                if ex is not None:
-                    if ex.name != wf.name:
-                        raise WorkflowConflictError(workflow_id, ex.name, wf.name)
-                    return workflow_id, ex, False
-                row = self._store.get_workflow(workflow_id)
-                if row is not None:
-                    return self._begin_recorded(row, wf)
-            row = self._new_row(wf, workflow_id, args, kwargs, parent_id=parent_id)
-            seq = self._log.append(row)
-            ex = Execution(self, workflow_id, wf.name, wf.fn, args, kwargs)
-            ex.row_seq = seq
-            self._watch_deadline(ex, row.deadline)
-            self._active[workflow_id] = ex
-            if given is not None and not self._store.single_process:
-                # Another process may have created the same id a moment ago: one row wins.
-                self._log.wait_durable(seq)
-                row = self._store.get_workflow(workflow_id)
-                if row is not None and row.executor_id != self.executor_id:
-                    del self._active[workflow_id]
-                    return self._begin_recorded(row, wf)
-            return workflow_id, ex, True
-
-    def _new_row(
-        self,
-        wf: WorkflowFunction,
         workflow_id: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        parent_id: str | None = None,
-        queue_name: str | None = None,
-    ) -> WorkflowRow:
-        """The row of a new workflow: PENDING and run here, or ENQUEUED on ``queue_name``.
-
-        Its deadline comes from an enclosing :func:`workflow_timeout`; a child shares its parent's.
-        """
-        inputs_json, inputs_pickle = encode(
-            {"args": list(args), "kwargs": kwargs},
-            what=f"the inputs of workflow {wf.name!r}",
-            allow_pickle=self.allow_pickle,
+        parent_id: str,
+    ) -> Any:
+        """Run the child ``workflow_id`` of ``parent_id`` here, or wait for it; its result."""
+        return self._lifecycle.run_child(
+            wf, args, kwargs, workflow_id=workflow_id, parent_id=parent_id
         )
-        now = time.time()
-        parent = current_execution()
-        if parent_id is not None and parent is not None:
-            deadline = parent.deadline
-        else:
-            timeout = current_timeout()
-            deadline = None if timeout is None else now + timeout
-        if queue_name is not None:
-            return WorkflowRow(workflow_id, wf.name, "ENQUEUED", inputs_json, inputs_pickle, created_at=now, updated_at=now, queue_name=queue_name, deadline=deadline)  # fmt: skip
-        return WorkflowRow(workflow_id, wf.name, "PENDING", inputs_json, inputs_pickle, created_at=now, updated_at=now, executor_id=self.executor_id, parent_id=parent_id, deadline=deadline)  # fmt: skip
-
-    def _begin_recorded(
-        self, row: WorkflowRow, wf: WorkflowFunction
-    ) -> tuple[str, Execution | None, bool]:
-        """:meth:`_begin` for an id already recorded (caller holds the lock)."""
-        if row.name != wf.name:
-            raise WorkflowConflictError(row.workflow_id, row.name, wf.name)
-        if row.status == Status.PENDING:
-            claimed = self._store.claim(row.workflow_id, self.executor_id, time.time())
-            if claimed is not None:
-                return row.workflow_id, self._activate_row(claimed, wf), True
-        return row.workflow_id, None, False
-
-    def _activate_row(self, row: WorkflowRow, wf: WorkflowFunction | None = None) -> Execution:
-        """An execution that replays a recorded PENDING workflow (caller holds the lock)."""
-        if wf is None or wf.name != row.name:
-            wf = lookup_workflow(row.name)
-            if wf is None:
-                raise FunctionNotRegisteredError(row.workflow_id, row.name)
-        inputs = decode(row.inputs_json, row.inputs_pickle, what=f"the inputs of workflow {row.workflow_id!r}", allow_pickle=self.allow_pickle)  # fmt: skip
-        replay = self._store.load_replay(row.workflow_id)
-        ex = Execution(
-            self, row.workflow_id, row.name, wf.fn, tuple(inputs["args"]), inputs["kwargs"],
-            replay=replay.records, streams=replay.streams, attempts=replay.attempts,
-        )  # fmt: skip
-        self._active[row.workflow_id] = ex
-        ex.queue_name = row.queue_name
-        self._watch_deadline(ex, row.deadline)
-        return ex
-
-    def _watch_deadline(self, ex: Execution, deadline: float | None) -> None:
-        if deadline is not None:
-            ex.deadline = deadline
-            self._deadlines.add(deadline, ex.workflow_id)
-
-    def _execute(self, ex: Execution, raise_errors: bool) -> Any:
-        """Run an execution to its end in this thread and make its outcome durable."""
-        token = ex.activate()
-        try:
-            self._check_deadline(ex)
-            try:
-                output = ex.fn(*ex.args, **ex.kwargs)
-            except BaseException as exc:
-                self._conclude(ex, None, exc)
-            else:
-                self._conclude(ex, output, None)
-        finally:
-            ex.deactivate(token)
-        if ex.error is not None:
-            if raise_errors:
-                raise ex.error
-            return None
-        return ex.result
-
-    async def _execute_async(self, ex: Execution) -> None:
-        """:meth:`_execute` for an ``async def`` workflow, as a task of the runtime's loop."""
-        token = ex.activate()  # in this task's own context
-        try:
-            self._check_deadline(ex)
-            try:
-                output = await ex.fn(*ex.args, **ex.kwargs)
-            except BaseException as exc:
-                self._conclude(ex, None, exc)
-            else:
-                self._conclude(ex, output, None)
-        finally:
-            ex.deactivate(token)
-
-    def _deadline_passed(self, workflow_id: str, deadline: float) -> None:
-        ex = self._active.get(workflow_id)
-        if ex is not None and ex.deadline == deadline:  # not ended, nor resumed without it since
-            self.cancel(workflow_id)
-
-    def _check_deadline(self, ex: Execution) -> None:
-        if ex.deadline is not None and time.time() >= ex.deadline:
-            self.cancel(ex.workflow_id)  # it timed out while nobody ran it
-
-    def _conclude(self, ex: Execution, output: Any, error: BaseException | None) -> None:
-        """Make a finished body's outcome durable and let go of the execution."""
-        log = self._log
-        seq = 0
-        try:
-            status = error_text = error_pickle = output_json = output_pickle = error_step = None
-            if error is None:
-                try:
-                    output_json, output_pickle = encode(output, what=f"the result of workflow {ex.name!r}", allow_pickle=self.allow_pickle)  # fmt: skip
-                    ex.result = output
-                    status = Status.SUCCESS.value
-                except BaseException as exc:
-                    error = exc
-            if error is not None:
-                if ex.cancelled:
-                    ex.error = WorkflowCancelledError(ex.workflow_id)
-                elif ex.interrupted or isinstance(error, _INTERRUPTS):
-                    ex.error = (
-                        error
-                        if isinstance(error, _INTERRUPTS)
-                        else WorkflowInterruptedError(ex.workflow_id)
-                    )
-                else:
-                    ex.error = error
-                    status = Status.ERROR.value
-                    error_text, error_pickle = encode_error(error)
-                    error_step = ex.ended_by_step(error)
-            if status is None and ex.cancelled:
-                log.wait_durable()  # its CANCELLED status (appended with the flag) first
-            if status is not None:
-                now = time.time()
-                with log.lock:
-                    if ex.cancelled:
-                        ex.error = WorkflowCancelledError(ex.workflow_id)
-                    elif not ex.interrupted:
-                        ex.finishing = True
-                        markers = ex.end_markers(now)
-                        seq = log.append_locked(
-                            Finish(
-                                workflow_id=ex.workflow_id,
-                                status=status,
-                                ended_at=now,
-                                output_json=output_json,
-                                output_pickle=output_pickle,
-                                error=error_text,
-                                error_pickle=error_pickle,
-                                error_step=error_step,
-                                markers=markers,
-                            )
-                        )
-                if ex.finishing:
-                    log.wait_durable(seq)
-                    if ex.cancelled:  # by another process, before its end was written
-                        ex.error = WorkflowCancelledError(ex.workflow_id)
-        except BaseException as exc:  # the database failed under the workflow
-            ex.error = exc
-        finally:
-            with self._active_lock:
-                if self._active.get(ex.workflow_id) is ex:
-                    del self._active[ex.workflow_id]
-            ex.set_done()
-            if ex.queue_name is not None and self._dispatcher is not None:
-                self._dispatcher.ended(ex.queue_name, ex.workflow_id)
-
-    # -- managing workflows ------------------------------------------------------------------
-
-    def _execution(self, workflow_id: str) -> Execution | None:
-        return self._active.get(workflow_id)
-
-    def exists(self, workflow_id: str) -> bool:
-        """Whether a workflow with this id exists (running here, or recorded)."""
-        return workflow_id in self._active or self._store.get_status(workflow_id) is not None
-
-    def get_workflow(self, workflow_id: str) -> WorkflowHandle:
-        """The handle of an existing workflow; raises :class:`WorkflowNotFoundError`."""
-        if not self.exists(workflow_id):
-            raise WorkflowNotFoundError(workflow_id, self.database)
-        return WorkflowHandle(self, workflow_id)
-
-    def status(self, workflow_id: str) -> Status:
-        """The workflow's durable status."""
-        ex = self._active.get(workflow_id)
-        if ex is not None and ex.final_status is None:
-            return Status.PENDING
-        status = self._store.get_status(workflow_id)
-        if status is None:
-            if ex is not None:
-                return Status.PENDING
-            raise WorkflowNotFoundError(workflow_id, self.database)
-        return Status(status)
 
     def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow: its status becomes CANCELLED and its open streams close, durably.
@@ -486,35 +217,7 @@ class Runtime(History, Control):
         A running workflow stops at its next step or stream write. Finished workflows are left
         as they are.
         """
-        log = self._log
-        with self._active_lock:
-            ex = self._active.get(workflow_id)
-            with log.lock:
-                if ex is not None:
-                    if ex.finishing or ex.cancelled:
-                        return
-                    ex.cancelled = True
-                    now = time.time()
-                    seq = log.append_locked(
-                        Finish(
-                            workflow_id=workflow_id,
-                            status="CANCELLED",
-                            ended_at=now,
-                            markers=ex.end_markers(now),
-                        )
-                    )
-                else:
-                    status = self._store.get_status(workflow_id)
-                    if status is None:
-                        raise WorkflowNotFoundError(workflow_id, self.database)
-                    if Status(status).is_final:
-                        return
-                    seq = log.append_locked(
-                        Finish(workflow_id=workflow_id, status="CANCELLED", ended_at=time.time())
-                    )
-        if ex is not None:
-            ex.wakeup.set()
-        log.wait_durable(seq)
+        self._lifecycle.cancel(workflow_id)
 
     def resume(self, workflow_id: str) -> WorkflowHandle:
         """Run an interrupted, cancelled or failed workflow on from its last checkpoint.
@@ -523,37 +226,7 @@ class Runtime(History, Control):
         runs again. A running or successful workflow is left as it is, also when another process
         runs it (its handle then waits for that process).
         """
-        return self._resume(workflow_id)[0]
-
-    def _resume(self, workflow_id: str) -> tuple[WorkflowHandle, bool]:
-        """:meth:`resume`, and whether this call took the workflow over (to run it here)."""
-        running = self._active.get(workflow_id)
-        # cancelled, but still on its way out: give it a moment to reach its next checkpoint
-        if running is not None and running.cancelled and not running.done.wait(10.0):
-            raise WaitTimeoutError(
-                f"Workflow {workflow_id!r} was cancelled but is still inside a step; it "
-                "stops at its next checkpoint. Resume it once that step has returned."
-            )
-        with self._active_lock:
-            self._check_open()
-            running = self._active.get(workflow_id)
-            if running is not None:
-                return WorkflowHandle(self, workflow_id, running), False
-            row = self._row(workflow_id)
-            if row.status == Status.SUCCESS:
-                return WorkflowHandle(self, workflow_id), False
-            if lookup_workflow(row.name) is None:
-                raise FunctionNotRegisteredError(workflow_id, row.name)
-            self._log.wait_durable()  # e.g. a cancel queued here goes first
-            now = time.time()
-            claimed = self._store.claim(workflow_id, self.executor_id, now, reopen=True)
-            if claimed is None:  # it ended meanwhile, or another live process runs it
-                return WorkflowHandle(self, workflow_id), False
-            if row.status != Status.PENDING:  # its end markers are gone: readers look again
-                self._notifier.changed(workflow_id)
-            ex = self._activate_row(claimed)
-        self._spawn(ex)
-        return WorkflowHandle(self, workflow_id, ex), True
+        return self._lifecycle.resume(workflow_id)[0]
 
     def recover(self) -> list[WorkflowHandle]:
         """Resume every interrupted (PENDING, not running) workflow whose function is declared.
@@ -564,16 +237,7 @@ class Runtime(History, Control):
         taken over in a transaction: several processes recovering at once resume each workflow
         once, and the handles returned are those of the workflows this call took.
         """
-        handles, missing = [], []
-        for row in self._store.pending_workflows():
-            if row.workflow_id in self._active:
-                continue
-            if lookup_workflow(row.name) is None:
-                missing.append(f"{row.workflow_id} ({row.name})")
-                continue
-            handle, taken = self._resume(row.workflow_id)
-            if taken:
-                handles.append(handle)
+        handles, missing = self._lifecycle.recover()
         if missing:
             logger.warning(
                 "Not recovered: %d workflow(s) whose function is not declared in this process: "
@@ -583,75 +247,160 @@ class Runtime(History, Control):
             )
         return handles
 
+    def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
+        """A new workflow that reuses ``workflow_id``'s operations before ``from_step`` and runs on.
+
+        ``from_step`` is a function id, as ``list_steps`` shows it: the steps before it (and the
+        stream items, events and messages they recorded) are copied, not run; the rest runs again.
+        The new workflow's id is a new uuid, or the one given by :func:`set_workflow_id`.
+        """
+        return self._lifecycle.fork(workflow_id, from_step)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def execution(self, workflow_id: str) -> Execution | None:
+        """The execution of a workflow running in this runtime, or None (for handles and tools)."""
+        return self._executions.get(workflow_id)
+
+    def exists(self, workflow_id: str) -> bool:
+        """Whether a workflow with this id exists (running here, or recorded)."""
+        return self._history.exists(workflow_id)
+
+    def get_workflow(self, workflow_id: str) -> WorkflowHandle:
+        """The handle of an existing workflow; raises :class:`WorkflowNotFoundError`."""
+        if not self.exists(workflow_id):
+            raise WorkflowNotFoundError(workflow_id, self.database)
+        return WorkflowHandle(self, workflow_id)
+
+    def status(self, workflow_id: str) -> Status:
+        """The workflow's durable status."""
+        return self._history.status(workflow_id)
+
+    def workflow_row(self, workflow_id: str) -> WorkflowRow:
+        """The raw recorded row of a workflow (for tools such as the CLI)."""
+        return self._history.row(workflow_id)
+
+    def outcome(self, row: WorkflowRow) -> Any:
+        """The recorded result of a finished workflow; raises its recorded error."""
+        return self._history.outcome(row)
+
     def wait_elsewhere(self, workflow_id: str, timeout: float | None) -> WorkflowRow | None:
-        """Wait for a PENDING (or ENQUEUED) workflow that no execution of this runtime runs to end.
+        """Wait for a workflow that no execution of this runtime runs (see :class:`History`)."""
+        return self._history.wait_elsewhere(workflow_id, timeout)
+
+    def list_workflows(
+        self, *, status: str | Status | None = None, name: str | None = None, limit: int = 100
+    ) -> Records[WorkflowInfo]:
+        """Workflows, newest first (including those started a moment ago)."""
+        return self._history.list_workflows(status=status, name=name, limit=limit)
+
+    def list_steps(self, workflow_id: str) -> Records[StepInfo]:
+        """A workflow's recorded steps, in order."""
+        return self._history.list_steps(workflow_id)
+
+    def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
+        """A workflow's streams, by key."""
+        return self._history.list_streams(workflow_id)
+
+    def events(self, workflow_id: str) -> dict[str, Any]:
+        """The events a workflow set (:func:`nbflow.set_event`): each key's last value."""
+        return self._history.events(workflow_id)
+
+    def record_step(
+        self,
+        workflow_id: str,
+        name: str,
+        output: Any,
+        *,
+        started: float,
+        ended: float,
+        workflow_name: str = "nbflow.record",
+    ) -> int:
+        """Append a finished step to a record-keeping workflow, from outside any workflow.
+
+        The workflow (``workflow_id``) is created as SUCCESS the first time, so ``recover()``
+        never picks it up; its steps show in ``list_steps`` like any others. Durable notebook
+        cells use this: one record-keeping workflow per notebook, one step per cell run.
 
         Returns:
-            Its final row, or None when it started running in this runtime meanwhile.
-
-        Raises:
-            WorkflowInterruptedError: No live process runs it (resume or recover it). On a shared
-                store, a workflow of a queue is waited for instead: workers recover it.
-            WaitTimeoutError: It did not end within ``timeout`` seconds.
+            The step's function id (the next after the last one recorded).
         """
-        changed = threading.Event()
-        sub = self._notifier.subscribe(workflow_id, None, changed.set)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        poll = self._store.poll_interval
-        try:
-            while True:
-                changed.clear()
-                with self._active_lock:  # a dispatcher claims and activates under it
-                    row = self._row(workflow_id)
-                    if workflow_id in self._active:
-                        return None
-                if Status(row.status).is_final:
-                    return row
-                if row.status == Status.PENDING and (
-                    self._store.single_process
-                    or (row.queue_name is None and not self._store.executor_alive(row.executor_id))
-                ):  # (a queue's workers recover the workflows of a worker that died)
-                    raise WorkflowInterruptedError(workflow_id)
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise WaitTimeoutError(
-                        f"Workflow {workflow_id!r} did not finish within {timeout} s; it is "
-                        "still running in another process. Call .result() again to wait longer."
-                    )
-                changed.wait(left if poll is None else min(poll, left or poll))
-                self._check_open()
-        finally:
-            self._notifier.unsubscribe(sub)
+        return self._history.record_step(
+            workflow_id, name, output, started=started, ended=ended, workflow_name=workflow_name
+        )
 
-    # -- streams -----------------------------------------------------------------------------
+    def recorded_steps(
+        self, workflow_id: str, name: str | None = None, *, newest_first: bool = False
+    ) -> Iterator[tuple[int, str, Any, float, float]]:
+        """The steps of a record-keeping workflow: ``(function_id, name, output, started, ended)``.
+
+        Only steps called ``name`` when it is given; each output is decoded only when the
+        iterator reaches it, so a caller that stops at the first match unpickles nothing else.
+        """
+        return self._history.recorded_steps(workflow_id, name, newest_first=newest_first)
 
     def read_stream(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
     ) -> Iterator[Any]:
         """Iterate over a stream's values from offset ``start``, until it is closed."""
-        return StreamReader(self, workflow_id, key, start, timeout).values()
+        return self._reader(workflow_id, key, start, timeout).values()
 
     def read_stream_async(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
     ) -> AsyncIterator[Any]:
         """The same as :meth:`read_stream`, as an async iterator."""
-        return StreamReader(self, workflow_id, key, start, timeout).avalues()
+        return self._reader(workflow_id, key, start, timeout).avalues()
 
-    # -- closing -----------------------------------------------------------------------------
+    def _reader(
+        self, workflow_id: str, key: str, start: int, timeout: float | None
+    ) -> StreamReader:
+        reader = StreamReader(self._engine, self._executions, workflow_id, key, start, timeout)
+        if not self.exists(workflow_id):
+            raise WorkflowNotFoundError(workflow_id, self.database)
+        return reader
+
+    # -- messages and events -------------------------------------------------------------------
+
+    def send(self, workflow_id: str, message: Any, topic: str | None = None) -> None:
+        """Send ``message`` to a workflow (see :func:`nbflow.send`)."""
+        check_text(workflow_id, "A workflow id")
+        if topic is not None:
+            check_text(topic, "A topic")
+        body = self._body()
+        ex = None if body is None else body.ex
+        waits.send(self._engine, ex, self.exists, workflow_id, message, topic)
+
+    def get_event(self, workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
+        """The last value a workflow set for ``key`` (see :func:`nbflow.get_event`)."""
+        check_text(workflow_id, "A workflow id")
+        check_text(key, "An event key")
+        context.check_seconds(timeout, "timeout")
+        body = self._body()
+        run = None if body is None else (body.ex, body)
+        return waits.get_event(self._engine, run, workflow_id, key, timeout)
+
+    @staticmethod
+    def _body() -> WorkflowRun | None:
+        """The workflow whose body calls, or None (outside workflows, or inside a step)."""
+        ctx = context.current()
+        if isinstance(ctx, WorkflowRun) and context.current_step() is None:
+            return ctx
+        return None
+
+    # -- closing -------------------------------------------------------------------------------
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop this runtime: running workflows stop at their next checkpoint (and stay PENDING,
         to be recovered later), everything written is committed, and the database is closed.
         """
-        with self._active_lock:
-            if self._closed:
+        engine = self._engine
+        with self._executions.lock:
+            if engine.closed:
                 return
-            self._closed = True
-            running = list(self._active.values())
-        with self._log.lock:
-            for ex in running:
-                ex.interrupted = True
-                ex.wakeup.set()
+            engine.closed = True
+        running = list(self._executions)
+        for ex in running:
+            ex.interrupt()
         deadline = time.monotonic() + timeout
         for ex in running:
             ex.done.wait(max(0.0, deadline - time.monotonic()))
@@ -659,10 +408,10 @@ class Runtime(History, Control):
             self._dispatcher.close()
         if self._loop is not None:
             self._loop.close(max(0.1, deadline - time.monotonic()))
-        self._deadlines.close()
-        self._log.close()
-        self._notifier.wake_all()
-        self._store.close()
+        self._lifecycle.deadlines.close()
+        engine.log.close()
+        engine.notifier.wake_all()
+        engine.store.close()
 
 
 _open_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
@@ -673,10 +422,3 @@ def _close_open_runtimes() -> None:
     """At exit, commit what every open runtime has queued (a crash would lose only that)."""
     for runtime in list(_open_runtimes):
         runtime.close(timeout=2.0)
-
-
-def serve_queues_everywhere() -> None:
-    """A queue was declared: every open runtime that serves queues starts its dispatcher."""
-    for runtime in list(_open_runtimes):
-        if not runtime.closed:
-            runtime.serve_queues()

@@ -12,9 +12,18 @@ import math
 import pickle
 from typing import Any
 
-from nbflow._errors import SerializationError
+from nbflow._errors import RecordedError, SerializationError
 
-__all__ = ["Encoded", "check_text", "decode", "decode_many", "encode", "is_json_native"]
+__all__ = [
+    "Encoded",
+    "check_text",
+    "decode",
+    "decode_error",
+    "decode_many",
+    "encode",
+    "encode_error",
+    "is_json_native",
+]
 
 #: A stored value: JSON text, or pickle bytes; exactly one is not None.
 Encoded = tuple["str | None", "bytes | None"]
@@ -135,3 +144,27 @@ def decode_many(
         values: list[Any] = _loads("[" + ",".join(texts) + "]")
         return values
     return [decode(text, blob, what=what, allow_pickle=allow_pickle) for text, blob in stored]
+
+
+def encode_error(exc: BaseException) -> tuple[str, bytes | None]:
+    """``("Type: message", pickle)`` for an exception; the pickle is None if it cannot round-trip."""
+    text = f"{type(exc).__qualname__}: {exc}"
+    try:
+        blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(blob)
+    except Exception:
+        blob = None
+    return text, blob
+
+
+def decode_error(text: str | None, blob: bytes | None, allow_pickle: bool) -> BaseException:
+    """Rebuild a recorded exception (or a :class:`RecordedError` standing in for it)."""
+    if blob is not None and allow_pickle:
+        try:
+            exc = pickle.loads(blob)
+            if isinstance(exc, BaseException):
+                return exc
+        except Exception:
+            pass
+    type_name, _, message = (text or "Error: ").partition(": ")
+    return RecordedError(type_name, message)

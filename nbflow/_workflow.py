@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
-from nbflow._execution import current_execution
+from nbflow import _context as context
+from nbflow._context import RetryPolicy
 from nbflow._serialization import check_text
 
 __all__ = [
     "StepFunction",
     "WorkflowFunction",
-    "current_timeout",
+    "as_workflow",
     "lookup_workflow",
+    "registered_names",
     "run_step",
     "set_workflow_id",
     "step",
-    "take_assigned_id",
     "workflow",
     "workflow_timeout",
 ]
@@ -28,9 +28,6 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 _registry: dict[str, WorkflowFunction] = {}
-_assigned_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "nbflow_assigned_id", default=None
-)
 
 
 def _qualified_name(fn: Callable[..., Any]) -> str:
@@ -64,16 +61,11 @@ def set_workflow_id(workflow_id: str) -> Iterator[None]:
         ...     handle = nbflow.start(pipeline, urls)
     """
     check_text(workflow_id, "A workflow id")
-    token = _assigned_id.set(workflow_id)
+    token = context.assign_id(workflow_id)
     try:
         yield
     finally:
-        _assigned_id.reset(token)
-
-
-_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "nbflow_timeout", default=None
-)
+        context.unassign_id(token)
 
 
 @contextlib.contextmanager
@@ -91,24 +83,11 @@ def workflow_timeout(seconds: float) -> Iterator[None]:
     """
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
         raise ValueError(f"workflow_timeout() needs a number of seconds > 0, not {seconds!r}.")
-    token = _timeout.set(float(seconds))
+    token = context.set_timeout(float(seconds))
     try:
         yield
     finally:
-        _timeout.reset(token)
-
-
-def current_timeout() -> float | None:
-    """The timeout given by an enclosing :func:`workflow_timeout`, or None."""
-    return _timeout.get()
-
-
-def take_assigned_id() -> str | None:
-    """The id given by an enclosing :func:`set_workflow_id`, consumed by the first workflow."""
-    workflow_id = _assigned_id.get()
-    if workflow_id is not None:
-        _assigned_id.set(None)
-    return workflow_id
+        context.unset_timeout(token)
 
 
 class WorkflowFunction:
@@ -124,22 +103,18 @@ class WorkflowFunction:
         _registry[self.name] = self  # a re-run notebook cell replaces its earlier definition
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from nbflow._api import _call_runtime
-
         if self.is_async:
             return self._call_async(args, kwargs)
-        return _call_runtime().call(self, args, kwargs)
+        return context.runner().call(self, args, kwargs)
 
     async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``await workflow(…)``: run it on nbflow's loop, durably, and wait for its result."""
-        from nbflow._api import _call_runtime
-
-        if current_execution() is not None:
+        if context.current() is not None:
             raise RuntimeError(
                 f"Workflow {self.name!r} is awaited inside another workflow: start it with "
                 "nbflow.start() and await handle.result_async() instead."
             )
-        return await _call_runtime().start(self, *args, **kwargs).result_async()
+        return await context.runner().start(self, *args, **kwargs).result_async()
 
     def __repr__(self) -> str:
         return f"<nbflow workflow {self.name!r}>"
@@ -174,57 +149,29 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
 class StepFunction:
     """A function declared with :func:`step`: checkpointed when called inside a workflow."""
 
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        name: str | None,
-        retries: int,
-        backoff: float,
-        interval: float,
-    ) -> None:
-        if retries < 0 or backoff < 1 or interval < 0:
-            raise ValueError(
-                f"@nbflow.step needs retries >= 0, backoff >= 1 and interval >= 0 "
-                f"(got retries={retries}, backoff={backoff}, interval={interval})."
-            )
+    def __init__(self, fn: Callable[..., Any], *, name: str | None, policy: RetryPolicy) -> None:
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn)
         self.name = name or _qualified_name(fn)
-        self.retries = retries
-        self.backoff = backoff
-        self.interval = interval
+        self.policy = policy
+        self.retries = policy.retries
+        self.backoff = policy.backoff
+        self.interval = policy.interval
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
             return self._call_async(args, kwargs)
-        ex = current_execution()
-        if ex is None or ex.in_step is not None:
+        ctx = context.current()
+        if ctx is None or context.current_step() is not None:
             return self.fn(*args, **kwargs)  # outside a workflow, or nested: a plain call
-        return ex.run_step(
-            self.name,
-            self.fn,
-            args,
-            kwargs,
-            retries=self.retries,
-            backoff=self.backoff,
-            interval=self.interval,
-        )
+        return ctx.run_step(self.name, self.fn, args, kwargs, self.policy)
 
     async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ex = current_execution()
-        if ex is None or ex.in_step is not None:
+        ctx = context.current()
+        if ctx is None or context.current_step() is not None:
             return await self.fn(*args, **kwargs)
-        return await ex.run_step_async(
-            self.name,
-            self.fn,
-            args,
-            kwargs,
-            retries=self.retries,
-            backoff=self.backoff,
-            interval=self.interval,
-        )
+        return await ctx.run_step_async(self.name, self.fn, args, kwargs, self.policy)
 
     def __repr__(self) -> str:
         return f"<nbflow step {self.name!r}>"
@@ -259,17 +206,26 @@ def step(
 
     Outside a workflow, or inside another step, a step is a plain call.
     """
+    policy = RetryPolicy(retries=retries, backoff=backoff, interval=interval)
     if fn is None:
-        return lambda f: StepFunction(
-            f, name=name, retries=retries, backoff=backoff, interval=interval
-        )
-    return StepFunction(fn, name=name, retries=retries, backoff=backoff, interval=interval)
+        return lambda f: StepFunction(f, name=name, policy=policy)
+    return StepFunction(fn, name=name, policy=policy)
 
 
 def run_step(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Run any callable as a one-off step of the current workflow (a plain call outside one)."""
-    ex = current_execution()
-    if ex is None or ex.in_step is not None:
+    ctx = context.current()
+    if ctx is None or context.current_step() is not None:
         return fn(*args, **kwargs)
     name = getattr(fn, "name", None) or _qualified_name(fn)
-    return ex.run_step(name, getattr(fn, "fn", fn), args, kwargs)
+    return ctx.run_step(name, getattr(fn, "fn", fn), args, kwargs)
+
+
+def as_workflow(fn: Callable[..., Any]) -> WorkflowFunction:
+    """``fn`` if it was declared with :func:`workflow`; raises TypeError otherwise."""
+    if isinstance(fn, WorkflowFunction):
+        return fn
+    raise TypeError(
+        f"nbflow.start() needs a function decorated with @nbflow.workflow, not {fn!r}. "
+        "Decorate it, e.g. @nbflow.workflow above its def."
+    )

@@ -15,7 +15,10 @@ from nbflow._errors import DatabaseError, RuntimeClosedError
 from nbflow.store._base import Store
 from nbflow.store._ops import Enqueue, Finish, Op, StreamRow, WorkflowRow
 
-__all__ = ["WriteLog"]
+__all__ = ["CommitCallback", "WriteLog"]
+
+#: Called after each batch with what was written of it and the workflows cancelled elsewhere.
+CommitCallback = Callable[[list[Op], set[str]], None]
 
 
 class WriteLog:
@@ -34,7 +37,7 @@ class WriteLog:
     def __init__(
         self,
         store: Store,
-        on_commit: Callable[[list[Op], set[str]], None],
+        on_commit: CommitCallback,
         *,
         max_batch: int = 50_000,
         linger: float = 0.001,

@@ -294,7 +294,7 @@ def _cmd_observe(args: argparse.Namespace) -> None:
 
     event("recover", ids=[h.workflow_id for h in nbflow.recover()])
     handle = nbflow.resume(args.live)
-    event("resumed", running_here=runtime._execution(args.live) is not None)
+    event("resumed", running_here=runtime.execution(args.live) is not None)
     event("result", **_outcome(handle))
     _await(lambda: os.path.exists(args.go), "the go file")
     handles = nbflow.recover()

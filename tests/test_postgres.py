@@ -172,7 +172,7 @@ def test_cancel_from_another_runtime_stops_the_workflow(
     handle = a.start(writer, 10, "half")
     g.reached()
     b.cancel(handle.workflow_id)
-    wait_until(lambda: a._execution(handle.workflow_id) is None or a._execution(handle.workflow_id).cancelled)  # type: ignore[union-attr]  # fmt: skip
+    wait_until(lambda: a.execution(handle.workflow_id) is None or a.execution(handle.workflow_id).cancelled)  # type: ignore[union-attr]  # fmt: skip
     g.release.set()
     with pytest.raises(nbflow.WorkflowCancelledError):
         handle.result(timeout=30)

@@ -22,7 +22,7 @@ class LaunchedHandle(WorkflowHandle):
     """
 
     def __init__(self, handle: WorkflowHandle, view: LiveView) -> None:
-        super().__init__(handle._runtime, handle.workflow_id, handle._execution)
+        super().__init__(handle.tracker, handle.workflow_id, handle.run)
         self.view = view
 
 

@@ -1,0 +1,413 @@
+"""The life of workflows in one runtime: begin, run, end, cancel, resume, recover, fork, queue.
+
+A workflow begins as a row appended to the write log and an :class:`Execution` in the runtime's
+table; its body runs in a thread of its own (or as a task of nbflow's loop) through
+:mod:`nbflow._operations`; it ends when its final status is durable and it leaves the table.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from nbflow import _context as context
+from nbflow._context import Runner
+from nbflow._deadlines import Deadlines
+from nbflow._engine import Engine
+from nbflow._errors import (
+    FunctionNotRegisteredError,
+    WaitTimeoutError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+)
+from nbflow._execution import Execution, Executions, State
+from nbflow._handle import Tracker, WorkflowHandle
+from nbflow._loop import LoopThread
+from nbflow._operations import WorkflowRun, run_body, run_body_async
+from nbflow._queues import Queue
+from nbflow._records import Status
+from nbflow._workflow import WorkflowFunction, as_workflow, lookup_workflow, registered_names
+from nbflow.store import WorkflowRow
+from nbflow.store._ops import Enqueue, Finish, Fork
+
+__all__ = ["Begun", "Lifecycle"]
+
+
+class Begun(NamedTuple):
+    """What beginning a workflow found: its id, and the execution to run (``created``) or that
+    runs it already; ``execution`` None when it already finished."""
+
+    workflow_id: str
+    execution: Execution | None
+    created: bool
+
+
+class Lifecycle:
+    """Starts, runs, ends, cancels and resumes the workflows of one runtime.
+
+    Args:
+        engine: The runtime's engine.
+        executions: Its table of running executions.
+        owner: The runtime (the runner children start in, and the tracker of handles).
+        loop: Returns nbflow's event loop thread, for ``async def`` workflows.
+        ending: Called with each execution as it ends, before its waiters wake.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        executions: Executions,
+        owner: Any,
+        *,
+        loop: Callable[[], LoopThread],
+        ending: Callable[[Execution], None],
+    ) -> None:
+        self._engine = engine
+        self._store = engine.store
+        self._executions = executions
+        self._runner: Runner = owner
+        self._tracker: Tracker = owner
+        self._loop = loop
+        self._ending = ending
+        self.deadlines = Deadlines(self._deadline_passed)
+
+    def handle(self, workflow_id: str, ex: Execution | None = None) -> WorkflowHandle:
+        return WorkflowHandle(self._tracker, workflow_id, ex)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def start(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> WorkflowHandle:
+        """Start ``fn(*args, **kwargs)`` in the background; its handle."""
+        begun = self.begin(as_workflow(fn), args, kwargs)
+        if begun.created:
+            assert begun.execution is not None
+            self.spawn(begun.execution)
+        return self.handle(begun.workflow_id, begun.execution)
+
+    def call(self, wf: WorkflowFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a workflow durably in this thread (what calling a workflow function does)."""
+        parent = context.current()
+        if parent is not None:
+            return parent.call_child(wf, args, kwargs)
+        begun = self.begin(wf, args, kwargs)
+        return self._run_or_wait(begun)
+
+    def run_child(
+        self,
+        wf: WorkflowFunction,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        workflow_id: str,
+        parent_id: str,
+    ) -> Any:
+        """Run the child ``workflow_id`` of ``parent_id`` here, or wait for it; its result."""
+        return self._run_or_wait(self.begin(wf, args, kwargs, workflow_id, parent_id))
+
+    def _run_or_wait(self, begun: Begun) -> Any:
+        if begun.created:
+            assert begun.execution is not None
+            return self.execute(begun.execution, raise_errors=True)
+        return self.handle(begun.workflow_id, begun.execution).result()
+
+    def begin(
+        self,
+        wf: WorkflowFunction,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        workflow_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> Begun:
+        """Find or create the execution for a workflow about to start."""
+        given = workflow_id or context.take_assigned_id()
+        with self._executions.lock:
+            self._engine.check_open()
+            if given is not None:
+                found = self._existing(given, wf)
+                if found is not None:
+                    return found
+            new_id = given or str(uuid.uuid4())
+            row = self.new_row(wf, new_id, args, kwargs, parent_id=parent_id)
+            ex = Execution(self._engine, new_id, wf.name, wf.fn, args, kwargs)
+            ex.row_seq = self._engine.log.append(row)
+            self._register(ex, row)
+            if given is not None and not self._store.single_process:
+                # Another process may have created the same id a moment ago: one row wins.
+                self._engine.log.wait_durable(ex.row_seq)
+                stored = self._store.get_workflow(new_id)
+                if stored is not None and stored.executor_id != self._engine.executor_id:
+                    self._executions.remove(ex)
+                    return self._begin_recorded(stored, wf)
+            return Begun(new_id, ex, True)
+
+    def _existing(self, workflow_id: str, wf: WorkflowFunction) -> Begun | None:
+        """:meth:`begin` for an id that runs here or is recorded; None for a new id."""
+        ex = self._executions.get(workflow_id)
+        if ex is not None:
+            if ex.name != wf.name:
+                raise WorkflowConflictError(workflow_id, ex.name, wf.name)
+            return Begun(workflow_id, ex, False)
+        row = self._store.get_workflow(workflow_id)
+        return None if row is None else self._begin_recorded(row, wf)
+
+    def _begin_recorded(self, row: WorkflowRow, wf: WorkflowFunction) -> Begun:
+        """:meth:`begin` for an id already recorded (caller holds the lock)."""
+        if row.name != wf.name:
+            raise WorkflowConflictError(row.workflow_id, row.name, wf.name)
+        if row.status == Status.PENDING:
+            now = time.time()
+            claimed = self._store.claim(row.workflow_id, self._engine.executor_id, now)
+            if claimed is not None:
+                return Begun(row.workflow_id, self.activate_row(claimed, wf), True)
+        return Begun(row.workflow_id, None, False)
+
+    def new_row(
+        self,
+        wf: WorkflowFunction,
+        workflow_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        parent_id: str | None = None,
+        queue_name: str | None = None,
+    ) -> WorkflowRow:
+        """The row of a new workflow: PENDING and run here, or ENQUEUED on ``queue_name``.
+
+        Its deadline comes from an enclosing :func:`workflow_timeout`; a child shares its parent's.
+        """
+        inputs = {"args": list(args), "kwargs": kwargs}
+        inputs_json, inputs_pickle = self._engine.encode(
+            inputs, f"the inputs of workflow {wf.name!r}"
+        )
+        now = time.time()
+        parent = None if parent_id is None else self._executions.get(parent_id)
+        if parent is not None:
+            deadline = parent.deadline
+        else:
+            timeout = context.current_timeout()
+            deadline = None if timeout is None else now + timeout
+        return WorkflowRow(
+            workflow_id=workflow_id,
+            name=wf.name,
+            status="PENDING" if queue_name is None else "ENQUEUED",
+            inputs_json=inputs_json,
+            inputs_pickle=inputs_pickle,
+            created_at=now,
+            updated_at=now,
+            executor_id=self._engine.executor_id if queue_name is None else None,
+            parent_id=parent_id,
+            queue_name=queue_name,
+            deadline=deadline,
+        )
+
+    def activate_row(self, row: WorkflowRow, wf: WorkflowFunction | None = None) -> Execution:
+        """An execution that replays a recorded PENDING workflow (caller holds the lock)."""
+        if wf is None or wf.name != row.name:
+            wf = lookup_workflow(row.name)
+            if wf is None:
+                raise FunctionNotRegisteredError(row.workflow_id, row.name)
+        what = f"the inputs of workflow {row.workflow_id!r}"
+        inputs = self._engine.decode(row.inputs_json, row.inputs_pickle, what)
+        replay = self._store.load_replay(row.workflow_id)
+        args, kwargs = tuple(inputs["args"]), inputs["kwargs"]
+        ex = Execution(self._engine, row.workflow_id, row.name, wf.fn, args, kwargs, replay=replay)
+        self._register(ex, row)
+        return ex
+
+    def _register(self, ex: Execution, row: WorkflowRow) -> None:
+        ex.queue_name = row.queue_name
+        if row.deadline is not None:
+            ex.deadline = row.deadline
+            self.deadlines.add(row.deadline, ex.workflow_id)
+        self._executions.add(ex)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def spawn(self, ex: Execution) -> None:
+        """Run ``ex`` in a thread of its own (or as a task of nbflow's loop)."""
+        if ex.is_async:
+            self._loop().submit(self._execute_async(ex))
+            return
+        name = f"nbflow-workflow-{ex.workflow_id[:8]}"
+        threading.Thread(target=self.execute, args=(ex, False), name=name, daemon=True).start()
+
+    def execute(self, ex: Execution, raise_errors: bool) -> Any:
+        """Run an execution to its end in this thread and make its outcome durable."""
+        try:
+            self._check_deadline(ex)
+            run_body(WorkflowRun(ex, self._runner))
+        finally:
+            self._release(ex)
+        if ex.error is not None:
+            if raise_errors:
+                raise ex.error
+            return None
+        return ex.result
+
+    async def _execute_async(self, ex: Execution) -> None:
+        """:meth:`execute` for an ``async def`` workflow, as a task of nbflow's loop."""
+        try:
+            self._check_deadline(ex)
+            await run_body_async(WorkflowRun(ex, self._runner))
+        finally:
+            self._release(ex)
+
+    def _release(self, ex: Execution) -> None:
+        """The execution ended: it leaves the table, then its waiters wake."""
+        self._executions.remove(ex)
+        try:
+            self._ending(ex)
+        finally:
+            ex.set_done()
+
+    def _deadline_passed(self, workflow_id: str, deadline: float) -> None:
+        ex = self._executions.get(workflow_id)
+        if ex is not None and ex.deadline == deadline:  # not ended, nor resumed without it since
+            self.cancel(workflow_id)
+
+    def _check_deadline(self, ex: Execution) -> None:
+        if ex.deadline is not None and time.time() >= ex.deadline:
+            self.cancel(ex.workflow_id)  # it timed out while nobody ran it
+
+    # -- managing ------------------------------------------------------------------------------
+
+    def cancel(self, workflow_id: str) -> None:
+        """Cancel a workflow (see :meth:`Runtime.cancel`)."""
+        log = self._engine.log
+        with self._executions.lock:
+            ex = self._executions.get(workflow_id)
+            if ex is not None:
+                seq = ex.cancel(time.time())
+            else:
+                status = self._store.get_status(workflow_id)
+                if status is None:
+                    raise WorkflowNotFoundError(workflow_id, self._engine.database)
+                if Status(status).is_final:
+                    return
+                seq = log.append(Finish(workflow_id, "CANCELLED", time.time()))
+        if seq is not None:
+            log.wait_durable(seq)
+
+    def resume(self, workflow_id: str) -> tuple[WorkflowHandle, bool]:
+        """Resume a workflow (see :meth:`Runtime.resume`); also whether this call took it over."""
+        running = self._executions.get(workflow_id)
+        # cancelled, but still on its way out: give it a moment to reach its next checkpoint
+        if running is not None and running.state is State.CANCELLED and not running.done.wait(10.0):
+            raise WaitTimeoutError(
+                f"Workflow {workflow_id!r} was cancelled but is still inside a step; it "
+                "stops at its next checkpoint. Resume it once that step has returned."
+            )
+        with self._executions.lock:
+            self._engine.check_open()
+            running = self._executions.get(workflow_id)
+            if running is not None:
+                return self.handle(workflow_id, running), False
+            ex = self._take_over(workflow_id)
+            if ex is None:
+                return self.handle(workflow_id), False
+        self.spawn(ex)
+        return self.handle(workflow_id, ex), True
+
+    def _take_over(self, workflow_id: str) -> Execution | None:
+        """Claim a recorded workflow to run it here (caller holds the lock)."""
+        row = self._store.get_workflow(workflow_id)
+        if row is None:
+            raise WorkflowNotFoundError(workflow_id, self._engine.database)
+        if row.status == Status.SUCCESS:
+            return None
+        if lookup_workflow(row.name) is None:
+            raise FunctionNotRegisteredError(workflow_id, row.name)
+        self._engine.flush()  # e.g. a cancel queued here goes first
+        claimed = self._store.claim(workflow_id, self._engine.executor_id, time.time(), reopen=True)
+        if claimed is None:  # it ended meanwhile, or another live process runs it
+            return None
+        if row.status != Status.PENDING:  # its end markers are gone: readers look again
+            self._engine.notifier.changed(workflow_id)
+        return self.activate_row(claimed)
+
+    def recover(self) -> tuple[list[WorkflowHandle], list[str]]:
+        """Resume every interrupted workflow whose function is declared; also name the others."""
+        handles, missing = [], []
+        for row in self._store.pending_workflows():
+            if row.workflow_id in self._executions:
+                continue
+            if lookup_workflow(row.name) is None:
+                missing.append(f"{row.workflow_id} ({row.name})")
+                continue
+            handle, taken = self.resume(row.workflow_id)
+            if taken:
+                handles.append(handle)
+        return handles, missing
+
+    def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
+        """A new workflow reusing ``workflow_id``'s operations before ``from_step``."""
+        if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 1:
+            raise ValueError(f"from_step must be a function id >= 1, not {from_step!r}.")
+        engine = self._engine
+        engine.flush()
+        source = self._store.get_workflow(workflow_id)
+        if source is None:
+            raise WorkflowNotFoundError(workflow_id, engine.database)
+        wf = lookup_workflow(source.name)
+        if wf is None:
+            raise FunctionNotRegisteredError(workflow_id, source.name)
+        new_id = context.take_assigned_id() or str(uuid.uuid4())
+        with self._executions.lock:
+            engine.check_open()
+            if new_id in self._executions or self._store.get_status(new_id) is not None:
+                raise WorkflowConflictError(
+                    new_id, "an existing workflow", f"a fork of {workflow_id!r}"
+                )
+            op = Fork(workflow_id, new_id, from_step, time.time(), engine.executor_id)
+            engine.log.wait_durable(engine.log.append(op))
+            row = self._store.get_workflow(new_id)
+            assert row is not None
+            ex = self.activate_row(row, wf)
+        self.spawn(ex)
+        return self.handle(new_id, ex)
+
+    # -- queues --------------------------------------------------------------------------------
+
+    def enqueue(
+        self, queue: Queue, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> WorkflowHandle:
+        """Record ``fn(*args, **kwargs)`` as ENQUEUED on ``queue``."""
+        wf = as_workflow(fn)
+        given = context.take_assigned_id()
+        with self._executions.lock:
+            self._engine.check_open()
+            if given is not None:
+                existing = self._executions.get(given) or self._store.get_workflow(given)
+                if existing is not None:
+                    if existing.name != wf.name:
+                        raise WorkflowConflictError(given, existing.name, wf.name)
+                    return self.handle(given)
+            workflow_id = given or str(uuid.uuid4())
+            row = self.new_row(wf, workflow_id, args, kwargs, queue_name=queue.name)
+            seq = self._engine.log.append(Enqueue(row))
+        self._engine.log.wait_durable(seq)
+        return self.handle(workflow_id)
+
+    def dequeue(self, queue: Queue, limit: int | None) -> list[str]:
+        """Take the queue's workflows that may run now and start them here (dispatcher thread)."""
+        names = registered_names()
+        with self._executions.lock:  # claimed and active at once, for wait_elsewhere()
+            if self._engine.closed:
+                return []
+            rows = self._store.dequeue(
+                queue.name,
+                self._engine.executor_id,
+                names,
+                100 if limit is None else limit,
+                queue.concurrency,
+                time.time(),
+            )
+            executions = [self.activate_row(row) for row in rows]
+        for ex in executions:
+            self.spawn(ex)
+        return [ex.workflow_id for ex in executions]

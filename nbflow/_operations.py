@@ -1,0 +1,181 @@
+"""A workflow's body at work: the :class:`~nbflow._context.WorkflowContext` the engine provides,
+how a body runs (sync, or as a task of nbflow's loop), and how its outcome is made durable."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from nbflow import _context as context
+from nbflow import _steps as steps
+from nbflow import _waits as waits
+from nbflow._context import NO_RETRY, RetryPolicy, Runner, WorkflowContext
+from nbflow._errors import WorkflowCancelledError, WorkflowInterruptedError
+from nbflow._execution import Execution, State
+from nbflow._serialization import encode_error
+from nbflow.store._ops import Finish
+
+__all__ = ["WorkflowRun", "conclude", "run_body", "run_body_async"]
+
+_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class WorkflowRun(WorkflowContext):
+    """The context of one execution: what code inside the workflow calls.
+
+    Args:
+        ex: The execution.
+        runner: The runtime it runs in (children start there).
+    """
+
+    def __init__(self, ex: Execution, runner: Runner) -> None:
+        self.ex = ex
+        self.workflow_id = ex.workflow_id
+        self.runner = runner
+
+    def run_step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        policy: RetryPolicy = NO_RETRY,
+    ) -> Any:
+        return steps.run_step(self.ex, self, name, fn, args, kwargs, policy)
+
+    async def run_step_async(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        policy: RetryPolicy = NO_RETRY,
+    ) -> Any:
+        return await steps.run_step_async(self.ex, self, name, fn, args, kwargs, policy)
+
+    def write_stream(self, key: str, value: Any, *, is_end: bool = False) -> None:
+        self.ex.write_stream(key, value, is_end=is_end, step=context.current_step())
+
+    def call_child(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if context.current_step() is not None:
+            return wf.fn(*args, **kwargs)  # inside a step: a plain call
+        ex = self.ex
+        function_id = ex.next_function_id()
+        recorded = ex.replayed(function_id, "step", wf.name)
+        if recorded is not None:
+            return steps.replay_outcome(ex, function_id, recorded, wf.name)
+        ex.check_running()
+        child_id = context.take_assigned_id() or f"{ex.workflow_id}-{function_id}"
+        record = functools.partial(
+            steps.record_outcome,
+            ex,
+            function_id,
+            wf.name,
+            started=time.time(),
+            attempts=1,
+            what=f"the result of workflow {wf.name!r}",
+        )
+        try:
+            output = self.runner.run_child(
+                wf, args, kwargs, workflow_id=child_id, parent_id=ex.workflow_id
+            )
+        except Exception as exc:
+            record(error=exc)
+            raise
+        record(output=output)
+        return output
+
+    def sleep(self, seconds: float) -> None:
+        waits.sleep(self.ex, self, seconds)
+
+    def set_event(self, key: str, value: Any) -> None:
+        waits.set_event(self.ex, key, value)
+
+    def recv(self, topic: str | None, timeout: float | None) -> Any:
+        return waits.recv(self.ex, topic, timeout)
+
+
+@contextlib.contextmanager
+def _body(run: WorkflowRun) -> Iterator[dict[str, Any]]:
+    """Run the block as the body of ``run``'s workflow, then make its outcome durable."""
+    token = context.enter(run)
+    outcome: dict[str, Any] = {}
+    try:
+        yield outcome
+    except BaseException as exc:
+        conclude(run.ex, None, exc)
+    else:
+        conclude(run.ex, outcome.get("output"), None)
+    finally:
+        context.leave(token)
+
+
+def run_body(run: WorkflowRun) -> None:
+    """Run the workflow's body in this thread to its end and make its outcome durable."""
+    ex = run.ex
+    with _body(run) as outcome:
+        outcome["output"] = ex.fn(*ex.args, **ex.kwargs)
+
+
+async def run_body_async(run: WorkflowRun) -> None:
+    """:func:`run_body` for an ``async def`` workflow, as a task of nbflow's loop."""
+    ex = run.ex
+    with _body(run) as outcome:
+        outcome["output"] = await ex.fn(*ex.args, **ex.kwargs)
+
+
+def conclude(ex: Execution, output: Any, error: BaseException | None) -> None:
+    """Make a finished body's outcome durable; its result or error ends up on ``ex``."""
+    try:
+        finish = _final(ex, output, error)
+        if finish is None:
+            if ex.state is State.CANCELLED:
+                ex.engine.log.wait_durable()  # its CANCELLED end (appended by the cancel) first
+            return
+        seq = ex.begin_finish(finish)
+        if seq is None:  # cancelled or interrupted meanwhile
+            if ex.state is State.CANCELLED:
+                ex.error = WorkflowCancelledError(ex.workflow_id)
+            return
+        ex.engine.log.wait_durable(seq)
+        if ex.durable_status == "CANCELLED":  # by another process, before its end was written
+            ex.error = WorkflowCancelledError(ex.workflow_id)
+    except BaseException as exc:  # the database failed under the workflow
+        ex.error = exc
+
+
+def _final(ex: Execution, output: Any, error: BaseException | None) -> Finish | None:
+    """The workflow's end to record, or None when it must not be recorded (cancelled, closing);
+    sets the execution's result or error."""
+    if error is None:
+        try:
+            encoded = ex.engine.encode(output, f"the result of workflow {ex.name!r}")
+        except BaseException as exc:
+            error = exc
+        else:
+            ex.result = output
+            return Finish(
+                ex.workflow_id,
+                "SUCCESS",
+                time.time(),
+                output_json=encoded[0],
+                output_pickle=encoded[1],
+            )
+    if ex.state is State.CANCELLED:
+        ex.error = WorkflowCancelledError(ex.workflow_id)
+        return None
+    if isinstance(error, _INTERRUPTS):
+        ex.error = error
+        return None
+    if ex.state is State.INTERRUPTED:
+        ex.error = WorkflowInterruptedError(ex.workflow_id)
+        return None
+    ex.error = error
+    text, blob = encode_error(error)
+    error_step = ex.ended_by_step(error)
+    return Finish(
+        ex.workflow_id, "ERROR", time.time(), error=text, error_pickle=blob, error_step=error_step
+    )

@@ -1,0 +1,175 @@
+"""Workflows and the world: durable sleep, events and messages (as DBOS Transact has them).
+
+Each is a checkpointed operation of the workflow body, recorded as a step named ``nbflow.…`` (so
+``list_steps`` shows them), and a replay returns what it returned the first time:
+
+- ``sleep`` records its wake-up time: after a crash the workflow sleeps only what is left.
+- ``set_event`` records the value; ``get_event`` (from anywhere) returns the last value recorded.
+- ``send`` from a workflow records the send, and the message's id is the sender's (workflow id,
+  function id), so a replay never sends twice; from outside, it returns once the message is
+  durable.
+- ``recv`` takes the oldest message on its topic: the step that records it and the message's
+  deletion are one transaction, so a message is received exactly once, across crashes.
+
+Waits go through the engine's one wait loop, and are cut short by a cancel or a closing runtime.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from nbflow._context import NO_RETRY, WorkflowContext, current_step
+from nbflow._engine import Engine
+from nbflow._errors import WorkflowNotFoundError
+from nbflow._execution import Execution
+from nbflow._steps import run_step
+from nbflow.store._ops import Consume, MessageRow, SetEvent, StepRow, event_step_name
+
+__all__ = ["get_event", "recv", "send", "set_event", "sleep"]
+
+
+def _from_body(operation: str) -> None:
+    if current_step() is not None:
+        raise RuntimeError(
+            f"{operation}() is called from the workflow body, not from inside a step."
+        )
+
+
+def _record(
+    ex: Execution, function_id: int, name: str, started: float, output: tuple[Any, Any]
+) -> StepRow:
+    """The step that records an operation of the body whose output is already encoded."""
+    return StepRow(
+        workflow_id=ex.workflow_id,
+        function_id=function_id,
+        name=name,
+        output_json=output[0],
+        output_pickle=output[1],
+        error=None,
+        error_pickle=None,
+        started_at=started,
+        ended_at=time.time(),
+        attempts=1,
+    )
+
+
+_NULL = ("null", None)
+
+
+def sleep(ex: Execution, ctx: WorkflowContext, seconds: float) -> None:
+    """Sleep ``seconds`` durably: the wake-up time is recorded before the wait begins."""
+    wake_at = run_step(ex, ctx, "nbflow.sleep", _wake_time, (seconds,), {}, NO_RETRY)
+    ex.engine.log.wait_durable()
+    while True:
+        ex.wakeup.clear()
+        ex.check_running()
+        left = wake_at - time.time()
+        if left <= 0:
+            return
+        ex.wakeup.wait(left)
+
+
+def _wake_time(seconds: float) -> float:
+    return time.time() + seconds
+
+
+def set_event(ex: Execution, key: str, value: Any) -> None:
+    """Record ``value`` as the workflow's event ``key``."""
+    _from_body("set_event")
+    name = event_step_name(key)
+    function_id = ex.next_function_id()
+    if ex.replayed(function_id, "step", name) is not None:
+        return
+    ex.check_running()
+    ex.wait_row_durable()
+    encoded = ex.engine.encode(value, f"the output of step {name!r}")
+    ex.append(SetEvent(_record(ex, function_id, name, time.time(), encoded), key))
+
+
+def get_event(
+    engine: Engine,
+    body: tuple[Execution, WorkflowContext] | None,
+    workflow_id: str,
+    key: str,
+    timeout: float | None,
+) -> Any:
+    """The last value ``workflow_id`` set for ``key``; waits up to ``timeout`` s, then None.
+
+    From a workflow ``body`` the value it got is recorded, so a replay gets the same.
+    """
+    name = event_step_name(key)
+
+    def wait(ex: Execution | None) -> Any:
+        with engine.watch(workflow_id, event=None if ex is None else ex.wakeup) as watch:
+            found = watch.wait_until(
+                lambda _: engine.store.get_event(workflow_id, name),
+                timeout,
+                None if ex is None else ex.check_running,
+            )
+        if found is None:
+            return None
+        return engine.decode(found[0], found[1], f"event {key!r} of workflow {workflow_id!r}")
+
+    if body is None:
+        return wait(None)
+    ex, ctx = body
+    step = f"nbflow.get_event({workflow_id!r}, {key!r})"
+    return run_step(ex, ctx, step, wait, (ex,), {}, NO_RETRY)
+
+
+def send(
+    engine: Engine,
+    ex: Execution | None,
+    exists: Callable[[str], bool],
+    workflow_id: str,
+    message: Any,
+    topic: str | None,
+) -> None:
+    """Send ``message`` to ``workflow_id`` on ``topic``, from the body of ``ex`` or from outside."""
+    name = f"nbflow.send({workflow_id!r})"
+    function_id = 0
+    if ex is not None:
+        function_id = ex.next_function_id()
+        if ex.replayed(function_id, "step", name) is not None:
+            return
+        ex.check_running()
+    if not exists(workflow_id):
+        raise WorkflowNotFoundError(workflow_id, engine.database)
+    value = engine.encode(message, f"a message to workflow {workflow_id!r}")
+    now = time.time()
+    log = engine.log
+    message_id = str(uuid.uuid4()) if ex is None else f"{ex.workflow_id}:{function_id}"
+    row = MessageRow(message_id, workflow_id, topic, value[0], value[1], now)
+    if ex is None:
+        log.wait_durable(log.append(row))
+    else:
+        ex.append(row, _record(ex, function_id, name, now, _NULL))
+
+
+def recv(ex: Execution, topic: str | None, timeout: float | None) -> Any:
+    """Take the oldest message to ``ex`` on ``topic``; None after ``timeout`` seconds."""
+    _from_body("recv")
+    engine, workflow_id = ex.engine, ex.workflow_id
+    name = f"nbflow.recv({topic!r})"
+    what = f"a message to workflow {workflow_id!r}"
+    function_id = ex.next_function_id()
+    record = ex.replayed(function_id, "step", name)
+    if record is not None:
+        return engine.decode(record.output_json, record.output_pickle, what)
+    ex.check_running()
+    ex.wait_row_durable()
+    started = time.time()
+    with engine.watch(workflow_id, event=ex.wakeup) as watch:
+        message = watch.wait_until(
+            lambda _: engine.store.next_message(workflow_id, topic), timeout, ex.check_running
+        )
+    if message is None:
+        ex.append(_record(ex, function_id, name, started, _NULL))
+        return None
+    value = (message.value_json, message.value_pickle)
+    seq = ex.append(Consume(message.message_id, _record(ex, function_id, name, started, value)))
+    engine.log.wait_durable(seq)  # the next recv must not find it again
+    return engine.decode(value[0], value[1], what)
