@@ -33,6 +33,8 @@ __all__ = [
     "RetryPolicy",
     "Runner",
     "StepAttempt",
+    "StepCall",
+    "WorkflowCall",
     "WorkflowContext",
     "check_seconds",
     "current",
@@ -86,6 +88,26 @@ class StepAttempt(NamedTuple):
     attempt: int
 
 
+class StepCall(NamedTuple):
+    """A call of a step: its name, the function and its arguments, and its retry policy."""
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    policy: RetryPolicy = NO_RETRY
+
+
+class WorkflowCall(NamedTuple):
+    """A call of a workflow function, with the ids given to it (None: not given)."""
+
+    wf: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    workflow_id: str | None = None
+    parent_id: str | None = None
+
+
 class WorkflowContext(abc.ABC):
     """What code running inside a workflow can ask of it (the engine implements this).
 
@@ -98,25 +120,11 @@ class WorkflowContext(abc.ABC):
     runner: Runner
 
     @abc.abstractmethod
-    def run_step(
-        self,
-        name: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        policy: RetryPolicy = NO_RETRY,
-    ) -> Any:
-        """Run ``fn`` as the workflow's next step, or return its recorded outcome."""
+    def run_step(self, call: StepCall) -> Any:
+        """Run ``call`` as the workflow's next step, or return its recorded outcome."""
 
     @abc.abstractmethod
-    async def run_step_async(
-        self,
-        name: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        policy: RetryPolicy = NO_RETRY,
-    ) -> Any:
+    async def run_step_async(self, call: StepCall) -> Any:
         """:meth:`run_step` for an ``async def`` step."""
 
     @abc.abstractmethod
@@ -155,16 +163,8 @@ class Runner(abc.ABC):
         """Run a workflow durably in this thread and return its result."""
 
     @abc.abstractmethod
-    def run_child(
-        self,
-        wf: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        workflow_id: str,
-        parent_id: str,
-    ) -> Any:
-        """Run (or wait for) the child workflow ``workflow_id`` of ``parent_id``; its result."""
+    def run_child(self, call: WorkflowCall) -> Any:
+        """Run (or wait for) the child workflow ``call.workflow_id``; return its result."""
 
     @abc.abstractmethod
     def enqueue(

@@ -180,13 +180,7 @@ class Watch:
         """
         wait = self._wait
         assert wait is not None, "wait_until needs a watch from Engine.watch"
-        rounds = self._rounds(probe, timeout, check)
-        try:
-            delay = next(rounds)
-            while True:
-                delay = rounds.send(wait(delay))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return _drive(self._rounds(probe, timeout, check), wait)
 
     async def wait_until_async(
         self, probe: Probe[T], timeout: float | None, check: Callable[[], None] | None = None
@@ -206,3 +200,15 @@ class Watch:
                 delay = rounds.send(woken)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+
+
+def _drive(
+    rounds: Generator[float | None, bool, T | None], wait: Callable[[float | None], bool]
+) -> T | None:
+    """Run the rounds of a wait loop, waiting with the blocking ``wait``; what they return."""
+    try:
+        delay = next(rounds)
+        while True:
+            delay = rounds.send(wait(delay))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]

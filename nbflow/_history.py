@@ -15,7 +15,8 @@ from nbflow._errors import (
 )
 from nbflow._execution import Executions
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo, utc
-from nbflow.store import StepRow, WorkflowRow
+from nbflow._steps import step_row
+from nbflow.store import WorkflowRow
 from nbflow.store._ops import event_key
 
 __all__ = ["History"]
@@ -146,14 +147,7 @@ class History:
     # -- records kept outside workflows --------------------------------------------------------
 
     def record_step(
-        self,
-        workflow_id: str,
-        name: str,
-        output: Any,
-        *,
-        started: float,
-        ended: float,
-        workflow_name: str = "nbflow.record",
+        self, workflow_id: str, name: str, output: Any, span: tuple[float, float], kind: str
     ) -> int:
         """Append a finished step to a record-keeping workflow (see :meth:`Runtime.record_step`)."""
         engine = self._engine
@@ -161,27 +155,14 @@ class History:
         with self._executions.lock:
             engine.check_open()
             if workflow_id not in self._record_ids:
-                self._record_ids[workflow_id] = self._open_record(
-                    workflow_id, workflow_name, started, ended
-                )
+                self._record_ids[workflow_id] = self._open_record(workflow_id, kind, span)
             function_id = self._record_ids[workflow_id] = self._record_ids[workflow_id] + 1
-            row = StepRow(
-                workflow_id=workflow_id,
-                function_id=function_id,
-                name=name,
-                output_json=value_json,
-                output_pickle=value_pickle,
-                error=None,
-                error_pickle=None,
-                started_at=started,
-                ended_at=ended,
-                attempts=1,
-            )
+            row = step_row(workflow_id, function_id, name, span, output=(value_json, value_pickle))
             seq = engine.log.append(row)
         engine.log.wait_durable(seq)
         return function_id
 
-    def _open_record(self, workflow_id: str, name: str, started: float, ended: float) -> int:
+    def _open_record(self, workflow_id: str, name: str, span: tuple[float, float]) -> int:
         """Create the record-keeping workflow if it is new; return its last function id."""
         if self._store.get_workflow(workflow_id) is None:
             row = WorkflowRow(
@@ -191,9 +172,9 @@ class History:
                 inputs_json=None,
                 inputs_pickle=None,
                 output_json="null",
-                created_at=started,
-                updated_at=ended,
-                ended_at=ended,
+                created_at=span[0],
+                updated_at=span[1],
+                ended_at=span[1],
                 executor_id=self._engine.executor_id,
             )
             self._engine.log.append(row)

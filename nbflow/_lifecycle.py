@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from nbflow import _context as context
-from nbflow._context import Runner
+from nbflow._context import Runner, WorkflowCall
 from nbflow._deadlines import Deadlines
 from nbflow._engine import Engine
 from nbflow._errors import (
@@ -83,7 +83,7 @@ class Lifecycle:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> WorkflowHandle:
         """Start ``fn(*args, **kwargs)`` in the background; its handle."""
-        begun = self.begin(as_workflow(fn), args, kwargs)
+        begun = self.begin(WorkflowCall(as_workflow(fn), args, kwargs))
         if begun.created:
             assert begun.execution is not None
             self.spawn(begun.execution)
@@ -94,37 +94,20 @@ class Lifecycle:
         parent = context.current()
         if parent is not None:
             return parent.call_child(wf, args, kwargs)
-        begun = self.begin(wf, args, kwargs)
-        return self._run_or_wait(begun)
+        return self.run_child(WorkflowCall(wf, args, kwargs))
 
-    def run_child(
-        self,
-        wf: WorkflowFunction,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        workflow_id: str,
-        parent_id: str,
-    ) -> Any:
-        """Run the child ``workflow_id`` of ``parent_id`` here, or wait for it; its result."""
-        return self._run_or_wait(self.begin(wf, args, kwargs, workflow_id, parent_id))
-
-    def _run_or_wait(self, begun: Begun) -> Any:
+    def run_child(self, call: WorkflowCall) -> Any:
+        """Run the workflow ``call`` here to its end, or wait for it where it runs; its result."""
+        begun = self.begin(call)
         if begun.created:
             assert begun.execution is not None
             return self.execute(begun.execution, raise_errors=True)
         return self.handle(begun.workflow_id, begun.execution).result()
 
-    def begin(
-        self,
-        wf: WorkflowFunction,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        workflow_id: str | None = None,
-        parent_id: str | None = None,
-    ) -> Begun:
+    def begin(self, call: WorkflowCall) -> Begun:
         """Find or create the execution for a workflow about to start."""
-        given = workflow_id or context.take_assigned_id()
+        wf = call.wf
+        given = call.workflow_id or context.take_assigned_id()
         with self._executions.lock:
             self._engine.check_open()
             if given is not None:
@@ -132,8 +115,8 @@ class Lifecycle:
                 if found is not None:
                     return found
             new_id = given or str(uuid.uuid4())
-            row = self.new_row(wf, new_id, args, kwargs, parent_id=parent_id)
-            ex = Execution(self._engine, new_id, wf.name, wf.fn, args, kwargs)
+            row = self.new_row(call, new_id)
+            ex = Execution(self._engine, new_id, wf.name, wf.fn, call.args, call.kwargs)
             ex.row_seq = self._engine.log.append(row)
             self._register(ex, row)
             if given is not None and not self._store.single_process:
@@ -167,20 +150,14 @@ class Lifecycle:
         return Begun(row.workflow_id, None, False)
 
     def new_row(
-        self,
-        wf: WorkflowFunction,
-        workflow_id: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        parent_id: str | None = None,
-        queue_name: str | None = None,
+        self, call: WorkflowCall, workflow_id: str, queue_name: str | None = None
     ) -> WorkflowRow:
         """The row of a new workflow: PENDING and run here, or ENQUEUED on ``queue_name``.
 
         Its deadline comes from an enclosing :func:`workflow_timeout`; a child shares its parent's.
         """
-        inputs = {"args": list(args), "kwargs": kwargs}
+        wf, parent_id = call.wf, call.parent_id
+        inputs = {"args": list(call.args), "kwargs": call.kwargs}
         inputs_json, inputs_pickle = self._engine.encode(
             inputs, f"the inputs of workflow {wf.name!r}"
         )
@@ -388,7 +365,7 @@ class Lifecycle:
                         raise WorkflowConflictError(given, existing.name, wf.name)
                     return self.handle(given)
             workflow_id = given or str(uuid.uuid4())
-            row = self.new_row(wf, workflow_id, args, kwargs, queue_name=queue.name)
+            row = self.new_row(WorkflowCall(wf, args, kwargs), workflow_id, queue.name)
             seq = self._engine.log.append(Enqueue(row))
         self._engine.log.wait_durable(seq)
         return self.handle(workflow_id)

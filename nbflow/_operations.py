@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from nbflow import _context as context
 from nbflow import _steps as steps
 from nbflow import _waits as waits
-from nbflow._context import NO_RETRY, RetryPolicy, Runner, WorkflowContext
+from nbflow._context import Runner, StepCall, WorkflowCall, WorkflowContext
 from nbflow._errors import WorkflowCancelledError, WorkflowInterruptedError
 from nbflow._execution import Execution, State
 from nbflow._serialization import encode_error
@@ -36,25 +36,11 @@ class WorkflowRun(WorkflowContext):
         self.workflow_id = ex.workflow_id
         self.runner = runner
 
-    def run_step(
-        self,
-        name: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        policy: RetryPolicy = NO_RETRY,
-    ) -> Any:
-        return steps.run_step(self.ex, self, name, fn, args, kwargs, policy)
+    def run_step(self, call: StepCall) -> Any:
+        return steps.run_step(self.ex, self, call)
 
-    async def run_step_async(
-        self,
-        name: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        policy: RetryPolicy = NO_RETRY,
-    ) -> Any:
-        return await steps.run_step_async(self.ex, self, name, fn, args, kwargs, policy)
+    async def run_step_async(self, call: StepCall) -> Any:
+        return await steps.run_step_async(self.ex, self, call)
 
     def write_stream(self, key: str, value: Any, *, is_end: bool = False) -> None:
         self.ex.write_stream(key, value, is_end=is_end, step=context.current_step())
@@ -79,9 +65,7 @@ class WorkflowRun(WorkflowContext):
             what=f"the result of workflow {wf.name!r}",
         )
         try:
-            output = self.runner.run_child(
-                wf, args, kwargs, workflow_id=child_id, parent_id=ex.workflow_id
-            )
+            output = self.runner.run_child(WorkflowCall(wf, args, kwargs, child_id, ex.workflow_id))
         except Exception as exc:
             record(error=exc)
             raise

@@ -49,12 +49,8 @@ class StreamReader:
             raise ValueError(f"start must be an offset >= 0, not {start!r}.")
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}.")
-        self._engine = engine
-        self._executions = executions
-        self.workflow_id = workflow_id
-        self.key = key
-        self.offset = start
-        self.timeout = timeout
+        self._engine, self._executions = engine, executions
+        self.workflow_id, self.key, self.offset, self.timeout = workflow_id, key, start, timeout
         self._from_db = True  # until a query returns a partial page
 
     def _finished(self) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from nbflow import _context as context
 from nbflow import _waits as waits
-from nbflow._context import Runner
+from nbflow._context import Runner, WorkflowCall
 from nbflow._dispatcher import Dispatcher
 from nbflow._engine import Engine
 from nbflow._errors import WorkflowNotFoundError
@@ -197,19 +197,9 @@ class Runtime(Runner):
         """Run a workflow durably in this thread (what calling a workflow function does)."""
         return self._lifecycle.call(wf, args, kwargs)
 
-    def run_child(
-        self,
-        wf: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        workflow_id: str,
-        parent_id: str,
-    ) -> Any:
-        """Run the child ``workflow_id`` of ``parent_id`` here, or wait for it; its result."""
-        return self._lifecycle.run_child(
-            wf, args, kwargs, workflow_id=workflow_id, parent_id=parent_id
-        )
+    def run_child(self, call: WorkflowCall) -> Any:
+        """Run the child ``call.workflow_id`` here, or wait for it; its result."""
+        return self._lifecycle.run_child(call)
 
     def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow: its status becomes CANCELLED and its open streams close, durably.
@@ -325,9 +315,7 @@ class Runtime(Runner):
         Returns:
             The step's function id (the next after the last one recorded).
         """
-        return self._history.record_step(
-            workflow_id, name, output, started=started, ended=ended, workflow_name=workflow_name
-        )
+        return self._history.record_step(workflow_id, name, output, (started, ended), workflow_name)
 
     def recorded_steps(
         self, workflow_id: str, name: str | None = None, *, newest_first: bool = False

@@ -12,17 +12,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from nbflow import _context as context
-from nbflow._context import RetryPolicy, StepAttempt, WorkflowContext
+from nbflow._context import RetryPolicy, StepAttempt, StepCall, WorkflowContext
 from nbflow._execution import Execution
-from nbflow._serialization import encode_error
+from nbflow._serialization import Encoded, encode_error
 from nbflow.store import ReplayRecord
 from nbflow.store._ops import StepRow
 
-__all__ = ["StepRun", "record_outcome", "replay_outcome", "run_step", "run_step_async"]
+__all__ = [
+    "StepRun",
+    "record_outcome",
+    "replay_outcome",
+    "run_step",
+    "run_step_async",
+    "step_row",
+]
+
+
+_NOTHING: Encoded = (None, None)
+
+
+def step_row(
+    workflow_id: str,
+    function_id: int,
+    name: str,
+    span: tuple[float, float],
+    *,
+    output: Encoded = _NOTHING,
+    error: Encoded = _NOTHING,
+    attempts: int = 1,
+) -> StepRow:
+    """The checkpoint of a finished operation: ``span`` is when it started and ended; ``output``
+    and ``error`` are ``(json, pickle)`` and ``(text, pickle)``."""
+    return StepRow(
+        workflow_id=workflow_id,
+        function_id=function_id,
+        name=name,
+        output_json=output[0],
+        output_pickle=output[1],
+        error=error[0],
+        error_pickle=error[1],
+        started_at=span[0],
+        ended_at=span[1],
+        attempts=attempts,
+    )
 
 
 def replay_outcome(ex: Execution, function_id: int, record: ReplayRecord, what: str) -> Any:
@@ -45,22 +81,14 @@ def record_outcome(
     what: str,
 ) -> None:
     """Record an operation's outcome (its output, or ``error``) as a step of ``ex``."""
-    output_json = output_pickle = error_text = error_pickle = None
+    encoded = failure = _NOTHING
     if error is not None:
-        error_text, error_pickle = encode_error(error)
+        failure = encode_error(error)
     else:
-        output_json, output_pickle = ex.engine.encode(output, what)
-    row = StepRow(
-        workflow_id=ex.workflow_id,
-        function_id=function_id,
-        name=name,
-        output_json=output_json,
-        output_pickle=output_pickle,
-        error=error_text,
-        error_pickle=error_pickle,
-        started_at=started,
-        ended_at=time.time(),
-        attempts=attempts,
+        encoded = ex.engine.encode(output, what)
+    span = (started, time.time())
+    row = step_row(
+        ex.workflow_id, function_id, name, span, output=encoded, error=failure, attempts=attempts
     )
     ex.append(row)
     if error is not None:
@@ -143,44 +171,28 @@ class StepRun:
         return attempt.output
 
 
-def run_step(
-    ex: Execution,
-    ctx: WorkflowContext,
-    name: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: RetryPolicy,
-) -> Any:
-    """Run ``fn`` as the next step of ``ex``: return its recorded outcome, or run and record it."""
-    run = StepRun(ex, ctx, name, policy)
+def run_step(ex: Execution, ctx: WorkflowContext, call: StepCall) -> Any:
+    """Run ``call`` as the next step of ``ex``: return its recorded outcome, or run and record it."""
+    run = StepRun(ex, ctx, call.name, call.policy)
     if run.record is not None:
         return run.replay()
     while True:
         with run.attempt() as attempt:
-            attempt.output = fn(*args, **kwargs)
+            attempt.output = call.fn(*call.args, **call.kwargs)
         if attempt.done:
             return run.finish(attempt)
         ex.wakeup.wait(attempt.delay)  # a cancel or a closing runtime cuts the backoff short
         ex.check_running()
 
 
-async def run_step_async(
-    ex: Execution,
-    ctx: WorkflowContext,
-    name: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: RetryPolicy,
-) -> Any:
+async def run_step_async(ex: Execution, ctx: WorkflowContext, call: StepCall) -> Any:
     """:func:`run_step` for an ``async def`` step, awaited on the workflow's loop."""
-    run = StepRun(ex, ctx, name, policy)
+    run = StepRun(ex, ctx, call.name, call.policy)
     if run.record is not None:
         return run.replay()
     while True:
         with run.attempt() as attempt:
-            attempt.output = await fn(*args, **kwargs)
+            attempt.output = await call.fn(*call.args, **call.kwargs)
         if attempt.done:
             return run.finish(attempt)
         await asyncio.sleep(attempt.delay)

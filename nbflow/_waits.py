@@ -21,11 +21,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from nbflow._context import NO_RETRY, WorkflowContext, current_step
+from nbflow._context import StepCall, WorkflowContext, current_step
 from nbflow._engine import Engine
 from nbflow._errors import WorkflowNotFoundError
 from nbflow._execution import Execution
-from nbflow._steps import run_step
+from nbflow._serialization import Encoded
+from nbflow._steps import run_step, step_row
 from nbflow.store._ops import Consume, MessageRow, SetEvent, StepRow, event_step_name
 
 __all__ = ["get_event", "recv", "send", "set_event", "sleep"]
@@ -38,30 +39,17 @@ def _from_body(operation: str) -> None:
         )
 
 
-def _record(
-    ex: Execution, function_id: int, name: str, started: float, output: tuple[Any, Any]
-) -> StepRow:
+def _record(ex: Execution, function_id: int, name: str, started: float, output: Encoded) -> StepRow:
     """The step that records an operation of the body whose output is already encoded."""
-    return StepRow(
-        workflow_id=ex.workflow_id,
-        function_id=function_id,
-        name=name,
-        output_json=output[0],
-        output_pickle=output[1],
-        error=None,
-        error_pickle=None,
-        started_at=started,
-        ended_at=time.time(),
-        attempts=1,
-    )
+    return step_row(ex.workflow_id, function_id, name, (started, time.time()), output=output)
 
 
-_NULL = ("null", None)
+_NULL: Encoded = ("null", None)
 
 
 def sleep(ex: Execution, ctx: WorkflowContext, seconds: float) -> None:
     """Sleep ``seconds`` durably: the wake-up time is recorded before the wait begins."""
-    wake_at = run_step(ex, ctx, "nbflow.sleep", _wake_time, (seconds,), {}, NO_RETRY)
+    wake_at = run_step(ex, ctx, StepCall("nbflow.sleep", _wake_time, (seconds,), {}))
     ex.engine.log.wait_durable()
     while True:
         ex.wakeup.clear()
@@ -117,7 +105,7 @@ def get_event(
         return wait(None)
     ex, ctx = body
     step = f"nbflow.get_event({workflow_id!r}, {key!r})"
-    return run_step(ex, ctx, step, wait, (ex,), {}, NO_RETRY)
+    return run_step(ex, ctx, StepCall(step, wait, (ex,), {}))
 
 
 def send(

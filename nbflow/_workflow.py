@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
 from nbflow import _context as context
-from nbflow._context import RetryPolicy
+from nbflow._context import RetryPolicy, StepCall
 from nbflow._serialization import check_text
 
 __all__ = [
@@ -165,13 +165,13 @@ class StepFunction:
         ctx = context.current()
         if ctx is None or context.current_step() is not None:
             return self.fn(*args, **kwargs)  # outside a workflow, or nested: a plain call
-        return ctx.run_step(self.name, self.fn, args, kwargs, self.policy)
+        return ctx.run_step(StepCall(self.name, self.fn, args, kwargs, self.policy))
 
     async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         ctx = context.current()
         if ctx is None or context.current_step() is not None:
             return await self.fn(*args, **kwargs)
-        return await ctx.run_step_async(self.name, self.fn, args, kwargs, self.policy)
+        return await ctx.run_step_async(StepCall(self.name, self.fn, args, kwargs, self.policy))
 
     def __repr__(self) -> str:
         return f"<nbflow step {self.name!r}>"
@@ -218,7 +218,7 @@ def run_step(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     if ctx is None or context.current_step() is not None:
         return fn(*args, **kwargs)
     name = getattr(fn, "name", None) or _qualified_name(fn)
-    return ctx.run_step(name, getattr(fn, "fn", fn), args, kwargs)
+    return ctx.run_step(StepCall(name, getattr(fn, "fn", fn), args, kwargs))
 
 
 def as_workflow(fn: Callable[..., Any]) -> WorkflowFunction:

@@ -23,9 +23,12 @@ def _private_names_of_runtime() -> set[str]:
             for item in ast.walk(node):
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     names.add(item.name)
-                elif isinstance(item, ast.Attribute) and isinstance(item.value, ast.Name):
-                    if item.value.id == "self":
-                        names.add(item.attr)
+                elif (
+                    isinstance(item, ast.Attribute)
+                    and isinstance(item.value, ast.Name)
+                    and item.value.id == "self"
+                ):
+                    names.add(item.attr)
     return {n for n in names if n.startswith("_") and not n.startswith("__")}
 
 
@@ -56,9 +59,7 @@ def test_runtime_has_private_state_to_protect() -> None:
 
 def test_the_check_finds_a_private_read() -> None:
     private = _private_names_of_runtime()
-    assert private_reads("rt = nbflow.runtime()\nrt._engine.flush()\n", private) == [
-        (2, "_engine")
-    ]
+    assert private_reads("rt = nbflow.runtime()\nrt._engine.flush()\n", private) == [(2, "_engine")]
     assert private_reads("getattr(runtime, '_executions')\n", private) == [(1, "_executions")]
     assert private_reads("self._engine.flush()\n", private) == []
 

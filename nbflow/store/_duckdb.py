@@ -22,7 +22,13 @@ from nbflow._errors import (
 from nbflow.store import _schema as schema
 from nbflow.store._ops import Finish, Op, WorkflowRow
 from nbflow.store._schema import MIGRATIONS
-from nbflow.store._sql import SQLStore, reopen_statements
+from nbflow.store._sql import (
+    FINISH_UPDATE,
+    Execute,
+    SQLStore,
+    finish_params,
+    reopen_statements,
+)
 
 __all__ = ["DuckDBStore"]
 
@@ -216,24 +222,7 @@ class DuckDBStore(SQLStore):
         return sql, params
 
     def _finish(self, statements: list[tuple[str, Sequence[Any]]], op: Finish) -> None:
-        statements.append(
-            (
-                "UPDATE workflows SET status = ?, output_json = ?, output_pickle = ?, error = ?, "
-                "error_pickle = ?, ended_at = ?, updated_at = ?, error_step = ? "
-                "WHERE workflow_id = ?",
-                [
-                    op.status,
-                    op.output_json,
-                    op.output_pickle,
-                    op.error,
-                    op.error_pickle,
-                    op.ended_at,
-                    op.ended_at,
-                    op.error_step,
-                    op.workflow_id,
-                ],
-            )
-        )
+        statements.append((FINISH_UPDATE, finish_params(op)))
         if op.markers is None:
             statements.append(
                 (
@@ -248,26 +237,12 @@ class DuckDBStore(SQLStore):
 
     # -- ownership ---------------------------------------------------------------------------
 
-    def dequeue(
-        self,
-        queue_name: str,
-        executor_id: str,
-        names: list[str],
-        limit: int,
-        concurrency: int | None,
-        now: float,
-    ) -> list[WorkflowRow]:
+    _name_in = "list_contains($4, name)"
+
+    @contextlib.contextmanager
+    def _queue_transaction(self, queue_name: str) -> Iterator[Execute]:
         with self._writing, self._using() as cur:
-            return self._take_enqueued(
-                lambda sql, params: cur.execute(sql, params).fetchall(),
-                queue_name=queue_name,
-                executor_id=executor_id,
-                names=names,
-                limit=limit,
-                concurrency=concurrency,
-                now=now,
-                name_in="list_contains($4, name)",
-            )
+            yield lambda sql, params: cur.execute(sql, params).fetchall()
 
     def claim(
         self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -40,10 +40,13 @@ from nbflow.store import _pgconnect as pg
 from nbflow.store import _schema as schema
 from nbflow.store._ops import Changes, Enqueue, Finish, Op, StreamRow, WorkflowRow, changes
 from nbflow.store._sql import (
+    FINISH_UPDATE,
     STREAM_COLUMNS,
     WORKFLOW_COLUMNS,
+    Execute,
     SQLStore,
     Statement,
+    finish_params,
     reopen_statements,
 )
 
@@ -210,21 +213,8 @@ class PostgresStore(SQLStore):
     def _finish(self, statements: list[Statement], op: Finish) -> None:
         # Only a PENDING workflow ends: a cancel from another process is never overwritten, and
         # end markers are written only by the end that took effect.
-        update = (
-            "UPDATE workflows SET status = $1, output_json = $2, output_pickle = $3, error = $4, "
-            "error_pickle = $5, ended_at = $6, updated_at = $6, error_step = $7 "
-            "WHERE workflow_id = $8 AND status IN ('PENDING', 'ENQUEUED')"
-        )
-        params: list[Any] = [
-            op.status,
-            op.output_json,
-            op.output_pickle,
-            op.error,
-            op.error_pickle,
-            op.ended_at,
-            op.error_step,
-            op.workflow_id,
-        ]
+        update = f"{FINISH_UPDATE} AND status IN ('PENDING', 'ENQUEUED')"
+        params = finish_params(op)
         if op.markers is None:  # it runs elsewhere, or nowhere: close what it left open
             # The UPDATE waits for the transaction of its runner that holds the row (see commit());
             # the INSERT, a statement of its own, then sees every item that runner wrote.
@@ -318,31 +308,17 @@ class PostgresStore(SQLStore):
         rows = self._fetchall(f"SELECT {self._alive.format(executor='$1')}", [executor_id])
         return bool(rows[0][0])
 
-    def dequeue(
-        self,
-        queue_name: str,
-        executor_id: str,
-        names: list[str],
-        limit: int,
-        concurrency: int | None,
-        now: float,
-    ) -> list[WorkflowRow]:
+    _name_in = "name = ANY($4::text[])"
+    _lock_taken = "FOR UPDATE SKIP LOCKED"
+
+    @contextlib.contextmanager
+    def _queue_transaction(self, queue_name: str) -> Iterator[Execute]:
         with self._pool.connection(self.url) as conn, conn.transaction():
             # Dispatchers of one queue decide one after the other (the count must hold).
             conn.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", [self._queue_space, queue_name]
             )
-            return self._take_enqueued(
-                lambda query, params: conn.execute(query, params).fetchall(),
-                queue_name=queue_name,
-                executor_id=executor_id,
-                names=names,
-                limit=limit,
-                concurrency=concurrency,
-                now=now,
-                name_in="name = ANY($4::text[])",
-                lock="FOR UPDATE SKIP LOCKED",
-            )
+            yield lambda query, params: conn.execute(query, params).fetchall()
 
     def claim(
         self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False

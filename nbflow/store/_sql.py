@@ -8,6 +8,7 @@ each backend.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,8 @@ from nbflow.store._ops import (
 from nbflow.store._schema import column_list
 
 Statement = tuple[str, Sequence[Any]]
+#: Runs one statement in the caller's transaction and returns its rows.
+Execute = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 
 __all__ = [
     "MESSAGE_COLUMNS",
@@ -57,6 +60,27 @@ _LOAD_REPLAY = (
     "NULL, NULL FROM streams WHERE workflow_id = $1 AND attempt IS NOT NULL "
     "GROUP BY function_id"
 )
+
+
+#: Sets a workflow's final status (parameters: :func:`finish_params`).
+FINISH_UPDATE = (
+    "UPDATE workflows SET status = $1, output_json = $2, output_pickle = $3, error = $4, "
+    "error_pickle = $5, ended_at = $6, updated_at = $6, error_step = $7 WHERE workflow_id = $8"
+)
+
+
+def finish_params(op: Finish) -> list[Any]:
+    """The parameters of :data:`FINISH_UPDATE` for ``op``."""
+    return [
+        op.status,
+        op.output_json,
+        op.output_pickle,
+        op.error,
+        op.error_pickle,
+        op.ended_at,
+        op.error_step,
+        op.workflow_id,
+    ]
 
 
 def reopen_statements(workflow_id: str, now: float) -> list[tuple[str, list[Any]]]:
@@ -210,40 +234,44 @@ class SQLStore(Store):
 
     # -- queues --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _take_enqueued(
-        execute: Callable[[str, list[Any]], list[tuple[Any, ...]]],
-        *,
+    #: The backend's test that ``name`` is in the list ``$4``, and what locks the rows a dequeue
+    #: takes (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+    _name_in: str
+    _lock_taken: str = ""
+
+    @abc.abstractmethod
+    def _queue_transaction(self, queue_name: str) -> contextlib.AbstractContextManager[Execute]:
+        """A transaction in which one dispatcher of ``queue_name`` at a time takes workflows;
+        yields how to run a statement in it."""
+
+    def dequeue(
+        self,
         queue_name: str,
         executor_id: str,
         names: list[str],
         limit: int,
         concurrency: int | None,
         now: float,
-        name_in: str,
-        lock: str = "",
     ) -> list[WorkflowRow]:
-        """The body of :meth:`Store.dequeue`, run by ``execute`` inside the caller's transaction.
-
-        ``name_in`` is the backend's test that ``name`` is in the list ``$4``; ``lock`` what locks
-        the rows taken (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
-        """
-        if concurrency is not None:
-            [(running,)] = execute(
-                "SELECT count(*) FROM workflows WHERE queue_name = $1 AND status = 'PENDING'",
-                [queue_name],
+        with self._queue_transaction(queue_name) as execute:
+            if concurrency is not None:
+                [(running,)] = execute(
+                    "SELECT count(*) FROM workflows WHERE queue_name = $1 AND status = 'PENDING'",
+                    [queue_name],
+                )
+                limit = min(limit, concurrency - int(running))
+            if limit <= 0 or not names:
+                return []
+            rows = execute(
+                "UPDATE workflows SET status = 'PENDING', executor_id = $2, updated_at = $3 "
+                "WHERE workflow_id IN (SELECT workflow_id FROM workflows WHERE queue_name = $1 "
+                f"AND status = 'ENQUEUED' AND {self._name_in} ORDER BY created_at, workflow_id "
+                f"LIMIT $5 {self._lock_taken}) RETURNING {WORKFLOW_COLUMNS}",
+                [queue_name, executor_id, now, names, limit],
             )
-            limit = min(limit, concurrency - int(running))
-        if limit <= 0 or not names:
-            return []
-        rows = execute(
-            "UPDATE workflows SET status = 'PENDING', executor_id = $2, updated_at = $3 "
-            "WHERE workflow_id IN (SELECT workflow_id FROM workflows WHERE queue_name = $1 "
-            f"AND status = 'ENQUEUED' AND {name_in} ORDER BY created_at, workflow_id "
-            f"LIMIT $5 {lock}) RETURNING {WORKFLOW_COLUMNS}",
-            [queue_name, executor_id, now, names, limit],
-        )
-        return sorted((WorkflowRow(*r) for r in rows), key=lambda r: (r.created_at, r.workflow_id))
+            return sorted(
+                (WorkflowRow(*r) for r in rows), key=lambda r: (r.created_at, r.workflow_id)
+            )
 
     # -- reads ---------------------------------------------------------------------------------
 
