@@ -21,8 +21,8 @@ def sleep(seconds: float) -> None:
     Outside a workflow (or inside a step) it is :func:`time.sleep`. A cancel wakes it.
     """
     context.check_seconds(seconds, "sleep()")
-    ctx = context.current()
-    if ctx is None or context.current_step() is not None:
+    ctx = context.body()
+    if ctx is None:
         time.sleep(seconds)
         return
     ctx.sleep(seconds)

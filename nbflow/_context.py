@@ -30,12 +30,14 @@ if TYPE_CHECKING:
     from nbflow._handle import WorkflowHandle
 
 __all__ = [
+    "SCOPE",
     "RetryPolicy",
     "Runner",
     "StepAttempt",
-    "StepCall",
+    "Step",
     "WorkflowCall",
     "WorkflowContext",
+    "body",
     "check_seconds",
     "current",
     "current_step",
@@ -88,13 +90,11 @@ class StepAttempt(NamedTuple):
     attempt: int
 
 
-class StepCall(NamedTuple):
-    """A call of a step: its name, the function and its arguments, and its retry policy."""
+class Step(NamedTuple):
+    """What runs as a step: its name in the history, the function, and its retry policy."""
 
     name: str
     fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
     policy: RetryPolicy = NO_RETRY
 
 
@@ -120,11 +120,13 @@ class WorkflowContext(abc.ABC):
     runner: Runner
 
     @abc.abstractmethod
-    def run_step(self, call: StepCall) -> Any:
-        """Run ``call`` as the workflow's next step, or return its recorded outcome."""
+    def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run ``step`` as the workflow's next step, or return its recorded outcome."""
 
     @abc.abstractmethod
-    async def run_step_async(self, call: StepCall) -> Any:
+    async def run_step_async(
+        self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """:meth:`run_step` for an ``async def`` step."""
 
     @abc.abstractmethod
@@ -173,25 +175,34 @@ class Runner(abc.ABC):
         """Record a workflow as ENQUEUED on ``queue``."""
 
 
-class _Scope(NamedTuple):
-    context: WorkflowContext
-    step: StepAttempt | None
-
+#: The scope of this thread or task: its workflow, and the function id and attempt of the step
+#: running in it (0, 0 in the workflow body). A plain tuple: it is set around every step.
+_Scope = tuple[WorkflowContext, int, int]
 
 _scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("nbflow_scope", default=None)
+
+#: The scope variable itself, for the engine's hot path (a step sets it around each attempt):
+#: only :func:`enter`, :func:`enter_step` and the engine set it.
+SCOPE = _scope
 _default_runner: Callable[[], Runner] | None = None
 
 
 def current() -> WorkflowContext | None:
     """The workflow this code runs in (this thread's or task's), or None."""
     scope = _scope.get()
-    return None if scope is None else scope.context
+    return None if scope is None else scope[0]
+
+
+def body() -> WorkflowContext | None:
+    """The workflow whose body (not one of its steps) this code runs in, or None."""
+    scope = _scope.get()
+    return None if scope is None or scope[1] else scope[0]
 
 
 def current_step() -> StepAttempt | None:
     """The step attempt running in this thread or task, or None (also outside workflows)."""
     scope = _scope.get()
-    return None if scope is None else scope.step
+    return None if scope is None or not scope[1] else StepAttempt(scope[1], scope[2])
 
 
 def require(operation: str) -> WorkflowContext:
@@ -199,7 +210,7 @@ def require(operation: str) -> WorkflowContext:
     scope = _scope.get()
     if scope is None:
         raise NotInWorkflowError(operation)
-    return scope.context
+    return scope[0]
 
 
 Token = contextvars.Token[_Scope | None]
@@ -207,12 +218,13 @@ Token = contextvars.Token[_Scope | None]
 
 def enter(context: WorkflowContext) -> Token:
     """Make ``context`` the current workflow of this thread or task (undo with :func:`leave`)."""
-    return _scope.set(_Scope(context, None))
+    return _scope.set((context, 0, 0))
 
 
-def enter_step(context: WorkflowContext, step: StepAttempt) -> Token:
-    """Mark a step attempt of ``context`` as running in this thread or task."""
-    return _scope.set(_Scope(context, step))
+def enter_step(context: WorkflowContext, function_id: int, attempt: int) -> Token:
+    """Mark the attempt ``attempt`` of the step ``function_id`` of ``context`` as running in this
+    thread or task."""
+    return _scope.set((context, function_id, attempt))
 
 
 def leave(token: Token) -> None:

@@ -248,14 +248,15 @@ class Execution:
             raise NondeterminismError(self.workflow_id, function_id, recorded, called)
         return record
 
-    def append(self, *ops: Op) -> int:
+    def append(self, op: Op, *more: Op) -> int:
         """Append operations to the write log, unless the workflow was stopped meanwhile."""
         log = self.engine.log
-        seq = 0
         with log.lock:
-            self.check_running()
-            for op in ops:
-                seq = log.append_locked(op)
+            if self.state is not State.RUNNING:
+                self.check_running()
+            seq = log.append_locked(op)
+            for other in more:
+                seq = log.append_locked(other)
         return seq
 
     def wait_row_durable(self) -> None:

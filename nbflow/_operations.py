@@ -3,6 +3,7 @@ how a body runs (sync, or as a task of nbflow's loop), and how its outcome is ma
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
@@ -12,10 +13,11 @@ from typing import Any
 from nbflow import _context as context
 from nbflow import _steps as steps
 from nbflow import _waits as waits
-from nbflow._context import Runner, StepCall, WorkflowCall, WorkflowContext
+from nbflow._context import Runner, Step, WorkflowCall, WorkflowContext
 from nbflow._errors import WorkflowCancelledError, WorkflowInterruptedError
 from nbflow._execution import Execution, State
 from nbflow._serialization import encode_error
+from nbflow._steps import StepRun
 from nbflow.store._ops import Finish
 
 __all__ = ["WorkflowRun", "conclude", "run_body", "run_body_async"]
@@ -36,11 +38,31 @@ class WorkflowRun(WorkflowContext):
         self.workflow_id = ex.workflow_id
         self.runner = runner
 
-    def run_step(self, call: StepCall) -> Any:
-        return steps.run_step(self.ex, self, call)
+    def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        run = StepRun(self.ex, self, step)
+        if run.record is not None:
+            return run.replay()
+        while True:
+            with run:
+                run.output = step.fn(*args, **kwargs)
+            if run.delay is None:
+                return run.finish()
+            self.ex.wakeup.wait(run.delay)  # a cancel or a closing runtime cuts the backoff short
+            self.ex.check_running()
 
-    async def run_step_async(self, call: StepCall) -> Any:
-        return await steps.run_step_async(self.ex, self, call)
+    async def run_step_async(
+        self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        run = StepRun(self.ex, self, step)
+        if run.record is not None:
+            return run.replay()
+        while True:
+            with run:
+                run.output = await step.fn(*args, **kwargs)
+            if run.delay is None:
+                return run.finish()
+            await asyncio.sleep(run.delay)
+            self.ex.check_running()
 
     def write_stream(self, key: str, value: Any, *, is_end: bool = False) -> None:
         self.ex.write_stream(key, value, is_end=is_end, step=context.current_step())

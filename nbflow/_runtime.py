@@ -370,10 +370,8 @@ class Runtime(Runner):
     @staticmethod
     def _body() -> WorkflowRun | None:
         """The workflow whose body calls, or None (outside workflows, or inside a step)."""
-        ctx = context.current()
-        if isinstance(ctx, WorkflowRun) and context.current_step() is None:
-            return ctx
-        return None
+        ctx = context.body()
+        return ctx if isinstance(ctx, WorkflowRun) else None
 
     # -- closing -------------------------------------------------------------------------------
 

@@ -9,16 +9,12 @@ and the last outcome is recorded.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from nbflow import _context as context
-from nbflow._context import RetryPolicy, StepAttempt, StepCall, WorkflowContext
+from nbflow._context import SCOPE, Step, WorkflowContext
 from nbflow._execution import Execution
-from nbflow._serialization import Encoded, encode_error
+from nbflow._serialization import Encoded, encode, encode_error
 from nbflow.store import ReplayRecord
 from nbflow.store._ops import StepRow
 
@@ -26,8 +22,6 @@ __all__ = [
     "StepRun",
     "record_outcome",
     "replay_outcome",
-    "run_step",
-    "run_step_async",
     "step_row",
 ]
 
@@ -40,25 +34,20 @@ def step_row(
     function_id: int,
     name: str,
     span: tuple[float, float],
-    *,
     output: Encoded = _NOTHING,
-    error: Encoded = _NOTHING,
     attempts: int = 1,
+    *,
+    error: Encoded = _NOTHING,
 ) -> StepRow:
     """The checkpoint of a finished operation: ``span`` is when it started and ended; ``output``
     and ``error`` are ``(json, pickle)`` and ``(text, pickle)``."""
+    # The one place a StepRow is built, positionally (keywords cost a step ~1 µs): the fields
+    # in order are workflow_id, function_id, name, output_json, output_pickle, error,
+    # error_pickle, started_at, ended_at, attempts.
     return StepRow(
-        workflow_id=workflow_id,
-        function_id=function_id,
-        name=name,
-        output_json=output[0],
-        output_pickle=output[1],
-        error=error[0],
-        error_pickle=error[1],
-        started_at=span[0],
-        ended_at=span[1],
-        attempts=attempts,
-    )
+        workflow_id, function_id, name, output[0], output[1], error[0], error[1], span[0], span[1],
+        attempts,
+    )  # fmt: skip
 
 
 def replay_outcome(ex: Execution, function_id: int, record: ReplayRecord, what: str) -> Any:
@@ -95,105 +84,70 @@ def record_outcome(
         ex.step_failed(function_id, error)
 
 
-class Attempt:
-    """One attempt's outcome: ``done`` with ``output`` or ``error``, or retried after ``delay``."""
-
-    __slots__ = ("delay", "done", "error", "output")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.output: Any = None
-        self.error: Exception | None = None
-        self.delay = 0.0
-
-
 class StepRun:
-    """One step of a workflow being run (or replayed).
+    """One step of a workflow being run; as a context manager, one attempt of it.
 
-    Attributes:
-        function_id: The step's position in the workflow.
-        record: Its recorded outcome, when the workflow has one (then it does not run).
+    When the workflow recorded the step's outcome, :attr:`record` holds it and :meth:`replay`
+    returns it. Otherwise ``with run: run.output = fn()`` runs the block as the next attempt, with the step marked as
+    this thread's (or task's) current operation. An exception the block raises is kept, not
+    raised: afterwards ``delay`` is None when the step is over (``output`` or ``error`` holds its
+    outcome), else the seconds to wait before the next attempt.
     """
 
-    def __init__(self, ex: Execution, ctx: WorkflowContext, name: str, policy: RetryPolicy) -> None:
-        self._ex = ex
-        self._ctx = ctx
-        self.name = name
-        self._policy = policy
-        self.function_id = ex.next_function_id()
-        self.record = ex.replayed(self.function_id, "step", name)
-        if self.record is None:
+    __slots__ = (
+        "attempt", "ctx", "delay", "error", "ex", "function_id", "output", "record", "started",
+        "step", "token", "tries",
+    )  # fmt: skip
+
+    def __init__(self, ex: Execution, ctx: WorkflowContext, step: Step) -> None:
+        self.ex, self.ctx, self.step = ex, ctx, step
+        self.function_id = function_id = ex.next_function_id()
+        self.record = ex.replayed(function_id, "step", step.name)
+        if self.record is not None:
+            return
+        if not ex.running:
             ex.check_running()
+        if ex.row_seq:
             ex.wait_row_durable()
-        self._started = time.time()
-        self._attempt = ex.prior_attempts.get(self.function_id, 0)
-        self._tries = 0
+        self.started = time.time()
+        self.attempt = ex.prior_attempts.get(function_id, 0)
+        self.tries = 0
+        self.output: Any = None
+        self.error: Exception | None = None
+        self.delay: float | None = None
 
     def replay(self) -> Any:
-        """The recorded outcome."""
+        """The recorded outcome (when :attr:`record` is not None)."""
         assert self.record is not None
-        return replay_outcome(self._ex, self.function_id, self.record, f"step {self.name!r}")
+        return replay_outcome(self.ex, self.function_id, self.record, f"step {self.step.name!r}")
 
-    @contextlib.contextmanager
-    def attempt(self) -> Iterator[Attempt]:
-        """Run the block as the next attempt; an exception it raises is kept, not raised."""
-        self._tries += 1
-        self._attempt += 1
-        attempt = Attempt()
-        token = context.enter_step(self._ctx, StepAttempt(self.function_id, self._attempt))
-        try:
-            yield attempt
-        except Exception as exc:
-            delay = self._policy.delay(self._tries) if self._ex.running else None
-            if delay is None:
-                attempt.done, attempt.error = True, exc
-            else:
-                attempt.delay = delay
-        else:
-            attempt.done = True
-        finally:
-            context.leave(token)
+    def __enter__(self) -> StepRun:
+        self.tries += 1
+        self.attempt += 1
+        self.delay = None
+        self.token = SCOPE.set((self.ctx, self.function_id, self.attempt))
+        return self
 
-    def finish(self, attempt: Attempt) -> Any:
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        SCOPE.reset(self.token)
+        if exc is None or not isinstance(exc, Exception):  # KeyboardInterrupt & co. go on up
+            return False
+        self.delay = self.step.policy.delay(self.tries) if self.ex.running else None
+        if self.delay is None:
+            self.error = exc
+        return True
+
+    def finish(self) -> Any:
         """Record the last attempt's outcome; return its output or raise its error."""
-        record_outcome(
-            self._ex,
-            self.function_id,
-            self.name,
-            started=self._started,
-            attempts=self._tries,
-            output=attempt.output,
-            error=attempt.error,
-            what=f"the output of step {self.name!r}",
-        )
-        if attempt.error is not None:
-            raise attempt.error
-        return attempt.output
-
-
-def run_step(ex: Execution, ctx: WorkflowContext, call: StepCall) -> Any:
-    """Run ``call`` as the next step of ``ex``: return its recorded outcome, or run and record it."""
-    run = StepRun(ex, ctx, call.name, call.policy)
-    if run.record is not None:
-        return run.replay()
-    while True:
-        with run.attempt() as attempt:
-            attempt.output = call.fn(*call.args, **call.kwargs)
-        if attempt.done:
-            return run.finish(attempt)
-        ex.wakeup.wait(attempt.delay)  # a cancel or a closing runtime cuts the backoff short
-        ex.check_running()
-
-
-async def run_step_async(ex: Execution, ctx: WorkflowContext, call: StepCall) -> Any:
-    """:func:`run_step` for an ``async def`` step, awaited on the workflow's loop."""
-    run = StepRun(ex, ctx, call.name, call.policy)
-    if run.record is not None:
-        return run.replay()
-    while True:
-        with run.attempt() as attempt:
-            attempt.output = await call.fn(*call.args, **call.kwargs)
-        if attempt.done:
-            return run.finish(attempt)
-        await asyncio.sleep(attempt.delay)
-        ex.check_running()
+        ex, name = self.ex, self.step.name
+        if self.error is not None:
+            record_outcome(
+                ex, self.function_id, name, started=self.started, attempts=self.tries,
+                error=self.error, what=name,
+            )  # fmt: skip
+            raise self.error
+        what = f"the output of step {name!r}"
+        encoded = encode(self.output, what=what, allow_pickle=ex.engine.allow_pickle)
+        span = (self.started, time.time())
+        ex.append(step_row(ex.workflow_id, self.function_id, name, span, encoded, self.tries))
+        return self.output

@@ -21,12 +21,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from nbflow._context import StepCall, WorkflowContext, current_step
+from nbflow._context import Step, WorkflowContext, current_step
 from nbflow._engine import Engine
 from nbflow._errors import WorkflowNotFoundError
 from nbflow._execution import Execution
 from nbflow._serialization import Encoded
-from nbflow._steps import run_step, step_row
+from nbflow._steps import step_row
 from nbflow.store._ops import Consume, MessageRow, SetEvent, StepRow, event_step_name
 
 __all__ = ["get_event", "recv", "send", "set_event", "sleep"]
@@ -49,7 +49,7 @@ _NULL: Encoded = ("null", None)
 
 def sleep(ex: Execution, ctx: WorkflowContext, seconds: float) -> None:
     """Sleep ``seconds`` durably: the wake-up time is recorded before the wait begins."""
-    wake_at = run_step(ex, ctx, StepCall("nbflow.sleep", _wake_time, (seconds,), {}))
+    wake_at = ctx.run_step(_SLEEP, (seconds,), {})
     ex.engine.log.wait_durable()
     while True:
         ex.wakeup.clear()
@@ -62,6 +62,9 @@ def sleep(ex: Execution, ctx: WorkflowContext, seconds: float) -> None:
 
 def _wake_time(seconds: float) -> float:
     return time.time() + seconds
+
+
+_SLEEP = Step("nbflow.sleep", _wake_time)
 
 
 def set_event(ex: Execution, key: str, value: Any) -> None:
@@ -105,7 +108,7 @@ def get_event(
         return wait(None)
     ex, ctx = body
     step = f"nbflow.get_event({workflow_id!r}, {key!r})"
-    return run_step(ex, ctx, StepCall(step, wait, (ex,), {}))
+    return ctx.run_step(Step(step, wait), (ex,), {})
 
 
 def send(

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
 from nbflow import _context as context
-from nbflow._context import RetryPolicy, StepCall
+from nbflow._context import RetryPolicy, Step
 from nbflow._serialization import check_text
 
 __all__ = [
@@ -154,6 +154,7 @@ class StepFunction:
         self.is_async = inspect.iscoroutinefunction(fn)
         self.name = name or _qualified_name(fn)
         self.policy = policy
+        self.step = Step(self.name, fn, policy)
         self.retries = policy.retries
         self.backoff = policy.backoff
         self.interval = policy.interval
@@ -162,16 +163,16 @@ class StepFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
             return self._call_async(args, kwargs)
-        ctx = context.current()
-        if ctx is None or context.current_step() is not None:
+        ctx = context.body()
+        if ctx is None:
             return self.fn(*args, **kwargs)  # outside a workflow, or nested: a plain call
-        return ctx.run_step(StepCall(self.name, self.fn, args, kwargs, self.policy))
+        return ctx.run_step(self.step, args, kwargs)
 
     async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ctx = context.current()
-        if ctx is None or context.current_step() is not None:
+        ctx = context.body()
+        if ctx is None:
             return await self.fn(*args, **kwargs)
-        return await ctx.run_step_async(StepCall(self.name, self.fn, args, kwargs, self.policy))
+        return await ctx.run_step_async(self.step, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<nbflow step {self.name!r}>"
@@ -214,11 +215,11 @@ def step(
 
 def run_step(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Run any callable as a one-off step of the current workflow (a plain call outside one)."""
-    ctx = context.current()
-    if ctx is None or context.current_step() is not None:
+    ctx = context.body()
+    if ctx is None:
         return fn(*args, **kwargs)
     name = getattr(fn, "name", None) or _qualified_name(fn)
-    return ctx.run_step(StepCall(name, getattr(fn, "fn", fn), args, kwargs))
+    return ctx.run_step(Step(name, getattr(fn, "fn", fn)), args, kwargs)
 
 
 def as_workflow(fn: Callable[..., Any]) -> WorkflowFunction:
