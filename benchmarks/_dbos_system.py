@@ -14,12 +14,21 @@ defaults too: ``use_listen_notify`` on (a reader in any process is woken by a NO
 sends from a background thread that coalesces writes every ``notification_coalesce_sec`` = 10 ms),
 and readers poll every ``notification_listener_polling_interval_sec`` = 1 s besides.
 
+Fan-out (workloads h, h1) is DBOS's documented way: the parent workflow enqueues one child
+workflow per item on a queue with ``worker_concurrency`` = the concurrency and waits for each
+child's result; each child calls the sleeping step once. DBOS 3.4 declares queues after launch
+(``DBOS.register_queue``, stored in the system database); :meth:`DbosSystem.prepare_fanout`
+registers it before the measured time and waits until DBOS's queue manager (which looks for new
+queues once a second) has started its worker thread. The queue is polled every
+``polling_interval_sec``: DBOS's default 1 s in (h), 50 ms in (h1).
+
 The executor id is DBOS's default (``local``) in the benchmark process; the writer process of
 workload (x) gives its own, so neither ``DBOS.launch()`` recovers the other's workflows.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -29,6 +38,9 @@ from dbos import DBOS
 
 from benchmarks._stores import Place
 from benchmarks._systems import Started, item
+
+#: The queue of the fan-out's child workflows (in a fresh database for every workload).
+FANOUT_QUEUE = "bench-fanout"
 
 __all__ = ["DbosSystem"]
 
@@ -71,6 +83,29 @@ def dbos_write_stamped(n: int, pause: float, lead: float, key: str) -> int:
 def dbos_trivial(x: int) -> int:
     """Return ``x``."""
     return x
+
+
+@DBOS.step()
+def _dbos_sleep(i: int, pause: float) -> int:
+    """Sleep ``pause`` s, return ``i``."""
+    time.sleep(pause)
+    return i
+
+
+@DBOS.workflow(name="bench.fanout_item")
+def dbos_fanout_item(i: int, pause: float) -> int:
+    """One fan-out item: a child workflow calling the sleeping step once."""
+    return _dbos_sleep(i, pause)
+
+
+@DBOS.workflow(name="bench.fanout")
+def dbos_fanout(n: int, pause: float, concurrency: int) -> int:
+    """Enqueue ``n`` child workflows on the fan-out queue, then wait for all of them."""
+    handles = [DBOS.enqueue_workflow(FANOUT_QUEUE, dbos_fanout_item, i, pause) for i in range(n)]
+    results = [h.get_result() for h in handles]
+    if results != list(range(n)):
+        raise AssertionError("the children returned wrong results")
+    return len(results)
 
 
 class DbosSystem:
@@ -125,3 +160,34 @@ class DbosSystem:
 
     def make_durable(self) -> None:
         pass  # DBOS.start_workflow returns after the workflow's row is committed
+
+    def start_steps(self, n: int) -> Started:
+        handle = DBOS.start_workflow(dbos_many_steps, n)
+        return Started(handle.workflow_id, handle.get_result)
+
+    def prepare_fanout(self, concurrency: int, poll: float | None) -> None:
+        options: Any = {} if poll is None else {"polling_interval_sec": poll}
+        DBOS.register_queue(FANOUT_QUEUE, worker_concurrency=concurrency, **options)
+        thread_name = f"queue-worker-{FANOUT_QUEUE}"
+        deadline = time.monotonic() + 30
+        while not any(t.name == thread_name for t in threading.enumerate()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DBOS started no {thread_name} thread within 30 s")
+            time.sleep(0.01)
+
+    def run_fanout(self, n: int, pause: float, concurrency: int) -> str:
+        handle = DBOS.start_workflow(dbos_fanout, n, pause, concurrency)
+        handle.get_result()
+        return handle.workflow_id
+
+    def fanout_recorded(self, workflow_id: str) -> int:
+        children = DBOS.list_workflows(
+            parent_workflow_id=workflow_id, status="SUCCESS", load_input=False, load_output=False
+        )
+        step = _dbos_sleep.__qualname__
+        return sum(
+            1
+            for child in children
+            for s in DBOS.list_workflow_steps(child.workflow_id)
+            if s["function_name"].endswith(step) and s["error"] is None
+        )

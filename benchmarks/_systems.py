@@ -12,6 +12,11 @@ The workflows are the same for every system:
 - ``write_stamped(n, pause, lead, key)``: waits ``lead`` s (so the reader is subscribed), then writes
   ``n`` items ``{"i": i, "t": time.perf_counter()}``, sleeping ``pause`` s after each; closes it.
 - ``trivial(x)``: returns ``x``.
+- ``fanout(n, pause, concurrency)``: runs ``n`` items, each a step that sleeps ``pause`` s,
+  ``concurrency`` at once, and returns how many ran. nbflow: ``nbflow.map`` of a step inside the
+  workflow (each item a checkpointed step of it, on nbflow's worker threads); DBOS: the workflow
+  enqueues ``n`` child workflows, each calling the step once, on a queue with
+  ``worker_concurrency=concurrency``, and waits for their results.
 """
 
 from __future__ import annotations
@@ -24,12 +29,17 @@ from typing import Any, Protocol
 import nbflow
 from benchmarks._stores import Place
 
-__all__ = ["NbflowSystem", "Started", "System", "item"]
+__all__ = ["NbflowSystem", "Started", "System", "Unavailable", "item"]
 
 
 def item(i: int) -> dict[str, Any]:
     """The small dict written as stream item ``i`` (the same for every system)."""
     return {"i": i, "name": "item", "ok": True}
+
+
+class Unavailable(Exception):
+    """This system cannot run this workload (e.g. a feature of nbflow not there yet): the table
+    shows n/a, and the reason under it; not an error."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,19 @@ class System(Protocol):
 
     def make_durable(self) -> None:
         """Wait until the workflows started so far are in the database, for other processes."""
+
+    def start_steps(self, n: int) -> Started:
+        """Start ``many_steps(n)`` in the background."""
+
+    def prepare_fanout(self, concurrency: int, poll: float | None) -> None:
+        """Set up what ``run_fanout`` needs, outside the measured time (DBOS: its queue, polled
+        every ``poll`` s, None: DBOS's default). Raises :class:`Unavailable` if it cannot run."""
+
+    def run_fanout(self, n: int, pause: float, concurrency: int) -> str:
+        """Run ``fanout(n, pause, concurrency)`` to its durable result; its workflow id."""
+
+    def fanout_recorded(self, workflow_id: str) -> int:
+        """How many items of that fan-out the database holds as recorded steps."""
 
 
 # -- nbflow ------------------------------------------------------------------------------------
@@ -113,6 +136,24 @@ def nb_write_stamped(n: int, pause: float, lead: float, key: str) -> int:
 def nb_trivial(x: int) -> int:
     """Return ``x``."""
     return x
+
+
+@nbflow.step
+def _nb_fanout_item(item: tuple[int, float]) -> int:
+    """One fan-out item ``(i, pause)``: sleep ``pause`` s, return ``i``."""
+    i, pause = item
+    time.sleep(pause)
+    return i
+
+
+@nbflow.workflow(name="bench.fanout")
+def nb_fanout(n: int, pause: float, concurrency: int) -> int:
+    """``nbflow.map`` the sleeping step over ``n`` items, ``concurrency`` at once."""
+    items = [(i, pause) for i in range(n)]
+    results = nbflow.map(_nb_fanout_item, items, concurrency=concurrency)
+    if list(results) != list(range(n)):
+        raise AssertionError("nbflow.map returned results out of order")
+    return len(results)
 
 
 class NbflowSystem:
@@ -162,3 +203,22 @@ class NbflowSystem:
 
     def make_durable(self) -> None:
         self.rt.flush()
+
+    def start_steps(self, n: int) -> Started:
+        handle = self.rt.start(nb_many_steps, n)
+        return Started(handle.workflow_id, handle.result)
+
+    def prepare_fanout(self, concurrency: int, poll: float | None) -> None:
+        if not callable(getattr(nbflow, "map", None)):
+            raise Unavailable("nbflow.map not available")
+
+    def run_fanout(self, n: int, pause: float, concurrency: int) -> str:
+        handle = self.rt.start(nb_fanout, n, pause, concurrency)
+        handle.result()
+        return handle.workflow_id
+
+    def fanout_recorded(self, workflow_id: str) -> int:
+        name = _nb_fanout_item.name
+        return sum(
+            1 for s in self.rt.list_steps(workflow_id) if s.name == name and s.status == "SUCCESS"
+        )

@@ -6,6 +6,9 @@ just wrote, in the same fresh file (for DBOS, writing 10,000 items takes half a 
 them twice per round would double the run for no new information). With ``--only e`` the unit still
 writes the stream, and reports only (e).
 
+Workloads (h) and (h1) are one unit run twice: (h1) only changes DBOS's queue polling interval
+(nbflow has none, so its (h1) is another run of (h)). Workload (i) reuses ``many_steps``.
+
 Workloads (x) and (x1) need a database that several processes share (the PostgreSQL store): the
 writer is a child process (:mod:`benchmarks._xwriter`), the reader is this process.
 """
@@ -20,9 +23,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks._systems import System
+from benchmarks._systems import System, Unavailable
 
-__all__ = ["FULL", "METRICS", "QUICK", "UNITS", "Metric", "Sizes", "Unit", "percentile"]
+__all__ = [
+    "FULL",
+    "METRICS",
+    "QUICK",
+    "UNITS",
+    "Metric",
+    "Sizes",
+    "Unavailable",
+    "Unit",
+    "percentile",
+]
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,13 @@ class Sizes:
     rss_items: int = 1_000_000  # (f) items in the stream read back in a child process
     writers: int = 8  # (g) concurrent workflows
     writer_items: int = 5000  # (g) items each
+    fanout_items: int = 500  # (h) items of one workflow, each a step sleeping fanout_pause s
+    fanout_pause: float = 0.05
+    fanout_concurrency: int = 16  # (h) items at once
+    fanout_fast_poll: float = 0.05  # (h1) DBOS's queue polling interval (its default: 1 s)
+    small_workflows: int = 1000  # (i) workflows of small_steps trivial steps
+    small_steps: int = 5
+    small_batch: int = 100  # (i) started at once; the next batch starts when all have ended
     warmup: int = 3  # trivial workflows run after opening, before measuring
 
     def as_dict(self) -> dict[str, Any]:
@@ -54,6 +74,9 @@ QUICK = Sizes(
     rss_items=20_000,
     writers=8,
     writer_items=100,
+    fanout_items=40,
+    small_workflows=100,
+    small_batch=50,
     warmup=1,
 )
 
@@ -97,6 +120,9 @@ METRICS: list[Metric] = [
     Metric("e", "e", lambda s: f"read back a closed {_n(s.stream_items)}-item stream", "items/s", True, 300_000),
     Metric("f", "f", lambda s: f"peak RSS growth reading a closed {_n(s.rss_items)}-item stream", "MB", False, 100, nbflow_only=True),
     Metric("g", "g", lambda s: f"{s.writers} workflows writing concurrently ({s.writers} x {_n(s.writer_items)} items)", "items/s", True),
+    Metric("h", "h", lambda s: f"fan-out: one workflow over {_n(s.fanout_items)} items, each a step sleeping {s.fanout_pause * 1e3:g} ms, {s.fanout_concurrency} at once (ideal {s.fanout_concurrency / s.fanout_pause:,.0f} items/s; all recorded, checked)", "items/s", True, 288),
+    Metric("h1", "h1", lambda s: f"same, DBOS queue polling every {s.fanout_fast_poll * 1e3:g} ms (nbflow: same as h)", "items/s", True),
+    Metric("i", "i", lambda s: f"{_n(s.small_workflows)} workflows of {s.small_steps} trivial steps, {s.small_batch} at a time", "workflows/s", True),
     Metric("x.p50", "x", lambda s: f"cross-process write→read latency p50 (writer in a child process, {_n(s.latency_items)} items, {s.latency_pause * 1e3:g} ms apart)", "ms", False, 20),
     Metric("x.p99", "x", lambda s: "cross-process write→read latency p99", "ms", False),
     Metric("x1.p50", "x1", lambda s: "same, DBOS reader polling every 1 ms: p50", "ms", False),
@@ -216,6 +242,45 @@ def unit_concurrent(system: System, sizes: Sizes, wanted: set[str]) -> dict[str,
     return {"g": sizes.writers * sizes.writer_items / elapsed}
 
 
+def _fanout(system: System, sizes: Sizes, poll: float | None, key: str) -> dict[str, float]:
+    """(h) One workflow over ``sizes.fanout_items`` sleeping steps, ``fanout_concurrency`` at once:
+    items/s, start to durable result; then checks that every item is recorded as a step."""
+    n = sizes.fanout_items
+    system.prepare_fanout(sizes.fanout_concurrency, poll)
+    _warm_up(system, sizes)
+    t0 = time.perf_counter()
+    workflow_id = system.run_fanout(n, sizes.fanout_pause, sizes.fanout_concurrency)
+    rate = n / (time.perf_counter() - t0)
+    recorded = system.fanout_recorded(workflow_id)
+    if recorded != n:
+        raise AssertionError(f"{recorded} of {n} items recorded as steps ({rate:.1f} items/s)")
+    return {key: rate}
+
+
+def unit_fanout(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(h) Fan-out with DBOS's default queue polling (1 s)."""
+    return _fanout(system, sizes, None, "h")
+
+
+def unit_fanout_fast_poll(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(h1) The same with DBOS's queue polled every ``sizes.fanout_fast_poll`` s."""
+    return _fanout(system, sizes, sizes.fanout_fast_poll, "h1")
+
+
+def unit_small_workflows(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(i) ``sizes.small_workflows`` workflows of ``sizes.small_steps`` trivial steps, started
+    ``sizes.small_batch`` at a time (all of a batch started, then all waited for): workflows/s."""
+    _warm_up(system, sizes)
+    n, batch = sizes.small_workflows, sizes.small_batch
+    t0 = time.perf_counter()
+    for first in range(0, n, batch):
+        started = [system.start_steps(sizes.small_steps) for _ in range(min(batch, n - first))]
+        for s in started:
+            if s.wait() != sizes.small_steps:
+                raise AssertionError(f"workflow {s.workflow_id} returned a wrong result")
+    return {"i": n / (time.perf_counter() - t0)}
+
+
 def _cross_process(
     system: System, sizes: Sizes, poll: float | None, prefix: str
 ) -> dict[str, float]:
@@ -290,6 +355,9 @@ UNITS: list[Unit] = [
     Unit("c1", frozenset({"c1"}), unit_latency_fast_poll),
     Unit("d", frozenset("d"), unit_trivial),
     Unit("g", frozenset("g"), unit_concurrent),
+    Unit("h", frozenset({"h"}), unit_fanout),
+    Unit("h1", frozenset({"h1"}), unit_fanout_fast_poll),
+    Unit("i", frozenset({"i"}), unit_small_workflows),
     Unit("x", frozenset({"x"}), unit_cross_process, shared=True),
     Unit("x1", frozenset({"x1"}), unit_cross_process_fast_poll, shared=True),
 ]

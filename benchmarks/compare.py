@@ -23,6 +23,13 @@ Workloads:
   e  read back the closed 10,000-item stream of (b) (items/s)
   f  peak RSS growth while reading a closed 1,000,000-item stream (MB, nbflow only, child process)
   g  8 workflows writing 5,000 items each, concurrently (total items/s)
+  h  fan-out: one workflow over 500 items, each a step sleeping 50 ms, 16 at once (items/s; ideal
+     320); then checks that all 500 are recorded as steps. nbflow: ``nbflow.map(step, items,
+     concurrency=16)`` in the workflow; DBOS: 500 child workflows (each calling the step) enqueued
+     on a queue with ``worker_concurrency=16``, its default polling (1 s), the parent waiting for all
+  h1 the same with DBOS's queue polled every 50 ms (nbflow: same as h)
+  i  1,000 workflows of 5 trivial steps, started 100 at a time: start 100, wait for all their
+     results, start the next 100 … (workflows/s)
   x  cross-process write→read latency p50/p99 (PostgreSQL only): a child process writes as in (c),
      with its own runtime (DBOS instance) on the same database; this process reads (ms)
   x1 the same with DBOS's reader polling every 1 ms instead of its default 1 s (nbflow: same as x)
@@ -39,10 +46,11 @@ writer is a child process (:mod:`benchmarks._xwriter`) that opens the same datab
 system, warms up, and writes; the stamps are ``time.perf_counter()``, which on Linux is
 ``CLOCK_MONOTONIC``, one clock for all processes of the machine (checked before each run).
 
-A full run takes about ten minutes on a 2-core machine, nearly all of it DBOS writing streams
-(workload g alone: about 130 s per round); on PostgreSQL about 13 minutes (g: 130 s, b: 50 s per
-round for DBOS; f: 30 s per round for nbflow). ``--quick`` takes about ten (PostgreSQL: twenty)
-seconds.
+A full run takes about 14 minutes on a 2-core machine, nearly all of it DBOS writing streams
+(workload g alone: about 130 s per round) and running its queue (h: 35 s, h1: 10 s, i: 25 s per
+round, where nbflow takes 2, 2 and 4 s); on PostgreSQL about 16 minutes (g: 130 s, b: 50 s, h: 35 s,
+i: 15 s per round for DBOS; f: 30 s per round for nbflow). ``--quick`` takes about 25 (PostgreSQL:
+30) seconds.
 
 Options: ``--rounds N`` (3), ``--only a,b,…``, ``--systems nbflow,dbos``, ``--quick`` (tiny sizes, one
 round), ``--json FILE`` (raw numbers too), ``--profile X`` (workload X for nbflow under pyinstrument),
@@ -71,12 +79,12 @@ from typing import Any
 
 from benchmarks._stores import STORES, BenchStore, open_store
 from benchmarks._systems import NbflowSystem, System
-from benchmarks._workloads import FULL, METRICS, QUICK, UNITS, Metric, Sizes
+from benchmarks._workloads import FULL, METRICS, QUICK, UNITS, Metric, Sizes, Unavailable
 
 __all__ = ["Results", "format_table", "machine_info", "main", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
-LETTERS = ("a", "b", "c", "c1", "d", "e", "f", "g", "x", "x1")
+LETTERS = ("a", "b", "c", "c1", "d", "e", "f", "g", "h", "h1", "i", "x", "x1")
 SHARED_ONLY = ("x", "x1")  # need a database several processes use at once (PostgreSQL)
 SYSTEMS = ("nbflow", "dbos")
 
@@ -178,7 +186,7 @@ POSTGRES_NOTES = """\
   thread sends the queued NOTIFYs every 10 ms; its reader also polls every 1 s (x1: every 1 ms).
 - c, c1: the reader is a thread of the writer's process. nbflow hands committed items to it
   directly; DBOS's reader waits for the same NOTIFY (or its poll) as in x.
-- Goals: those of a to g were set for the DuckDB store; x's (p50 ≤ 20 ms) is the PostgreSQL one."""
+- Goals: those of a to h were set for the DuckDB store; x's (p50 ≤ 20 ms) is the PostgreSQL one."""
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -197,6 +205,8 @@ class Results:
     errors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     extra: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # letter -> why it did not run
+    #: metric key -> system -> why that system cannot run it (e.g. a feature not there yet)
+    unavailable: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def add(self, key: str, system: str, value: float) -> None:
         self.values.setdefault(key, {}).setdefault(system, []).append(value)
@@ -301,6 +311,11 @@ def run(
             for name, system in systems.items():
                 try:
                     values, elapsed = _run_unit(system, unit.run, sizes, covered, store)
+                except Unavailable as exc:
+                    log(f"  {unit.name:<4} {name:<7} {exc}")
+                    for key in keys:
+                        results.unavailable.setdefault(key, {})[name] = str(exc)
+                    continue
                 except Exception as exc:
                     message = f"{type(exc).__name__}: {exc}"
                     log(f"  {unit.name:<4} {name:<7} FAILED {message}")
@@ -350,7 +365,9 @@ def _cell(results: Results, key: str, system: str, metric: Metric) -> str:
     if value is not None:
         return _fmt(value)
     error = results.error(key, system)
-    return "error" if error else "—"
+    if error:
+        return "error"
+    return "n/a" if system in results.unavailable.get(key, {}) else "—"
 
 
 def format_table(results: Results) -> str:
@@ -383,6 +400,15 @@ def format_table(results: Results) -> str:
                 "—" if metric.goal is None or nb is None else ("✓" if metric.meets(nb) else "✗")
             )
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def format_unavailable(results: Results) -> str:
+    """One line per workload and system that could not run, with the reason."""
+    lines = []
+    for key, by_system in results.unavailable.items():
+        for system, reason in by_system.items():
+            lines.append(f"- {key} / {system}: n/a, {reason}.")
     return "\n".join(lines)
 
 
@@ -452,6 +478,9 @@ def _report(
         print("\n" + POSTGRES_NOTES)
     for letter, reason in results.skipped.items():
         print(f"\n- {letter}: {reason}.")
+    unavailable = format_unavailable(results)
+    if unavailable:
+        print("\n" + unavailable)
     errors = format_errors(results)
     if errors:
         print("\nErrors:\n" + errors)
@@ -487,6 +516,7 @@ def _write_json(
             if m.workload in results.letters and m.workload not in results.skipped
         },
         "skipped": results.skipped,
+        "unavailable": results.unavailable,
         "extra": results.extra,
     }
     path.write_text(json.dumps(raw, indent=2))

@@ -19,7 +19,7 @@ import pytest
 from tests.pgserver import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("a", "b", "c", "c1", "d", "e", "f", "g")
+WORKLOADS = ("a", "b", "c", "c1", "d", "e", "f", "g", "h", "h1", "i")
 PG_WORKLOADS = (*WORKLOADS, "x", "x1")
 HAS_DBOS = importlib.util.find_spec("dbos") is not None
 NO_DBOS = "dbos is not installed (pip install -e '.[bench]'); only nbflow was benchmarked"
@@ -127,6 +127,22 @@ def test_cross_process_workload_skipped_on_duckdb(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "not applicable on DuckDB" in proc.stdout
     assert "x" not in _rows(proc.stdout)
+
+
+def test_workload_unavailable_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A system that cannot run a workload (here: nbflow without ``nbflow.map``) shows n/a and
+    the reason, and the run has no errors."""
+    import nbflow
+    from benchmarks import compare
+    from benchmarks._workloads import QUICK
+
+    monkeypatch.delattr(nbflow, "map", raising=False)
+    results = compare.run(QUICK, 1, ["nbflow"], ["h"])
+    assert not results.errors and not results.values
+    assert results.unavailable == {"h": {"nbflow": "nbflow.map not available"}}
+    row = _rows(compare.format_table(results))["h"][0]
+    assert row[3] == "n/a" and row[-1] == "—", row
+    assert "h / nbflow: n/a, nbflow.map not available." in compare.format_unavailable(results)
 
 
 def test_profile_runs() -> None:
