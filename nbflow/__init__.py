@@ -20,6 +20,7 @@ from nbflow._api import (
     current_workflow_id,
     fork,
     get_event,
+    get_event_async,
     get_workflow,
     list_steps,
     list_streams,
@@ -33,8 +34,9 @@ from nbflow._api import (
     start,
     write_stream,
 )
-from nbflow._communication import recv, set_event, sleep
+from nbflow._communication import recv, recv_async, set_event, sleep, sleep_async
 from nbflow._errors import (
+    ConcurrencyError,
     ConfigurationError,
     DatabaseCorruptError,
     DatabaseError,
@@ -56,6 +58,7 @@ from nbflow._errors import (
     WorkflowNotFoundError,
 )
 from nbflow._handle import WorkflowHandle
+from nbflow._parallel import Executor, map, map_async
 from nbflow._progress import progress, track
 from nbflow._queues import Queue
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
@@ -80,10 +83,12 @@ def unload_ipython_extension(ipython: object) -> None:
 
 
 __all__ = [
+    "ConcurrencyError",
     "ConfigurationError",
     "DatabaseCorruptError",
     "DatabaseError",
     "DatabaseLockedError",
+    "Executor",
     "FunctionNotRegisteredError",
     "NbflowError",
     "NondeterminismError",
@@ -113,16 +118,20 @@ __all__ = [
     "current_workflow_id",
     "fork",
     "get_event",
+    "get_event_async",
     "get_workflow",
     "list_steps",
     "list_streams",
     "list_workflows",
     "load_ipython_extension",
+    "map",
+    "map_async",
     "progress",
     "read_stream",
     "read_stream_async",
     "recover",
     "recv",
+    "recv_async",
     "resume",
     "run_step",
     "runtime",
@@ -130,6 +139,7 @@ __all__ = [
     "set_event",
     "set_workflow_id",
     "sleep",
+    "sleep_async",
     "start",
     "step",
     "track",

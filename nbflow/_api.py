@@ -23,6 +23,7 @@ __all__ = [
     "current_workflow_id",
     "fork",
     "get_event",
+    "get_event_async",
     "get_workflow",
     "list_steps",
     "list_streams",
@@ -218,3 +219,11 @@ def get_event(workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
     Waits up to ``timeout`` seconds (None: no limit) for it to be set; returns None if it is not.
     """
     return _call_runtime().get_event(workflow_id, key, timeout)
+
+
+async def get_event_async(workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
+    """:func:`get_event` without blocking an event loop: ``await nbflow.get_event_async(id, k)``.
+
+    In an ``async def`` workflow the value it got is recorded, as with :func:`get_event`.
+    """
+    return await _call_runtime().get_event_async(workflow_id, key, timeout)

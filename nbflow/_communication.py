@@ -6,13 +6,15 @@ Each is a checkpointed operation of the workflow; :mod:`nbflow._waits` says how.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from nbflow import _context as context
+from nbflow._calls import check_seconds
 from nbflow._serialization import check_text
 
-__all__ = ["recv", "set_event", "sleep"]
+__all__ = ["recv", "recv_async", "set_event", "sleep", "sleep_async"]
 
 
 def sleep(seconds: float) -> None:
@@ -20,7 +22,7 @@ def sleep(seconds: float) -> None:
 
     Outside a workflow (or inside a step) it is :func:`time.sleep`. A cancel wakes it.
     """
-    context.check_seconds(seconds, "sleep()")
+    check_seconds(seconds, "sleep()")
     ctx = context.body()
     if ctx is None:
         time.sleep(seconds)
@@ -48,5 +50,27 @@ def recv(topic: str | None = None, timeout: float | None = 60.0) -> Any:
     """
     if topic is not None:
         check_text(topic, "A topic")
-    context.check_seconds(timeout, "timeout")
+    check_seconds(timeout, "timeout")
     return context.require("recv").recv(topic, timeout)
+
+
+async def sleep_async(seconds: float) -> None:
+    """:func:`sleep` for ``async def`` workflows: ``await nbflow.sleep_async(60)``.
+
+    Other tasks (other async workflows) run meanwhile. Outside a workflow it is
+    :func:`asyncio.sleep`.
+    """
+    check_seconds(seconds, "sleep_async()")
+    ctx = context.body()
+    if ctx is None:
+        await asyncio.sleep(seconds)
+        return
+    await ctx.sleep_async(seconds)
+
+
+async def recv_async(topic: str | None = None, timeout: float | None = 60.0) -> Any:
+    """:func:`recv` for ``async def`` workflows: ``message = await nbflow.recv_async()``."""
+    if topic is not None:
+        check_text(topic, "A topic")
+    check_seconds(timeout, "timeout")
+    return await context.require("recv_async").recv_async(topic, timeout)

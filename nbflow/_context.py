@@ -18,94 +18,39 @@ live here too.
 from __future__ import annotations
 
 import abc
+import contextlib
 import contextvars
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any
 
-from nbflow._errors import NotInWorkflowError
+from nbflow._calls import MapOptions, Step, StepAttempt, WorkflowCall
+from nbflow._errors import ConcurrencyError, NotInWorkflowError
 
 if TYPE_CHECKING:
     from nbflow._handle import WorkflowHandle
 
+logger = logging.getLogger("nbflow")
+
 __all__ = [
     "SCOPE",
-    "RetryPolicy",
     "Runner",
-    "StepAttempt",
-    "Step",
-    "WorkflowCall",
     "WorkflowContext",
     "body",
-    "check_seconds",
     "current",
     "current_step",
     "current_timeout",
     "enter",
-    "enter_step",
+    "mark_remote",
     "leave",
     "require",
     "runner",
     "set_default_runner",
+    "step_scope",
     "take_assigned_id",
+    "unrecorded",
 ]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How a step is run again when it raises.
-
-    Attributes:
-        retries: How many times to run it again (0: never).
-        backoff: The factor by which the wait grows after each failed attempt.
-        interval: Seconds to wait before the first retry.
-    """
-
-    retries: int = 0
-    backoff: float = 2.0
-    interval: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.retries < 0 or self.backoff < 1 or self.interval < 0:
-            raise ValueError(
-                f"@nbflow.step needs retries >= 0, backoff >= 1 and interval >= 0 (got "
-                f"retries={self.retries}, backoff={self.backoff}, interval={self.interval})."
-            )
-
-    def delay(self, failures: int) -> float | None:
-        """Seconds to wait after the ``failures``-th failed attempt, or None: give up."""
-        if failures > self.retries:
-            return None
-        return self.interval * self.backoff ** (failures - 1)
-
-
-NO_RETRY = RetryPolicy()
-
-
-class StepAttempt(NamedTuple):
-    """A step attempt in progress: the step's function id and the attempt number (1, 2, …)."""
-
-    function_id: int
-    attempt: int
-
-
-class Step(NamedTuple):
-    """What runs as a step: its name in the history, the function, and its retry policy."""
-
-    name: str
-    fn: Callable[..., Any]
-    policy: RetryPolicy = NO_RETRY
-
-
-class WorkflowCall(NamedTuple):
-    """A call of a workflow function, with the ids given to it (None: not given)."""
-
-    wf: Any
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    workflow_id: str | None = None
-    parent_id: str | None = None
 
 
 class WorkflowContext(abc.ABC):
@@ -120,14 +65,46 @@ class WorkflowContext(abc.ABC):
     runner: Runner
 
     @abc.abstractmethod
-    def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run ``step`` as the workflow's next step, or return its recorded outcome."""
+    def run_step(
+        self,
+        step: Step,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        function_id: int | None = None,
+        keep_errors: bool = True,
+    ) -> Any:
+        """Run ``step`` as the workflow's next step (or at the reserved ``function_id``, from any
+        thread), or return its recorded outcome. ``keep_errors``: record its last error."""
 
     @abc.abstractmethod
     async def run_step_async(
-        self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        step: Step,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        function_id: int | None = None,
+        keep_errors: bool = True,
     ) -> Any:
         """:meth:`run_step` for an ``async def`` step."""
+
+    @abc.abstractmethod
+    def reserve(self, count: int) -> range:
+        """Reserve the next ``count`` function ids, in program order, for operations that run
+        later or elsewhere (a step awaited later, the items of a map)."""
+
+    @abc.abstractmethod
+    def run_coroutine(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run the ``async def`` step on nbflow's loop from a sync body, and wait for it."""
+
+    @abc.abstractmethod
+    def map(self, fn: Callable[..., Any], items: list[Any], options: MapOptions) -> list[Any]:
+        """Run ``fn`` over ``items`` as checkpointed steps (see :func:`nbflow.map`)."""
+
+    @abc.abstractmethod
+    def map_async(
+        self, fn: Callable[..., Any], items: list[Any], options: MapOptions
+    ) -> Awaitable[list[Any]]:
+        """:meth:`map` as an awaitable; the ids are reserved at the call."""
 
     @abc.abstractmethod
     def write_stream(self, key: str, value: Any, *, is_end: bool = False) -> None:
@@ -136,6 +113,28 @@ class WorkflowContext(abc.ABC):
     @abc.abstractmethod
     def call_child(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run the workflow ``wf`` as a child of this one, durably, and return its result."""
+
+    @abc.abstractmethod
+    async def call_child_async(
+        self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any], function_id: int
+    ) -> Any:
+        """``await child(...)`` in an async workflow, at the reserved ``function_id``."""
+
+    @abc.abstractmethod
+    def start_child(self, call: WorkflowCall, queue: Any = None) -> WorkflowHandle:
+        """Start (or, on ``queue``, enqueue) a child workflow, as a checkpointed operation."""
+
+    @abc.abstractmethod
+    def read_stream(
+        self, workflow_id: str, key: str, start: int, timeout: float | None
+    ) -> Iterator[Any]:
+        """Read a stream from the body: each value read (and its end) is checkpointed."""
+
+    @abc.abstractmethod
+    def read_stream_async(
+        self, workflow_id: str, key: str, start: int, timeout: float | None
+    ) -> AsyncIterator[Any]:
+        """:meth:`read_stream` in an ``async def`` workflow."""
 
     @abc.abstractmethod
     def sleep(self, seconds: float) -> None:
@@ -148,6 +147,14 @@ class WorkflowContext(abc.ABC):
     @abc.abstractmethod
     def recv(self, topic: str | None, timeout: float | None) -> Any:
         """Receive a message (see :func:`nbflow.recv`)."""
+
+    @abc.abstractmethod
+    async def sleep_async(self, seconds: float) -> None:
+        """:meth:`sleep` in an ``async def`` workflow."""
+
+    @abc.abstractmethod
+    async def recv_async(self, topic: str | None, timeout: float | None) -> Any:
+        """:meth:`recv` in an ``async def`` workflow."""
 
 
 class Runner(abc.ABC):
@@ -169,22 +176,45 @@ class Runner(abc.ABC):
         """Run (or wait for) the child workflow ``call.workflow_id``; return its result."""
 
     @abc.abstractmethod
+    def begin_child(self, call: WorkflowCall, queue: Any = None) -> WorkflowHandle:
+        """Start (or enqueue on ``queue``) the child workflow ``call``, whose id is chosen."""
+
+    @abc.abstractmethod
+    def open_reader(
+        self,
+        workflow_id: str,
+        key: str,
+        start: int,
+        timeout: float | None,
+        *,
+        check: Callable[[], None] | None = None,
+        event: threading.Event | None = None,
+    ) -> Any:
+        """A stream reader (``.values()``, ``.avalues()``) whose waits ``check`` may end."""
+
+    @abc.abstractmethod
+    def run_on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on nbflow's event loop thread and wait for its result."""
+
+    @abc.abstractmethod
     def enqueue(
         self, queue: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> WorkflowHandle:
         """Record a workflow as ENQUEUED on ``queue``."""
 
 
-#: The scope of this thread or task: its workflow, and the function id and attempt of the step
-#: running in it (0, 0 in the workflow body). A plain tuple: it is set around every step.
-_Scope = tuple[WorkflowContext, int, int]
+#: The scope of this thread or task: its workflow; the function id and attempt of the step running
+#: in it (0, 0 in the workflow body); and the thread it was entered in. A plain tuple: it is set
+#: around every step attempt.
+_Scope = tuple[WorkflowContext, int, int, int]
 
 _scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("nbflow_scope", default=None)
 
-#: The scope variable itself, for the engine's hot path (a step sets it around each attempt):
-#: only :func:`enter`, :func:`enter_step` and the engine set it.
+#: The scope variable itself, for the engine's hot path (a step sets it around each attempt).
 SCOPE = _scope
 _default_runner: Callable[[], Runner] | None = None
+_bodies = 0  # workflow bodies running in this process
+_warned: set[str] = set()
 
 
 def current() -> WorkflowContext | None:
@@ -194,9 +224,19 @@ def current() -> WorkflowContext | None:
 
 
 def body() -> WorkflowContext | None:
-    """The workflow whose body (not one of its steps) this code runs in, or None."""
+    """The workflow whose body (not one of its steps) this code runs in, or None.
+
+    Raises:
+        ConcurrencyError: The body's context was copied into another thread (say with
+            ``contextvars.copy_context().run``): an operation there would take a position that
+            depends on timing, and a replay could hand it another call's record.
+    """
     scope = _scope.get()
-    return None if scope is None or scope[1] else scope[0]
+    if scope is None or scope[1]:
+        return None
+    if scope[3] != threading.get_ident():
+        raise ConcurrencyError(scope[0].workflow_id, threading.current_thread().name)
+    return scope[0]
 
 
 def current_step() -> StepAttempt | None:
@@ -206,10 +246,13 @@ def current_step() -> StepAttempt | None:
 
 
 def require(operation: str) -> WorkflowContext:
-    """The current workflow; raises :class:`NotInWorkflowError` outside one."""
+    """The current workflow; raises :class:`NotInWorkflowError` outside one (and
+    :class:`ConcurrencyError` in a thread its body's context was copied into)."""
     scope = _scope.get()
     if scope is None:
-        raise NotInWorkflowError(operation)
+        raise NotInWorkflowError(operation, getattr(_remote, "step", None))
+    if not scope[1] and scope[3] != threading.get_ident():
+        raise ConcurrencyError(scope[0].workflow_id, threading.current_thread().name)
     return scope[0]
 
 
@@ -217,19 +260,51 @@ Token = contextvars.Token[_Scope | None]
 
 
 def enter(context: WorkflowContext) -> Token:
-    """Make ``context`` the current workflow of this thread or task (undo with :func:`leave`)."""
-    return _scope.set((context, 0, 0))
-
-
-def enter_step(context: WorkflowContext, function_id: int, attempt: int) -> Token:
-    """Mark the attempt ``attempt`` of the step ``function_id`` of ``context`` as running in this
-    thread or task."""
-    return _scope.set((context, function_id, attempt))
+    """Run the body of ``context``'s workflow in this thread or task (undo with :func:`leave`)."""
+    global _bodies
+    _bodies += 1
+    return _scope.set((context, 0, 0, threading.get_ident()))
 
 
 def leave(token: Token) -> None:
-    """Undo :func:`enter` or :func:`enter_step`."""
+    """Undo :func:`enter`."""
+    global _bodies
+    _bodies -= 1
     _scope.reset(token)
+
+
+_remote = threading.local()
+
+
+@contextlib.contextmanager
+def mark_remote(step: str) -> Iterator[None]:
+    """Mark this thread as running an item of a map of ``step`` in another process (where a
+    stream write cannot reach the workflow)."""
+    _remote.step = step
+    try:
+        yield
+    finally:
+        _remote.step = None
+
+
+def step_scope(context: WorkflowContext, function_id: int, attempt: int) -> _Scope:
+    """The scope of an attempt of the step ``function_id`` of ``context`` in this thread."""
+    return (context, function_id, attempt, threading.get_ident())
+
+
+def unrecorded(step: str) -> None:
+    """A step ran as a plain call in a thread that carries no workflow's context: warn once per
+    step while any workflow runs in this process (it may have meant to run inside one)."""
+    if _bodies and step not in _warned:
+        _warned.add(step)
+        logger.warning(
+            "Step %r ran as a plain call in thread %r, which carries no workflow's context, "
+            "while a workflow runs in this process: if it belongs to that workflow, it was NOT "
+            "checkpointed and runs again on recovery. Run parallel steps with nbflow.map(fn, "
+            "items) or submit them to nbflow.Executor(), which checkpoint them in order.",
+            step,
+            threading.current_thread().name,
+        )
 
 
 def set_default_runner(factory: Callable[[], Runner]) -> None:
@@ -287,13 +362,3 @@ def unset_timeout(token: contextvars.Token[float | None]) -> None:
 def current_timeout() -> float | None:
     """The timeout given by an enclosing :func:`~nbflow.workflow_timeout`, or None."""
     return _timeout.get()
-
-
-def check_seconds(value: float | None, what: str) -> None:
-    """Raise ValueError unless ``value`` is None or a number of seconds >= 0."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{what} must be a number of seconds, not {value!r}.")
-    if value < 0:
-        raise ValueError(f"{what} must be >= 0 seconds, not {value!r}.")

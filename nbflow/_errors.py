@@ -11,6 +11,7 @@ message what to do next::
     │   └── SchemaVersionError               the file was written by a newer nbflow
     ├── RuntimeClosedError                   the runtime was closed
     ├── NotInWorkflowError (RuntimeError)    a workflow-only call made outside a workflow
+    ├── ConcurrencyError (RuntimeError)      a workflow call from a thread with a copied context
     ├── WorkflowNotFoundError (LookupError)  no workflow has this id
     ├── WorkflowConflictError                an id given to one workflow function is another's
     ├── FunctionNotRegisteredError           a workflow's function is not declared in this process
@@ -27,6 +28,7 @@ message what to do next::
 from __future__ import annotations
 
 __all__ = [
+    "ConcurrencyError",
     "ConfigurationError",
     "DatabaseCorruptError",
     "DatabaseError",
@@ -123,12 +125,43 @@ class NotInWorkflowError(NbflowError, RuntimeError):
         operation: The call, e.g. ``"write_stream"``.
     """
 
-    def __init__(self, operation: str) -> None:
-        super().__init__(
-            f"nbflow.{operation}() was called outside a workflow. Call it from a function "
-            "decorated with @nbflow.workflow (started with nbflow.start() or called directly)."
-        )
+    def __init__(self, operation: str, remote_step: str | None = None) -> None:
+        if remote_step is None:
+            message = (
+                f"nbflow.{operation}() was called outside a workflow. Call it from a function "
+                "decorated with @nbflow.workflow (started with nbflow.start() or called directly)."
+            )
+        else:
+            message = (
+                f"nbflow.{operation}() was called from an item of nbflow.map({remote_step}) that "
+                "runs in another process (a process pool or a Dask cluster), where no workflow "
+                "can be reached. Return the value from the item instead, or map on threads."
+            )
+        super().__init__(message)
         self.operation = operation
+
+
+class ConcurrencyError(NbflowError, RuntimeError):
+    """A workflow operation was called from a thread its body's context was copied into.
+
+    A step or stream write from such a thread would take a position in the workflow that depends
+    on timing, and a replay could hand it another call's record: nbflow refuses it.
+
+    Attributes:
+        workflow_id: The workflow.
+        thread: The name of the thread that made the call.
+    """
+
+    def __init__(self, workflow_id: str, thread: str) -> None:
+        super().__init__(
+            f"A step or stream write of workflow {workflow_id!r} was called from thread "
+            f"{thread!r}, which runs with a copy of the workflow body's context: its position "
+            "in the workflow would depend on timing, so a replay could return another call's "
+            "result. Run parallel steps with nbflow.map(fn, items), or submit them to "
+            "nbflow.Executor(), which checkpoint them in program order."
+        )
+        self.workflow_id = workflow_id
+        self.thread = thread
 
 
 class WorkflowNotFoundError(NbflowError, LookupError):

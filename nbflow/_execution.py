@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from nbflow._context import StepAttempt
+from nbflow._calls import StepAttempt
 from nbflow._engine import Engine
 from nbflow._errors import (
     NondeterminismError,
@@ -59,6 +59,19 @@ def describe(kind: str, name: str) -> str:
     if kind == "step":
         return name if name.startswith("nbflow.") else f"step {name!r}"
     return f"{kind}_stream({name!r})"
+
+
+def _legacy_name(recorded: str, called: str) -> bool:
+    """Whether ``recorded`` is how nbflow 0.1 named the operation now called ``called``: its
+    send and get_event checkpoints named the other workflow's id (which a fork changes)."""
+    if called == "nbflow.send":
+        return recorded.startswith("nbflow.send(")
+    prefix = "nbflow.get_event("
+    return (
+        called.startswith(prefix)
+        and recorded.startswith(prefix)
+        and recorded.endswith(", " + called[len(prefix) :])
+    )
 
 
 class _Stream:
@@ -238,12 +251,18 @@ class Execution:
         self.function_id += 1
         return self.function_id
 
+    def reserve(self, count: int) -> range:
+        """The next ``count`` function ids, taken now (in program order) for later use."""
+        first = self.function_id + 1
+        self.function_id += count
+        return range(first, first + count)
+
     def replayed(self, function_id: int, kind: str, name: str) -> ReplayRecord | None:
         """The recorded operation at ``function_id``, checked against what is called now."""
         record = self.recorded.get(function_id)
         if record is None:
             return None
-        if record.kind != kind or record.name != name:
+        if record.kind != kind or (record.name != name and not _legacy_name(record.name, name)):
             recorded, called = describe(record.kind, record.name), describe(kind, name)
             raise NondeterminismError(self.workflow_id, function_id, recorded, called)
         return record
@@ -268,16 +287,23 @@ class Execution:
     # -- streams -------------------------------------------------------------------------------
 
     def write_stream(
-        self, key: str, value: Any, *, is_end: bool = False, step: StepAttempt | None = None
+        self,
+        key: str,
+        value: Any,
+        *,
+        is_end: bool = False,
+        step: StepAttempt | None = None,
+        at: int | None = None,
     ) -> None:
         """Append ``value`` to stream ``key`` (with ``is_end``, close it); ``step``: the step
-        attempt that writes it, if it is not the workflow body."""
+        attempt that writes it, if it is not the workflow body; ``at``: the function id reserved
+        for this write of the body."""
         check_text(key, "A stream key")
         value_json = value_pickle = None
         if not is_end:
             value_json, value_pickle = self.engine.encode(value, f"stream {key!r}")
         if step is None:
-            function_id, attempt = self.next_function_id(), None
+            function_id, attempt = at or self.next_function_id(), None
             if self.replayed(function_id, "close" if is_end else "write", key) is not None:
                 return
         else:

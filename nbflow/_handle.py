@@ -21,6 +21,10 @@ class Run(Protocol):
     def done(self) -> threading.Event:
         """Set once the run has ended and its outcome is durable."""
 
+    @property
+    def durable_status(self) -> str | None:
+        """The final status this run made durable (None: it made none)."""
+
     def outcome(self) -> Any:
         """The run's result, or its exception raised (once :attr:`done` is set)."""
 
@@ -105,7 +109,10 @@ class WorkflowHandle:
         if ex is not None:
             if not ex.done.wait(timeout):
                 raise _still_running(self.workflow_id, timeout, "Call .result() again")
-            return ex.outcome()
+            if not self._superseded(ex):
+                return ex.outcome()
+            self._execution = None  # it was resumed since: follow the workflow, not that run
+            return self.result(timeout)
         row = tracker.workflow_row(self.workflow_id)
         if not Status(row.status).is_final:
             final = tracker.wait_elsewhere(self.workflow_id, timeout)
@@ -114,6 +121,14 @@ class WorkflowHandle:
                 return self.result(timeout)
             row = final
         return tracker.outcome(row)
+
+    def _superseded(self, ex: Run) -> bool:
+        """Whether the workflow moved on since the run ``ex`` ended (a failed or cancelled one
+        may have been resumed; a successful one never runs again)."""
+        status = ex.durable_status
+        if status is None or status == "SUCCESS":
+            return False
+        return self._tracker.workflow_row(self.workflow_id).status != status
 
     async def result_async(self, timeout: float | None = None) -> Any:
         """:meth:`result`, awaited: waits without blocking the caller's event loop."""

@@ -3,7 +3,8 @@ outside workflows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nbflow._engine import Engine
@@ -14,6 +15,7 @@ from nbflow._errors import (
     WorkflowNotFoundError,
 )
 from nbflow._execution import Executions
+from nbflow._reader import StreamReader
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo, utc
 from nbflow._steps import step_row
 from nbflow.store import WorkflowRow
@@ -101,6 +103,31 @@ class History:
         if self._store.single_process:
             return True
         return row.queue_name is None and not self._store.executor_alive(row.executor_id)
+
+    def reader(
+        self,
+        workflow_id: str,
+        key: str,
+        start: int,
+        timeout: float | None,
+        *,
+        check: Callable[[], None] | None = None,
+        event: threading.Event | None = None,
+    ) -> StreamReader:
+        """A reader of the stream ``key`` of ``workflow_id`` (see :class:`StreamReader`)."""
+        reader = StreamReader(
+            self._engine,
+            self._executions,
+            workflow_id,
+            key,
+            start,
+            timeout,
+            check=check,
+            event=event,
+        )
+        if not self.exists(workflow_id):
+            raise WorkflowNotFoundError(workflow_id, self._engine.database)
+        return reader
 
     # -- history -------------------------------------------------------------------------------
 

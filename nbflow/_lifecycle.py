@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from nbflow import _context as context
-from nbflow._context import Runner, WorkflowCall
+from nbflow._calls import WorkflowCall
+from nbflow._context import Runner
 from nbflow._deadlines import Deadlines
 from nbflow._engine import Engine
 from nbflow._errors import (
@@ -31,7 +32,7 @@ from nbflow._queues import Queue
 from nbflow._records import Status
 from nbflow._workflow import WorkflowFunction, as_workflow, lookup_workflow, registered_names
 from nbflow.store import WorkflowRow
-from nbflow.store._ops import Enqueue, Finish, Fork
+from nbflow.store._ops import Enqueue, Finish, Fork, Op
 
 __all__ = ["Begun", "Lifecycle"]
 
@@ -163,11 +164,7 @@ class Lifecycle:
         )
         now = time.time()
         parent = None if parent_id is None else self._executions.get(parent_id)
-        if parent is not None:
-            deadline = parent.deadline
-        else:
-            timeout = context.current_timeout()
-            deadline = None if timeout is None else now + timeout
+        deadline = _deadline(now, None if parent is None else parent.deadline)
         return WorkflowRow(
             workflow_id=workflow_id,
             name=wf.name,
@@ -202,6 +199,34 @@ class Lifecycle:
             ex.deadline = row.deadline
             self.deadlines.add(row.deadline, ex.workflow_id)
         self._executions.add(ex)
+
+    # -- what the committer and other processes report ----------------------------------------
+
+    def committed(self, batch: list[Op], cancelled: set[str]) -> None:
+        """A batch is durable (committer thread): note final statuses, wake readers; and the
+        workflows another process cancelled before these writes stop."""
+        executions, notifier = self._executions, self._engine.notifier
+        for op in batch:
+            if type(op) is Finish:
+                ex = executions.get(op.workflow_id)
+                if ex is not None:
+                    ex.ended(op.status)
+        notifier.published(batch)
+        for workflow_id in cancelled:
+            ex = executions.get(workflow_id)
+            if ex is not None:
+                ex.cancelled_elsewhere()
+                ex.ended(Status.CANCELLED.value)
+            notifier.changed(workflow_id)
+
+    def changed_elsewhere(self, workflow_ids: set[str]) -> None:
+        """Other processes changed these workflows (listener thread): readers look again, and
+        a workflow running here that was cancelled elsewhere stops."""
+        for workflow_id in workflow_ids:
+            self._engine.notifier.changed(workflow_id)
+            ex = self._executions.get(workflow_id)
+            if ex is not None and ex.running and self._store.get_status(workflow_id) == "CANCELLED":
+                ex.cancelled_elsewhere()
 
     # -- running -------------------------------------------------------------------------------
 
@@ -269,6 +294,8 @@ class Lifecycle:
                 seq = log.append(Finish(workflow_id, "CANCELLED", time.time()))
         if seq is not None:
             log.wait_durable(seq)
+        for child_id in self._store.running_children(workflow_id):  # as DBOS does
+            self.cancel(child_id)
 
     def resume(self, workflow_id: str) -> tuple[WorkflowHandle, bool]:
         """Resume a workflow (see :meth:`Runtime.resume`); also whether this call took it over."""
@@ -340,7 +367,8 @@ class Lifecycle:
                 raise WorkflowConflictError(
                     new_id, "an existing workflow", f"a fork of {workflow_id!r}"
                 )
-            op = Fork(workflow_id, new_id, from_step, time.time(), engine.executor_id)
+            now = time.time()
+            op = Fork(workflow_id, new_id, from_step, now, engine.executor_id, _deadline(now))
             engine.log.wait_durable(engine.log.append(op))
             row = self._store.get_workflow(new_id)
             assert row is not None
@@ -350,12 +378,20 @@ class Lifecycle:
 
     # -- queues --------------------------------------------------------------------------------
 
-    def enqueue(
-        self, queue: Queue, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> WorkflowHandle:
-        """Record ``fn(*args, **kwargs)`` as ENQUEUED on ``queue``."""
-        wf = as_workflow(fn)
-        given = context.take_assigned_id()
+    def begin_child(self, call: WorkflowCall, queue: Queue | None = None) -> WorkflowHandle:
+        """Start (or enqueue on ``queue``) a child workflow whose id the parent chose."""
+        if queue is not None:
+            return self.enqueue(queue, call)
+        begun = self.begin(call)
+        if begun.created:
+            assert begun.execution is not None
+            self.spawn(begun.execution)
+        return self.handle(begun.workflow_id, begun.execution)
+
+    def enqueue(self, queue: Queue, call: WorkflowCall) -> WorkflowHandle:
+        """Record the workflow ``call`` as ENQUEUED on ``queue``."""
+        wf = as_workflow(call.wf)
+        given = call.workflow_id or context.take_assigned_id()
         with self._executions.lock:
             self._engine.check_open()
             if given is not None:
@@ -365,7 +401,7 @@ class Lifecycle:
                         raise WorkflowConflictError(given, existing.name, wf.name)
                     return self.handle(given)
             workflow_id = given or str(uuid.uuid4())
-            row = self.new_row(WorkflowCall(wf, args, kwargs), workflow_id, queue.name)
+            row = self.new_row(call._replace(wf=wf), workflow_id, queue.name)
             seq = self._engine.log.append(Enqueue(row))
         self._engine.log.wait_durable(seq)
         return self.handle(workflow_id)
@@ -388,3 +424,13 @@ class Lifecycle:
         for ex in executions:
             self.spawn(ex)
         return [ex.workflow_id for ex in executions]
+
+
+def _deadline(now: float, parent: float | None = None) -> float | None:
+    """A new workflow's deadline: its parent's, or an enclosing workflow_timeout's, whichever
+    comes first."""
+    timeout = context.current_timeout()
+    own = None if timeout is None else now + timeout
+    if parent is None or own is None:
+        return parent if own is None else own
+    return min(parent, own)

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+from nbflow import _children as children
 from nbflow import _context as context
-from nbflow import _steps as steps
+from nbflow import _reading as reading
 from nbflow import _waits as waits
-from nbflow._context import Runner, Step, WorkflowCall, WorkflowContext
+from nbflow._calls import MapOptions, Step, WorkflowCall
+from nbflow._context import Runner, WorkflowContext
 from nbflow._errors import WorkflowCancelledError, WorkflowInterruptedError
 from nbflow._execution import Execution, State
+from nbflow._handle import WorkflowHandle
+from nbflow._mapping import prepare_map, run_map
 from nbflow._serialization import encode_error
 from nbflow._steps import StepRun
 from nbflow.store._ops import Finish
@@ -38,8 +42,17 @@ class WorkflowRun(WorkflowContext):
         self.workflow_id = ex.workflow_id
         self.runner = runner
 
-    def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        run = StepRun(self.ex, self, step)
+    # -- steps ---------------------------------------------------------------------------------
+
+    def run_step(
+        self,
+        step: Step,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        function_id: int | None = None,
+        keep_errors: bool = True,
+    ) -> Any:
+        run = StepRun(self.ex, self, step, function_id, keep_errors=keep_errors)
         if run.record is not None:
             return run.replay()
         while True:
@@ -51,9 +64,14 @@ class WorkflowRun(WorkflowContext):
             self.ex.check_running()
 
     async def run_step_async(
-        self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        step: Step,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        function_id: int | None = None,
+        keep_errors: bool = True,
     ) -> Any:
-        run = StepRun(self.ex, self, step)
+        run = StepRun(self.ex, self, step, function_id, keep_errors=keep_errors)
         if run.record is not None:
             return run.replay()
         while True:
@@ -64,44 +82,88 @@ class WorkflowRun(WorkflowContext):
             await asyncio.sleep(run.delay)
             self.ex.check_running()
 
+    def reserve(self, count: int) -> range:
+        return self.ex.reserve(count)
+
+    def run_coroutine(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        function_id = self.ex.next_function_id()
+        return self.runner.run_on_loop(self._on_loop(step, args, kwargs, function_id))
+
+    async def _on_loop(
+        self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], function_id: int
+    ) -> Any:
+        token = context.SCOPE.set((self, 0, 0, threading.get_ident()))
+        try:
+            return await self.run_step_async(step, args, kwargs, function_id)
+        finally:
+            context.SCOPE.reset(token)
+
+    def map(self, fn: Callable[..., Any], items: list[Any], options: MapOptions) -> list[Any]:
+        return run_map(self.ex, self, fn, items, options)
+
+    def map_async(
+        self, fn: Callable[..., Any], items: list[Any], options: MapOptions
+    ) -> Awaitable[list[Any]]:
+        return asyncio.to_thread(prepare_map(self.ex, self, fn, items, options))
+
+    # -- streams and children ------------------------------------------------------------------
+
     def write_stream(self, key: str, value: Any, *, is_end: bool = False) -> None:
         self.ex.write_stream(key, value, is_end=is_end, step=context.current_step())
+
+    def read_stream(
+        self, workflow_id: str, key: str, start: int, timeout: float | None
+    ) -> Iterator[Any]:
+        def open_(offset: int) -> Iterator[Any]:
+            reader = self.runner.open_reader(
+                workflow_id, key, offset, timeout, check=ex.check_running, event=ex.wakeup
+            )
+            return reader.values()  # type: ignore[no-any-return]
+
+        ex = self.ex
+        return reading.read_stream(ex, workflow_id, key, start, timeout, open_)
+
+    def read_stream_async(
+        self, workflow_id: str, key: str, start: int, timeout: float | None
+    ) -> AsyncIterator[Any]:
+        def open_(offset: int) -> AsyncIterator[Any]:
+            reader = self.runner.open_reader(
+                workflow_id, key, offset, timeout, check=ex.check_running
+            )
+            return reader.avalues()  # type: ignore[no-any-return]
+
+        ex = self.ex
+        return reading.read_stream_async(ex, workflow_id, key, start, timeout, open_)
 
     def call_child(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if context.current_step() is not None:
             return wf.fn(*args, **kwargs)  # inside a step: a plain call
-        ex = self.ex
-        function_id = ex.next_function_id()
-        recorded = ex.replayed(function_id, "step", wf.name)
-        if recorded is not None:
-            return steps.replay_outcome(ex, function_id, recorded, wf.name)
-        ex.check_running()
-        child_id = context.take_assigned_id() or f"{ex.workflow_id}-{function_id}"
-        record = functools.partial(
-            steps.record_outcome,
-            ex,
-            function_id,
-            wf.name,
-            started=time.time(),
-            attempts=1,
-            what=f"the result of workflow {wf.name!r}",
-        )
-        try:
-            output = self.runner.run_child(WorkflowCall(wf, args, kwargs, child_id, ex.workflow_id))
-        except Exception as exc:
-            record(error=exc)
-            raise
-        record(output=output)
-        return output
+        return children.call_child(self.ex, self.runner, wf, args, kwargs)
+
+    async def call_child_async(
+        self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any], function_id: int
+    ) -> Any:
+        return await children.call_child_async(self.ex, self.runner, wf, args, kwargs, function_id)
+
+    def start_child(self, call: WorkflowCall, queue: Any = None) -> WorkflowHandle:
+        return children.start_child(self.ex, self.runner, call, queue)
+
+    # -- waits ---------------------------------------------------------------------------------
 
     def sleep(self, seconds: float) -> None:
         waits.sleep(self.ex, self, seconds)
+
+    async def sleep_async(self, seconds: float) -> None:
+        await waits.sleep_async(self.ex, self, seconds)
 
     def set_event(self, key: str, value: Any) -> None:
         waits.set_event(self.ex, key, value)
 
     def recv(self, topic: str | None, timeout: float | None) -> Any:
         return waits.recv(self.ex, topic, timeout)
+
+    async def recv_async(self, topic: str | None, timeout: float | None) -> Any:
+        return await waits.recv_async(self.ex, topic, timeout)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,8 @@ from the server, after which it reads the database; it also looks by itself ever
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from nbflow._engine import Engine, Watch
@@ -33,7 +34,11 @@ class Batch(NamedTuple):
 
 
 class StreamReader:
-    """Reads one stream of one workflow from an offset (the caller checked that it exists)."""
+    """Reads one stream of one workflow from an offset (the caller checked that it exists).
+
+    ``check`` is called before each look and may raise to end the read (a cancelled workflow
+    reading); ``event``, when given, is the event the read waits on (one a cancel sets).
+    """
 
     def __init__(
         self,
@@ -43,6 +48,9 @@ class StreamReader:
         key: str,
         start: int,
         timeout: float | None,
+        *,
+        check: Callable[[], None] | None = None,
+        event: threading.Event | None = None,
     ) -> None:
         check_text(key, "A stream key")
         if type(start) is not int or start < 0:
@@ -52,6 +60,7 @@ class StreamReader:
         self._engine, self._executions = engine, executions
         self.workflow_id, self.key, self.offset, self.timeout = workflow_id, key, start, timeout
         self._from_db = True  # until a query returns a partial page
+        self._check, self._event = check, event  # a reader inside a workflow: cancel wakes it
 
     def _finished(self) -> bool:
         if self._executions.ending_soon(self.workflow_id):
@@ -130,9 +139,10 @@ class StreamReader:
 
     def values(self) -> Iterator[Any]:
         """The stream's values, as a blocking iterator."""
-        with self._engine.watch(self.workflow_id, self.key) as watch:
+        with self._engine.watch(self.workflow_id, self.key, self._event) as watch:
             while True:
-                batch = watch.wait_until(functools.partial(self._look, watch), self.timeout)
+                look = functools.partial(self._look, watch)
+                batch = watch.wait_until(look, self.timeout, self._check)
                 if batch is None:
                     raise self._timed_out()
                 yield from batch.values
@@ -144,7 +154,7 @@ class StreamReader:
         with self._engine.watch_async(self.workflow_id, self.key) as watch:
             while True:
                 look = functools.partial(self._look, watch)
-                batch = await watch.wait_until_async(look, self.timeout)
+                batch = await watch.wait_until_async(look, self.timeout, self._check)
                 if batch is None:
                     raise self._timed_out()
                 for value in batch.values:

@@ -12,15 +12,17 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 from nbflow import _context as context
 from nbflow import _waits as waits
-from nbflow._context import Runner, WorkflowCall
+from nbflow._calls import WorkflowCall, check_seconds
+from nbflow._context import Runner
 from nbflow._dispatcher import Dispatcher
 from nbflow._engine import Engine
 from nbflow._errors import WorkflowNotFoundError
@@ -34,8 +36,9 @@ from nbflow._queues import Queue, declared_queues, serve_declared_queues
 from nbflow._reader import StreamReader
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
 from nbflow._serialization import check_text
+from nbflow._workflow import as_workflow
 from nbflow.store import Store, WorkflowRow, open_store
-from nbflow.store._ops import Changes, Finish, Op
+from nbflow.store._ops import Changes
 
 __all__ = ["Runtime"]
 
@@ -73,7 +76,7 @@ class Runtime(Runner):
             store,
             executor_id=self.executor_id,
             allow_pickle=allow_pickle,
-            on_commit=self._on_commit,
+            on_commit=lambda batch, cancelled: self._lifecycle.committed(batch, cancelled),
         )
         self._engine = engine
         self._executions = Executions()
@@ -129,33 +132,11 @@ class Runtime(Runner):
 
     # -- notifications (committer and listener threads) ----------------------------------------
 
-    def _on_commit(self, batch: list[Op], cancelled: set[str]) -> None:
-        executions = self._executions
-        for op in batch:
-            if type(op) is Finish:
-                ex = executions.get(op.workflow_id)
-                if ex is not None:
-                    ex.ended(op.status)
-        notifier = self._engine.notifier
-        notifier.published(batch)
-        for workflow_id in cancelled:  # by another process, before these writes
-            ex = executions.get(workflow_id)
-            if ex is not None:
-                ex.cancelled_elsewhere()
-                ex.ended(Status.CANCELLED.value)
-            notifier.changed(workflow_id)
-
     def _on_remote_change(self, changed: Changes) -> None:
         """Other processes changed these workflows or queues (shared stores; listener thread)."""
         if changed.queues and self._dispatcher is not None:
             self._dispatcher.wake()  # another process enqueued
-        for workflow_id in changed.workflows:
-            self._engine.notifier.changed(workflow_id)
-            ex = self._executions.get(workflow_id)
-            if ex is None or not ex.running:
-                continue
-            if self.store.get_status(workflow_id) == Status.CANCELLED:  # cancelled elsewhere
-                ex.cancelled_elsewhere()
+        self._lifecycle.changed_elsewhere(changed.workflows)
 
     # -- threads started on demand --------------------------------------------------------------
 
@@ -182,7 +163,11 @@ class Runtime(Runner):
         self, queue: Queue, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> WorkflowHandle:
         """Record ``fn(*args, **kwargs)`` as ENQUEUED on ``queue`` (see :meth:`Queue.enqueue`)."""
-        handle = self._lifecycle.enqueue(queue, fn, args, kwargs)
+        call, body = WorkflowCall(as_workflow(fn), args, kwargs), self._body()
+        if body is not None:
+            handle = body.start_child(call, queue)
+        else:
+            handle = self._lifecycle.enqueue(queue, call)
         if self._dispatcher is not None:
             self._dispatcher.wake()
         return handle
@@ -190,8 +175,26 @@ class Runtime(Runner):
     # -- starting and managing workflows -------------------------------------------------------
 
     def start(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> WorkflowHandle:
-        """Start the workflow ``fn(*args, **kwargs)`` in a background thread; return its handle."""
+        """Start the workflow ``fn(*args, **kwargs)`` in a background thread; return its handle.
+
+        From a workflow body, the start is a checkpoint: the child is that workflow's (its
+        ``parent_id``), and a replay of the parent returns the same child.
+        """
+        body = self._body()
+        if body is not None:
+            return body.start_child(WorkflowCall(as_workflow(fn), args, kwargs))
         return self._lifecycle.start(fn, args, kwargs)
+
+    def begin_child(self, call: WorkflowCall, queue: Any = None) -> WorkflowHandle:
+        """Start (or enqueue) the child workflow ``call``, whose id its parent chose."""
+        handle = self._lifecycle.begin_child(call, queue)
+        if queue is not None and self._dispatcher is not None:
+            self._dispatcher.wake()
+        return handle
+
+    def run_on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on nbflow's event loop thread and wait for its result."""
+        return self._event_loop().submit(coro).result()
 
     def call(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a workflow durably in this thread (what calling a workflow function does)."""
@@ -330,22 +333,43 @@ class Runtime(Runner):
     def read_stream(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
     ) -> Iterator[Any]:
-        """Iterate over a stream's values from offset ``start``, until it is closed."""
-        return self._reader(workflow_id, key, start, timeout).values()
+        """Iterate over a stream's values from offset ``start``, until it is closed.
+
+        From a workflow body, each value read is a checkpoint: a replay reads the same values.
+        """
+        reader = self._reader(workflow_id, key, start, timeout)
+        body = self._body()
+        if body is not None:
+            return body.read_stream(workflow_id, key, start, timeout)
+        return reader.values()
 
     def read_stream_async(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
     ) -> AsyncIterator[Any]:
         """The same as :meth:`read_stream`, as an async iterator."""
-        return self._reader(workflow_id, key, start, timeout).avalues()
+        reader = self._reader(workflow_id, key, start, timeout)
+        body = self._body()
+        if body is not None:
+            return body.read_stream_async(workflow_id, key, start, timeout)
+        return reader.avalues()
 
     def _reader(
         self, workflow_id: str, key: str, start: int, timeout: float | None
     ) -> StreamReader:
-        reader = StreamReader(self._engine, self._executions, workflow_id, key, start, timeout)
-        if not self.exists(workflow_id):
-            raise WorkflowNotFoundError(workflow_id, self.database)
-        return reader
+        return self._history.reader(workflow_id, key, start, timeout)
+
+    def open_reader(
+        self,
+        workflow_id: str,
+        key: str,
+        start: int,
+        timeout: float | None,
+        *,
+        check: Callable[[], None] | None = None,
+        event: threading.Event | None = None,
+    ) -> StreamReader:
+        """A reader for a workflow body (``check`` and ``event`` let a cancel end its wait)."""
+        return self._history.reader(workflow_id, key, start, timeout, check=check, event=event)
 
     # -- messages and events -------------------------------------------------------------------
 
@@ -362,10 +386,22 @@ class Runtime(Runner):
         """The last value a workflow set for ``key`` (see :func:`nbflow.get_event`)."""
         check_text(workflow_id, "A workflow id")
         check_text(key, "An event key")
-        context.check_seconds(timeout, "timeout")
+        check_seconds(timeout, "timeout")
+        return waits.get_event(self._engine, self._event_body(), workflow_id, key, timeout)
+
+    async def get_event_async(
+        self, workflow_id: str, key: str, timeout: float | None = 60.0
+    ) -> Any:
+        """:meth:`get_event` without blocking the caller's event loop."""
+        check_text(workflow_id, "A workflow id")
+        check_text(key, "An event key")
+        check_seconds(timeout, "timeout")
+        body = self._event_body()
+        return await waits.get_event_async(self._engine, body, workflow_id, key, timeout)
+
+    def _event_body(self) -> tuple[Execution, WorkflowRun] | None:
         body = self._body()
-        run = None if body is None else (body.ex, body)
-        return waits.get_event(self._engine, run, workflow_id, key, timeout)
+        return None if body is None else (body.ex, body)
 
     @staticmethod
     def _body() -> WorkflowRun | None:

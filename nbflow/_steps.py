@@ -3,16 +3,18 @@
 A step takes the next function id. If the workflow recorded an outcome there, the step returns it
 (or raises it) without running. Otherwise each attempt runs with the step marked as this thread's
 (or task's) current operation, so that stream writes from inside it are credited to it; a failed
-attempt is retried per the step's :class:`~nbflow._context.RetryPolicy` while the workflow runs,
+attempt is retried per the step's :class:`~nbflow._calls.RetryPolicy` while the workflow runs,
 and the last outcome is recorded.
 """
 
 from __future__ import annotations
 
 import time
+from threading import get_ident
 from typing import Any
 
-from nbflow._context import SCOPE, Step, WorkflowContext
+from nbflow._calls import Step
+from nbflow._context import SCOPE, WorkflowContext
 from nbflow._execution import Execution
 from nbflow._serialization import Encoded, encode, encode_error
 from nbflow.store import ReplayRecord
@@ -88,20 +90,30 @@ class StepRun:
     """One step of a workflow being run; as a context manager, one attempt of it.
 
     When the workflow recorded the step's outcome, :attr:`record` holds it and :meth:`replay`
-    returns it. Otherwise ``with run: run.output = fn()`` runs the block as the next attempt, with the step marked as
-    this thread's (or task's) current operation. An exception the block raises is kept, not
+    returns it. Otherwise ``with run: run.output = fn()`` runs the block as the next attempt,
+    with the step marked as this thread's (or task's) current operation. An exception the block raises is kept, not
     raised: afterwards ``delay`` is None when the step is over (``output`` or ``error`` holds its
     outcome), else the seconds to wait before the next attempt.
     """
 
     __slots__ = (
-        "attempt", "ctx", "delay", "error", "ex", "function_id", "output", "record", "started",
-        "step", "token", "tries",
+        "attempt", "ctx", "delay", "error", "ex", "function_id", "keep_errors", "output",
+        "record", "started", "step", "token", "tries",
     )  # fmt: skip
 
-    def __init__(self, ex: Execution, ctx: WorkflowContext, step: Step) -> None:
-        self.ex, self.ctx, self.step = ex, ctx, step
-        self.function_id = function_id = ex.next_function_id()
+    def __init__(
+        self,
+        ex: Execution,
+        ctx: WorkflowContext,
+        step: Step,
+        function_id: int | None = None,
+        *,
+        keep_errors: bool = True,
+    ) -> None:
+        self.ex, self.ctx, self.step, self.keep_errors = ex, ctx, step, keep_errors
+        if function_id is None:
+            function_id = ex.next_function_id()
+        self.function_id = function_id
         self.record = ex.replayed(function_id, "step", step.name)
         if self.record is not None:
             return
@@ -125,7 +137,7 @@ class StepRun:
         self.tries += 1
         self.attempt += 1
         self.delay = None
-        self.token = SCOPE.set((self.ctx, self.function_id, self.attempt))
+        self.token = SCOPE.set((self.ctx, self.function_id, self.attempt, get_ident()))
         return self
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
@@ -141,6 +153,8 @@ class StepRun:
         """Record the last attempt's outcome; return its output or raise its error."""
         ex, name = self.ex, self.step.name
         if self.error is not None:
+            if not self.keep_errors:
+                raise self.error
             record_outcome(
                 ex, self.function_id, name, started=self.started, attempts=self.tries,
                 error=self.error, what=name,

@@ -16,12 +16,14 @@ Waits go through the engine's one wait loop, and are cut short by a cancel or a 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from nbflow._context import Step, WorkflowContext, current_step
+from nbflow._calls import Step
+from nbflow._context import WorkflowContext, current_step
 from nbflow._engine import Engine
 from nbflow._errors import WorkflowNotFoundError
 from nbflow._execution import Execution
@@ -29,7 +31,18 @@ from nbflow._serialization import Encoded
 from nbflow._steps import step_row
 from nbflow.store._ops import Consume, MessageRow, SetEvent, StepRow, event_step_name
 
-__all__ = ["get_event", "recv", "send", "set_event", "sleep"]
+__all__ = [
+    "SEND",
+    "get_event",
+    "get_event_async",
+    "get_event_name",
+    "recv",
+    "recv_async",
+    "send",
+    "set_event",
+    "sleep",
+    "sleep_async",
+]
 
 
 def _from_body(operation: str) -> None:
@@ -45,6 +58,15 @@ def _record(ex: Execution, function_id: int, name: str, started: float, output: 
 
 
 _NULL: Encoded = ("null", None)
+
+#: The name of a send's checkpoint: by kind, not by destination (a fork may change that).
+SEND = "nbflow.send"
+
+
+def get_event_name(key: str) -> str:
+    """The name of a get_event's checkpoint: by kind and key, not by the workflow it reads (the
+    body may pass its own id, which a fork changes)."""
+    return f"nbflow.get_event({key!r})"
 
 
 def sleep(ex: Execution, ctx: WorkflowContext, seconds: float) -> None:
@@ -107,8 +129,7 @@ def get_event(
     if body is None:
         return wait(None)
     ex, ctx = body
-    step = f"nbflow.get_event({workflow_id!r}, {key!r})"
-    return ctx.run_step(Step(step, wait), (ex,), {})
+    return ctx.run_step(Step(get_event_name(key), wait), (ex,), {})
 
 
 def send(
@@ -120,7 +141,7 @@ def send(
     topic: str | None,
 ) -> None:
     """Send ``message`` to ``workflow_id`` on ``topic``, from the body of ``ex`` or from outside."""
-    name = f"nbflow.send({workflow_id!r})"
+    name = SEND
     function_id = 0
     if ex is not None:
         function_id = ex.next_function_id()
@@ -140,27 +161,109 @@ def send(
         ex.append(row, _record(ex, function_id, name, now, _NULL))
 
 
+class _Receive:
+    """One ``recv`` of a workflow body: its checkpoint, before and after the wait."""
+
+    def __init__(self, ex: Execution, topic: str | None) -> None:
+        _from_body("recv")
+        self.ex, self.topic = ex, topic
+        self.name = f"nbflow.recv({topic!r})"
+        self.what = f"a message to workflow {ex.workflow_id!r}"
+        self.function_id = ex.next_function_id()
+        self.record = ex.replayed(self.function_id, "step", self.name)
+        if self.record is None:
+            ex.check_running()
+            ex.wait_row_durable()
+        self.started = time.time()
+
+    def replay(self) -> Any:
+        assert self.record is not None
+        record = self.record
+        return self.ex.engine.decode(record.output_json, record.output_pickle, self.what)
+
+    def probe(self, _: bool) -> MessageRow | None:
+        return self.ex.engine.store.next_message(self.ex.workflow_id, self.topic)
+
+    def took(self, message: MessageRow | None) -> int:
+        """Record what the wait got (the message, consumed in the same transaction, or None);
+        the log position to wait for before the next recv may look."""
+        ex = self.ex
+        if message is None:
+            return ex.append(_record(ex, self.function_id, self.name, self.started, _NULL))
+        value = (message.value_json, message.value_pickle)
+        step = _record(ex, self.function_id, self.name, self.started, value)
+        return ex.append(Consume(message.message_id, step))
+
+    def value(self, message: MessageRow | None) -> Any:
+        if message is None:
+            return None
+        return self.ex.engine.decode(message.value_json, message.value_pickle, self.what)
+
+
 def recv(ex: Execution, topic: str | None, timeout: float | None) -> Any:
     """Take the oldest message to ``ex`` on ``topic``; None after ``timeout`` seconds."""
-    _from_body("recv")
-    engine, workflow_id = ex.engine, ex.workflow_id
-    name = f"nbflow.recv({topic!r})"
-    what = f"a message to workflow {workflow_id!r}"
-    function_id = ex.next_function_id()
-    record = ex.replayed(function_id, "step", name)
-    if record is not None:
-        return engine.decode(record.output_json, record.output_pickle, what)
-    ex.check_running()
-    ex.wait_row_durable()
-    started = time.time()
-    with engine.watch(workflow_id, event=ex.wakeup) as watch:
-        message = watch.wait_until(
-            lambda _: engine.store.next_message(workflow_id, topic), timeout, ex.check_running
-        )
-    if message is None:
-        ex.append(_record(ex, function_id, name, started, _NULL))
-        return None
-    value = (message.value_json, message.value_pickle)
-    seq = ex.append(Consume(message.message_id, _record(ex, function_id, name, started, value)))
-    engine.log.wait_durable(seq)  # the next recv must not find it again
-    return engine.decode(value[0], value[1], what)
+    receive = _Receive(ex, topic)
+    if receive.record is not None:
+        return receive.replay()
+    with ex.engine.watch(ex.workflow_id, event=ex.wakeup) as watch:
+        message = watch.wait_until(receive.probe, timeout, ex.check_running)
+    ex.engine.log.wait_durable(receive.took(message))  # the next recv must not find it again
+    return receive.value(message)
+
+
+async def recv_async(ex: Execution, topic: str | None, timeout: float | None) -> Any:
+    """:func:`recv` in an ``async def`` workflow: waits without blocking nbflow's loop."""
+    receive = _Receive(ex, topic)
+    if receive.record is not None:
+        return receive.replay()
+    with ex.engine.watch_async(ex.workflow_id) as watch:
+        message = await watch.wait_until_async(receive.probe, timeout, ex.check_running)
+    await asyncio.to_thread(ex.engine.log.wait_durable, receive.took(message))
+    return receive.value(message)
+
+
+async def sleep_async(ex: Execution, ctx: WorkflowContext, seconds: float) -> None:
+    """:func:`sleep` in an ``async def`` workflow: waits without blocking nbflow's loop (a
+    cancel is seen within a quarter of a second)."""
+    wake_at = await ctx.run_step_async(_SLEEP_ASYNC, (seconds,), {})
+    await asyncio.to_thread(ex.engine.log.wait_durable)
+    while True:
+        ex.check_running()
+        left = wake_at - time.time()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, 0.25))
+
+
+async def _wake_time_async(seconds: float) -> float:
+    return _wake_time(seconds)
+
+
+_SLEEP_ASYNC = Step("nbflow.sleep", _wake_time_async)
+
+
+async def get_event_async(
+    engine: Engine,
+    body: tuple[Execution, WorkflowContext] | None,
+    workflow_id: str,
+    key: str,
+    timeout: float | None,
+) -> Any:
+    """:func:`get_event` without blocking an event loop (recorded in an async workflow body)."""
+    name = event_step_name(key)
+
+    async def wait(ex: Execution | None) -> Any:
+        with engine.watch_async(workflow_id) as watch:
+            found = await watch.wait_until_async(
+                lambda _: engine.store.get_event(workflow_id, name),
+                timeout,
+                None if ex is None else ex.check_running,
+            )
+        if found is None:
+            return None
+        return engine.decode(found[0], found[1], f"event {key!r} of workflow {workflow_id!r}")
+
+    if body is None:
+        return await wait(None)
+    ex, ctx = body
+    return await ctx.run_step_async(Step(get_event_name(key), wait), (ex,), {})

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import importlib
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
 from nbflow import _context as context
-from nbflow._context import RetryPolicy, Step
+from nbflow._calls import RetryPolicy, Step
 from nbflow._serialization import check_text
 
 __all__ = [
@@ -104,16 +106,14 @@ class WorkflowFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
+            ctx = context.body()
+            if ctx is not None:  # a child, its position taken now (in program order)
+                return ctx.call_child_async(self, args, kwargs, ctx.reserve(1)[0])
             return self._call_async(args, kwargs)
         return context.runner().call(self, args, kwargs)
 
     async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``await workflow(…)``: run it on nbflow's loop, durably, and wait for its result."""
-        if context.current() is not None:
-            raise RuntimeError(
-                f"Workflow {self.name!r} is awaited inside another workflow: start it with "
-                "nbflow.start() and await handle.result_async() instead."
-            )
         return await context.runner().start(self, *args, **kwargs).result_async()
 
     def __repr__(self) -> str:
@@ -161,18 +161,21 @@ class StepFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.is_async:
-            return self._call_async(args, kwargs)
         ctx = context.body()
-        if ctx is None:
-            return self.fn(*args, **kwargs)  # outside a workflow, or nested: a plain call
-        return ctx.run_step(self.step, args, kwargs)
+        if ctx is None:  # outside a workflow, or nested in a step: a plain call
+            if context.current() is None:
+                context.unrecorded(self.name)
+            return self.fn(*args, **kwargs)
+        if not self.is_async:
+            return ctx.run_step(self.step, args, kwargs)
+        if _running_loop() is None:  # an async step in a sync workflow: run on nbflow's loop
+            return ctx.run_coroutine(self.step, args, kwargs)
+        # Its position is taken now, at the call: asyncio.gather() replays in the same order.
+        return ctx.run_step_async(self.step, args, kwargs, ctx.reserve(1)[0])
 
-    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ctx = context.body()
-        if ctx is None:
-            return await self.fn(*args, **kwargs)
-        return await ctx.run_step_async(self.step, args, kwargs)
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by name (a process pool or Dask worker imports it again)."""
+        return (_import_step, (self.fn.__module__, self.fn.__qualname__))
 
     def __repr__(self) -> str:
         return f"<nbflow step {self.name!r}>"
@@ -216,9 +219,11 @@ def step(
 def run_step(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Run any callable as a one-off step of the current workflow (a plain call outside one)."""
     ctx = context.body()
-    if ctx is None:
-        return fn(*args, **kwargs)
     name = getattr(fn, "name", None) or _qualified_name(fn)
+    if ctx is None:
+        if context.current() is None:
+            context.unrecorded(name)
+        return fn(*args, **kwargs)
     return ctx.run_step(Step(name, getattr(fn, "fn", fn)), args, kwargs)
 
 
@@ -230,3 +235,18 @@ def as_workflow(fn: Callable[..., Any]) -> WorkflowFunction:
         f"nbflow.start() needs a function decorated with @nbflow.workflow, not {fn!r}. "
         "Decorate it, e.g. @nbflow.workflow above its def."
     )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _import_step(module: str, qualname: str) -> Any:
+    """The object ``module.qualname`` (how a pickled step is found again)."""
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found

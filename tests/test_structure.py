@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import nbflow
 
 PACKAGE = Path(nbflow.__file__).parent
@@ -73,3 +75,17 @@ def test_no_module_but_runtime_reads_private_state_of_a_runtime() -> None:
         for line, name in private_reads(path.read_text(), private)
     ]
     assert offenders == []
+
+
+def test_every_core_module_has_a_place_in_the_layers() -> None:
+    """A new module of nbflow/ must be placed in pyproject.toml's import-linter layers (and in
+    the forbidden contract's sources): unplaced, nothing would check its imports."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    layers, forbidden = config["tool"]["importlinter"]["contracts"]
+    placed = {name.strip() for layer in layers["layers"] for name in layer.split("|")}
+    modules = {
+        f"nbflow.{p.stem}" for p in PACKAGE.glob("_*.py") if p.stem not in ("__init__", "__main__")
+    }
+    assert modules - placed == set()
+    assert modules - set(forbidden["source_modules"]) == set()

@@ -147,6 +147,10 @@ class Store(abc.ABC):
         """The value (JSON, pickle) of the last successful step called ``name``, or None."""
 
     @abc.abstractmethod
+    def running_children(self, parent_id: str) -> list[str]:
+        """The ids of the PENDING or ENQUEUED workflows that ``parent_id`` started."""
+
+    @abc.abstractmethod
     def pending_workflows(self) -> list[WorkflowRow]:
         """Every PENDING workflow, oldest first."""
 

@@ -168,14 +168,16 @@ class Consume(NamedTuple):
 
 
 class Fork(NamedTuple):
-    """Copy ``source_id`` as ``new_id`` (PENDING, run by ``executor_id``), with its operations
-    before the function id ``from_step`` and the stream items they wrote."""
+    """Copy ``source_id`` as ``new_id`` (PENDING, run by ``executor_id``, cancelled at
+    ``deadline`` if one is given), with its operations before the function id ``from_step`` and
+    the stream items they wrote."""
 
     source_id: str
     new_id: str
     from_step: int
     now: float
     executor_id: str
+    deadline: float | None = None
 
 
 Op: TypeAlias = (

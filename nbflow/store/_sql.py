@@ -108,17 +108,16 @@ def reopen_statements(workflow_id: str, now: float) -> list[tuple[str, list[Any]
     ]
 
 
-def fork_statements(
-    source_id: str, new_id: str, from_step: int, now: float, executor_id: str
-) -> list[tuple[str, list[Any]]]:
+def fork_statements(fork: Fork) -> list[tuple[str, list[Any]]]:
     """A copy of a workflow under a new id, with its operations before ``from_step`` (a function
     id) and the stream items they wrote, PENDING, to be run on from there."""
+    source_id, new_id, from_step = fork.source_id, fork.new_id, fork.from_step
     return [
         (
             "INSERT INTO workflows (workflow_id, name, status, inputs_json, inputs_pickle, "
-            "created_at, updated_at, executor_id) SELECT $2, name, 'PENDING', inputs_json, "
-            "inputs_pickle, $3, $3, $4 FROM workflows WHERE workflow_id = $1",
-            [source_id, new_id, now, executor_id],
+            "created_at, updated_at, executor_id, deadline) SELECT $2, name, 'PENDING', "
+            "inputs_json, inputs_pickle, $3, $3, $4, $5 FROM workflows WHERE workflow_id = $1",
+            [source_id, new_id, fork.now, fork.executor_id, fork.deadline],
         ),
         (
             f"INSERT INTO steps SELECT $2, {STEP_COLUMNS.split(', ', 1)[1]} FROM steps "
@@ -211,9 +210,7 @@ class SQLStore(Store):
                     )
                     steps.append(op.step)
                 elif type(op) is Fork:
-                    statements += fork_statements(
-                        op.source_id, op.new_id, op.from_step, op.now, op.executor_id
-                    )
+                    statements += fork_statements(op)
                 else:  # pragma: no cover - a programming error
                     raise TypeError(f"unknown operation {op!r}")
         self._flush(statements, plan)
@@ -334,6 +331,14 @@ class SQLStore(Store):
             f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status = 'PENDING' ORDER BY created_at"
         )
         return [WorkflowRow(*row) for row in rows]
+
+    def running_children(self, parent_id: str) -> list[str]:
+        rows = self._fetchall(
+            "SELECT workflow_id FROM workflows WHERE parent_id = $1 "
+            "AND status IN ('PENDING', 'ENQUEUED') ORDER BY created_at",
+            [parent_id],
+        )
+        return [row[0] for row in rows]
 
     def list_steps(self, workflow_id: str) -> list[StepRow]:
         rows = self._fetchall(

@@ -1,0 +1,118 @@
+"""What calls of steps, maps and workflows carry: typed records shared by declarations and the
+engine (a leaf: it imports nothing else of nbflow)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+__all__ = [
+    "NO_RETRY",
+    "MapOptions",
+    "RetryPolicy",
+    "Step",
+    "StepAttempt",
+    "WorkflowCall",
+    "check_seconds",
+    "step_of",
+]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a step is run again when it raises.
+
+    Attributes:
+        retries: How many times to run it again (0: never).
+        backoff: The factor by which the wait grows after each failed attempt.
+        interval: Seconds to wait before the first retry.
+    """
+
+    retries: int = 0
+    backoff: float = 2.0
+    interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.backoff < 1 or self.interval < 0:
+            raise ValueError(
+                f"@nbflow.step needs retries >= 0, backoff >= 1 and interval >= 0 (got "
+                f"retries={self.retries}, backoff={self.backoff}, interval={self.interval})."
+            )
+
+    def delay(self, failures: int) -> float | None:
+        """Seconds to wait after the ``failures``-th failed attempt, or None: give up."""
+        if failures > self.retries:
+            return None
+        return self.interval * self.backoff ** (failures - 1)
+
+
+NO_RETRY = RetryPolicy()
+
+
+class StepAttempt(NamedTuple):
+    """A step attempt in progress: the step's function id and the attempt number (1, 2, …)."""
+
+    function_id: int
+    attempt: int
+
+
+class Step(NamedTuple):
+    """What runs as a step: its name in the history, the function, and its retry policy."""
+
+    name: str
+    fn: Callable[..., Any]
+    policy: RetryPolicy = NO_RETRY
+
+
+def step_of(fn: Callable[..., Any]) -> Step:
+    """The :class:`Step` that runs ``fn``: a ``@step``'s own, else one named after ``fn``. An
+    ``async def`` function runs on an event loop of the thread that runs the step."""
+    step = getattr(fn, "step", None)
+    if not isinstance(step, Step):
+        target = fn
+        while isinstance(target, functools.partial):
+            target = target.func
+        module = getattr(target, "__module__", None) or "__main__"
+        name = getattr(target, "__qualname__", None) or type(target).__qualname__
+        step = Step(f"{module}.{name}", fn)
+    if inspect.iscoroutinefunction(step.fn):
+        step = step._replace(fn=functools.partial(_run_coroutine, step.fn))
+    return step
+
+
+def _run_coroutine(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return asyncio.run(fn(*args, **kwargs))
+
+
+class MapOptions(NamedTuple):
+    """How :func:`nbflow.map` runs: see its arguments."""
+
+    concurrency: int = 8
+    per_second: float | None = None
+    executor: Any = None
+    label: Callable[[Any], str] | None = None
+
+
+class WorkflowCall(NamedTuple):
+    """A call of a workflow function, with the ids given to it (None: not given)."""
+
+    wf: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    workflow_id: str | None = None
+    parent_id: str | None = None
+
+
+def check_seconds(value: float | None, what: str) -> None:
+    """Raise ValueError unless ``value`` is None or a number of seconds >= 0."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{what} must be a number of seconds, not {value!r}.")
+    if value < 0:
+        raise ValueError(f"{what} must be >= 0 seconds, not {value!r}.")

@@ -1,0 +1,160 @@
+"""Parallel steps: ``nbflow.map``, ``nbflow.map_async`` and ``nbflow.Executor``.
+
+Inside a workflow body, every item of a map and every call submitted to an :class:`Executor` is
+a checkpointed step whose position in the workflow is taken at the call, in program order, so a
+replay or a resume returns each one's own result however they interleaved (see
+:mod:`nbflow._mapping`). Outside a workflow (or inside a step) they are plain parallel calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from nbflow import _context as context
+from nbflow._calls import MapOptions, step_of
+from nbflow._workers import Pacer, Workers, parse_rate
+
+__all__ = ["Executor", "map", "map_async"]
+
+
+def _options(
+    concurrency: int, rate: str | float | None, executor: Any, key: Callable[[Any], Any] | None
+) -> MapOptions:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}.")
+    if executor is not None and not isinstance(executor, concurrent.futures.Executor):
+        raise TypeError(
+            f"executor must be a concurrent.futures.Executor (a ThreadPoolExecutor, a "
+            f"ProcessPoolExecutor, a Dask client's get_executor()), not {executor!r}."
+        )
+    if key is not None and not callable(key):
+        raise TypeError(f"key must be a function of an item (its label), not {key!r}.")
+    return MapOptions(concurrency, parse_rate(rate), executor, key)
+
+
+def map(
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    concurrency: int = 8,
+    rate: str | float | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    key: Callable[[Any], Any] | None = None,
+) -> list[Any]:
+    """Call ``fn(item)`` for every item, in parallel; the results in input order.
+
+    Inside a workflow each item is a checkpointed step: a replay or resume returns the finished
+    items from their checkpoints and runs only the rest, and progress items go to the stream
+    ``progress`` (a live view shows the map). An item that still fails after the step's retries
+    stops the map: items in flight finish (and keep their checkpoints), then its error is raised,
+    naming the item; a resume runs only what failed or never ran.
+
+    Args:
+        fn: A function of one item, usually a ``@nbflow.step`` (its name and retry policy apply).
+        items: What to call it on.
+        concurrency: At most this many items run at once.
+        rate: At most this many starts per time, for rate-limited APIs: ``"20/s"``, ``"600/min"``,
+            ``"1000/h"`` (or a number per second).
+        executor: Where items run (default: nbflow's threads). A ``ProcessPoolExecutor`` or a
+            Dask client's ``get_executor()`` spreads heavy items over cores and machines; nbflow
+            keeps their checkpoints here. An item running in another process cannot write
+            streams (that raises :class:`~nbflow.NotInWorkflowError` there): return values.
+        key: A function giving an item's label, named in progress messages and errors.
+
+    Example:
+        >>> answers = nbflow.map(ask_llm, prompts, concurrency=8, rate="20/s")
+    """
+    options = _options(concurrency, rate, executor, key)
+    ctx = context.body()
+    if ctx is None:
+        return _plain_map(fn, list(items), options)
+    return ctx.map(fn, list(items), options)
+
+
+def map_async(
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    concurrency: int = 8,
+    rate: str | float | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    key: Callable[[Any], Any] | None = None,
+) -> Awaitable[list[Any]]:
+    """:func:`map` for ``async def`` code: ``results = await nbflow.map_async(fn, items)``.
+
+    The items run on threads as with :func:`map` (an ``async def`` ``fn`` runs each item on an
+    event loop of its thread); the caller's event loop is not blocked. Inside a workflow the
+    positions are taken at the call.
+    """
+    options = _options(concurrency, rate, executor, key)
+    ctx = context.body()
+    if ctx is None:
+        return asyncio.to_thread(_plain_map, fn, list(items), options)
+    return ctx.map_async(fn, list(items), options)
+
+
+def _plain_map(fn: Callable[[Any], Any], items: list[Any], options: MapOptions) -> list[Any]:
+    """The map outside a workflow: plain calls, at most ``concurrency`` at a time."""
+    call = step_of(fn).fn
+    pool = options.executor or Workers(options.concurrency, "map")
+    pacer = Pacer(options.per_second)
+    results: list[Any] = [None] * len(items)
+    in_flight: dict[concurrent.futures.Future[Any], int] = {}
+    failure: BaseException | None = None
+    pending = iter(range(len(items)))
+    try:
+        while True:
+            while failure is None and len(in_flight) < options.concurrency:
+                index = next(pending, None)
+                if index is None:
+                    break
+                pacer.wait()
+                in_flight[pool.submit(call, items[index])] = index
+            if not in_flight:
+                break
+            done, _ = concurrent.futures.wait(in_flight, return_when="FIRST_COMPLETED")
+            for future in done:
+                index = in_flight.pop(future)
+                try:
+                    results[index] = future.result()
+                except Exception as exc:
+                    failure = failure or exc
+    finally:
+        if options.executor is None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if failure is not None:
+        raise failure
+    return results
+
+
+class Executor(concurrent.futures.Executor):
+    """A thread pool for steps: inside a workflow body, each ``submit`` is a checkpointed step.
+
+    The step's position is taken at the ``submit`` (in program order), so a replay returns each
+    call's own result however the threads interleave. Outside a workflow it is a plain pool.
+    Threads are daemonic, named ``nbflow-executor-…``; use it as a context manager or call
+    :meth:`shutdown`.
+
+    Example:
+        >>> with nbflow.Executor(max_workers=8) as pool:
+        ...     futures = [pool.submit(fetch, url) for url in urls]
+        ...     pages = [f.result() for f in futures]
+    """
+
+    def __init__(self, max_workers: int = 8) -> None:
+        self._workers = Workers(max_workers, "executor")
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        ctx = context.body()
+        if ctx is None:
+            return self._workers.submit(fn, *args, **kwargs)
+        function_id = ctx.reserve(1)[0]
+        return self._workers.submit(ctx.run_step, step_of(fn), args, kwargs, function_id)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._workers.shutdown(wait, cancel_futures=cancel_futures)

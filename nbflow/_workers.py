@@ -1,0 +1,131 @@
+"""Worker threads for parallel steps, and pacing for rate-limited ones.
+
+:class:`Workers` is a small :class:`concurrent.futures.Executor` whose threads are daemonic and
+named ``nbflow-<name>-<n>``, started as work arrives and stopped by :meth:`Workers.shutdown`
+(:class:`~concurrent.futures.ThreadPoolExecutor`'s threads are neither). :class:`Pacer` spaces
+starts for APIs with a rate limit (``"20/s"``, ``"600/min"``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Pacer", "Workers", "parse_rate"]
+
+_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*")
+_PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+_names = itertools.count(1)
+
+
+def parse_rate(rate: str | float | None) -> float | None:
+    """Starts per second from ``"20/s"``, ``"600/min"``, ``"1000/h"`` or a number (None: no limit).
+
+    Raises:
+        ValueError: ``rate`` is none of these, or not > 0.
+    """
+    if rate is None:
+        return None
+    per_second: float | None = None
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool):
+        per_second = float(rate)
+    elif isinstance(rate, str) and (match := _RATE.fullmatch(rate)):
+        per_second = float(match.group(1)) / _PER[match.group(2)]
+    if per_second is None or not per_second > 0:
+        raise ValueError(
+            f"rate must be like '20/s', '600/min' or '1000/h' (or starts per second > 0), "
+            f"not {rate!r}."
+        )
+    return per_second
+
+
+class Pacer:
+    """Spaces starts ``1 / per_second`` apart; ``wait`` sleeps (cut short by ``stop``)."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self._interval = 0.0 if per_second is None else 1.0 / per_second
+        self._next = time.monotonic()
+
+    def wait(self, stop: threading.Event | None = None) -> None:
+        """Return when the next start is due."""
+        if not self._interval:
+            return
+        now = time.monotonic()
+        delay = self._next - now
+        self._next = max(now, self._next) + self._interval
+        if delay > 0:
+            if stop is None:
+                time.sleep(delay)
+            else:
+                stop.wait(delay)
+
+
+class Workers(concurrent.futures.Executor):
+    """A pool of at most ``max_workers`` daemon threads named ``nbflow-<name>-<n>``."""
+
+    def __init__(self, max_workers: int, name: str = "workers") -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be an int >= 1, not {max_workers!r}.")
+        self._max = max_workers
+        self._name = f"nbflow-{name}-{next(_names)}"
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot submit to a shut-down nbflow worker pool")
+            self._queue.put((future, fn, args, kwargs))
+            if len(self._threads) < self._max:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in threads:
+            self._queue.put(None)
+        if wait:
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join()
