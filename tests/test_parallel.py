@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import itertools
 import logging
 import multiprocessing
 import threading
+import time
 from typing import Any
 
 import pytest
 
 import nbflow
+from nbflow._workers import Pacer, parse_rate
 from tests import parallel_items
-from tests.helpers import interrupt, nbflow_threads, wait_until  # noqa: F401
+from tests.helpers import nbflow_threads, wait_until
 
 pytestmark = pytest.mark.contract
 
@@ -209,3 +212,58 @@ def with_copied_context(n: int) -> list[int]:
 def test_a_step_in_a_thread_with_a_copied_context_fails_loudly(rt: nbflow.Runtime) -> None:
     with pytest.raises(nbflow.ConcurrencyError, match=r"nbflow\.map"):
         nbflow.start(with_copied_context, 4).result(timeout=30)
+
+
+# -- map_async, rate, and replays of the executor -------------------------------------------------
+
+
+@nbflow.step(name="tests.parallel.stamp")
+def stamp(i: int) -> float:
+    return time.monotonic()
+
+
+@nbflow.workflow(name="tests.parallel.async_mapper")
+async def async_mapper(n: int) -> list[Any]:
+    doubled = await nbflow.map_async(double, range(n), concurrency=3)
+    return [*doubled, await nbflow.sleep_async(0) or "after"]
+
+
+def test_map_async_inside_an_async_workflow(rt: nbflow.Runtime) -> None:
+    handle = nbflow.start(async_mapper, 6)
+    assert handle.result(timeout=30) == [0, 2, 4, 6, 8, 10, "after"]
+    steps = nbflow.list_steps(handle.workflow_id)
+    assert [s.name for s in steps][:6] == ["tests.parallel.double"] * 6
+    assert steps[-1].name == "nbflow.sleep"  # reserved after the map's items and progress
+
+
+@nbflow.workflow(name="tests.parallel.paced")
+def paced(n: int) -> list[float]:
+    return nbflow.map(stamp, range(n), concurrency=4, rate="20/s")
+
+
+def test_rate_spaces_the_starts(rt: nbflow.Runtime) -> None:
+    assert len(nbflow.start(paced, 6).result(timeout=30)) == 6
+    pacer = Pacer(parse_rate("20/s"))  # what map waits on before each start
+    starts = []
+    for _ in range(5):
+        pacer.wait()
+        starts.append(time.monotonic())
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.049  # a limiter's floor (sleep never returns early), not a speed
+    assert parse_rate("600/min") == parse_rate(10) == 10.0 and parse_rate("3600/h") == 1.0
+
+
+def test_a_resumed_executor_returns_each_submit_its_own_result(
+    rt: nbflow.Runtime, database: str
+) -> None:
+    release.clear()  # item 5 waits
+    handle = nbflow.start(with_executor, 8)
+    wait_until(lambda: len(nbflow.list_steps(handle.workflow_id)) >= 5)
+    rt.close(timeout=0)
+    release.set()
+    wait_until(lambda: not [t for t in nbflow_threads() if t.name.startswith("nbflow-workflow")])
+    calls.clear()
+    with nbflow.configure(database) as again:
+        [resumed] = again.recover()
+        assert resumed.result(timeout=30) == [i * 2 for i in range(8)]
+        assert 5 in calls and len(calls) < 8  # only the submits without a checkpoint ran again
