@@ -46,7 +46,7 @@ def parse_rate(rate: str | float | None) -> float | None:
 
 
 class Pacer:
-    """Spaces starts ``1 / per_second`` apart; ``wait`` sleeps (cut short by ``stop``)."""
+    """Spaces starts at least ``1 / per_second`` apart; ``wait`` sleeps (cut short by ``stop``)."""
 
     def __init__(self, per_second: float | None) -> None:
         self._interval = 0.0 if per_second is None else 1.0 / per_second
@@ -56,14 +56,14 @@ class Pacer:
         """Return when the next start is due."""
         if not self._interval:
             return
-        now = time.monotonic()
-        delay = self._next - now
-        self._next = max(now, self._next) + self._interval
+        delay = self._next - time.monotonic()
         if delay > 0:
             if stop is None:
                 time.sleep(delay)
             else:
                 stop.wait(delay)
+        # from this start on, never before: at most one start per interval, however late it was
+        self._next = time.monotonic() + self._interval
 
 
 class Workers(concurrent.futures.Executor):
