@@ -403,11 +403,11 @@ class Runtime(Runner):
         body = self._body()
         return None if body is None else (body.ex, body)
 
-    @staticmethod
-    def _body() -> WorkflowRun | None:
-        """The workflow whose body calls, or None (outside workflows, or inside a step)."""
+    def _body(self) -> WorkflowRun | None:
+        """The workflow of this runtime whose body calls, or None (outside workflows, inside a
+        step, or in a workflow of another runtime)."""
         ctx = context.body()
-        return ctx if isinstance(ctx, WorkflowRun) else None
+        return ctx if isinstance(ctx, WorkflowRun) and ctx.runner is self else None
 
     # -- closing -------------------------------------------------------------------------------
 

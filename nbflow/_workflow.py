@@ -107,9 +107,11 @@ class WorkflowFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
             ctx = context.body()
-            if ctx is not None:  # a child, its position taken now (in program order)
-                return ctx.call_child_async(self, args, kwargs, ctx.reserve(1)[0])
-            return self._call_async(args, kwargs)
+            if ctx is None:
+                return self._call_async(args, kwargs)
+            # a child, its position taken now (in program order); a sync body waits for it
+            child = ctx.call_child_async(self, args, kwargs, ctx.reserve(1)[0])
+            return child if _running_loop() is not None else ctx.runner.run_on_loop(child)
         return context.runner().call(self, args, kwargs)
 
     async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

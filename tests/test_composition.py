@@ -350,3 +350,15 @@ def test_workflow_timeout_around_a_child_call_inside_a_workflow(rt: nbflow.Runti
         rt, "SELECT deadline FROM workflows WHERE parent_id = ?", handle.workflow_id
     )
     assert deadline is not None and time.time() < deadline < time.time() + 91
+
+
+@nbflow.workflow(name="tests.composition.sync_parent_of_async")
+def sync_parent_of_async() -> int:
+    return async_child(4)  # type: ignore[no-any-return]
+
+
+def test_a_sync_workflow_calls_an_async_child(rt: nbflow.Runtime) -> None:
+    handle = nbflow.start(sync_parent_of_async)
+    assert handle.result(timeout=30) == 40
+    [child_row] = nbflow.list_workflows(name="tests.composition.async_child")
+    assert child_row.parent_id == handle.workflow_id
