@@ -47,7 +47,7 @@ def demo(args: list[str]) -> int:
 
 
 def test(args: list[str]) -> int:
-    ensure_venv("notebook,dev,bench")
+    ensure_venv("notebook,dev,bench,dask")
     run(PY, "-m", "ruff", "check", "nbflow", "tests", "benchmarks", "dev.py")
     run(PY, "-m", "ruff", "format", "--check", "nbflow", "tests", "benchmarks", "dev.py")
     run(PY, "-m", "mypy")
