@@ -35,8 +35,11 @@ from nbflow._workers import Pacer, Workers
 __all__ = ["call_remote", "prepare_map", "run_map"]
 
 
-def call_remote(fn: Callable[..., Any], item: Any, name: str) -> Any:
-    """Run a map item in another process (module-level, so executors can pickle it)."""
+def call_remote(fn: Callable[..., Any], item: Any, name: str, attempt: int = 1) -> Any:
+    """Run a map item in another process (module-level, so executors can pickle it).
+
+    ``attempt`` makes each retry a call of its own: an executor that caches calls by their
+    arguments (a Dask client's, by default) would hand back the failed one."""
     with mark_remote(name):
         return fn(item)
 
@@ -84,12 +87,12 @@ class _Map:
         self.ex.write_stream("progress", value, at=self.progress_ids[self.done])
 
     def submit(
-        self, pool: concurrent.futures.Executor, index: int
+        self, pool: concurrent.futures.Executor, index: int, attempt: int = 1
     ) -> concurrent.futures.Future[Any]:
         item, function_id = self.items[index], self.item_ids[index]
         if self.local:
             return pool.submit(self.ctx.run_step, self.step, (item,), {}, function_id, False)
-        return pool.submit(call_remote, self.fn, item, self.step.name)
+        return pool.submit(call_remote, self.fn, item, self.step.name, attempt)
 
     def run(self) -> list[Any]:
         """Run the items without a checkpoint; the results, in input order."""
@@ -184,7 +187,7 @@ def _schedule(run: _Map, pool: concurrent.futures.Executor, todo: Iterator[int])
                 run.failure = run.failure or (index, error)
             else:
                 ex.wakeup.wait(delay)
-                in_flight[run.submit(pool, index)] = (index, started)
+                in_flight[run.submit(pool, index, tries[index] + 1)] = (index, started)
 
 
 def _note(error: BaseException, text: str) -> None:

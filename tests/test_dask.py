@@ -186,16 +186,9 @@ def test_an_item_that_fails_on_a_dask_worker_is_retried_with_impure_tasks(
     assert len(steps) == 3 and all(s.status == "SUCCESS" for s in steps)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="nbflow defect: a retry of a remote map item resubmits the same call_remote(fn, item, "
-    "step) to the executor; a Dask client's get_executor() is pure by default, so the retry gets "
-    "the same task key and Dask hands back the failed task without running it again",
-)
 def test_an_item_that_fails_on_a_dask_worker_is_retried_with_the_default_executor(
     rt: nbflow.Runtime, client: Any, tmp_path: Path
 ) -> None:
     handle = nbflow.start(retry_all, 3, str(tmp_path / "attempts"), True)
-    assert handle.result(timeout=120) == [0, 1, 2]  # today: ValueError after a single attempt
+    assert handle.result(timeout=120) == [0, 1, 2]  # each retry is a Dask task of its own
     assert attempts(tmp_path / "attempts", 3) == [2, 2, 2]
