@@ -7,12 +7,29 @@ import asyncio
 import functools
 import inspect
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+#: A call's positional and keyword arguments.
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+
+
+class Wake(NamedTuple):
+    """How a wait inside a workflow ends early: ``check`` raises once the workflow is cancelled
+    or its runtime closes; ``event`` (when given) is set then, to wake the wait at once."""
+
+    check: Callable[[], None]
+    event: threading.Event | None = None
+
+
 __all__ = [
     "NO_RETRY",
+    "Args",
+    "Kwargs",
+    "Wake",
     "MapOptions",
     "RetryPolicy",
     "Step",
@@ -67,6 +84,8 @@ class Step(NamedTuple):
     name: str
     fn: Callable[..., Any]
     policy: RetryPolicy = NO_RETRY
+    #: Whether its last error is recorded (a map item's is not: a resume runs it again).
+    keep_errors: bool = True
 
 
 def step_of(fn: Callable[..., Any]) -> Step:

@@ -9,7 +9,6 @@ or enqueueing one records its id as a step ``nbflow.start('name')`` / ``nbflow.e
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
@@ -23,40 +22,58 @@ from nbflow._handle import WorkflowHandle
 __all__ = ["call_child", "call_child_async", "start_child"]
 
 
-def _recorder(ex: Execution, function_id: int, name: str) -> functools.partial[None]:
-    return functools.partial(
-        steps.record_outcome,
-        ex,
-        function_id,
-        name,
-        started=time.time(),
-        attempts=1,
-        what=f"the result of workflow {name!r}",
-    )
-
-
 def _child_id(ex: Execution, function_id: int) -> str:
     return context.take_assigned_id() or f"{ex.workflow_id}-{function_id}"
+
+
+class _Child:
+    """A child workflow called or awaited by the body of ``ex``: its position, its replay, and
+    (as a context manager around the call) the record of its outcome."""
+
+    def __init__(self, ex: Execution, wf: Any, function_id: int) -> None:
+        self.ex, self.wf, self.function_id = ex, wf, function_id
+        self.record = ex.replayed(function_id, "step", wf.name)
+        self.output: Any = None
+        self.started = time.time()
+
+    def replay(self) -> Any:
+        assert self.record is not None
+        return steps.replay_outcome(self.ex, self.function_id, self.record, self.wf.name)
+
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkflowCall:
+        """The child's call, under its id (``<parent>-<n>``, or one given by set_workflow_id)."""
+        self.ex.check_running()
+        child_id = _child_id(self.ex, self.function_id)
+        return WorkflowCall(self.wf, args, kwargs, child_id, self.ex.workflow_id)
+
+    def __enter__(self) -> _Child:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and not isinstance(exc, Exception):
+            return
+        steps.record_outcome(
+            self.ex,
+            self.function_id,
+            self.wf.name,
+            started=self.started,
+            attempts=1,
+            output=self.output,
+            error=exc,
+            what=f"the result of workflow {self.wf.name!r}",
+        )
 
 
 def call_child(
     ex: Execution, runner: Runner, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """Run ``wf`` as a child of ``ex`` in this thread (or wait for it); its result, recorded."""
-    function_id = ex.next_function_id()
-    recorded = ex.replayed(function_id, "step", wf.name)
-    if recorded is not None:
-        return steps.replay_outcome(ex, function_id, recorded, wf.name)
-    ex.check_running()
-    call = WorkflowCall(wf, args, kwargs, _child_id(ex, function_id), ex.workflow_id)
-    record = _recorder(ex, function_id, wf.name)
-    try:
-        output = runner.run_child(call)
-    except Exception as exc:
-        record(error=exc)
-        raise
-    record(output=output)
-    return output
+    child = _Child(ex, wf, ex.next_function_id())
+    if child.record is not None:
+        return child.replay()
+    with child:
+        child.output = runner.run_child(child.call(args, kwargs))
+    return child.output
 
 
 async def call_child_async(
@@ -68,19 +85,12 @@ async def call_child_async(
     function_id: int,
 ) -> Any:
     """``await child(...)`` in an async workflow: start the child, await its end, record it."""
-    recorded = ex.replayed(function_id, "step", wf.name)
-    if recorded is not None:
-        return steps.replay_outcome(ex, function_id, recorded, wf.name)
-    ex.check_running()
-    call = WorkflowCall(wf, args, kwargs, _child_id(ex, function_id), ex.workflow_id)
-    record = _recorder(ex, function_id, wf.name)
-    try:
-        output = await runner.begin_child(call).result_async()
-    except Exception as exc:
-        record(error=exc)
-        raise
-    record(output=output)
-    return output
+    child = _Child(ex, wf, function_id)
+    if child.record is not None:
+        return child.replay()
+    with child:
+        child.output = await runner.begin_child(child.call(args, kwargs)).result_async()
+    return child.output
 
 
 def start_child(ex: Execution, runner: Runner, call: WorkflowCall, queue: Any) -> WorkflowHandle:

@@ -25,7 +25,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
-from nbflow._calls import MapOptions, Step, StepAttempt, WorkflowCall
+from nbflow._calls import Args, Kwargs, MapOptions, Step, StepAttempt, Wake, WorkflowCall
 from nbflow._errors import ConcurrencyError, NotInWorkflowError
 
 if TYPE_CHECKING:
@@ -66,24 +66,14 @@ class WorkflowContext(abc.ABC):
 
     @abc.abstractmethod
     def run_step(
-        self,
-        step: Step,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        function_id: int | None = None,
-        keep_errors: bool = True,
+        self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
         """Run ``step`` as the workflow's next step (or at the reserved ``function_id``, from any
-        thread), or return its recorded outcome. ``keep_errors``: record its last error."""
+        thread), or return its recorded outcome."""
 
     @abc.abstractmethod
     async def run_step_async(
-        self,
-        step: Step,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        function_id: int | None = None,
-        keep_errors: bool = True,
+        self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
         """:meth:`run_step` for an ``async def`` step."""
 
@@ -181,16 +171,9 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def open_reader(
-        self,
-        workflow_id: str,
-        key: str,
-        start: int,
-        timeout: float | None,
-        *,
-        check: Callable[[], None] | None = None,
-        event: threading.Event | None = None,
+        self, workflow_id: str, key: str, start: int, timeout: float | None, wake: Wake | None
     ) -> Any:
-        """A stream reader (``.values()``, ``.avalues()``) whose waits ``check`` may end."""
+        """A stream reader (``.values()``, ``.avalues()``) whose waits ``wake`` may end."""
 
     @abc.abstractmethod
     def run_on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:

@@ -3,10 +3,10 @@ outside workflows."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
+from nbflow._calls import Wake
 from nbflow._engine import Engine
 from nbflow._errors import (
     WaitTimeoutError,
@@ -110,20 +110,11 @@ class History:
         key: str,
         start: int,
         timeout: float | None,
-        *,
-        check: Callable[[], None] | None = None,
-        event: threading.Event | None = None,
+        wake: Wake | None = None,
     ) -> StreamReader:
         """A reader of the stream ``key`` of ``workflow_id`` (see :class:`StreamReader`)."""
         reader = StreamReader(
-            self._engine,
-            self._executions,
-            workflow_id,
-            key,
-            start,
-            timeout,
-            check=check,
-            event=event,
+            self._engine, self._executions, workflow_id, key, start, timeout, wake
         )
         if not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self._engine.database)

@@ -91,7 +91,8 @@ class _Map:
     ) -> concurrent.futures.Future[Any]:
         item, function_id = self.items[index], self.item_ids[index]
         if self.local:
-            return pool.submit(self.ctx.run_step, self.step, (item,), {}, function_id, False)
+            step = self.step._replace(keep_errors=False)
+            return pool.submit(self.ctx.run_step, step, (item,), {}, function_id)
         return pool.submit(call_remote, self.fn, item, self.step.name, attempt)
 
     def run(self) -> list[Any]:

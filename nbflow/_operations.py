@@ -14,7 +14,7 @@ from nbflow import _children as children
 from nbflow import _context as context
 from nbflow import _reading as reading
 from nbflow import _waits as waits
-from nbflow._calls import MapOptions, Step, WorkflowCall
+from nbflow._calls import Args, Kwargs, MapOptions, Step, Wake, WorkflowCall
 from nbflow._context import Runner, WorkflowContext
 from nbflow._errors import WorkflowCancelledError, WorkflowInterruptedError
 from nbflow._execution import Execution, State
@@ -45,42 +45,24 @@ class WorkflowRun(WorkflowContext):
     # -- steps ---------------------------------------------------------------------------------
 
     def run_step(
-        self,
-        step: Step,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        function_id: int | None = None,
-        keep_errors: bool = True,
+        self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
-        run = StepRun(self.ex, self, step, function_id, keep_errors=keep_errors)
-        if run.record is not None:
-            return run.replay()
-        while True:
+        run = StepRun(self.ex, self, step, function_id)
+        while run.pending:
             with run:
                 run.output = step.fn(*args, **kwargs)
-            if run.delay is None:
-                return run.finish()
-            self.ex.wakeup.wait(run.delay)  # a cancel or a closing runtime cuts the backoff short
-            self.ex.check_running()
+            run.backoff()
+        return run.outcome()
 
     async def run_step_async(
-        self,
-        step: Step,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        function_id: int | None = None,
-        keep_errors: bool = True,
+        self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
-        run = StepRun(self.ex, self, step, function_id, keep_errors=keep_errors)
-        if run.record is not None:
-            return run.replay()
-        while True:
+        run = StepRun(self.ex, self, step, function_id)
+        while run.pending:
             with run:
                 run.output = await step.fn(*args, **kwargs)
-            if run.delay is None:
-                return run.finish()
-            await asyncio.sleep(run.delay)
-            self.ex.check_running()
+            await run.backoff_async()
+        return run.outcome()
 
     def reserve(self, count: int) -> range:
         return self.ex.reserve(count)
@@ -115,9 +97,8 @@ class WorkflowRun(WorkflowContext):
         self, workflow_id: str, key: str, start: int, timeout: float | None
     ) -> Iterator[Any]:
         def open_(offset: int) -> Iterator[Any]:
-            reader = self.runner.open_reader(
-                workflow_id, key, offset, timeout, check=ex.check_running, event=ex.wakeup
-            )
+            wake = Wake(ex.check_running, ex.wakeup)
+            reader = self.runner.open_reader(workflow_id, key, offset, timeout, wake)
             return reader.values()  # type: ignore[no-any-return]
 
         ex = self.ex
@@ -127,9 +108,8 @@ class WorkflowRun(WorkflowContext):
         self, workflow_id: str, key: str, start: int, timeout: float | None
     ) -> AsyncIterator[Any]:
         def open_(offset: int) -> AsyncIterator[Any]:
-            reader = self.runner.open_reader(
-                workflow_id, key, offset, timeout, check=ex.check_running
-            )
+            wake = Wake(ex.check_running)
+            reader = self.runner.open_reader(workflow_id, key, offset, timeout, wake)
             return reader.avalues()  # type: ignore[no-any-return]
 
         ex = self.ex

@@ -10,10 +10,10 @@ from the server, after which it reads the database; it also looks by itself ever
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, NamedTuple
 
+from nbflow._calls import Wake
 from nbflow._engine import Engine, Watch
 from nbflow._errors import StreamTimeoutError
 from nbflow._execution import Executions
@@ -36,8 +36,8 @@ class Batch(NamedTuple):
 class StreamReader:
     """Reads one stream of one workflow from an offset (the caller checked that it exists).
 
-    ``check`` is called before each look and may raise to end the read (a cancelled workflow
-    reading); ``event``, when given, is the event the read waits on (one a cancel sets).
+    ``wake.check`` is called before each look and may raise to end the read (a cancelled workflow
+    reading); ``wake.event``, when given, is the event the read waits on (one a cancel sets).
     """
 
     def __init__(
@@ -48,9 +48,7 @@ class StreamReader:
         key: str,
         start: int,
         timeout: float | None,
-        *,
-        check: Callable[[], None] | None = None,
-        event: threading.Event | None = None,
+        wake: Wake | None = None,
     ) -> None:
         check_text(key, "A stream key")
         if type(start) is not int or start < 0:
@@ -60,7 +58,8 @@ class StreamReader:
         self._engine, self._executions = engine, executions
         self.workflow_id, self.key, self.offset, self.timeout = workflow_id, key, start, timeout
         self._from_db = True  # until a query returns a partial page
-        self._check, self._event = check, event  # a reader inside a workflow: cancel wakes it
+        self._check = None if wake is None else wake.check  # a read inside a workflow: a cancel
+        self._event = None if wake is None else wake.event  # ends it
 
     def _finished(self) -> bool:
         if self._executions.ending_soon(self.workflow_id):

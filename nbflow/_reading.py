@@ -28,9 +28,17 @@ class _Read:
     """The bookkeeping of one checkpointed read."""
 
     def __init__(
-        self, ex: Execution, workflow_id: str, key: str, start: int, timeout: float | None
+        self,
+        ex: Execution,
+        workflow_id: str,
+        key: str,
+        start: int,
+        timeout: float | None,
+        open_: Opener,
     ) -> None:
         self.ex, self.workflow_id, self.key, self.timeout = ex, workflow_id, key, timeout
+        self._open = open_
+        self._live: Any = None
         self.name = f"nbflow.read_stream({key!r})"
         self.offset = start
         self.function_id = 0
@@ -50,14 +58,23 @@ class _Read:
         found: list[Any] = ex.engine.decode(record.output_json, record.output_pickle, what)
         return found
 
-    def record(self, kind: str, value: Any = None) -> None:
+    def live(self) -> Any:
+        """The live reader (opened at the first value no checkpoint holds)."""
+        if self._live is None:
+            self._live = self._open(self.offset)
+        return self._live
+
+    def record(self, found: list[Any]) -> list[Any]:
+        """Checkpoint what the live read found, ``[kind, value]``, and return it."""
         ex = self.ex
-        encoded = ex.engine.encode([kind, value], f"a value read from stream {self.key!r}")
+        encoded = ex.engine.encode(found, f"a value read from stream {self.key!r}")
         span = (self.started, time.time())
         ex.append(step_row(ex.workflow_id, self.function_id, self.name, span, encoded))
+        return found
 
-    def outcome(self, kind: str, value: Any) -> bool:
-        """True for an item (``value`` is it); False at the end; raises for a timeout."""
+    def outcome(self, found: list[Any]) -> bool:
+        """True for an item; False at the end; raises for a timeout."""
+        kind = found[0]
         if kind == "item":
             self.offset += 1
             return True
@@ -71,43 +88,45 @@ def read_stream(
     ex: Execution, workflow_id: str, key: str, start: int, timeout: float | None, open_: Opener
 ) -> Iterator[Any]:
     """The values of the stream, each checkpointed in ``ex`` (see the module docstring)."""
-    read = _Read(ex, workflow_id, key, start, timeout)
-    live: Iterator[Any] | None = None
+    read = _Read(ex, workflow_id, key, start, timeout, open_)
     while True:
-        found = read.replayed()
-        if found is None:
-            if live is None:
-                live = open_(read.offset)
-            try:
-                found = ["item", next(live)]
-            except StopIteration:
-                found = ["end", None]
-            except StreamTimeoutError:
-                found = ["timeout", None]
-            read.record(*found)
-        if not read.outcome(*found):
+        item = read.replayed()
+        if item is None:
+            item = read.record(_next(read.live()))
+        if not read.outcome(item):
             return
-        yield found[1]
+        yield item[1]
 
 
 async def read_stream_async(
     ex: Execution, workflow_id: str, key: str, start: int, timeout: float | None, open_: Opener
 ) -> AsyncIterator[Any]:
     """:func:`read_stream` in an ``async def`` workflow."""
-    read = _Read(ex, workflow_id, key, start, timeout)
-    live: AsyncIterator[Any] | None = None
+    read = _Read(ex, workflow_id, key, start, timeout, open_)
     while True:
-        found = read.replayed()
-        if found is None:
-            if live is None:
-                live = open_(read.offset)
-            try:
-                found = ["item", await live.__anext__()]
-            except StopAsyncIteration:
-                found = ["end", None]
-            except StreamTimeoutError:
-                found = ["timeout", None]
-            read.record(*found)
-        if not read.outcome(*found):
+        item = read.replayed()
+        if item is None:
+            item = read.record(await _anext(read.live()))
+        if not read.outcome(item):
             return
-        yield found[1]
+        yield item[1]
+
+
+def _next(values: Iterator[Any]) -> list[Any]:
+    """The next ``[kind, value]`` of a live read."""
+    try:
+        return ["item", next(values)]
+    except StopIteration:
+        return ["end", None]
+    except StreamTimeoutError:
+        return ["timeout", None]
+
+
+async def _anext(values: AsyncIterator[Any]) -> list[Any]:
+    """The next ``[kind, value]`` of a live async read."""
+    try:
+        return ["item", await values.__anext__()]
+    except StopAsyncIteration:
+        return ["end", None]
+    except StreamTimeoutError:
+        return ["timeout", None]

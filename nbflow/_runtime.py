@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import threading
 import time
 import uuid
 import weakref
@@ -21,7 +20,7 @@ from typing import Any
 
 from nbflow import _context as context
 from nbflow import _waits as waits
-from nbflow._calls import WorkflowCall, check_seconds
+from nbflow._calls import Wake, WorkflowCall, check_seconds
 from nbflow._context import Runner
 from nbflow._dispatcher import Dispatcher
 from nbflow._engine import Engine
@@ -359,17 +358,10 @@ class Runtime(Runner):
         return self._history.reader(workflow_id, key, start, timeout)
 
     def open_reader(
-        self,
-        workflow_id: str,
-        key: str,
-        start: int,
-        timeout: float | None,
-        *,
-        check: Callable[[], None] | None = None,
-        event: threading.Event | None = None,
+        self, workflow_id: str, key: str, start: int, timeout: float | None, wake: Wake | None
     ) -> StreamReader:
-        """A reader for a workflow body (``check`` and ``event`` let a cancel end its wait)."""
-        return self._history.reader(workflow_id, key, start, timeout, check=check, event=event)
+        """A reader for a workflow body (``wake`` lets a cancel end its waits)."""
+        return self._history.reader(workflow_id, key, start, timeout, wake)
 
     # -- messages and events -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ and the last outcome is recorded.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from threading import get_ident
 from typing import Any
@@ -89,32 +90,33 @@ def record_outcome(
 class StepRun:
     """One step of a workflow being run; as a context manager, one attempt of it.
 
-    When the workflow recorded the step's outcome, :attr:`record` holds it and :meth:`replay`
-    returns it. Otherwise ``with run: run.output = fn()`` runs the block as the next attempt,
-    with the step marked as this thread's (or task's) current operation. An exception the block raises is kept, not
-    raised: afterwards ``delay`` is None when the step is over (``output`` or ``error`` holds its
-    outcome), else the seconds to wait before the next attempt.
+    The loop that runs a step (sync or async, in :class:`~nbflow._operations.WorkflowRun`)::
+
+        run = StepRun(ex, ctx, step)
+        while run.pending:             # False at once when the workflow recorded the step
+            with run:                  # one attempt, marked as this thread's (or task's) step
+                run.output = step.fn(*args, **kwargs)
+            run.backoff()              # before a retry: wait, unless a cancel comes first
+        return run.outcome()           # the record, or the last attempt's output or error
+
+    An exception the block raises is kept, not raised: the step's retry policy decides whether
+    another attempt follows.
     """
 
     __slots__ = (
-        "attempt", "ctx", "delay", "error", "ex", "function_id", "keep_errors", "output",
-        "record", "started", "step", "token", "tries",
+        "attempt", "ctx", "delay", "error", "ex", "function_id", "output",
+        "pending", "record", "started", "step", "token", "tries",
     )  # fmt: skip
 
     def __init__(
-        self,
-        ex: Execution,
-        ctx: WorkflowContext,
-        step: Step,
-        function_id: int | None = None,
-        *,
-        keep_errors: bool = True,
+        self, ex: Execution, ctx: WorkflowContext, step: Step, function_id: int | None = None
     ) -> None:
-        self.ex, self.ctx, self.step, self.keep_errors = ex, ctx, step, keep_errors
+        self.ex, self.ctx, self.step = ex, ctx, step
         if function_id is None:
             function_id = ex.next_function_id()
         self.function_id = function_id
         self.record = ex.replayed(function_id, "step", step.name)
+        self.pending = self.record is None  # True until it is replayed or over
         if self.record is not None:
             return
         if not ex.running:
@@ -143,17 +145,34 @@ class StepRun:
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
         SCOPE.reset(self.token)
         if exc is None or not isinstance(exc, Exception):  # KeyboardInterrupt & co. go on up
+            self.pending = False
             return False
         self.delay = self.step.policy.delay(self.tries) if self.ex.running else None
         if self.delay is None:
-            self.error = exc
+            self.pending, self.error = False, exc
         return True
+
+    def backoff(self) -> None:
+        """Before a retry: wait its delay (a cancel or a closing runtime cuts it short)."""
+        if self.pending and self.delay is not None:
+            self.ex.wakeup.wait(self.delay)
+            self.ex.check_running()
+
+    async def backoff_async(self) -> None:
+        """:meth:`backoff` for an ``async def`` step."""
+        if self.pending and self.delay is not None:
+            await asyncio.sleep(self.delay)
+            self.ex.check_running()
+
+    def outcome(self) -> Any:
+        """The step's outcome once it is not :attr:`pending`: replayed, or recorded now."""
+        return self.replay() if self.record is not None else self.finish()
 
     def finish(self) -> Any:
         """Record the last attempt's outcome; return its output or raise its error."""
         ex, name = self.ex, self.step.name
         if self.error is not None:
-            if not self.keep_errors:
+            if not self.step.keep_errors:
                 raise self.error
             record_outcome(
                 ex, self.function_id, name, started=self.started, attempts=self.tries,

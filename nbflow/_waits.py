@@ -59,6 +59,9 @@ def _record(ex: Execution, function_id: int, name: str, started: float, output: 
 
 _NULL: Encoded = ("null", None)
 
+#: The body that asks (its execution and context), or None outside a workflow body.
+Body = tuple[Execution, WorkflowContext] | None
+
 #: The name of a send's checkpoint: by kind, not by destination (a fork may change that).
 SEND = "nbflow.send"
 
@@ -102,34 +105,38 @@ def set_event(ex: Execution, key: str, value: Any) -> None:
     ex.append(SetEvent(_record(ex, function_id, name, time.time(), encoded), key))
 
 
-def get_event(
-    engine: Engine,
-    body: tuple[Execution, WorkflowContext] | None,
-    workflow_id: str,
-    key: str,
-    timeout: float | None,
-) -> Any:
+def get_event(engine: Engine, body: Body, workflow_id: str, key: str, timeout: float | None) -> Any:
     """The last value ``workflow_id`` set for ``key``; waits up to ``timeout`` s, then None.
 
     From a workflow ``body`` the value it got is recorded, so a replay gets the same.
     """
-    name = event_step_name(key)
+    look = _event_probe(engine, workflow_id, key)
 
     def wait(ex: Execution | None) -> Any:
         with engine.watch(workflow_id, event=None if ex is None else ex.wakeup) as watch:
-            found = watch.wait_until(
-                lambda _: engine.store.get_event(workflow_id, name),
-                timeout,
-                None if ex is None else ex.check_running,
-            )
-        if found is None:
-            return None
-        return engine.decode(found[0], found[1], f"event {key!r} of workflow {workflow_id!r}")
+            found = watch.wait_until(look, timeout, None if ex is None else ex.check_running)
+        return _event_value(engine, found, workflow_id, key)
 
     if body is None:
         return wait(None)
     ex, ctx = body
     return ctx.run_step(Step(get_event_name(key), wait), (ex,), {})
+
+
+def _event_probe(
+    engine: Engine, workflow_id: str, key: str
+) -> Callable[[bool], tuple[str | None, bytes | None] | None]:
+    """A probe of the wait loop: the stored value of the event, once it is set."""
+    name = event_step_name(key)
+    return lambda _: engine.store.get_event(workflow_id, name)
+
+
+def _event_value(
+    engine: Engine, found: tuple[str | None, bytes | None] | None, workflow_id: str, key: str
+) -> Any:
+    if found is None:
+        return None
+    return engine.decode(found[0], found[1], f"event {key!r} of workflow {workflow_id!r}")
 
 
 def send(
@@ -243,25 +250,16 @@ _SLEEP_ASYNC = Step("nbflow.sleep", _wake_time_async)
 
 
 async def get_event_async(
-    engine: Engine,
-    body: tuple[Execution, WorkflowContext] | None,
-    workflow_id: str,
-    key: str,
-    timeout: float | None,
+    engine: Engine, body: Body, workflow_id: str, key: str, timeout: float | None
 ) -> Any:
     """:func:`get_event` without blocking an event loop (recorded in an async workflow body)."""
-    name = event_step_name(key)
+    look = _event_probe(engine, workflow_id, key)
 
     async def wait(ex: Execution | None) -> Any:
         with engine.watch_async(workflow_id) as watch:
-            found = await watch.wait_until_async(
-                lambda _: engine.store.get_event(workflow_id, name),
-                timeout,
-                None if ex is None else ex.check_running,
-            )
-        if found is None:
-            return None
-        return engine.decode(found[0], found[1], f"event {key!r} of workflow {workflow_id!r}")
+            check = None if ex is None else ex.check_running
+            found = await watch.wait_until_async(look, timeout, check)
+        return _event_value(engine, found, workflow_id, key)
 
     if body is None:
         return await wait(None)
