@@ -31,6 +31,7 @@ EXPECTED = [
     "03-durable-pipeline.ipynb",
     "04-crash-and-resume.ipynb",
     "05-query-history.ipynb",
+    "06-parallel-map.ipynb",
 ]
 STRICT_RUNS = 5
 RUN_TIMEOUT = 120.0  # seconds for one nbval run of every notebook
