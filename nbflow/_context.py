@@ -278,7 +278,7 @@ def step_scope(context: WorkflowContext, function_id: int, attempt: int) -> _Sco
 def unrecorded(step: str) -> None:
     """A step ran as a plain call in a thread that carries no workflow's context: warn once per
     step while any workflow runs in this process (it may have meant to run inside one)."""
-    if _bodies and step not in _warned:
+    if _bodies and step not in _warned and getattr(_remote, "step", None) is None:
         _warned.add(step)
         logger.warning(
             "Step %r ran as a plain call in thread %r, which carries no workflow's context, "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -41,7 +42,9 @@ def call_remote(fn: Callable[..., Any], item: Any, name: str, attempt: int = 1) 
     ``attempt`` makes each retry a call of its own: an executor that caches calls by their
     arguments (a Dask client's, by default) would hand back the failed one."""
     with mark_remote(name):
-        return fn(item)
+        # A forked worker inherits the forking thread's context, that is the workflow body's
+        # scope: the item must not run as a step of a workflow whose writer is not here.
+        return contextvars.Context().run(fn, item)
 
 
 class _Map:

@@ -267,3 +267,17 @@ def test_a_resumed_executor_returns_each_submit_its_own_result(
         [resumed] = again.recover()
         assert resumed.result(timeout=30) == [i * 2 for i in range(8)]
         assert 5 in calls and len(calls) < 8  # only the submits without a checkpoint ran again
+
+
+def test_map_on_a_forked_process_pool(rt: nbflow.Runtime) -> None:
+    """Workers forked from the workflow's thread inherit its context: items must still run as
+    plain calls there (nbflow 0.2's first map hung in a forked worker, waiting for a commit)."""
+
+    @nbflow.workflow(name="tests.parallel.on_forks")
+    def on_forks(n: int) -> list[int]:
+        fork = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=fork) as pool:
+            return [s["square"] for s in nbflow.map(parallel_items.square, range(n), executor=pool)]
+
+    handle = nbflow.start(on_forks, 6)
+    assert handle.result(timeout=60) == [i * i for i in range(6)]
