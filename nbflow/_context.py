@@ -23,6 +23,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from nbflow._calls import Args, Kwargs, MapOptions, Step, StepAttempt, Wake, WorkflowCall
@@ -47,7 +48,6 @@ __all__ = [
     "require",
     "runner",
     "set_default_runner",
-    "step_scope",
     "take_assigned_id",
     "unrecorded",
 ]
@@ -187,8 +187,8 @@ class Runner(abc.ABC):
 
 
 #: The scope of this thread or task: its workflow; the function id and attempt of the step running
-#: in it (0, 0 in the workflow body); and the thread it was entered in. A plain tuple: it is set
-#: around every step attempt.
+#: in it (0, 0 in the workflow body); and, for a body, the thread it was entered in (0 for a
+#: step). A plain tuple: it is set around every step attempt.
 _Scope = tuple[WorkflowContext, int, int, int]
 
 _scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("nbflow_scope", default=None)
@@ -217,7 +217,7 @@ def body() -> WorkflowContext | None:
     scope = _scope.get()
     if scope is None or scope[1]:
         return None
-    if scope[3] != threading.get_ident():
+    if scope[3] != get_ident():
         raise ConcurrencyError(scope[0].workflow_id, threading.current_thread().name)
     return scope[0]
 
@@ -234,7 +234,7 @@ def require(operation: str) -> WorkflowContext:
     scope = _scope.get()
     if scope is None:
         raise NotInWorkflowError(operation, getattr(_remote, "step", None))
-    if not scope[1] and scope[3] != threading.get_ident():
+    if not scope[1] and scope[3] != get_ident():
         raise ConcurrencyError(scope[0].workflow_id, threading.current_thread().name)
     return scope[0]
 
@@ -246,7 +246,7 @@ def enter(context: WorkflowContext) -> Token:
     """Run the body of ``context``'s workflow in this thread or task (undo with :func:`leave`)."""
     global _bodies
     _bodies += 1
-    return _scope.set((context, 0, 0, threading.get_ident()))
+    return _scope.set((context, 0, 0, get_ident()))
 
 
 def leave(token: Token) -> None:
@@ -268,11 +268,6 @@ def mark_remote(step: str) -> Iterator[None]:
         yield
     finally:
         _remote.step = None
-
-
-def step_scope(context: WorkflowContext, function_id: int, attempt: int) -> _Scope:
-    """The scope of an attempt of the step ``function_id`` of ``context`` in this thread."""
-    return (context, function_id, attempt, threading.get_ident())
 
 
 def unrecorded(step: str) -> None:

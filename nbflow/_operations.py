@@ -51,7 +51,8 @@ class WorkflowRun(WorkflowContext):
         while run.pending:
             with run:
                 run.output = step.fn(*args, **kwargs)
-            run.backoff()
+            if run.pending:
+                run.backoff()
         return run.outcome()
 
     async def run_step_async(
@@ -61,7 +62,8 @@ class WorkflowRun(WorkflowContext):
         while run.pending:
             with run:
                 run.output = await step.fn(*args, **kwargs)
-            await run.backoff_async()
+            if run.pending:
+                await run.backoff_async()
         return run.outcome()
 
     def reserve(self, count: int) -> range:

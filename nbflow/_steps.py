@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from threading import get_ident
 from typing import Any
 
 from nbflow._calls import Step
@@ -96,7 +95,8 @@ class StepRun:
         while run.pending:             # False at once when the workflow recorded the step
             with run:                  # one attempt, marked as this thread's (or task's) step
                 run.output = step.fn(*args, **kwargs)
-            run.backoff()              # before a retry: wait, unless a cancel comes first
+            if run.pending:            # a retry follows: wait, unless a cancel comes first
+                run.backoff()
         return run.outcome()           # the record, or the last attempt's output or error
 
     An exception the block raises is kept, not raised: the step's retry policy decides whether
@@ -139,7 +139,8 @@ class StepRun:
         self.tries += 1
         self.attempt += 1
         self.delay = None
-        self.token = SCOPE.set((self.ctx, self.function_id, self.attempt, get_ident()))
+        self.token = SCOPE.set((self.ctx, self.function_id, self.attempt, 0))  # (no thread:
+        # only a body's scope is tied to the thread that entered it)
         return self
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
@@ -154,33 +155,35 @@ class StepRun:
 
     def backoff(self) -> None:
         """Before a retry: wait its delay (a cancel or a closing runtime cuts it short)."""
-        if self.pending and self.delay is not None:
+        if self.delay is not None:
             self.ex.wakeup.wait(self.delay)
             self.ex.check_running()
 
     async def backoff_async(self) -> None:
         """:meth:`backoff` for an ``async def`` step."""
-        if self.pending and self.delay is not None:
+        if self.delay is not None:
             await asyncio.sleep(self.delay)
             self.ex.check_running()
 
     def outcome(self) -> Any:
-        """The step's outcome once it is not :attr:`pending`: replayed, or recorded now."""
-        return self.replay() if self.record is not None else self.finish()
-
-    def finish(self) -> Any:
-        """Record the last attempt's outcome; return its output or raise its error."""
+        """The step's outcome once it is not :attr:`pending`: its record replayed, or the last
+        attempt's output (recorded now) or error (recorded, then raised)."""
+        if self.record is not None:
+            return self.replay()
         ex, name = self.ex, self.step.name
         if self.error is not None:
-            if not self.step.keep_errors:
-                raise self.error
-            record_outcome(
-                ex, self.function_id, name, started=self.started, attempts=self.tries,
-                error=self.error, what=name,
-            )  # fmt: skip
+            if self.step.keep_errors:
+                record_outcome(
+                    ex, self.function_id, name, started=self.started, attempts=self.tries,
+                    error=self.error, what=name,
+                )  # fmt: skip
             raise self.error
         what = f"the output of step {name!r}"
         encoded = encode(self.output, what=what, allow_pickle=ex.engine.allow_pickle)
-        span = (self.started, time.time())
-        ex.append(step_row(ex.workflow_id, self.function_id, name, span, encoded, self.tries))
+        # a StepRow's fields in order (built here positionally: this is the hot path)
+        row = StepRow(
+            ex.workflow_id, self.function_id, name, encoded[0], encoded[1], None, None,
+            self.started, time.time(), self.tries,
+        )  # fmt: skip
+        ex.append(row)
         return self.output
