@@ -93,6 +93,7 @@ class Execution:
         fn, args, kwargs: The body and what it is called with.
         state: Its :class:`State`; changed only by the transition methods.
         durable_status: Its final status once the committer made it durable, else None.
+        end_seq: The write-log position of its final status once appended here, else None.
         deadline: When it is cancelled if it has not ended (epoch seconds), or None.
         queue_name: The queue it was enqueued on, or None.
         row_seq: The write-log position of its own row until that is known to be durable.
@@ -128,6 +129,7 @@ class Execution:
         self.function_id = 0
         self.state = State.RUNNING
         self.durable_status: str | None = None
+        self.end_seq: int | None = None
         self.deadline: float | None = None
         self.queue_name: str | None = None
         self.row_seq = 0
@@ -164,15 +166,17 @@ class Execution:
             raise WorkflowInterruptedError(self.workflow_id)
 
     def cancel(self, now: float) -> int | None:
-        """RUNNING (or INTERRUPTED) → CANCELLED: append its CANCELLED end; the log position, or
-        None when it is already cancelled or finishing."""
+        """RUNNING (or INTERRUPTED) → CANCELLED: append its CANCELLED end. Returns the log
+        position of its end: the one appended now, or the one already appended when it was
+        cancelled or began to finish before (a caller that waits for it then sees a final status,
+        never PENDING); None when another process cancelled it (the store has its end)."""
         log = self.engine.log
         with log.lock:
             if self.state in (State.CANCELLED, State.FINISHING):
-                return None
+                return self.end_seq
             self.state = State.CANCELLED
             finish = Finish(self.workflow_id, "CANCELLED", now, markers=self._end_markers(now))
-            seq = log.append_locked(finish)
+            seq = self.end_seq = log.append_locked(finish)
         self.wakeup.set()
         return seq
 
@@ -201,7 +205,9 @@ class Execution:
             if self.state is not State.RUNNING:
                 return None
             self.state = State.FINISHING
-            return log.append_locked(finish._replace(markers=self._end_markers(finish.ended_at)))
+            markers = self._end_markers(finish.ended_at)
+            self.end_seq = log.append_locked(finish._replace(markers=markers))
+            return self.end_seq
 
     def ended(self, status: str) -> None:
         """The committer made its final status durable (on the committer thread)."""

@@ -20,6 +20,7 @@ from nbflow._deadlines import Deadlines
 from nbflow._engine import Engine
 from nbflow._errors import (
     FunctionNotRegisteredError,
+    SerializationError,
     WaitTimeoutError,
     WorkflowConflictError,
     WorkflowNotFoundError,
@@ -185,8 +186,7 @@ class Lifecycle:
             wf = lookup_workflow(row.name)
             if wf is None:
                 raise FunctionNotRegisteredError(row.workflow_id, row.name)
-        what = f"the inputs of workflow {row.workflow_id!r}"
-        inputs = self._engine.decode(row.inputs_json, row.inputs_pickle, what)
+        inputs = self._engine.decode(row.inputs_json, row.inputs_pickle, _inputs(row))
         replay = self._store.load_replay(row.workflow_id)
         args, kwargs = tuple(inputs["args"]), inputs["kwargs"]
         ex = Execution(self._engine, row.workflow_id, row.name, wf.fn, args, kwargs, replay=replay)
@@ -335,18 +335,27 @@ class Lifecycle:
         return self.activate_row(claimed)
 
     def recover(self) -> tuple[list[WorkflowHandle], list[str]]:
-        """Resume every interrupted workflow whose function is declared; also name the others."""
-        handles, missing = [], []
+        """Resume every interrupted workflow this process can load; also name each of the others
+        with the reason (its function is not declared, its inputs or replay cannot be decoded)."""
+        handles, skipped = [], []
         for row in self._store.pending_workflows():
             if row.workflow_id in self._executions:
                 continue
-            if lookup_workflow(row.name) is None:
-                missing.append(f"{row.workflow_id} ({row.name})")
-                continue
-            handle, taken = self.resume(row.workflow_id)
-            if taken:
-                handles.append(handle)
-        return handles, missing
+            try:
+                if lookup_workflow(row.name) is None:
+                    raise FunctionNotRegisteredError(row.workflow_id, row.name)
+                if not self._engine.allow_pickle:  # before it is claimed (and JSON only: cheap)
+                    self._engine.decode(row.inputs_json, row.inputs_pickle, _inputs(row))
+                handle, taken = self.resume(row.workflow_id)
+            except FunctionNotRegisteredError:
+                reason = "its function is not declared in this process (import or define it)"
+                skipped.append(f"{row.workflow_id!r} ({row.name}): {reason}")
+            except SerializationError as exc:  # one that cannot be loaded stops no other
+                skipped.append(f"{row.workflow_id!r} ({row.name}): {exc}")
+            else:
+                if taken:
+                    handles.append(handle)
+        return handles, skipped
 
     def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
         """A new workflow reusing ``workflow_id``'s operations before ``from_step``."""
@@ -434,3 +443,7 @@ def _deadline(now: float, parent: float | None = None) -> float | None:
     if parent is None or own is None:
         return parent if own is None else own
     return min(parent, own)
+
+
+def _inputs(row: WorkflowRow) -> str:
+    return f"the inputs of workflow {row.workflow_id!r}"

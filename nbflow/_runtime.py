@@ -221,21 +221,23 @@ class Runtime(Runner):
         return self._lifecycle.resume(workflow_id)[0]
 
     def recover(self) -> list[WorkflowHandle]:
-        """Resume every interrupted (PENDING, not running) workflow whose function is declared.
+        """Resume every interrupted (PENDING, not running) workflow this process can load.
 
-        Workflows whose function is not declared in this process are named in a warning and
-        left for a process that declares them. On a shared database (PostgreSQL), a workflow is
-        interrupted when the process that ran it has closed its runtime or died, and each one is
-        taken over in a transaction: several processes recovering at once resume each workflow
-        once, and the handles returned are those of the workflows this call took.
+        The others (whose function is not declared here, or whose inputs or replay cannot be
+        decoded, e.g. pickled ones with ``allow_pickle=False``) are named with the reason in one
+        warning and left PENDING for a process that can run them. On a shared database
+        (PostgreSQL), a workflow is interrupted when the process that ran it has closed its
+        runtime or died, and each one is taken over in a transaction: several processes
+        recovering at once resume each workflow once, and the handles returned are those of the
+        workflows this call took.
         """
-        handles, missing = self._lifecycle.recover()
-        if missing:
+        handles, skipped = self._lifecycle.recover()
+        if skipped:
             logger.warning(
-                "Not recovered: %d workflow(s) whose function is not declared in this process: "
-                "%s. Import or define them, then call nbflow.recover() again.",
-                len(missing),
-                ", ".join(missing),
+                "Not recovered: %d interrupted workflow(s), left PENDING for a process that can "
+                "run them (then call nbflow.recover() again):\n  %s",
+                len(skipped),
+                "\n  ".join(skipped),
             )
         return handles
 
