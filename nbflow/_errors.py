@@ -16,6 +16,7 @@ message what to do next::
     ├── WorkflowConflictError                an id given to one workflow function is another's
     ├── FunctionNotRegisteredError           a workflow's function is not declared in this process
     ├── NondeterminismError                  a replay called a different operation at a position
+    ├── InvalidValueError (TypeError, ValueError)  a name nbflow cannot store (id, key, topic…)
     ├── SerializationError (TypeError)       a value cannot be stored, or loaded
     ├── StreamClosedError                    a write after the stream was closed
     ├── WorkflowCancelledError               the workflow was cancelled
@@ -34,6 +35,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseLockedError",
     "FunctionNotRegisteredError",
+    "InvalidValueError",
     "NbflowError",
     "NondeterminismError",
     "NotInWorkflowError",
@@ -242,6 +244,25 @@ class NondeterminismError(NbflowError):
         self.function_id = function_id
         self.recorded = recorded
         self.called = called
+
+
+class InvalidValueError(NbflowError, TypeError, ValueError):
+    """A name nbflow would store breaks its rules; nothing was written.
+
+    Every name nbflow stores (workflow ids, stream keys, event keys, topics, queue names, workflow
+    names) must be a non-empty ``str`` of valid Unicode (no lone surrogates), without NUL, of at
+    most 1,000 UTF-8 bytes, on both stores. It is a TypeError and a ValueError, so code that caught
+    either for a bad name still catches it.
+
+    Attributes:
+        what: The name's role, e.g. ``"A stream key"``.
+        value: The value that was refused.
+    """
+
+    def __init__(self, message: str, *, what: str = "", value: object = None) -> None:
+        super().__init__(message)
+        self.what = what
+        self.value = value
 
 
 class SerializationError(NbflowError, TypeError):

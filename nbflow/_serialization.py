@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import threading
 from typing import Any
 
-from nbflow._errors import RecordedError, SerializationError
+from nbflow._errors import InvalidValueError, RecordedError, SerializationError
 
 __all__ = [
+    "MAX_NAME_BYTES",
     "Encoded",
     "check_text",
     "decode",
@@ -33,36 +35,167 @@ _dumps_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
 
 
+#: The longest name nbflow stores, in UTF-8 bytes. PostgreSQL's NOTIFY payload, which carries a
+#: workflow id or queue name after a one-letter prefix, must stay under 8,000 bytes: 1,000 is
+#: well under it, and under any index's limit, the same on both stores.
+MAX_NAME_BYTES = 1000
+
+
 def check_text(value: Any, what: str) -> str:
-    """Return ``value`` if it is a non-empty str that can be stored; raise TypeError otherwise."""
-    if type(value) is not str or not value:
-        raise TypeError(f"{what} must be a non-empty str, not {value!r}.")
+    """Return ``value`` if nbflow can store it as a name; raise InvalidValueError otherwise.
+
+    A name (workflow id, stream key, event key, topic, queue or workflow name) is a non-empty
+    ``str`` of valid Unicode (no lone surrogates), without NUL, of at most :data:`MAX_NAME_BYTES`
+    UTF-8 bytes: the same rules on DuckDB and PostgreSQL (whose text cannot hold NUL).
+
+    Args:
+        value: The name.
+        what: Its role, starting a sentence, e.g. ``"A stream key"``.
+    """
+    if type(value) is str and value and len(value) <= MAX_NAME_BYTES // 4 and "\x00" not in value:
+        # Common case: short enough that even 4 bytes a character fit; only a surrogate can fail.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return value
+    problem = _name_problem(value, what)
+    if not problem:  # a long name that fits
+        text: str = value
+        return text
+    raise InvalidValueError(problem, what=what, value=value)
+
+
+def _name_problem(value: Any, what: str) -> str:
+    """The message for a name that breaks a rule (an empty message if it breaks none)."""
+    shown = _shorten(value)
+    if not isinstance(value, str):
+        return (
+            f"{what} must be a str, not {type(value).__qualname__} ({shown}). Use a non-empty "
+            f"str, e.g. str(value)."
+        )
+    if not value:
+        return f"{what} must not be empty (got ''). Use a non-empty str."
+    if "\x00" in value:
+        return (
+            f"{what} must not contain a NUL character ('\\x00'): {shown}. PostgreSQL cannot "
+            "store NUL in text, so nbflow refuses it on every store. Use a name without it, e.g. "
+            "name.replace('\\x00', '')."
+        )
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise TypeError(f"{what} must be valid Unicode text, not {value!r}.") from None
-    return value
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        return (
+            f"{what} must be valid Unicode text, but it holds a lone surrogate "
+            f"({value[exc.start]!r} at index {exc.start}): {shown}. Use text that encodes to "
+            "UTF-8, e.g. name.encode('utf-8', 'replace').decode()."
+        )
+    if size > MAX_NAME_BYTES:
+        return (
+            f"{what} must be at most {MAX_NAME_BYTES:,} UTF-8 bytes, not {size:,} bytes: {shown}. "
+            "Use a shorter name, e.g. a hash of it (hashlib.sha256(name.encode()).hexdigest())."
+        )
+    return ""
+
+
+def _shorten(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, its middle cut out past ``limit`` characters (with the length said)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__qualname__} object>"
+    if len(text) <= limit:
+        return text
+    size = f", {len(value):,} characters" if isinstance(value, str) else ""
+    return f"{text[: limit - 20]}…{text[-12:]} (shortened{size})"
 
 
 def is_json_native(value: Any) -> bool:
-    """Tell whether ``value`` round-trips through JSON unchanged (a cyclic one does not)."""
-    try:
-        return _is_json_native(value)
-    except RecursionError:
-        return False
+    """Tell whether ``value`` round-trips through JSON unchanged: it is made of JSON types only
+    (see the module docstring), without a cycle. (One nested deeper than the recursion limit lets
+    ``json`` go is JSON-native too, but :func:`encode` pickles it, or refuses it.)"""
+    native = _json_types(value)
+    if native is _SHARED:  # a container held twice, or a cycle: json's own check tells them apart
+        try:
+            _dumps(value)
+        except (ValueError, RecursionError):  # "Circular reference detected", or too deep to tell
+            return False
+    return native is not False
 
 
-def _is_json_native(value: Any) -> bool:
+_SHARED = object()  # _json_types: JSON types only, but some container was met more than once
+
+
+def _json_types(value: Any) -> bool | object:
+    """True if ``value`` is made of JSON types only and no container is met twice, False if
+    something is not JSON-native, :data:`_SHARED` if all is but a container is met twice.
+
+    Walks the value with an explicit stack (no recursion: any depth), each container once.
+    """
     kind = type(value)
-    if kind is str or kind is bool or kind is int or value is None:
+    if kind is dict:
+        # The common case, a flat dict of scalars, is decided in this one loop.
+        nested: list[Any] | None = None
+        for k, v in value.items():
+            if type(k) is not str:
+                return False
+            t = type(v)
+            if t is str or t is int or t is bool or v is None:
+                continue
+            if t is float:
+                if v - v != 0.0:  # inf or nan (faster than math.isfinite here)
+                    return False
+            elif t is dict or t is list:
+                if nested is None:
+                    nested = [v]
+                else:
+                    nested.append(v)
+            else:
+                return False
+        if nested is None:
+            return True
+        return _walk(nested, {id(value)})
+    if kind is str or kind is int or kind is bool or value is None:
         return True
     if kind is float:
         return math.isfinite(value)
-    if kind is dict:
-        return all(type(k) is str and _is_json_native(v) for k, v in value.items())
     if kind is list:
-        return all(_is_json_native(v) for v in value)
+        return _walk([value], set())
     return False
+
+
+def _walk(stack: list[Any], seen: set[int]) -> bool | object:
+    """:func:`_json_types` for the containers on ``stack`` and all they hold; ``seen``: the ids
+    of the containers walked already."""
+    shared = False
+    push = stack.append
+    while stack:
+        container = stack.pop()
+        key = id(container)
+        if key in seen:
+            shared = True
+            continue
+        seen.add(key)
+        if type(container) is dict:
+            for k in container:
+                if type(k) is not str:
+                    return False
+            items = container.values()
+        else:
+            items = container
+        for v in items:
+            t = type(v)
+            if t is str or t is int or t is bool or v is None:
+                continue
+            if t is float:
+                if v - v != 0.0:
+                    return False
+            elif t is dict or t is list:
+                push(v)
+            else:
+                return False
+    return _SHARED if shared else True
 
 
 def encode(value: Any, *, what: str, allow_pickle: bool = True) -> Encoded:
@@ -79,13 +212,19 @@ def encode(value: Any, *, what: str, allow_pickle: bool = True) -> Encoded:
     Raises:
         SerializationError: The value cannot be stored; nothing was written.
     """
-    if is_json_native(value):
-        text = _dumps(value)
+    if _json_types(value) is not False:
         try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: escape it, still valid JSON
-            text = _dumps_ascii(value)
-        return text, None
+            text = _dumps(value)
+        except (ValueError, RecursionError):  # a cycle, or deeper than json can go: pickle it
+            pass
+        else:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: escape it, still valid JSON
+                text = _dumps_ascii(value)
+            # A NUL in a str is escaped by json (\u0000, as every control character), so the
+            # text holds none: PostgreSQL's text type, which cannot hold NUL, stores it.
+            return text, None
     type_name = f"{type(value).__module__}.{type(value).__qualname__}"
     if not allow_pickle:
         raise SerializationError(
@@ -107,6 +246,30 @@ def encode(value: Any, *, what: str, allow_pickle: bool = True) -> Encoded:
         ) from exc
 
 
+def _load(text: str) -> Any:
+    """``json.loads(text)``; a value nested so deep that this thread's stack is too deep to load
+    it (it was stored from a shallower one) is loaded in a new thread, whose stack is empty."""
+    try:
+        return _loads(text)
+    except RecursionError:
+        pass
+    outcome: list[tuple[bool, Any]] = []
+
+    def load() -> None:
+        try:
+            outcome.append((True, _loads(text)))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=load, name="nbflow-json-load", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 def decode(text: str | None, blob: bytes | None, *, what: str, allow_pickle: bool = True) -> Any:
     """Decode a stored value (the inverse of :func:`encode`).
 
@@ -115,7 +278,7 @@ def decode(text: str | None, blob: bytes | None, *, what: str, allow_pickle: boo
             unpickled here (e.g. its class is not importable in this process).
     """
     if text is not None:
-        return _loads(text)
+        return _load(text)
     if blob is None:
         return None
     if not allow_pickle:
@@ -141,7 +304,10 @@ def decode_many(
     """Decode many stored values at once: JSON ones in a single parse of one array."""
     texts = [text for text, _ in stored if text is not None]
     if len(texts) == len(stored):
-        values: list[Any] = _loads("[" + ",".join(texts) + "]")
+        try:
+            values: list[Any] = _loads("[" + ",".join(texts) + "]")
+        except RecursionError:  # a value nested very deep: one at a time
+            return [_load(text) for text in texts]
         return values
     return [decode(text, blob, what=what, allow_pickle=allow_pickle) for text, blob in stored]
 
@@ -149,6 +315,12 @@ def decode_many(
 def encode_error(exc: BaseException) -> tuple[str, bytes | None]:
     """``("Type: message", pickle)`` for an exception; the pickle is None if it cannot round-trip."""
     text = f"{type(exc).__qualname__}: {exc}"
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL: write it as Python would, \x00
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate cannot be stored as text: \ud800
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     try:
         blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.loads(blob)

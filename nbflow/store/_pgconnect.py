@@ -21,13 +21,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from nbflow._errors import DatabaseError, RuntimeClosedError, SchemaVersionError
+from nbflow._errors import (
+    ConfigurationError,
+    DatabaseError,
+    RuntimeClosedError,
+    SchemaVersionError,
+)
 from nbflow.store._schema import MIGRATIONS
 from nbflow.store._sql import Statement
 
@@ -51,9 +56,37 @@ def sentence(exc: BaseException) -> str:
     return text if text.endswith((".", "?", "!")) else f"{text}."
 
 
+_EXAMPLE_URL = "postgresql://user:password@host:5432/dbname"
+
+
+def _split(url: str) -> SplitResult:
+    """The URL's parts, its port checked.
+
+    Raises:
+        ConfigurationError: The URL cannot be split, or its port is not a number from 0 to 65535
+            (urllib's bare ValueError, said with what to do and without the password).
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (urllib checks the port when it is read)
+        parts.hostname  # noqa: B018
+    except ValueError as exc:
+        shown = re.sub(r"(://[^/:@]*):[^/]*@", r"\1:***@", url)  # password hidden
+        raise ConfigurationError(
+            f"nbflow cannot use the PostgreSQL URL {shown!r}: {exc}. Write it as "
+            f"{_EXAMPLE_URL!r} (the port a number; an IPv6 host in [brackets]), "
+            "with ?schema=name to choose the schema."
+        ) from None
+    return parts
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages and ``Runtime.database``."""
-    parts = urlsplit(url)
+    """The URL without its password, for messages and ``Runtime.database``.
+
+    Raises:
+        ConfigurationError: nbflow cannot use the URL (see :func:`_split`).
+    """
+    parts = _split(url)
     if parts.password is None:
         return url
     host = parts.hostname or ""
@@ -62,8 +95,12 @@ def redact(url: str) -> str:
 
 
 def split_schema(url: str) -> tuple[str, str]:
-    """``(url for libpq, schema)``: the ``schema`` query parameter is nbflow's, not libpq's."""
-    parts = urlsplit(url)
+    """``(url for libpq, schema)``: the ``schema`` query parameter is nbflow's, not libpq's.
+
+    Raises:
+        ConfigurationError: nbflow cannot use the URL (see :func:`_split`).
+    """
+    parts = _split(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = "nbflow"
     kept = []
