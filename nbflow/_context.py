@@ -42,6 +42,7 @@ __all__ = [
     "current",
     "current_step",
     "current_timeout",
+    "deadline",
     "enter",
     "mark_remote",
     "leave",
@@ -340,3 +341,13 @@ def unset_timeout(token: contextvars.Token[float | None]) -> None:
 def current_timeout() -> float | None:
     """The timeout given by an enclosing :func:`~nbflow.workflow_timeout`, or None."""
     return _timeout.get()
+
+
+def deadline(now: float, parent: float | None = None) -> float | None:
+    """A new workflow's deadline: its parent's, or an enclosing workflow_timeout's, whichever
+    comes first."""
+    timeout = current_timeout()
+    own = None if timeout is None else now + timeout
+    if parent is None or own is None:
+        return parent if own is None else own
+    return min(parent, own)

@@ -17,6 +17,7 @@ from nbflow._errors import (
 from nbflow._execution import Executions
 from nbflow._reader import StreamReader
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo, utc
+from nbflow._serialization import check_text
 from nbflow._steps import step_row
 from nbflow.store import WorkflowRow
 from nbflow.store._ops import event_key
@@ -35,6 +36,7 @@ class History:
 
     def row(self, workflow_id: str) -> WorkflowRow:
         """The workflow's recorded row; raises :class:`WorkflowNotFoundError`."""
+        check_text(workflow_id, "A workflow id")
         row = self._store.get_workflow(workflow_id)
         if row is None:
             raise WorkflowNotFoundError(workflow_id, self._engine.database)
@@ -42,10 +44,12 @@ class History:
 
     def exists(self, workflow_id: str) -> bool:
         """Whether a workflow with this id exists (running here, or recorded)."""
+        check_text(workflow_id, "A workflow id")
         return workflow_id in self._executions or self._store.get_status(workflow_id) is not None
 
     def status(self, workflow_id: str) -> Status:
         """The workflow's durable status."""
+        check_text(workflow_id, "A workflow id")
         if self._executions.ending_soon(workflow_id):
             return Status.PENDING
         status = self._store.get_status(workflow_id)
@@ -126,6 +130,8 @@ class History:
         self, *, status: str | Status | None = None, name: str | None = None, limit: int = 100
     ) -> Records[WorkflowInfo]:
         """Workflows, newest first (including those started a moment ago)."""
+        if name is not None:
+            check_text(name, "A workflow name")
         self._engine.flush()  # read your own writes
         if status is not None:
             status = Status.parse(status).value
@@ -134,6 +140,7 @@ class History:
 
     def list_steps(self, workflow_id: str) -> Records[StepInfo]:
         """A workflow's recorded steps, in order."""
+        check_text(workflow_id, "A workflow id")
         self._engine.flush()
         rows = self._store.list_steps(workflow_id)
         if not rows and not self.exists(workflow_id):
@@ -142,6 +149,7 @@ class History:
 
     def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
         """A workflow's streams, by key."""
+        check_text(workflow_id, "A workflow id")
         self._engine.flush()
         rows = self._store.list_streams(workflow_id)
         if not rows and not self.exists(workflow_id):
@@ -153,6 +161,7 @@ class History:
 
     def events(self, workflow_id: str) -> dict[str, Any]:
         """The events a workflow set (:func:`nbflow.set_event`): each key's last value."""
+        check_text(workflow_id, "A workflow id")
         self._engine.flush()
         found: dict[str, Any] = {}
         for name, value_json, value_pickle in self._store.list_events(workflow_id):

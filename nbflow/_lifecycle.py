@@ -31,6 +31,7 @@ from nbflow._loop import LoopThread
 from nbflow._operations import WorkflowRun, run_body, run_body_async
 from nbflow._queues import Queue
 from nbflow._records import Status
+from nbflow._serialization import check_text
 from nbflow._workflow import WorkflowFunction, as_workflow, lookup_workflow, registered_names
 from nbflow.store import WorkflowRow
 from nbflow.store._ops import Enqueue, Finish, Fork, Op
@@ -165,7 +166,7 @@ class Lifecycle:
         )
         now = time.time()
         parent = None if parent_id is None else self._executions.get(parent_id)
-        deadline = _deadline(now, None if parent is None else parent.deadline)
+        deadline = context.deadline(now, None if parent is None else parent.deadline)
         return WorkflowRow(
             workflow_id=workflow_id,
             name=wf.name,
@@ -280,6 +281,7 @@ class Lifecycle:
 
     def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow (see :meth:`Runtime.cancel`)."""
+        check_text(workflow_id, "A workflow id")
         log = self._engine.log
         with self._executions.lock:
             ex = self._executions.get(workflow_id)
@@ -299,6 +301,7 @@ class Lifecycle:
 
     def resume(self, workflow_id: str) -> tuple[WorkflowHandle, bool]:
         """Resume a workflow (see :meth:`Runtime.resume`); also whether this call took it over."""
+        check_text(workflow_id, "A workflow id")
         running = self._executions.get(workflow_id)
         # cancelled, but still on its way out: give it a moment to reach its next checkpoint
         if running is not None and running.state is State.CANCELLED and not running.done.wait(10.0):
@@ -359,6 +362,7 @@ class Lifecycle:
 
     def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
         """A new workflow reusing ``workflow_id``'s operations before ``from_step``."""
+        check_text(workflow_id, "A workflow id")
         if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 1:
             raise ValueError(f"from_step must be a function id >= 1, not {from_step!r}.")
         engine = self._engine
@@ -377,7 +381,9 @@ class Lifecycle:
                     new_id, "an existing workflow", f"a fork of {workflow_id!r}"
                 )
             now = time.time()
-            op = Fork(workflow_id, new_id, from_step, now, engine.executor_id, _deadline(now))
+            op = Fork(
+                workflow_id, new_id, from_step, now, engine.executor_id, context.deadline(now)
+            )
             engine.log.wait_durable(engine.log.append(op))
             row = self._store.get_workflow(new_id)
             assert row is not None
@@ -433,16 +439,6 @@ class Lifecycle:
         for ex in executions:
             self.spawn(ex)
         return [ex.workflow_id for ex in executions]
-
-
-def _deadline(now: float, parent: float | None = None) -> float | None:
-    """A new workflow's deadline: its parent's, or an enclosing workflow_timeout's, whichever
-    comes first."""
-    timeout = context.current_timeout()
-    own = None if timeout is None else now + timeout
-    if parent is None or own is None:
-        return parent if own is None else own
-    return min(parent, own)
 
 
 def _inputs(row: WorkflowRow) -> str:

@@ -154,7 +154,7 @@ class StepFunction:
     def __init__(self, fn: Callable[..., Any], *, name: str | None, policy: RetryPolicy) -> None:
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.name = name or _qualified_name(fn)
+        self.name = check_text(name, "A step name") if name is not None else _qualified_name(fn)
         self.policy = policy
         self.step = Step(self.name, fn, policy)
         self.retries = policy.retries

@@ -306,3 +306,29 @@ def test_a_postgres_url_nbflow_cannot_use_raises_configuration_error(url: str) -
     message = str(info.value)
     assert "secret" not in message
     assert "postgresql://u" in message and "postgresql://user:password@host:5432/dbname" in message
+
+
+@bad_names
+def test_a_bad_step_name_is_refused_at_the_declaration(bad: Any) -> None:
+    with pytest.raises(nbflow.InvalidValueError, match="A step name"):
+        nbflow.step(name=bad)(lambda: None)
+
+
+@bad_names
+def test_lookups_by_a_bad_id_are_refused_the_same_on_both_stores(
+    rt: nbflow.Runtime, bad: Any
+) -> None:
+    lookups = {
+        "get_workflow": lambda: nbflow.get_workflow(bad),
+        "cancel": lambda: nbflow.cancel(bad),
+        "resume": lambda: nbflow.resume(bad),
+        "fork": lambda: nbflow.fork(bad, 1),
+        "list_steps": lambda: nbflow.list_steps(bad),
+        "list_streams": lambda: nbflow.list_streams(bad),
+        "read_stream": lambda: nbflow.read_stream(bad, "k"),
+    }
+    for name, lookup in lookups.items():
+        with pytest.raises(nbflow.InvalidValueError, match="A workflow id"):
+            lookup()
+            pytest.fail(f"{name} accepted {bad!r}")
+    runs_on(rt)
