@@ -10,6 +10,7 @@ import contextvars
 import itertools
 import logging
 import multiprocessing
+import sys
 import threading
 import time
 from typing import Any
@@ -131,6 +132,14 @@ def test_a_failing_item_stops_the_map_and_a_resume_runs_only_what_failed(
     assert 7 in calls and len(calls) == 10 - len(recorded)
 
 
+@pytest.fixture
+def spawnable_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spawned process pool reads ``__main__.__spec__``; an IPython shell an earlier test made
+    leaves a ``__main__`` without one (as a notebook kernel does)."""
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None, raising=False)
+
+
+@pytest.mark.usefixtures("spawnable_main")
 def test_map_on_a_process_pool_checkpoints_here(rt: nbflow.Runtime) -> None:
     @nbflow.workflow(name="tests.parallel.on_processes")
     def on_processes(n: int) -> list[Any]:
@@ -147,6 +156,7 @@ def test_map_on_a_process_pool_checkpoints_here(rt: nbflow.Runtime) -> None:
     assert names.count("tests.parallel_items.cube") == 6
 
 
+@pytest.mark.usefixtures("spawnable_main")
 def test_a_stream_write_from_another_process_is_a_clear_error(rt: nbflow.Runtime) -> None:
     @nbflow.workflow(name="tests.parallel.remote_writer")
     def remote_writer() -> list[int]:
