@@ -67,6 +67,12 @@ _CONFIG: dict[str, str | bool | int | float | list[str]] = {
 _MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB file
 _LOCKED = ("Could not set lock on file", "Conflicting lock is held")
 _CORRUPT = ("not a valid DuckDB database file", "Could not read enough bytes", "corrupt")
+#: A DuckDB file is its main header and two database headers (4096 bytes each), then its blocks.
+_HEADERS_SIZE = 3 * 4096
+#: The tables nbflow's migrations create: one of them without ``nbflow_schema`` is someone else's.
+_NBFLOW_TABLES = frozenset(
+    re.findall(r"CREATE TABLE (\w+)", " ".join(s for script in MIGRATIONS for s in script))
+) | frozenset(schema.TABLES)
 
 
 def _corrupt(path: str, detail: str) -> DatabaseCorruptError:
@@ -89,6 +95,29 @@ def _check_header(path: str) -> None:
         raise DatabaseError(f"Cannot read the nbflow database {path!r}: {exc}", path=path) from exc
     if head and head[8:12] != _MAGIC:
         raise _corrupt(path, "its header is not DuckDB's")
+
+
+def _check_length(path: str, con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse a file shorter than the blocks its header counts (cut short, e.g. by a copy that
+    was interrupted), before anything is read from or written to those blocks.
+
+    DuckDB reads the catalog at open but a table's blocks only when they are queried: without
+    this, such a file opens and its first read fails.
+    """
+    row = con.execute(
+        "SELECT block_size, total_blocks FROM pragma_database_size() "
+        "WHERE database_name = current_database()"
+    ).fetchone()
+    if row is None:
+        return
+    expected = _HEADERS_SIZE + int(row[0]) * int(row[1])
+    size = os.stat(path).st_size
+    if size < expected:
+        raise _corrupt(
+            path,
+            f"it is cut short: {size} bytes, where its header counts {int(row[1])} blocks of "
+            f"{int(row[0])} bytes, {expected} bytes in all",
+        )
 
 
 def _translate_open_error(path: str, exc: Exception) -> DatabaseError:
@@ -128,6 +157,8 @@ class DuckDBStore(SQLStore):
         self._busy = 0  # queries running now
         self._closed = False
         try:
+            if path != ":memory:":
+                _check_length(path, self._con)
             self._migrate()
         except duckdb.Error as exc:
             self._con.close()
@@ -174,8 +205,31 @@ class DuckDBStore(SQLStore):
 
     # -- schema --------------------------------------------------------------------------------
 
+    def _refuse_foreign(self) -> None:
+        """Refuse, before creating anything, a file whose tables of nbflow's names are not
+        nbflow's: it has no ``nbflow_schema`` table, so it belongs to another application."""
+        rows = self._con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_catalog = current_database() AND table_schema = current_schema()"
+        ).fetchall()
+        names = {str(name).lower(): str(name) for (name,) in rows}
+        if "nbflow_schema" in names:
+            return
+        theirs = sorted(names[n] for n in names.keys() & _NBFLOW_TABLES)
+        if theirs:
+            listed = ", ".join(repr(t) for t in theirs)
+            tables = "a table" if len(theirs) == 1 else "tables"
+            raise DatabaseError(
+                f"The DuckDB file {self.url!r} belongs to another application: it has {tables} "
+                f"named {listed}, which nbflow would create, and no nbflow_schema table. Nothing "
+                "was changed in it. Point nbflow at another file, e.g. with "
+                "nbflow.configure('nbflow.duckdb') or $NBFLOW_DATABASE.",
+                path=self.url,
+            )
+
     def _migrate(self) -> None:
         con = self._con
+        self._refuse_foreign()
         con.execute("CREATE TABLE IF NOT EXISTS nbflow_schema (version INTEGER NOT NULL)")
         row = con.execute("SELECT max(version) FROM nbflow_schema").fetchone()
         version = int(row[0]) if row and row[0] is not None else 0
