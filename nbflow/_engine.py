@@ -8,7 +8,9 @@ none of them knows the :class:`~nbflow.Runtime`.
 Every wait for something another thread or process writes (a stream item, an event, a message, a
 workflow's end) is :meth:`Watch.wait_until`: subscribe first, then look, then sleep until the
 committer (or, on PostgreSQL, another process's notification) says the workflow changed, or until
-the store's poll interval passes, and look again.
+the store's poll interval passes, and look again. A committer that failed for good wakes every
+watch, and a wait never starts or goes on after it: it raises the write log's
+:class:`~nbflow.DatabaseError` instead of waiting for changes that will never be committed.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class Engine:
         self.executor_id = executor_id
         self.allow_pickle = allow_pickle
         self.notifier = Notifier()
-        self.log = WriteLog(store, on_commit)
+        # A failed committer writes nothing more: every watch wakes and finds it (Watch._rounds).
+        self.log = WriteLog(store, on_commit, on_failure=self.notifier.wake_all)
         self.closed = False
 
     def check_open(self) -> None:
@@ -63,6 +66,12 @@ class Engine:
                 f"The nbflow runtime for {self.database!r} is closed. Open it again with "
                 "nbflow.configure() or nbflow.Runtime()."
             )
+
+    def check_healthy(self) -> None:
+        """Raise :class:`~nbflow.DatabaseError` once a commit failed: nothing is written after it,
+        so no change can be waited for."""
+        if self.log.failure is not None:
+            raise self.log.failed_error()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything written so far is durable. Returns False on timeout."""
@@ -162,8 +171,11 @@ class Watch:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None
+            # Subscribed before this test: a failure after it wakes this watch (Engine.__init__).
+            self._engine.check_healthy()
             woken = yield (left if poll is None else min(poll, poll if left is None else left))
             self._engine.check_open()
+            self._engine.check_healthy()
 
     def wait_until(
         self, probe: Probe[T], timeout: float | None, check: Callable[[], None] | None = None
@@ -177,6 +189,7 @@ class Watch:
 
         Raises:
             RuntimeClosedError: The runtime closed during the wait.
+            DatabaseError: A commit failed (before or during the wait): nothing more is written.
         """
         wait = self._wait
         assert wait is not None, "wait_until needs a watch from Engine.watch"

@@ -4,6 +4,11 @@ Every write of a runtime is appended here in program order. One committer thread
 queued, commits it as one transaction (bulk inserts), marks it durable and wakes whoever waits:
 callers waiting for durability, and stream readers of the workflows it touched. Because batches are
 committed in order, a later write is never durable before an earlier one.
+
+A commit that raises stops the committer for good: the log keeps the error as :attr:`WriteLog.failure`
+(every later append and durability wait raises it as :class:`DatabaseError`), and calls its
+``on_failure`` callback so that whoever waits elsewhere (readers, waiters on the notifier) wakes and
+sees it. The failed batch is never reported as committed: nothing of it was written.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from nbflow.store._ops import Enqueue, Finish, Op, StreamRow, WorkflowRow
 
 __all__ = ["CommitCallback", "WriteLog"]
 
-#: Called after each batch with what was written of it and the workflows cancelled elsewhere.
+#: Called after each committed batch with what was written of it and the workflows cancelled
+#: elsewhere.
 CommitCallback = Callable[[list[Op], set[str]], None]
 
 
@@ -26,9 +32,11 @@ class WriteLog:
 
     Args:
         store: Where batches are committed.
-        on_commit: Called on the committer thread after each batch (committed or failed) with
-            what was written of it, and the ids of the workflows that another process cancelled
+        on_commit: Called on the committer thread after each committed batch with what was
+            written of it, and the ids of the workflows that another process cancelled
             (see :meth:`Store.commit`).
+        on_failure: Called on the committer thread once, after a commit failed and
+            :attr:`failure` is set (e.g. to wake everyone who waits for a change).
         max_batch: The most operations committed in one transaction.
         linger: Seconds the committer waits, when only new workflows are queued, for their first
             checkpoint or final status: a short workflow then commits once, not twice.
@@ -39,11 +47,13 @@ class WriteLog:
         store: Store,
         on_commit: CommitCallback,
         *,
+        on_failure: Callable[[], None] | None = None,
         max_batch: int = 50_000,
         linger: float = 0.001,
     ) -> None:
         self._store = store
         self._on_commit = on_commit
+        self._on_failure = on_failure
         self._max_batch = max_batch
         self._linger = linger
         self._lingering = False
@@ -52,7 +62,9 @@ class WriteLog:
         self._queue: list[Op] = []
         self._appended = 0  # sequence number of the last appended op
         self._durable = 0  # sequence number of the last committed op
-        self._failure: BaseException | None = None
+        #: What made a commit fail, once one did (set once, by the committer): nothing is written
+        #: after it. Read it without the lock: a single attribute test on hot paths.
+        self.failure: BaseException | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="nbflow-committer", daemon=True)
         self._thread.start()
@@ -76,15 +88,23 @@ class WriteLog:
             self._cond.notify_all()
         return self._appended
 
+    def failed_error(self) -> DatabaseError:
+        """The error every write and wait raises once :attr:`failure` is set."""
+        failure = self.failure
+        assert failure is not None, "no commit failed"
+        error = DatabaseError(
+            f"nbflow can no longer write to {self._store.url!r}: a commit failed "
+            f"({type(failure).__name__}: {failure}). Nothing after it was written; "
+            "close the runtime and open it again (interrupted workflows can then be "
+            "recovered).",
+            path=self._store.url,
+        )
+        error.__cause__ = failure
+        return error
+
     def _check(self) -> None:
-        if self._failure is not None:
-            raise DatabaseError(
-                f"nbflow can no longer write to {self._store.url!r}: a commit failed "
-                f"({type(self._failure).__name__}: {self._failure}). Nothing after it was written; "
-                "close the runtime and open it again (interrupted workflows can then be "
-                "recovered).",
-                path=self._store.url,
-            ) from self._failure
+        if self.failure is not None:
+            raise self.failed_error()
         if self._stopping:
             raise RuntimeClosedError(
                 f"The nbflow runtime for {self._store.url!r} is closed. Open it again with "
@@ -108,14 +128,14 @@ class WriteLog:
             self._cond.notify_all()
             try:
                 ok = self._cond.wait_for(
-                    lambda: self._durable >= target or self._failure is not None, timeout
+                    lambda: self._durable >= target or self.failure is not None, timeout
                 )
             finally:
                 self._waiting -= 1
             if self._durable >= target:
                 return True
-            if self._failure is not None:
-                self._check()
+            if self.failure is not None:
+                raise self.failed_error()
             return ok
 
     def _run(self) -> None:
@@ -138,10 +158,13 @@ class WriteLog:
                 cancelled = self._store.commit(batch)
             except BaseException as exc:  # reported to every waiter
                 with self._cond:
-                    self._failure = exc
+                    self.failure = exc
                     self._queue.clear()
                     self._cond.notify_all()
-                self._on_commit(batch, set())
+                # Not on_commit: nothing of the batch was written, so no reader may see it. Set
+                # before the callback, so a waiter it wakes, or one that looks later, sees it.
+                if self._on_failure is not None:
+                    self._on_failure()
                 return
             if cancelled:  # what the store left out
                 batch = [op for op in batch if not _cancelled_write(op, cancelled)]
