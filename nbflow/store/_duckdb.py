@@ -98,25 +98,34 @@ def _check_header(path: str) -> None:
 
 
 def _check_length(path: str, con: duckdb.DuckDBPyConnection) -> None:
-    """Refuse a file shorter than the blocks its header counts (cut short, e.g. by a copy that
-    was interrupted), before anything is read from or written to those blocks.
+    """Refuse a file that ends before the last block its tables' data is stored in (cut short,
+    e.g. by a copy that was interrupted), before anything is read from or written to it.
 
-    DuckDB reads the catalog at open but a table's blocks only when they are queried: without
-    this, such a file opens and its first read fails.
+    DuckDB reads the catalog at open but a table's data blocks only when they are queried:
+    without this, such a file opens and its first read fails. (The header's block count is no
+    measure: DuckDB trims free blocks off the end of a healthy file.)
     """
     row = con.execute(
-        "SELECT block_size, total_blocks FROM pragma_database_size() "
-        "WHERE database_name = current_database()"
+        "SELECT block_size FROM pragma_database_size() WHERE database_name = current_database()"
     ).fetchone()
     if row is None:
         return
-    expected = _HEADERS_SIZE + int(row[0]) * int(row[1])
+    block_size = int(row[0])
+    last = -1
+    for (table,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall():
+        used = con.execute(
+            "SELECT max(block_id) FROM pragma_storage_info(?) WHERE persistent", [table]
+        ).fetchone()
+        if used and used[0] is not None:
+            last = max(last, int(used[0]))
+    expected = _HEADERS_SIZE + (last + 1) * block_size
     size = os.stat(path).st_size
     if size < expected:
         raise _corrupt(
             path,
-            f"it is cut short: {size} bytes, where its header counts {int(row[1])} blocks of "
-            f"{int(row[0])} bytes, {expected} bytes in all",
+            f"it is cut short: {size} bytes, where its data is stored up to byte {expected}",
         )
 
 
