@@ -244,7 +244,8 @@ def producer(values: list[str]) -> None:
 
 @nbflow.workflow(name="tests.composition.consumer")
 def consumer(source: str, n: int) -> list[str]:
-    got = []
+    got: list[str] = []
+    ran.append("reading")
     for value in nbflow.read_stream(source, "letters", timeout=30):
         got.append(value)
         ran.append(value)
@@ -260,7 +261,7 @@ def test_a_stream_read_in_a_workflow_replays_what_it_read(
     source = nbflow.start(producer, ["a", "b"])
     release.clear()
     handle = nbflow.start(consumer, source.workflow_id, 2)
-    wait_until(lambda: len(ran) == 2)
+    wait_until(lambda: len(ran) == 3)  # "reading", "a", "b"
     crash(rt)
     with nbflow.configure(database) as again:
         again.resume(source.workflow_id)
@@ -276,8 +277,7 @@ def test_a_stream_read_in_a_workflow_replays_what_it_read(
 def test_a_cancel_wakes_a_workflow_waiting_in_read_stream(rt: nbflow.Runtime) -> None:
     source = nbflow.start(producer, [])
     handle = nbflow.start(consumer, source.workflow_id, 5)
-    wait_until(lambda: nbflow.get_workflow(handle.workflow_id).status() == Status.PENDING)
-    time.sleep(0.05)  # let it block in the read (the cancel must wake it wherever it is)
+    wait_until(lambda: "reading" in ran)  # it reads, or is about to: the cancel must wake it
     handle.cancel()
     with pytest.raises(nbflow.WorkflowCancelledError):
         handle.result(timeout=10)
