@@ -123,7 +123,7 @@ def test_await_a_child_inside_an_async_workflow(rt: nbflow.Runtime) -> None:
 @nbflow.workflow(name="tests.composition.sleeper")
 async def sleeper(i: int) -> tuple[float, float]:
     began = time.monotonic()
-    await nbflow.sleep_async(0.3)
+    await nbflow.sleep_async(1.5)  # long enough that starting all 20 takes less, even loaded
     return began, time.monotonic()
 
 
