@@ -115,8 +115,7 @@ class Engine:
             with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
                 loop.call_soon_threadsafe(event.set)
 
-        watch = Watch(self, workflow_id, key, wake, event.clear)
-        watch.async_event = event
+        watch = Watch(self, workflow_id, key, wake, event.clear, async_event=event)
         try:
             yield watch
         finally:
@@ -139,13 +138,15 @@ class Watch:
         wake: Callable[[], None],
         clear: Callable[[], None],
         wait: Callable[[float | None], bool] | None = None,
+        *,
+        async_event: asyncio.Event | None = None,
     ) -> None:
         self._engine = engine
         self.workflow_id = workflow_id
         self._clear = clear
         self._wait = wait
         self._sub: Subscription = engine.notifier.subscribe(workflow_id, key, wake)
-        self.async_event: asyncio.Event | None = None
+        self.async_event = async_event
 
     def stop(self) -> None:
         self._engine.notifier.unsubscribe(self._sub)

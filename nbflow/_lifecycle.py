@@ -86,11 +86,7 @@ class Lifecycle:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> WorkflowHandle:
         """Start ``fn(*args, **kwargs)`` in the background; its handle."""
-        begun = self.begin(WorkflowCall(as_workflow(fn), args, kwargs))
-        if begun.created:
-            assert begun.execution is not None
-            self.spawn(begun.execution)
-        return self.handle(begun.workflow_id, begun.execution)
+        return self.begin_child(WorkflowCall(as_workflow(fn), args, kwargs))
 
     def call(self, wf: WorkflowFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a workflow durably in this thread (what calling a workflow function does)."""
@@ -394,7 +390,8 @@ class Lifecycle:
     # -- queues --------------------------------------------------------------------------------
 
     def begin_child(self, call: WorkflowCall, queue: Queue | None = None) -> WorkflowHandle:
-        """Start (or enqueue on ``queue``) a child workflow whose id the parent chose."""
+        """Start (or enqueue on ``queue``) the workflow ``call`` in the background (a child,
+        when its parent chose its id); its handle."""
         if queue is not None:
             return self.enqueue(queue, call)
         begun = self.begin(call)
