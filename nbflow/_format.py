@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "ASCII_BAR",
     "BLOCK_BAR",
+    "STATUS_WORDS",
     "BarStyle",
     "format_cancel",
     "format_count",
@@ -40,6 +41,7 @@ __all__ = [
     "progress_label",
     "progress_line",
     "shorten",
+    "status_word",
     "step_table",
     "text_bar",
     "truncate",
@@ -176,6 +178,33 @@ def shorten(text: str | None, width: int = 60) -> str:
         The line.
     """
     return truncate(" ".join((text or "").split()), width)
+
+
+#: The word a person reads for each workflow status (the ``Status`` values stay as they are).
+STATUS_WORDS = {
+    "PENDING": "running",
+    "ENQUEUED": "enqueued",
+    "SUCCESS": "succeeded",
+    "ERROR": "failed",
+    "CANCELLED": "cancelled",
+}
+
+
+def status_word(status: str, *, running_here: bool = True) -> str:
+    """The word for a status: ``running``, ``interrupted``, ``enqueued``, ``succeeded``,
+    ``failed`` or ``cancelled``; any other text (``starting``) as it is.
+
+    Args:
+        status: A ``Status`` or its value.
+        running_here: For ``PENDING``: whether it runs (False: nothing runs it, ``interrupted``).
+
+    Returns:
+        The word.
+    """
+    value = str(getattr(status, "value", status))
+    if value == "PENDING" and not running_here:
+        return "interrupted"
+    return STATUS_WORDS.get(value, value)
 
 
 def format_error(exc: BaseException) -> str:
