@@ -38,14 +38,17 @@ __all__ = [
     "SCOPE",
     "Runner",
     "WorkflowContext",
+    "add_exit_hook",
     "body",
     "current",
     "current_step",
     "current_timeout",
     "deadline",
     "enter",
+    "exiting",
     "mark_remote",
     "leave",
+    "remove_exit_hook",
     "require",
     "runner",
     "set_default_runner",
@@ -60,10 +63,13 @@ class WorkflowContext(abc.ABC):
     Attributes:
         workflow_id: The workflow's id.
         runner: The runtime it runs in.
+        thread: The ident of the thread its body was entered in (0 until then): a front end tells
+            by it whether the workflow runs in the background (see :mod:`nbflow.notebook._capture`).
     """
 
     workflow_id: str
     runner: Runner
+    thread: int = 0
 
     @abc.abstractmethod
     def run_step(
@@ -100,6 +106,14 @@ class WorkflowContext(abc.ABC):
     @abc.abstractmethod
     def write_stream(self, key: str, value: Any, *, is_end: bool = False) -> None:
         """Append ``value`` to stream ``key`` (or, with ``is_end``, close it)."""
+
+    @abc.abstractmethod
+    def write_output(self, key: str, text: str) -> None:
+        """Append the printed line ``text`` to stream ``key``, unrecorded: it takes no function id,
+        so whether output is captured never changes the workflow's positions. From the body, the
+        lines a replay prints again are dropped; from a step, the line is credited to the step's
+        attempt (at least once). Dropped when the workflow no longer runs or the stream is closed.
+        """
 
     @abc.abstractmethod
     def call_child(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -247,6 +261,7 @@ def enter(context: WorkflowContext) -> Token:
     """Run the body of ``context``'s workflow in this thread or task (undo with :func:`leave`)."""
     global _bodies
     _bodies += 1
+    context.thread = get_ident()
     return _scope.set((context, 0, 0, get_ident()))
 
 
@@ -255,6 +270,33 @@ def leave(token: Token) -> None:
     global _bodies
     _bodies -= 1
     _scope.reset(token)
+
+
+#: Called with the context of a body about to end, before its outcome is recorded (a front end
+#: writes the partial lines it kept).
+_exit_hooks: list[Callable[[WorkflowContext], None]] = []
+
+
+def add_exit_hook(hook: Callable[[WorkflowContext], None]) -> None:
+    """Call ``hook(context)`` when a workflow's body ends, before its end is recorded (once)."""
+    if hook not in _exit_hooks:
+        _exit_hooks.append(hook)
+
+
+def remove_exit_hook(hook: Callable[[WorkflowContext], None]) -> None:
+    """Undo :func:`add_exit_hook`."""
+    with contextlib.suppress(ValueError):
+        _exit_hooks.remove(hook)
+
+
+def exiting(context: WorkflowContext) -> None:
+    """The body of ``context``'s workflow ends (in its thread): call the exit hooks; a failing
+    hook is logged, never raised into the workflow's end."""
+    for hook in list(_exit_hooks):
+        try:
+            hook(context)
+        except Exception:
+            logger.exception("An nbflow exit hook failed for workflow %r", context.workflow_id)
 
 
 _remote = threading.local()

@@ -126,6 +126,8 @@ class Execution:
             {} if replay is None else {k: _Stream(*s) for k, s in replay.streams.items()}
         )
         self.prior_attempts = {} if replay is None else replay.attempts
+        #: per stream key, how many printed lines of the body a replay drops (already stored)
+        self._output_skip = {} if replay is None else dict(replay.outputs)
         self.function_id = 0
         self.state = State.RUNNING
         self.durable_status: str | None = None
@@ -314,30 +316,45 @@ class Execution:
                 return
         else:
             function_id, attempt = step
+        row = StreamRow(
+            self.workflow_id, key, 0, value_json, value_pickle, is_end, function_id, attempt, 0.0
+        )
+        self._append_item(row, strict=True)
+
+    def write_output(self, key: str, text: str, step: StepAttempt | None = None) -> None:
+        """Append the printed line ``text`` to stream ``key``, unrecorded (see
+        ``WorkflowContext.write_output``): a body line has no function id nor attempt, and a
+        replay drops as many of the body's first lines on ``key`` as the stream holds (the body
+        prints them again in order); a step's line is credited to ``step``. Never raises."""
+        check_text(key, "A stream key")
+        if step is None and self._output_skip.get(key):
+            self._output_skip[key] -= 1
+            return
+        function_id, attempt = step if step is not None else (None, None)
+        value_json, value_pickle = self.engine.encode(text, f"stream {key!r}")
+        row = StreamRow(
+            self.workflow_id, key, 0, value_json, value_pickle, False, function_id, attempt, 0.0
+        )
+        self._append_item(row, strict=False)
+
+    def _append_item(self, row: StreamRow, *, strict: bool) -> None:
+        """Append ``row`` at its stream's next offset; ``strict``: raise when the workflow was
+        stopped or the stream is closed (else drop the row)."""
         log = self.engine.log
         with log.lock:  # cancel() reads the streams' state from another thread
+            if not strict and self.state is not State.RUNNING:
+                return
             self.check_running()
-            stream = self._streams.get(key)
+            stream = self._streams.get(row.key)
             if stream is None:
-                stream = self._streams[key] = _Stream()
+                stream = self._streams[row.key] = _Stream()
             if stream.closed:
-                if is_end:
+                if row.is_end or not strict:
                     return
-                raise StreamClosedError(self.workflow_id, key)
-            row = StreamRow(
-                self.workflow_id,
-                key,
-                stream.offset,
-                value_json,
-                value_pickle,
-                is_end,
-                function_id,
-                attempt,
-                time.time(),
-            )
-            log.append_locked(row)
+                raise StreamClosedError(self.workflow_id, row.key)
+            log.append_locked(row._replace(offset=stream.offset, created_at=time.time()))
             stream.offset += 1
-            stream.closed = is_end
+            stream.closed = row.is_end
 
     def _end_markers(self, now: float) -> tuple[StreamRow, ...]:
         """End markers for every stream still open; marks them closed (log lock held)."""

@@ -95,6 +95,9 @@ class WorkflowRun(WorkflowContext):
     def write_stream(self, key: str, value: Any, *, is_end: bool = False) -> None:
         self.ex.write_stream(key, value, is_end=is_end, step=context.current_step())
 
+    def write_output(self, key: str, text: str) -> None:
+        self.ex.write_output(key, text, context.current_step())
+
     def read_stream(
         self, workflow_id: str, key: str, start: int, timeout: float | None
     ) -> Iterator[Any]:
@@ -156,8 +159,10 @@ def _body(run: WorkflowRun) -> Iterator[dict[str, Any]]:
     try:
         yield outcome
     except BaseException as exc:
+        context.exiting(run)
         conclude(run.ex, None, exc)
     else:
+        context.exiting(run)
         conclude(run.ex, outcome.get("output"), None)
     finally:
         context.leave(token)

@@ -29,11 +29,14 @@ class Replay(NamedTuple):
         records: The recorded operations of the workflow body, by function id.
         streams: For each stream key, the next offset and whether the body closed it.
         attempts: For each step that wrote stream items, the highest attempt number recorded.
+        outputs: For each stream key, how many printed lines of the body it holds (items with
+            neither function id nor attempt: ``WorkflowContext.write_output``).
     """
 
     records: list[ReplayRecord]
     streams: dict[str, tuple[int, bool]]
     attempts: dict[int, int]
+    outputs: dict[str, int] = {}  # noqa: RUF012 - never changed (a replay copies it)
 
 
 class ReplayRecord(NamedTuple):

@@ -58,7 +58,10 @@ _LOAD_REPLAY = (
     "WHERE workflow_id = $1 AND is_end AND function_id IS NOT NULL "
     "UNION ALL SELECT function_id, 'attempt', CAST(max(attempt) AS VARCHAR), NULL, NULL, "
     "NULL, NULL FROM streams WHERE workflow_id = $1 AND attempt IS NOT NULL "
-    "GROUP BY function_id"
+    "GROUP BY function_id "
+    "UNION ALL SELECT count(*), 'output', key, NULL, NULL, NULL, NULL FROM streams "
+    "WHERE workflow_id = $1 AND function_id IS NULL AND attempt IS NULL AND NOT is_end "
+    "GROUP BY key"
 )
 
 
@@ -287,10 +290,13 @@ class SQLStore(Store):
         streams: dict[str, tuple[int, bool]] = {}
         closed: set[str] = set()
         attempts: dict[int, int] = {}
+        outputs: dict[str, int] = {}
         for row in self._fetchall(_LOAD_REPLAY, [workflow_id]):
             kind = row[1]
             if kind == "attempt":
                 attempts[int(row[0])] = int(row[2])
+            elif kind == "output":
+                outputs[row[2]] = int(row[0])
             elif kind == "stream":
                 streams[row[2]] = (int(row[0]), False)
             elif kind == "closed":
@@ -300,7 +306,7 @@ class SQLStore(Store):
         for key in closed:
             streams[key] = (streams[key][0], True)
         records.sort(key=lambda r: r.function_id)
-        return Replay(records, streams, attempts)
+        return Replay(records, streams, attempts, outputs)
 
     def read_stream(
         self, workflow_id: str, key: str, start: int, limit: int
