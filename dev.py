@@ -3,6 +3,7 @@
 
     python3 dev.py demo [ARGS…]   run the demo pipeline with a live progress bar
     python3 dev.py test [ARGS…]   lint, type-check, check the layers and run the whole test suite
+    python3 dev.py lab [ARGS…]    open JupyterLab on the example notebooks (notebooks/)
 
 Only the standard library is used here, so it runs on a fresh machine with Python 3.10+.
 """
@@ -59,10 +60,19 @@ def test(args: list[str]) -> int:
     return code
 
 
+def lab(args: list[str]) -> int:
+    """JupyterLab on ``notebooks/``, its kernel this venv's Python (with nbflow in it)."""
+    ensure_venv("lab")
+    print("Opening JupyterLab on notebooks/ (Ctrl+C twice stops it).", flush=True)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # a container's root: Jupyter refuses it
+        args = ["--allow-root", *args]
+    return run(BIN / "jupyter", "lab", f"--notebook-dir={ROOT / 'notebooks'}", *args, check=False)
+
+
 def main() -> int:
     if sys.version_info < (3, 10):  # noqa: UP036 - this script may be run by any python3
         sys.exit(f"nbflow needs Python 3.10 or newer; this is {sys.version.split()[0]}.")
-    commands = {"demo": demo, "test": test}
+    commands = {"demo": demo, "test": test, "lab": lab}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         return 2

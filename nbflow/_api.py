@@ -14,6 +14,7 @@ from typing import Any
 from nbflow import _context as context
 from nbflow._handle import WorkflowHandle
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
+from nbflow._recovery import Recovered
 from nbflow._runtime import Runtime
 
 __all__ = [
@@ -190,7 +191,7 @@ def resume(workflow_id: str) -> WorkflowHandle:
     return _call_runtime().resume(workflow_id)
 
 
-def recover() -> list[WorkflowHandle]:
+def recover() -> Recovered:
     """Resume every interrupted workflow whose function is declared (see :meth:`Runtime.recover`)."""
     return _call_runtime().recover()
 

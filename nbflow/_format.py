@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
@@ -421,25 +421,24 @@ def format_resume(workflow_id: str, before: str) -> str:
     return f"{verb}: workflow {workflow_id} (was {before})"
 
 
-def format_recover(pending: Sequence[Any], resumed: Container[str]) -> list[str]:
-    """What a recover says: the workflows it resumed, then those it could not.
+def format_recover(recovered: Any, *, here: str = "this process") -> list[str]:
+    """What a recover says: the workflows it resumed, those already running, then those it could
+    not resume, each with the reason.
 
     Args:
-        pending: The interrupted workflows (with a ``workflow_id`` and a ``name`` each).
-        resumed: The ids of those it resumed.
+        recovered: What :meth:`Runtime.recover` returned (a list of handles with ``names``,
+            ``running`` and ``skipped``).
+        here: What runs them, for "already running in …" (``this kernel`` in a notebook).
 
     Returns:
         One line per workflow, or one line saying none was interrupted.
     """
-    if not pending:
-        return ["no interrupted workflows"]
-    lines = [f"resumed: {w.workflow_id} ({w.name})" for w in pending if w.workflow_id in resumed]
-    for w in pending:
-        if w.workflow_id not in resumed:
-            lines.append(
-                f"not resumed: {w.workflow_id} ({w.name}): its function is not declared here"
-            )
-    return lines
+    lines = [
+        f"resumed: {h.workflow_id} ({recovered.names.get(h.workflow_id, '')})" for h in recovered
+    ]
+    lines += [f"already running in {here}: {wid} ({name})" for wid, name in recovered.running]
+    lines += [f"not resumed: {s.workflow_id} ({s.name}): {s.reason}" for s in recovered.skipped]
+    return lines or ["no interrupted workflows"]
 
 
 def parse_message(text: str) -> Any:

@@ -31,6 +31,7 @@ from nbflow._loop import LoopThread
 from nbflow._operations import WorkflowRun, run_body, run_body_async
 from nbflow._queues import Queue
 from nbflow._records import Status
+from nbflow._recovery import Recovered, Skipped
 from nbflow._serialization import check_text
 from nbflow._workflow import WorkflowFunction, as_workflow, lookup_workflow, registered_names
 from nbflow.store import WorkflowRow
@@ -333,12 +334,14 @@ class Lifecycle:
             self._engine.notifier.changed(workflow_id)
         return self.activate_row(claimed)
 
-    def recover(self) -> tuple[list[WorkflowHandle], list[str]]:
+    def recover(self) -> Recovered:
         """Resume every interrupted workflow this process can load; also name each of the others
-        with the reason (its function is not declared, its inputs or replay cannot be decoded)."""
-        handles, skipped = [], []
+        with the reason (its function is not declared, its inputs or replay cannot be decoded),
+        and those already running here."""
+        recovered = Recovered()
         for row in self._store.pending_workflows():
             if row.workflow_id in self._executions:
+                recovered.running.append((row.workflow_id, row.name))
                 continue
             try:
                 if lookup_workflow(row.name) is None:
@@ -348,13 +351,14 @@ class Lifecycle:
                 handle, taken = self.resume(row.workflow_id)
             except FunctionNotRegisteredError:
                 reason = "its function is not declared in this process (import or define it)"
-                skipped.append(f"{row.workflow_id!r} ({row.name}): {reason}")
+                recovered.skipped.append(Skipped(row.workflow_id, row.name, reason))
             except SerializationError as exc:  # one that cannot be loaded stops no other
-                skipped.append(f"{row.workflow_id!r} ({row.name}): {exc}")
+                recovered.skipped.append(Skipped(row.workflow_id, row.name, str(exc)))
             else:
                 if taken:
-                    handles.append(handle)
-        return handles, skipped
+                    recovered.append(handle)
+                    recovered.names[row.workflow_id] = row.name
+        return recovered
 
     def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
         """A new workflow reusing ``workflow_id``'s operations before ``from_step``."""

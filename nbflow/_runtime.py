@@ -34,6 +34,7 @@ from nbflow._operations import WorkflowRun
 from nbflow._queues import Queue, declared_queues, serve_declared_queues
 from nbflow._reader import StreamReader
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
+from nbflow._recovery import Recovered, announce
 from nbflow._serialization import check_text
 from nbflow._workflow import as_workflow
 from nbflow.store import Store, WorkflowRow, open_store
@@ -220,7 +221,7 @@ class Runtime(Runner):
         """
         return self._lifecycle.resume(workflow_id)[0]
 
-    def recover(self) -> list[WorkflowHandle]:
+    def recover(self) -> Recovered:
         """Resume every interrupted (PENDING, not running) workflow this process can load.
 
         The others (whose function is not declared here, or whose inputs or replay cannot be
@@ -230,16 +231,21 @@ class Runtime(Runner):
         runtime or died, and each one is taken over in a transaction: several processes
         recovering at once resume each workflow once, and the handles returned are those of the
         workflows this call took.
+
+        Returns:
+            The handles of the workflows it resumed (a list), whose ``skipped`` names those it
+            left, with the reason, and ``running`` those already running in this process.
         """
-        handles, skipped = self._lifecycle.recover()
-        if skipped:
+        recovered = self._lifecycle.recover()
+        if recovered.skipped:
             logger.warning(
                 "Not recovered: %d interrupted workflow(s), left PENDING for a process that can "
                 "run them (then call nbflow.recover() again):\n  %s",
-                len(skipped),
-                "\n  ".join(skipped),
+                len(recovered.skipped),
+                "\n  ".join(f"{s.workflow_id!r} ({s.name}): {s.reason}" for s in recovered.skipped),
             )
-        return handles
+        announce(recovered)
+        return recovered
 
     def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
         """A new workflow that reuses ``workflow_id``'s operations before ``from_step`` and runs on.

@@ -271,15 +271,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """``nbflow recover``: resume every interrupted workflow declared here, and wait for them."""
-    pending = nbflow.list_workflows(status="PENDING", limit=1_000_000)
     handles = nbflow.recover()
-    resumed = {h.workflow_id for h in handles}
     if not args.json:
-        print("\n".join(format_recover(pending, resumed)), flush=True)
+        print("\n".join(format_recover(handles)), flush=True)
         return max((_report(_outcome(h)) for h in handles), default=0)
     outcomes = [_outcome(h) for h in handles]
-    skipped = [w for w in pending if w.workflow_id not in resumed]
-    _print_json({"resumed": outcomes, "not_resumed": _as_dicts(skipped)})
+    skipped = [s._asdict() for s in handles.skipped]
+    _print_json({"resumed": outcomes, "not_resumed": skipped})
     return 1 if any("error" in o for o in outcomes) else 0
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from nbflow._recovery import on_recover
 from nbflow.notebook._launch import LaunchedHandle, launch
+from nbflow.notebook._recover import show_recovered
 from nbflow.notebook._view import LiveView
 
 __all__ = [
@@ -18,6 +20,9 @@ __all__ = [
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
+
+
+on_recover(show_recovered)  # nbflow.recover() in a cell shows a view per resumed workflow
 
 
 def load_ipython_extension(ipython: Any) -> None:

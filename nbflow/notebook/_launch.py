@@ -1,16 +1,40 @@
-"""``launch``: start a workflow in the background and show its live view, in one call."""
+"""``launch``: start a workflow in the background and show its live view, in one call.
+
+A launch is idempotent, so that "Run All" after a kernel restart continues instead of starting the
+pipeline a second time. The workflow's id comes from the call: the notebook (its file name), the
+workflow's registered name and its arguments (:func:`call_id`). The same call again finds the run
+that id names:
+
+- interrupted (its kernel died or restarted): it is resumed from its last checkpoint;
+- running in this kernel: the new view follows it;
+- finished: its view replays what it did; it does not run again (``rerun=True`` runs it anew,
+  under the id ``<id>.2``, ``<id>.3`` …; later launches of the call follow the newest run).
+
+An id given with :func:`nbflow.set_workflow_id` (``%nbflow start … --id ID``) is used as it is.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import nbflow
+from nbflow import _context
+from nbflow._errors import InvalidValueError
+from nbflow._format import format_time, status_word
 from nbflow._handle import WorkflowHandle
 from nbflow._runtime import Runtime
+from nbflow.notebook import _background
+from nbflow.notebook._cells import pipeline_id
 from nbflow.notebook._view import LiveView
 
-__all__ = ["LaunchedHandle", "launch"]
+__all__ = ["LaunchedHandle", "Previous", "call_id", "launch", "newest_run", "start_with_view"]
+
+_DIGITS = 12  # hex digits of the call's digest in its id
 
 
 class LaunchedHandle(WorkflowHandle):
@@ -19,11 +43,115 @@ class LaunchedHandle(WorkflowHandle):
     Attributes:
         workflow_id: The workflow's id.
         view: Its :class:`LiveView`.
+        previous: What the launch found under that id (:class:`Previous`): ``"new"`` when it
+            started the workflow.
     """
 
-    def __init__(self, handle: WorkflowHandle, view: LiveView) -> None:
+    def __init__(self, handle: WorkflowHandle, view: LiveView, previous: Previous) -> None:
         super().__init__(handle.tracker, handle.workflow_id, handle.run)
         self.view = view
+        self.previous = previous
+
+
+@dataclasses.dataclass(frozen=True)
+class Previous:
+    """What a launch found under its workflow's id before it started it.
+
+    Attributes:
+        state: ``"new"`` (no run), ``"running"`` (in this kernel), ``"elsewhere"`` (running in
+            another process of a shared database), ``"interrupted"`` or ``"finished"``.
+        status: The run's status (``Status`` value), or ``""`` when there was none.
+        ended_at: When a finished run ended (seconds since the epoch), or None.
+    """
+
+    state: str
+    status: str = ""
+    ended_at: float | None = None
+
+
+def _canonical(fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """The call's arguments as bytes that are equal for equal arguments: JSON (keys sorted) when
+    it can encode them, else their pickle."""
+    try:
+        text = json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"), allow_nan=True)
+        return b"json:" + text.encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError, RecursionError):
+        pass
+    try:
+        return b"pickle:" + pickle.dumps((args, kwargs), protocol=4)
+    except Exception as exc:
+        raise InvalidValueError(
+            f"launch({fn_name}, ...) cannot tell this call from another: its arguments can be "
+            f"neither JSON-encoded nor pickled ({type(exc).__name__}: {exc}). Pass plain values, "
+            "or give the run an id with nbflow.set_workflow_id(...)."
+        ) from None
+
+
+def call_id(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], notebook: str) -> str:
+    """The workflow id of a launch: ``<name>@<digest>``, the digest of the notebook, the
+    workflow's registered name and the arguments.
+
+    Args:
+        fn: The workflow function.
+        args: Its positional arguments.
+        kwargs: Its keyword arguments.
+        notebook: The notebook's identity (:func:`nbflow.notebook._cells.pipeline_id`).
+
+    Returns:
+        The id: equal calls in the same notebook give the same id, in any kernel.
+    """
+    name: str = fn.name
+    digest = hashlib.sha256()
+    for part in (notebook.encode(), name.encode(), _canonical(name, args, kwargs)):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    short = name.removeprefix("__main__.")
+    return f"{short}@{digest.hexdigest()[:_DIGITS]}"
+
+
+def _previous(rt: Runtime, workflow_id: str) -> Previous:
+    """What runs, or ran, under ``workflow_id``."""
+    if rt.execution(workflow_id) is not None:
+        return Previous("running", "PENDING")
+    try:
+        info = rt.workflow_row(workflow_id)
+    except nbflow.WorkflowNotFoundError:
+        return Previous("new")
+    status = str(info.status)
+    if status in ("SUCCESS", "ERROR", "CANCELLED"):
+        return Previous("finished", status, info.ended_at)
+    if status == "PENDING" and rt.store.single_process:
+        return Previous("interrupted", status)
+    return Previous("elsewhere", status)  # PENDING elsewhere, or ENQUEUED: start() decides
+
+
+def newest_run(rt: Runtime, base: str, rerun: bool) -> str:
+    """The id of the newest run of the call ``base`` (``base``, ``base.2``, …); with ``rerun``,
+    a new id when that run finished."""
+    generation, newest = 1, base
+    while rt.exists(f"{base}.{generation + 1}"):
+        generation += 1
+        newest = f"{base}.{generation}"
+    if rerun and _previous(rt, newest).state == "finished":
+        return f"{base}.{generation + 1}"
+    return newest
+
+
+def _note(previous: Previous, workflow_id: str, rerun_hint: str) -> str | None:
+    """The line a launch prints about what it found, or None for a new run."""
+    if previous.state == "interrupted":
+        return f"nbflow: {workflow_id} was interrupted; resuming it from its last checkpoint."
+    if previous.state == "running":
+        return f"nbflow: {workflow_id} is already running in this kernel; following it."
+    if previous.state == "elsewhere":
+        word = status_word(previous.status)
+        return f"nbflow: {workflow_id} is {word} in another process; following it."
+    if previous.state == "finished":
+        when = format_time(previous.ended_at)
+        return (
+            f"nbflow: {workflow_id} already {status_word(previous.status)} at {when}; showing "
+            f"that run without running it again ({rerun_hint} runs it anew)."
+        )
+    return None
 
 
 def launch(
@@ -32,34 +160,68 @@ def launch(
     *args: Any,
     watch: Iterable[str] | str | None = ("progress",),
     runtime: Runtime | None = None,
+    rerun: bool = False,
     **kwargs: Any,
 ) -> LaunchedHandle:
     """Start the workflow ``fn(*args, **kwargs)`` in the background and show its live view.
 
-    The view is displayed in the calling cell first, then the workflow starts and the view's
-    reader follows it: the widget exists before any thread touches it. Call it from a cell.
+    Idempotent: the same call in the same notebook finds its earlier run and resumes it (if it
+    was interrupted), follows it (if it runs) or shows it (if it finished) instead of starting
+    the pipeline again; see the module's documentation. The view is displayed in the calling cell
+    first, then the workflow starts and the view's reader follows it. Call it from a cell.
 
     Args:
         fn: A function decorated with ``@nbflow.workflow``.
         *args: Its positional arguments.
         watch: The streams the view shows (``"progress"`` feeds the bar); None: all of them.
+            The captured output (stream ``stdout``) shows too.
         runtime: The runtime to start it in (default: ``nbflow.runtime()``).
-        **kwargs: Its keyword arguments (``watch`` and ``runtime`` are taken by ``launch``).
+        rerun: When the call's newest run finished, start a new run instead of showing it.
+        **kwargs: Its keyword arguments (``watch``, ``runtime`` and ``rerun`` are taken by
+            ``launch``).
 
     Returns:
-        The workflow's handle; ``handle.view`` is its :class:`LiveView`.
+        The workflow's handle; ``handle.view`` is its :class:`LiveView`, ``handle.previous``
+        what the launch found.
+
+    Raises:
+        InvalidValueError: The arguments can be neither JSON-encoded nor pickled (so equal calls
+            cannot be recognised): give an id with ``nbflow.set_workflow_id``.
 
     Example:
         >>> handle = nbflow.notebook.launch(pipeline, urls, watch=("progress", "rows"))
         >>> handle.result()
     """
+    __tracebackhide__ = True
     rt = runtime if runtime is not None else nbflow.runtime()
+    given = _context.take_assigned_id()
+    workflow_id = given or newest_run(rt, call_id(fn, args, kwargs, pipeline_id()), rerun=rerun)
+    return start_with_view(rt, fn, workflow_id, args, kwargs, watch, "launch(..., rerun=True)")
+
+
+def start_with_view(
+    rt: Runtime,
+    fn: Callable[..., Any],
+    workflow_id: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    watch: Iterable[str] | str | None,
+    rerun_hint: str,
+) -> LaunchedHandle:
+    """Say what runs under ``workflow_id``, show a view, then start (or find) the workflow."""
+    __tracebackhide__ = True
+    _background.install()  # what the workflow prints goes to its view, not to another cell
+    previous = _previous(rt, workflow_id)
+    note = _note(previous, workflow_id, rerun_hint)
+    if note is not None:
+        print(note)
     view = LiveView(None, watch, runtime=rt, name=getattr(fn, "name", None))
     view.display()
     try:
-        handle = rt.start(fn, *args, **kwargs)
+        with nbflow.set_workflow_id(workflow_id):
+            handle = rt.start(fn, *args, **kwargs)
     except BaseException as exc:
         view._fail(exc)
         raise
     view.attach(handle.workflow_id)
-    return LaunchedHandle(handle, view)
+    return LaunchedHandle(handle, view, previous)

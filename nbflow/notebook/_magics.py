@@ -79,7 +79,7 @@ class _Add(Protocol):
 
 def _add_workflow_commands(add: _Add) -> None:
     """The commands about workflows: start, watch, list, steps, cancel, resume, recover, send."""
-    usage = "%(prog)s EXPR [--id ID] [--watch KEY [KEY ...]]"
+    usage = "%(prog)s EXPR [--id ID] [--watch KEY [KEY ...]] [--rerun]"
     p = add("start", "start the workflow call EXPR in the background and show its live view", usage)
     p.add_argument(
         "expr", nargs="+", metavar="EXPR", help="a call of a workflow, e.g. pipeline(urls, n=3)"
@@ -92,6 +92,11 @@ def _add_workflow_commands(add: _Add) -> None:
     )
     p.add_argument(
         "--watch", nargs="+", metavar="KEY", help="the streams to show (default: progress)"
+    )
+    p.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run the call anew when its newest run finished (default: show that run)",
     )
     p = add("watch", "show the live view of a workflow, running or finished")
     p.add_argument("workflow_id", metavar="ID")
@@ -294,11 +299,14 @@ class NbflowMagics(Magics):
         code = compile(ast.fix_missing_locations(ast.Expression(capture)), _START_FILE, "eval")
         fn_args, fn_kwargs = eval(code, ns, {"__nbflow_args__": lambda *a, **k: (a, k)})
         watch = tuple(args.watch) if args.watch else ("progress",)
-        from nbflow.notebook._launch import launch  # (imports ipywidgets)
+        from nbflow.notebook import _launch  # (imports ipywidgets)
 
-        scope = nbflow.set_workflow_id(args.workflow_id) if args.workflow_id else None
-        with scope or contextlib.nullcontext():
-            self._keep(launch(fn, *fn_args, watch=watch, **fn_kwargs))
+        rt = nbflow.runtime()
+        workflow_id = args.workflow_id or _launch.newest_run(
+            rt, _launch.call_id(fn, fn_args, fn_kwargs, _cells.pipeline_id()), rerun=args.rerun
+        )
+        hint = f"%nbflow start {text} --rerun"
+        self._keep(_launch.start_with_view(rt, fn, workflow_id, fn_args, fn_kwargs, watch, hint))
 
     def _watch(self, args: argparse.Namespace) -> None:
         nbflow.get_workflow(args.workflow_id)  # an unknown id: one line, not a view
@@ -344,9 +352,11 @@ class NbflowMagics(Magics):
             self._watch_view(args.workflow_id, None)
 
     def _recover(self, args: argparse.Namespace) -> None:
-        pending = nbflow.list_workflows(status="PENDING", limit=1_000_000)
-        resumed = {h.workflow_id for h in nbflow.recover()}
-        print("\n".join(format_recover(pending, resumed)))
+        from nbflow.notebook._recover import shows_views  # (imports ipywidgets)
+
+        recovered = nbflow.recover()  # in a cell, it shows what it did and the views itself
+        if not shows_views():
+            print("\n".join(format_recover(recovered, here="this kernel")))
 
     def _db(self, args: argparse.Namespace) -> None:
         rt = nbflow.configure(args.url) if args.url else nbflow.runtime()

@@ -1,0 +1,75 @@
+"""What a recover did: the workflows it resumed, those already running here, those it left.
+
+:meth:`Runtime.recover <nbflow.Runtime.recover>` returns a :class:`Recovered`, a list of the
+handles it resumed (so code that treats it as a list keeps working) that also names the
+interrupted workflows it did not resume and why, and those it found running in this process.
+
+A front end may ask to be told of each recover (:func:`on_recover`): the notebook layer shows a
+live view per resumed workflow that way. The core never imports a front end; it only calls what
+was registered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from nbflow._handle import WorkflowHandle
+
+__all__ = ["Recovered", "Skipped", "announce", "on_recover"]
+
+
+class Skipped(NamedTuple):
+    """An interrupted workflow a recover did not resume.
+
+    Attributes:
+        workflow_id: Its id.
+        name: Its registered name.
+        reason: Why (its function is not declared here, its inputs cannot be decoded, …).
+    """
+
+    workflow_id: str
+    name: str
+    reason: str
+
+
+class Recovered(list[WorkflowHandle]):
+    """The handles of the workflows a recover resumed, with what it found besides.
+
+    Attributes:
+        running: ``(workflow_id, name)`` of the PENDING workflows already running in this process
+            (nothing to resume).
+        skipped: The interrupted workflows it could not resume here, with the reason.
+        names: The registered name of each workflow it resumed, by id.
+    """
+
+    def __init__(
+        self,
+        handles: Iterable[WorkflowHandle] = (),
+        running: Iterable[tuple[str, str]] = (),
+        skipped: Iterable[Skipped] = (),
+    ) -> None:
+        super().__init__(handles)
+        self.running = list(running)
+        self.skipped = list(skipped)
+        self.names: dict[str, str] = {}
+
+
+_listeners: list[Callable[[Recovered], None]] = []
+_lock = threading.Lock()
+
+
+def on_recover(listener: Callable[[Recovered], None]) -> None:
+    """Call ``listener`` after each recover of any runtime (once, however often registered)."""
+    with _lock:
+        if listener not in _listeners:
+            _listeners.append(listener)
+
+
+def announce(recovered: Recovered) -> None:
+    """Tell the registered listeners about ``recovered``."""
+    with _lock:
+        listeners = list(_listeners)
+    for listener in listeners:
+        listener(recovered)

@@ -1,0 +1,34 @@
+"""Views of recovered workflows: ``nbflow.recover()`` or ``%nbflow recover`` in a notebook shows
+what it did, then a live view per workflow it resumed.
+
+Importing :mod:`nbflow.notebook` registers :func:`show_recovered` with the core
+(:func:`nbflow._recovery.on_recover`); it acts only in a Jupyter kernel, when the recover was
+called from the kernel's main thread (a cell), so a recover from a background thread or a
+script shows nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from nbflow._format import format_recover
+from nbflow._recovery import Recovered
+from nbflow.notebook import _background
+from nbflow.notebook._view import LiveView, in_kernel
+
+__all__ = ["shows_views", "show_recovered"]
+
+
+def shows_views() -> bool:
+    """Whether a recover called here shows views (a kernel's main thread)."""
+    return in_kernel() and threading.current_thread() is threading.main_thread()
+
+
+def show_recovered(recovered: Recovered) -> None:
+    """Print what a recover did and show a live view per resumed workflow (in a cell only)."""
+    if not shows_views():
+        return
+    _background.install()  # what the resumed workflows print goes to their views
+    print("\n".join(format_recover(recovered, here="this kernel")), flush=True)
+    for handle in recovered:
+        LiveView(handle.workflow_id, None).display()
