@@ -86,14 +86,16 @@ def test_success_shows_the_bar_the_header_and_the_output(
     assert (w.bar.value, w.bar.max, w.bar.bar_style) == (60, 60, "success")
     assert w.label.value.startswith("60/60 100% ")
     assert "it/s" in w.label.value and "ETA" not in w.label.value
-    assert "tests.liveview.counting" in w.header.value and "SUCCESS" in w.header.value
-    assert handle.workflow_id[:8] in w.header.value
+    assert "tests.liveview.counting" in w.header.value and "succeeded" in w.header.value
+    assert f">{handle.workflow_id}</code>" in w.header.value  # the whole id
     assert w.output.outputs[0]["text"] == "row 0\nrow 1\nrow 2\n"  # one key: no prefix
     assert w.error.value == ""
-    assert w.cancel_button.disabled
-    assert view.status == "SUCCESS" and view.frame.final
-    assert repr(view.widget) == "<nbflow LiveView>"  # the text/plain nbval compares
-    assert view.widget._repr_mimebundle_()["text/plain"] == "<nbflow LiveView>"
+    assert w.cancel_button.layout.display == "none"  # gone at the end, not merely disabled
+    assert w.show_all.layout.display == "none"  # nothing hidden: no toggle
+    assert view.status == "SUCCESS" and view.frame.final and view.frame.word == "succeeded"
+    bundle = view.widget._repr_mimebundle_()  # what frontends without widgets show
+    assert bundle["text/plain"].startswith("nbflow: tests.liveview.counting · ")
+    assert 'class="nbflow-liveview"' in bundle["text/html"] and "60/60 100%" in bundle["text/html"]
 
 
 def test_error_shows_danger_and_the_error(
@@ -105,7 +107,7 @@ def test_error_shows_danger_and_the_error(
     assert (w.bar.value, w.bar.max, w.bar.bar_style) == (2, 5, "danger")
     assert w.label.value.startswith("2/5 40% ") and w.label.value.endswith("· halfway")
     assert "ValueError: boom" in w.error.value
-    assert "ERROR" in w.header.value
+    assert "failed" in w.header.value
 
 
 def test_cancel_button_cancels_a_running_workflow(
@@ -127,12 +129,12 @@ def test_cancel_button_cancels_a_running_workflow(
     w = view.renderer
     wait_until(lambda: w.bar.value == 1)
     assert w.bar.bar_style == "" and not w.cancel_button.disabled
-    assert "PENDING" in w.header.value and "ETA" in w.label.value
+    assert "running" in w.header.value and "ETA" in w.label.value
     w.cancel_button.click()
     assert view.wait(10)
     assert handle.status() == Status.CANCELLED
     assert (w.bar.value, w.bar.bar_style) == (1, "warning")
-    assert "CANCELLED" in w.header.value and w.cancel_button.disabled
+    assert "cancelled" in w.header.value and w.cancel_button.layout.display == "none"
     g.release.set()
     with pytest.raises(nbflow.WorkflowCancelledError):
         handle.result(timeout=10)
@@ -336,11 +338,11 @@ def test_snapshot_text_and_html() -> None:
     state.feed("rows", "one")
     snap = Snapshot(state.frame(200.0))
     text = repr(snap).splitlines()
-    assert text[0] == "pkg.etl [01234567] ERROR 0:03"
+    assert text[0] == "nbflow: pkg.etl · 0123456789abcdef · failed · 0:03"
     assert text[1].startswith(text_bar(0.75)) and "3/4 75%" in text[1]
     assert text[2:] == ["ValueError: <bad>", "one"]
     page = snap._repr_html_()
-    assert "width:75.0%" in page and "ValueError: &lt;bad&gt;" in page and "ERROR" in page
+    assert "width:75.0%" in page and "ValueError: &lt;bad&gt;" in page and "failed" in page
 
 
 def test_handle_renderer_updates_every_handle(
@@ -356,7 +358,7 @@ def test_handle_renderer_updates_every_handle(
     for recorder in recorders:
         assert len(recorder.shown) == 1
         last = repr(recorder.shown[-1])
-        assert "SUCCESS" in last and "5/5 100%" in last and last.endswith("row 0\nrow 1")
+        assert "succeeded" in last and "5/5 100%" in last and last.endswith("row 0\nrow 1")
 
 
 def test_a_live_handle_renderer_takes_every_frame() -> None:
@@ -381,7 +383,7 @@ def test_fallback_display_handle_in_ipython(rt: nbflow.Runtime, shell: Interacti
             view.close()
     first, *updates = captured.outputs
     assert "text/html" in first.data and "nbflow-liveview" in first.data["text/html"]
-    assert updates and "SUCCESS" in updates[-1].data["text/plain"]
+    assert updates and "succeeded" in updates[-1].data["text/plain"]
     assert "4/4 100%" in updates[-1].data["text/plain"]
 
 
@@ -400,7 +402,7 @@ def test_launch_displays_first_then_starts(rt: nbflow.Runtime, shell: Interactiv
     first = captured.outputs[0].data["text/plain"]
     assert "starting" in first and "tests.liveview.counting" in first  # shown before the start
     final = captured.outputs[-1].data["text/plain"]
-    assert "SUCCESS" in final and final.endswith("row 0\nrow 1")  # one output key: no prefix
+    assert "succeeded" in final and final.endswith("row 0\nrow 1")  # one output key: no prefix
     assert handle.view.frame.workflow_id == handle.workflow_id
 
 
@@ -475,11 +477,14 @@ def test_the_state_module_does_not_import_jupyter() -> None:
     assert not imported & {"IPython", "ipywidgets", "ipykernel"}
 
 
-def test_short_ids_shown_whole_generated_ones_cut() -> None:
-    """A custom id shows whole in the header; a generated uuid shows its first 8 characters."""
-    assert ViewState("finished-1", "wf").frame(0.0).short_id == "finished-1"
+def test_ids_are_shown_whole() -> None:
+    """Ids are never cut to 8 characters; the HTML cuts a long one by CSS, its title whole."""
     uuid = "0931dfec-1111-4222-8333-444455556666"
-    assert ViewState(uuid, "wf").frame(0.0).short_id == "0931dfec"
+    frame = ViewState(uuid, "wf").frame(0.0)
+    assert frame.short_id == uuid and uuid in repr(Snapshot(frame))
+    assert f'<code title="{uuid}" style="' in header_html(frame) and "text-overflow:ellipsis" in (
+        header_html(frame)
+    )
 
 
 def test_a_view_shows_an_enqueued_workflow_until_a_worker_runs_it(
@@ -514,3 +519,65 @@ def test_a_view_shows_the_workflow_s_events(
     view = finished(views(handle.workflow_id, ["progress"]))
     assert view.frame.events == "stage: done, rows: 42"
     assert "stage: done, rows: 42" in header_html(view.frame)
+
+
+# -- in a real kernel (nbclient) -------------------------------------------------------------
+
+SAVED_VIEW = [
+    "import nbflow\n"
+    "from nbflow.notebook import LiveView\n"
+    "nbflow.configure('views.duckdb')\n"
+    "@nbflow.step()\n"
+    "def parse_batch(i):\n"
+    "    if i == 3:\n"
+    "        raise ValueError(f'could not parse batch {i}')\n"
+    "    return i\n"
+    "@nbflow.workflow()\n"
+    "def pipeline(n):\n"
+    "    for i in range(n):\n"
+    "        print('batch', i)\n"
+    "        nbflow.write_stream('stdout', f'batch {i}')\n"
+    "        nbflow.progress(i + 1, n)\n"
+    "        parse_batch(i)\n",
+    "with nbflow.set_workflow_id('saved-ok'):\n"
+    "    ok = nbflow.start(pipeline, 3)\n"
+    "LiveView.follow(ok.workflow_id)",
+    "with nbflow.set_workflow_id('saved-bad'):\n"
+    "    bad = nbflow.start(pipeline, 5)\n"
+    "view = LiveView.follow(bad.workflow_id)",
+    "ok.result(timeout=30)\n"
+    "view.wait(30)\n"
+    "import time\n"
+    "for v in list(nbflow.notebook._view._views):\n"
+    "    v.wait(30)\n"
+    "time.sleep(0.5)  # the last display update reaches the notebook client",
+]
+
+
+def test_a_saved_notebook_keeps_a_static_rendering_of_each_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a run, each view's output holds HTML and text of its final state, and no widget
+    (a reopened notebook, nbconvert and GitHub show it without a kernel)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from tests.test_run_all import venv_kernel
+
+    kernel = venv_kernel(tmp_path, monkeypatch)
+    monkeypatch.delenv("NBFLOW_DATABASE", raising=False)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in SAVED_VIEW])
+    client = NotebookClient(
+        nb, kernel_name=kernel, timeout=60, resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    for index, status, bar in ((1, "succeeded", "3/3 100%"), (2, "failed", "4/5 80%")):
+        (data,) = [o["data"] for o in nb.cells[index].outputs if "data" in o]
+        assert "application/vnd.jupyter.widget-view+json" not in data, data
+        text, page = data["text/plain"], data["text/html"]
+        assert text.startswith("nbflow: pipeline · saved-")
+        assert f" · {status} · " in text.splitlines()[0] and bar in text and bar in page
+        assert 'class="nbflow-liveview"' in page and "Cancel" not in page
+        assert "batch 0" in text  # the stream stdout is always followed
+    (bad,) = [o["data"]["text/plain"] for o in nb.cells[2].outputs if "data" in o]
+    assert "failed in step `parse_batch`: ValueError: could not parse batch 3" in bad

@@ -1,18 +1,29 @@
 """Renderers of the live view: ipywidgets, a display handle updated in place, plain text.
 
 A renderer draws :class:`~nbflow.notebook._state.Frame` objects: ``show`` once from the main
-thread (in the cell), then ``apply`` from any thread. :class:`WidgetRenderer` draws ipywidgets and
-after ``show`` only changes their traits (text reaches its ``Output`` widget by assigning
-``outputs``, never ``with out:``). Without a widget frontend, :class:`HandleRenderer` shows a
-:class:`Snapshot` (HTML, or a plain-text bar for terminals) in a display handle, updated with every
-frame in a kernel and only with the last frame outside one, where an update prints anew. IPython
-and ipywidgets are imported only inside the functions that need them.
+thread (in the cell), then ``apply`` from any thread, then ``finish`` once with the last frame.
+:class:`WidgetRenderer` draws ipywidgets and after ``show`` only changes their traits (text
+reaches its ``Output`` widget by assigning ``outputs``, never ``with out:``). It shows them under
+a display id; ``finish`` replaces that output with a static :class:`Snapshot` of the last frame
+(``update_display`` with HTML and text, without the widget mimetype), so a saved notebook shows
+what happened without a kernel: reopened in JupyterLab, in nbconvert, on GitHub. Without a widget
+frontend, :class:`HandleRenderer` shows a :class:`Snapshot` (HTML, or a plain-text bar for
+terminals) in a display handle, updated with every frame in a kernel and only with the last frame
+outside one, where an update prints anew. IPython and ipywidgets are imported only inside the
+functions that need them.
+
+A widget view whose kernel restarted is marked disconnected by the frontend (ipywidgets adds the
+class ``jupyter-widgets-disconnected``); the view's CSS then hides its Cancel button and shows a
+line saying it no longer updates, so it never looks alive.
 """
 
 from __future__ import annotations
 
 import functools
 import html
+import itertools
+import threading
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -28,23 +39,46 @@ __all__ = [
 ]
 
 _COLOURS = {"success": "#4caf50", "danger": "#e53935", "warning": "#fb8c00", "info": "#29b6f6"}
+_ID_STYLE = (  # a long id is cut by CSS (the whole id stays in the text and in the title)
+    "display:inline-block;max-width:40ch;overflow:hidden;text-overflow:ellipsis;"
+    "white-space:nowrap;vertical-align:bottom"
+)
+_STATIC_LINES = 1000  # output lines a static rendering keeps under "show all"
+#: What a widget view looks like once its kernel is gone (the frontend marks it disconnected).
+_DISCONNECTED_CSS = (
+    "<style>.nbflow-view .nbflow-stale{display:none}"
+    ".nbflow-view.jupyter-widgets-disconnected .nbflow-stale{display:block;color:#757575}"
+    ".nbflow-view.jupyter-widgets-disconnected .nbflow-cancel,"
+    ".nbflow-view.jupyter-widgets-disconnected .widget-hprogress{opacity:0.4}"
+    ".nbflow-view.jupyter-widgets-disconnected .nbflow-cancel{display:none}</style>"
+)
+_STALE = (
+    '<div class="nbflow-stale">The kernel of this view stopped: it no longer updates. '
+    "<code>%nbflow recover</code> resumes interrupted workflows, "
+    "<code>%nbflow watch ID</code> follows one.</div>"
+)
 
 
 class Renderer(Protocol):
-    """Draws frames: ``show`` from the main thread once, then ``apply`` from any thread."""
+    """Draws frames: ``show`` from the main thread once, ``apply`` from any thread, then
+    ``finish`` once with the last frame."""
 
     def show(self) -> None: ...
 
     def apply(self, frame: Frame) -> None: ...
 
+    def finish(self, frame: Frame, notice: str = "") -> None: ...
+
 
 def header_html(f: Frame) -> str:
-    """The header: name, short id, status (coloured at the end) and elapsed time."""
+    """The header: name, id, status word (coloured at the end) and elapsed time."""
     colour = _COLOURS.get(f.bar_style if f.final else "", "inherit")
     parts = [f"<b>{html.escape(f.title)}</b>"]
     if f.workflow_id:
-        parts.append(f'<code title="{html.escape(f.workflow_id)}">{html.escape(f.short_id)}</code>')
-    parts.append(f'<span style="color:{colour};font-weight:bold">{html.escape(f.status)}</span>')
+        wid = html.escape(f.workflow_id)
+        parts.append(f'<code title="{wid}" style="{_ID_STYLE}">{wid}</code>')
+    word = f.word or f.status
+    parts.append(f'<span style="color:{colour};font-weight:bold">{html.escape(word)}</span>')
     if f.elapsed:
         parts.append(html.escape(f.elapsed))
     if f.events:
@@ -52,20 +86,53 @@ def header_html(f: Frame) -> str:
     return " &middot; ".join(parts)
 
 
+def _bar_html(f: Frame) -> str:
+    width = 100 * f.bar_value / f.bar_max if f.bar_max else 0.0
+    colour = _COLOURS.get(f.bar_style, "#2196f3")
+    return (
+        '<div><span style="display:inline-block;width:20em;height:0.9em;'
+        'background:#e0e0e0;vertical-align:middle">'
+        f'<span style="display:block;width:{width:.1f}%;height:100%;background:{colour}">'
+        f"</span></span> {html.escape(f.label)}</div>"
+    )
+
+
+def _details_html(f: Frame) -> str:
+    """The kept output lines in a ``<details>`` element (a static "show all"), or ''."""
+    kept = f.history[-_STATIC_LINES:]
+    if len(kept) <= len(f.lines):
+        return ""
+    cut = len(f.history) - len(kept)
+    more = f"… {cut:,} earlier lines not kept here\n" if cut else ""
+    body = html.escape(more + "".join(line + "\n" for line in kept))
+    return (
+        f'<details><summary style="cursor:pointer;font-size:0.85em">Show all '
+        f"({len(kept):,} lines)</summary><pre>{body}</pre></details>"
+    )
+
+
 class Snapshot:
     """One frame as a displayable object: HTML in notebooks, a text bar elsewhere.
 
+    Its text starts with ``nbflow:`` and its HTML is one ``<div class="nbflow-liveview">``, so
+    a notebook test can sanitize a whole view (``notebooks/sanitize.cfg``).
+
     Args:
         frame: What to show.
+        notice: A line under the header (e.g. that the view continues below), or ''.
     """
 
-    def __init__(self, frame: Frame) -> None:
+    def __init__(self, frame: Frame, notice: str = "") -> None:
         self.frame = frame
+        self.notice = notice
 
     def __repr__(self) -> str:
         f = self.frame
-        short_id = f"[{f.short_id}]" if f.workflow_id else ""
-        lines = [" ".join(p for p in (f.title, short_id, f.status, f.elapsed, f.events) if p)]
+        word = f.word or f.status
+        head = " · ".join(p for p in (f.title, f.workflow_id, word, f.elapsed, f.events) if p)
+        lines = [f"nbflow: {head}"]
+        if self.notice:
+            lines.append(self.notice)
         if f.show_bar:
             lines.append(progress_line(f.bar_value / f.bar_max if f.bar_max else 0.0, f.label))
         if f.error:
@@ -77,19 +144,15 @@ class Snapshot:
     def _repr_html_(self) -> str:
         f = self.frame
         parts = [f"<div>{header_html(f)}</div>"]
+        if self.notice:
+            parts.append(f'<div style="color:#757575">{html.escape(self.notice)}</div>')
         if f.show_bar:
-            width = 100 * f.bar_value / f.bar_max if f.bar_max else 0.0
-            colour = _COLOURS.get(f.bar_style, "#2196f3")
-            parts.append(
-                '<div><span style="display:inline-block;width:20em;height:0.9em;'
-                'background:#e0e0e0;vertical-align:middle">'
-                f'<span style="display:block;width:{width:.1f}%;height:100%;background:{colour}">'
-                f"</span></span> {html.escape(f.label)}</div>"
-            )
+            parts.append(_bar_html(f))
         if f.error:
             parts.append(f'<pre style="color:{_COLOURS["danger"]}">{html.escape(f.error)}</pre>')
         if f.show_output and (f.lines or f.note):
             parts.append(f"<pre>{html.escape(f.text)}</pre>")
+            parts.append(_details_html(f))
         return f'<div class="nbflow-liveview">{"".join(parts)}</div>'
 
 
@@ -100,7 +163,7 @@ class HandleRenderer:
         frame: The first frame (shown by :meth:`show`).
         handles: Handles to update (anything with an ``update(obj)`` method).
         live: Update with every frame. False (outside a kernel, where an update prints anew,
-            e.g. terminal IPython): only with the last frame, when the view is complete.
+            e.g. terminal IPython): only with the last frame, at :meth:`finish`.
     """
 
     def __init__(self, frame: Frame, handles: Iterable[Any] = (), *, live: bool = True) -> None:
@@ -116,10 +179,51 @@ class HandleRenderer:
             self.handles.append(handle)
 
     def apply(self, frame: Frame) -> None:
-        last, self.frame = self.frame, frame
-        if self.live or (frame.complete and not last.complete):
+        self.frame = frame
+        if self.live:
             for handle in self.handles:
                 handle.update(Snapshot(frame))
+
+    def finish(self, frame: Frame, notice: str = "") -> None:
+        """Leave ``frame`` (its "show all" included) as the last display, with ``notice``; the
+        one update outside a kernel."""
+        self.frame = frame
+        for handle in self.handles:
+            handle.update(Snapshot(frame, notice))
+
+
+_display_ids = itertools.count(1)
+_late: list[tuple[str, Snapshot]] = []  # static renderings to send again at the next cell
+_late_lock = threading.Lock()
+
+
+def _send_late() -> None:
+    """Send the static renderings made since the last cell once more, now in a cell's context.
+
+    A view's reader thread sends its static rendering under the last cell's parent header; one
+    that ends between two cells reaches JupyterLab (which follows display ids) but a client that
+    only takes messages of the cell it runs (nbclient) drops it. Sent again from the next cell, it
+    reaches every client that runs one more cell. (An IPython ``pre_execute`` callback.)
+    """
+    from IPython.display import update_display
+
+    with _late_lock:
+        late = list(_late)
+        _late.clear()
+    for display_id, snapshot in late:
+        update_display(snapshot, display_id=display_id)  # type: ignore[no-untyped-call]
+
+
+def _resend_at_next_cell(display_id: str, snapshot: Snapshot) -> None:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    with _late_lock:
+        if _send_late not in shell.events.callbacks["pre_execute"]:
+            shell.events.register("pre_execute", _send_late)
+        _late.append((display_id, snapshot))
 
 
 @functools.cache
@@ -127,10 +231,19 @@ def _box_class() -> type:
     import ipywidgets as widgets
 
     class LiveViewBox(widgets.VBox):  # type: ignore[misc]
-        """A VBox whose text/plain is stable (nbval compares it)."""
+        """A VBox whose bundle also holds a static rendering of its frame (HTML and text), which
+        frontends without widgets show (nbconvert, GitHub)."""
+
+        frame: Frame | None = None
 
         def __repr__(self) -> str:
-            return "<nbflow LiveView>"
+            return repr(Snapshot(self.frame)) if self.frame is not None else "<nbflow LiveView>"
+
+        def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+            bundle: dict[str, Any] = super()._repr_mimebundle_(**kwargs)
+            if self.frame is not None:
+                bundle["text/html"] = Snapshot(self.frame)._repr_html_()
+            return bundle
 
     return LiveViewBox
 
@@ -143,6 +256,9 @@ class WidgetRenderer:
         frame: The first frame.
         on_cancel: Called (in the kernel's main thread) when Cancel is clicked.
         on_show_all: Called with the toggle's new value.
+
+    Attributes:
+        display_id: The id of the output that shows the box (``nbflow-view-…``), once shown.
     """
 
     def __init__(
@@ -159,16 +275,20 @@ class WidgetRenderer:
             tooltip="Cancel the workflow",
             layout=w.Layout(width="auto"),
         )
+        self.cancel_button.add_class("nbflow-cancel")
         self.error = w.HTML()
         self.output = w.Output(layout=w.Layout(max_height="30em", overflow="auto"))
-        self.show_all = w.ToggleButton(
+        self.show_all = w.ToggleButton(  # compact, at the left: not a full-width bar
             value=False,
             description="Show all",
             tooltip="Show every item read so far",
-            layout=w.Layout(width="auto"),
+            layout=w.Layout(width="auto", height="1.8em", align_self="flex-start"),
+            style={"font_size": "0.85em"},
         )
         bar_line = w.HBox([self.bar, self.label, self.cancel_button])
         self.box = _box_class()([self.header, bar_line, self.error, self.output, self.show_all])
+        self.box.add_class("nbflow-view")
+        self.display_id: str | None = None
         self.frame: Frame | None = None
         self.apply(frame)
         self.cancel_button.on_click(lambda _button: on_cancel())
@@ -177,12 +297,24 @@ class WidgetRenderer:
     def show(self) -> None:
         from IPython.display import display
 
-        display(self.box)  # type: ignore[no-untyped-call]
+        self.display_id = f"nbflow-view-{uuid.uuid4().hex[:12]}-{next(_display_ids)}"
+        display(self.box, display_id=self.display_id)  # type: ignore[no-untyped-call]
+
+    def finish(self, frame: Frame, notice: str = "") -> None:
+        """Replace the shown box by a static rendering of ``frame`` (HTML and text, no widget)."""
+        self.apply(frame)
+        if self.display_id is None:
+            return
+        from IPython.display import update_display
+
+        snapshot = Snapshot(frame, notice)
+        update_display(snapshot, display_id=self.display_id)  # type: ignore[no-untyped-call]
+        _resend_at_next_cell(self.display_id, snapshot)
 
     def apply(self, frame: Frame) -> None:
         old = self.frame
-        self.frame = frame
-        self.header.value = header_html(frame)
+        self.frame = self.box.frame = frame
+        self.header.value = _DISCONNECTED_CSS + header_html(frame) + _STALE
         bar = self.bar
         with bar.hold_sync():  # one message for the three traits
             bar.max = frame.bar_max  # first: the value must fit
@@ -197,11 +329,14 @@ class WidgetRenderer:
             else ""
         )
         self.cancel_button.disabled = not frame.cancellable
+        ended = frame.final or frame.complete  # no Cancel at the end, not merely disabled
+        self.cancel_button.layout.display = "none" if ended else ""
         if old is None or (old.lines, old.note) != (frame.lines, frame.note):
             text = frame.text
             out = {"output_type": "stream", "name": "stdout", "text": text}
             self.output.outputs = (out,) if text else ()  # never `with out:` from a thread
-        self.output.layout.display = self.show_all.layout.display = (
-            "" if frame.show_output else "none"
+        self.output.layout.display = "" if frame.show_output else "none"
+        self.show_all.layout.display = (
+            "" if frame.show_output and (frame.note or frame.show_all) else "none"
         )
         self.show_all.description = "Show last items" if frame.show_all else "Show all"

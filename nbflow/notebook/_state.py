@@ -12,9 +12,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import re
 from typing import Any
 
-from nbflow._format import format_interval, progress_label, truncate
+from nbflow._format import format_interval, progress_label, status_word, truncate
 
 __all__ = [
     "BAR_STYLES",
@@ -30,6 +31,9 @@ BAR_STYLES = {"SUCCESS": "success", "ERROR": "danger", "CANCELLED": "warning"}
 
 _FINAL = frozenset(BAR_STYLES)
 _LINE_LIMIT = 2000  # characters of one output line
+_BACKGROUND = "nbflow.background"  # the workflow of %%nbflow background cells
+_CELL_ID = re.compile(r"(.+)-[0-9a-f]{8}")  # a named background cell's id: NAME-1a2b3c4d
+_RESUMED = 1.0  # seconds between created_at and updated_at that mean a later (re)start
 
 
 @dataclasses.dataclass
@@ -66,7 +70,9 @@ class RateMeter:
     """Units per second, smoothed like tqdm's (an exponential moving average of recent rates).
 
     The first estimate is the average since the workflow started, so a view opened on a running
-    workflow (which replays its stream at once) does not report a burst.
+    workflow (which replays its stream at once) does not report a burst. With ``started`` None
+    (a resumed workflow: the average would count the idle gap before the resume) the first sample
+    only sets the baseline, and the rate is measured from the items that come after it.
 
     Args:
         smoothing: Weight of the newest rate, 0 (the overall average) to 1 (only the newest).
@@ -140,22 +146,26 @@ class Frame:
     Attributes:
         name: The workflow's name.
         workflow_id: Its id ('' before one is attached).
-        status: ``PENDING``, ``SUCCESS``, ``ERROR``, ``CANCELLED`` or ``starting``.
-        elapsed: Wall time since it was created, frozen at its end (``0:03``).
-        show_bar: Whether progress is watched.
+        status: ``PENDING``, ``ENQUEUED``, ``SUCCESS``, ``ERROR``, ``CANCELLED``, ``starting``
+            or ``not started``.
+        elapsed: Wall time since it was created, frozen at its end (``0:03``); since its latest
+            resume when the view knows of one (``0:12 since resumed``).
+        show_bar: Whether the bar shows: progress is watched and some progress item was read.
         bar_value: The bar's value.
         bar_max: The bar's maximum.
         bar_style: ``''``, ``info`` (unknown total), ``success``, ``danger`` or ``warning``.
         label: The text beside the bar (``23/60 38% 12.3 it/s ETA 0:03``).
-        show_output: Whether streams other than progress are watched.
+        show_output: Whether the output area shows: some output item was read.
         lines: The output lines shown.
         note: A line about items not shown, or ''.
         show_all: Whether every item kept is shown (not only the last few).
         error: ``"Type: message"`` of the workflow's error (or of the view's), or ''.
-        cancellable: Whether the Cancel button is enabled.
+        cancellable: Whether the Cancel button is enabled (it is hidden once the view ends).
         final: Whether the workflow reached its final status.
         complete: Whether the view has shown all it will (its reader ended).
         events: The workflow's events (``set_event``) as ``key: value, …``, or ''.
+        word: The status as a person reads it (``running``, ``interrupted``, ``succeeded``, …).
+        history: Every output line kept (up to the history cap), for a static "show all".
     """
 
     name: str
@@ -176,17 +186,23 @@ class Frame:
     final: bool
     complete: bool
     events: str = ""
+    word: str = ""
+    history: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def title(self) -> str:
-        """The name to show: without ``__main__.`` (notebook workflows), or ``workflow``."""
+        """The name to show: without ``__main__.`` (notebook workflows), or ``workflow``; a
+        background cell's name (``NAME`` of its id ``NAME-1a2b3c4d``), or ``background cell``."""
+        if self.name == _BACKGROUND:
+            named = _CELL_ID.fullmatch(self.workflow_id)
+            return named.group(1) if named else "background cell"
         name = self.name[len("__main__.") :] if self.name.startswith("__main__.") else self.name
         return name or "workflow"
 
     @property
     def short_id(self) -> str:
-        """The id, or its first 8 characters when it is long (a generated uuid)."""
-        return self.workflow_id if len(self.workflow_id) <= 12 else self.workflow_id[:8]
+        """The id, whole (the HTML header cuts a long one with CSS, the whole id in its title)."""
+        return self.workflow_id
 
     @property
     def text(self) -> str:
@@ -223,7 +239,9 @@ class ViewState:
         self.name = name or ""
         self.status = "starting" if workflow_id is None else "PENDING"
         self.created_at: float | None = None
+        self.restarted_at: float | None = None  # its latest resume, if the view knows of one
         self.ended_at: float | None = None
+        self.running = True  # for PENDING: whether something runs it (False: interrupted)
         self.error = ""
         self.progress_key = progress_key
         self.progress = Progress()
@@ -232,6 +250,7 @@ class ViewState:
         self.keys: list[str] = []  # watched keys, in order
         self.items: collections.deque[tuple[str, str]] = collections.deque(maxlen=history)
         self.seen = 0  # output items read
+        self.fed: set[str] = set()  # the output keys that had items
         self.cancel_requested = False
         self.complete = False  # the reader ended: nothing more will be read
         self.events: dict[str, Any] = {}  # the workflow's events, last value of each
@@ -257,7 +276,21 @@ class ViewState:
             self.progress.feed(value)
         else:
             self.seen += 1
+            self.fed.add(key)
             self.items.append((key, _line(value)))
+
+    def restarted(self, created_at: float, updated_at: float) -> None:
+        """Take a PENDING workflow's record times: ``updated_at`` well after ``created_at`` is its
+        latest (re)start, so rate and elapsed time leave out the idle gap before it."""
+        self.created_at = created_at
+        if updated_at - created_at > _RESUMED and updated_at != self.restarted_at:
+            self.restarted_at = updated_at
+            self.meter = RateMeter(self.meter.smoothing)  # measured anew from here
+
+    @property
+    def word(self) -> str:
+        """The status as a person reads it."""
+        return status_word(self.status, running_here=self.running)
 
     def _bar(self, now: float) -> tuple[float, float, str, str]:
         p, final = self.progress, self.final
@@ -265,23 +298,27 @@ class ViewState:
         if not p.items:
             return (1.0, 1.0, style, "") if final else (0.0, 1.0, style, "")
         started = self.created_at
-        if final:  # the overall average, so a finished view reads the same every time
+        if final and self.restarted_at is not None:  # the items before the resume are unknown
+            rate = self.meter.rate
+        elif final:  # the overall average, so a finished view reads the same every time
             end = self.ended_at if self.ended_at is not None else now
             span = None if started is None else end - started
             rate = p.done / span if span and span > 0 and p.done > 0 else None
+        elif self.restarted_at is not None:  # from the items read since the resume
+            rate = self.meter.update(p.done, now, None)
         else:
             rate = self.meter.update(p.done, now, started)
         if p.total is None or p.total <= 0:
             value = 1.0 if final or p.done else 0.0
             return value, 1.0, style or "info", progress_label(p.done, None, rate, None, p.message)
         eta = None
-        if not final and rate:
+        if not final and rate and self.running:
             eta = max(0.0, p.total - p.done) / rate
         label = progress_label(p.done, p.total, rate, eta, p.message)
         return max(0.0, min(p.done, p.total)), p.total, style, label
 
     def _output(self, show_all: bool) -> tuple[tuple[str, ...], str]:
-        prefix = len(self.output_keys) > 1
+        prefix = len(self.fed) > 1
         if show_all:
             items = list(self.items)
         else:  # the last few, without copying the whole history
@@ -301,22 +338,19 @@ class ViewState:
 
     def frame(self, now: float, *, show_all: bool = False) -> Frame:
         """The display at wall time ``now`` (seconds since the epoch)."""
-        start = self.created_at
-        end = self.ended_at if self.final and self.ended_at is not None else now
-        elapsed = "" if start is None else format_interval(end - start)
         value, maximum, style, label = self._bar(now)
         lines, note = self._output(show_all)
         return Frame(
             name=self.name,
             workflow_id=self.workflow_id or "",
             status=self.status,
-            elapsed=elapsed,
-            show_bar=self.progress_key in self.keys,
+            elapsed=self._elapsed(now),
+            show_bar=self.progress_key in self.keys and self.progress.items > 0,
             bar_value=value,
             bar_max=maximum,
             bar_style=style,
             label=label,
-            show_output=bool(self.output_keys),
+            show_output=self.seen > 0,
             lines=lines,
             note=note,
             show_all=show_all,
@@ -327,4 +361,18 @@ class ViewState:
             final=self.final,
             complete=self.complete,
             events=", ".join(f"{key}: {_line(value)}" for key, value in self.events.items()),
+            word=self.word,
+            history=self._history() if self.complete else (),
         )
+
+    def _elapsed(self, now: float) -> str:
+        """Time since created, or since the latest resume (said so); frozen at the end."""
+        end = self.ended_at if self.final and self.ended_at is not None else now
+        if self.restarted_at is not None:
+            return f"{format_interval(end - self.restarted_at)} since resumed"
+        return "" if self.created_at is None else format_interval(end - self.created_at)
+
+    def _history(self) -> tuple[str, ...]:
+        """Every output line kept, prefixed by its key when more than one key had items."""
+        prefix = len(self.fed) > 1
+        return tuple(f"[{k}] {t}" if prefix else t for k, t in self.items)

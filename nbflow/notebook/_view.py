@@ -6,6 +6,14 @@ in the cell, before its reader thread starts; after that the thread only changes
 times per second however fast the streams run. Without a widget frontend (plain IPython, a script)
 it shows a display handle instead, updated with text/HTML. The renderers that draw it are in
 :mod:`nbflow.notebook._render`.
+
+A view always follows the stream ``stdout`` (what the workflow printed or logged) besides the keys
+asked for. Its header reads the status as a person would: ``running``, ``enqueued``, or
+``interrupted`` for a PENDING workflow that nothing runs (no execution in this process and, on a
+shared database, no live executor elsewhere). When its reader ends, the view leaves a static
+rendering of its last frame in the notebook (:meth:`Renderer.finish`). Opening a view of a workflow
+that another view of this kernel follows turns the older one into such a static rendering that
+says the view continues below.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from nbflow._errors import RuntimeClosedError, StreamTimeoutError, WorkflowNotFo
 from nbflow._format import format_error
 from nbflow._runtime import Runtime
 from nbflow.notebook._render import HandleRenderer, Renderer, WidgetRenderer
+from nbflow.notebook._rows import failure, runs
 from nbflow.notebook._state import Frame, Throttle, ViewState
+from nbflow.store import WorkflowRow
 
 __all__ = [
     "LiveView",
@@ -38,6 +48,7 @@ _IDLE_WAIT = 0.25  # the same, after a second without new items (fewer queries w
 _SLICE = 0.25  # seconds spent on one stream before the others get their turn
 _DISCOVER = 0.5  # seconds between looks for new streams (keys=None)
 _HISTORY = 10_000  # output items kept for "show all"
+_STDOUT = "stdout"  # the stream of what a workflow printed or logged: always followed
 
 _views: weakref.WeakSet[LiveView] = weakref.WeakSet()
 
@@ -79,14 +90,16 @@ def close_all_views() -> None:
 class LiveView:
     """A live view of a workflow: header, progress bar, output of its other streams, Cancel.
 
-    Opened on a running or finished workflow, it replays the streams from offset 0. One reader
-    thread (``nbflow-view-<id8>``) reads them; it starts after the view is displayed and ends by
-    itself when the workflow is final and its streams are drained (or at :meth:`close`).
+    Opened on a running, interrupted, resumed or finished workflow, it replays the streams from
+    offset 0. One reader thread (``nbflow-view-<id8>``) reads them; it starts after the view is
+    displayed and ends by itself when the workflow is final and its streams are drained (or at
+    :meth:`close`); then the view leaves a static rendering of its last frame.
 
     Args:
         workflow_id: The workflow to show; None for a view attached later (:meth:`attach`).
-        keys: The streams to show (a key or several); None: every stream of the workflow,
-            including those it creates later. ``"progress"`` feeds the bar, the others the output.
+        keys: The streams to show (a key or several; ``stdout`` is always followed too); None:
+            every stream of the workflow, including those it creates later. ``"progress"`` feeds
+            the bar, the others the output.
         runtime: The runtime (default: ``nbflow.runtime()``).
         max_items: How many output items are shown (the last ones; "Show all" shows all, up to
             10,000).
@@ -123,6 +136,8 @@ class LiveView:
             if not isinstance(key, str):
                 raise TypeError(f"LiveView keys are stream keys (str), not {key!r}.")
             self._state.add_key(key)
+        if not self._auto_keys:
+            self._state.add_key(_STDOUT)
         self._throttle = Throttle(rate)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -133,6 +148,8 @@ class LiveView:
         self._offsets: dict[str, int] = {}
         self._drained: set[str] = set()
         self._read_at = 0.0  # when items last arrived (monotonic)
+        self._notice = ""  # a line the static rendering shows under the header
+        self._shown = False
         self._frame = self._state.frame(time.time())
         self.widgets = widget_frontend() if widgets is None else widgets
         self.renderer: Renderer = (
@@ -148,6 +165,33 @@ class LiveView:
 
     def _ipython_display_(self) -> None:
         self.display()
+
+    @classmethod
+    def follow(
+        cls,
+        workflow_id: str,
+        keys: Iterable[str] | str | None = ("progress",),
+        *,
+        runtime: Runtime | None = None,
+        **options: Any,
+    ) -> LiveView:
+        """Show a view of ``workflow_id`` in the current cell and follow it live: for a workflow
+        that runs, was just resumed (``resume``, ``recover``, a launch that found its run), is
+        interrupted, or has ended. An older view of it in this kernel turns static, saying the
+        view continues here. Call from the main thread (a cell).
+
+        Args:
+            workflow_id: The workflow.
+            keys: The streams to show (``stdout`` is always followed too); None: all of them.
+            runtime: The runtime (default: ``nbflow.runtime()``).
+            **options: The other :class:`LiveView` arguments (``max_items``, ``rate``, …).
+
+        Returns:
+            The view, displayed, its reader started.
+        """
+        view = cls(workflow_id, keys, runtime=runtime, **options)
+        view.display()
+        return view
 
     # -- public ------------------------------------------------------------------------------
 
@@ -182,9 +226,26 @@ class LiveView:
         return self._throttle.span
 
     def display(self) -> None:
-        """Show the view in the current cell, then start its reader. Call from the main thread."""
+        """Show the view in the current cell, then start its reader. Call from the main thread.
+
+        Another view of the same workflow that this kernel still shows live stops and turns
+        static ("continues below"). A view already shown is not shown again (``follow``'s
+        result as a cell's last expression shows once).
+        """
+        if self._shown:
+            return
+        self._shown = True
+        if self.workflow_id is not None:
+            self._supersede(self.workflow_id)
         self.renderer.show()
         self.start()
+
+    def _supersede(self, workflow_id: str) -> None:
+        """Stop the other live views of ``workflow_id``; each leaves a static "continues below"."""
+        for view in list(_views):
+            if view is not self and view.workflow_id == workflow_id and not view._ended.is_set():
+                view._notice = "This view continues below (a newer view of this workflow)."
+                view.close()
 
     def start(self) -> None:
         """Start the reader thread (once; :meth:`display` calls it)."""
@@ -205,6 +266,7 @@ class LiveView:
         with self._lock:
             self.workflow_id = self._state.workflow_id = workflow_id
             self._state.status = "PENDING"
+        self._supersede(workflow_id)
         self._apply(force=True)
         self.start()
 
@@ -215,7 +277,7 @@ class LiveView:
         return self._ended.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the reader thread (the display stays as it is)."""
+        """Stop the reader thread; the display becomes a static rendering of the last frame."""
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -269,20 +331,43 @@ class LiveView:
             self._load()
             self._loop()
         except RuntimeClosedError:
-            pass  # the runtime closed under the view: it keeps what it read
+            self._closed_under()  # the runtime closed under the view: it keeps what it read
         except Exception as exc:
             if self._runtime.closed:
-                return  # the same, found by a query on the closed database
-            logger.debug("LiveView of %s stopped", self.workflow_id, exc_info=True)
-            with self._lock:
-                self._state.error = f"The live view stopped: {format_error(exc)}"
+                self._closed_under()  # the same, found by a query on the closed database
+            else:
+                logger.debug("LiveView of %s stopped", self.workflow_id, exc_info=True)
+                with self._lock:
+                    self._state.error = f"The live view stopped: {format_error(exc)}"
         finally:
-            if self._cancel.is_set() and not self._state.final:
-                self._cancel_now()
-            with self._lock:
-                self._state.complete = True
-            self._apply(force=True)  # the final update always happens
-            self._ended.set()
+            self._end()
+
+    def _closed_under(self) -> None:
+        """The runtime closed: nothing in this process runs the workflow any more."""
+        with self._lock:
+            if not self._state.final:
+                self._state.running = False
+                self._notice = self._notice or "The runtime of this view closed."
+
+    def _end(self) -> None:
+        """The last update: the final frame, then the static rendering that stays."""
+        if self._cancel.is_set() and not self._state.final and not self._runtime.closed:
+            self._cancel_now()
+        with self._lock:
+            self._state.complete = True
+        self._apply(force=True)  # the final update always happens
+        with self._lock:
+            frame = self._state.frame(time.time(), show_all=self._show_all)
+            notice = self._notice
+            if not frame.final and not notice and self._stop.is_set():
+                notice = (
+                    f"This view stopped following: %nbflow watch {frame.workflow_id} follows it."
+                )
+            try:
+                self.renderer.finish(frame, notice)
+            except Exception:  # the frontend is gone (kernel shutting down): nothing to update
+                logger.debug("LiveView of %s: no static rendering", self.workflow_id, exc_info=True)
+        self._ended.set()
 
     def _load(self) -> None:
         assert self.workflow_id is not None
@@ -298,16 +383,36 @@ class LiveView:
                 self._state.status = row.status
         if row.status not in ("PENDING", "ENQUEUED"):
             self._finish()
+        else:
+            self._look_at(row)
+
+    def _look_at(self, row: WorkflowRow) -> None:
+        """Take a PENDING workflow's record: whether it runs, when it last (re)started."""
+        running = runs(self._runtime, row)
+        with self._lock:
+            if row.status == "PENDING":
+                self._state.restarted(row.created_at, row.updated_at)
+            self._state.running = running
 
     def _finish(self) -> None:
         """Take the workflow's final status, end time and error from its record."""
         assert self.workflow_id is not None
         row = self._runtime.workflow_row(self.workflow_id)
+        error = self._failure(row) if row.error else ""
         with self._lock:
             self._state.status = row.status
             self._state.ended_at = row.ended_at
-            if row.error:
-                self._state.error = row.error
+            self._state.running = True
+            if error:
+                self._state.error = error
+
+    def _failure(self, row: WorkflowRow) -> str:
+        """The recorded error, naming the step (and ``map`` item) that raised it."""
+        step = None
+        if row.error_step is not None:
+            steps = self._runtime.list_steps(row.workflow_id)
+            step = next((s.name for s in steps if s.function_id == row.error_step), None)
+        return failure(row.error or "", step)
 
     def _discover(self) -> None:
         """Look for new streams (when watching all), and at the workflow's events."""
@@ -346,17 +451,29 @@ class LiveView:
             if not self._going():
                 return
             if not state.final:
-                status = self._runtime.status(self.workflow_id or "")
-                if status.is_final:
-                    self._finish()
-                elif status.value != state.status:  # ENQUEUED, then PENDING once a worker took it
-                    with self._lock:
-                        state.status = status.value
+                self._follow_status(looked_at_end or time.monotonic() >= next_look - _WAIT)
             if state.final and looked_at_end and all(k in self._drained for k in state.keys):
                 return
             if not todo:
                 self._stop.wait(wait)
             self._apply()
+
+    def _follow_status(self, look: bool) -> None:
+        """Take the workflow's status; with ``look``, whether it runs too (one more query)."""
+        assert self.workflow_id is not None
+        status = self._runtime.status(self.workflow_id)
+        if status.is_final:
+            self._finish()
+            return
+        runs_here = self._runtime.execution(self.workflow_id) is not None
+        if look or runs_here != self._state.running or status.value != self._state.status:
+            row = self._runtime.workflow_row(self.workflow_id)
+            if row.status in ("SUCCESS", "ERROR", "CANCELLED"):  # ended meanwhile
+                self._finish()
+                return
+            with self._lock:  # ENQUEUED, then PENDING once a worker took it
+                self._state.status = row.status
+            self._look_at(row)
 
     def _read(self, key: str, wait: float, slice_: float) -> None:
         """Read ``key``'s new items for up to ``slice_`` s, waiting ``wait`` s for each."""
