@@ -235,6 +235,7 @@ class Execution:
 
     def outcome(self) -> Any:
         """Its result, or its error raised (once :attr:`done` is set)."""
+        __tracebackhide__ = True
         if self.error is not None:
             raise self.error
         return self.result

@@ -104,6 +104,7 @@ class WorkflowHandle:
                 (PostgreSQL) is waited for.
             Exception: Whatever the workflow raised.
         """
+        __tracebackhide__ = True
         tracker = self._tracker
         ex = self._execution or tracker.execution(self.workflow_id)
         if ex is not None:
@@ -132,6 +133,7 @@ class WorkflowHandle:
 
     async def result_async(self, timeout: float | None = None) -> Any:
         """:meth:`result`, awaited: waits without blocking the caller's event loop."""
+        __tracebackhide__ = True
         ex = self._execution or self._tracker.execution(self.workflow_id)
         if ex is None:
             return await asyncio.to_thread(self.result, timeout)

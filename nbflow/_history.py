@@ -61,6 +61,7 @@ class History:
 
     def outcome(self, row: WorkflowRow) -> Any:
         """The recorded result of a finished workflow; raises its recorded error."""
+        __tracebackhide__ = True
         if row.status == Status.CANCELLED:
             raise WorkflowCancelledError(row.workflow_id)
         if row.status == Status.ERROR:

@@ -91,6 +91,7 @@ class Lifecycle:
 
     def call(self, wf: WorkflowFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a workflow durably in this thread (what calling a workflow function does)."""
+        __tracebackhide__ = True
         parent = context.current()
         if parent is not None:
             return parent.call_child(wf, args, kwargs)
@@ -98,6 +99,7 @@ class Lifecycle:
 
     def run_child(self, call: WorkflowCall) -> Any:
         """Run the workflow ``call`` here to its end, or wait for it where it runs; its result."""
+        __tracebackhide__ = True
         begun = self.begin(call)
         if begun.created:
             assert begun.execution is not None
@@ -238,6 +240,7 @@ class Lifecycle:
 
     def execute(self, ex: Execution, raise_errors: bool) -> Any:
         """Run an execution to its end in this thread and make its outcome durable."""
+        __tracebackhide__ = True
         try:
             self._check_deadline(ex)
             run_body(WorkflowRun(ex, self._runner))

@@ -47,6 +47,7 @@ class WorkflowRun(WorkflowContext):
     def run_step(
         self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
+        __tracebackhide__ = True
         run = StepRun(self.ex, self, step, function_id)
         while run.pending:
             with run:
@@ -58,6 +59,7 @@ class WorkflowRun(WorkflowContext):
     async def run_step_async(
         self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
+        __tracebackhide__ = True
         run = StepRun(self.ex, self, step, function_id)
         while run.pending:
             with run:
@@ -70,12 +72,14 @@ class WorkflowRun(WorkflowContext):
         return self.ex.reserve(count)
 
     def run_coroutine(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
         function_id = self.ex.next_function_id()
         return self.runner.run_on_loop(self._on_loop(step, args, kwargs, function_id))
 
     async def _on_loop(
         self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], function_id: int
     ) -> Any:
+        __tracebackhide__ = True
         token = context.SCOPE.set((self, 0, 0, threading.get_ident()))
         try:
             return await self.run_step_async(step, args, kwargs, function_id)
@@ -154,6 +158,7 @@ class WorkflowRun(WorkflowContext):
 @contextlib.contextmanager
 def _body(run: WorkflowRun) -> Iterator[dict[str, Any]]:
     """Run the block as the body of ``run``'s workflow, then make its outcome durable."""
+    __tracebackhide__ = True
     token = context.enter(run)
     outcome: dict[str, Any] = {}
     try:
@@ -170,6 +175,7 @@ def _body(run: WorkflowRun) -> Iterator[dict[str, Any]]:
 
 def run_body(run: WorkflowRun) -> None:
     """Run the workflow's body in this thread to its end and make its outcome durable."""
+    __tracebackhide__ = True
     ex = run.ex
     with _body(run) as outcome:
         outcome["output"] = ex.fn(*ex.args, **ex.kwargs)
@@ -177,6 +183,7 @@ def run_body(run: WorkflowRun) -> None:
 
 async def run_body_async(run: WorkflowRun) -> None:
     """:func:`run_body` for an ``async def`` workflow, as a task of nbflow's loop."""
+    __tracebackhide__ = True
     ex = run.ex
     with _body(run) as outcome:
         outcome["output"] = await ex.fn(*ex.args, **ex.kwargs)
@@ -230,7 +237,19 @@ def _final(ex: Execution, output: Any, error: BaseException | None) -> Finish | 
         return None
     ex.error = error
     text, blob = encode_error(error)
+    text = _with_notes(text, error)
     error_step = ex.ended_by_step(error)
     return Finish(
         ex.workflow_id, "ERROR", time.time(), error=text, error_pickle=blob, error_step=error_step
     )
+
+
+def _with_notes(text: str, error: BaseException) -> str:
+    """The recorded text of a workflow's error, ``Type: message``, followed by its notes (which
+    step or ``nbflow.map`` item raised it), one a line, as Python prints them."""
+    notes = getattr(error, "__notes__", None)
+    if not isinstance(notes, list) or not notes:
+        return text
+    lines = [str(note).replace("\x00", "\\x00") for note in notes]
+    whole = "\n".join([text, *lines])
+    return whole.encode("utf-8", "backslashreplace").decode("utf-8")

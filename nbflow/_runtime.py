@@ -198,10 +198,12 @@ class Runtime(Runner):
 
     def call(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a workflow durably in this thread (what calling a workflow function does)."""
+        __tracebackhide__ = True
         return self._lifecycle.call(wf, args, kwargs)
 
     def run_child(self, call: WorkflowCall) -> Any:
         """Run the child ``call.workflow_id`` here, or wait for it; its result."""
+        __tracebackhide__ = True
         return self._lifecycle.run_child(call)
 
     def cancel(self, workflow_id: str) -> None:
@@ -282,6 +284,7 @@ class Runtime(Runner):
 
     def outcome(self, row: WorkflowRow) -> Any:
         """The recorded result of a finished workflow; raises its recorded error."""
+        __tracebackhide__ = True
         return self._history.outcome(row)
 
     def wait_elsewhere(self, workflow_id: str, timeout: float | None) -> WorkflowRow | None:

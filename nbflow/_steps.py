@@ -10,6 +10,8 @@ and the last outcome is recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import time
 from typing import Any
 
@@ -17,11 +19,13 @@ from nbflow._calls import Step
 from nbflow._context import SCOPE, WorkflowContext
 from nbflow._execution import Execution
 from nbflow._serialization import Encoded, encode, encode_error
+from nbflow._tables import step_label
 from nbflow.store import ReplayRecord
 from nbflow.store._ops import StepRow
 
 __all__ = [
     "StepRun",
+    "note_step",
     "record_outcome",
     "replay_outcome",
     "step_row",
@@ -52,8 +56,32 @@ def step_row(
     )  # fmt: skip
 
 
+def note_step(error: BaseException, step: Step, attempt: int) -> None:
+    """Say in ``error`` which step raised it: a note ``raised in step 'parse' (attempt 3 of 3)``
+    in its traceback, and ``error.nbflow_step``, the step's name (once: the innermost step).
+
+    Args:
+        error: The exception the step raised; its type and message stay as they are.
+        step: The step.
+        attempt: Which attempt raised it (1, 2, …).
+    """
+    if getattr(error, "nbflow_step", None) is not None:
+        return
+    retries = step.policy.retries
+    of = f" (attempt {attempt} of {retries + 1})" if retries else ""
+    text = f"raised in step {step_label(step.name)!r}{of}"
+    if sys.version_info >= (3, 11):
+        error.add_note(text)
+    else:  # where tracebacks show no notes, the workflow's record still names the step
+        with contextlib.suppress(AttributeError):
+            error.__notes__ = [*getattr(error, "__notes__", ()), text]  # type: ignore[attr-defined]
+    with contextlib.suppress(AttributeError):  # an exception type with __slots__
+        error.nbflow_step = step.name  # type: ignore[attr-defined]
+
+
 def replay_outcome(ex: Execution, function_id: int, record: ReplayRecord, what: str) -> Any:
     """The recorded outcome of an operation: its output, or its error raised."""
+    __tracebackhide__ = True
     if record.error is not None:
         error = ex.engine.decode_error(record.error, record.error_pickle)
         raise ex.step_failed(function_id, error)
@@ -133,6 +161,7 @@ class StepRun:
 
     def replay(self) -> Any:
         """The recorded outcome (when :attr:`record` is not None)."""
+        __tracebackhide__ = True
         assert self.record is not None
         return replay_outcome(self.ex, self.function_id, self.record, f"step {self.step.name!r}")
 
@@ -169,11 +198,13 @@ class StepRun:
     def outcome(self) -> Any:
         """The step's outcome once it is not :attr:`pending`: its record replayed, or the last
         attempt's output (recorded now) or error (recorded, then raised)."""
+        __tracebackhide__ = True
         if self.record is not None:
             return self.replay()
         ex, name = self.ex, self.step.name
         if self.error is not None:
-            if self.step.keep_errors:
+            if self.step.keep_errors:  # (a map item's error: nbflow.map names the item)
+                note_step(self.error, self.step, self.tries)
                 record_outcome(
                     ex,
                     self.function_id,

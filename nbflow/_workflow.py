@@ -105,6 +105,7 @@ class WorkflowFunction:
         _registry[self.name] = self  # a re-run notebook cell replaces its earlier definition
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         if self.is_async:
             ctx = context.body()
             if ctx is None:
@@ -163,6 +164,7 @@ class StepFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         ctx = context.body()
         if ctx is None:  # outside a workflow, or nested in a step: a plain call
             if context.current() is None:
@@ -220,6 +222,7 @@ def step(
 
 def run_step(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Run any callable as a one-off step of the current workflow (a plain call outside one)."""
+    __tracebackhide__ = True
     ctx = context.body()
     name = getattr(fn, "name", None) or _qualified_name(fn)
     if ctx is None:

@@ -10,13 +10,16 @@ to no other cell, and a resumed workflow does not print its replayed lines twice
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_client.manager import KernelManager
 
 import nbflow
 from nbflow import _context
-from tests.helpers import Gate, interrupt, sql
+from tests.helpers import Gate, interrupt, sql, wait_until
+from tests.test_run_all import KERNEL, venv_kernel
 
 OUT = "stdout"
 
@@ -32,7 +35,7 @@ def stream_rows(runtime: nbflow.Runtime, workflow_id: str) -> list[tuple[Any, ..
     """``(value_json, function_id, attempt, is_end)`` of the ``stdout`` rows, in offset order."""
     return sql(
         runtime,
-        'select value_json, function_id, attempt, is_end from streams where workflow_id = ? '
+        "select value_json, function_id, attempt, is_end from streams where workflow_id = ? "
         'and key = ? order by "offset"',
         workflow_id,
         OUT,
@@ -241,3 +244,227 @@ def test_a_line_after_the_stream_closed_or_a_cancel_is_dropped(rt: nbflow.Runtim
     handle = nbflow.start(closing)
     assert handle.result(timeout=10) == "ok"
     assert lines(handle.workflow_id) == ["one"]
+
+
+# -- real kernels ------------------------------------------------------------------------------
+
+
+class Kernel:
+    """A real kernel of this venv; runs cells one by one and keeps each cell's outputs."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.km = KernelManager(kernel_name=KERNEL)
+        self.km.start_kernel(cwd=str(cwd))
+        self.client = self.km.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+        #: parent msg id -> the outputs (stream text, display text/plain, errors) sent under it
+        self.outputs: dict[str | None, list[str]] = {}
+        #: parent msg id -> the displays (live views) sent under it
+        self.displays: dict[str | None, list[str]] = {}
+
+    def run(self, code: str) -> list[str]:
+        """Run a cell to its end; its outputs (an error fails the test)."""
+        msg_id = self.client.execute(code)
+        idle = False
+        while not idle:
+            msg = self.client.get_iopub_msg(timeout=120)
+            parent = msg["parent_header"].get("msg_id")
+            kind, content = msg["msg_type"], msg["content"]
+            text = None
+            if kind == "stream":
+                text = content["text"]
+            elif kind == "execute_result":
+                text = str(content["data"].get("text/plain", ""))
+            elif kind == "display_data":  # (an update changes the display it names)
+                self.displays.setdefault(parent, []).append(str(content["data"]))
+            elif kind == "error":
+                text = "ERROR " + "\n".join(content["traceback"])
+            if text is not None:
+                self.outputs.setdefault(parent, []).append(text)
+            idle = parent == msg_id and kind == "status"
+            idle = idle and content["execution_state"] == "idle"
+        self.last = msg_id
+        outputs = self.outputs.get(msg_id, [])
+        assert not [o for o in outputs if o.startswith("ERROR")], outputs
+        return outputs
+
+    def stop(self, now: bool = False) -> None:
+        """Shut the kernel down (``now``: kill it, as a crash would)."""
+        self.client.stop_channels()
+        self.km.shutdown_kernel(now=now)
+
+
+@pytest.fixture
+def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A kernelspec of this venv and a database file for the kernels; returns the file."""
+    venv_kernel(tmp_path, monkeypatch)
+    db = tmp_path / "capture.duckdb"
+    monkeypatch.setenv("NBFLOW_DATABASE", str(db))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    return db
+
+
+def stored_lines(db: Path, workflow_id: str) -> list[Any]:
+    """The ``stdout`` stream of a workflow, read once the kernel let go of the file."""
+    with nbflow.Runtime(str(db)) as runtime:
+        return list(runtime.read_stream(workflow_id, OUT, timeout=10))
+
+
+PRINTER = """
+import logging, sys, threading
+import nbflow, nbflow.notebook
+from IPython.display import display
+from tqdm import tqdm
+from tqdm.notebook import tqdm as notebook_tqdm
+
+go = threading.Event()
+
+@nbflow.step(name="capture.item")
+def item(x):
+    print(f"item {x}")
+    return x * x
+
+@nbflow.step(name="capture.crunch")
+def crunch():
+    print("crunch starts")
+    for _ in tqdm(range(50), desc="crunch", mininterval=0):
+        pass
+    logging.getLogger("capture").warning("step logs")
+    return 1
+
+@nbflow.step(name="capture.wait_for_go")
+def wait_for_go():
+    go.wait(60)
+
+@nbflow.workflow(name="capture.printer")
+def printer():
+    print("body starts")
+    print("to stderr", file=sys.stderr)
+    logging.info("logged with the first handler")
+    squares = nbflow.map(item, [1, 2, 3], concurrency=3)
+    crunch()
+    wait_for_go()
+    logging.info("logged with the second handler")
+    for _ in notebook_tqdm(range(3), desc="widget bar"):
+        pass
+    display("shown by display")
+    print("partial", end="")
+    return sum(squares)
+"""
+
+
+def test_a_launched_workflow_prints_logs_and_shows_only_in_its_stream(
+    kernel_env: Path, tmp_path: Path
+) -> None:
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.run(
+            "import logging\n"
+            "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s',"
+            " force=True)"
+        )
+        kernel.run(PRINTER)
+        launched = kernel.run(
+            "with nbflow.set_workflow_id('printer-1'):\n"
+            "    handle = nbflow.notebook.launch(printer)"
+        )
+        launched_id = kernel.last
+        later = kernel.run(
+            "print('a later cell')\n"
+            "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s',"
+            " force=True)\n"
+            "logging.info('the cell logs')\n"
+            "go.set()\n"
+            "print('result', handle.result(timeout=60))"
+        )
+        last = kernel.run("print('the last cell')")
+
+        sync = kernel.run(
+            "@nbflow.workflow(name='capture.sync')\n"
+            "def sync():\n"
+            "    print('sync body')\n"
+            "    return nbflow.map(item, [7])\n"
+            "with nbflow.set_workflow_id('sync-1'):\n"
+            "    print('sync result', sync())"
+        )
+    finally:
+        kernel.stop()
+    lines = stored_lines(kernel_env, "printer-1")
+    assert lines[:2] == ["body starts", "to stderr"]
+    assert "INFO logged with the first handler" in lines
+    assert sorted(x for x in lines if x.startswith("item ")) == ["item 1", "item 2", "item 3"]
+    crunch = [x for x in lines if x.startswith("crunch:")]
+    assert len(crunch) == 1 and "100%" in crunch[0] and "50/50" in crunch[0], lines
+    assert "WARNING step logs" in lines
+    assert "INFO logged with the second handler" in lines
+    assert [x for x in lines if x.startswith("widget bar:")] == [  # the widget's text/plain
+        "widget bar:   0%|          | 0/3 [00:00<?, ?it/s]"
+    ]
+    assert "'shown by display'" in lines
+    assert lines[-1] == "partial"
+    printed = "".join(o for outputs in kernel.outputs.values() for o in outputs)
+    for line in lines:
+        assert line not in printed, (line, kernel.outputs)
+    others = {k: v for k, v in kernel.displays.items() if k != launched_id}
+    assert not others  # the launch cell's view, and nothing else
+    assert sorted("".join(later).splitlines()) == [
+        "INFO the cell logs",
+        "a later cell",
+        "result 14",
+    ]
+    assert "".join(last) == "the last cell\n"
+    assert "".join(sync) == "sync body\nitem 7\nsync result [49]\n"
+    assert stored_lines(kernel_env, "sync-1") == []
+    assert launched == ["nbflow: capture.printer · starting"] or not launched, launched
+
+
+RESUMABLE = """
+import os, threading
+import nbflow, nbflow.notebook
+
+@nbflow.step(name="capture.first")
+def first():
+    return 1
+
+@nbflow.step(name="capture.block")
+def block(reached, release):
+    if os.path.exists(release):
+        return
+    nbflow.runtime().flush()  # what the body printed is durable before the kill
+    open(reached, "w").close()
+    threading.Event().wait(120)
+
+@nbflow.workflow(name="capture.resumable")
+def resumable(reached, release):
+    print("before")
+    first()
+    print("after")
+    block(reached, release)
+    print("end")
+    return "done"
+"""
+
+
+def test_a_resumed_workflow_prints_nothing_twice(kernel_env: Path, tmp_path: Path) -> None:
+    reached, release = tmp_path / "reached", tmp_path / "release"
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.run(RESUMABLE)
+        kernel.run(
+            "with nbflow.set_workflow_id('resumable-1'):\n"
+            f"    handle = nbflow.notebook.launch(resumable, {str(reached)!r}, {str(release)!r})"
+        )
+        wait_until(reached.exists, timeout=60)
+    finally:
+        kernel.stop(now=True)  # killed mid-run
+    release.touch()
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.run("%load_ext nbflow")
+        kernel.run(RESUMABLE)
+        resumed = kernel.run("print(nbflow.resume('resumable-1').result(timeout=60))")
+    finally:
+        kernel.stop()
+    assert stored_lines(kernel_env, "resumable-1") == ["before", "after", "end"]
+    assert "".join(resumed) == "done\n"

@@ -365,3 +365,109 @@ def test_wait_timeout_names_the_workflow_and_says_to_wait_again(rt: nbflow.Runti
         release.set()
     assert handle.workflow_id in str(info.value) and ".result()" in str(info.value)
     handle.result(timeout=10)
+
+
+# -- where a failure happened -------------------------------------------------------------------
+
+
+@nbflow.step(name="parse_batch", retries=2, interval=0)
+def parse_batch(n: int) -> None:
+    raise ValueError(f"could not parse batch {n}")
+
+
+@nbflow.workflow(name="tests.errors.parse")
+def parse(n: int) -> None:
+    parse_batch(n)
+
+
+def test_a_failure_names_the_step_that_raised(rt: nbflow.Runtime, database: str) -> None:
+    """The exception keeps its type and message and gains a note naming the step and attempt;
+    the workflow's recorded error names them too, after a reopen as well."""
+    note = "raised in step 'parse_batch' (attempt 3 of 3)"
+    handle = nbflow.start(parse, 5)
+    with pytest.raises(ValueError) as info:
+        handle.result(timeout=10)
+    assert type(info.value) is ValueError and str(info.value) == "could not parse batch 5"
+    assert info.value.__notes__ == [note]
+    [wf] = nbflow.list_workflows(name="tests.errors.parse")
+    assert wf.error == f"ValueError: could not parse batch 5\n{note}"
+    rt.close()
+    nbflow.configure(database)
+    with pytest.raises(ValueError) as again:  # rebuilt from the record
+        nbflow.get_workflow(handle.workflow_id).result()
+    assert str(again.value) == "could not parse batch 5" and again.value.__notes__ == [note]
+
+
+def test_a_failed_map_item_is_named_once(rt: nbflow.Runtime) -> None:
+    """A map item's error names the item (nbflow.map's note), not a step attempt as well."""
+
+    def check(n: int) -> int:
+        if n == 3:
+            raise KeyError(n)
+        return n
+
+    @nbflow.workflow(name="tests.errors.mapped")
+    def mapped() -> list[int]:
+        return nbflow.map(check, range(5), concurrency=1)
+
+    with pytest.raises(KeyError) as info:
+        mapped()
+    [note] = info.value.__notes__
+    assert "item 3 of 5" in note and "raised in step" not in note
+    [wf] = nbflow.list_workflows(name="tests.errors.mapped")
+    assert wf.error == f"KeyError: 3\n{note}"
+
+
+def test_an_error_of_the_body_itself_has_no_step_note(rt: nbflow.Runtime) -> None:
+    @nbflow.workflow(name="tests.errors.body")
+    def body() -> None:
+        try:
+            parse_batch(1)
+        except ValueError:
+            raise RuntimeError("gave up") from None
+
+    with pytest.raises(RuntimeError) as info:
+        body()
+    assert not hasattr(info.value, "__notes__")
+    assert nbflow.list_workflows(name="tests.errors.body")[0].error == "RuntimeError: gave up"
+
+
+KERNEL_CELLS = [
+    "import nbflow\n"
+    "@nbflow.step(retries=2, interval=0)\n"
+    "def parse_batch(n):\n"
+    "    raise ValueError(f'could not parse batch {n}')\n"
+    "@nbflow.workflow\n"
+    "def pipeline(n):\n"
+    "    return parse_batch(n)",
+    "handle = nbflow.start(pipeline, 5)\nhandle.result()",
+    "pipeline(6)",
+    "nbflow.get_workflow(handle.workflow_id).result()",
+]
+
+
+def test_tracebacks_in_a_kernel_show_the_user_s_frames_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a real kernel, the traceback of handle.result() and of a workflow called directly shows
+    the cell's frames (nbflow's own are hidden), the message unchanged and the step's note."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from tests.test_run_all import venv_kernel
+
+    kernel = venv_kernel(tmp_path, monkeypatch)
+    monkeypatch.setenv("NBFLOW_DATABASE", str(tmp_path / "tb.duckdb"))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in KERNEL_CELLS])
+    client = nbclient.NotebookClient(nb, kernel_name=kernel, timeout=60, allow_errors=True)
+    client.execute()
+    for cell, batch in zip(nb.cells[1:], [5, 6, 5], strict=True):
+        [error] = [o for o in cell.outputs if o.output_type == "error"]
+        assert (error.ename, error.evalue) == ("ValueError", f"could not parse batch {batch}")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))
+        frames = re.findall(r"^(?:File |Cell In\[)\S*", text, re.M)
+        assert frames and all(f.startswith("Cell In[") for f in frames[:-1]), text
+        assert "nbflow/" not in "\n".join(frames[:-1]), text
+        assert "raised in step 'parse_batch' (attempt 3 of 3)" in text
+    live, called = (re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(c.outputs[-1].traceback)) for c in nb.cells[1:3])  # fmt: skip
+    assert "Cell In[1], line 4, in parse_batch" in live and "in pipeline" in live
+    assert "Cell In[1], line 4, in parse_batch" in called

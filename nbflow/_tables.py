@@ -1,0 +1,208 @@
+"""Tables for people: workflows and steps as the ``nbflow`` command and the ``%nbflow`` magics
+show them.
+
+:func:`workflow_columns` and :func:`step_columns` give the curated columns (header words a person
+reads, durations with units, local times, status words, step names without ``__main__.``) as
+text; :func:`format_table` lays them out for a terminal, and the notebook layer builds its HTML
+table from the same columns. nbflow's own workflows (the record keeping of durable cells) are left
+out unless asked for (:func:`visible_workflows`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from nbflow._format import format_duration, format_time, status_word, truncate
+
+__all__ = [
+    "INTERNAL_WORKFLOWS",
+    "error_summary",
+    "format_table",
+    "is_internal",
+    "step_columns",
+    "step_label",
+    "step_table",
+    "visible_workflows",
+    "workflow_columns",
+    "workflow_table",
+]
+
+T = TypeVar("T")
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A text table: the headers, a rule of dashes, then one line per row; columns left-aligned.
+
+    Args:
+        headers: The columns' names.
+        rows: The rows, one value per column (shown with ``str``).
+
+    Returns:
+        The table's lines, without a final newline.
+    """
+    cells = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+#: The registered names of nbflow's own workflows, which tables leave out unless asked for them:
+#: record keeping (that of durable cells, and ``Runtime.record_step``'s default).
+INTERNAL_WORKFLOWS = frozenset({"nbflow.notebook", "nbflow.record"})
+
+
+def is_internal(workflow: Any) -> bool:
+    """Whether a workflow is nbflow's own record keeping (:data:`INTERNAL_WORKFLOWS`).
+
+    Args:
+        workflow: A ``WorkflowInfo`` (or anything with its ``name``).
+
+    Returns:
+        True for an internal workflow.
+    """
+    return getattr(workflow, "name", None) in INTERNAL_WORKFLOWS
+
+
+def visible_workflows(fetch: Callable[[int], Sequence[T]], limit: int) -> list[T]:
+    """Up to ``limit`` workflows that are not internal, newest first.
+
+    Args:
+        fetch: Returns up to N workflows, newest first (``lambda n: list_workflows(limit=n)``);
+            asked again for more when internal ones took places.
+        limit: The most workflows returned.
+
+    Returns:
+        The workflows, internal ones left out.
+    """
+    ask = limit
+    while True:
+        rows = fetch(ask)
+        shown = [w for w in rows if not is_internal(w)]
+        if len(rows) < ask or len(shown) >= limit:
+            return shown[:limit]
+        ask += limit - len(shown)
+
+
+def step_label(name: str) -> str:
+    """A step's name as a person reads it: ``__main__.parse`` is ``parse``; others stay whole.
+
+    Args:
+        name: The step's recorded name (module and qualified name).
+
+    Returns:
+        The name without ``__main__.``.
+    """
+    return name.removeprefix("__main__.")
+
+
+def error_summary(error: str | None, width: int = 80) -> str:
+    """A recorded error on one line: its lines (``Type: message``, then the notes saying where
+    it was raised) joined by `` · ``, cut to ``width`` characters.
+
+    Args:
+        error: The recorded error's text, or None.
+        width: The most characters kept.
+
+    Returns:
+        The line (``''`` for None).
+    """
+    lines = [" ".join(line.split()) for line in (error or "").splitlines()]
+    return truncate(" · ".join(line for line in lines if line), width)
+
+
+def workflow_columns(
+    workflows: Sequence[Any],
+    *,
+    running: Callable[[Any], bool] | None = None,
+    error_width: int = 80,
+) -> tuple[list[str], list[list[str]]]:
+    """The columns of a workflow table and its rows, as text: id, name, status, queue (when one
+    has a queue), started, duration and error.
+
+    Args:
+        workflows: The workflows (``nbflow.WorkflowInfo`` records, or anything with their
+            fields).
+        running: Says whether a PENDING workflow runs (False: ``interrupted``); None: it does.
+        error_width: The most characters of an error kept.
+
+    Returns:
+        The headers, and one row of texts per workflow.
+    """
+    queues = any(w.queue for w in workflows)
+    headers = ["id", "name", "status", *(["queue"] if queues else []), "started", "duration"]
+    rows = [
+        [
+            w.workflow_id,
+            w.name,
+            status_word(w.status, running_here=running is None or running(w)),
+            *([w.queue or ""] if queues else []),
+            format_time(w.created_at),
+            format_duration(w.duration),
+            error_summary(w.error, error_width),
+        ]
+        for w in workflows
+    ]
+    return [*headers, "error"], rows
+
+
+def step_columns(
+    steps: Sequence[Any], *, started: bool = False, error_width: int = 80
+) -> tuple[list[str], list[list[str]]]:
+    """The columns of a step table and its rows, as text: #, step, status, (started,) duration,
+    attempts and error.
+
+    Args:
+        steps: The steps (``nbflow.StepInfo`` records, or anything with their fields).
+        started: Whether to show when each started too (a column after the status).
+        error_width: The most characters of an error kept.
+
+    Returns:
+        The headers, and one row of texts per step.
+    """
+    when = ["started"] if started else []
+    headers = ["#", "step", "status", *when, "duration", "attempts", "error"]
+    rows = [
+        [
+            str(s.function_id),
+            step_label(s.name),
+            status_word(s.status),
+            *([format_time(s.started_at)] if started else []),
+            format_duration(s.duration),
+            str(s.attempts),
+            error_summary(s.error, error_width),
+        ]
+        for s in steps
+    ]
+    return headers, rows
+
+
+def workflow_table(
+    workflows: Sequence[Any], *, running: Callable[[Any], bool] | None = None
+) -> str:
+    """Workflows as a text table (:func:`workflow_columns`).
+
+    Args:
+        workflows: The workflows (``nbflow.WorkflowInfo`` records, or anything with their
+            fields).
+        running: Says whether a PENDING workflow runs (False: ``interrupted``); None: it does.
+
+    Returns:
+        The table (:func:`format_table`).
+    """
+    return format_table(*workflow_columns(workflows, running=running))
+
+
+def step_table(steps: Sequence[Any], *, started: bool = False) -> str:
+    """Steps as a text table (:func:`step_columns`).
+
+    Args:
+        steps: The steps (``nbflow.StepInfo`` records, or anything with their fields).
+        started: Whether to show when each started too (a column after the status).
+
+    Returns:
+        The table (:func:`format_table`).
+    """
+    return format_table(*step_columns(steps, started=started))
