@@ -74,22 +74,31 @@ class DatabaseError(NbflowError):
 
 
 class DatabaseLockedError(DatabaseError):
-    """Another process holds the DuckDB file (DuckDB allows one writing process per file).
+    """Another process, or another runtime of this one, holds the DuckDB file (DuckDB allows one
+    writing process per file; nbflow one runtime per file in a process).
 
     Attributes:
         path: The file.
         pid: The process that holds it, when DuckDB names it.
     """
 
-    def __init__(self, path: str, pid: int | None) -> None:
-        holder = f"process {pid}" if pid is not None else "another process"
-        super().__init__(
-            f"The nbflow database {path!r} is in use by {holder}. DuckDB lets one process open a "
-            "file at a time. Close the runtime in that process (or stop it), use another file "
-            "with nbflow.configure('other.duckdb') or $NBFLOW_DATABASE, or share workflows "
-            "between processes with PostgreSQL: nbflow.configure('postgresql://…').",
-            path=path,
-        )
+    def __init__(self, path: str, pid: int | None, *, here: bool = False) -> None:
+        if here:  # another Runtime of this process: two owners would each run its workflows
+            message = (
+                f"The nbflow database {path!r} is already open in this process (by another "
+                "nbflow.Runtime): a file has one owner per process, or both would resume the same "
+                "workflows. Use that runtime (nbflow.runtime() is the default one), or close it "
+                "first (runtime.close())."
+            )
+        else:
+            holder = f"process {pid}" if pid is not None else "another process"
+            message = (
+                f"The nbflow database {path!r} is in use by {holder}. DuckDB lets one process "
+                "open a file at a time. Close the runtime in that process (or stop it), use "
+                "another file with nbflow.configure('other.duckdb') or $NBFLOW_DATABASE, or share "
+                "workflows between processes with PostgreSQL: nbflow.configure('postgresql://…')."
+            )
+        super().__init__(message, path=path)
         self.pid = pid
 
 

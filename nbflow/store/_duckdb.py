@@ -140,6 +140,32 @@ def _translate_open_error(path: str, exc: Exception) -> DatabaseError:
     return DatabaseError(f"Cannot open the nbflow database {path!r}: {exc}", path=path)
 
 
+_owned: set[str] = set()  # the files a store of this process has open (real paths)
+_owned_lock = threading.Lock()
+
+
+def _own(path: str) -> str | None:
+    """Take ``path`` for this store; None for ``:memory:`` (each is a database of its own).
+
+    Raises:
+        DatabaseLockedError: Another store of this process has the file open.
+    """
+    if path == ":memory:":
+        return None
+    key = os.path.realpath(path)
+    with _owned_lock:
+        if key in _owned:
+            raise DatabaseLockedError(path, os.getpid(), here=True)
+        _owned.add(key)
+    return key
+
+
+def _disown(key: str | None) -> None:
+    if key is not None:
+        with _owned_lock:
+            _owned.discard(key)
+
+
 class DuckDBStore(SQLStore):
     """A DuckDB file (or ``:memory:``) holding workflows, steps and streams.
 
@@ -150,6 +176,14 @@ class DuckDBStore(SQLStore):
 
     def __init__(self, path: str) -> None:
         self.url = path
+        self._owned = _own(path)  # one owner per file in a process: refused before touching it
+        try:
+            self._open(path)
+        except BaseException:
+            _disown(self._owned)
+            raise
+
+    def _open(self, path: str) -> None:
         if path != ":memory:":
             _check_header(path)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -338,7 +372,10 @@ class DuckDBStore(SQLStore):
         for cursor in cursors:
             with contextlib.suppress(duckdb.Error):  # closing is best effort
                 cursor.close()
-        self._con.close()
+        try:
+            self._con.close()
+        finally:
+            _disown(self._owned)
 
 
 def default_path() -> str:
