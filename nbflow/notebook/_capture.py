@@ -101,7 +101,7 @@ def _last_refresh(line: str) -> str:
 def _keep(key: tuple[WorkflowContext, int, int, int], partial: str) -> None:
     cut = partial.rfind("\r", 0, len(partial) - 1)  # (a last "\r" may be half a "\r\n")
     if cut >= 0:
-        partial = partial[cut + 1 :]  # a refresh restarts the line
+        partial = partial[cut:]  # a refresh restarts the line (its "\r" kept: see _last_refresh)
     if partial:
         with _lock:
             _partials[key] = partial
