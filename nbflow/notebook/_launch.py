@@ -28,7 +28,7 @@ from nbflow._errors import InvalidValueError
 from nbflow._format import format_time, status_word
 from nbflow._handle import WorkflowHandle
 from nbflow._runtime import Runtime
-from nbflow.notebook import _background
+from nbflow.notebook import _capture
 from nbflow.notebook._cells import pipeline_id
 from nbflow.notebook._view import LiveView
 
@@ -210,7 +210,7 @@ def start_with_view(
 ) -> LaunchedHandle:
     """Say what runs under ``workflow_id``, show a view, then start (or find) the workflow."""
     __tracebackhide__ = True
-    _background.install()  # what the workflow prints goes to its view, not to another cell
+    _capture.install()  # what the workflow prints goes to its view, not to another cell
     previous = _previous(rt, workflow_id)
     note = _note(previous, workflow_id, rerun_hint)
     if note is not None:

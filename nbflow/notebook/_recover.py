@@ -13,7 +13,7 @@ import threading
 
 from nbflow._format import format_recover
 from nbflow._recovery import Recovered
-from nbflow.notebook import _background
+from nbflow.notebook import _capture
 from nbflow.notebook._view import LiveView, in_kernel
 
 __all__ = ["shows_views", "show_recovered"]
@@ -28,7 +28,7 @@ def show_recovered(recovered: Recovered) -> None:
     """Print what a recover did and show a live view per resumed workflow (in a cell only)."""
     if not shows_views():
         return
-    _background.install()  # what the resumed workflows print goes to their views
+    _capture.install()  # what the resumed workflows print goes to their views
     print("\n".join(format_recover(recovered, here="this kernel")), flush=True)
     for handle in recovered:
         LiveView(handle.workflow_id, None).display()
