@@ -94,7 +94,7 @@ def test_success_shows_the_bar_the_header_and_the_output(
     assert w.show_all.layout.display == "none"  # nothing hidden: no toggle
     assert view.status == "SUCCESS" and view.frame.final and view.frame.word == "succeeded"
     bundle = view.widget._repr_mimebundle_()  # what frontends without widgets show
-    assert bundle["text/plain"].startswith("nbflow: tests.liveview.counting · ")
+    assert bundle["text/plain"].startswith("nbflow view · tests.liveview.counting · ")
     assert 'class="nbflow-liveview"' in bundle["text/html"] and "60/60 100%" in bundle["text/html"]
 
 
@@ -338,7 +338,7 @@ def test_snapshot_text_and_html() -> None:
     state.feed("rows", "one")
     snap = Snapshot(state.frame(200.0))
     text = repr(snap).splitlines()
-    assert text[0] == "nbflow: pkg.etl · 0123456789abcdef · failed · 0:03"
+    assert text[0] == "nbflow view · pkg.etl · 0123456789abcdef · failed · 0:03"
     assert text[1].startswith(text_bar(0.75)) and "3/4 75%" in text[1]
     assert text[2:] == ["ValueError: <bad>", "one"]
     page = snap._repr_html_()
@@ -575,7 +575,7 @@ def test_a_saved_notebook_keeps_a_static_rendering_of_each_view(
         (data,) = [o["data"] for o in nb.cells[index].outputs if "data" in o]
         assert "application/vnd.jupyter.widget-view+json" not in data, data
         text, page = data["text/plain"], data["text/html"]
-        assert text.startswith("nbflow: pipeline · saved-")
+        assert text.startswith("nbflow view · pipeline · saved-")
         assert f" · {status} · " in text.splitlines()[0] and bar in text and bar in page
         assert 'class="nbflow-liveview"' in page and "Cancel" not in page
         assert "batch 0" in text  # the stream stdout is always followed

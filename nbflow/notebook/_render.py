@@ -114,7 +114,7 @@ def _details_html(f: Frame) -> str:
 class Snapshot:
     """One frame as a displayable object: HTML in notebooks, a text bar elsewhere.
 
-    Its text starts with ``nbflow:`` and its HTML is one ``<div class="nbflow-liveview">``, so
+    Its text starts with ``nbflow view ·`` and its HTML is one ``<div class="nbflow-liveview">``, so
     a notebook test can sanitize a whole view (``notebooks/sanitize.cfg``).
 
     Args:
@@ -130,7 +130,7 @@ class Snapshot:
         f = self.frame
         word = f.word or f.status
         head = " · ".join(p for p in (f.title, f.workflow_id, word, f.elapsed, f.events) if p)
-        lines = [f"nbflow: {head}"]
+        lines = [f"nbflow view · {head}"]
         if self.notice:
             lines.append(self.notice)
         if f.show_bar:
