@@ -24,6 +24,11 @@ message what to do next::
     ├── RecordedError                        a recorded exception that cannot be rebuilt here
     └── WaitTimeoutError (TimeoutError)      a wait ran out of time
         └── StreamTimeoutError               no stream item arrived in time
+
+Messages name the way out as the reader gives commands (:func:`hint`): ``nbflow.recover()`` in
+Python, ``%nbflow recover`` in a notebook with the magics loaded, ``nbflow recover`` in a terminal.
+The front end in use says which with :func:`set_front_end` (these helpers are not in ``__all__``,
+which holds the error classes).
 """
 
 from __future__ import annotations
@@ -52,6 +57,55 @@ __all__ = [
     "WorkflowNotFoundError",
 ]
 
+#: How each command is given: in Python, as a magic, and on the command line ({id}: the id).
+_COMMANDS = {
+    "list": ("nbflow.list_workflows()", "%nbflow list", "nbflow list"),
+    "steps": ("nbflow.list_steps({id!r})", "%nbflow steps {id}", "nbflow steps {id}"),
+    "resume": ("nbflow.resume({id!r})", "%nbflow resume {id}", "nbflow resume {id}"),
+    "recover": ("nbflow.recover()", "%nbflow recover", "nbflow recover"),
+    "cancel": ("nbflow.cancel({id!r})", "%nbflow cancel {id}", "nbflow cancel {id}"),
+}
+_FRONT_ENDS = ("python", "magic", "cli")
+_front_end = ["python"]
+
+
+def set_front_end(name: str) -> str:
+    """Say where the reader of nbflow's messages gives commands, so that hints name the right
+    form (``%load_ext nbflow`` sets ``"magic"``, the ``nbflow`` command ``"cli"``).
+
+    Args:
+        name: ``"python"``, ``"magic"`` or ``"cli"``.
+
+    Returns:
+        The front end in use before (to put back).
+    """
+    if name not in _FRONT_ENDS:
+        raise ValueError(f"Unknown front end {name!r}; use one of {', '.join(_FRONT_ENDS)}.")
+    previous, _front_end[0] = _front_end[0], name
+    return previous
+
+
+def front_end() -> str:
+    """Where the reader gives commands: ``"python"``, ``"magic"`` or ``"cli"``."""
+    return _front_end[0]
+
+
+def hint(command: str, workflow_id: str = "ID") -> str:
+    """A command as the reader gives it: ``nbflow.recover()``, ``%nbflow recover`` or
+    ``nbflow recover`` (the last two in backticks).
+
+    Args:
+        command: ``"list"``, ``"steps"``, ``"resume"``, ``"recover"`` or ``"cancel"``.
+        workflow_id: The workflow the command is about.
+
+    Returns:
+        The command's text.
+    """
+    forms = _COMMANDS[command]
+    where = _front_end[0]
+    text = forms[_FRONT_ENDS.index(where)].format(id=workflow_id)
+    return text if where == "python" else f"`{text}`"
+
 
 class NbflowError(Exception):
     """The root of every error nbflow raises."""
@@ -74,31 +128,22 @@ class DatabaseError(NbflowError):
 
 
 class DatabaseLockedError(DatabaseError):
-    """Another process, or another runtime of this one, holds the DuckDB file (DuckDB allows one
-    writing process per file; nbflow one runtime per file in a process).
+    """Another process holds the DuckDB file (DuckDB allows one writing process per file).
 
     Attributes:
         path: The file.
         pid: The process that holds it, when DuckDB names it.
     """
 
-    def __init__(self, path: str, pid: int | None, *, here: bool = False) -> None:
-        if here:  # another Runtime of this process: two owners would each run its workflows
-            message = (
-                f"The nbflow database {path!r} is already open in this process (by another "
-                "nbflow.Runtime): a file has one owner per process, or both would resume the same "
-                "workflows. Use that runtime (nbflow.runtime() is the default one), or close it "
-                "first (runtime.close())."
-            )
-        else:
-            holder = f"process {pid}" if pid is not None else "another process"
-            message = (
-                f"The nbflow database {path!r} is in use by {holder}. DuckDB lets one process "
-                "open a file at a time. Close the runtime in that process (or stop it), use "
-                "another file with nbflow.configure('other.duckdb') or $NBFLOW_DATABASE, or share "
-                "workflows between processes with PostgreSQL: nbflow.configure('postgresql://…')."
-            )
-        super().__init__(message, path=path)
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"The nbflow database {path!r} is in use by {holder}. DuckDB lets one process open a "
+            "file at a time. Close the runtime in that process (or stop it), use another file "
+            "with nbflow.configure('other.duckdb') or $NBFLOW_DATABASE, or share workflows "
+            "between processes with PostgreSQL: nbflow.configure('postgresql://…').",
+            path=path,
+        )
         self.pid = pid
 
 
@@ -185,9 +230,8 @@ class WorkflowNotFoundError(NbflowError, LookupError):
     def __init__(self, workflow_id: str, database: str | None = None) -> None:
         where = f" in {database}" if database else ""
         super().__init__(
-            f"No workflow with id {workflow_id!r}{where}. Check the id with "
-            "nbflow.list_workflows() (or `nbflow list`), and that the runtime opened the "
-            "database you meant."
+            f"No workflow with id {workflow_id!r}{where}. Check the id with {hint('list')}, "
+            "and that the runtime opened the database you meant."
         )
         self.workflow_id = workflow_id
 
@@ -314,8 +358,8 @@ class WorkflowCancelledError(NbflowError):
 
     def __init__(self, workflow_id: str) -> None:
         super().__init__(
-            f"Workflow {workflow_id!r} was cancelled. Resume it with nbflow.resume(id) to run "
-            "it on from its last checkpoint."
+            f"Workflow {workflow_id!r} was cancelled. Resume it with "
+            f"{hint('resume', workflow_id)} to run it on from its last checkpoint."
         )
         self.workflow_id = workflow_id
 
@@ -330,7 +374,8 @@ class WorkflowInterruptedError(NbflowError):
     def __init__(self, workflow_id: str) -> None:
         super().__init__(
             f"Workflow {workflow_id!r} was interrupted (its process stopped) and is not running. "
-            "Resume it with nbflow.resume(id), or all interrupted workflows with nbflow.recover()."
+            f"Resume it with {hint('resume', workflow_id)}, or all interrupted workflows with "
+            f"{hint('recover')}."
         )
         self.workflow_id = workflow_id
 
@@ -366,7 +411,8 @@ class StreamTimeoutError(WaitTimeoutError):
         super().__init__(
             f"No item arrived on stream {key!r} of workflow {workflow_id!r} within {timeout} s "
             f"(waiting for offset {offset}). The workflow is still PENDING; read on with "
-            f"read_stream(id, {key!r}, start={offset}), or resume it if it was interrupted."
+            f"read_stream(id, {key!r}, start={offset}), or if it was interrupted, resume it with "
+            f"{hint('resume', workflow_id)}."
         )
         self.workflow_id = workflow_id
         self.key = key

@@ -1,4 +1,4 @@
-"""Text for people: durations, times, counts, rates, tables, progress bars and command messages.
+"""Text for people: durations, times, rates, status words, progress bars and command messages.
 
 The ``nbflow`` command, the ``%nbflow`` magics, the live views and the durable cells all print
 through these functions, so the same thing reads the same everywhere. Two ways of telling time:
@@ -17,14 +17,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
     "ASCII_BAR",
     "BLOCK_BAR",
-    "STATUS_WORDS",
     "BarStyle",
+    "STATUS_WORDS",
     "format_cancel",
     "format_count",
     "format_duration",
@@ -35,17 +35,14 @@ __all__ = [
     "format_recover",
     "format_resume",
     "format_sent",
-    "format_table",
     "format_time",
     "parse_message",
     "progress_label",
     "progress_line",
     "shorten",
     "status_word",
-    "step_table",
     "text_bar",
     "truncate",
-    "workflow_table",
 ]
 
 
@@ -219,24 +216,6 @@ def format_error(exc: BaseException) -> str:
     return f"{type(exc).__qualname__}: {exc}"
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A text table: the headers, a rule of dashes, then one line per row; columns left-aligned.
-
-    Args:
-        headers: The columns' names.
-        rows: The rows, one value per column (shown with ``str``).
-
-    Returns:
-        The table's lines, without a final newline.
-    """
-    cells = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
-
-
 # -- progress --------------------------------------------------------------------------------
 
 
@@ -336,59 +315,6 @@ def progress_line(
 
 
 # -- what commands and magics print ----------------------------------------------------------
-
-
-def workflow_table(workflows: Sequence[Any]) -> str:
-    """Workflows as a text table: id, name, status, queue, created, duration and error.
-
-    Args:
-        workflows: The workflows (``nbflow.WorkflowInfo`` records, or anything with their
-            fields).
-
-    Returns:
-        The table (:func:`format_table`).
-    """
-    headers = ["id", "name", "status", "queue", "created", "duration", "error"]
-    rows = [
-        [
-            w.workflow_id,
-            w.name,
-            str(w.status),
-            w.queue or "",
-            format_time(w.created_at),
-            format_duration(w.duration),
-            shorten(w.error),
-        ]
-        for w in workflows
-    ]
-    return format_table(headers, rows)
-
-
-def step_table(steps: Sequence[Any], *, started: bool = False) -> str:
-    """Steps as a text table: function_id, name, status, duration, attempts and error.
-
-    Args:
-        steps: The steps (``nbflow.StepInfo`` records, or anything with their fields).
-        started: Whether to show when each started too (a column after the status).
-
-    Returns:
-        The table (:func:`format_table`).
-    """
-    when = ["started"] if started else []
-    headers = ["function_id", "name", "status", *when, "duration", "attempts", "error"]
-    rows = [
-        [
-            s.function_id,
-            s.name,
-            s.status,
-            *([format_time(s.started_at)] if started else []),
-            format_duration(s.duration),
-            s.attempts,
-            shorten(s.error),
-        ]
-        for s in steps
-    ]
-    return format_table(headers, rows)
 
 
 def format_cancel(workflow_id: str, status: str, *, cancelled: bool) -> str:

@@ -24,7 +24,7 @@ from nbflow._calls import Wake, WorkflowCall, check_seconds
 from nbflow._context import Runner
 from nbflow._dispatcher import Dispatcher
 from nbflow._engine import Engine
-from nbflow._errors import WorkflowNotFoundError
+from nbflow._errors import WorkflowNotFoundError, hint
 from nbflow._execution import Execution, Executions
 from nbflow._handle import WorkflowHandle
 from nbflow._history import History
@@ -102,9 +102,10 @@ class Runtime(Runner):
         self.interrupted: list[str] = [row.workflow_id for row in store.pending_workflows()]
         if self.interrupted:
             logger.info(
-                "%d interrupted workflow(s) in %s; nbflow.recover() resumes them.",
+                "%d interrupted workflow(s) in %s; %s resumes them.",
                 len(self.interrupted),
                 self.database,
+                hint("recover"),
             )
 
     def __repr__(self) -> str:

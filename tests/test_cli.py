@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -242,8 +243,10 @@ def test_list(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "list")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["id", "name", "status", "queue", "created", "duration", "error"]
-    assert lines[2].split()[:3] == ["interrupted", "tests.cli.pipeline", "PENDING"]  # newest first
+    assert lines[0].split() == ["id", "name", "status", "started", "duration", "error"]
+    # newest first; PENDING, and nothing runs it: interrupted
+    assert lines[2].split()[:3] == ["interrupted", "tests.cli.pipeline", "interrupted"]
+    assert [line.split()[2] for line in lines[3:]] == ["failed", "succeeded"]
     assert "ValueError: boom" in next(line for line in lines if line.startswith("failed "))
     listed = cli_json(capsys, workflows, "list")
     assert [w["workflow_id"] for w in listed] == ["interrupted", "failed", "ok"]
@@ -287,13 +290,46 @@ def test_show(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+def test_list_hides_nbflow_s_own_workflows_unless_asked(
+    workflows: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The record keeping of a notebook's durable cells is listed with --all (or by its name)."""
+    with nbflow.Runtime(workflows) as rt:
+        now = time.time()  # the newest workflow: it takes the first place the list asks for
+        rt.record_step("notebook:a.ipynb", "load", None, started=now, ended=now,
+                       workflow_name="nbflow.notebook")  # fmt: skip
+    assert [w["workflow_id"] for w in cli_json(capsys, workflows, "list", "--limit", "2")] == [
+        "interrupted",
+        "failed",
+    ]
+    code, out, err = cli(capsys, workflows, "list")
+    assert code == 0, err
+    assert "notebook:" not in out and "nbflow.notebook" not in out and "ok" in out
+    listed = [w["workflow_id"] for w in cli_json(capsys, workflows, "list", "--all")]
+    assert listed == ["notebook:a.ipynb", "interrupted", "failed", "ok"]
+    named = cli_json(capsys, workflows, "list", "--name", "nbflow.notebook")
+    assert [w["workflow_id"] for w in named] == ["notebook:a.ipynb"]
+
+
+def test_hints_name_the_command_in_a_terminal(
+    workflows: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error's way out is a `nbflow` command in a terminal, and nbflow.…() in Python."""
+    code, _, err = cli(capsys, workflows, "steps", "nope")
+    assert code == 1
+    assert "`nbflow list`" in err and "list_workflows" not in err
+    with nbflow.Runtime(workflows) as rt, pytest.raises(nbflow.WorkflowNotFoundError) as info:
+        rt.get_workflow("nope")
+    assert "nbflow.list_workflows()" in str(info.value) and "`" not in str(info.value)
+
+
 def test_steps(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "steps", "ok")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["function_id", "name", "status", "duration", "attempts", "error"]
+    assert lines[0].split() == ["#", "step", "status", "duration", "attempts", "error"]
     assert len(lines) == 2 + 3
-    assert lines[2].split()[1:3] == ["tests.cli.double", "SUCCESS"]
+    assert lines[2].split()[1:3] == ["tests.cli.double", "succeeded"]
     steps = cli_json(capsys, workflows, "steps", "ok")
     assert [(s["name"], s["status"], s["attempts"]) for s in steps] == [
         ("tests.cli.double", "SUCCESS", 1)

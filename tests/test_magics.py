@@ -5,9 +5,11 @@ usage errors (a usage line, never a traceback), HTML tables, and background cell
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from IPython.utils.capture import capture_output
 
 import nbflow
 from nbflow.notebook import _background, _cells, _magics
-from tests.helpers import Gate, interrupt, wait_until
+from tests.helpers import Gate, interrupt, sql, wait_until
 
 
 class Ran:
@@ -162,6 +164,24 @@ def test_wrong_arguments_print_a_usage_line_not_a_traceback(
     assert_usage_error(run(line), *words)
 
 
+def test_watch_says_only_its_id_is_required(run: Run) -> None:
+    ran = run("%nbflow watch")
+    assert_usage_error(ran, "usage: %nbflow watch [-h] ID [KEY ...]")
+    assert ran.stderr.rstrip().endswith("the following arguments are required: ID")
+
+
+def test_hints_name_the_magic_in_a_notebook(rt: nbflow.Runtime, run: Run) -> None:
+    """With the magics loaded, a message's way out is a %nbflow command; after unloading, the
+    Python call again."""
+    assert_usage_error(run("%nbflow steps no-such-id"), "`%nbflow list`")
+    assert "nbflow.list_workflows()" not in run("%nbflow steps no-such-id").stderr
+    err = nbflow.WorkflowInterruptedError("wf-7")
+    assert "`%nbflow resume wf-7`" in str(err) and "`%nbflow recover`" in str(err)
+    assert run("%unload_ext nbflow").ok
+    err = nbflow.WorkflowInterruptedError("wf-7")
+    assert "nbflow.resume('wf-7')" in str(err) and "nbflow.recover()" in str(err)
+
+
 def test_help(shell: InteractiveShell, run: Run) -> None:
     ran = run("%nbflow -h")
     assert ran.ok and "usage: %nbflow" in ran.stdout and "steps" in ran.stdout
@@ -212,7 +232,7 @@ def test_list_and_steps_render_html_tables(rt: nbflow.Runtime, run: Run) -> None
     ran = run("%nbflow list")
     assert ran.ok
     (html,) = ran.mime("text/html")
-    assert html.count("<tr>") == 3 and "wf-one" in html and "SUCCESS" in html
+    assert html.count("<tr>") == 3 and "wf-one" in html and "succeeded" in html
     (text,) = ran.mime("text/plain")
     assert "wf-one" in text and "status" in text and "<" not in text
     assert run("%nbflow list --limit 1").mime("text/html")[0].count("<tr>") == 2
@@ -221,6 +241,86 @@ def test_list_and_steps_render_html_tables(rt: nbflow.Runtime, run: Run) -> None
     ran = run("%nbflow steps wf-one")
     (html,) = ran.mime("text/html")
     assert "<table>" in html and "steps of wf-one" in html and "builtins.abs" in html
+
+
+def headers(html: str) -> list[str]:
+    return re.findall(r"<th[^>]*>([^<]*)</th>", html)
+
+
+def cells(html: str, column: str) -> list[str]:
+    """The cells of one column of an HTML table, with their ``<td …>`` tags."""
+    index = headers(html).index(column)
+    rows = re.findall(r"<tr>(.*?)</tr>", html.split("<tbody>")[1], re.S)
+    return [unescape(re.findall(r"<td[^>]*>[^<]*</td>", row)[index]) for row in rows]
+
+
+def test_tables_show_curated_columns_and_hide_nbflow_s_own(rt: nbflow.Runtime, run: Run) -> None:
+    """The HTML tables have the text tables' columns, units, unwrapped times and status words;
+    step names lose ``__main__.``; the durable cells' record keeping shows with --all only."""
+    assert run("%%nbflow step load\nx = 1").ok  # the notebook's record keeping: notebook:…
+    ran = run(
+        "import nbflow\n"
+        "@nbflow.step\n"
+        "def flaky(n):\n"
+        "    raise ValueError(f'could not parse batch {n}')\n"
+        "@nbflow.workflow\n"
+        "def parse(n):\n"
+        "    return flaky(n)\n"
+        "with nbflow.set_workflow_id('wf-bad'):\n"
+        "    try:\n"
+        "        parse(5)\n"
+        "    except ValueError:\n"
+        "        pass\n"
+    )
+    assert ran.ok, ran.stderr
+    html = run("%nbflow list").mime("text/html")[0]
+    assert headers(html) == ["id", "name", "status", "started", "duration", "error"]
+    for raw in ["workflow_id", "ended_at", "parent_id", "created_at", "SUCCESS", "ERROR"]:
+        assert raw not in html
+    assert "notebook:" not in html and "nbflow.notebook" not in html
+    [status] = cells(html, "status")
+    assert ">failed<" in status
+    [started] = cells(html, "started")
+    assert "white-space:nowrap" in started
+    assert re.search(r">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d<", started)
+    [duration] = cells(html, "duration")
+    assert re.search(r">\d+\.\d\d s<", duration) and "white-space:nowrap" in duration
+    [error] = cells(html, "error")
+    assert "ValueError: could not parse batch 5" in error and "raised in step 'flaky'" in error
+    html_all = run("%nbflow list --all").mime("text/html")[0]
+    assert "notebook:" in html_all and "nbflow.notebook" in html_all
+    html = run("%nbflow steps wf-bad").mime("text/html")[0]
+    assert headers(html) == ["#", "step", "status", "started", "duration", "attempts", "error"]
+    assert "function_id" not in html and "__main__" not in html
+    [step] = cells(html, "step")
+    assert ">flaky<" in step and ">failed<" in cells(html, "status")[0]
+    text = run("%nbflow steps wf-bad").mime("text/plain")[0]
+    assert "__main__" not in text and "flaky" in text and "failed" in text
+
+
+def test_a_pending_workflow_not_running_here_is_interrupted(
+    rt: nbflow.Runtime, run: Run, gate_in: Gate
+) -> None:
+    with nbflow.set_workflow_id("gated-running"):
+        handle = nbflow.start(gated)
+    gate_in.reached()
+    try:  # the interrupted one is written as a crash leaves it: PENDING, nothing runs it
+        sql(
+            rt,
+            "insert into workflows (workflow_id, name, status, inputs_json, created_at, "
+            "updated_at) values ('crashed', 'tests.gone', 'PENDING', '{\"args\":[],\"kwargs\":{}}', "
+            "1, 1)",
+        )
+        html = run("%nbflow list").mime("text/html")[0]
+        ids, words = cells(html, "id"), cells(html, "status")
+        status = {
+            re.sub("<[^>]+>", "", i): re.sub("<[^>]+>", "", w)
+            for i, w in zip(ids, words, strict=True)
+        }
+        assert status == {"gated-running": "running", "crashed": "interrupted"}
+    finally:
+        gate_in.release.set()
+    assert handle.result(timeout=10) == "through"
 
 
 def test_start_shows_a_live_view_and_runs_the_call(
@@ -356,4 +456,4 @@ def test_list_magic_shows_the_queue(rt: nbflow.Runtime, run: Run) -> None:
     assert handle.result(timeout=10) == "x"
     ran = run("%nbflow list")
     [html_table] = ran.mime("text/html")
-    assert "tests-magics-queue" in html_table and "<th>queue</th>" in html_table
+    assert "tests-magics-queue" in html_table and "queue" in headers(html_table)

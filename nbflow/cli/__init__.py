@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import nbflow
+from nbflow._errors import set_front_end
 from nbflow.cli._commands import (
     cmd_cancel,
     cmd_demo,
@@ -77,6 +78,11 @@ def _add_reading(add: _Add) -> None:
     p.add_argument("--status", type=str.upper, choices=[s.value for s in nbflow.Status])
     p.add_argument("--name", help="only workflows with this registered name")
     p.add_argument("--limit", type=_number(int, 1), default=100, help="at most N (100)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also nbflow's own workflows (the record keeping of a notebook's durable cells)",
+    )
     add("show", cmd_show, "show a workflow: fields, result or error, streams").add_argument("id")
     add("steps", cmd_steps, "list a workflow's recorded steps").add_argument("id")
     p = add("tail", cmd_tail, "print a stream's items as JSON lines until it closes")
@@ -169,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version or a usage error
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     runtime: nbflow.Runtime | None = None
+    front_end = set_front_end("cli")  # hints in messages name `nbflow` commands
     try:
         if args.command == "worker":
             import_modules(args.modules)
@@ -188,3 +195,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if runtime is not None:
             runtime.close()
+        set_front_end(front_end)

@@ -29,15 +29,13 @@ from nbflow._format import (
     format_recover,
     format_resume,
     format_sent,
-    format_table,
     format_time,
     parse_message,
     shorten,
-    step_table,
-    workflow_table,
 )
 from nbflow._queues import lookup_queue
 from nbflow._records import utc
+from nbflow._tables import format_table, step_table, visible_workflows, workflow_table
 from nbflow.cli._progress import ProgressBar
 
 __all__ = [
@@ -135,9 +133,22 @@ def _run_demo(steps: int, delay: float) -> tuple[str, int]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """``nbflow list``: workflows, newest first."""
-    rows = nbflow.list_workflows(status=args.status, name=args.name, limit=args.limit)
-    return _print_records(args, rows, workflow_table, "(no workflows)")
+    """``nbflow list``: workflows, newest first; nbflow's own only with ``--all`` (or named)."""
+
+    def fetch(limit: int) -> list[nbflow.WorkflowInfo]:
+        return nbflow.list_workflows(status=args.status, name=args.name, limit=limit)
+
+    every = args.all or args.name is not None
+    rows = fetch(args.limit) if every else visible_workflows(fetch, args.limit)
+    rt = nbflow.runtime()
+    shared = not rt.store.single_process  # another process may run a PENDING one
+
+    def table(records: Sequence[Any]) -> str:
+        return workflow_table(
+            records, running=lambda w: shared or rt.execution(w.workflow_id) is not None
+        )
+
+    return _print_records(args, rows, table, "(no workflows)")
 
 
 def _show_fields(rt: nbflow.Runtime, row: Any) -> dict[str, Any]:

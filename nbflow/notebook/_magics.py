@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import html
 import shlex
 import sys
 import weakref
@@ -22,18 +21,19 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 import nbflow
+from nbflow._errors import set_front_end
 from nbflow._format import (
     format_cancel,
     format_recover,
     format_resume,
     format_sent,
     parse_message,
-    step_table,
-    workflow_table,
+    status_word,
 )
 from nbflow._records import Records
+from nbflow._tables import visible_workflows
 from nbflow._workflow import WorkflowFunction
-from nbflow.notebook import _background, _cells
+from nbflow.notebook import _background, _cells, _tables
 
 __all__ = ["NbflowMagics", "load", "unload"]
 
@@ -100,10 +100,15 @@ def _add_workflow_commands(add: _Add) -> None:
     )
     p = add("watch", "show the live view of a workflow, running or finished")
     p.add_argument("workflow_id", metavar="ID")
-    p.add_argument("keys", nargs="*", metavar="KEY", help="the streams to show (default: all)")
-    p = add("list", "list workflows, newest first")
+    p.add_argument(  # (default=[]: else Python 3.11 says KEY is required)
+        "keys", nargs="*", default=[], metavar="KEY", help="the streams to show (default: all)"
+    )
+    p = add("list", "list workflows, newest first (not nbflow's own, unless --all)")
     p.add_argument("--status", type=_status, help="only those with this status")
     p.add_argument("--limit", type=_limit, default=20, metavar="N", help="at most N (20)")
+    p.add_argument(
+        "--all", action="store_true", help="also nbflow's own (the record keeping of durable cells)"
+    )
     p = add("steps", "list a workflow's steps (no ID: the cells of this notebook's pipeline)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("workflow_id", nargs="?", metavar="ID")
@@ -201,26 +206,6 @@ def _wrong_kind(command: str, line: bool) -> str:
     return f"%%nbflow {command} is a line magic: use '%nbflow {command} …' (one %)."
 
 
-class _Table(Records[Any]):
-    """Records shown as an HTML table in a notebook, and as the CLI's text table elsewhere.
-
-    Args:
-        records: The records.
-        title: The line above the table.
-        text: The text table (:mod:`nbflow._format`), shown when there are records.
-    """
-
-    def __init__(self, records: list[Any], title: str, text: str) -> None:
-        super().__init__(records)
-        self.title, self.text = title, text if records else "(none)"
-
-    def _repr_html_(self) -> str:
-        return f"<p><b>{html.escape(self.title)}</b></p>" + super()._repr_html_()
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(f"{self.title}\n{self.text}")
-
-
 @magics_class
 class NbflowMagics(Magics):
     """The ``%nbflow`` line magic and ``%%nbflow`` cell magic."""
@@ -313,11 +298,15 @@ class NbflowMagics(Magics):
         self._watch_view(args.workflow_id, args.keys)
 
     def _list(self, args: argparse.Namespace) -> None:
-        rows = nbflow.list_workflows(status=args.status, limit=args.limit)
-        title = f"workflows in {nbflow.runtime().database}"
+        def fetch(limit: int) -> list[nbflow.WorkflowInfo]:
+            return nbflow.list_workflows(status=args.status, limit=limit)
+
+        rows = fetch(args.limit) if args.all else visible_workflows(fetch, args.limit)
+        rt = nbflow.runtime()
+        title = f"workflows in {rt.database}"
         if args.status:
-            title += f" ({args.status})"
-        display(_Table(rows, title, workflow_table(rows)))  # type: ignore[no-untyped-call]
+            title += f" ({status_word(args.status)})"
+        display(_tables.workflow_table(rows, title, rt))  # type: ignore[no-untyped-call]
 
     def _steps(self, args: argparse.Namespace) -> None:
         workflow_id = args.workflow_id or _cells.pipeline_id()
@@ -327,8 +316,8 @@ class NbflowMagics(Magics):
             if args.workflow_id:
                 raise
             steps = Records()  # no durable cell has run yet
-        text = step_table(steps, started=True)
-        display(_Table(steps, f"steps of {workflow_id}", text))  # type: ignore[no-untyped-call]
+        table = _tables.step_table(steps, f"steps of {workflow_id}")
+        display(table)  # type: ignore[no-untyped-call]
 
     def _cancel(self, args: argparse.Namespace) -> None:
         workflow_id = args.workflow_id
@@ -377,6 +366,7 @@ def load(ipython: Any) -> None:
     ipython.register_magics(magics)
     _background.install()
     _loaded[ipython] = magics
+    set_front_end("magic")  # hints in messages name %nbflow commands
 
 
 def unload(ipython: Any) -> None:
@@ -391,3 +381,4 @@ def unload(ipython: Any) -> None:
             del manager.magics[kind]["nbflow"]
     manager.registry.pop(type(magics).__name__, None)
     _background.uninstall()
+    set_front_end("python")
