@@ -243,8 +243,9 @@ class Runtime(Runner):
         if recovered.skipped:
             logger.warning(
                 "Not recovered: %d interrupted workflow(s), left PENDING for a process that can "
-                "run them (then call nbflow.recover() again):\n  %s",
+                "run them (then %s again):\n  %s",
                 len(recovered.skipped),
+                hint("recover"),
                 "\n  ".join(f"{s.workflow_id!r} ({s.name}): {s.reason}" for s in recovered.skipped),
             )
         announce(recovered)

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -471,3 +472,45 @@ def test_tracebacks_in_a_kernel_show_the_user_s_frames_only(
     live, called = (re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(c.outputs[-1].traceback)) for c in nb.cells[1:3])  # fmt: skip
     assert "Cell In[1], line 4, in parse_batch" in live and "in pipeline" in live
     assert "Cell In[1], line 4, in parse_batch" in called
+
+
+# -- hints name the command where the reader is -------------------------------------------------
+
+
+@pytest.fixture
+def front_end() -> Iterator[Callable[[str], None]]:
+    """Set the front end for one test (then back to what it was)."""
+    before = errors_module.front_end()
+    yield lambda name: errors_module.set_front_end(name) and None
+    errors_module.set_front_end(before)
+
+
+def test_hints_follow_the_front_end(front_end: Callable[[str], None]) -> None:
+    """A hint is the Python call by default, the magic in a notebook, the command in a terminal."""
+    hints = {}
+    for name in ("python", "magic", "cli"):
+        front_end(name)
+        hints[name] = (errors_module.hint("resume", "wf-1"), str(nbflow.WorkflowNotFoundError("x")))
+    assert (
+        hints["python"][0] == "nbflow.resume('wf-1')"
+        and "nbflow.list_workflows()" in hints["python"][1]
+    )
+    assert hints["magic"][0] == "`%nbflow resume wf-1`" and "`%nbflow list`" in hints["magic"][1]
+    assert hints["cli"][0] == "`nbflow resume wf-1`" and "`nbflow list`" in hints["cli"][1]
+    with pytest.raises(ValueError, match="front end"):
+        errors_module.set_front_end("browser")
+
+
+def test_recover_s_warning_names_the_magic_in_a_notebook(
+    rt: nbflow.Runtime, front_end: Callable[[str], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    sql(
+        rt,
+        "insert into workflows (workflow_id, name, status, inputs_json, created_at, updated_at) "
+        "values ('orphan', 'tests.errors.gone', 'PENDING', '{\"args\":[],\"kwargs\":{}}', 1, 1)",
+    )
+    front_end("magic")
+    with caplog.at_level("WARNING", logger="nbflow"):
+        assert nbflow.recover() == []
+    [warning] = [r.getMessage() for r in caplog.records if "Not recovered" in r.getMessage()]
+    assert "`%nbflow recover`" in warning and "'orphan'" in warning
