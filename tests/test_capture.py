@@ -398,9 +398,8 @@ def test_a_launched_workflow_prints_logs_and_shows_only_in_its_stream(
     assert len(crunch) == 1 and "100%" in crunch[0] and "50/50" in crunch[0], lines
     assert "WARNING step logs" in lines
     assert "INFO logged with the second handler" in lines
-    assert [x for x in lines if x.startswith("widget bar:")] == [  # the widget's text/plain
-        "widget bar:   0%|          | 0/3 [00:00<?, ?it/s]"
-    ]
+    [bar] = [x for x in lines if x.startswith("widget bar:")]  # the widget's final text/plain
+    assert "100%" in bar and "3/3" in bar, lines
     assert "'shown by display'" in lines
     assert lines[-1] == "partial"
     printed = "".join(o for outputs in kernel.outputs.values() for o in outputs)

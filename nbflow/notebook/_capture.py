@@ -27,6 +27,9 @@ installed:
 - ``display()`` from a captured thread (``tqdm.notebook`` bars, widgets, rich objects) writes the
   bundle's ``text/plain`` as a line instead of showing it in some other cell, and its
   ``clear_output()`` is ignored; updates of a display by id pass (they change that display only).
+  A widget's line is written when the thread's next line comes (or the body ends), with the
+  widget's text as it is then (its ``value`` and its children's are followed), so a
+  ``tqdm.notebook`` bar leaves its final state.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ _partials: dict[tuple[WorkflowContext, int, int, int], str] = {}
 #: handler -> the stream it had before install() pointed it at a stand-in
 _handlers: weakref.WeakKeyDictionary[logging.StreamHandler[Any], Any] = weakref.WeakKeyDictionary()
 _publishers: list[_Publisher] = []
+#: (workflow context, thread ident, function id, attempt) -> widgets displayed there, not written
+_widgets: dict[tuple[WorkflowContext, int, int, int], list[_WidgetLine]] = {}
 
 
 def captured() -> WorkflowContext | None:
@@ -72,8 +77,7 @@ def captured() -> WorkflowContext | None:
 def write(ctx: WorkflowContext, text: str) -> None:
     """Write ``text`` as the current thread's output in ``ctx``: each complete line becomes an item
     of its stream ``stdout``; the rest is kept until its line ends (or the body ends)."""
-    scope = _context.SCOPE.get()
-    key = (ctx, threading.get_ident(), scope[1] if scope else 0, scope[2] if scope else 0)
+    key = _key(ctx)
     with _lock:
         pending = _partials.pop(key, "") + text
     if "\n" not in pending:
@@ -82,11 +86,48 @@ def write(ctx: WorkflowContext, text: str) -> None:
     *lines, rest = pending.split("\n")
     _local.busy = True
     try:
-        for line in lines:
-            ctx.write_output(STREAM, _last_refresh(line))
+        for line in _widget_lines(key) + [_last_refresh(line) for line in lines]:
+            ctx.write_output(STREAM, line)
     finally:
         _local.busy = False
         _keep(key, rest)
+
+
+def _key(ctx: WorkflowContext) -> tuple[WorkflowContext, int, int, int]:
+    """Where this thread's output in ``ctx`` is kept: (workflow, thread, function id, attempt)."""
+    scope = _context.SCOPE.get()
+    return (ctx, threading.get_ident(), scope[1] if scope else 0, scope[2] if scope else 0)
+
+
+def _widget_lines(key: tuple[WorkflowContext, int, int, int]) -> list[str]:
+    """The text of the widgets displayed at ``key`` and not written yet (they are forgotten)."""
+    with _lock:
+        widgets = _widgets.pop(key, [])
+    return [widget.close() for widget in widgets]
+
+
+class _WidgetLine:
+    """A widget a captured thread displayed: its text, kept current until it is written."""
+
+    def __init__(self, widget: Any, text: str) -> None:
+        self.widget, self.text = widget, text
+        parts = [widget, *getattr(widget, "children", ())]
+        self.observed = [w for w in parts if w.has_trait("value")]
+        for w in self.observed:
+            w.observe(self._changed, names="value")
+
+    def _changed(self, _change: Any) -> None:
+        from IPython.lib.pretty import pretty
+
+        with contextlib.suppress(Exception):  # (a tqdm bar's text needs its tqdm alive)
+            self.text = pretty(self.widget)  # type: ignore[no-untyped-call]
+
+    def close(self) -> str:
+        """Stop following the widget; its last text."""
+        for w in self.observed:
+            with contextlib.suppress(Exception):
+                w.unobserve(self._changed, names="value")
+        return self.text
 
 
 def _last_refresh(line: str) -> str:
@@ -108,17 +149,17 @@ def _keep(key: tuple[WorkflowContext, int, int, int], partial: str) -> None:
 
 
 def _flush(ctx: WorkflowContext) -> None:
-    """Write the partial lines ``ctx``'s threads left (its body ends: an exit hook)."""
+    """Write the partial lines and widgets ``ctx``'s threads left (its body ends: an exit hook)."""
     with _lock:
-        keys = [key for key in _partials if key[0] is ctx]
-        left = [(key, _partials.pop(key)) for key in keys]
-    for (_, _, function_id, attempt), text in left:
-        token = _context.SCOPE.set(
-            (ctx, function_id, attempt, ctx.thread if not function_id else 0)
-        )
+        keys = {key for key in [*_partials, *_widgets] if key[0] is ctx}
+        left = [(key, _partials.pop(key, None)) for key in keys]
+    for key, text in left:
+        lines = _widget_lines(key) + ([] if text is None else [_last_refresh(text)])
+        token = _context.SCOPE.set((ctx, key[2], key[3], ctx.thread if not key[2] else 0))
         _local.busy = True
         try:
-            ctx.write_output(STREAM, _last_refresh(text).rstrip("\r"))
+            for line in lines:
+                ctx.write_output(STREAM, line)
         finally:
             _local.busy = False
             _context.SCOPE.reset(token)
@@ -168,7 +209,11 @@ class _Publisher:
         if ctx is None or kw.get("update"):
             return self.publish_original(data, metadata, *args, **kw)
         text = str(data.get("text/plain", ""))
-        if text:
+        widget = _widget(data)
+        if widget is not None:
+            with _lock:
+                _widgets.setdefault(_key(ctx), []).append(_WidgetLine(widget, text))
+        elif text:
             write(ctx, text + "\n")
         return None
 
@@ -187,6 +232,15 @@ class _Publisher:
                     delattr(self.pub, name)
                 else:
                     setattr(self.pub, name, saved)
+
+
+def _widget(data: dict[str, Any]) -> Any:
+    """The live widget a display bundle shows, or None."""
+    model_id = (data.get(_WIDGET) or {}).get("model_id")
+    module = sys.modules.get("ipywidgets.widgets.widget")
+    instances = getattr(module, "_instances", None)
+    widget = instances.get(model_id) if model_id and isinstance(instances, dict) else None
+    return widget if widget is not None and hasattr(widget, "has_trait") else None
 
 
 def _all_handlers() -> list[logging.StreamHandler[Any]]:
