@@ -538,3 +538,35 @@ def test_display_from_a_workflow_writes_its_text(
     display("from the cell")
     assert lines(handle.workflow_id) == ["{'a': 1}", "final"]
     assert capsys.readouterr().out == "'from the cell'\n"
+
+
+def test_children_print_into_their_own_streams_and_a_call_here_prints_here(
+    router: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A child workflow, called or started from a background workflow, prints into its own
+    stream; a workflow called in the main thread (a cell's own) prints where it runs."""
+    router.install()
+
+    @nbflow.workflow(name="tests.capture.child")
+    def child(n: int) -> int:
+        print(f"child {n}")
+        return n
+
+    @nbflow.workflow(name="tests.capture.parent")
+    def parent() -> list[str]:
+        print("parent")
+        with nbflow.set_workflow_id("called-child"):
+            child(1)
+        with nbflow.set_workflow_id("started-child"):
+            nbflow.start(child, 2).result(timeout=10)
+        return ["done"]
+
+    handle = nbflow.start(parent)
+    assert handle.result(timeout=10) == ["done"]
+    assert lines(handle.workflow_id) == ["parent"]
+    assert lines("called-child") == ["child 1"]
+    assert lines("started-child") == ["child 2"]
+    with nbflow.set_workflow_id("here"):
+        assert child(3) == 3
+    assert lines("here") == []
+    assert capsys.readouterr().out == "child 3\n"
