@@ -31,6 +31,7 @@ from nbflow import _steps as steps
 from nbflow._calls import MapOptions, step_of
 from nbflow._context import WorkflowContext, mark_remote
 from nbflow._execution import Execution
+from nbflow._tables import step_label
 from nbflow._workers import Pacer, Workers
 
 __all__ = ["call_remote", "prepare_map", "run_map"]
@@ -114,7 +115,7 @@ class _Map:
         if self.failure is not None:
             index, error = self.failure
             where = f"{self.label(index)} of {len(self.items)}"
-            _note(error, f"nbflow.map: {where} failed in step {self.step.name!r}")
+            _note(error, f"nbflow.map: {where} failed in step {step_label(self.step.name)!r}")
             raise error
         return self.results
 

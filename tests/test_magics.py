@@ -298,6 +298,26 @@ def test_tables_show_curated_columns_and_hide_nbflow_s_own(rt: nbflow.Runtime, r
     assert "__main__" not in text and "flaky" in text and "failed" in text
 
 
+def test_a_failed_map_item_is_named_without_main(rt: nbflow.Runtime, run: Run) -> None:
+    ran = run(
+        "import nbflow\n"
+        "def check(n):\n"
+        "    if n == 1:\n"
+        "        raise KeyError(n)\n"
+        "@nbflow.workflow\n"
+        "def mapped():\n"
+        "    return nbflow.map(check, range(3), concurrency=1)\n"
+        "with nbflow.set_workflow_id('wf-map'):\n"
+        "    try:\n"
+        "        mapped()\n"
+        "    except KeyError:\n"
+        "        pass\n"
+    )
+    assert ran.ok, ran.stderr
+    [error] = cells(run("%nbflow list").mime("text/html")[0], "error")
+    assert "KeyError: 1 · nbflow.map: item 1 of 3 failed in step 'check'" in error
+
+
 def test_a_pending_workflow_not_running_here_is_interrupted(
     rt: nbflow.Runtime, run: Run, gate_in: Gate
 ) -> None:
