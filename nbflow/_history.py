@@ -9,6 +9,7 @@ from typing import Any
 from nbflow._calls import Wake
 from nbflow._engine import Engine
 from nbflow._errors import (
+    SerializationError,
     WaitTimeoutError,
     WorkflowCancelledError,
     WorkflowInterruptedError,
@@ -175,11 +176,21 @@ class History:
     # -- records kept outside workflows --------------------------------------------------------
 
     def record_step(
-        self, workflow_id: str, name: str, output: Any, span: tuple[float, float], kind: str
+        self,
+        workflow_id: str,
+        name: str,
+        output: Any,
+        span: tuple[float, float],
+        kind: str,
+        pickled: bytes | None = None,
     ) -> int:
         """Append a finished step to a record-keeping workflow (see :meth:`Runtime.record_step`)."""
         engine = self._engine
-        value_json, value_pickle = engine.encode(output, f"the record of {name!r}")
+        what = f"the record of {name!r}"
+        value_json, value_pickle = engine.encode(output, what)
+        if pickled is not None:
+            _check_attachable(value_json, engine.allow_pickle, what)
+            value_pickle = pickled  # beside the JSON output, read only by recorded_pickle
         with self._executions.lock:
             engine.check_open()
             if workflow_id not in self._record_ids:
@@ -212,14 +223,43 @@ class History:
     def recorded_steps(
         self, workflow_id: str, name: str | None = None, *, newest_first: bool = False
     ) -> Iterator[tuple[int, str, Any, float, float]]:
-        """The steps of a record-keeping workflow (see :meth:`Runtime.recorded_steps`)."""
-        rows = [
-            r
-            for r in self._store.list_steps(workflow_id)
-            if r.error is None and name in (None, r.name)
-        ]
-        for row in reversed(rows) if newest_first else rows:
-            output = self._engine.decode(
-                row.output_json, row.output_pickle, f"the record of {row.name!r}"
+        """The steps of a record-keeping workflow (see :meth:`Runtime.recorded_steps`).
+
+        Only the JSON of each step is read; a pickle is read (and unpickled) only for a step whose
+        output is pickled, when the iterator reaches it.
+        """
+        heads = self._store.list_recorded(workflow_id, name)
+        for head in reversed(heads) if newest_first else heads:
+            text, blob = head.output_json, None
+            if text is None and head.has_pickle:
+                blob = self._store.get_step_pickle(workflow_id, head.function_id)
+            output = self._engine.decode(text, blob, f"the record of {head.name!r}")
+            yield head.function_id, head.name, output, head.started_at, head.ended_at
+
+    def recorded_pickle(self, workflow_id: str, function_id: int) -> bytes | None:
+        """The pickle kept beside a recorded step's JSON output (see
+        :meth:`Runtime.recorded_pickle`)."""
+        if not self._engine.allow_pickle:
+            raise SerializationError(
+                f"The record {function_id} of {workflow_id!r} holds pickled values, and this "
+                "runtime was opened with allow_pickle=False (unpickling runs code from the file). "
+                "Open the file with allow_pickle=True if you trust it.",
+                what=f"the record {function_id} of {workflow_id!r}",
             )
-            yield row.function_id, row.name, output, row.started_at, row.ended_at
+        return self._store.get_step_pickle(workflow_id, function_id)
+
+
+def _check_attachable(value_json: str | None, allow_pickle: bool, what: str) -> None:
+    """Refuse a pickle attached to a record whose output is not JSON, or under allow_pickle=False."""
+    if not allow_pickle:
+        raise SerializationError(
+            f"Cannot store the pickled values of {what}: this runtime was opened with "
+            "allow_pickle=False, which stores JSON-native values only. Nothing was written.",
+            what=what,
+        )
+    if value_json is None:
+        raise SerializationError(
+            f"Cannot store {what}: with a pickle attached, its output must be JSON-native (dict, "
+            "list, str, int, float, bool, None). Put the rest in the pickle. Nothing was written.",
+            what=what,
+        )

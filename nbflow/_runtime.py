@@ -320,6 +320,7 @@ class Runtime(Runner):
         started: float,
         ended: float,
         workflow_name: str = "nbflow.record",
+        pickled: bytes | None = None,
     ) -> int:
         """Append a finished step to a record-keeping workflow, from outside any workflow.
 
@@ -327,10 +328,15 @@ class Runtime(Runner):
         never picks it up; its steps show in ``list_steps`` like any others. Durable notebook
         cells use this: one record-keeping workflow per notebook, one step per cell run.
 
+        ``pickled``, when given, is kept in the same step beside ``output`` (which must then be
+        JSON-native): ``recorded_steps`` never reads it, :meth:`recorded_pickle` returns it. So a
+        large pickle is read only for the one record a caller picked by its output.
+
         Returns:
             The step's function id (the next after the last one recorded).
         """
-        return self._history.record_step(workflow_id, name, output, (started, ended), workflow_name)
+        span = (started, ended)
+        return self._history.record_step(workflow_id, name, output, span, workflow_name, pickled)
 
     def recorded_steps(
         self, workflow_id: str, name: str | None = None, *, newest_first: bool = False
@@ -341,6 +347,14 @@ class Runtime(Runner):
         iterator reaches it, so a caller that stops at the first match unpickles nothing else.
         """
         return self._history.recorded_steps(workflow_id, name, newest_first=newest_first)
+
+    def recorded_pickle(self, workflow_id: str, function_id: int) -> bytes | None:
+        """The ``pickled`` bytes given to :meth:`record_step` for that step (None if none).
+
+        Raises:
+            SerializationError: This runtime was opened with ``allow_pickle=False``.
+        """
+        return self._history.recorded_pickle(workflow_id, function_id)
 
     def read_stream(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None

@@ -6,10 +6,12 @@ a fresh kernel on one database.
 from __future__ import annotations
 
 import ast
+import pickle
 import re
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -27,7 +29,8 @@ run = test_magics.run
 
 CALLS: list[str] = []
 RESTORED = re.compile(
-    r"nbflow: step '(\w+)' restored from \d{4}-\d\d-\d\d \d\d:\d\d:\d\d, took \d+\.\d\d s originally\n"
+    r"nbflow: step '(\w+)' restored in (\d+\.\d\d) s from \d{4}-\d\d-\d\d \d\d:\d\d:\d\d; "
+    r"took \d+\.\d\d s originally\n"
 )
 
 
@@ -45,6 +48,12 @@ def calls(shell: InteractiveShell) -> list[str]:
 
 def ran_note(name: str) -> str:
     return f"nbflow: step {name!r} ran in "
+
+
+def split_note(text: str) -> tuple[str, str]:
+    """What a cell printed on stdout, and nbflow's note (its last line) after it."""
+    body, _, note = text.rstrip("\n").rpartition("\n")
+    return (body + "\n" if body else ""), note + "\n"
 
 
 # -- what a cell reads ------------------------------------------------------------------------
@@ -108,15 +117,17 @@ LOAD = (
 def test_miss_then_hit(shell: InteractiveShell, run: Run, calls: list[str]) -> None:
     first = run(LOAD)
     assert first.ok and calls == ["load"]
-    assert first.printed == "loaded 3\n"
-    assert first.stderr.startswith(ran_note("load")) and first.stderr.endswith("; recorded\n")
+    printed, note = split_note(first.printed)
+    assert printed == "loaded 3\n" and first.stderr == ""  # a cell that worked is not pink
+    assert note.startswith(ran_note("load")) and note.endswith("; recorded\n")
     assert first.mime("text/html") == ["<b>shown</b>"] and first.result.result == 3
     del shell.user_ns["data"]
     second = run(LOAD)
     assert second.ok and calls == ["load"], "restored, not run"
     assert shell.user_ns["data"] == [1, 2, 3]
-    assert second.printed == "loaded 3\n"
-    assert RESTORED.fullmatch(second.stderr), second.stderr
+    printed, note = split_note(second.printed)
+    assert printed == "loaded 3\n" and second.stderr == ""
+    assert RESTORED.fullmatch(note), note
     assert second.outputs == first.outputs  # the HTML
     assert repr(second.result.result) == "3"  # shown as Out[n], as the value was
     assert run("%%nbflow step load --force\n" + LOAD.split("\n", 1)[1]).ok
@@ -199,7 +210,7 @@ def test_a_cell_that_raises_records_nothing(shell: InteractiveShell, run: Run, c
     first = run(cell)
     assert isinstance(first.result.error_in_exec, ZeroDivisionError)
     assert "----> 4 1 / 0" in first.stdout  # the cell's own line, numbered as in the cell
-    assert "nbflow: step" not in first.stderr
+    assert "nbflow: step" not in first.stderr + first.stdout
     assert isinstance(run(cell).result.error_in_exec, ZeroDivisionError)
     assert calls == ["boom", "boom"]
     assert "boom" not in run("%nbflow steps").mime("text/html")[0]
@@ -244,7 +255,7 @@ def test_semicolon_and_display_updates(shell: InteractiveShell, run: Run, calls:
     second = run(cell)
     assert second.ok and calls == ["shown"]
     assert second.mime("text/plain") == ["'second'"]  # the display as it ended
-    assert second.printed == "printed\n" and second.result.result is None
+    assert split_note(second.printed)[0] == "printed\n" and second.result.result is None
 
 
 def test_inline_figures_are_recorded(shell: InteractiveShell, run: Run, calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -288,6 +299,114 @@ def test_a_runtime_that_refuses_pickle(db_path: Path, shell: InteractiveShell, r
     assert run(cell).ok and calls == ["plain", "plain"]
 
 
+# -- records: the JSON apart from the pickle -----------------------------------------------------
+
+
+def test_a_restore_unpickles_only_the_record_it_restores(shell: InteractiveShell, run: Run, calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Three versions of a cell are recorded; restoring the oldest reads the newer two's JSON
+    only: one ``pickle.loads`` in all (before, each newer record was unpickled whole to read its
+    key, the variables' pickle inside it)."""
+    versions = [f"%%nbflow step load\nbump('load')\nblob = bytes({n}) * 100_000" for n in (1, 2, 3)]
+    for cell in versions:
+        assert run(cell).ok
+    loads: list[int] = []
+    real_loads = pickle.loads
+
+    def counting_loads(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        loads.append(len(data))
+        return real_loads(data, *args, **kwargs)
+
+    monkeypatch.setattr(pickle, "loads", counting_loads)
+    del shell.user_ns["blob"]
+    restored = run(versions[0])
+    assert restored.ok and calls == ["load"] * 3, "restored, not run"
+    assert shell.user_ns["blob"] == bytes(1) * 100_000
+    assert len(loads) == 1 and loads[0] >= 100_000, loads  # its variables, once
+    assert RESTORED.fullmatch(split_note(restored.stdout)[1])
+
+
+def test_records_written_before_are_restored(shell: InteractiveShell, run: Run, calls: list[str], rt: nbflow.Runtime) -> None:  # fmt: skip
+    """A record of the earlier form (one pickled dict, the variables pickled inside it) still
+    restores the cell."""
+    body = "bump('old')\nold = {'a': 1}\nprint('made')"
+    key = _cells.cells_for(shell).key("old", body, {"bump", "print"})
+    record = {
+        "key": key, "variables": pickle.dumps({"old": {"a": 1}}), "modules": {},
+        "outputs": [["stream", "stdout", "made\n"]], "result": None, "duration": 0.5,
+    }  # fmt: skip
+    rt.record_step(_cells.pipeline_id(), "old", record, started=1.0, ended=1.5, workflow_name="nbflow.notebook")  # fmt: skip
+    ran = run("%%nbflow step old\n" + body)
+    assert ran.ok and calls == [] and shell.user_ns["old"] == {"a": 1}
+    printed, note = split_note(ran.stdout)
+    assert printed == "made\n" and RESTORED.fullmatch(note) and "took 0.50 s" in note
+
+
+def test_restore_time_is_in_the_note(shell: InteractiveShell, run: Run, calls: list[str]) -> None:  # fmt: skip
+    """The note tells how long the restore took (what the cell did, not a guess): a restore that
+    had to import a slow module first takes at least as long as that import."""
+    (package := Path.cwd() / "slowmod").mkdir()
+    (package / "__init__.py").write_text("import time\ntime.sleep(0.2)\n")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        cell = "%%nbflow step slow\nbump('slow')\nimport slowmod\nvalue = 1"
+        assert run(cell).ok
+        sys.modules.pop("slowmod")
+        restored = run(cell)
+    finally:
+        sys.path.remove(str(Path.cwd()))
+        sys.modules.pop("slowmod", None)
+    match = RESTORED.fullmatch(split_note(restored.stdout)[1])
+    assert match and calls == ["slow"] and float(match.group(2)) >= 0.2, restored.stdout
+
+
+def test_outputs_are_kept_as_json() -> None:
+    from nbflow.notebook._recording import json_outputs
+
+    kept = json_outputs([
+        ["stream", "stdout", "text\n"],
+        ["display", {"image/png": b"\x89PNG", "text/plain": "<Figure>"}, {"size": (3, 4)}],
+        ["display", {"application/json": {"v": float("nan")}, "text/plain": "nan"}, {}],
+        [{"text/plain": "(1, 2)"}, {}],
+    ])  # fmt: skip
+    assert kept == [
+        ["stream", "stdout", "text\n"],
+        ["display", {"image/png": "iVBORw==", "text/plain": "<Figure>"}, {"size": [3, 4]}],
+        ["display", {"text/plain": "nan"}, {}],  # not JSON: its text only
+        [{"text/plain": "(1, 2)"}, {}],
+    ]
+
+
+@pytest.mark.contract
+def test_record_step_keeps_a_pickle_beside_its_json(rt: nbflow.Runtime, database: str) -> None:
+    """``record_step(pickled=...)``: ``recorded_steps`` reads the JSON only, ``recorded_pickle``
+    the bytes of one step; steps recorded whole (pickled) still read as before."""
+    assert rt.record_step("rec", "a", {"k": 1}, started=1.0, ended=2.0, pickled=b"one") == 1
+    assert rt.record_step("rec", "a", (1, 2), started=2.0, ended=3.0) == 2  # pickled whole
+    assert rt.record_step("rec", "b", {"k": 3}, started=3.0, ended=4.0) == 3
+    assert list(rt.recorded_steps("rec", "a", newest_first=True)) == [
+        (2, "a", (1, 2), 2.0, 3.0),
+        (1, "a", {"k": 1}, 1.0, 2.0),
+    ]
+    assert [s[2] for s in rt.recorded_steps("rec")] == [{"k": 1}, (1, 2), {"k": 3}]
+    assert rt.recorded_pickle("rec", 1) == b"one"
+    assert rt.recorded_pickle("rec", 3) is None and rt.recorded_pickle("rec", 99) is None
+    with pytest.raises(nbflow.SerializationError, match="must be JSON-native"):
+        rt.record_step("rec", "a", (1,), started=5.0, ended=6.0, pickled=b"x")
+    assert [s.name for s in rt.list_steps("rec")] == ["a", "a", "b"], "nothing was written"
+
+
+def test_record_step_pickle_under_allow_pickle_false(db_path: Path) -> None:
+    rt = nbflow.configure(db_path)
+    rt.record_step("rec", "a", {"k": 1}, started=1.0, ended=2.0, pickled=b"one")
+    rt.close()
+    strict = nbflow.configure(db_path, allow_pickle=False)
+    assert [s[2] for s in strict.recorded_steps("rec")] == [{"k": 1}]  # the JSON reads
+    with pytest.raises(nbflow.SerializationError, match="allow_pickle=False"):
+        strict.recorded_pickle("rec", 1)
+    with pytest.raises(nbflow.SerializationError, match="allow_pickle=False"):
+        strict.record_step("rec", "a", {"k": 2}, started=2.0, ended=3.0, pickled=b"two")
+
+
 # -- two fresh kernels ------------------------------------------------------------------------
 
 NOTEBOOK = [
@@ -329,19 +448,23 @@ def test_a_notebook_run_again_in_fresh_kernels(tmp_path: Path, monkeypatch: pyte
 
     out = execute(NOTEBOOK, tmp_path, kernel)
     assert side.read_text().split() == ["load", "total"]
-    assert out[1]["stdout"] == "loaded 5\n" and out[1]["stderr"].startswith(ran_note("load"))
+    assert "stderr" not in out[1] and "stderr" not in out[2], "a cell that worked is not pink"
+    printed, note = split_note(out[1]["stdout"])
+    assert printed == "loaded 5\n" and note.startswith(ran_note("load"))
     assert out[2]["execute_result"] == "10" and out[3]["stdout"] == "check [0, 1, 2, 3, 4] 10\n"
 
     again = execute(NOTEBOOK, tmp_path, kernel)
     assert side.read_text().split() == ["load", "total"], "the durable cells did not run"
-    assert again[1]["stdout"] == "loaded 5\n" and RESTORED.fullmatch(again[1]["stderr"])
-    assert again[2]["execute_result"] == "10" and RESTORED.fullmatch(again[2]["stderr"])
+    assert "stderr" not in again[1] and "stderr" not in again[2]
+    printed, note = split_note(again[1]["stdout"])
+    assert printed == "loaded 5\n" and RESTORED.fullmatch(note), note
+    assert again[2]["execute_result"] == "10" and RESTORED.fullmatch(again[2]["stdout"])
     assert again[3] == out[3]
 
     edited = [*NOTEBOOK[:2], NOTEBOOK[2].replace("sum(data)", "sum(data) * 2"), *NOTEBOOK[3:]]
     out = execute(edited, tmp_path, kernel)
     assert side.read_text().split() == ["load", "total", "total"]
-    assert RESTORED.fullmatch(out[1]["stderr"]) and out[2]["execute_result"] == "20"
+    assert RESTORED.fullmatch(split_note(out[1]["stdout"])[1]) and out[2]["execute_result"] == "20"
 
     upstream = [NOTEBOOK[0], NOTEBOOK[1].replace("range(5)", "range(6)"), *edited[2:]]
     out = execute(upstream, tmp_path, kernel)

@@ -9,6 +9,7 @@ database: the second time the durable cell is restored instead of run.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,12 +52,14 @@ def venv_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return KERNEL
 
 
-def run_all(cells: list[str], cwd: Path) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+def run_all(
+    cells: list[str], cwd: Path
+) -> tuple[list[str], list[dict[str, Any]], list[dict[str, str]]]:
     """Start a kernel, send every cell at once, and collect the replies and each cell's text.
 
     Returns:
         The ids of the requests, the ``execute_reply`` messages in the order they came, and
-        the stream text (stdout and stderr) of each cell.
+        the stream text of each cell by stream name (``stdout``, ``stderr``: those it wrote).
     """
     km = KernelManager(kernel_name=KERNEL)
     km.start_kernel(cwd=str(cwd))
@@ -70,13 +73,14 @@ def run_all(cells: list[str], cwd: Path) -> tuple[list[str], list[dict[str, Any]
             msg = client.get_shell_msg(timeout=60)
             if msg["msg_type"] == "execute_reply":
                 replies.append(msg)
-        texts = dict.fromkeys(ids, "")
+        texts: dict[str, dict[str, str]] = {msg_id: {} for msg_id in ids}
         idle = False
         while not idle:  # the last cell's output has come once it went idle
             msg = client.get_iopub_msg(timeout=60)
             parent = msg["parent_header"].get("msg_id")
             if msg["msg_type"] == "stream" and parent in texts:
-                texts[parent] += msg["content"]["text"]
+                name, text = msg["content"]["name"], msg["content"]["text"]
+                texts[parent][name] = texts[parent].get(name, "") + text
             idle = parent == ids[-1] and msg["msg_type"] == "status"
             idle = idle and msg["content"]["execution_state"] == "idle"
         return ids, replies, list(texts.values())
@@ -98,7 +102,9 @@ def test_run_all_with_nbflow_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ]
         assert not errors, (attempt, errors)
         numbers = texts[2]
-        assert numbers.startswith("numbers 10\nnbflow: step 'numbers' ")
-        assert ("restored from" in numbers) == (attempt == "after a restart"), numbers
-        last = texts[-1]
+        assert "stderr" not in numbers, numbers  # a durable cell that worked is not pink
+        assert numbers["stdout"].startswith("numbers 10\nnbflow: step 'numbers' ")
+        restored = re.search(r"restored in \d+\.\d\d s from ", numbers["stdout"]) is not None
+        assert restored == (attempt == "after a restart"), numbers
+        last = "".join(texts[-1].values())
         assert "result 6 45\n" in last and "asyncio.run from asyncio.runners\n" in last

@@ -7,11 +7,20 @@ the namespace, and its output is shown again. Otherwise it runs, its output show
 recorded (:mod:`nbflow.notebook._recording`), and its variables are pickled into a step of the
 notebook's record-keeping workflow ``notebook:<name>``.
 
-Each run ends with one line on stderr, the same words whether it ran or was restored, so nbval can
-sanitize both with one pattern (``nbflow: step '([^']*)' (ran in|restored from) .*``)::
+Each run ends with one line on stdout (a cell that worked does not look failed), the same words
+whether it ran or was restored, so nbval can sanitize both with one pattern
+(``nbflow: step '([^']*)' (ran|restored) in .*``)::
 
     nbflow: step 'load' ran in 1.20 s; recorded
-    nbflow: step 'load' restored from 2026-11-25 14:03:07, took 1.20 s originally
+    nbflow: step 'load' restored in 0.09 s from 2026-11-25 14:03:07; took 1.20 s originally
+
+A warning (the cell ran but was not recorded, or could not be restored) goes to stderr.
+
+A record is one step: its output is JSON (the key, the outputs, the result, the modules) and the
+variables, pickled together once, are kept beside it (``Runtime.record_step(pickled=...)``). A
+lookup reads only the JSON of the cell's records; the pickle of the one restored is the only one
+read and unpickled. Records written before (one pickled dict, the variables pickled again inside
+it) are still restored.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from IPython.core.displayhook import DisplayHook
 import nbflow
 from nbflow._format import format_duration, format_time
 from nbflow.notebook._analysis import HIDDEN, Names, analyze, cell_key
-from nbflow.notebook._recording import Recording, flush_figures, format_result
+from nbflow.notebook._recording import Recording, flush_figures, format_result, json_outputs
 
 __all__ = ["DurableCells", "cells_for", "pipeline_id"]
 
@@ -65,6 +74,15 @@ class _Cell:
     quiet: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class _Found:
+    """A recorded run of a cell: its record (decoded JSON), its step's function id, its end."""
+
+    record: dict[str, Any]
+    function_id: int
+    ended: float
+
+
 def pipeline_id() -> str:
     """The id of the notebook's record-keeping workflow: ``notebook:<notebook file name>``.
 
@@ -95,7 +113,7 @@ class DurableCells:
     def run(self, name: str, body: str, *, force: bool = False) -> Any:
         """Run the body of ``%%nbflow step NAME`` (or restore it); return its last value."""
         __tracebackhide__ = True
-        shell = self.shell
+        shell, began = self.shell, time.perf_counter()
         code = "\n" + shell.transform_cell(body)  # line 1 is the magic line
         filename = shell.compile.cache(code, shell.execution_count, raw_code="\n" + body)
         try:
@@ -111,51 +129,58 @@ class DurableCells:
             rt = nbflow.runtime()
         except nbflow.NbflowError as exc:
             unrecorded = "so the cell runs without being recorded"
-            _note(f"nbflow: step {name!r}: cannot open the database, {unrecorded} ({exc})")
+            _warn(f"nbflow: step {name!r}: cannot open the database, {unrecorded} ({exc})")
             return self._execute(tree, filename)
         if not force:
             found = self._lookup(rt, cell)
             if found is not None:
-                restored = self._restore(cell, *found)
+                restored = self._restore(rt, cell, found, began)
                 if restored is not _FAILED:
                     return restored
         return self._run(rt, cell)
 
-    def _lookup(self, rt: nbflow.Runtime, cell: _Cell) -> tuple[dict[str, Any], float] | None:
-        """The newest recorded run of the cell (its name and key), and when it ended."""
+    def _lookup(self, rt: nbflow.Runtime, cell: _Cell) -> _Found | None:
+        """The newest recorded run of the cell (its name and key); only records' JSON is read."""
         name = cell.name
         try:
-            # a record's variables stay pickled bytes until restored
-            for _, _, record, _, ended in rt.recorded_steps(pipeline_id(), name, newest_first=True):
+            found = rt.recorded_steps(pipeline_id(), name, newest_first=True)
+            for function_id, _, record, _, ended in found:
                 if isinstance(record, dict) and record.get("key") == cell.key:
-                    return record, ended
+                    return _Found(record, function_id, ended)
         except nbflow.NbflowError as exc:
-            _note(f"nbflow: step {name!r}: cannot read its records ({exc}); running it")
+            _warn(f"nbflow: step {name!r}: cannot read its records ({exc}); running it")
         return None
 
-    def _restore(self, cell: _Cell, record: dict[str, Any], ended: float) -> Any:
-        """Restore a recorded run; ``_FAILED`` (after a note) if it cannot be: then the cell runs."""
+    def _restore(self, rt: nbflow.Runtime, cell: _Cell, found: _Found, began: float) -> Any:
+        """Restore a recorded run; ``_FAILED`` (after a note) if it cannot be: then the cell runs.
+
+        ``began``: when the cell started (``time.perf_counter()``), for the time the note tells.
+        """
         __tracebackhide__ = True
         shell, ns, tree, name = self.shell, self.shell.user_ns, cell.tree, cell.name
+        record = found.record
         definitions: list[ast.stmt] = [node for node in tree.body if isinstance(node, _DEFINITIONS)]
         if definitions:  # functions and classes first: the pickles refer to them by name
             module = ast.Module(body=definitions, type_ignores=[])
             exec(shell.compile(module, cell.filename, "exec"), shell.user_global_ns, ns)
         try:
-            values = pickle.loads(record["variables"]) if record["variables"] else {}
+            values = _variables(rt, found)
             for var, module_name in record["modules"].items():
                 values[var] = __import__(module_name, fromlist=["_"])
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            _note(
+            _warn(
                 f"nbflow: step {name!r}: cannot restore its variables ({error}); running it again"
             )
             return _FAILED
         ns.update(values)
         self.producers.update({var: (name, cell.key, id(v)) for var, v in values.items()})
         Recording.replay(shell, record["outputs"])
-        took = format_duration(record["duration"])
-        _note(f"nbflow: step {name!r} restored from {format_time(ended)}, took {took} originally")
+        took, ended = format_duration(record["duration"]), format_time(found.ended)
+        restored_in = format_duration(time.perf_counter() - began)
+        _note(
+            f"nbflow: step {name!r} restored in {restored_in} from {ended}; took {took} originally"
+        )
         return _Result(*record["result"]) if record["result"] else None
 
     def _execute(self, tree: ast.Module, filename: str) -> Any:
@@ -218,16 +243,18 @@ class DurableCells:
         blob, bad = _pickle_variables(values, cell.names.with_targets)
         if bad:
             why = f"cannot pickle variable(s) {bad}"
-            _note(f"nbflow: step {name!r} ran in {took}; NOT recorded: {why}. {_UNPICKLABLE}")
+            _warn(f"nbflow: step {name!r} ran in {took}; NOT recorded: {why}. {_UNPICKLABLE}")
             return
-        record: dict[str, Any] = {"key": cell.key, "variables": blob, "modules": modules}
-        record.update(outputs=outputs, result=result, duration=ended - started)
+        record: dict[str, Any] = {"key": cell.key, "pickled": blob is not None, "modules": modules}
+        record.update(outputs=json_outputs(outputs), duration=ended - started)
+        record["result"] = None if result is None else json_outputs([result])[0]
         try:
             rt.record_step(
-                pipeline_id(), name, record, started=started, ended=ended, workflow_name=_WORKFLOW
-            )
+                pipeline_id(), name, record, started=started, ended=ended, workflow_name=_WORKFLOW,
+                pickled=blob,
+            )  # fmt: skip
         except nbflow.NbflowError as exc:
-            _note(f"nbflow: step {name!r} ran in {took}; NOT recorded: {exc}")
+            _warn(f"nbflow: step {name!r} ran in {took}; NOT recorded: {exc}")
             return
         _note(f"nbflow: step {name!r} ran in {took}; recorded")
 
@@ -273,8 +300,28 @@ def _pickle_error(value: Any) -> str:
     return ""
 
 
+def _variables(rt: nbflow.Runtime, found: _Found) -> dict[str, Any]:
+    """The variables of a recorded run, unpickled (the one pickle read for a restore)."""
+    record = found.record
+    if "variables" in record:  # recorded before the variables were kept beside the record
+        blob = record["variables"]
+    elif record.get("pickled"):
+        blob = rt.recorded_pickle(pipeline_id(), found.function_id)
+    else:
+        blob = None
+    values: dict[str, Any] = pickle.loads(blob) if blob else {}
+    return values
+
+
 def _note(text: str) -> None:
-    sys.stdout.flush()  # what the cell printed comes first
+    """Say how a durable cell went, on stdout: a cell that worked does not look failed."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _warn(text: str) -> None:
+    """Warn on stderr (after what the cell printed): the cell was not recorded or restored."""
+    sys.stdout.flush()
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
 

@@ -3,18 +3,22 @@
 :class:`Recording` tees the cell's stdout, stderr and ``display()`` calls; :func:`flush_figures`
 shows matplotlib's inline figures before the recording ends; :meth:`Recording.replay` shows the
 kept outputs again when the cell is restored; :func:`format_result` keeps the cell's last value as
-the display hook would show it.
+the display hook would show it; :func:`json_outputs` makes what was kept JSON, as a notebook file
+keeps it (so a record's JSON holds it, and only the variables are pickled).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime as dt
+import json
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Recording", "flush_figures", "format_result"]
+__all__ = ["Recording", "flush_figures", "format_result", "json_outputs"]
 
 _WIDGET = "application/vnd.jupyter.widget-view+json"
 _MISSING: Any = object()
@@ -157,6 +161,33 @@ def format_result(shell: Any, value: Any) -> list[Any] | None:
         return None
     data = {k: v for k, v in data.items() if k != _WIDGET}
     return [data, metadata] if data else None
+
+
+def json_outputs(items: list[list[Any]]) -> list[list[Any]]:
+    """Recorded outputs (or ``[data, metadata]`` results) as JSON brings them back.
+
+    As a notebook file keeps them: bytes become base64 text, tuples lists, dates ISO text, other
+    objects their ``str``. An output that still is not JSON (a NaN in its data) keeps only its
+    text entries.
+    """
+    kept: list[list[Any]] = []
+    for item in items:
+        try:
+            kept.append(json.loads(json.dumps(item, default=_json_default, allow_nan=False)))
+        except (TypeError, ValueError, RecursionError):  # the last two parts: data, metadata
+            texts = {k: v for k, v in item[-2].items() if isinstance(k, str) and isinstance(v, str)}
+            kept.append([*item[:-2], texts, {}])
+    return kept
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    return str(value)
 
 
 def flush_figures() -> None:

@@ -19,7 +19,18 @@ from typing import NamedTuple
 
 from nbflow.store._ops import Changes, MessageRow, Op, StepRow, WorkflowRow
 
-__all__ = ["Replay", "ReplayRecord", "Store"]
+__all__ = ["RecordedHead", "Replay", "ReplayRecord", "Store"]
+
+
+class RecordedHead(NamedTuple):
+    """A step as :meth:`Store.list_recorded` lists it: all but its pickle (whether it has one)."""
+
+    function_id: int
+    name: str
+    output_json: str | None
+    has_pickle: bool
+    started_at: float
+    ended_at: float
 
 
 class Replay(NamedTuple):
@@ -168,6 +179,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool, float, float]]:
         """A workflow's streams: ``(key, items, closed, first_at, last_at)`` by key."""
+
+    def list_recorded(self, workflow_id: str, name: str | None) -> list[RecordedHead]:
+        """A workflow's successful steps (only those called ``name`` when given), in order,
+        without reading their pickles: :meth:`get_step_pickle` reads one. (A SQL store selects
+        only these columns; this default reads the whole steps.)"""
+        rows = self.list_steps(workflow_id)
+        return [
+            RecordedHead(*r[1:4], r.output_pickle is not None, r.started_at, r.ended_at)
+            for r in rows
+            if r.error is None and name in (None, r.name)
+        ]
+
+    def get_step_pickle(self, workflow_id: str, function_id: int) -> bytes | None:
+        """The ``output_pickle`` of one step (None when it has none, or does not exist)."""
+        rows = [r for r in self.list_steps(workflow_id) if r.function_id == function_id]
+        return rows[0].output_pickle if rows else None
 
     @abc.abstractmethod
     def close(self) -> None:

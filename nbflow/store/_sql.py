@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbflow.store._base import Replay, ReplayRecord, Store
+from nbflow.store._base import RecordedHead, Replay, ReplayRecord, Store
 from nbflow.store._ops import (
     EVENT_PREFIX,
     Consume,
@@ -352,6 +352,23 @@ class SQLStore(Store):
             [workflow_id],
         )
         return [StepRow(*row) for row in rows]
+
+    def list_recorded(self, workflow_id: str, name: str | None) -> list[RecordedHead]:
+        named = "" if name is None else "AND name = $2 "
+        rows = self._fetchall(
+            "SELECT function_id, name, output_json, output_pickle IS NOT NULL, started_at, "
+            f"ended_at FROM steps WHERE workflow_id = $1 AND error IS NULL {named}"
+            "ORDER BY function_id",
+            [workflow_id] if name is None else [workflow_id, name],
+        )
+        return [RecordedHead(*row) for row in rows]
+
+    def get_step_pickle(self, workflow_id: str, function_id: int) -> bytes | None:
+        rows = self._fetchall(
+            "SELECT output_pickle FROM steps WHERE workflow_id = $1 AND function_id = $2",
+            [workflow_id, function_id],
+        )
+        return rows[0][0] if rows else None
 
     def next_message(self, destination_id: str, topic: str | None) -> MessageRow | None:
         rows = self._fetchall(
