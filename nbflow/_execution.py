@@ -317,10 +317,7 @@ class Execution:
                 return
         else:
             function_id, attempt = step
-        row = StreamRow(
-            self.workflow_id, key, 0, value_json, value_pickle, is_end, function_id, attempt, 0.0
-        )
-        self._append_item(row, strict=True)
+        self._append_item(key, value_json, value_pickle, is_end, function_id, attempt, strict=True)
 
     def write_output(self, key: str, text: str, step: StepAttempt | None = None) -> None:
         """Append the printed line ``text`` to stream ``key``, unrecorded (see
@@ -333,29 +330,31 @@ class Execution:
             return
         function_id, attempt = step if step is not None else (None, None)
         value_json, value_pickle = self.engine.encode(text, f"stream {key!r}")
-        row = StreamRow(
-            self.workflow_id, key, 0, value_json, value_pickle, False, function_id, attempt, 0.0
-        )
-        self._append_item(row, strict=False)
+        self._append_item(key, value_json, value_pickle, False, function_id, attempt, strict=False)
 
-    def _append_item(self, row: StreamRow, *, strict: bool) -> None:
-        """Append ``row`` at its stream's next offset; ``strict``: raise when the workflow was
-        stopped or the stream is closed (else drop the row)."""
+    # fmt: skip below: seven parameters and nine row fields read better in rows than in columns
+    def _append_item(self, key: str, value_json: str | None, value_pickle: bytes | None,
+                     is_end: bool, function_id: int | None, attempt: int | None, *,
+                     strict: bool) -> None:  # fmt: skip
+        """Append an item (or end marker) at the stream's next offset; ``strict``: raise when the
+        workflow was stopped or the stream is closed (else drop it)."""
         log = self.engine.log
         with log.lock:  # cancel() reads the streams' state from another thread
             if not strict and self.state is not State.RUNNING:
                 return
             self.check_running()
-            stream = self._streams.get(row.key)
+            stream = self._streams.get(key)
             if stream is None:
-                stream = self._streams[row.key] = _Stream()
+                stream = self._streams[key] = _Stream()
             if stream.closed:
-                if row.is_end or not strict:
+                if is_end or not strict:
                     return
-                raise StreamClosedError(self.workflow_id, row.key)
-            log.append_locked(row._replace(offset=stream.offset, created_at=time.time()))
+                raise StreamClosedError(self.workflow_id, key)
+            log.append_locked(StreamRow(self.workflow_id, key, stream.offset, value_json,
+                                        value_pickle, is_end, function_id, attempt,
+                                        time.time()))  # fmt: skip
             stream.offset += 1
-            stream.closed = row.is_end
+            stream.closed = is_end
 
     def _end_markers(self, now: float) -> tuple[StreamRow, ...]:
         """End markers for every stream still open; marks them closed (log lock held)."""
