@@ -87,7 +87,8 @@ def visible_workflows(fetch: Callable[[int], Sequence[T]], limit: int) -> list[T
 
 
 def step_label(name: str) -> str:
-    """A step's name as a person reads it: ``__main__.parse`` is ``parse``; others stay whole.
+    """A step's (or workflow's) name as a person reads it: ``__main__.parse`` is ``parse``;
+    others stay whole.
 
     Args:
         name: The step's recorded name (module and qualified name).
@@ -119,8 +120,8 @@ def workflow_columns(
     running: Callable[[Any], bool] | None = None,
     error_width: int = 80,
 ) -> tuple[list[str], list[list[str]]]:
-    """The columns of a workflow table and its rows, as text: id, name, status, queue (when one
-    has a queue), started, duration and error.
+    """The columns of a workflow table and its rows, as text: id, name (without ``__main__.``),
+    status, queue (when one has a queue), started, duration and error.
 
     Args:
         workflows: The workflows (``nbflow.WorkflowInfo`` records, or anything with their
@@ -136,7 +137,7 @@ def workflow_columns(
     rows = [
         [
             w.workflow_id,
-            w.name,
+            step_label(w.name),
             status_word(w.status, running_here=running is None or running(w)),
             *([w.queue or ""] if queues else []),
             format_time(w.created_at),

@@ -277,7 +277,8 @@ def test_tables_show_curated_columns_and_hide_nbflow_s_own(rt: nbflow.Runtime, r
     assert headers(html) == ["id", "name", "status", "started", "duration", "error"]
     for raw in ["workflow_id", "ended_at", "parent_id", "created_at", "SUCCESS", "ERROR"]:
         assert raw not in html
-    assert "notebook:" not in html and "nbflow.notebook" not in html
+    assert "notebook:" not in html and "nbflow.notebook" not in html and "__main__" not in html
+    assert [c.split(">")[1].split("<")[0] for c in cells(html, "name")] == ["parse"]
     [status] = cells(html, "status")
     assert ">failed<" in status
     [started] = cells(html, "started")
@@ -477,3 +478,50 @@ def test_list_magic_shows_the_queue(rt: nbflow.Runtime, run: Run) -> None:
     ran = run("%nbflow list")
     [html_table] = ran.mime("text/html")
     assert "tests-magics-queue" in html_table and "queue" in headers(html_table)
+
+
+KERNEL_CELLS = [
+    "%load_ext nbflow",
+    "%%nbflow step load\nx = 1",
+    "import nbflow\n"
+    "@nbflow.step\n"
+    "def flaky(n):\n"
+    "    raise ValueError(f'could not parse batch {n}')\n"
+    "@nbflow.workflow\n"
+    "def parse(n):\n"
+    "    return flaky(n)\n"
+    "handle = nbflow.start(parse, 5)\n"
+    "try:\n"
+    "    handle.result()\n"
+    "except ValueError:\n"
+    "    pass",
+    "%nbflow list",
+    "%nbflow list --all",
+    "%nbflow steps no-such-id",
+]
+
+
+def test_tables_and_hints_in_a_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a real kernel: the list's HTML has the curated columns, hides the durable cells' record
+    keeping unless --all, names the failed step; an error's hint is the magic."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from tests.test_run_all import venv_kernel
+
+    kernel = venv_kernel(tmp_path, monkeypatch)
+    monkeypatch.setenv("NBFLOW_DATABASE", str(tmp_path / "kernel.duckdb"))
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in KERNEL_CELLS])
+    resources = {"metadata": {"path": str(tmp_path)}}
+    NotebookClient(nb, kernel_name=kernel, timeout=60, allow_errors=True, resources=resources).execute()  # fmt: skip
+    html = "".join(o["data"]["text/html"] for o in nb.cells[3].outputs if "data" in o)
+    assert headers(html) == ["id", "name", "status", "started", "duration", "error"]
+    assert "notebook:" not in html and "__main__" not in html
+    [error] = cells(html, "error")
+    assert "ValueError: could not parse batch 5 · raised in step 'flaky'" in error
+    html_all = "".join(o["data"]["text/html"] for o in nb.cells[4].outputs if "data" in o)
+    assert "notebook:" in html_all
+    [failed] = [o for o in nb.cells[5].outputs if o["output_type"] == "error" or o.get("name") == "stderr"]  # fmt: skip
+    said = failed.get("text") or failed.get("evalue", "")
+    assert "No workflow with id 'no-such-id'" in said and "`%nbflow list`" in said, said
