@@ -165,3 +165,16 @@ def test_floors_runs() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     for row in ("c-floor", "d-floor", "part: its commit"):
         assert row in proc.stdout, proc.stdout
+
+
+def test_restore_runs() -> None:
+    """The durable-cell restore benchmark runs on a small table and prints a row per record count
+    (no timing checks): the cell was restored each time, not run again."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.restore", "--rows", "2000", "--runs", "1,2", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(proc.stdout)
+    assert set(rows) >= {"1", "2"}, proc.stdout
+    assert proc.stdout.count("nbflow: step 'build' restored in ") == 2, proc.stdout
