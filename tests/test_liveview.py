@@ -482,9 +482,10 @@ def test_ids_are_shown_whole() -> None:
     uuid = "0931dfec-1111-4222-8333-444455556666"
     frame = ViewState(uuid, "wf").frame(0.0)
     assert frame.short_id == uuid and uuid in repr(Snapshot(frame))
-    assert f'<code title="{uuid}" style="' in header_html(frame) and "text-overflow:ellipsis" in (
-        header_html(frame)
-    )
+    assert f'<code title="{uuid}">{uuid}</code>' in header_html(frame)
+    long = "nightly-" + "x" * 60
+    page = header_html(ViewState(long, "wf").frame(0.0))
+    assert f'<code title="{long}" style="' in page and "text-overflow:ellipsis" in page
 
 
 def test_a_view_shows_an_enqueued_workflow_until_a_worker_runs_it(

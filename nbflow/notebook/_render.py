@@ -39,18 +39,21 @@ __all__ = [
 ]
 
 _COLOURS = {"success": "#4caf50", "danger": "#e53935", "warning": "#fb8c00", "info": "#29b6f6"}
-_ID_STYLE = (  # a long id is cut by CSS (the whole id stays in the text and in the title)
+_ID_CUT = 40  # characters of an id shown; a longer one is cut by CSS (whole in its title)
+_ID_STYLE = (
     "display:inline-block;max-width:40ch;overflow:hidden;text-overflow:ellipsis;"
     "white-space:nowrap;vertical-align:bottom"
 )
 _STATIC_LINES = 1000  # output lines a static rendering keeps under "show all"
 #: What a widget view looks like once its kernel is gone (the frontend marks it disconnected).
 _DISCONNECTED_CSS = (
-    "<style>.nbflow-view .nbflow-stale{display:none}"
+    "<style>.nbflow-view .nbflow-stale,.nbflow-view .nbflow-stale-word{display:none}"
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-stale{display:block;color:#757575}"
-    ".nbflow-view.jupyter-widgets-disconnected .nbflow-cancel,"
+    ".nbflow-view.jupyter-widgets-disconnected .nbflow-stale-word{display:inline;color:#757575}"
+    ".nbflow-view.jupyter-widgets-disconnected .nbflow-live-word{display:none}"
     ".nbflow-view.jupyter-widgets-disconnected .widget-hprogress{opacity:0.4}"
-    ".nbflow-view.jupyter-widgets-disconnected .nbflow-cancel{display:none}</style>"
+    ".nbflow-view.jupyter-widgets-disconnected .nbflow-cancel{display:none}"
+    ".nbflow-view .jupyter-widgets-disconnected::before{content:none}</style>"
 )
 _STALE = (
     '<div class="nbflow-stale">The kernel of this view stopped: it no longer updates. '
@@ -76,9 +79,15 @@ def header_html(f: Frame) -> str:
     parts = [f"<b>{html.escape(f.title)}</b>"]
     if f.workflow_id:
         wid = html.escape(f.workflow_id)
-        parts.append(f'<code title="{wid}" style="{_ID_STYLE}">{wid}</code>')
-    word = f.word or f.status
-    parts.append(f'<span style="color:{colour};font-weight:bold">{html.escape(word)}</span>')
+        style = f' style="{_ID_STYLE}"' if len(f.workflow_id) > _ID_CUT else ""
+        parts.append(f'<code title="{wid}"{style}>{wid}</code>')
+    word = html.escape(f.word or f.status)
+    if not f.final:  # a live word, which a view whose kernel stopped replaces (CSS)
+        word = (
+            f'<span class="nbflow-live-word">{word}</span>'
+            '<span class="nbflow-stale-word">kernel stopped</span>'
+        )
+    parts.append(f'<span style="color:{colour};font-weight:bold">{word}</span>')
     if f.elapsed:
         parts.append(html.escape(f.elapsed))
     if f.events:
