@@ -25,13 +25,14 @@ message what to do next::
     └── WaitTimeoutError (TimeoutError)      a wait ran out of time
         └── StreamTimeoutError               no stream item arrived in time
 
-Messages name the way out as the reader gives commands (:func:`hint`): ``nbflow.recover()`` in
-Python, ``%nbflow recover`` in a notebook with the magics loaded, ``nbflow recover`` in a terminal.
-The front end in use says which with :func:`set_front_end` (these helpers are not in ``__all__``,
-which holds the error classes).
+Messages name the way out as the reader gives commands (:func:`nbflow._hints.hint`):
+``nbflow.recover()`` in Python, ``%nbflow recover`` in a notebook with the magics loaded,
+``nbflow recover`` in a terminal.
 """
 
 from __future__ import annotations
+
+from nbflow._hints import hint
 
 __all__ = [
     "ConcurrencyError",
@@ -57,55 +58,6 @@ __all__ = [
     "WorkflowNotFoundError",
 ]
 
-#: How each command is given: in Python, as a magic, and on the command line ({id}: the id).
-_COMMANDS = {
-    "list": ("nbflow.list_workflows()", "%nbflow list", "nbflow list"),
-    "steps": ("nbflow.list_steps({id!r})", "%nbflow steps {id}", "nbflow steps {id}"),
-    "resume": ("nbflow.resume({id!r})", "%nbflow resume {id}", "nbflow resume {id}"),
-    "recover": ("nbflow.recover()", "%nbflow recover", "nbflow recover"),
-    "cancel": ("nbflow.cancel({id!r})", "%nbflow cancel {id}", "nbflow cancel {id}"),
-}
-_FRONT_ENDS = ("python", "magic", "cli")
-_front_end = ["python"]
-
-
-def set_front_end(name: str) -> str:
-    """Say where the reader of nbflow's messages gives commands, so that hints name the right
-    form (``%load_ext nbflow`` sets ``"magic"``, the ``nbflow`` command ``"cli"``).
-
-    Args:
-        name: ``"python"``, ``"magic"`` or ``"cli"``.
-
-    Returns:
-        The front end in use before (to put back).
-    """
-    if name not in _FRONT_ENDS:
-        raise ValueError(f"Unknown front end {name!r}; use one of {', '.join(_FRONT_ENDS)}.")
-    previous, _front_end[0] = _front_end[0], name
-    return previous
-
-
-def front_end() -> str:
-    """Where the reader gives commands: ``"python"``, ``"magic"`` or ``"cli"``."""
-    return _front_end[0]
-
-
-def hint(command: str, workflow_id: str = "ID") -> str:
-    """A command as the reader gives it: ``nbflow.recover()``, ``%nbflow recover`` or
-    ``nbflow recover`` (the last two in backticks).
-
-    Args:
-        command: ``"list"``, ``"steps"``, ``"resume"``, ``"recover"`` or ``"cancel"``.
-        workflow_id: The workflow the command is about.
-
-    Returns:
-        The command's text.
-    """
-    forms = _COMMANDS[command]
-    where = _front_end[0]
-    text = forms[_FRONT_ENDS.index(where)].format(id=workflow_id)
-    return text if where == "python" else f"`{text}`"
-
 
 class NbflowError(Exception):
     """The root of every error nbflow raises."""
@@ -128,22 +80,31 @@ class DatabaseError(NbflowError):
 
 
 class DatabaseLockedError(DatabaseError):
-    """Another process holds the DuckDB file (DuckDB allows one writing process per file).
+    """Another process, or another runtime of this one, holds the DuckDB file (DuckDB allows one
+    writing process per file; nbflow one runtime per file in a process).
 
     Attributes:
         path: The file.
         pid: The process that holds it, when DuckDB names it.
     """
 
-    def __init__(self, path: str, pid: int | None) -> None:
-        holder = f"process {pid}" if pid is not None else "another process"
-        super().__init__(
-            f"The nbflow database {path!r} is in use by {holder}. DuckDB lets one process open a "
-            "file at a time. Close the runtime in that process (or stop it), use another file "
-            "with nbflow.configure('other.duckdb') or $NBFLOW_DATABASE, or share workflows "
-            "between processes with PostgreSQL: nbflow.configure('postgresql://…').",
-            path=path,
-        )
+    def __init__(self, path: str, pid: int | None, *, here: bool = False) -> None:
+        if here:  # another Runtime of this process: two owners would each run its workflows
+            message = (
+                f"The nbflow database {path!r} is already open in this process (by another "
+                "nbflow.Runtime): a file has one owner per process, or both would resume the same "
+                "workflows. Use that runtime (nbflow.runtime() is the default one), or close it "
+                "first (runtime.close())."
+            )
+        else:
+            holder = f"process {pid}" if pid is not None else "another process"
+            message = (
+                f"The nbflow database {path!r} is in use by {holder}. DuckDB lets one process "
+                "open a file at a time. Close the runtime in that process (or stop it), use "
+                "another file with nbflow.configure('other.duckdb') or $NBFLOW_DATABASE, or share "
+                "workflows between processes with PostgreSQL: nbflow.configure('postgresql://…')."
+            )
+        super().__init__(message, path=path)
         self.pid = pid
 
 

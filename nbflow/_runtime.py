@@ -24,9 +24,10 @@ from nbflow._calls import Wake, WorkflowCall, check_seconds
 from nbflow._context import Runner
 from nbflow._dispatcher import Dispatcher
 from nbflow._engine import Engine
-from nbflow._errors import WorkflowNotFoundError, hint
+from nbflow._errors import WorkflowNotFoundError
 from nbflow._execution import Execution, Executions
 from nbflow._handle import WorkflowHandle
+from nbflow._hints import hint
 from nbflow._history import History
 from nbflow._lifecycle import Lifecycle
 from nbflow._loop import LoopThread

@@ -14,6 +14,7 @@ import pytest
 
 import nbflow
 import nbflow._errors as errors_module
+import nbflow._hints as hints_module
 from tests.helpers import nbflow_threads, sql, wait_until
 
 pytestmark = pytest.mark.contract
@@ -480,9 +481,9 @@ def test_tracebacks_in_a_kernel_show_the_user_s_frames_only(
 @pytest.fixture
 def front_end() -> Iterator[Callable[[str], None]]:
     """Set the front end for one test (then back to what it was)."""
-    before = errors_module.front_end()
-    yield lambda name: errors_module.set_front_end(name) and None
-    errors_module.set_front_end(before)
+    before = hints_module.front_end()
+    yield lambda name: hints_module.set_front_end(name) and None
+    hints_module.set_front_end(before)
 
 
 def test_hints_follow_the_front_end(front_end: Callable[[str], None]) -> None:
@@ -490,7 +491,7 @@ def test_hints_follow_the_front_end(front_end: Callable[[str], None]) -> None:
     hints = {}
     for name in ("python", "magic", "cli"):
         front_end(name)
-        hints[name] = (errors_module.hint("resume", "wf-1"), str(nbflow.WorkflowNotFoundError("x")))
+        hints[name] = (hints_module.hint("resume", "wf-1"), str(nbflow.WorkflowNotFoundError("x")))
     assert (
         hints["python"][0] == "nbflow.resume('wf-1')"
         and "nbflow.list_workflows()" in hints["python"][1]
@@ -498,7 +499,7 @@ def test_hints_follow_the_front_end(front_end: Callable[[str], None]) -> None:
     assert hints["magic"][0] == "`%nbflow resume wf-1`" and "`%nbflow list`" in hints["magic"][1]
     assert hints["cli"][0] == "`nbflow resume wf-1`" and "`nbflow list`" in hints["cli"][1]
     with pytest.raises(ValueError, match="front end"):
-        errors_module.set_front_end("browser")
+        hints_module.set_front_end("browser")
 
 
 def test_recover_s_warning_names_the_magic_in_a_notebook(

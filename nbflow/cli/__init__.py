@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import nbflow
-from nbflow._errors import set_front_end
+from nbflow._hints import set_front_end
 from nbflow.cli._commands import (
     cmd_cancel,
     cmd_demo,

@@ -21,7 +21,6 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 import nbflow
-from nbflow._errors import set_front_end
 from nbflow._format import (
     format_cancel,
     format_recover,
@@ -30,6 +29,7 @@ from nbflow._format import (
     parse_message,
     status_word,
 )
+from nbflow._hints import set_front_end
 from nbflow._records import Records
 from nbflow._tables import visible_workflows
 from nbflow._workflow import WorkflowFunction
