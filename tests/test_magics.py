@@ -237,6 +237,8 @@ def test_list_and_steps_render_html_tables(rt: nbflow.Runtime, run: Run) -> None
     assert "wf-one" in text and "status" in text and "<" not in text
     assert run("%nbflow list --limit 1").mime("text/html")[0].count("<tr>") == 2
     assert "wf-one" in run("%nbflow list --status success").mime("text/html")[0]
+    assert "(succeeded)" in run("%nbflow list --status success").mime("text/html")[0]
+    assert "(running or interrupted)" in run("%nbflow list --status pending").mime("text/plain")[0]
     assert "(none)" in run("%nbflow list --status error").mime("text/html")[0]
     ran = run("%nbflow steps wf-one")
     (html,) = ran.mime("text/html")

@@ -304,8 +304,10 @@ class NbflowMagics(Magics):
         rows = fetch(args.limit) if args.all else visible_workflows(fetch, args.limit)
         rt = nbflow.runtime()
         title = f"workflows in {rt.database}"
-        if args.status:
-            title += f" ({status_word(args.status)})"
+        if args.status:  # (PENDING: those running and those interrupted)
+            word = status_word(args.status)
+            word = "running or interrupted" if word == "running" else word
+            title += f" ({word})"
         display(_tables.workflow_table(rows, title, rt))  # type: ignore[no-untyped-call]
 
     def _steps(self, args: argparse.Namespace) -> None:
