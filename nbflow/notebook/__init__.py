@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from nbflow._recovery import on_recover
+from nbflow.notebook import _capture
 from nbflow.notebook._launch import LaunchedHandle, launch
 from nbflow.notebook._recover import show_recovered
-from nbflow.notebook._view import LiveView
+from nbflow.notebook._view import LiveView, in_kernel
 
 __all__ = [
     "LaunchedHandle",
@@ -23,6 +24,8 @@ __all__ = [
 
 
 on_recover(show_recovered)  # nbflow.recover() in a cell shows a view per resumed workflow
+if in_kernel():  # before anything resumes: a workflow's first lines must not reach a cell
+    _capture.install()
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -15,6 +15,7 @@ An id given with :func:`nbflow.set_workflow_id` (``%nbflow start … --id ID``) 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,6 +29,7 @@ from nbflow._errors import InvalidValueError
 from nbflow._format import format_time, status_word
 from nbflow._handle import WorkflowHandle
 from nbflow._runtime import Runtime
+from nbflow._workflow import WorkflowFunction
 from nbflow.notebook import _capture
 from nbflow.notebook._cells import pipeline_id
 from nbflow.notebook._view import LiveView
@@ -195,30 +197,32 @@ def launch(
     __tracebackhide__ = True
     rt = runtime if runtime is not None else nbflow.runtime()
     given = _context.take_assigned_id()
-    workflow_id = given or newest_run(rt, call_id(fn, args, kwargs, pipeline_id()), rerun=rerun)
-    return start_with_view(rt, fn, workflow_id, args, kwargs, watch, "launch(..., rerun=True)")
+    if given is None and isinstance(fn, WorkflowFunction):  # (start() explains anything else)
+        given = newest_run(rt, call_id(fn, args, kwargs, pipeline_id()), rerun=rerun)
+    return start_with_view(rt, fn, given, args, kwargs, watch, "launch(..., rerun=True)")
 
 
 def start_with_view(
     rt: Runtime,
     fn: Callable[..., Any],
-    workflow_id: str,
+    workflow_id: str | None,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     watch: Iterable[str] | str | None,
     rerun_hint: str,
 ) -> LaunchedHandle:
-    """Say what runs under ``workflow_id``, show a view, then start (or find) the workflow."""
+    """Say what runs under ``workflow_id``, show a view, then start (or find) the workflow
+    (None: a new id; ``fn`` not a workflow: the view shows why it did not start)."""
     __tracebackhide__ = True
     _capture.install()  # what the workflow prints goes to its view, not to another cell
-    previous = _previous(rt, workflow_id)
-    note = _note(previous, workflow_id, rerun_hint)
+    previous = Previous("new") if workflow_id is None else _previous(rt, workflow_id)
+    note = None if workflow_id is None else _note(previous, workflow_id, rerun_hint)
     if note is not None:
         print(note)
     view = LiveView(None, watch, runtime=rt, name=getattr(fn, "name", None))
     view.display()
     try:
-        with nbflow.set_workflow_id(workflow_id):
+        with nbflow.set_workflow_id(workflow_id) if workflow_id else contextlib.nullcontext():
             handle = rt.start(fn, *args, **kwargs)
     except BaseException as exc:
         view._fail(exc)
