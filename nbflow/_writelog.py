@@ -13,6 +13,8 @@ sees it. The failed batch is never reported as committed: nothing of it was writ
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections.abc import Callable
 
@@ -57,8 +59,15 @@ class WriteLog:
         self._max_batch = max_batch
         self._linger = linger
         self._lingering = False
+        self._others = 0  # queued operations that are not new workflows (no linger for them)
         self._waiting = 0  # threads in wait_durable: the committer must not linger then
+        # The committer alone waits on this condition; each waiter for durability has an event
+        # of its own, set when its target is committed: a commit wakes only those it concerns
+        # (waking every waiting thread on each commit made 1,000 workflows started at once
+        # spend most of their time in the kernel).
         self._cond = threading.Condition(threading.Lock())
+        self._waiters: list[tuple[int, int, threading.Event]] = []  # heap of (target, n, event)
+        self._tickets = itertools.count()
         self._queue: list[Op] = []
         self._appended = 0  # sequence number of the last appended op
         self._durable = 0  # sequence number of the last committed op
@@ -84,8 +93,10 @@ class WriteLog:
         self._check()
         self._queue.append(op)
         self._appended += 1
-        if len(self._queue) == 1 or self._lingering:
-            self._cond.notify_all()
+        other = not _new_workflow(op)
+        self._others += other
+        if len(self._queue) == 1 or (self._lingering and other):
+            self._cond.notify()  # the committer (the only thread that waits on it)
         return self._appended
 
     def failed_error(self) -> DatabaseError:
@@ -124,19 +135,22 @@ class WriteLog:
             target = self._appended if seq is None else seq
             if self._durable >= target:
                 return True
-            self._waiting += 1
-            self._cond.notify_all()
-            try:
-                ok = self._cond.wait_for(
-                    lambda: self._durable >= target or self.failure is not None, timeout
-                )
-            finally:
-                self._waiting -= 1
-            if self._durable >= target:
-                return True
             if self.failure is not None:
                 raise self.failed_error()
-            return ok
+            event = threading.Event()
+            heapq.heappush(self._waiters, (target, next(self._tickets), event))
+            self._waiting += 1
+            self._cond.notify()  # the committer: stop lingering, someone waits
+        try:
+            event.wait(timeout)
+        finally:
+            with self._cond:
+                self._waiting -= 1
+        if self._durable >= target:
+            return True
+        if self.failure is not None:
+            raise self.failed_error()
+        return False
 
     def _run(self) -> None:
         while True:
@@ -153,6 +167,7 @@ class WriteLog:
                     self._lingering = False
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
+                self._others = sum(not _new_workflow(op) for op in self._queue)  # (rare: > max)
                 last = self._durable + len(batch)
             try:
                 cancelled = self._store.commit(batch)
@@ -160,7 +175,8 @@ class WriteLog:
                 with self._cond:
                     self.failure = exc
                     self._queue.clear()
-                    self._cond.notify_all()
+                    self._others = 0
+                    self._wake(None)
                 # Not on_commit: nothing of the batch was written, so no reader may see it. Set
                 # before the callback, so a waiter it wakes, or one that looks later, sees it.
                 if self._on_failure is not None:
@@ -171,10 +187,16 @@ class WriteLog:
             self._on_commit(batch, cancelled)  # first, so that waiters see the state it updates
             with self._cond:
                 self._durable = last
-                self._cond.notify_all()
+                self._wake(last)
+
+    def _wake(self, durable: int | None) -> None:
+        """Wake the waiters whose target is durable now (None: every waiter). Holds the lock."""
+        waiters = self._waiters
+        while waiters and (durable is None or waiters[0][0] <= durable):
+            heapq.heappop(waiters)[2].set()
 
     def _only_new_workflows(self) -> bool:
-        return all(type(op) is WorkflowRow or type(op) is Enqueue for op in self._queue)
+        return not self._others
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Commit what is queued, then stop the committer thread."""
@@ -182,6 +204,10 @@ class WriteLog:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout)
+
+
+def _new_workflow(op: Op) -> bool:
+    return type(op) is WorkflowRow or type(op) is Enqueue
 
 
 def _cancelled_write(op: Op, cancelled: set[str]) -> bool:
