@@ -772,3 +772,28 @@ def brief(state: dict[str, Any] | None) -> dict[str, Any] | None:
     """A view's state for a report line: without its text."""
     keep = ("kind", "width", "style", "status", "view", "stdout")
     return None if state is None else {k: state[k] for k in keep if k in state}
+
+
+VIEW_ENDED = (
+    """(i) => {"""
+    + VIEW_JS
+    + """
+  const v = viewOf(i);
+  return !!v && ['success', 'danger', 'warning'].includes(v.style);
+}"""
+)
+
+
+def expect(page: Page, script: str, arg: Any, what: str, timeout: float = 60) -> None:
+    """``page.wait_for_function(script, arg)``; on time out, an AssertionError that says ``what``
+    did not happen and what the cell (``arg``, or its first item) shows instead."""
+    try:
+        page.wait_for_function(script, arg=arg, timeout=timeout * MS, polling=20)
+    except PlaywrightTimeoutError:
+        index = arg[0] if isinstance(arg, list) else arg
+        state = brief(page.evaluate(BAR_STATE, index))
+        shown = cell(page, index).locator(".jp-OutputArea").inner_text()
+        raise AssertionError(
+            f"{what}: not within {timeout:g} s; cell {index}'s view: {state}; "
+            f"its outputs end with {shown[-800:]!r}"
+        ) from None
