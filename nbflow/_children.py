@@ -68,6 +68,7 @@ def call_child(
     ex: Execution, runner: Runner, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """Run ``wf`` as a child of ``ex`` in this thread (or wait for it); its result, recorded."""
+    __tracebackhide__ = True
     child = _Child(ex, wf, ex.next_function_id())
     if child.record is not None:
         return child.replay()
@@ -85,6 +86,7 @@ async def call_child_async(
     function_id: int,
 ) -> Any:
     """``await child(...)`` in an async workflow: start the child, await its end, record it."""
+    __tracebackhide__ = True
     child = _Child(ex, wf, function_id)
     if child.record is not None:
         return child.replay()

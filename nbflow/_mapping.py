@@ -101,6 +101,7 @@ class _Map:
 
     def run(self) -> list[Any]:
         """Run the items without a checkpoint; the results, in input order."""
+        __tracebackhide__ = True
         ex = self.ex
         todo = iter(self.todo())
         self.progress()
@@ -125,11 +126,12 @@ class _Map:
 
     def finished(self, index: int, future: concurrent.futures.Future[Any], started: float) -> bool:
         """Take a finished item's outcome; False when it failed (and is not retried here)."""
-        try:
-            value = future.result()
-        except Exception as exc:
-            self.errors[index] = exc
+        __tracebackhide__ = True
+        error = future.exception()  # (not future.result(): its frames would join the traceback)
+        if isinstance(error, Exception):
+            self.errors[index] = error
             return False
+        value = future.result()
         if not self.local:  # the checkpoint of an item that ran elsewhere is written here
             ex, name = self.ex, self.step.name
             encoded = ex.engine.encode(value, f"the output of step {name!r}")
@@ -149,6 +151,7 @@ def run_map(
     options: MapOptions,
 ) -> list[Any]:
     """Run ``fn`` over ``items`` in the body of ``ex`` (see the module docstring)."""
+    __tracebackhide__ = True
     return prepare_map(ex, ctx, fn, items, options)()
 
 

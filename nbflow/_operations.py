@@ -87,11 +87,13 @@ class WorkflowRun(WorkflowContext):
             context.SCOPE.reset(token)
 
     def map(self, fn: Callable[..., Any], items: list[Any], options: MapOptions) -> list[Any]:
+        __tracebackhide__ = True
         return run_map(self.ex, self, fn, items, options)
 
     def map_async(
         self, fn: Callable[..., Any], items: list[Any], options: MapOptions
     ) -> Awaitable[list[Any]]:
+        __tracebackhide__ = True
         return asyncio.to_thread(prepare_map(self.ex, self, fn, items, options))
 
     # -- streams and children ------------------------------------------------------------------
@@ -125,6 +127,7 @@ class WorkflowRun(WorkflowContext):
         return reading.read_stream_async(ex, workflow_id, key, start, timeout, open_)
 
     def call_child(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
         if context.current_step() is not None:
             return wf.fn(*args, **kwargs)  # inside a step: a plain call
         return children.call_child(self.ex, self.runner, wf, args, kwargs)
@@ -132,6 +135,7 @@ class WorkflowRun(WorkflowContext):
     async def call_child_async(
         self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any], function_id: int
     ) -> Any:
+        __tracebackhide__ = True
         return await children.call_child_async(self.ex, self.runner, wf, args, kwargs, function_id)
 
     def start_child(self, call: WorkflowCall, queue: Any = None) -> WorkflowHandle:

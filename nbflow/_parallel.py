@@ -67,6 +67,7 @@ def map(
     Example:
         >>> answers = nbflow.map(ask_llm, prompts, concurrency=8, rate="20/s")
     """
+    __tracebackhide__ = True
     options = _options(concurrency, rate, executor, key)
     ctx = context.body()
     if ctx is None:
@@ -89,6 +90,7 @@ def map_async(
     event loop of its thread); the caller's event loop is not blocked. Inside a workflow the
     positions are taken at the call.
     """
+    __tracebackhide__ = True
     options = _options(concurrency, rate, executor, key)
     ctx = context.body()
     if ctx is None:

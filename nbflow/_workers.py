@@ -96,6 +96,7 @@ class Workers(concurrent.futures.Executor):
         return future
 
     def _work(self) -> None:
+        __tracebackhide__ = True
         while True:
             item = self._queue.get()
             if item is None:

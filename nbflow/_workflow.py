@@ -117,6 +117,7 @@ class WorkflowFunction:
 
     async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``await workflow(…)``: run it on nbflow's loop, durably, and wait for its result."""
+        __tracebackhide__ = True
         return await context.runner().start(self, *args, **kwargs).result_async()
 
     def __repr__(self) -> str:
