@@ -16,6 +16,7 @@ from nbflow import Status
 from nbflow._format import format_interval, format_rate, progress_label, text_bar
 from nbflow.notebook._launch import LaunchedHandle, launch
 from nbflow.notebook._render import HandleRenderer, Snapshot, header_html
+from nbflow.notebook._rows import failure
 from nbflow.notebook._state import Progress, RateMeter, Throttle, ViewState
 from nbflow.notebook._view import LiveView, widget_frontend
 from tests.helpers import Gate, interrupt, wait_until
@@ -582,3 +583,163 @@ def test_a_saved_notebook_keeps_a_static_rendering_of_each_view(
         assert "batch 0" in text  # the stream stdout is always followed
     (bad,) = [o["data"]["text/plain"] for o in nb.cells[2].outputs if "data" in o]
     assert "failed in step `parse_batch`: ValueError: could not parse batch 3" in bad
+
+
+# -- status words, resumes, failures (issue 13) ------------------------------------------------
+
+
+def test_a_resumed_workflow_s_rate_and_elapsed_leave_out_the_gap() -> None:
+    state = ViewState("wf-1", "wf")
+    state.add_key("progress")
+    state.status = "PENDING"
+    state.restarted(100.0, 400.0)  # created at 100, resumed at 400: idle for 300 s
+    state.feed("progress", {"done": 32, "total": 100, "message": None})  # replayed at once
+    first = state.frame(401.0)
+    assert first.label == "32/100 32%"  # no rate yet: not 32 items over 301 s, nor a burst
+    state.feed("progress", {"done": 40, "total": 100, "message": None})
+    later = state.frame(403.0)
+    assert later.label == "40/100 40% 4.00 it/s ETA 0:15"  # 8 items in the 2 s since
+    assert later.elapsed == "0:03 since resumed" and later.word == "running"
+    state.status, state.ended_at = "SUCCESS", 410.0
+    state.feed("progress", {"done": 100, "total": 100, "message": None})
+    end = state.frame(500.0)
+    assert end.elapsed == "0:10 since resumed" and end.word == "succeeded"
+    assert "4.00 it/s" in end.label  # the rate measured after the resume, not 100 / 310 s
+    fresh = ViewState("wf-2", "wf")
+    fresh.restarted(100.0, 100.0)  # a first start writes both times the same
+    assert fresh.restarted_at is None and fresh.frame(103.0).elapsed == "0:03"
+    queued = ViewState("wf-3", "wf")
+    queued.restarted(100.0, 160.0, queued=True)  # a worker took it a minute later
+    assert queued.frame(163.0).elapsed == "0:03 since started"
+
+
+def test_status_words_titles_and_no_empty_bar() -> None:
+    state = ViewState("crunch-1a2b3c4d", "nbflow.background")
+    state.add_key("progress")
+    state.add_key("stdout")
+    frame = state.frame(0.0)
+    assert frame.title == "crunch" and frame.word == "running"
+    assert not frame.show_bar and not frame.show_output  # nothing fed them yet
+    state.running = False
+    assert state.frame(0.0).word == "interrupted"
+    state.feed("stdout", "hello")
+    assert state.frame(0.0).show_output and not state.frame(0.0).show_bar
+    unnamed = ViewState("0931dfec-1111-4222-8333-444455556666", "nbflow.background")
+    assert unnamed.frame(0.0).title == "background cell"
+    named = ViewState("big-job-1a2b3c4d", "nbflow.background").frame(0.0)
+    assert named.title == "big-job"
+    assert ViewState("x", "__main__.etl").frame(0.0).title == "etl"
+    for status, word in (("ENQUEUED", "enqueued"), ("ERROR", "failed"), ("CANCELLED", "cancelled")):
+        state.status = status
+        assert state.frame(0.0).word == word
+
+
+def test_a_failure_names_its_step_and_map_item() -> None:
+    error = "ValueError: could not parse batch 5\nraised in step 'parse_batch'"
+    assert failure(error) == "failed in step `parse_batch`: ValueError: could not parse batch 5"
+    mapped = (
+        "ValueError: bad\nraised in step 'check' (attempt 3 of 3)\n"
+        "nbflow.map: item 1 (b) of 3 failed in step 'check'"
+    )
+    assert failure(mapped) == "failed in step `check` (item 1 (b) of 3): ValueError: bad"
+    assert failure("KeyError: 'x'", "__main__.load") == "failed in step `load`: KeyError: 'x'"
+    assert failure("RuntimeError: in the body") == "RuntimeError: in the body"
+    assert failure("ValueError: two\nlines") == "ValueError: two\nlines"
+
+
+@nbflow.step(name="tests.liveview.check")
+def check(item: str) -> str:
+    if item == "b":
+        raise ValueError(f"bad item {item}")
+    return item
+
+
+@nbflow.workflow(name="tests.liveview.mapped")
+def mapped() -> list[str]:
+    print("starting the map")
+    nbflow.write_stream("stdout", "a line on stdout")
+    return nbflow.map(check, ["a", "b", "c"], concurrency=1)
+
+
+def test_a_view_follows_stdout_and_names_the_failed_map_item(
+    rt: nbflow.Runtime, views: Callable[..., LiveView]
+) -> None:
+    handle = nbflow.start(mapped)
+    with pytest.raises(ValueError):
+        handle.result(timeout=10)
+    view = finished(views(handle.workflow_id, ["progress"]))
+    frame = view.frame
+    assert "a line on stdout" in frame.lines  # stdout is followed though not asked for
+    assert frame.error.startswith("failed in step `tests.liveview.check` (item 1 of 3): ")
+    assert frame.error.endswith("ValueError: bad item b")
+    assert frame.word == "failed"
+
+
+def test_an_interrupted_workflow_reads_interrupted_then_running_once_resumed(
+    database: str, views: Callable[..., LiveView], gate: Callable[[], Gate]
+) -> None:
+    g, later = gate(), gate()
+    blocked = gated_step(g, "tests.liveview.blocked_once")
+    after = gated_step(later, "tests.liveview.after_the_resume")
+
+    @nbflow.workflow(name="tests.liveview.resumable")
+    def resumable() -> int:
+        nbflow.progress(1, 3)
+        blocked()
+        nbflow.progress(2, 3)
+        after()
+        nbflow.progress(3, 3)
+        return 3
+
+    rt = nbflow.configure(database)
+    with nbflow.set_workflow_id("resumable-1"):
+        nbflow.start(resumable)
+    g.reached()
+    interrupt(rt, g)  # the process "stops": the workflow stays PENDING, nothing runs it
+    try:
+        again = nbflow.configure(database)
+        view = views("resumable-1", ["progress"], runtime=again)
+        view.start()
+        wait_until(lambda: view.frame.word == "interrupted" and view.frame.show_bar)
+        assert "ETA" not in view.frame.label and not view.frame.final
+        assert "interrupted" in header_html(view.frame)
+        handle = again.resume("resumable-1")
+        later.reached()
+        wait_until(lambda: view.frame.word == "running" and view.frame.bar_value == 2)
+        assert view.frame.elapsed.endswith(" since resumed")  # not since it was created
+        later.release.set()
+        assert handle.result(timeout=10) == 3
+        assert view.wait(10)
+        assert view.frame.word == "succeeded" and view.frame.elapsed.endswith(" since resumed")
+    finally:
+        nbflow._api._close_default()
+
+
+def test_a_newer_view_of_a_workflow_turns_the_older_one_static(
+    rt: nbflow.Runtime, gate: Callable[[], Gate]
+) -> None:
+    g = gate()
+    blocked = gated_step(g, "tests.liveview.blocked_twice")
+
+    @nbflow.workflow(name="tests.liveview.watched_twice")
+    def watched() -> None:
+        nbflow.progress(1, 2)
+        blocked()
+
+    handle = nbflow.start(watched)
+    g.reached()
+    old = LiveView(handle.workflow_id, widgets=False)
+    new = LiveView(handle.workflow_id, widgets=False)
+    recorder = RecordingHandle()
+    old.renderer.handles.append(recorder)
+    try:
+        old.display()
+        wait_until(lambda: old.frame.show_bar)
+        new.display()  # in the same kernel: the older view stops, static, and says so
+        assert old.closed and not new.closed
+        assert "continues below" in repr(recorder.shown[-1])
+        assert "Cancel" not in recorder.shown[-1]._repr_html_()
+    finally:
+        g.release.set()
+        old.close()
+        new.close()

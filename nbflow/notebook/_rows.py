@@ -11,7 +11,7 @@ import re
 from nbflow._runtime import Runtime
 from nbflow.store import WorkflowRow
 
-__all__ = ["failure", "runs"]
+__all__ = ["failure", "latest_start", "runs"]
 
 _STEP_NOTE = re.compile(r"raised in step '(?P<step>.+?)'(?: \(attempt \d+ of \d+\))?")
 _MAP_NOTE = re.compile(r"nbflow\.map: (?P<item>.+) failed in step '(?P<step>.+)'")
@@ -35,6 +35,28 @@ def runs(runtime: Runtime, row: WorkflowRow) -> bool:
     if row.executor_id is None or row.executor_id == runtime.executor_id:
         return False  # this process runs it no more (its execution would be found)
     return runtime.store.executor_alive(row.executor_id)
+
+
+def latest_start(runtime: Runtime, row: WorkflowRow, *, was_interrupted: bool = False) -> float:
+    """When the workflow of ``row`` last started running: its creation for a first run, its
+    resume for a resumed one (rates and elapsed times leave out the idle gap before it).
+
+    A resume by another process (PostgreSQL) writes its time as ``updated_at``; a resume here is
+    the start of this runtime's execution, when it replays recorded steps or when the caller saw
+    it interrupted before (DuckDB's claim leaves ``updated_at`` as it was).
+
+    Args:
+        runtime: The runtime of the view.
+        row: The workflow's record (PENDING).
+        was_interrupted: Whether the caller saw it interrupted before.
+
+    Returns:
+        The time, in seconds since the epoch.
+    """
+    ex = runtime.execution(row.workflow_id)
+    if ex is not None and (was_interrupted or ex.recorded):
+        return max(row.updated_at, ex.started)
+    return row.updated_at
 
 
 def failure(error: str, step_name: str | None = None) -> str:

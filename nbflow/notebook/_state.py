@@ -33,7 +33,6 @@ _FINAL = frozenset(BAR_STYLES)
 _LINE_LIMIT = 2000  # characters of one output line
 _BACKGROUND = "nbflow.background"  # the workflow of %%nbflow background cells
 _CELL_ID = re.compile(r"(.+)-[0-9a-f]{8}")  # a named background cell's id: NAME-1a2b3c4d
-_RESUMED = 1.0  # seconds between created_at and updated_at that mean a later (re)start
 
 
 @dataclasses.dataclass
@@ -240,6 +239,7 @@ class ViewState:
         self.status = "starting" if workflow_id is None else "PENDING"
         self.created_at: float | None = None
         self.restarted_at: float | None = None  # its latest resume, if the view knows of one
+        self.restart_word = "resumed"
         self.ended_at: float | None = None
         self.running = True  # for PENDING: whether something runs it (False: interrupted)
         self.error = ""
@@ -279,12 +279,20 @@ class ViewState:
             self.fed.add(key)
             self.items.append((key, _line(value)))
 
-    def restarted(self, created_at: float, updated_at: float) -> None:
-        """Take a PENDING workflow's record times: ``updated_at`` well after ``created_at`` is its
-        latest (re)start, so rate and elapsed time leave out the idle gap before it."""
+    def restarted(self, created_at: float, updated_at: float, *, queued: bool = False) -> None:
+        """Take a PENDING workflow's record times. A first start writes both the same; a later
+        ``updated_at`` is its latest resume (or, ``queued``, when a worker took it), so the rate
+        and the elapsed time leave out the idle gap before it.
+
+        Args:
+            created_at: When it was created.
+            updated_at: When it was last started, resumed or taken by a worker.
+            queued: Whether it came through a queue (the elapsed time says "since started").
+        """
         self.created_at = created_at
-        if updated_at - created_at > _RESUMED and updated_at != self.restarted_at:
+        if updated_at > created_at and updated_at != self.restarted_at:
             self.restarted_at = updated_at
+            self.restart_word = "started" if queued else "resumed"
             self.meter = RateMeter(self.meter.smoothing)  # measured anew from here
 
     @property
@@ -369,7 +377,7 @@ class ViewState:
         """Time since created, or since the latest resume (said so); frozen at the end."""
         end = self.ended_at if self.final and self.ended_at is not None else now
         if self.restarted_at is not None:
-            return f"{format_interval(end - self.restarted_at)} since resumed"
+            return f"{format_interval(end - self.restarted_at)} since {self.restart_word}"
         return "" if self.created_at is None else format_interval(end - self.created_at)
 
     def _history(self) -> tuple[str, ...]:

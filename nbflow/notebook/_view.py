@@ -30,7 +30,7 @@ from nbflow._errors import RuntimeClosedError, StreamTimeoutError, WorkflowNotFo
 from nbflow._format import format_error
 from nbflow._runtime import Runtime
 from nbflow.notebook._render import HandleRenderer, Renderer, WidgetRenderer
-from nbflow.notebook._rows import failure, runs
+from nbflow.notebook._rows import failure, latest_start, runs
 from nbflow.notebook._state import Frame, Throttle, ViewState
 from nbflow.store import WorkflowRow
 
@@ -243,7 +243,9 @@ class LiveView:
     def _supersede(self, workflow_id: str) -> None:
         """Stop the other live views of ``workflow_id``; each leaves a static "continues below"."""
         for view in list(_views):
-            if view is not self and view.workflow_id == workflow_id and not view._ended.is_set():
+            if view is self or not view._shown or view._ended.is_set():
+                continue
+            if view.workflow_id == workflow_id:
                 view._notice = "This view continues below (a newer view of this workflow)."
                 view.close()
 
@@ -391,7 +393,8 @@ class LiveView:
         running = runs(self._runtime, row)
         with self._lock:
             if row.status == "PENDING":
-                self._state.restarted(row.created_at, row.updated_at)
+                latest = latest_start(self._runtime, row, was_interrupted=not self._state.running)
+                self._state.restarted(row.created_at, latest, queued=row.queue_name is not None)
             self._state.running = running
 
     def _finish(self) -> None:
