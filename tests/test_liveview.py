@@ -675,6 +675,7 @@ def test_a_view_follows_stdout_and_names_the_failed_map_item(
     assert frame.word == "failed"
 
 
+@pytest.mark.contract
 def test_an_interrupted_workflow_reads_interrupted_then_running_once_resumed(
     database: str, views: Callable[..., LiveView], gate: Callable[[], Gate]
 ) -> None:
@@ -743,3 +744,32 @@ def test_a_newer_view_of_a_workflow_turns_the_older_one_static(
         g.release.set()
         old.close()
         new.close()
+
+
+def test_a_workflow_running_in_another_live_executor_reads_running(
+    pg_url: str, views: Callable[..., LiveView], gate: Callable[[], Gate]
+) -> None:
+    """On PostgreSQL a PENDING workflow that another open runtime runs is not "interrupted"."""
+    g = gate()
+    blocked = gated_step(g, "tests.liveview.blocked_elsewhere")
+
+    @nbflow.workflow(name="tests.liveview.elsewhere")
+    def elsewhere() -> None:
+        nbflow.progress(1, 2)
+        blocked()
+
+    nbflow.configure(pg_url)
+    try:
+        handle = nbflow.start(elsewhere)
+        g.reached()
+        with nbflow.Runtime(pg_url) as other:  # another executor: it does not run the workflow
+            view = views(handle.workflow_id, ["progress"], runtime=other)
+            view.start()
+            wait_until(lambda: view.frame.show_bar)
+            assert other.execution(handle.workflow_id) is None
+            assert view.frame.word == "running"
+            g.release.set()
+            assert view.wait(10) and view.frame.word == "succeeded"
+    finally:
+        g.release.set()
+        nbflow._api._close_default()
