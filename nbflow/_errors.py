@@ -332,9 +332,9 @@ class WorkflowInterruptedError(NbflowError):
         workflow_id: The workflow.
     """
 
-    def __init__(self, workflow_id: str) -> None:
+    def __init__(self, workflow_id: str, *, reason: str = "its process stopped") -> None:
         super().__init__(
-            f"Workflow {workflow_id!r} was interrupted (its process stopped) and is not running. "
+            f"Workflow {workflow_id!r} was interrupted ({reason}) and is not running. "
             f"Resume it with {hint('resume', workflow_id)}, or all interrupted workflows with "
             f"{hint('recover')}."
         )

@@ -106,8 +106,8 @@ class History:
     def _interrupted(self, row: WorkflowRow) -> bool:
         """Whether a PENDING workflow not running here runs nowhere (a queue's workers recover
         the workflows of a worker that died)."""
-        if self._store.single_process:
-            return True
+        if self._store.single_process or row.executor_id == self._engine.executor_id:
+            return True  # (this process's own: it would be running here)
         return row.queue_name is None and not self._store.executor_alive(row.executor_id)
 
     def reader(

@@ -23,6 +23,7 @@ from nbflow._errors import (
     SerializationError,
     WaitTimeoutError,
     WorkflowConflictError,
+    WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
 from nbflow._execution import Execution, Executions, State
@@ -38,6 +39,8 @@ from nbflow.store import WorkflowRow
 from nbflow.store._ops import Enqueue, Finish, Fork, Op
 
 __all__ = ["Begun", "Lifecycle"]
+
+_NO_THREAD = "no thread could be started for it: the process is out of threads or memory"
 
 
 class Begun(NamedTuple):
@@ -236,7 +239,14 @@ class Lifecycle:
             self._loop().submit(self._execute_async(ex))
             return
         name = f"nbflow-workflow-{ex.workflow_id[:8]}"
-        threading.Thread(target=self.execute, args=(ex, False), name=name, daemon=True).start()
+        try:
+            threading.Thread(target=self.execute, args=(ex, False), name=name, daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had: it stays PENDING, for recover()
+            ex.interrupt()
+            ex.error = WorkflowInterruptedError(ex.workflow_id, reason=f"{_NO_THREAD} ({exc})")
+            self._release(ex)
+            self._engine.flush()  # its row, so that recover() finds it
+            raise ex.error from exc
 
     def execute(self, ex: Execution, raise_errors: bool) -> Any:
         """Run an execution to its end in this thread and make its outcome durable."""

@@ -166,7 +166,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def pending_workflows(self) -> list[WorkflowRow]:
-        """Every PENDING workflow, oldest first."""
+        """Every PENDING workflow that no other live process runs (this one's included), oldest
+        first."""
 
     @abc.abstractmethod
     def list_workflows(self, status: str | None, name: str | None, limit: int) -> list[WorkflowRow]:

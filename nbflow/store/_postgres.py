@@ -348,9 +348,13 @@ class PostgresStore(SQLStore):
         return WorkflowRow(*taken) if taken else None
 
     def pending_workflows(self) -> list[WorkflowRow]:
+        # Those of dead executors, and this process's own (the caller skips those it runs: one
+        # whose thread could not start is interrupted while this process lives on).
         rows = self._fetchall(
-            f"SELECT {WORKFLOW_COLUMNS} FROM workflows w WHERE status = 'PENDING' AND NOT "
-            f"{self._alive.format(executor='w.executor_id')} ORDER BY created_at"
+            f"SELECT {WORKFLOW_COLUMNS} FROM workflows w WHERE status = 'PENDING' AND (NOT "
+            f"{self._alive.format(executor='w.executor_id')} OR w.executor_id = $1) "
+            "ORDER BY created_at",
+            [self._executor_id or ""],
         )
         return [WorkflowRow(*row) for row in rows]
 
