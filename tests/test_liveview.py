@@ -773,3 +773,18 @@ def test_a_workflow_running_in_another_live_executor_reads_running(
     finally:
         g.release.set()
         nbflow._api._close_default()
+
+
+def test_a_static_rendering_holds_every_kept_line_under_show_all() -> None:
+    state = ViewState("wf-9", "wf", max_items=2)
+    state.add_key("rows")
+    for i in range(5):
+        state.feed("rows", f"row {i}")
+    state.status, state.complete = "SUCCESS", True
+    frame = state.frame(0.0)
+    page = Snapshot(frame)._repr_html_()
+    assert frame.lines == ("row 3", "row 4") and frame.history == tuple(
+        f"row {i}" for i in range(5)
+    )
+    assert "<details>" in page and "Show all (5 lines)" in page and "row 0" in page
+    assert "<details>" not in Snapshot(ViewState("wf-10", "wf").frame(0.0))._repr_html_()

@@ -5,7 +5,8 @@ in the cell, before its reader thread starts; after that the thread only changes
 (text reaches the ``Output`` widget by assigning ``outputs``, never ``with out:``), at most ``rate``
 times per second however fast the streams run. Without a widget frontend (plain IPython, a script)
 it shows a display handle instead, updated with text/HTML. The renderers that draw it are in
-:mod:`nbflow.notebook._render`.
+:mod:`nbflow.notebook._render`; its reader thread reads through a
+:class:`~nbflow.notebook._follow.Follower`.
 
 A view always follows the stream ``stdout`` (what the workflow printed or logged) besides the keys
 asked for. Its header reads the status as a person would: ``running``, ``enqueued``, or
@@ -26,13 +27,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import nbflow
-from nbflow._errors import RuntimeClosedError, StreamTimeoutError, WorkflowNotFoundError
+from nbflow._errors import RuntimeClosedError, WorkflowNotFoundError
 from nbflow._format import format_error
 from nbflow._runtime import Runtime
+from nbflow.notebook._follow import Follower
 from nbflow.notebook._render import HandleRenderer, Renderer, WidgetRenderer
-from nbflow.notebook._rows import failure, latest_start, runs
 from nbflow.notebook._state import Frame, Throttle, ViewState
-from nbflow.store import WorkflowRow
 
 __all__ = [
     "LiveView",
@@ -43,10 +43,6 @@ __all__ = [
 
 logger = logging.getLogger("nbflow.notebook")
 
-_WAIT = 0.1  # seconds the reader waits for new items before it looks around
-_IDLE_WAIT = 0.25  # the same, after a second without new items (fewer queries when idle)
-_SLICE = 0.25  # seconds spent on one stream before the others get their turn
-_DISCOVER = 0.5  # seconds between looks for new streams (keys=None)
 _HISTORY = 10_000  # output items kept for "show all"
 _STDOUT = "stdout"  # the stream of what a workflow printed or logged: always followed
 
@@ -145,9 +141,6 @@ class LiveView:
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._show_all = False
-        self._offsets: dict[str, int] = {}
-        self._drained: set[str] = set()
-        self._read_at = 0.0  # when items last arrived (monotonic)
         self._notice = ""  # a line the static rendering shows under the header
         self._shown = False
         self._frame = self._state.frame(time.time())
@@ -329,9 +322,21 @@ class LiveView:
         # The display already shows the first frame: a replay that takes less than one interval
         # then shows up as one update, not as a partial frame and the full one.
         self._throttle.hold(time.monotonic())
+        assert self.workflow_id is not None
+        follower = Follower(
+            self._runtime,
+            self.workflow_id,
+            self._state,
+            self._lock,
+            self._apply,
+            self._stop,
+            self._cancel,
+            self._cancel_now,
+            auto_keys=self._auto_keys,
+        )
         try:
-            self._load()
-            self._loop()
+            follower.load()
+            follower.loop()
         except RuntimeClosedError:
             self._closed_under()  # the runtime closed under the view: it keeps what it read
         except Exception as exc:
@@ -370,138 +375,6 @@ class LiveView:
             except Exception:  # the frontend is gone (kernel shutting down): nothing to update
                 logger.debug("LiveView of %s: no static rendering", self.workflow_id, exc_info=True)
         self._ended.set()
-
-    def _load(self) -> None:
-        assert self.workflow_id is not None
-        try:
-            row = self._runtime.workflow_row(self.workflow_id)
-        except WorkflowNotFoundError:  # started a moment ago: its record waits for the committer
-            self._runtime.flush(10.0)
-            row = self._runtime.workflow_row(self.workflow_id)
-        with self._lock:
-            self._state.name = row.name
-            self._state.created_at = row.created_at
-            if row.status == "ENQUEUED":  # waiting for a worker of its queue
-                self._state.status = row.status
-        if row.status not in ("PENDING", "ENQUEUED"):
-            self._finish()
-        else:
-            self._look_at(row)
-
-    def _look_at(self, row: WorkflowRow) -> None:
-        """Take a PENDING workflow's record: whether it runs, when it last (re)started."""
-        running = runs(self._runtime, row)
-        with self._lock:
-            if row.status == "PENDING":
-                latest = latest_start(self._runtime, row, was_interrupted=not self._state.running)
-                self._state.restarted(row.created_at, latest, queued=row.queue_name is not None)
-            self._state.running = running
-
-    def _finish(self) -> None:
-        """Take the workflow's final status, end time and error from its record."""
-        assert self.workflow_id is not None
-        row = self._runtime.workflow_row(self.workflow_id)
-        error = self._failure(row) if row.error else ""
-        with self._lock:
-            self._state.status = row.status
-            self._state.ended_at = row.ended_at
-            self._state.running = True
-            if error:
-                self._state.error = error
-
-    def _failure(self, row: WorkflowRow) -> str:
-        """The recorded error, naming the step (and ``map`` item) that raised it."""
-        step = None
-        if row.error_step is not None:
-            steps = self._runtime.list_steps(row.workflow_id)
-            step = next((s.name for s in steps if s.function_id == row.error_step), None)
-        return failure(row.error or "", step)
-
-    def _discover(self) -> None:
-        """Look for new streams (when watching all), and at the workflow's events."""
-        assert self.workflow_id is not None
-        found: list[str] = []
-        if self._auto_keys:
-            found = [info.key for info in self._runtime.list_streams(self.workflow_id)]
-        events = self._runtime.events(self.workflow_id)
-        with self._lock:
-            for key in sorted(found, key=lambda k: k != self._state.progress_key):
-                self._state.add_key(key)
-            self._state.events = events
-
-    def _going(self) -> bool:
-        """Whether to go on; checked before each query (none once the runtime is closing)."""
-        return not self._stop.is_set() and not self._runtime.closed
-
-    def _loop(self) -> None:
-        state = self._state
-        next_look = 0.0
-        looked_at_end = False  # whether streams and events were looked at after the end
-        while self._going():
-            if self._cancel.is_set():
-                self._cancel.clear()
-                self._cancel_now()
-            if time.monotonic() >= next_look or (state.final and not looked_at_end):
-                looked_at_end = state.final
-                self._discover()
-                next_look = time.monotonic() + _DISCOVER
-            todo = [key for key in state.keys if key not in self._drained]
-            wait = _WAIT if time.monotonic() - self._read_at < 1.0 else _IDLE_WAIT
-            for key in todo:
-                if not self._going():
-                    return
-                self._read(key, max(0.02, wait / len(todo)), _SLICE / len(todo))
-            if not self._going():
-                return
-            if not state.final:
-                self._follow_status(looked_at_end or time.monotonic() >= next_look - _WAIT)
-            if state.final and looked_at_end and all(k in self._drained for k in state.keys):
-                return
-            if not todo:
-                self._stop.wait(wait)
-            self._apply()
-
-    def _follow_status(self, look: bool) -> None:
-        """Take the workflow's status; with ``look``, whether it runs too (one more query)."""
-        assert self.workflow_id is not None
-        status = self._runtime.status(self.workflow_id)
-        if status.is_final:
-            self._finish()
-            return
-        runs_here = self._runtime.execution(self.workflow_id) is not None
-        if look or runs_here != self._state.running or status.value != self._state.status:
-            row = self._runtime.workflow_row(self.workflow_id)
-            if row.status in ("SUCCESS", "ERROR", "CANCELLED"):  # ended meanwhile
-                self._finish()
-                return
-            with self._lock:  # ENQUEUED, then PENDING once a worker took it
-                self._state.status = row.status
-            self._look_at(row)
-
-    def _read(self, key: str, wait: float, slice_: float) -> None:
-        """Read ``key``'s new items for up to ``slice_`` s, waiting ``wait`` s for each."""
-        assert self.workflow_id is not None
-        offset = self._offsets.get(key, 0)
-        items = self._runtime.read_stream(self.workflow_id, key, start=offset, timeout=wait)
-        deadline = time.monotonic() + slice_
-        try:
-            for value in items:
-                offset += 1
-                with self._lock:
-                    self._state.feed(key, value)
-                self._apply()
-                if self._stop.is_set() or self._cancel.is_set() or time.monotonic() > deadline:
-                    return
-            self._drained.add(key)  # closed, and every item read
-        except StreamTimeoutError:
-            pass  # nothing new for now
-        finally:
-            if offset > self._offsets.get(key, 0):
-                self._read_at = time.monotonic()
-            self._offsets[key] = offset
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()  # unsubscribes
 
     def _cancel_now(self) -> None:
         assert self.workflow_id is not None
