@@ -23,6 +23,7 @@ __all__ = [
     "step_columns",
     "step_label",
     "step_table",
+    "table_duration",
     "visible_workflows",
     "workflow_columns",
     "workflow_table",
@@ -99,6 +100,21 @@ def step_label(name: str) -> str:
     return name.removeprefix("__main__.")
 
 
+def table_duration(seconds: float | None) -> str:
+    """A duration in a table: ``350 ms`` below a second (``<1 ms`` below a millisecond), else as
+    :func:`~nbflow._format.format_duration` says it (``1.20 s``, ``2 min 05 s``); ``''`` for None.
+
+    Args:
+        seconds: The duration in seconds, or None (not ended).
+
+    Returns:
+        The duration's text.
+    """
+    if seconds is None or seconds >= 0.9995:  # (what would round to 1000 ms)
+        return format_duration(seconds)
+    return "<1 ms" if seconds < 0.0005 else f"{seconds * 1000:.0f} ms"
+
+
 def error_summary(error: str | None, width: int = 80) -> str:
     """A recorded error on one line: its lines (``Type: message``, then the notes saying where
     it was raised) joined by `` · ``, cut to ``width`` characters.
@@ -141,7 +157,7 @@ def workflow_columns(
             status_word(w.status, running_here=running is None or running(w)),
             *([w.queue or ""] if queues else []),
             format_time(w.created_at),
-            format_duration(w.duration),
+            table_duration(w.duration),
             error_summary(w.error, error_width),
         ]
         for w in workflows
@@ -171,7 +187,7 @@ def step_columns(
             step_label(s.name),
             status_word(s.status),
             *([format_time(s.started_at)] if started else []),
-            format_duration(s.duration),
+            table_duration(s.duration),
             str(s.attempts),
             error_summary(s.error, error_width),
         ]

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import nbflow
+from nbflow._tables import table_duration
 from nbflow.cli import ProgressBar, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -321,6 +322,14 @@ def test_hints_name_the_command_in_a_terminal(
     with nbflow.Runtime(workflows) as rt, pytest.raises(nbflow.WorkflowNotFoundError) as info:
         rt.get_workflow("nope")
     assert "nbflow.list_workflows()" in str(info.value) and "`" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, ""), (0.0001, "<1 ms"), (0.35, "350 ms"), (0.9996, "1.00 s"), (61.2, "1 min 01 s")],
+)
+def test_table_durations_have_units(seconds: float | None, text: str) -> None:
+    assert table_duration(seconds) == text
 
 
 def test_steps(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -80,7 +80,7 @@ class Table(Records[Any]):
 def _style(column: str, colour: str | None = None) -> str:
     """The ``style`` attribute of a cell (or header) of ``column``."""
     rules = ["text-align:right" if column in _RIGHT else "text-align:left"]
-    rules.append("max-width:40em" if column == "error" else "white-space:nowrap")
+    rules.append("min-width:20em;max-width:40em" if column == "error" else "white-space:nowrap")
     if colour is not None:
         rules.append(f"color:{colour}")
     return f' style="{";".join(rules)}"'
