@@ -144,7 +144,7 @@ class History:
         """A workflow's recorded steps, in order."""
         check_text(workflow_id, "A workflow id")
         self._engine.flush()
-        rows = self._store.list_steps(workflow_id)
+        rows = self._store.list_steps(workflow_id, outputs=False)
         if not rows and not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self._engine.database)
         return Records(StepInfo._from_row(row) for row in rows)
@@ -217,7 +217,7 @@ class History:
                 executor_id=self._engine.executor_id,
             )
             self._engine.log.append(row)
-        steps = self._store.list_steps(workflow_id)
+        steps = self._store.list_steps(workflow_id, outputs=False)
         return steps[-1].function_id if steps else 0
 
     def recorded_steps(

@@ -393,6 +393,11 @@ def test_record_step_keeps_a_pickle_beside_its_json(rt: nbflow.Runtime, database
     with pytest.raises(nbflow.SerializationError, match="must be JSON-native"):
         rt.record_step("rec", "a", (1,), started=5.0, ended=6.0, pickled=b"x")
     assert [s.name for s in rt.list_steps("rec")] == ["a", "a", "b"], "nothing was written"
+    heads = rt.store.list_steps("rec", outputs=False)  # a listing reads no values
+    assert [(h.function_id, h.output_json, h.output_pickle) for h in heads] == [
+        (1, None, None), (2, None, None), (3, None, None)
+    ]  # fmt: skip
+    assert rt.store.list_steps("rec")[0][3:5] == ('{"k":1}', b"one")
 
 
 def test_record_step_pickle_under_allow_pickle_false(db_path: Path) -> None:

@@ -174,8 +174,12 @@ class Store(abc.ABC):
         """Workflows, newest first."""
 
     @abc.abstractmethod
-    def list_steps(self, workflow_id: str) -> list[StepRow]:
-        """A workflow's checkpoints, in order."""
+    def list_steps(self, workflow_id: str, *, outputs: bool = True) -> list[StepRow]:
+        """A workflow's checkpoints, in order.
+
+        With ``outputs=False`` their outputs and error pickles are not read (those fields are
+        None): what a listing needs, without reading every large value the steps returned.
+        """
 
     @abc.abstractmethod
     def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool, float, float]]:

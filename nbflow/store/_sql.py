@@ -44,6 +44,10 @@ __all__ = [
 WORKFLOW_COLUMNS = column_list("workflows")
 STEP_COLUMNS = column_list("steps")
 STREAM_COLUMNS = column_list("streams")
+#: The steps' columns without the values they hold (``list_steps(outputs=False)``).
+_STEP_HEADS = (
+    "workflow_id, function_id, name, NULL, NULL, error, NULL, started_at, ended_at, attempts"
+)
 MESSAGE_COLUMNS = column_list("messages")
 
 _LOAD_REPLAY = (
@@ -346,9 +350,10 @@ class SQLStore(Store):
         )
         return [row[0] for row in rows]
 
-    def list_steps(self, workflow_id: str) -> list[StepRow]:
+    def list_steps(self, workflow_id: str, *, outputs: bool = True) -> list[StepRow]:
+        columns = STEP_COLUMNS if outputs else _STEP_HEADS
         rows = self._fetchall(
-            f"SELECT {STEP_COLUMNS} FROM steps WHERE workflow_id = $1 ORDER BY function_id",
+            f"SELECT {columns} FROM steps WHERE workflow_id = $1 ORDER BY function_id",
             [workflow_id],
         )
         return [StepRow(*row) for row in rows]
