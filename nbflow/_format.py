@@ -318,7 +318,7 @@ def progress_line(
 
 
 def format_cancel(workflow_id: str, status: str, *, cancelled: bool) -> str:
-    """What a cancel says: ``cancelled workflow ID (now CANCELLED)``, or that it had ended.
+    """What a cancel says: ``cancelled workflow ID``, or that it had ended (``succeeded``…).
 
     Args:
         workflow_id: The workflow.
@@ -328,23 +328,30 @@ def format_cancel(workflow_id: str, status: str, *, cancelled: bool) -> str:
     Returns:
         The line.
     """
+    word = status_word(status)
     if cancelled:
-        return f"cancelled workflow {workflow_id} (now {status})"
-    return f"workflow {workflow_id} already ended ({status}); nothing to cancel"
+        done = "" if word == "cancelled" else f" (it {_had(word)} first)"
+        return f"cancelled workflow {workflow_id}{done}"
+    return f"workflow {workflow_id} already ended ({word}); nothing to cancel"
 
 
 def format_resume(workflow_id: str, before: str) -> str:
-    """What a resume says: ``resumed: workflow ID (was PENDING)``, or ``already finished: …``.
+    """What a resume says: ``resumed: workflow ID (was interrupted)``, or ``already finished: …``.
 
     Args:
         workflow_id: The workflow.
-        before: Its status before the resume.
+        before: Its status before the resume (PENDING: it was interrupted).
 
     Returns:
         The line.
     """
     verb = "already finished" if before == "SUCCESS" else "resumed"
-    return f"{verb}: workflow {workflow_id} (was {before})"
+    return f"{verb}: workflow {workflow_id} ({_had(status_word(before, running_here=False))})"
+
+
+def _had(word: str) -> str:
+    """``had failed``, ``had succeeded``; ``was cancelled``, ``was interrupted``…"""
+    return f"had {word}" if word in ("failed", "succeeded") else f"was {word}"
 
 
 def format_recover(recovered: Any, *, here: str = "this process") -> list[str]:

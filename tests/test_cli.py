@@ -364,10 +364,10 @@ def test_tail(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cancel(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "cancel", "interrupted")
     assert code == 0, err
-    assert out == "cancelled workflow interrupted (now CANCELLED)\n"
+    assert out == "cancelled workflow interrupted\n"
     assert cli_json(capsys, workflows, "show", "interrupted")["streams"][0]["closed"] is True
     assert cli(capsys, workflows, "cancel", "ok")[1] == (
-        "workflow ok already ended (SUCCESS); nothing to cancel\n"
+        "workflow ok already ended (succeeded); nothing to cancel\n"
     )
     assert cli_json(capsys, workflows, "cancel", "interrupted") == {
         "workflow_id": "interrupted",
@@ -379,7 +379,9 @@ def test_cancel(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_resume(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "resume", "interrupted")
     assert code == 0, err
-    assert out == "resumed: workflow interrupted (was PENDING)\nworkflow interrupted SUCCESS: 12\n"
+    assert (
+        out == "resumed: workflow interrupted (was interrupted)\nworkflow interrupted SUCCESS: 12\n"
+    )
     code, out, _ = cli(capsys, workflows, "tail", "interrupted", "values")
     assert [json.loads(line)["i"] for line in out.splitlines()] == [0, 1, 2, 3]
     assert cli_json(capsys, workflows, "steps", "interrupted")[-1]["name"] == "tests.cli.double"
@@ -388,11 +390,11 @@ def test_resume(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "resume", "ok")
     assert (code, out) == (
         0,
-        "already finished: workflow ok (was SUCCESS)\nworkflow ok SUCCESS: 6\n",
+        "already finished: workflow ok (had succeeded)\nworkflow ok SUCCESS: 6\n",
     )
     code, out, err = cli(capsys, workflows, "resume", "failed")
     assert code == 1
-    assert out == "resumed: workflow failed (was ERROR)\n"
+    assert out == "resumed: workflow failed (had failed)\n"
     assert err == "nbflow: error: workflow failed failed: ValueError: boom\n"
     assert cli_json(capsys, workflows, "list", "--name", "tests.cli.fails")[0]["status"] == "ERROR"
     code, out, _ = cli(capsys, workflows, "resume", "failed", "--json")
@@ -407,7 +409,7 @@ def test_resume(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_resume_no_wait(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "resume", "interrupted", "--no-wait")
     assert code == 0, err
-    assert out.startswith("resumed: workflow interrupted (was PENDING); not waiting")
+    assert out.startswith("resumed: workflow interrupted (was interrupted); not waiting")
     # The command's runtime closed at its end: the workflow finished or stopped at a checkpoint.
     status = cli_json(capsys, workflows, "list", "--name", "tests.cli.pipeline")[0]["status"]
     assert status in ("PENDING", "SUCCESS")
