@@ -171,7 +171,7 @@ def test_recover_resumes_what_it_can(workflows: Path, capsys: pytest.CaptureFixt
     code, out, err, _ = run(db, "recover")
     assert code == 0, err
     assert f"resumed: {demo_id} (nbflow.demo)" in out
-    assert f'workflow {demo_id} SUCCESS: {{"items": 6}}' in out
+    assert f'workflow {demo_id} succeeded: {{"items": 6}}' in out
     assert "not resumed: interrupted (tests.cli.pipeline)" in out
     code, out, err, _ = run(db, "resume", "interrupted")
     assert code == 1
@@ -182,7 +182,7 @@ def test_recover_resumes_what_it_can(workflows: Path, capsys: pytest.CaptureFixt
     code, out, err = cli(capsys, db, "recover")
     assert code == 0, err
     assert "resumed: interrupted (tests.cli.pipeline)" in out
-    assert "workflow interrupted SUCCESS: 12" in out
+    assert "workflow interrupted succeeded: 12" in out
     assert cli(capsys, db, "recover")[1] == "no interrupted workflows\n"
     assert cli_json(capsys, db, "recover") == {"resumed": [], "not_resumed": []}
 
@@ -380,7 +380,7 @@ def test_resume(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "resume", "interrupted")
     assert code == 0, err
     assert (
-        out == "resumed: workflow interrupted (was interrupted)\nworkflow interrupted SUCCESS: 12\n"
+        out == "resumed: workflow interrupted (was interrupted)\nworkflow interrupted succeeded: 12\n"
     )
     code, out, _ = cli(capsys, workflows, "tail", "interrupted", "values")
     assert [json.loads(line)["i"] for line in out.splitlines()] == [0, 1, 2, 3]
@@ -390,7 +390,7 @@ def test_resume(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "resume", "ok")
     assert (code, out) == (
         0,
-        "already finished: workflow ok (had succeeded)\nworkflow ok SUCCESS: 6\n",
+        "already finished: workflow ok (had succeeded)\nworkflow ok succeeded: 6\n",
     )
     code, out, err = cli(capsys, workflows, "resume", "failed")
     assert code == 1
@@ -414,7 +414,7 @@ def test_resume_no_wait(workflows: Path, capsys: pytest.CaptureFixture[str]) -> 
     status = cli_json(capsys, workflows, "list", "--name", "tests.cli.pipeline")[0]["status"]
     assert status in ("PENDING", "SUCCESS")
     code, out, err = cli(capsys, workflows, "resume", "interrupted")
-    assert (code, out.splitlines()[-1]) == (0, "workflow interrupted SUCCESS: 12"), err
+    assert (code, out.splitlines()[-1]) == (0, "workflow interrupted succeeded: 12"), err
     code, out, _ = cli(capsys, workflows, "tail", "interrupted", "values")
     assert [json.loads(line)["i"] for line in out.splitlines()] == [0, 1, 2, 3]
     assert cli_json(capsys, workflows, "resume", "ok", "--no-wait") == {

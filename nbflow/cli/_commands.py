@@ -258,7 +258,7 @@ def _report(outcome: dict[str, Any]) -> int:
         error = shorten(outcome["error"], 300)
         print(f"nbflow: error: workflow {wid} failed: {error}", file=sys.stderr)
         return 1
-    print(f"workflow {wid} SUCCESS: {json.dumps(outcome['result'], default=repr)}")
+    print(f"workflow {wid} succeeded: {json.dumps(outcome['result'], default=repr)}")
     return 0
 
 
