@@ -291,7 +291,7 @@ class WidgetRenderer:
             value=False,
             description="Show all",
             tooltip="Show every item read so far",
-            layout=w.Layout(width="auto", height="1.8em", align_self="flex-start"),
+            layout=w.Layout(width="auto", align_self="flex-start"),
             style={"font_size": "0.85em"},
         )
         bar_line = w.HBox([self.bar, self.label, self.cancel_button])
