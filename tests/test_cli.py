@@ -380,7 +380,8 @@ def test_resume(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "resume", "interrupted")
     assert code == 0, err
     assert (
-        out == "resumed: workflow interrupted (was interrupted)\nworkflow interrupted succeeded: 12\n"
+        out
+        == "resumed: workflow interrupted (was interrupted)\nworkflow interrupted succeeded: 12\n"
     )
     code, out, _ = cli(capsys, workflows, "tail", "interrupted", "values")
     assert [json.loads(line)["i"] for line in out.splitlines()] == [0, 1, 2, 3]
