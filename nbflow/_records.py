@@ -76,7 +76,9 @@ class WorkflowInfo(_Record):
         created_at: When it was started (UTC).
         ended_at: When it reached its final status, or None.
         duration: Seconds from start to end; None until it ends.
-        error: ``"Type: message"`` of its error, or None.
+        error: ``"Type: message"`` of its error, then its notes one a line (the step or
+            ``nbflow.map`` item that raised it: ``raised in step 'parse' (attempt 3 of 3)``), or
+            None.
         parent_id: The workflow that called it, or None.
         queue: The queue it was enqueued on, or None.
     """
