@@ -312,9 +312,9 @@ class LiveView:
         """Show that the workflow could not start."""
         with self._lock:
             self._state.status = "not started"
-            self._state.complete = True
             self._state.error = format_error(exc)
-        self._apply(force=True)
+        self._stop.set()  # no reader will start
+        self._end()
 
     # -- the reader thread ---------------------------------------------------------------------
 
@@ -366,7 +366,7 @@ class LiveView:
         with self._lock:
             frame = self._state.frame(time.time(), show_all=self._show_all)
             notice = self._notice
-            if not frame.final and not notice and self._stop.is_set():
+            if not frame.final and not notice and self._stop.is_set() and frame.workflow_id:
                 notice = (
                     f"This view stopped following: %nbflow watch {frame.workflow_id} follows it."
                 )
