@@ -263,7 +263,6 @@ def serve(
     env = write_jupyter_dirs(base, port, token)
     log = artifacts / f"{SERVERS[kind]}.log"
     lab = Lab(kind, base, f"http://127.0.0.1:{port}", token, log, artifacts)
-    notes: list[str] = []
     with log.open("w") as log_file:
         server = subprocess.Popen(
             [sys.executable, "-m", SERVERS[kind], "--no-browser"],
@@ -274,22 +273,12 @@ def serve(
             start_new_session=True,  # its own process group, to stop whatever it leaves
         )
     playwright = None
-    profile = base / "chromium-profile"
     try:
-
-        def up() -> bool:
-            if server.poll() is not None:
-                raise AssertionError(f"{lab.title} exited ({server.returncode}):\n{lab.log_text()}")
-            try:
-                return lab.api("GET", "/api/status") is not None
-            except (OSError, urllib.error.URLError):
-                return False
-
         started = time.monotonic()
-        wait_until(up, timeout=60, interval=0.1)
+        wait_until(lambda: server_up(lab, server), timeout=60, interval=0.1)
         playwright = sync_playwright().start()
         lab.context = playwright.chromium.launch_persistent_context(
-            str(profile),  # a fresh profile, only for this run
+            str(base / "chromium-profile"),  # a fresh profile, only for this run
             executable_path=chromium,
             headless=True,
             args=CHROMIUM_FLAGS,
@@ -304,40 +293,58 @@ def serve(
         yield lab
     finally:
         chromium_pids = pids_with(str(base / "chromium-"))
-        kernel_pids = pids_with(str(base / "runtime"))
+        kernels = pids_with(str(base / "runtime"))
         if lab.context is not None:
             with contextlib.suppress(Exception):
                 lab.context.close()
         if playwright is not None:
             with contextlib.suppress(Exception):
                 playwright.stop()
-        notes += stop_pids(chromium_pids | pids_with(str(base / "chromium-")), "Chromium process")
-        with contextlib.suppress(Exception):
-            lab.api("POST", "/api/shutdown")  # shuts its kernels down, then stops
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            notes.append(f"{lab.title} did not stop after /api/shutdown: SIGTERM")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                notes.append(f"{lab.title} did not stop after SIGTERM: SIGKILL")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(server.pid, signal.SIGKILL)
-                server.wait(10)
-        notes += stop_pids(kernel_pids | pids_with(str(base / "runtime")), "kernel")
+        notes = stop_pids(chromium_pids | pids_with(str(base / "chromium-")), "Chromium process")
+        notes += stop_server(lab, server)
+        notes += stop_pids(kernels | pids_with(str(base / "runtime")), "kernel")
         left = {p for p in pids_with(str(base)) if alive(p)}
         line = (
             f"cleanup: {lab.title} (pid {server.pid}) exited with {server.returncode}; "
-            f"{len(chromium_pids)} Chromium processes and kernels {sorted(kernel_pids)} "
+            f"{len(chromium_pids)} Chromium processes and kernels {sorted(kernels)} "
             f"stopped; {'; '.join(notes) or 'none needed a signal'}; left: {sorted(left)}"
         )
         capture = request.config.pluginmanager.getplugin("capturemanager")
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             print(f"\n    {line}")
         assert not left, f"processes left running: {sorted(left)}"
+
+
+def server_up(lab: Lab, server: subprocess.Popen[bytes]) -> bool:
+    """Whether the server answers; an AssertionError with its log if it has exited."""
+    if server.poll() is not None:
+        raise AssertionError(f"{lab.title} exited ({server.returncode}):\n{lab.log_text()}")
+    try:
+        return lab.api("GET", "/api/status") is not None
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def stop_server(lab: Lab, server: subprocess.Popen[bytes]) -> list[str]:
+    """Ask the server to shut down (its kernels first); SIGTERM, then SIGKILL its process group
+    if it does not stop. What had to be done, for the report."""
+    notes = []
+    with contextlib.suppress(Exception):
+        lab.api("POST", "/api/shutdown")
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        notes.append(f"{lab.title} did not stop after /api/shutdown: SIGTERM")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            notes.append(f"{lab.title} did not stop after SIGTERM: SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
+    return notes
 
 
 @contextlib.contextmanager
@@ -491,6 +498,16 @@ VIEW_HAS = (
     + """
   const v = viewOf(i);
   return !!v && v.text.includes(text);
+}"""
+)
+
+# Whether the view of cell ``i`` shows an end state (green, red or amber).
+VIEW_ENDED = (
+    """(i) => {"""
+    + VIEW_JS
+    + """
+  const v = viewOf(i);
+  return !!v && ['success', 'danger', 'warning'].includes(v.style);
 }"""
 )
 
@@ -772,16 +789,6 @@ def brief(state: dict[str, Any] | None) -> dict[str, Any] | None:
     """A view's state for a report line: without its text."""
     keep = ("kind", "width", "style", "status", "view", "stdout")
     return None if state is None else {k: state[k] for k in keep if k in state}
-
-
-VIEW_ENDED = (
-    """(i) => {"""
-    + VIEW_JS
-    + """
-  const v = viewOf(i);
-  return !!v && ['success', 'danger', 'warning'].includes(v.style);
-}"""
-)
 
 
 def expect(page: Page, script: str, arg: Any, what: str, timeout: float = 60) -> None:
