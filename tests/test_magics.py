@@ -291,6 +291,7 @@ def test_tables_show_curated_columns_and_hide_nbflow_s_own(rt: nbflow.Runtime, r
     assert "white-space:nowrap" in duration
     [error] = cells(html, "error")
     assert "ValueError: could not parse batch 5" in error and "raised in step 'flaky'" in error
+    assert "min-width:20em" in error  # (else the unwrapped columns squeeze it to a letter a line)
     html_all = run("%nbflow list --all").mime("text/html")[0]
     assert "notebook:" in html_all and "nbflow.notebook" in html_all
     html = run("%nbflow steps wf-bad").mime("text/html")[0]
