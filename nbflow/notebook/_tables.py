@@ -2,7 +2,7 @@
 
 Both show the curated columns of :mod:`nbflow._tables` (the ``nbflow`` command's text tables):
 header words a person reads, durations with units, local times that do not wrap, status words
-(coloured in HTML), step names without ``__main__.``. The records themselves stay as
+(coloured in HTML), step and workflow names without ``__main__.``. The records stay as
 ``list_workflows`` and ``list_steps`` return them: a table is a list of them.
 """
 
