@@ -279,6 +279,7 @@ class Execution:
     def append(self, op: Op, *more: Op) -> int:
         """Append operations to the write log, unless the workflow was stopped meanwhile."""
         log = self.engine.log
+        log.make_room()  # a writer that outruns the disk waits here, holding no lock
         with log.lock:
             if self.state is not State.RUNNING:
                 self.check_running()
@@ -339,6 +340,7 @@ class Execution:
         """Append an item (or end marker) at the stream's next offset; ``strict``: raise when the
         workflow was stopped or the stream is closed (else drop it)."""
         log = self.engine.log
+        log.make_room()  # a writer that outruns the disk waits here, holding no lock
         with log.lock:  # cancel() reads the streams' state from another thread
             if not strict and self.state is not State.RUNNING:
                 return

@@ -22,7 +22,7 @@ from nbflow._errors import DatabaseError, RuntimeClosedError
 from nbflow.store._base import Store
 from nbflow.store._ops import Enqueue, Finish, Op, StreamRow, WorkflowRow
 
-__all__ = ["CommitCallback", "WriteLog"]
+__all__ = ["CommitCallback", "WriteLog", "op_size"]
 
 #: Called after each committed batch with what was written of it and the workflows cancelled
 #: elsewhere.
@@ -40,6 +40,9 @@ class WriteLog:
         on_failure: Called on the committer thread once, after a commit failed and
             :attr:`failure` is set (e.g. to wake everyone who waits for a change).
         max_batch: The most operations committed in one transaction.
+        batch_bytes: About the most bytes (of values: ids, JSON, pickles) in one transaction.
+        max_bytes: About the most bytes queued: past it, :meth:`make_room` makes writers wait
+            until the committer takes a batch (a writer that outruns the disk waits).
         linger: Seconds the committer waits, when only new workflows are queued, for their first
             checkpoint or final status: a short workflow then commits once, not twice.
     """
@@ -51,12 +54,18 @@ class WriteLog:
         *,
         on_failure: Callable[[], None] | None = None,
         max_batch: int = 50_000,
+        batch_bytes: int = 4 << 20,
+        max_bytes: int = 16 << 20,
         linger: float = 0.001,
     ) -> None:
         self._store = store
         self._on_commit = on_commit
         self._on_failure = on_failure
         self._max_batch = max_batch
+        self._batch_bytes = batch_bytes
+        self._max_bytes = max_bytes
+        self._queued_bytes = 0  # of the queue's operations (their sizes in _sizes)
+        self._sizes: list[int] = []
         self._linger = linger
         self._lingering = False
         self._others = 0  # queued operations that are not new workflows (no linger for them)
@@ -65,7 +74,9 @@ class WriteLog:
         # of its own, set when its target is committed: a commit wakes only those it concerns
         # (waking every waiting thread on each commit made 1,000 workflows started at once
         # spend most of their time in the kernel).
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._room = threading.Condition(lock)  # writers waiting for the queue to shrink
         self._waiters: list[tuple[int, int, threading.Event]] = []  # heap of (target, n, event)
         self._tickets = itertools.count()
         self._queue: list[Op] = []
@@ -92,12 +103,30 @@ class WriteLog:
         """:meth:`append` for a caller that already holds :attr:`lock`."""
         self._check()
         self._queue.append(op)
+        size = op_size(op)
+        self._sizes.append(size)
+        self._queued_bytes += size
         self._appended += 1
         other = not _new_workflow(op)
         self._others += other
         if len(self._queue) == 1 or (self._lingering and other):
             self._cond.notify()  # the committer (the only thread that waits on it)
         return self._appended
+
+    def make_room(self) -> None:
+        """Wait while the queue holds more than ``max_bytes``, until the committer takes a batch.
+
+        Called by writers of large values (stream items, step outputs) before they take the lock:
+        memory stays bounded however fast they write. Never waits on the committer's thread.
+        """
+        if self._queued_bytes <= self._max_bytes or threading.current_thread() is self._thread:
+            return
+        with self._cond:
+            self._room.wait_for(
+                lambda: self._queued_bytes <= self._max_bytes
+                or self.failure is not None
+                or self._stopping
+            )
 
     def failed_error(self) -> DatabaseError:
         """The error every write and wait raises once :attr:`failure` is set."""
@@ -165,9 +194,7 @@ class WriteLog:
                         self._linger,
                     )
                     self._lingering = False
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                self._others = sum(not _new_workflow(op) for op in self._queue)  # (rare: > max)
+                batch = self._take_batch()
                 last = self._durable + len(batch)
             try:
                 cancelled = self._store.commit(batch)
@@ -175,8 +202,10 @@ class WriteLog:
                 with self._cond:
                     self.failure = exc
                     self._queue.clear()
-                    self._others = 0
+                    self._sizes.clear()
+                    self._queued_bytes = self._others = 0
                     self._wake(None)
+                    self._room.notify_all()
                 # Not on_commit: nothing of the batch was written, so no reader may see it. Set
                 # before the callback, so a waiter it wakes, or one that looks later, sees it.
                 if self._on_failure is not None:
@@ -188,6 +217,24 @@ class WriteLog:
             with self._cond:
                 self._durable = last
                 self._wake(last)
+
+    def _take_batch(self) -> list[Op]:
+        """The next batch: up to ``max_batch`` operations and about ``batch_bytes`` (at least one
+        operation). Holds the lock."""
+        sizes, count, total = self._sizes, 0, 0
+        limit = min(self._max_batch, len(sizes))
+        while count < limit and (count == 0 or total + sizes[count] <= self._batch_bytes):
+            total += sizes[count]
+            count += 1
+        batch = self._queue[:count]
+        del self._queue[:count], sizes[:count]
+        self._queued_bytes -= total
+        if self._queue:  # (rare: a batch left some behind)
+            self._others = sum(not _new_workflow(op) for op in self._queue)
+        else:
+            self._others = 0
+        self._room.notify_all()
+        return batch
 
     def _wake(self, durable: int | None) -> None:
         """Wake the waiters whose target is durable now (None: every waiter). Holds the lock."""
@@ -203,7 +250,13 @@ class WriteLog:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            self._room.notify_all()
         self._thread.join(timeout)
+
+
+def op_size(op: Op) -> int:
+    """About how many bytes an operation holds: the lengths of its texts and bytes."""
+    return sum(len(value) for value in op if type(value) is str or type(value) is bytes)
 
 
 def _new_workflow(op: Op) -> bool:

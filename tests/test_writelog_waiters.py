@@ -81,3 +81,33 @@ def test_a_commit_wakes_only_the_waiters_it_concerns(tmp_path: Path) -> None:
     # a commit looks at the first waiter in line, and keeping the line in order costs a few looks
     # (log2 of the waiters); waking every waiter on every commit looks at each (50 x 40 = 2,000)
     assert looks <= COMMITS * (2 + 2 * WAITERS.bit_length()), looks
+
+
+def test_a_writer_that_outruns_the_disk_waits(tmp_path: Path) -> None:
+    """Back-pressure (issue 14, item 4): the queue holds about ``max_bytes`` at most, however
+    fast a writer appends; before, it grew with everything not yet committed (40,000 items of
+    10 KB grew memory by 1.5 GB)."""
+    store = open_store(str(tmp_path / "pressure.duckdb"))
+    item, limit = 100_000, 1_000_000
+    log = WriteLog(store, lambda batch, cancelled: None, max_bytes=limit, batch_bytes=limit // 4)
+    queued: list[int] = []
+    try:
+        for n in range(300):  # 30 MB, appended as fast as Python can
+            log.make_room()
+            log.append(row(n)._replace(inputs_json="x" * item))
+            queued.append(len(log._queue) * item)
+        assert log.wait_durable(timeout=60)
+    finally:
+        log.close()
+        store.close()
+    assert max(queued) <= limit + item, max(queued)
+    assert len(store_rows(tmp_path / "pressure.duckdb")) == 300  # nothing lost
+
+
+def store_rows(path: Path) -> list[tuple[object, ...]]:
+    store = open_store(str(path))
+    try:
+        result = store.sql("select workflow_id from workflows", [])  # type: ignore[attr-defined]
+        return result if isinstance(result, list) else result.fetchall()  # type: ignore[no-any-return]
+    finally:
+        store.close()
