@@ -123,9 +123,11 @@ class WriteLog:
             return
         with self._cond:
             self._room.wait_for(
-                lambda: self._queued_bytes <= self._max_bytes
-                or self.failure is not None
-                or self._stopping
+                lambda: (
+                    self._queued_bytes <= self._max_bytes
+                    or self.failure is not None
+                    or self._stopping
+                )
             )
 
     def failed_error(self) -> DatabaseError:
