@@ -316,6 +316,8 @@ def test_prints_logs_and_tqdm_stay_in_the_view(ui: Lab) -> None:
     lab.say(
         f"  lines in other cells: {strays}; outputs of the launch cell outside its view: {outside}"
     )
+    escaped = [line for line in view.splitlines() if "\x1b" in line]  # reported, not checked
+    lab.say(f"  view lines with terminal escapes (tqdm's cursor moves): {escaped}")
     lab.say(f"  screenshot {path}")
 
     assert not any(strays.values()), f"workflow lines in other cells: {strays}\n{others}"
