@@ -181,6 +181,13 @@ def wait_ended(page: Page, index: int, timeout: float = 90) -> None:
     expect(page, VIEW_ENDED, index, "the view did not reach an end state", timeout)
 
 
+def moved(widths: list[float]) -> list[float]:
+    """The bar's values between its first one shown and 100% (a replayed view starts at the
+    interrupted run's checkpoint)."""
+    shown = [w for w in widths if 0 < w < 100]
+    return sorted({w for w in shown if w > shown[0]}) if shown else []
+
+
 def check_green(final: dict[str, Any] | None) -> None:
     assert final is not None, "no progress bar"
     assert final["width"] == 100, final
@@ -237,6 +244,8 @@ def test_run_all_after_a_restart_resumes_the_one_run(ui: Lab) -> None:
     assert found[0][1] == "SUCCESS", found
     check_side_effects(lab, before, after)
     check_green(final)
+    widths = bar_trace(view)
+    assert len(moved(widths)) >= 3, f"the launch cell's view did not move to 100%: {widths}"
     assert "not declared" not in recovered, recovered
     assert not errors, errors
 
@@ -426,8 +435,7 @@ def test_recover_after_a_restart_shows_a_moving_view(ui: Lab) -> None:
 
     [view] = record["samples"]
     widths = bar_trace(view)
-    shown = [w for w in widths if 0 < w < 100]
-    moving = sorted({w for w in shown if w > shown[0]}) if shown else []
+    moving = moved(widths)
     lab.say(
         f"(d) restarted at bar {at_restart['width']:g}%; recover's view in {took:.1f} s: {fmt(widths)}"
     )
