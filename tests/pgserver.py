@@ -240,6 +240,38 @@ class PostgresServer:
             self._stop_own()
         self._url = None
 
+    def restart(self, outage: float = 0.0) -> None:
+        """Restart our own server on the same port: ``pg_ctl stop -m fast`` (every session is
+        dropped), ``outage`` seconds with no server (connections are refused), then start it again
+        and wait until it accepts connections.
+
+        Args:
+            outage: Seconds between the stop and the start (the length of the fault).
+        """
+        if self.existing_url or self._process is None or self._directory is None:
+            raise RuntimeError("restart() needs a server this object started")
+        bin_dir = self.bin_dir or find_pg_bin()
+        assert bin_dir is not None
+        run_as = self._run_as()
+        data = self._directory / "data"
+        stop = [str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w"]
+        done = subprocess.run(stop, capture_output=True, text=True, **self._spawn_args(run_as))
+        if done.returncode != 0:
+            raise PostgresStartError(f"pg_ctl stop failed:\n{done.stdout}{done.stderr}")
+        self._process.wait(STOP_TIMEOUT)
+        time.sleep(outage)  # the fault itself: no server at all for this long
+        port = int(urllib.parse.urlsplit(self.url).port or 5432)
+        with (self._directory / "postgres.log").open("ab") as log_file:
+            self._process = subprocess.Popen(
+                [str(bin_dir / "postgres"), "-D", str(data), *self._settings(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self._spawn_args(run_as),
+            )
+        self._wait_ready(self.url, self._check_alive)
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 

@@ -39,6 +39,7 @@ from nbflow._errors import DatabaseError
 from nbflow.store import _pgconnect as pg
 from nbflow.store import _schema as schema
 from nbflow.store._ops import Changes, Enqueue, Finish, Op, StreamRow, WorkflowRow, changes
+from nbflow.store._pgretry import RideOut
 from nbflow.store._sql import (
     FINISH_UPDATE,
     STREAM_COLUMNS,
@@ -141,6 +142,8 @@ class PostgresStore(SQLStore):
         self._executor_id: str | None = None  # set by attach()
         self._listener: pg.Listener | None = None  # set by attach()
         self._stopping = threading.Event()
+        #: How a lost connection is ridden out (``seconds``: how long it keeps trying, 30 s).
+        self.reconnect = RideOut(self.url, self._stopping)
         try:
             self._migrate()
         except psycopg.Error as exc:
@@ -162,12 +165,8 @@ class PostgresStore(SQLStore):
         return pg.connect(self._conninfo, self.schema, self.url, raw=raw)
 
     def _fetchall(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._query(query, params)
-        except psycopg.OperationalError:  # e.g. the server restarted: once more, on a new one
-            pass
-        try:
-            return self._query(query, params)
+        try:  # a lost connection is left out of the pool: the next try opens a new one
+            return self.reconnect.run(lambda: self._query(query, params), lambda: None, "a query")
         except psycopg.OperationalError as exc:
             raise DatabaseError(
                 f"The nbflow database {self.url!r} failed: {pg.sentence(exc)}", path=self.url
@@ -264,13 +263,13 @@ class PostgresStore(SQLStore):
             statements.append(
                 ("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", [self._channel, payloads])
             )
-        try:
-            rows = self._writer.run(statements, locks=bool(guarded))
-        except psycopg.OperationalError:
-            # The connection dropped. Inserts skip rows that exist and a workflow ends only while
-            # PENDING, so running the batch again is safe whether or not it committed.
-            self._writer.close()
-            rows = self._writer.run(statements, locks=bool(guarded))
+        # A dropped connection: inserts skip rows that exist and a workflow ends only while
+        # PENDING, so running the batch again is safe whether or not it committed.
+        rows = self.reconnect.run(
+            lambda: self._writer.run(statements, locks=bool(guarded)),
+            self._writer.close,
+            "a commit",
+        )
         return {workflow_id for workflow_id, status in rows if status == "CANCELLED"}
 
     # -- ownership -----------------------------------------------------------------------------
