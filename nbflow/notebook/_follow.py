@@ -162,6 +162,8 @@ class Follower:
             return
         runs_here = self.runtime.execution(self.workflow_id) is not None
         if look or runs_here != self.ran_here or status.value != self.state.status:
+            if self.ran_here and not runs_here:  # it ended here a moment ago: not "interrupted"
+                self.runtime.flush(5.0)  # its end, on its way to the database, is written first
             self.ran_here = runs_here
             row = self.runtime.workflow_row(self.workflow_id)
             if row.status in _FINAL:  # ended meanwhile
