@@ -33,7 +33,7 @@ class History:
         self._engine = engine
         self._store = engine.store
         self._executions = executions
-        self._record_ids: dict[str, int] = {}  # record-keeping workflow -> last function id
+        self._records: set[str] = set()  # record-keeping workflows known to exist
 
     def row(self, workflow_id: str) -> WorkflowRow:
         """The workflow's recorded row; raises :class:`WorkflowNotFoundError`."""
@@ -193,16 +193,15 @@ class History:
             value_pickle = pickled  # beside the JSON output, read only by recorded_pickle
         with self._executions.lock:
             engine.check_open()
-            if workflow_id not in self._record_ids:
-                self._record_ids[workflow_id] = self._open_record(workflow_id, kind, span)
-            function_id = self._record_ids[workflow_id] = self._record_ids[workflow_id] + 1
-            row = step_row(workflow_id, function_id, name, span, output=(value_json, value_pickle))
-            seq = engine.log.append(row)
-        engine.log.wait_durable(seq)
-        return function_id
+            if workflow_id not in self._records:
+                self._open_record(workflow_id, kind, span)
+                self._records.add(workflow_id)
+        engine.flush()  # the record-keeping workflow's row, and whatever was written before
+        row = step_row(workflow_id, 0, name, span, output=(value_json, value_pickle))
+        return self._store.append_record(row)  # its id claimed in SQL, whoever else records
 
-    def _open_record(self, workflow_id: str, name: str, span: tuple[float, float]) -> int:
-        """Create the record-keeping workflow if it is new; return its last function id."""
+    def _open_record(self, workflow_id: str, name: str, span: tuple[float, float]) -> None:
+        """Create the record-keeping workflow if it is new."""
         if self._store.get_workflow(workflow_id) is None:
             row = WorkflowRow(
                 workflow_id=workflow_id,
@@ -217,8 +216,6 @@ class History:
                 executor_id=self._engine.executor_id,
             )
             self._engine.log.append(row)
-        steps = self._store.list_steps(workflow_id, outputs=False)
-        return steps[-1].function_id if steps else 0
 
     def recorded_steps(
         self, workflow_id: str, name: str | None = None, *, newest_first: bool = False

@@ -174,6 +174,12 @@ class Store(abc.ABC):
         """Workflows, newest first."""
 
     @abc.abstractmethod
+    def append_record(self, row: StepRow) -> int:
+        """Insert ``row`` (its ``function_id`` ignored) as the next step of its workflow, in one
+        transaction, and return the function id it got. Recorders of one workflow in several
+        processes each get their own id."""
+
+    @abc.abstractmethod
     def list_steps(self, workflow_id: str, *, outputs: bool = True) -> list[StepRow]:
         """A workflow's checkpoints, in order.
 

@@ -69,6 +69,13 @@ _LOAD_REPLAY = (
 )
 
 
+#: Appends a step to a record-keeping workflow at the next function id, which it returns.
+APPEND_RECORD = (
+    f"INSERT INTO steps ({STEP_COLUMNS}) SELECT $1, coalesce(max(function_id), 0) + 1, "
+    "$2, $3, $4, $5, $6, $7, $8, $9 FROM steps WHERE workflow_id = $10 RETURNING function_id"
+)
+
+
 #: Sets a workflow's final status (parameters: :func:`finish_params`).
 FINISH_UPDATE = (
     "UPDATE workflows SET status = $1, output_json = $2, output_pickle = $3, error = $4, "
@@ -247,6 +254,14 @@ class SQLStore(Store):
     def _queue_transaction(self, queue_name: str) -> contextlib.AbstractContextManager[Execute]:
         """A transaction in which one dispatcher of ``queue_name`` at a time takes workflows;
         yields how to run a statement in it."""
+
+    def append_record(self, row: StepRow) -> int:
+        # One recorder at a time per record (the lock of the queues, under another name): the
+        # id is the next after every one committed, whichever process recorded it.
+        with self._queue_transaction(f"nbflow.record:{row.workflow_id}") as execute:
+            params = [row.workflow_id, *row[2:], row.workflow_id]  # (one type per parameter)
+            [(function_id,)] = execute(APPEND_RECORD, params)
+        return int(function_id)
 
     def dequeue(
         self,
