@@ -1,6 +1,6 @@
 """Browser tests of the live view's static rendering and of a view whose kernel restarted.
 
-In JupyterLab (and Notebook 7 for the first), with the parts of :mod:`tests.browser`:
+In JupyterLab and Notebook 7, with the parts of :mod:`tests.browser`:
 
 - a view's reader thread replaces the view's own cell output by a static rendering (HTML, no
   widget) when the workflow ends, whether another cell runs at that moment or none; the other
@@ -96,13 +96,11 @@ def test_a_view_whose_kernel_restarted_does_not_look_alive(lab: Lab) -> None:
     """Its Cancel button goes, a line says it no longer updates, the header says "kernel
     stopped". A new kernel cannot reach the old view's output: JupyterLab forgets display ids at
     a restart (an ``update_display`` of the old id from the new kernel changes nothing)."""
-    if lab.title != "JupyterLab":
-        pytest.skip("the same widgets and kernel restart in Notebook 7; checked in JupyterLab")
     name = "restart-view.ipynb"
     follow = (
         "from pathlib import Path\n"
         "v = LiveView.follow(nbflow.start(slow, 400, 0.25).workflow_id)\n"
-        "Path('display-id.txt').write_text(v.renderer.display_id)"
+        "_ = Path('display-id.txt').write_text(v.renderer.display_id)"
     )
     write_notebook(lab, name, [DEFINE.replace("{NAME}", "restart"), follow, REPLACE_OLD])
     with open_notebook(lab, name, "restart-view") as page:
@@ -123,4 +121,4 @@ def test_a_view_whose_kernel_restarted_does_not_look_alive(lab: Lab) -> None:
         assert "sent" in cell(page, 2).locator(".jp-OutputArea").inner_text()
         assert not page.locator(".replaced").count()  # neither in the old cell nor elsewhere
         assert stale.is_visible()
-        page.screenshot(path=lab.artifacts / "restart-view.png", full_page=True)
+        page.screenshot(path=lab.artifacts / f"restart-view-{lab.title}.png", full_page=True)
