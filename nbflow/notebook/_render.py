@@ -51,7 +51,8 @@ _DISCONNECTED_CSS = (
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-stale{display:block;color:#757575}"
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-stale-word{display:inline;color:#757575}"
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-live-word{display:none}"
-    ".nbflow-view.jupyter-widgets-disconnected .widget-hprogress{opacity:0.4}"
+    ".nbflow-view.jupyter-widgets-disconnected .widget-hprogress,"
+    ".nbflow-view.jupyter-widgets-disconnected .nbflow-label{opacity:0.4}"
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-cancel{display:none}"
     ".nbflow-view .jupyter-widgets-disconnected::before{content:none}</style>"
 )
@@ -278,6 +279,7 @@ class WidgetRenderer:
         self.header = w.HTML()
         self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="45%"))
         self.label = w.HTML()
+        self.label.add_class("nbflow-label")
         self.cancel_button = w.Button(
             description="Cancel",
             icon="stop",
