@@ -178,3 +178,20 @@ def test_restore_runs() -> None:
     rows = _rows(proc.stdout)
     assert set(rows) >= {"1", "2"}, proc.stdout
     assert proc.stdout.count("nbflow: step 'build' restored in ") == 2, proc.stdout
+
+
+def test_load_runs() -> None:
+    """The load benchmark (memory while writing, workflows started at once) runs on small sizes
+    and prints its three rows (no timing checks)."""
+    argv = ["--megabytes", "5", "--serial", "20", "--at-once", "50"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.load", *argv],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for row in (
+        "write      5 MB as 500 items of 10 KB",
+        "serial     20 workflows",
+        "at once    50",
+    ):
+        assert row in proc.stdout, proc.stdout
