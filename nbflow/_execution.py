@@ -130,6 +130,7 @@ class Execution:
         self._output_skip = {} if replay is None else dict(replay.outputs)
         self.function_id = 0
         self.state = State.RUNNING
+        self.interrupted_because: str | None = None  # why, when not because the runtime closed
         self.durable_status: str | None = None
         self.end_seq: int | None = None
         self.deadline: float | None = None
@@ -165,7 +166,7 @@ class Execution:
         if state is State.CANCELLED:
             raise WorkflowCancelledError(self.workflow_id)
         if state is State.INTERRUPTED:
-            raise WorkflowInterruptedError(self.workflow_id)
+            raise self.interrupted_error()
 
     def cancel(self, now: float) -> int | None:
         """RUNNING (or INTERRUPTED) → CANCELLED: append its CANCELLED end. Returns the log
@@ -190,12 +191,23 @@ class Execution:
             self.state = State.CANCELLED
         self.wakeup.set()
 
-    def interrupt(self) -> None:
-        """The runtime closes: RUNNING → INTERRUPTED; it stops at its next checkpoint."""
+    def interrupt(self, reason: str | None = None) -> None:
+        """The runtime closes (or another process took the workflow over: ``reason``):
+        RUNNING → INTERRUPTED; it stops at its next checkpoint."""
         with self.engine.log.lock:
             if self.state is State.RUNNING:
                 self.state = State.INTERRUPTED
+                self.interrupted_because = reason
+            elif self.state is State.FINISHING and reason is not None:  # its end was refused
+                self.interrupted_because = reason
         self.wakeup.set()
+
+    def interrupted_error(self) -> WorkflowInterruptedError:
+        """The error of an interrupted run, saying why when it is not that the runtime closed."""
+        reason = self.interrupted_because
+        if reason is None:
+            return WorkflowInterruptedError(self.workflow_id)
+        return WorkflowInterruptedError(self.workflow_id, reason=reason)
 
     def begin_finish(self, finish: Finish) -> int | None:
         """RUNNING → FINISHING: append ``finish`` with the end markers of its open streams.

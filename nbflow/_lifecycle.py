@@ -41,6 +41,10 @@ from nbflow.store._ops import Enqueue, Finish, Fork, Op
 __all__ = ["Begun", "Lifecycle"]
 
 _NO_THREAD = "no thread could be started for it: the process is out of threads or memory"
+_TAKEN_OVER = (
+    "another process took it over: this one was judged dead (its database sessions were lost) "
+    "while it ran, so nothing more of it is written here"
+)
 
 
 class Begun(NamedTuple):
@@ -205,9 +209,10 @@ class Lifecycle:
 
     # -- what the committer and other processes report ----------------------------------------
 
-    def committed(self, batch: list[Op], cancelled: set[str]) -> None:
+    def committed(self, batch: list[Op], left_out: set[str]) -> None:
         """A batch is durable (committer thread): note final statuses, wake readers; and the
-        workflows another process cancelled before these writes stop."""
+        workflows whose writes the store left out stop: another process cancelled them, or took
+        them over (this one was judged dead meanwhile)."""
         executions, notifier = self._executions, self._engine.notifier
         for op in batch:
             if type(op) is Finish:
@@ -215,11 +220,14 @@ class Lifecycle:
                 if ex is not None:
                     ex.ended(op.status)
         notifier.published(batch)
-        for workflow_id in cancelled:
+        for workflow_id in left_out:
             ex = executions.get(workflow_id)
             if ex is not None:
-                ex.cancelled_elsewhere()
-                ex.ended(Status.CANCELLED.value)
+                if self._store.get_status(workflow_id) == Status.CANCELLED:
+                    ex.cancelled_elsewhere()
+                    ex.ended(Status.CANCELLED.value)
+                else:
+                    ex.interrupt(_TAKEN_OVER)
             notifier.changed(workflow_id)
 
     def changed_elsewhere(self, workflow_ids: set[str]) -> None:

@@ -16,7 +16,7 @@ from nbflow import _reading as reading
 from nbflow import _waits as waits
 from nbflow._calls import Args, Kwargs, MapOptions, Step, Wake, WorkflowCall
 from nbflow._context import Runner, WorkflowContext
-from nbflow._errors import WorkflowCancelledError, WorkflowInterruptedError
+from nbflow._errors import WorkflowCancelledError
 from nbflow._execution import Execution, State
 from nbflow._handle import WorkflowHandle
 from nbflow._mapping import prepare_map, run_map
@@ -209,6 +209,8 @@ def conclude(ex: Execution, output: Any, error: BaseException | None) -> None:
         ex.engine.log.wait_durable(seq)
         if ex.durable_status == "CANCELLED":  # by another process, before its end was written
             ex.error = WorkflowCancelledError(ex.workflow_id)
+        elif ex.interrupted_because is not None:  # taken over: its end was not written
+            ex.error = ex.interrupted_error()
     except BaseException as exc:  # the database failed under the workflow
         ex.error = exc
 
@@ -237,7 +239,7 @@ def _final(ex: Execution, output: Any, error: BaseException | None) -> Finish | 
         ex.error = error
         return None
     if ex.state is State.INTERRUPTED:
-        ex.error = WorkflowInterruptedError(ex.workflow_id)
+        ex.error = ex.interrupted_error()
         return None
     ex.error = error
     text, blob = encode_error(error)

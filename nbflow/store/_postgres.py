@@ -38,10 +38,22 @@ import psycopg
 from nbflow._errors import DatabaseError
 from nbflow.store import _pgconnect as pg
 from nbflow.store import _schema as schema
-from nbflow.store._ops import Changes, Enqueue, Finish, Op, StreamRow, WorkflowRow, changes
+from nbflow.store._ops import (
+    Changes,
+    Consume,
+    Enqueue,
+    Finish,
+    Op,
+    SetEvent,
+    StepRow,
+    StreamRow,
+    WorkflowRow,
+    changes,
+)
 from nbflow.store._pgretry import RideOut
 from nbflow.store._sql import (
     FINISH_UPDATE,
+    STEP_COLUMNS,
     STREAM_COLUMNS,
     WORKFLOW_COLUMNS,
     Execute,
@@ -97,18 +109,25 @@ def _change(payload: str) -> Changes | None:
     return None
 
 
-def _guarded(ops: Sequence[Op]) -> list[str]:
-    """The workflows whose stream items or final status ``ops`` write, but not create."""
+def _guarded(ops: Sequence[Op]) -> tuple[list[str], list[str]]:
+    """The workflows ``ops`` write to but do not create: all of them (their rows are locked
+    first), and those written as their runner (steps, stream items, events, messages received,
+    its own end), whose writes are fenced by their owner."""
     new: set[str] = set()
     touched: set[str] = set()
+    owned: set[str] = set()
     for op in ops:
-        if type(op) is StreamRow or type(op) is Finish:
-            touched.add(op.workflow_id)
+        if type(op) is StreamRow or type(op) is StepRow:
+            owned.add(op.workflow_id)
+        elif type(op) is SetEvent or type(op) is Consume:
+            owned.add(op.step.workflow_id)
+        elif type(op) is Finish:
+            (touched if op.markers is None else owned).add(op.workflow_id)  # None: a cancel
         elif type(op) is WorkflowRow:
             new.add(op.workflow_id)
         elif type(op) is Enqueue:
             new.add(op.row.workflow_id)
-    return sorted(touched - new)
+    return sorted((touched | owned) - new), sorted(owned - new)
 
 
 class PostgresStore(SQLStore):
@@ -138,7 +157,7 @@ class PostgresStore(SQLStore):
         self._pool = pg.Pool(self._connect)
         self._own_pids: set[int] = set()  # backends whose notifications are this runtime's own
         self._writer = pg.Writer(lambda: self._connect(raw=False), self._own_pids)
-        self._guarded: list[str] = []  # workflows the batch being planned writes to (committer)
+        self._owned: list[str] = []  # workflows the batch being planned writes as runner
         self._executor_id: str | None = None  # set by attach()
         self._listener: pg.Listener | None = None  # set by attach()
         self._stopping = threading.Event()
@@ -194,14 +213,18 @@ class PostgresStore(SQLStore):
     # -- writes (on the committer thread) ------------------------------------------------------
 
     def _insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> Statement:
-        if table == "streams" and self._guarded:
-            # Items of a workflow another process cancelled are left out (see commit()).
+        if table in ("streams", "steps") and self._owned:
+            # Writes to a workflow another process cancelled (stream items), or took over (this
+            # process was judged dead meanwhile), are left out (see commit()).
+            n = len(_TYPES[table])
+            cancelled = " AND w.status <> 'CANCELLED'" if table == "streams" else ""
+            columns = STREAM_COLUMNS if table == "streams" else STEP_COLUMNS
             return (
-                f"INSERT INTO streams SELECT u.* FROM {_unnest(table, 1)} AS u({STREAM_COLUMNS}) "
-                f"WHERE u.workflow_id <> ALL(${len(_TYPES[table]) + 1}::text[]) OR NOT EXISTS "
-                "(SELECT 1 FROM workflows w WHERE w.workflow_id = u.workflow_id "
-                "AND w.status = 'CANCELLED') ON CONFLICT DO NOTHING",
-                [*_arrays(rows), self._guarded],
+                f"INSERT INTO {table} SELECT u.* FROM {_unnest(table, 1)} AS u({columns}) "
+                f"WHERE u.workflow_id <> ALL(${n + 1}::text[]) OR EXISTS (SELECT 1 FROM "
+                f"workflows w WHERE w.workflow_id = u.workflow_id AND w.executor_id = ${n + 2}"
+                f"{cancelled}) ON CONFLICT DO NOTHING",
+                [*_arrays(rows), self._owned, self._executor_id],
             )
         return (
             f"INSERT INTO {table} SELECT * FROM {_unnest(table, 1)} "
@@ -209,11 +232,22 @@ class PostgresStore(SQLStore):
             _arrays(rows),
         )
 
+    def _consume(self, op: Consume) -> Statement:
+        # Only while the workflow is this process's (see commit()): its new owner receives it.
+        return (
+            "DELETE FROM messages WHERE message_id = $1 AND EXISTS (SELECT 1 FROM workflows "
+            "WHERE workflow_id = $2 AND executor_id = $3)",
+            [op.message_id, op.step.workflow_id, self._executor_id],
+        )
+
     def _finish(self, statements: list[Statement], op: Finish) -> None:
         # Only a PENDING workflow ends: a cancel from another process is never overwritten, and
         # end markers are written only by the end that took effect.
         update = f"{FINISH_UPDATE} AND status IN ('PENDING', 'ENQUEUED')"
         params = finish_params(op)
+        if op.markers is not None:  # its own end: only while it is still this process's
+            update += " AND executor_id = $9"
+            params.append(self._executor_id)
         if op.markers is None:  # it runs elsewhere, or nowhere: close what it left open
             # The UPDATE waits for the transaction of its runner that holds the row (see commit());
             # the INSERT, a statement of its own, then sees every item that runner wrote.
@@ -232,7 +266,7 @@ class PostgresStore(SQLStore):
             statements.append(
                 (
                     f"WITH ended AS ({update} RETURNING workflow_id) INSERT INTO streams "
-                    f"SELECT m.* FROM ended, {_unnest('streams', 9)} AS m ON CONFLICT DO NOTHING",
+                    f"SELECT m.* FROM ended, {_unnest('streams', 10)} AS m ON CONFLICT DO NOTHING",
                     [*params, *_arrays(op.markers)],
                 )
             )
@@ -240,22 +274,27 @@ class PostgresStore(SQLStore):
             statements.append((update, params))
 
     def commit(self, ops: Sequence[Op]) -> set[str]:
-        """Commit a batch; return the workflows that another process cancelled before it.
+        """Commit a batch; return the workflows whose writes in it were left out: those another
+        process cancelled before it, and those another process took over.
 
-        The batch first locks (``FOR SHARE``) the rows of the workflows whose streams or status it
-        writes. A cancel from another process updates that row, so it waits for this transaction,
-        and this one waits for the cancel: the cancel's end markers always come after every item
-        written before it, and items of a cancelled workflow are never written after them.
+        The batch first locks (``FOR SHARE``) the rows of the workflows it writes to. A cancel or
+        a claim from another process updates that row, so it waits for this transaction, and
+        this one waits for it: the cancel's end markers always come after every item written
+        before it, and items of a cancelled workflow are never written after them. Every write
+        of a workflow as its runner (steps, items, events, messages received, its end) is
+        fenced by its owner: once another process has claimed it (this one was judged dead,
+        e.g. its sessions were dropped while it ran on), nothing of it is written here.
         """
-        self._guarded = guarded = _guarded(ops)
+        guarded, self._owned = _guarded(ops)
         statements = self._plan(ops)
         if guarded:
             statements.insert(
                 0,
                 (
-                    "SELECT workflow_id, status FROM workflows WHERE workflow_id = ANY($1::text[]) "
-                    "ORDER BY workflow_id FOR SHARE",
-                    [guarded],
+                    "SELECT workflow_id, status, executor_id = $2 OR NOT workflow_id = ANY($3) "
+                    "FROM workflows WHERE workflow_id = ANY($1::text[]) ORDER BY workflow_id "
+                    "FOR SHARE",
+                    [guarded, self._executor_id, self._owned],
                 ),
             )
         payloads = _payloads(changes(ops))
@@ -270,7 +309,7 @@ class PostgresStore(SQLStore):
             self._writer.close,
             "a commit",
         )
-        return {workflow_id for workflow_id, status in rows if status == "CANCELLED"}
+        return {wid for wid, status, ours in rows if status == "CANCELLED" or not ours}
 
     # -- ownership -----------------------------------------------------------------------------
 

@@ -219,9 +219,7 @@ class SQLStore(Store):
                 if type(op) is Finish:
                     self._finish(statements, op)
                 elif type(op) is Consume:  # the message, and the step that received it
-                    statements.append(
-                        ("DELETE FROM messages WHERE message_id = $1", [op.message_id])
-                    )
+                    statements.append(self._consume(op))
                     steps.append(op.step)
                 elif type(op) is Fork:
                     statements += fork_statements(op)
@@ -229,6 +227,10 @@ class SQLStore(Store):
                     raise TypeError(f"unknown operation {op!r}")
         self._flush(statements, plan)
         return statements
+
+    def _consume(self, op: Consume) -> Statement:
+        """The statement that deletes the message a workflow received."""
+        return "DELETE FROM messages WHERE message_id = $1", [op.message_id]
 
     def _flush(self, statements: list[Statement], plan: _Inserts) -> None:
         """Append the inserts ``plan`` holds, one per table, and empty it."""
