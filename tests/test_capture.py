@@ -570,3 +570,26 @@ def test_children_print_into_their_own_streams_and_a_call_here_prints_here(
         assert child(3) == 3
     assert lines("here") == []
     assert capsys.readouterr().out == "child 3\n"
+
+
+def test_a_nested_text_bar_leaves_only_its_last_line(router: Any) -> None:
+    """A text tqdm bar drawn below another (``position=1``: move down, draw, move back up) shows
+    its final line only, with no control sequences and no line for each move."""
+    from tqdm import tqdm
+
+    router.install()
+
+    @nbflow.workflow(name="tests.capture.nested_bars")
+    def nested() -> None:
+        with tqdm(range(2), desc="outer", mininterval=0, ascii=True) as outer:
+            for _ in outer:
+                for _ in tqdm(range(3), desc="inner", position=1, mininterval=0, ascii=True):
+                    pass
+        print("\x1b[1mbold\x1b[0m done")
+
+    handle = nbflow.start(nested)
+    handle.result(timeout=10)
+    found = lines(handle.workflow_id)
+    assert not any("\x1b" in line for line in found), found
+    assert not any("inner" in line and " 0%" in line for line in found), found
+    assert found[-1] == "bold done", found

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import threading
 import weakref
@@ -86,7 +87,7 @@ def write(ctx: WorkflowContext, text: str) -> None:
     *lines, rest = pending.split("\n")
     _local.busy = True
     try:
-        for line in _widget_lines(key) + [_last_refresh(line) for line in lines]:
+        for line in _widget_lines(key) + _terminal_lines(key, lines):
             ctx.write_output(STREAM, line)
     finally:
         _local.busy = False
@@ -128,6 +129,30 @@ class _WidgetLine:
             with contextlib.suppress(Exception):
                 w.unobserve(self._changed, names="value")
         return self.text
+
+
+_CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal control sequences (colours, moves)
+_UP = re.compile(r"\x1b\[\d*A")  # cursor up: the line was a bar drawn below and left
+_moved_up: set[tuple[WorkflowContext, int, int, int]] = set()
+
+
+def _terminal_lines(key: tuple[WorkflowContext, int, int, int], lines: list[str]) -> list[str]:
+    """The lines a person reads of what a terminal would show: refreshes reduced to their last
+    text, control sequences left out, and a bar drawn on the line below (a nested tqdm bar moves
+    down, draws and moves back up) left out until its final line, with the newline that moved
+    down to it."""
+    out = []
+    for raw in lines:
+        line = _last_refresh(raw)
+        if _UP.search(line):
+            _moved_up.add(key)
+            continue
+        if key in _moved_up:
+            _moved_up.discard(key)
+            if not line:
+                continue
+        out.append(_CSI.sub("", line))
+    return out
 
 
 def _last_refresh(line: str) -> str:
