@@ -325,6 +325,14 @@ class WorkflowCancelledError(NbflowError):
         self.workflow_id = workflow_id
 
 
+#: Why a workflow was interrupted, besides its process stopping (``WorkflowInterruptedError``).
+NO_THREAD = "no thread could be started for it: the process is out of threads or memory"
+TAKEN_OVER = (
+    "another process took it over: this one was judged dead (its database sessions were lost) "
+    "while it ran, so nothing more of it is written here"
+)
+
+
 class WorkflowInterruptedError(NbflowError):
     """The workflow is PENDING but not running: its process stopped before it finished.
 

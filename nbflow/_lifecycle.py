@@ -19,6 +19,7 @@ from nbflow._context import Runner
 from nbflow._deadlines import Deadlines
 from nbflow._engine import Engine
 from nbflow._errors import (
+    NO_THREAD,
     FunctionNotRegisteredError,
     SerializationError,
     WaitTimeoutError,
@@ -36,15 +37,9 @@ from nbflow._recovery import Recovered, Skipped
 from nbflow._serialization import check_text
 from nbflow._workflow import WorkflowFunction, as_workflow, lookup_workflow, registered_names
 from nbflow.store import WorkflowRow
-from nbflow.store._ops import Enqueue, Finish, Fork, Op
+from nbflow.store._ops import Enqueue, Finish, Fork
 
 __all__ = ["Begun", "Lifecycle"]
-
-_NO_THREAD = "no thread could be started for it: the process is out of threads or memory"
-_TAKEN_OVER = (
-    "another process took it over: this one was judged dead (its database sessions were lost) "
-    "while it ran, so nothing more of it is written here"
-)
 
 
 class Begun(NamedTuple):
@@ -207,38 +202,6 @@ class Lifecycle:
             self.deadlines.add(row.deadline, ex.workflow_id)
         self._executions.add(ex)
 
-    # -- what the committer and other processes report ----------------------------------------
-
-    def committed(self, batch: list[Op], left_out: set[str]) -> None:
-        """A batch is durable (committer thread): note final statuses, wake readers; and the
-        workflows whose writes the store left out stop: another process cancelled them, or took
-        them over (this one was judged dead meanwhile)."""
-        executions, notifier = self._executions, self._engine.notifier
-        for op in batch:
-            if type(op) is Finish:
-                ex = executions.get(op.workflow_id)
-                if ex is not None:
-                    ex.ended(op.status)
-        notifier.published(batch)
-        for workflow_id in left_out:
-            ex = executions.get(workflow_id)
-            if ex is not None:
-                if self._store.get_status(workflow_id) == Status.CANCELLED:
-                    ex.cancelled_elsewhere()
-                    ex.ended(Status.CANCELLED.value)
-                else:
-                    ex.interrupt(_TAKEN_OVER)
-            notifier.changed(workflow_id)
-
-    def changed_elsewhere(self, workflow_ids: set[str]) -> None:
-        """Other processes changed these workflows (listener thread): readers look again, and
-        a workflow running here that was cancelled elsewhere stops."""
-        for workflow_id in workflow_ids:
-            self._engine.notifier.changed(workflow_id)
-            ex = self._executions.get(workflow_id)
-            if ex is not None and ex.running and self._store.get_status(workflow_id) == "CANCELLED":
-                ex.cancelled_elsewhere()
-
     # -- running -------------------------------------------------------------------------------
 
     def spawn(self, ex: Execution) -> None:
@@ -251,7 +214,7 @@ class Lifecycle:
             threading.Thread(target=self.execute, args=(ex, False), name=name, daemon=True).start()
         except RuntimeError as exc:  # no thread to be had: it stays PENDING, for recover()
             ex.interrupt()
-            ex.error = WorkflowInterruptedError(ex.workflow_id, reason=f"{_NO_THREAD} ({exc})")
+            ex.error = WorkflowInterruptedError(ex.workflow_id, reason=f"{NO_THREAD} ({exc})")
             self._release(ex)
             self._engine.flush()  # its row, so that recover() finds it
             raise ex.error from exc

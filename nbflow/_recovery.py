@@ -11,13 +11,17 @@ was registered.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from nbflow._handle import WorkflowHandle
+from nbflow._hints import hint
 
-__all__ = ["Recovered", "Skipped", "announce", "on_recover"]
+__all__ = ["Recovered", "Skipped", "announce", "note_interrupted", "on_recover"]
+
+logger = logging.getLogger("nbflow")
 
 
 class Skipped(NamedTuple):
@@ -67,8 +71,28 @@ def on_recover(listener: Callable[[Recovered], None]) -> None:
             _listeners.append(listener)
 
 
+def note_interrupted(workflow_ids: list[str], database: str) -> None:
+    """Say (at INFO) that a database just opened holds interrupted workflows."""
+    if workflow_ids:
+        logger.info(
+            "%d interrupted workflow(s) in %s; %s resumes them.",
+            len(workflow_ids),
+            database,
+            hint("recover"),
+        )
+
+
 def announce(recovered: Recovered) -> None:
-    """Tell the registered listeners about ``recovered``."""
+    """Name in one warning the workflows ``recovered`` left, with the reason, then tell the
+    registered listeners about it."""
+    if recovered.skipped:
+        logger.warning(
+            "Not recovered: %d interrupted workflow(s), left PENDING for a process that can "
+            "run them (then %s again):\n  %s",
+            len(recovered.skipped),
+            hint("recover"),
+            "\n  ".join(f"{s.workflow_id!r} ({s.name}): {s.reason}" for s in recovered.skipped),
+        )
     with _lock:
         listeners = list(_listeners)
     for listener in listeners:

@@ -27,7 +27,6 @@ from nbflow._engine import Engine
 from nbflow._errors import WorkflowNotFoundError
 from nbflow._execution import Execution, Executions
 from nbflow._handle import WorkflowHandle
-from nbflow._hints import hint
 from nbflow._history import History
 from nbflow._lifecycle import Lifecycle
 from nbflow._loop import LoopThread
@@ -35,7 +34,8 @@ from nbflow._operations import WorkflowRun
 from nbflow._queues import Queue, declared_queues, serve_declared_queues
 from nbflow._reader import StreamReader
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
-from nbflow._recovery import Recovered, announce
+from nbflow._recovery import Recovered, announce, note_interrupted
+from nbflow._reports import Reports
 from nbflow._serialization import check_text
 from nbflow._workflow import as_workflow
 from nbflow.store import Store, WorkflowRow, open_store
@@ -77,10 +77,11 @@ class Runtime(Runner):
             store,
             executor_id=self.executor_id,
             allow_pickle=allow_pickle,
-            on_commit=lambda batch, cancelled: self._lifecycle.committed(batch, cancelled),
+            on_commit=lambda batch, left_out: self._reports.committed(batch, left_out),
         )
         self._engine = engine
         self._executions = Executions()
+        self._reports = Reports(self._executions, engine.notifier, store)
         self._lifecycle = Lifecycle(
             engine, self._executions, self, loop=self._event_loop, ending=self._ending
         )
@@ -101,13 +102,7 @@ class Runtime(Runner):
             self.serve_queues()
         #: Ids of the workflows that were PENDING when the database was opened (interrupted).
         self.interrupted: list[str] = [row.workflow_id for row in store.pending_workflows()]
-        if self.interrupted:
-            logger.info(
-                "%d interrupted workflow(s) in %s; %s resumes them.",
-                len(self.interrupted),
-                self.database,
-                hint("recover"),
-            )
+        note_interrupted(self.interrupted, self.database)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._executions)} running"
@@ -138,7 +133,7 @@ class Runtime(Runner):
         """Other processes changed these workflows or queues (shared stores; listener thread)."""
         if changed.queues and self._dispatcher is not None:
             self._dispatcher.wake()  # another process enqueued
-        self._lifecycle.changed_elsewhere(changed.workflows)
+        self._reports.changed_elsewhere(changed.workflows)
 
     # -- threads started on demand --------------------------------------------------------------
 
@@ -228,28 +223,17 @@ class Runtime(Runner):
     def recover(self) -> Recovered:
         """Resume every interrupted (PENDING, not running) workflow this process can load.
 
-        The others (whose function is not declared here, or whose inputs or replay cannot be
-        decoded, e.g. pickled ones with ``allow_pickle=False``) are named with the reason in one
-        warning and left PENDING for a process that can run them. On a shared database
-        (PostgreSQL), a workflow is interrupted when the process that ran it has closed its
-        runtime or died, and each one is taken over in a transaction: several processes
-        recovering at once resume each workflow once, and the handles returned are those of the
-        workflows this call took.
+        The others (function not declared here, inputs or replay that cannot be decoded) are
+        named in one warning and left PENDING. On PostgreSQL a workflow is interrupted when its
+        process closed its runtime or died; each is taken over in a transaction, so processes
+        recovering at once resume each workflow once.
 
         Returns:
-            The handles of the workflows it resumed (a list), whose ``skipped`` names those it
+            The handles of the workflows this call resumed (a list); its ``skipped`` names those
             left, with the reason, and ``running`` those already running in this process.
         """
         recovered = self._lifecycle.recover()
-        if recovered.skipped:
-            logger.warning(
-                "Not recovered: %d interrupted workflow(s), left PENDING for a process that can "
-                "run them (then %s again):\n  %s",
-                len(recovered.skipped),
-                hint("recover"),
-                "\n  ".join(f"{s.workflow_id!r} ({s.name}): {s.reason}" for s in recovered.skipped),
-            )
-        announce(recovered)
+        announce(recovered)  # (a warning names those left, with the reason)
         return recovered
 
     def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
