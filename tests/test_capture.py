@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.manager import KernelManager
 
 import nbflow
 from nbflow import _context
 from tests.helpers import Gate, interrupt, sql, wait_until
-from tests.test_run_all import KERNEL, venv_kernel
+from tests.kernels import RealKernel
+from tests.test_run_all import venv_kernel
 
 OUT = "stdout"
 
@@ -249,15 +249,11 @@ def test_a_line_after_the_stream_closed_or_a_cancel_is_dropped(rt: nbflow.Runtim
 # -- real kernels ------------------------------------------------------------------------------
 
 
-class Kernel:
+class Kernel(RealKernel):
     """A real kernel of this venv; runs cells one by one and keeps each cell's outputs."""
 
     def __init__(self, cwd: Path) -> None:
-        self.km = KernelManager(kernel_name=KERNEL)
-        self.km.start_kernel(cwd=str(cwd))
-        self.client = self.km.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
+        super().__init__(cwd)
         #: parent msg id -> the outputs (stream text, display text/plain, errors) sent under it
         self.outputs: dict[str | None, list[str]] = {}
         #: parent msg id -> the displays (live views) sent under it
@@ -288,11 +284,6 @@ class Kernel:
         outputs = self.outputs.get(msg_id, [])
         assert not [o for o in outputs if o.startswith("ERROR")], outputs
         return outputs
-
-    def stop(self, now: bool = False) -> None:
-        """Shut the kernel down (``now``: kill it, as a crash would)."""
-        self.client.stop_channels()
-        self.km.shutdown_kernel(now=now)
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.manager import KernelManager
 
 import nbflow
 from tests.helpers import wait_until
-from tests.test_run_all import KERNEL, venv_kernel
+from tests.kernels import RealKernel
+from tests.test_run_all import venv_kernel
 
 pytestmark = pytest.mark.slow
 
@@ -48,15 +48,8 @@ def pipeline(n):
 """
 
 
-class Kernel:
+class Kernel(RealKernel):
     """A real kernel, and the outputs of each cell it ran."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.km = KernelManager(kernel_name=KERNEL)
-        self.km.start_kernel(cwd=str(cwd))
-        self.client = self.km.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
 
     def run(self, code: str, timeout: float = 90) -> dict[str, Any]:
         """Run one cell; its stdout, stderr, error and the mimetypes it displayed."""
@@ -78,13 +71,7 @@ class Kernel:
 
     def kill(self) -> None:
         """SIGKILL the kernel (as a crash does): its workflows stay PENDING."""
-        self.client.stop_channels()
-        self.km.shutdown_kernel(now=True)
-
-    def stop(self) -> None:
-        self.client.stop_channels()
-        if self.km.is_alive():
-            self.km.shutdown_kernel(now=False)
+        self.stop(now=True)
 
 
 @pytest.fixture
