@@ -6,9 +6,9 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -60,6 +60,19 @@ def _values_insert_sql(table: str, columns: int, rows: int) -> str:
 _VALUES_MAX_ROWS = 4
 
 
+_FIRST_LIMIT = 128 << 20  # bytes: DuckDB's first memory limit (see _CONFIG)
+
+
+def _most_memory() -> int:
+    """DuckDB's default memory limit: 80% of the machine's memory (1 TB where unknown)."""
+    try:
+        return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # (no sysconf on Windows)
+        return 1 << 40
+
+
+_MOST_MEMORY = _most_memory()
+T = TypeVar("T")
 _CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
@@ -67,6 +80,10 @@ _CONFIG: dict[str, str | bool | int | float | list[str]] = {
     # one large value (a durable cell's pickle) decompressed every large value stored near it
     # (six 46 MB pickles: 1.5 s to read one, against 0.3 s stored plain). Files grow instead.
     "zstd_min_string_length": 1 << 40,
+    # DuckDB keeps the blocks it wrote in its buffer pool up to its memory limit (80% of RAM by
+    # default): writing 400 MB grew the process by 350 MB. nbflow starts small and raises the
+    # limit when a query needs more (a large value: see DuckDBStore._with_room).
+    "memory_limit": f"{_FIRST_LIMIT}B",
 }
 _MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB file
 _LOCKED = ("Could not set lock on file", "Conflicting lock is held")
@@ -196,6 +213,8 @@ class DuckDBStore(SQLStore):
             self._con = duckdb.connect(path, config=_CONFIG)
         except duckdb.Error as exc:
             raise _translate_open_error(path, exc) from exc
+        self._limit = _FIRST_LIMIT  # DuckDB's memory limit now (raised by _with_room)
+        self._limit_lock = threading.Lock()
         self._local = threading.local()
         # One write transaction at a time: DuckDB fails the second of two that touch one row.
         self._writing = threading.Lock()
@@ -239,8 +258,27 @@ class DuckDBStore(SQLStore):
                     self._idle.notify_all()
 
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._using() as cursor:
-            return cursor.execute(sql, params).fetchall()
+        def run() -> list[tuple[Any, ...]]:
+            with self._using() as cursor:
+                return cursor.execute(sql, params).fetchall()
+
+        return self._with_room(run)
+
+    def _with_room(self, run: Callable[[], T]) -> T:
+        """``run()``; when DuckDB runs out of its memory limit (a large value), raise the limit
+        (four times, up to 80% of the machine's memory) and run it again (a failed statement or
+        transaction left nothing behind)."""
+        while True:
+            limit = self._limit
+            try:
+                return run()
+            except duckdb.OutOfMemoryException:
+                with self._limit_lock:
+                    if self._limit == limit:  # (not raised meanwhile by another thread)
+                        if limit >= _MOST_MEMORY:
+                            raise
+                        self._limit = min(4 * limit, _MOST_MEMORY)
+                        self._con.execute(f"SET memory_limit = '{self._limit}B'")
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
         """Run SQL on this thread's cursor and return a DuckDB relation (``.fetchall()``; ``.df()`` needs pandas).
@@ -297,6 +335,9 @@ class DuckDBStore(SQLStore):
 
     def commit(self, ops: Sequence[Op]) -> set[str]:
         statements = self._plan(ops)
+        return self._with_room(lambda: self._commit(statements))
+
+    def _commit(self, statements: list[tuple[str, Sequence[Any]]]) -> set[str]:
         with self._writing, self._using() as cur:
             if len(statements) == 1:  # one statement commits by itself: no BEGIN/COMMIT
                 cur.execute(*statements[0])
