@@ -2,7 +2,7 @@
 
 Usage::
 
-    python tests/faultapp.py DB LOG [--commit-error N] [--hold]
+    python tests/faultapp.py DB LOG [--commit-error N] [--pause-at N] [--hold]
 
 The app opens DB (a DuckDB file, or a PostgreSQL URL whose sessions are named ``nbflow-faultapp``),
 recovers what is interrupted (:func:`nbflow.recover`), then starts :data:`WORKFLOWS` workflows
@@ -18,7 +18,9 @@ Every step appends ``step <label> pid=<pid>`` to LOG (one ``O_APPEND`` write) be
 and returns ``{"label": <label>, "value": …}``: the parent reads the labels of the durable
 checkpoints from the database, and the log tells which ran in which process.
 
-``--commit-error N`` makes the Nth commit of this process fail (the store raises a
+``--pause-at N`` makes the step that completes this process's Nth side effect create ``LOG.paused``
+and wait for a line on stdin: the parent injects a fault at a known point, then lets it go on.
+``--commit-error N`` makes the commits after this process's Nth step fail (the store raises a
 ``DatabaseError``, as a full disk or a lost server would): the committer stops, and every writer,
 waiter and reader must get the error at once. The app then prints a JSON summary: results, errors,
 readers that did not end within :data:`READER_GUARD` seconds (hangs), and the rows each reader saw.
@@ -49,6 +51,11 @@ READER_GUARD = 30.0
 STEP_WORK = 0.005  # seconds of simulated work per step
 
 _log_path = ""
+_count = [0]  # steps done in this process
+_count_lock = threading.Lock()
+_pause_at = [0]  # --pause-at: the step after which to wait for the parent (0: never)
+_fail_after = [0]  # --commit-error: the step after which the next commit fails (0: never)
+_fail_next = threading.Event()
 
 
 def _log(label: str) -> None:
@@ -62,6 +69,14 @@ def _log(label: str) -> None:
 def _done(label: str, value: int) -> dict[str, Any]:
     time.sleep(STEP_WORK)  # simulated work, so that a fault from the parent lands mid-run
     _log(label)
+    with _count_lock:
+        _count[0] += 1
+        pause = _count[0] == _pause_at[0]
+        if _count[0] == _fail_after[0]:
+            _fail_next.set()
+    if pause:  # the parent injects its fault now, then says go (a line on stdin)
+        Path(f"{_log_path}.paused").touch()
+        sys.stdin.readline()
     return {"label": label, "value": value}
 
 
@@ -111,14 +126,15 @@ def workflow_id(k: int) -> str:
 
 
 def _fail_commit(rt: nbflow.Runtime, n: int) -> None:
-    """Make the ``n``-th commit of this process raise, as a failing disk or server would."""
+    """Make the first commit after this process's ``n``-th step raise, as a failing disk or
+    server would (there is always one: that step's checkpoint)."""
     store: Any = rt.store
-    commit, count = store.commit, [0]
+    commit = store.commit
+    _fail_after[0] = n
 
     def failing(ops: Any) -> Any:
-        count[0] += 1
-        if count[0] == n:
-            raise nbflow.DatabaseError(f"injected: commit {n} failed", path=store.url)
+        if _fail_next.is_set():
+            raise nbflow.DatabaseError(f"injected: a commit after step {n} failed", path=store.url)
         return commit(ops)
 
     store.commit = failing
@@ -170,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("log")
     parser.add_argument("--commit-error", type=int)
     parser.add_argument("--hold", action="store_true")
+    parser.add_argument("--pause-at", type=int, default=0)
     args = parser.parse_args(argv)
     _log_path = args.log
+    _pause_at[0] = args.pause_at
     rt = nbflow.configure(args.db)
     if args.commit_error:
         _fail_commit(rt, args.commit_error)

@@ -4,10 +4,10 @@ Each case runs ``tests/faultapp.py`` (three workflows, each with steps, body str
 workflow, ``nbflow.map`` and a message to itself, plus a reader of its stream with no timeout) in a
 child process and injects one fault, chosen and placed by the case's seed:
 
-- ``kill``: SIGKILL once the side-effect log has a seeded number of lines;
-- ``commit``: the seeded Nth commit of the process fails (the store raises ``DatabaseError``);
-- ``drop`` (PostgreSQL): the server terminates the app's sessions (``pg_terminate_backend``) once
-  the log has a seeded number of lines; the app must ride it out and finish.
+- ``kill``: SIGKILL while the app waits in its seeded step (``--pause-at``), other threads running;
+- ``commit``: the commits after the app's seeded step fail (the store raises ``DatabaseError``);
+- ``drop`` (PostgreSQL): the server terminates the app's sessions (``pg_terminate_backend``) while
+  the app waits in its seeded step; then it goes on, and must ride the drop out and finish.
 
 Then the app runs again (``recover()`` and the same calls) until every workflow has ended. The
 case checks that every workflow finished exactly as a clean run does (results, and each stream
@@ -57,6 +57,7 @@ class Case:
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "faultapp.py"), self.db, str(self.log), *extra],
             cwd=ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -106,19 +107,24 @@ def inject(case: Case, kind: str, rnd: random.Random) -> None:
     """Run the app once with the fault ``kind`` at a seeded point."""
     point = rnd.randint(1, LINES - 1)
     if kind == "commit":
-        case.finish(case.spawn("--commit-error", str(rnd.randint(2, 10))))  # a run: ~13
+        case.finish(case.spawn("--commit-error", str(point)))
         return
-    proc = case.spawn("--hold")
-    wait_until(lambda: len(case.lines()) >= point or proc.poll() is not None, timeout=120)
+    # the app waits in its seeded step (its other threads run on) while the fault lands
+    proc = case.spawn("--hold", "--pause-at", str(point))
+    paused = Path(f"{case.log}.paused")
+    wait_until(lambda: paused.exists() or proc.poll() is not None, timeout=120)
+    assert proc.poll() is None, "the app ended before its fault"
     if kind == "kill":
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         return
-    assert case.admin_url is not None  # drop: the server ends the app's sessions, mid-run
-    assert len(case.lines()) < LINES, "the run ended before the drop"
+    assert case.admin_url is not None  # drop: the server ends its sessions, then it goes on
     with psycopg.connect(case.admin_url, autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                      "WHERE application_name = %s", [APP])  # fmt: skip
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
     case.summary_of_held(proc)
 
 
