@@ -22,7 +22,7 @@ from tests.pgserver import PostgresServer, start_or_skip_reason
 
 pytestmark = pytest.mark.slow
 
-STEPS = 40
+STEPS = 60  # 3 s of steps: the restart lands well before the end
 ran: list[int] = []
 ran_lock = threading.Lock()
 
