@@ -51,6 +51,14 @@ class Case:
         self.db, self.log, self.admin_url = db, folder / "side-effects.log", admin_url
         self.runs: list[tuple[int, set[str]]] = []  # (pid, labels durable before it ran)
         self.summaries: list[dict[str, Any]] = []
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def stop_all(self) -> None:
+        """SIGKILL any app still running (a held one, after a failed check)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
 
     def spawn(self, *extra: str) -> subprocess.Popen[str]:
         before = self.durable()
@@ -63,6 +71,7 @@ class Case:
             text=True,
         )
         self.runs.append((proc.pid, before))
+        self.procs.append(proc)
         return proc
 
     def lines(self) -> list[tuple[str, int]]:
@@ -168,12 +177,15 @@ def test_a_seeded_fault_during_a_mixed_load(
     else:
         case = Case(str(tmp_path / "faults.duckdb"), tmp_path, None)
     kind = KINDS[store][seed % len(KINDS[store])]
-    inject(case, kind, rnd)
-    faulted = len(case.summaries)  # the summaries before it are of the faulted run
-    for _ in range(3):  # recover until every workflow has ended
-        summary = case.finish(case.spawn())
-        if len(summary["results"]) == faultapp.WORKFLOWS:
-            break
+    try:
+        inject(case, kind, rnd)
+        faulted = len(case.summaries)  # the summaries before it are of the faulted run
+        for _ in range(3):  # recover until every workflow has ended
+            summary = case.finish(case.spawn())
+            if len(summary["results"]) == faultapp.WORKFLOWS:
+                break
+    finally:
+        case.stop_all()
     check(case)
     # the fault landed: a killed run left workflows to recover; a failed commit failed them;
     # a dropped connection was ridden out, and the run finished everything itself
