@@ -20,7 +20,7 @@ from nbflow._errors import WorkflowCancelledError
 from nbflow._execution import Execution, State
 from nbflow._handle import WorkflowHandle
 from nbflow._mapping import prepare_map, run_map
-from nbflow._serialization import encode_error
+from nbflow._serialization import encode_error, storable_text
 from nbflow._steps import StepRun
 from nbflow.store._ops import Finish
 
@@ -256,6 +256,4 @@ def _with_notes(text: str, error: BaseException) -> str:
     notes = getattr(error, "__notes__", None)
     if not isinstance(notes, list) or not notes:
         return text
-    lines = [str(note).replace("\x00", "\\x00") for note in notes]
-    whole = "\n".join([text, *lines])
-    return whole.encode("utf-8", "backslashreplace").decode("utf-8")
+    return storable_text("\n".join([text, *map(str, notes)]))

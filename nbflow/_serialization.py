@@ -25,6 +25,7 @@ __all__ = [
     "encode",
     "encode_error",
     "is_json_native",
+    "storable_text",
 ]
 
 #: A stored value: JSON text, or pickle bytes; exactly one is not None.
@@ -312,15 +313,21 @@ def decode_many(
     return [decode(text, blob, what=what, allow_pickle=allow_pickle) for text, blob in stored]
 
 
-def encode_error(exc: BaseException) -> tuple[str, bytes | None]:
-    """``("Type: message", pickle)`` for an exception; the pickle is None if it cannot round-trip."""
-    text = f"{type(exc).__qualname__}: {exc}"
-    if "\x00" in text:  # PostgreSQL text cannot hold NUL: write it as Python would, \x00
+def storable_text(text: str) -> str:
+    """``text`` as both stores can keep it: NUL written as Python would (``\\x00``: PostgreSQL
+    text cannot hold it), and a lone surrogate as ``\\ud800`` (UTF-8 cannot)."""
+    if "\x00" in text:
         text = text.replace("\x00", "\\x00")
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate cannot be stored as text: \ud800
+    except UnicodeEncodeError:
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def encode_error(exc: BaseException) -> tuple[str, bytes | None]:
+    """``("Type: message", pickle)`` for an exception; the pickle is None if it cannot round-trip."""
+    text = storable_text(f"{type(exc).__qualname__}: {exc}")
     try:
         blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.loads(blob)

@@ -24,8 +24,8 @@ from nbflow.store._ops import Enqueue, Finish, Op, StreamRow, WorkflowRow
 
 __all__ = ["CommitCallback", "WriteLog", "op_size"]
 
-#: Called after each committed batch with what was written of it and the workflows cancelled
-#: elsewhere.
+#: Called after each committed batch with what was written of it and the workflows whose writes
+#: the store left out (cancelled or taken over by another process).
 CommitCallback = Callable[[list[Op], set[str]], None]
 
 
@@ -35,8 +35,8 @@ class WriteLog:
     Args:
         store: Where batches are committed.
         on_commit: Called on the committer thread after each committed batch with what was
-            written of it, and the ids of the workflows that another process cancelled
-            (see :meth:`Store.commit`).
+            written of it, and the ids of the workflows whose writes the store left out (another
+            process cancelled them or took them over: see :meth:`Store.commit`).
         on_failure: Called on the committer thread once, after a commit failed and
             :attr:`failure` is set (e.g. to wake everyone who waits for a change).
         max_batch: The most operations committed in one transaction.
@@ -199,7 +199,7 @@ class WriteLog:
                 batch = self._take_batch()
                 last = self._durable + len(batch)
             try:
-                cancelled = self._store.commit(batch)
+                left_out = self._store.commit(batch)
             except BaseException as exc:  # reported to every waiter
                 with self._cond:
                     self.failure = exc
@@ -213,9 +213,9 @@ class WriteLog:
                 if self._on_failure is not None:
                     self._on_failure()
                 return
-            if cancelled:  # what the store left out
-                batch = [op for op in batch if not _cancelled_write(op, cancelled)]
-            self._on_commit(batch, cancelled)  # first, so that waiters see the state it updates
+            if left_out:  # readers here must not see what the store did not write
+                batch = [op for op in batch if not _left_out(op, left_out)]
+            self._on_commit(batch, left_out)  # first, so that waiters see the state it updates
             with self._cond:
                 self._durable = last
                 self._wake(last)
@@ -231,10 +231,7 @@ class WriteLog:
         batch = self._queue[:count]
         del self._queue[:count], sizes[:count]
         self._queued_bytes -= total
-        if self._queue:  # (rare: a batch left some behind)
-            self._others = sum(not _new_workflow(op) for op in self._queue)
-        else:
-            self._others = 0
+        self._others -= sum(not _new_workflow(op) for op in batch)
         self._room.notify_all()
         return batch
 
@@ -265,6 +262,6 @@ def _new_workflow(op: Op) -> bool:
     return type(op) is WorkflowRow or type(op) is Enqueue
 
 
-def _cancelled_write(op: Op, cancelled: set[str]) -> bool:
-    """Whether ``op`` is a stream item or final status of a workflow cancelled elsewhere."""
-    return (type(op) is StreamRow or type(op) is Finish) and op.workflow_id in cancelled
+def _left_out(op: Op, left_out: set[str]) -> bool:
+    """Whether ``op`` is a stream item or final status of a workflow the store left out."""
+    return (type(op) is StreamRow or type(op) is Finish) and op.workflow_id in left_out

@@ -584,3 +584,6 @@ def test_a_nested_text_bar_leaves_only_its_last_line(router: Any) -> None:
     assert not any("\x1b" in line for line in found), found
     assert not any("inner" in line and " 0%" in line for line in found), found
     assert found[-1] == "bold done", found
+    from nbflow.notebook import _capture
+
+    assert not _capture._moved_up  # nothing of the ended workflow is kept

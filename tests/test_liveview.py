@@ -549,10 +549,8 @@ SAVED_VIEW = [
     "view = LiveView.follow(bad.workflow_id)",
     "ok.result(timeout=30)\n"
     "view.wait(30)\n"
-    "import time\n"
     "for v in list(nbflow.notebook._view._views):\n"
-    "    v.wait(30)\n"
-    "time.sleep(0.5)  # the last display update reaches the notebook client",
+    "    v.wait(30)",
 ]
 
 

@@ -179,7 +179,7 @@ def _flush(ctx: WorkflowContext) -> None:
         keys = {key for key in [*_partials, *_widgets] if key[0] is ctx}
         left = [(key, _partials.pop(key, None)) for key in keys]
     for key, text in left:
-        lines = _widget_lines(key) + ([] if text is None else [_last_refresh(text)])
+        lines = _widget_lines(key) + ([] if text is None else _terminal_lines(key, [text]))
         token = _context.SCOPE.set((ctx, key[2], key[3], ctx.thread if not key[2] else 0))
         _local.busy = True
         try:
@@ -188,6 +188,8 @@ def _flush(ctx: WorkflowContext) -> None:
         finally:
             _local.busy = False
             _context.SCOPE.reset(token)
+    with _lock:  # (what was kept of its bars: it keeps nothing of the workflow alive)
+        _moved_up.difference_update([key for key in list(_moved_up) if key[0] is ctx])
 
 
 class _Router:

@@ -31,4 +31,4 @@ def show_recovered(recovered: Recovered) -> None:
     _capture.install()  # what the resumed workflows print goes to their views
     print("\n".join(format_recover(recovered, here="this kernel")), flush=True)
     for handle in recovered:
-        LiveView(handle.workflow_id, None).display()
+        LiveView.follow(handle.workflow_id, None)

@@ -111,8 +111,9 @@ class Store(abc.ABC):
         """Apply a batch of operations, in order, as one transaction.
 
         Returns:
-            The ids of workflows another process cancelled (shared stores): their stream items and
-            final status in the batch were not written. Empty for a single-process store.
+            The ids of workflows whose writes in the batch were left out (shared stores): another
+            process cancelled them (their stream items and final status were not written) or took
+            them over (nothing of them was written). Empty for a single-process store.
         """
 
     @abc.abstractmethod
