@@ -21,6 +21,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import Any, NamedTuple
 
 from nbflow._calls import StepAttempt
@@ -138,6 +139,8 @@ class Execution:
         self.row_seq = 0
         self.wakeup = threading.Event()
         self.done = threading.Event()
+        self._raised: BaseException | None = None  # the error outcome() raised, and its
+        self._traceback: TracebackType | None = None  # traceback from the workflow
         self._done_callbacks: list[Callable[[], None]] = []
         self._done_lock = threading.Lock()
         self.step_failure: StepFailure | None = None
@@ -246,11 +249,18 @@ class Execution:
         callback()
 
     def outcome(self) -> Any:
-        """Its result, or its error raised (once :attr:`done` is set)."""
+        """Its result, or its error raised (once :attr:`done` is set).
+
+        The error is the workflow's own object, raised each time with the traceback the workflow
+        left on it: a caller's frames do not pile up on it from one call to the next.
+        """
         __tracebackhide__ = True
-        if self.error is not None:
-            raise self.error
-        return self.result
+        error = self.error
+        if error is None:
+            return self.result
+        if self._raised is not error:  # its first raise here: keep the workflow's traceback
+            self._raised, self._traceback = error, error.__traceback__
+        raise error.with_traceback(self._traceback)
 
     def step_failed(self, function_id: int, exc: BaseException) -> BaseException:
         """Note that the step at ``function_id`` raised ``exc`` (and return it, to raise).

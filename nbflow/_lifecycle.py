@@ -227,11 +227,9 @@ class Lifecycle:
             run_body(WorkflowRun(ex, self._runner))
         finally:
             self._release(ex)
-        if ex.error is not None:
-            if raise_errors:
-                raise ex.error
+        if ex.error is not None and not raise_errors:
             return None
-        return ex.result
+        return ex.outcome()
 
     async def _execute_async(self, ex: Execution) -> None:
         """:meth:`execute` for an ``async def`` workflow, as a task of nbflow's loop."""

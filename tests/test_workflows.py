@@ -141,6 +141,27 @@ def test_result_reraises_the_workflows_own_exception(rt: nbflow.Runtime) -> None
     assert info.error == "BoomError: boom b"
 
 
+def test_result_called_again_raises_with_the_same_traceback(rt: nbflow.Runtime) -> None:
+    """Issue 18, defect 11: each result() re-raised the one exception object, so its traceback
+    grew by the caller's frames on every call (three more each time)."""
+
+    @nbflow.workflow(name="tests.result_again.fails")
+    def fails() -> None:
+        raise BoomError("once")
+
+    def frames(call: Callable[[], Any]) -> list[str]:
+        with pytest.raises(BoomError) as raised:
+            call()
+        return [f.name for f in raised.traceback]
+
+    handle = nbflow.start(fails)
+    first = frames(lambda: handle.result(timeout=10))
+    assert [frames(lambda: handle.result(timeout=10)) for _ in range(3)] == [first] * 3
+    called = frames(fails)
+    assert [frames(fails) for _ in range(2)] == [called] * 2  # a plain call: a new run each time
+    assert "fails" in first and "fails" in called  # the workflow's own frame is kept
+
+
 def test_result_after_reopen_rebuilds_the_recorded_exception(
     rt: nbflow.Runtime, database: str
 ) -> None:
