@@ -3,7 +3,9 @@
 A cell's *key* is a hash of its name, its source and its inputs: for each name the cell reads
 before binding it, the key of the durable cell that produced the value (so a change upstream
 re-runs everything downstream), else a fingerprint of plain values (numbers, strings, small
-containers, functions defined in the notebook) and only the type of anything else.
+containers, functions defined in the notebook) and only the type of anything else. Values are
+encoded by :mod:`nbflow._canonical`, so a key is the same in every kernel: a set's order (which
+follows the hash seed) and a dict's insertion order are not part of it.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ import contextlib
 import datetime as dt
 import decimal
 import fractions
-import hashlib
-import json
 import pathlib
 import re
 import types
 from collections.abc import Mapping
 from typing import Any
 
+from nbflow._canonical import canonical, digest
 from nbflow._workflow import StepFunction, WorkflowFunction
 
 __all__ = ["HIDDEN", "Names", "analyze", "cell_key"]
@@ -43,7 +44,10 @@ _SCALARS = (
     fractions.Fraction,
     pathlib.PurePath,
 )
+_NATIVE = (type(None), bool, int, float, complex, str, bytes)
+_CONTAINERS = (list, tuple, set, frozenset, dict)
 _FINGERPRINT_BUDGET = 100_000  # characters: bigger plain values count by their type only
+_FORMAT = 2  # of the key: 1 hashed repr() texts (a set's follows the hash seed) as JSON
 
 
 class Names:
@@ -237,6 +241,9 @@ def cell_key(
 ) -> str:
     """The key of a cell named ``name`` with this source, given the namespace ``ns`` it reads.
 
+    The same in every kernel for the same cell and inputs (:mod:`nbflow._canonical`: no hash
+    seed, no insertion order of a dict, no address is part of it).
+
     Args:
         name: The cell's name (``%%nbflow step NAME``).
         source: The cell's body.
@@ -253,65 +260,70 @@ def cell_key(
         producer = producers.get(var)
         if producer is not None and producer[2] == id(value):
             if producer[0] != name:  # what a cell made itself is not its input
-                inputs.append([var, "cell", producer[1]])
+                inputs.append((var, "cell", producer[1]))
         else:
             fp = _fingerprint(value, [_FINGERPRINT_BUDGET])
             kind = type(value)
             if fp:
-                inputs.append([var, "value", fp])
+                inputs.append((var, "value", fp))
             else:
-                inputs.append([var, "type", f"{kind.__module__}.{kind.__qualname__}"])
-    key = {"format": 1, "name": name, "source": _normalized(source), "inputs": inputs}
-    text = json.dumps(key)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+                inputs.append((var, "type", f"{kind.__module__}.{kind.__qualname__}"))
+    return digest((_FORMAT, name, _normalized(source), inputs))
+
+
+class _NotPlain(Exception):
+    """A value that counts by its type only (too big, or not a plain value)."""
 
 
 def _fingerprint(value: Any, budget: list[int]) -> str | None:
-    """A stable text for a plain value (None: too big, or not a plain value)."""
+    """A digest of a plain value that is the same in any kernel (None: too big, or not a plain
+    value: a number, string, date, path, a container of them, a notebook function)."""
+
+    def plain(v: Any) -> bytes | None:
+        """The :data:`~nbflow._canonical.Hook` that admits plain values only, within budget."""
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _NotPlain
+        kind = type(v)
+        if kind in _CONTAINERS or (kind.__base__ is tuple and hasattr(kind, "_fields")):
+            return None  # its items are looked at in turn
+        if isinstance(v, types.ModuleType):
+            return f"module:{v.__name__}".encode()
+        if isinstance(v, _SCALARS):
+            text = repr(v)
+            budget[0] -= len(text)
+            if budget[0] < 0:
+                raise _NotPlain
+            if kind in _NATIVE:
+                return None  # the encoding's own, exact (1, 1.0 and True differ)
+            return f"{kind.__module__}.{kind.__qualname__}:{text}".encode()
+        if isinstance(v, (list, tuple, set, frozenset, dict)):  # a subclass: its items too
+            base = next(b for b in _CONTAINERS if isinstance(v, b))
+            return f"{kind.__qualname__}:".encode() + canonical(base(v), hook=plain)
+        fn = v.fn if isinstance(v, (WorkflowFunction, StepFunction)) else v
+        if isinstance(fn, types.FunctionType) and fn.__module__ == "__main__":
+            defaults = canonical(fn.__defaults__, hook=plain)
+            return f"function:{_code_fingerprint(fn.__code__)}:".encode() + defaults
+        raise _NotPlain
+
     try:
-        return _plain(value, budget)
-    except Exception:  # RecursionError (a cycle), a repr that fails: not a plain value
+        return digest(value, hook=plain)
+    except Exception:  # _NotPlain, a cycle through a subclass, a repr that fails: type only
         return None
-
-
-def _plain(value: Any, budget: list[int]) -> str | None:
-    budget[0] -= 1
-    if budget[0] < 0:
-        return None
-    kind = type(value).__qualname__
-    if isinstance(value, types.ModuleType):
-        return f"module:{value.__name__}"
-    if isinstance(value, _SCALARS):
-        text = repr(value)
-        budget[0] -= len(text)
-        return None if budget[0] < 0 else f"{kind}:{text}"
-    if isinstance(value, (list, tuple, set, frozenset)):
-        found = [_plain(v, budget) for v in value]
-        parts = [p for p in found if p is not None]
-        if len(parts) < len(found):
-            return None
-        if isinstance(value, (set, frozenset)):
-            parts.sort()  # a set's order is not its value
-        return f"{kind}[{','.join(parts)}]"
-    if isinstance(value, dict):
-        items = [(_plain(k, budget), _plain(v, budget)) for k, v in value.items()]
-        ok = all(k is not None and v is not None for k, v in items)
-        return f"{kind}{{{','.join(f'{k}:{v}' for k, v in items)}}}" if ok else None
-    fn = value.fn if isinstance(value, (WorkflowFunction, StepFunction)) else value
-    if isinstance(fn, types.FunctionType) and fn.__module__ == "__main__":
-        defaults = _plain(fn.__defaults__, budget)
-        return f"function:{_code_fingerprint(fn.__code__)}:{defaults}"
-    return None
 
 
 def _code_fingerprint(code: types.CodeType) -> str:
-    """A hash of what a code object does, leaving out where it was defined (file, lines)."""
-    digest = hashlib.sha256(code.co_code)
-    digest.update(repr((code.co_names, code.co_varnames, code.co_freevars)).encode())
-    for const in code.co_consts:
-        text = _code_fingerprint(const) if isinstance(const, types.CodeType) else repr(const)
-        digest.update(text.encode("utf-8", "backslashreplace"))
-    return digest.hexdigest()[:16]
+    """A digest of what a code object does, leaving out where it was defined (file, lines).
+
+    Its constants are encoded canonically: ``x in {"a", "b"}`` compiles to a frozenset
+    constant, whose ``repr`` follows the hash seed of the kernel.
+    """
+
+    def nested(v: Any) -> bytes | None:
+        return _code_fingerprint(v).encode() if isinstance(v, types.CodeType) else None
+
+    what = (code.co_code, code.co_names, code.co_varnames, code.co_freevars, code.co_consts)
+    return digest(what, hook=nested)[:16]
 
 
 def _normalized(source: str) -> str:
