@@ -2,8 +2,10 @@
 
 A launch is idempotent, so that "Run All" after a kernel restart continues instead of starting the
 pipeline a second time. The workflow's id comes from the call: the notebook (its file name), the
-workflow's registered name and its arguments (:func:`call_id`). The same call again finds the run
-that id names:
+workflow's registered name and its arguments (:func:`call_id`), compared by their canonical
+encoding (:mod:`nbflow._canonical`): equal arguments give the same id in any kernel, whatever its
+hash seed (a set's order is not part of it), and different arguments different ids (``{1: x}`` and
+``{"1": x}``, ``(1, 2)`` and ``[1, 2]``). The same call again finds the run that id names:
 
 - interrupted (its kernel died or restarted): it is resumed from its last checkpoint;
 - running in this kernel: the new view follows it;
@@ -18,13 +20,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
-import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import nbflow
 from nbflow import _context
+from nbflow._canonical import canonical
 from nbflow._errors import InvalidValueError
 from nbflow._format import format_time, status_word
 from nbflow._handle import WorkflowHandle
@@ -71,27 +72,24 @@ class Previous:
     ended_at: float | None = None
 
 
-def _canonical(fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """The call's arguments as bytes that are equal for equal arguments: JSON (keys sorted) when
-    it can encode them, else their pickle."""
+def _arguments(fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """The call's arguments as canonical bytes (:func:`nbflow._canonical.canonical`): equal for
+    equal arguments in any kernel, different for different ones (``{1: x}`` and ``{"1": x}``,
+    ``(1, 2)`` and ``[1, 2]``, ``1`` and ``1.0``); keyword arguments in any order."""
     try:
-        text = json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"), allow_nan=True)
-        return b"json:" + text.encode("utf-8", "surrogatepass")
-    except (TypeError, ValueError, RecursionError):
-        pass
-    try:
-        return b"pickle:" + pickle.dumps((args, kwargs), protocol=4)
-    except Exception as exc:
+        return canonical((args, kwargs))
+    except InvalidValueError as exc:
         raise InvalidValueError(
-            f"launch({fn_name}, ...) cannot tell this call from another: its arguments can be "
-            f"neither JSON-encoded nor pickled ({type(exc).__name__}: {exc}). Pass plain values, "
-            "or give the run an id with nbflow.set_workflow_id(...)."
+            f"launch({fn_name}, ...) cannot tell this call from another: {exc} Or give the run "
+            "an id with nbflow.set_workflow_id(...).",
+            what="An argument of a launch",
+            value=exc.value,
         ) from None
 
 
 def call_id(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], notebook: str) -> str:
     """The workflow id of a launch: ``<name>@<digest>``, the digest of the notebook, the
-    workflow's registered name and the arguments.
+    workflow's registered name and the arguments (:mod:`nbflow._canonical`).
 
     Args:
         fn: The workflow function.
@@ -100,14 +98,17 @@ def call_id(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], notebook: st
         notebook: The notebook's identity (:func:`nbflow.notebook._cells.pipeline_id`).
 
     Returns:
-        The id: equal calls in the same notebook give the same id, in any kernel.
+        The id: equal calls in the same notebook give the same id, in any kernel (whatever its
+        hash seed); calls with different arguments give different ids.
+
+    Raises:
+        InvalidValueError: An argument cannot be encoded (see :func:`launch`).
     """
     name: str = fn.name
-    digest = hashlib.sha256()
-    for part in (notebook.encode(), name.encode(), _canonical(name, args, kwargs)):
-        digest.update(len(part).to_bytes(8, "big") + part)
+    arguments = _arguments(name, args, kwargs)
+    digest = hashlib.sha256(canonical((notebook, name)) + arguments).hexdigest()
     short = name.removeprefix("__main__.")
-    return f"{short}@{digest.hexdigest()[:_DIGITS]}"
+    return f"{short}@{digest[:_DIGITS]}"
 
 
 def _previous(rt: Runtime, workflow_id: str) -> Previous:
@@ -187,8 +188,9 @@ def launch(
         what the launch found.
 
     Raises:
-        InvalidValueError: The arguments can be neither JSON-encoded nor pickled (so equal calls
-            cannot be recognised): give an id with ``nbflow.set_workflow_id``.
+        InvalidValueError: An argument cannot be encoded canonically (a lambda, a lock, an
+            object pickle cannot take apart), so equal calls cannot be recognised: pass plain
+            values, or give an id with ``nbflow.set_workflow_id``.
 
     Example:
         >>> handle = nbflow.notebook.launch(pipeline, urls, watch=("progress", "rows"))
@@ -225,7 +227,7 @@ def start_with_view(
         with nbflow.set_workflow_id(workflow_id) if workflow_id else contextlib.nullcontext():
             handle = rt.start(fn, *args, **kwargs)
     except BaseException as exc:
-        view._fail(exc)
+        view.not_started(exc)
         raise
     view.attach(handle.workflow_id)
     return LaunchedHandle(handle, view, previous)

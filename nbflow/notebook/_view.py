@@ -15,6 +15,11 @@ shared database, no live executor elsewhere). When its reader ends, the view lea
 rendering of its last frame in the notebook (:meth:`Renderer.finish`). Opening a view of a workflow
 that another view of this kernel follows turns the older one into such a static rendering that
 says the view continues below.
+
+Views may be opened and closed from several threads at once (two threads launching the same
+call): which view follows a workflow is decided under one lock, so of two views attached at once
+the later stops the earlier, and a reader thread is published only once it has started, so a
+:meth:`LiveView.close` from another thread never joins a thread that has not started.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ _HISTORY = 10_000  # output items kept for "show all"
 _STDOUT = "stdout"  # the stream of what a workflow printed or logged: always followed
 
 _views: weakref.WeakSet[LiveView] = weakref.WeakSet()
+#: Guards ``_views`` and which view follows a workflow: of two views of one workflow attached at
+#: once (two threads launching the same call), the later stops the earlier, never each the other.
+_views_lock = threading.Lock()
 
 
 def in_kernel() -> bool:
@@ -76,7 +84,9 @@ def widget_frontend() -> bool:
 
 def close_all_views() -> None:
     """Stop the reader of every open view (their displays stay as they are)."""
-    for view in list(_views):
+    with _views_lock:
+        views = list(_views)
+    for view in views:
         view.close()
 
 
@@ -136,6 +146,7 @@ class LiveView:
             self._state.add_key(_STDOUT)
         self._throttle = Throttle(rate)
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()  # the reader is started, or found, under it
         self._stop = threading.Event()
         self._ended = threading.Event()
         self._cancel = threading.Event()
@@ -150,7 +161,8 @@ class LiveView:
             if self.widgets
             else HandleRenderer(self._frame, live=in_kernel())
         )
-        _views.add(self)
+        with _views_lock:
+            _views.add(self)
 
     def __repr__(self) -> str:
         f = self._frame
@@ -225,31 +237,53 @@ class LiveView:
         static ("continues below"). A view already shown is not shown again (``follow``'s
         result as a cell's last expression shows once).
         """
-        if self._shown:
-            return
-        self._shown = True
-        if self.workflow_id is not None:
-            self._supersede(self.workflow_id)
+        with _views_lock:
+            if self._shown:
+                return
+            self._shown = True
+            older = self._others()
+        self._supersede(older)
         self.renderer.show()
         self.start()
 
-    def _supersede(self, workflow_id: str) -> None:
-        """Stop the other live views of ``workflow_id``; each leaves a static "continues below"."""
-        for view in list(_views):
-            if view is self or not view._shown or view._ended.is_set():
-                continue
-            if view.workflow_id == workflow_id:
-                view._notice = "This view continues below (a newer view of this workflow)."
-                view.close()
+    def _others(self) -> list[LiveView]:
+        """The other live views of this view's workflow (the caller holds ``_views_lock``)."""
+        if self.workflow_id is None:
+            return []
+        return [
+            view
+            for view in _views
+            if view is not self
+            and view._shown
+            and not view._ended.is_set()
+            and view.workflow_id == self.workflow_id
+        ]
+
+    @staticmethod
+    def _supersede(older: list[LiveView]) -> None:
+        """Stop the views ``older``; each leaves a static "continues below"."""
+        for view in older:
+            view._notice = "This view continues below (a newer view of this workflow)."
+            view.close()
 
     def start(self) -> None:
-        """Start the reader thread (once; :meth:`display` calls it)."""
-        if self.workflow_id is None or self._thread is not None or self._stop.is_set():
-            return
-        self._thread = threading.Thread(
-            target=self._run, name=f"nbflow-view-{self.workflow_id[:8]}", daemon=True
-        )
-        self._thread.start()
+        """Start the reader thread (once; :meth:`display` and :meth:`attach` call it).
+
+        The thread is published (and :meth:`close` can join it) only once it has started. A
+        view closed before its reader started (a newer view of its workflow superseded it)
+        ends at once: it leaves its static rendering, and :meth:`wait` returns.
+        """
+        with self._start_lock:
+            if self.workflow_id is None or self._thread is not None or self._ended.is_set():
+                return
+            if self._stop.is_set():
+                self._end()
+                return
+            thread = threading.Thread(
+                target=self._run, name=f"nbflow-view-{self.workflow_id[:8]}", daemon=True
+            )
+            thread.start()
+            self._thread = thread
 
     def attach(self, workflow_id: str) -> None:
         """Show the workflow ``workflow_id`` in a view made with ``workflow_id=None``; starts
@@ -258,23 +292,32 @@ class LiveView:
             raise RuntimeError(f"This LiveView already shows workflow {self.workflow_id!r}.")
         if not self._runtime.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self._runtime.database)
-        with self._lock:
-            self.workflow_id = self._state.workflow_id = workflow_id
-            self._state.status = "PENDING"
-        self._supersede(workflow_id)
+        with _views_lock:
+            with self._lock:
+                self.workflow_id = self._state.workflow_id = workflow_id
+                self._state.status = "PENDING"
+            older = self._others()
+        self._supersede(older)
         self._apply(force=True)
         self.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the reader has shown everything (or was closed); False on timeout."""
-        if self._thread is None:
+        with self._start_lock:
+            started = self._thread is not None or self._ended.is_set()
+        if not started:
             raise RuntimeError("This LiveView has not started: call .display() or .start().")
         return self._ended.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the reader thread; the display becomes a static rendering of the last frame."""
+        """Stop the reader thread; the display becomes a static rendering of the last frame.
+
+        Safe from any thread at any time: a reader being started is joined once it runs, one
+        not started yet never starts (:meth:`start` ends the view instead).
+        """
         self._stop.set()
-        thread = self._thread
+        with self._start_lock:
+            thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
@@ -308,8 +351,10 @@ class LiveView:
             self._cancel_now()
             self._apply(force=True)
 
-    def _fail(self, exc: BaseException) -> None:
-        """Show that the workflow could not start."""
+    def not_started(self, exc: BaseException) -> None:
+        """Show that the workflow could not start, because of ``exc``; the view ends (a
+        static rendering that says why). For a view made with ``workflow_id=None`` whose
+        workflow's start raised."""
         with self._lock:
             self._state.status = "not started"
             self._state.error = format_error(exc)
