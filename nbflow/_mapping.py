@@ -1,51 +1,86 @@
 """``nbflow.map`` inside a workflow: each item a checkpointed step, run in parallel, in order.
 
-At the call, the map reserves one function id per item and one per progress item, in program
-order; so however the items interleave, a replay finds each item's checkpoint at the same place.
-Items whose checkpoint exists return it without running; the others run at most
-``concurrency`` at a time (starts paced by ``rate``):
+At the call, the map takes every item's label (``key``) and reserves one function id per item and
+one per progress item, in program order; so however the items interleave, a replay finds each
+item's checkpoint at the same place. Items whose checkpoint exists return it without running; the
+others run at most ``concurrency`` at a time, every attempt (a first one and each retry) taking a
+slot of ``rate``:
 
-- on nbflow's worker threads, or a :class:`~concurrent.futures.ThreadPoolExecutor` given as
-  ``executor``: each item runs as a step of the workflow (its stream writes are credited to it,
-  its retries follow the step's policy) and is recorded there;
+- on nbflow's worker threads, an :class:`nbflow.Executor` or a
+  :class:`~concurrent.futures.ThreadPoolExecutor` given as ``executor``: each item runs as a step
+  of the workflow (its stream writes are credited to it, its retries follow the step's policy)
+  and is recorded there;
 - on any other executor (a process pool, a Dask cluster's): the function and the item are sent
-  to it, the result comes back and is recorded here. Such an item has no workflow context where it
+  to it (:func:`nbflow._remote.call_remote`), the result and what the item printed come back; the
+  item is retried from here by its step's policy and recorded here with its attempts, and what it
+  printed is printed here as its step's output. Such an item has no workflow context where it
   runs: a stream write from it raises :class:`~nbflow.NotInWorkflowError`.
 
-After each item a progress item ``{"done", "total", "message"}`` goes to the stream
-``progress``. An item that still fails after its retries is not checkpointed: the map stops
-starting items, waits for those in flight (their checkpoints are kept), and raises that item's
-error, so a resume runs only what failed or never ran.
+Items are handed to an executor outside the workflow's scope, so an executor that is itself
+nbflow-aware takes no position of its own. After each item a progress item
+``{"done", "total", "message"}`` goes to the stream ``progress``. An item that still fails after
+its retries is not checkpointed: the map stops starting items, waits for those in flight (their
+checkpoints are kept), and raises that item's error, so a resume runs only what failed or never
+ran.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import contextvars
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from nbflow import _steps as steps
-from nbflow._calls import MapOptions, step_of
-from nbflow._context import WorkflowContext, mark_remote
+from nbflow._calls import MapOptions, Step, step_of
+from nbflow._context import SCOPE, WorkflowContext, current_step
+from nbflow._errors import InvalidValueError
 from nbflow._execution import Execution
+from nbflow._fanout import Fanout
+from nbflow._parallel import in_process
+from nbflow._remote import Output, RemoteOutcome, call_remote, replay_output
 from nbflow._tables import step_label
 from nbflow._workers import Pacer, Workers
 
-__all__ = ["call_remote", "prepare_map", "run_map"]
+__all__ = ["prepare_map", "run_map"]
 
 
-def call_remote(fn: Callable[..., Any], item: Any, name: str, attempt: int = 1) -> Any:
-    """Run a map item in another process (module-level, so executors can pickle it).
+def _labels(items: list[Any], key: Callable[[Any], Any] | None) -> list[str] | None:
+    """Every item's label (``key``), taken before any item runs.
 
-    ``attempt`` makes each retry a call of its own: an executor that caches calls by their
-    arguments (a Dask client's, by default) would hand back the failed one."""
-    with mark_remote(name):
-        # A forked worker inherits the forking thread's context, that is the workflow body's
-        # scope: the item must not run as a step of a workflow whose writer is not here.
-        return contextvars.Context().run(fn, item)
+    Raises:
+        InvalidValueError: ``key`` raised for an item: it is named, and no item ran.
+    """
+    if key is None:
+        return None
+    labels = []
+    for index, item in enumerate(items):
+        try:
+            labels.append(str(key(item)))
+        except Exception as exc:
+            shown = repr(item)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise InvalidValueError(
+                f"nbflow.map: key= raised {type(exc).__name__}: {exc} for item {index} ({shown}); "
+                "no item ran. key= labels items in progress messages and errors: fix it so it "
+                "takes every item, or leave it out.",
+                what="key",
+                value=item,
+            ) from exc
+    return labels
+
+
+def _submit(
+    pool: concurrent.futures.Executor, fn: Callable[..., Any], *args: Any
+) -> concurrent.futures.Future[Any]:
+    """``pool.submit(fn, *args)`` outside the workflow's scope: an executor whose ``submit``
+    calls nbflow (``nbflow.Executor`` records a step per submit in a body) takes no position."""
+    token = SCOPE.set(None)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        SCOPE.reset(token)
 
 
 class _Map:
@@ -59,18 +94,53 @@ class _Map:
         items: list[Any],
         options: MapOptions,
     ) -> None:
+        self.labels = _labels(items, options.label)  # before any position is taken
         self.ex, self.ctx, self.items, self.options = ex, ctx, items, options
         self.fn, self.step = fn, step_of(fn)
         self.item_ids = ex.reserve(len(items))
         self.progress_ids = ex.reserve(len(items) + 1)
         self.results: list[Any] = [None] * len(items)
         self.failure: tuple[int, BaseException] | None = None
-        self.errors: dict[int, Exception] = {}
         self.done = 0
-        executor = options.executor
-        self.local = executor is None or isinstance(
-            executor, (concurrent.futures.ThreadPoolExecutor, Workers)
-        )
+        self.pacer = Pacer(options.per_second)
+        self.policy, self.wakeup = self.step.policy, ex.wakeup
+        self.local = in_process(options.executor)
+        self.local_step = self._local_step() if self.local else self.step
+
+    def _local_step(self) -> Step:
+        """The step a local item runs: its error not recorded (the map names the item), and,
+        under a rate, each retry waiting in its thread for a slot, as the first attempt did."""
+        step = self.step._replace(keep_errors=False)
+        if not self.pacer.active:
+            return step
+        fn, pace, prior = step.fn, self.pace, self.ex.prior_attempts
+
+        def paced(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            attempt = current_step()
+            if attempt is not None and attempt.attempt > prior.get(attempt.function_id, 0) + 1:
+                pace()  # a retry
+            return fn(*args, **kwargs)
+
+        return step._replace(fn=paced)
+
+    def pace(self) -> None:
+        """Wait in this thread for the next slot of the rate (a cancel or a close cuts it short
+        and raises)."""
+        if self.pacer.active:
+            self.pacer.wait(self.ex.wakeup)
+            self.ex.check_running()
+
+    def run_local(self, item: Any, function_id: int) -> Any:
+        """An item on a thread of this process: its first attempt takes its slot of the rate
+        where it starts (after any wait in the executor's queue), then it runs as a step."""
+        __tracebackhide__ = True
+        self.pace()
+        return self.ctx.run_step(self.local_step, (item,), {}, function_id)
+
+    @property
+    def running(self) -> bool:
+        return self.ex.running
 
     def todo(self) -> list[int]:
         """The indexes of the items without a checkpoint (those with one are taken from it)."""
@@ -93,22 +163,25 @@ class _Map:
     def submit(
         self, pool: concurrent.futures.Executor, index: int, attempt: int = 1
     ) -> concurrent.futures.Future[Any]:
+        """Start an attempt of item ``index`` (``attempt`` counts this run's attempts)."""
         item, function_id = self.items[index], self.item_ids[index]
         if self.local:
-            step = self.step._replace(keep_errors=False)
-            return pool.submit(self.ctx.run_step, step, (item,), {}, function_id)
-        return pool.submit(call_remote, self.fn, item, self.step.name, attempt)
+            return _submit(pool, self.run_local, item, function_id)
+        window = self.pacer.window()
+        return _submit(pool, call_remote, self.fn, item, self.step.name, attempt, window)
 
     def run(self) -> list[Any]:
         """Run the items without a checkpoint; the results, in input order."""
         __tracebackhide__ = True
         ex = self.ex
-        todo = iter(self.todo())
+        todo = self.todo()
         self.progress()
+        if todo and ex.row_seq:  # (as a step does: nothing runs before the workflow is durable)
+            ex.wait_row_durable()
         own = self.options.executor is None
         pool = Workers(self.options.concurrency, "map") if own else self.options.executor
         try:
-            _schedule(self, pool, todo)
+            Fanout(self, pool, self.options.concurrency).run(iter(todo))
         finally:
             if own:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -121,26 +194,37 @@ class _Map:
         return self.results
 
     def label(self, index: int) -> str:
-        label = self.options.label
-        return f"item {index}" + ("" if label is None else f" ({label(self.items[index])})")
+        labels = self.labels
+        return f"item {index}" + ("" if labels is None else f" ({labels[index]})")
 
-    def finished(self, index: int, future: concurrent.futures.Future[Any], started: float) -> bool:
-        """Take a finished item's outcome; False when it failed (and is not retried here)."""
-        __tracebackhide__ = True
-        error = future.exception()  # (not future.result(): its frames would join the traceback)
-        if isinstance(error, Exception):
-            self.errors[index] = error
-            return False
-        value = future.result()
+    def printed(self, index: int, attempt: int, output: Output) -> None:
+        """Print what attempt ``attempt`` of a remote item printed, as its step's output."""
+        if not output:
+            return
+        function_id = self.item_ids[index]
+        prior = self.ex.prior_attempts.get(function_id, 0)
+        token = SCOPE.set((self.ctx, function_id, prior + attempt, 0))
+        try:
+            replay_output(output)
+        finally:
+            SCOPE.reset(token)
+
+    def succeeded(self, index: int, value: Any, started: float, attempts: int) -> None:
+        """Take an item's result (recording it here when it ran elsewhere)."""
         if not self.local:  # the checkpoint of an item that ran elsewhere is written here
+            outcome: RemoteOutcome = value
+            self.printed(index, attempts, outcome.output)
+            value = outcome.value
             ex, name = self.ex, self.step.name
             encoded = ex.engine.encode(value, f"the output of step {name!r}")
             span = (started, time.time())
-            ex.append(steps.step_row(ex.workflow_id, self.item_ids[index], name, span, encoded))
+            row = steps.step_row(
+                ex.workflow_id, self.item_ids[index], name, span, encoded, attempts
+            )
+            ex.append(row)
         self.results[index] = value
         self.done += 1
         self.progress(self.label(index))
-        return True
 
 
 def run_map(
@@ -162,40 +246,10 @@ def prepare_map(
     items: list[Any],
     options: MapOptions,
 ) -> Callable[[], list[Any]]:
-    """Reserve the map's function ids now (in program order); return what runs it, from any
-    thread (``map_async`` runs it in a thread of its own)."""
+    """Take the labels and reserve the map's function ids now (in program order); return what
+    runs it, from any thread (``map_async`` runs it in a thread of its own)."""
     run = _Map(ex, ctx, fn, items, options)
     return run.run
-
-
-def _schedule(run: _Map, pool: concurrent.futures.Executor, todo: Iterator[int]) -> None:
-    """Keep at most ``concurrency`` items in flight until all ran or one failed for good."""
-    ex, pacer = run.ex, Pacer(run.options.per_second)
-    in_flight: dict[concurrent.futures.Future[Any], tuple[int, float]] = {}
-    tries: dict[int, int] = {}
-    while True:
-        while run.failure is None and ex.running and len(in_flight) < run.options.concurrency:
-            index = next(todo, None)
-            if index is None:
-                break
-            pacer.wait(ex.wakeup)
-            in_flight[run.submit(pool, index)] = (index, time.time())
-        if not in_flight:
-            return
-        finished, _ = concurrent.futures.wait(in_flight, return_when="FIRST_COMPLETED")
-        for future in finished:
-            index, started = in_flight.pop(future)
-            if run.finished(index, future, started):
-                continue
-            error, delay = run.errors.pop(index), None
-            if not run.local and ex.running:  # an item run elsewhere is retried from here
-                tries[index] = tries.get(index, 0) + 1
-                delay = run.step.policy.delay(tries[index])
-            if delay is None:
-                run.failure = run.failure or (index, error)
-            else:
-                ex.wakeup.wait(delay)
-                in_flight[run.submit(pool, index, tries[index] + 1)] = (index, started)
 
 
 def _note(error: BaseException, text: str) -> None:

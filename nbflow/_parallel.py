@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from nbflow import _context as context
-from nbflow._calls import MapOptions, step_of
+from nbflow._calls import NO_RETRY, MapOptions, step_of
+from nbflow._fanout import Fanout
+from nbflow._remote import Output, RemoteOutcome, call_remote, replay_output
 from nbflow._workers import Pacer, Workers, parse_rate
 
-__all__ = ["Executor", "map", "map_async"]
+__all__ = ["Executor", "in_process", "map", "map_async"]
 
 
 def _options(
@@ -98,38 +101,57 @@ def map_async(
     return ctx.map_async(fn, list(items), options)
 
 
+class _PlainMap:
+    """The items of a map outside a workflow (the :class:`~nbflow._fanout.Items` of a
+    :class:`~nbflow._fanout.Fanout`): plain calls, not retried; on an executor of other processes
+    what an item prints comes back and is printed here."""
+
+    policy = NO_RETRY
+    running = True
+
+    def __init__(self, fn: Callable[[Any], Any], items: list[Any], options: MapOptions) -> None:
+        self.fn, self.call, self.items = fn, step_of(fn).fn, items
+        self.local = in_process(options.executor)
+        self.pacer = Pacer(options.per_second)
+        self.wakeup = threading.Event()
+        self.results: list[Any] = [None] * len(items)
+        self.failure: tuple[int, BaseException] | None = None
+
+    def submit(
+        self, pool: concurrent.futures.Executor, index: int, attempt: int
+    ) -> concurrent.futures.Future[Any]:
+        if self.local:
+            return pool.submit(self.run_local, self.items[index])
+        name, window = step_of(self.fn).name, self.pacer.window()
+        return pool.submit(call_remote, self.fn, self.items[index], name, attempt, window)
+
+    def run_local(self, item: Any) -> Any:
+        self.pacer.wait()  # its slot of the rate, where it starts
+        return self.call(item)
+
+    def succeeded(self, index: int, value: Any, started: float, attempts: int) -> None:
+        if not self.local:
+            outcome: RemoteOutcome = value
+            replay_output(outcome.output)
+            value = outcome.value
+        self.results[index] = value
+
+    def printed(self, index: int, attempt: int, output: Output) -> None:
+        replay_output(output)
+
+
 def _plain_map(fn: Callable[[Any], Any], items: list[Any], options: MapOptions) -> list[Any]:
     """The map outside a workflow: plain calls, at most ``concurrency`` at a time."""
-    call = step_of(fn).fn
+    run = _PlainMap(fn, items, options)
     pool = options.executor or Workers(options.concurrency, "map")
-    pacer = Pacer(options.per_second)
-    results: list[Any] = [None] * len(items)
-    in_flight: dict[concurrent.futures.Future[Any], int] = {}
-    failure: BaseException | None = None
-    pending = iter(range(len(items)))
     try:
-        while True:
-            while failure is None and len(in_flight) < options.concurrency:
-                index = next(pending, None)
-                if index is None:
-                    break
-                pacer.wait()
-                in_flight[pool.submit(call, items[index])] = index
-            if not in_flight:
-                break
-            done, _ = concurrent.futures.wait(in_flight, return_when="FIRST_COMPLETED")
-            for future in done:
-                index = in_flight.pop(future)
-                try:
-                    results[index] = future.result()
-                except Exception as exc:
-                    failure = failure or exc
+        Fanout(run, pool, options.concurrency).run(iter(range(len(items))))
     finally:
         if options.executor is None:
             pool.shutdown(wait=True, cancel_futures=True)
-    if failure is not None:
-        raise failure
-    return results
+    if run.failure is not None:
+        raise run.failure[1]
+    return run.results
 
 
 class Executor(concurrent.futures.Executor):
@@ -160,3 +182,12 @@ class Executor(concurrent.futures.Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._workers.shutdown(wait, cancel_futures=cancel_futures)
+
+
+def in_process(executor: concurrent.futures.Executor | None) -> bool:
+    """Whether map items given to ``executor`` run on threads of this process (nbflow's own
+    threads when it is None, an :class:`Executor`, a ``ThreadPoolExecutor``): there, inside a
+    workflow, they run as its steps. Items given to any other executor are sent to it as
+    :func:`~nbflow._remote.call_remote` calls."""
+    in_threads = (concurrent.futures.ThreadPoolExecutor, Workers, Executor)
+    return executor is None or isinstance(executor, in_threads)

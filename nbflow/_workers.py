@@ -15,9 +15,9 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Pacer", "Workers", "parse_rate"]
+__all__ = ["MIN_WINDOW", "Pacer", "Window", "Workers", "parse_rate"]
 
 _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*")
 _PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
@@ -46,24 +46,62 @@ def parse_rate(rate: str | float | None) -> float | None:
 
 
 class Pacer:
-    """Spaces starts at least ``1 / per_second`` apart; ``wait`` sleeps (cut short by ``stop``)."""
+    """Spaces starts at least ``1 / per_second`` apart, from any number of threads.
+
+    Each start takes the next free slot (under a lock): a first attempt and a retry alike, however
+    many threads pace through one pacer. In this process a thread :meth:`wait` s for its slot
+    where the work starts; work sent to another process gets its slot as a window of wall-clock
+    time (:meth:`window`) and starts inside it or not at all (see :func:`nbflow._remote.call_remote`).
+    """
 
     def __init__(self, per_second: float | None) -> None:
         self._interval = 0.0 if per_second is None else 1.0 / per_second
         self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        """Whether it paces at all (a rate was given)."""
+        return bool(self._interval)
+
+    def take(self) -> float:
+        """Reserve the next slot: when it begins (``time.monotonic()`` time)."""
+        with self._lock:
+            # the slot after the last one taken, never before now: one start per interval
+            due = max(self._next, time.monotonic())
+            self._next = due + self._interval
+        return due
 
     def wait(self, stop: threading.Event | None = None) -> None:
-        """Return when the next start is due."""
+        """Return when this caller's slot begins (at once, when ``stop`` is set)."""
         if not self._interval:
             return
-        delay = self._next - time.monotonic()
+        delay = self.take() - time.monotonic()
         if delay > 0:
             if stop is None:
                 time.sleep(delay)
             else:
                 stop.wait(delay)
-        # from this start on, never before: at most one start per interval, however late it was
-        self._next = time.monotonic() + self._interval
+
+    def window(self) -> Window | None:
+        """Reserve the next slot as a window of wall-clock time, for work that starts in another
+        process (None: no rate). It is one interval wide (at least :data:`MIN_WINDOW`): starts
+        inside their windows are at most one per interval, plus one per window's width."""
+        if not self._interval:
+            return None
+        begins = time.time() + (self.take() - time.monotonic())
+        return Window(begins, begins + max(self._interval, MIN_WINDOW))
+
+
+#: The narrowest window a start in another process gets (seconds): room for a worker's latency.
+MIN_WINDOW = 0.02
+
+
+class Window(NamedTuple):
+    """When work in another process may start: from ``begins`` to ``ends`` (epoch seconds)."""
+
+    begins: float
+    ends: float
 
 
 class Workers(concurrent.futures.Executor):

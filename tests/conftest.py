@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,6 +60,13 @@ def no_leaked_threads() -> Iterator[None]:
     except AssertionError:
         leaked = sorted(t.name for t in set(nbflow_threads()) - before)
         pytest.fail(f"the test leaked nbflow threads: {leaked}")
+
+
+@pytest.fixture
+def spawnable_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spawned process pool reads ``__main__.__spec__``; an IPython shell an earlier test made
+    leaves a ``__main__`` without one (as a notebook kernel does)."""
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None, raising=False)
 
 
 @pytest.fixture

@@ -460,6 +460,46 @@ def test_a_resumed_workflow_prints_nothing_twice(kernel_env: Path, tmp_path: Pat
     assert "".join(resumed) == "done\n"
 
 
+POOL_PRINTER = """
+import concurrent.futures, multiprocessing
+import nbflow, nbflow.notebook
+from tests import parallel_items
+
+@nbflow.workflow(name="capture.on_a_pool")
+def on_a_pool(items):
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=spawn) as pool:
+        return nbflow.map(parallel_items.chatty, items, executor=pool)
+"""
+
+
+def test_what_process_pool_items_print_goes_to_the_view(kernel_env: Path, tmp_path: Path) -> None:
+    """Issue 18, defect 8: a launched workflow's map items on a process pool printed to the
+    worker's terminal (nowhere a notebook user looks). Their lines come back with each item into
+    the workflow's stream ``stdout`` (the view), credited to the item's step, and no cell."""
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.run(POOL_PRINTER)
+        kernel.run(
+            "with nbflow.set_workflow_id('pool-1'):\n"
+            "    handle = nbflow.notebook.launch(on_a_pool, [1, 2, 3])"
+        )
+        result = kernel.run("print(handle.result(timeout=120))")
+    finally:
+        kernel.stop()
+    assert "".join(result) == "[1, 2, 3]\n"
+    lines = stored_lines(kernel_env, "pool-1")
+    expected = [f"item {i} {what}" for i in (1, 2, 3) for what in ("says hi", "warns")]
+    assert sorted(lines) == sorted(expected), lines
+    printed = "".join(o for outputs in kernel.outputs.values() for o in outputs)
+    assert "says hi" not in printed and "warns" not in printed, kernel.outputs
+    with nbflow.Runtime(str(kernel_env)) as runtime:
+        credited = stream_rows(runtime, "pool-1")
+        items = {fid for fid, _ in step_ids(runtime, "pool-1")}
+    assert {row[1] for row in credited if not row[3]} <= items  # each line: its item's step
+    assert all(row[2] == 1 for row in credited if not row[3])  # from its first attempt
+
+
 # -- the router in this process ------------------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ import contextvars
 import itertools
 import logging
 import multiprocessing
-import sys
 import threading
 import time
 from typing import Any
@@ -130,13 +129,6 @@ def test_a_failing_item_stops_the_map_and_a_resume_runs_only_what_failed(
     calls.clear()
     assert nbflow.resume(handle.workflow_id).result(timeout=30) == [i * 2 for i in range(10)]
     assert 7 in calls and len(calls) == 10 - len(recorded)
-
-
-@pytest.fixture
-def spawnable_main(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A spawned process pool reads ``__main__.__spec__``; an IPython shell an earlier test made
-    leaves a ``__main__`` without one (as a notebook kernel does)."""
-    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None, raising=False)
 
 
 @pytest.mark.usefixtures("spawnable_main")
