@@ -157,7 +157,8 @@ class _Encoder:
         if kind is dict:
             return self._sorted(b"d", value.items())
         if isinstance(value, enum.Enum):
-            return _parts(b"E", [_named(kind), _text(value.name)])
+            name = value.name  # None for some Flag combinations: their value then
+            return _parts(b"E", [_named(kind), self.encode(value.value if name is None else name)])
         if isinstance(value, tuple) and hasattr(kind, "_fields"):  # a namedtuple
             fields = [_text(f) + self.encode(v) for f, v in zip(kind._fields, value, strict=False)]
             return _parts(b"n", [_named(kind), *fields])

@@ -33,6 +33,11 @@ Point = collections.namedtuple("Point", "x y")
 Pair = collections.namedtuple("Pair", "x y")
 
 
+class Perm(enum.Flag):
+    R = 4
+    W = 2
+
+
 class Color(enum.Enum):
     RED = 1
     CRIMSON = 1  # an alias: the same member
@@ -76,6 +81,8 @@ DIFFERENT = [
     (Point(1, 2), Pair(1, 2)),
     (Color.RED, 1),
     (Color.RED, Color.BLUE),
+    (Perm.R, Perm.R | Perm.W),
+    (Perm(0), Perm.W),
     (dt.date(2024, 1, 2), dt.datetime(2024, 1, 2)),
     (dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)),
     (dt.timedelta(1), dt.timedelta(seconds=1)),
