@@ -20,6 +20,7 @@ from nbflow._errors import (
     SchemaVersionError,
 )
 from nbflow.store import _schema as schema
+from nbflow.store._duckfile import disown, open_owned
 from nbflow.store._ops import Finish, Op, WorkflowRow
 from nbflow.store._schema import MIGRATIONS
 from nbflow.store._sql import (
@@ -96,6 +97,12 @@ _NBFLOW_TABLES = frozenset(
 ) | frozenset(schema.TABLES)
 
 
+_CHECK_PLACE = (
+    "Use another file with nbflow.configure('path/to/nbflow.duckdb') or $NBFLOW_DATABASE, or "
+    "check that this user may read and write the file and its folder"
+)
+
+
 def _corrupt(path: str, detail: str) -> DatabaseCorruptError:
     return DatabaseCorruptError(
         f"The file {path!r} is not a DuckDB database nbflow can open ({detail}). Nothing was "
@@ -113,7 +120,11 @@ def _check_header(path: str) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise DatabaseError(f"Cannot read the nbflow database {path!r}: {exc}", path=path) from exc
+        raise DatabaseError(
+            f"Cannot read the nbflow database {path!r} ({exc.strerror or exc}). Nothing was "
+            f"changed. {_CHECK_PLACE}.",
+            path=path,
+        ) from exc
     if head and head[8:12] != _MAGIC:
         raise _corrupt(path, "its header is not DuckDB's")
 
@@ -158,33 +169,24 @@ def _translate_open_error(path: str, exc: Exception) -> DatabaseError:
         return DatabaseLockedError(path, int(match.group(1)) if match else None)
     if any(phrase in text for phrase in _CORRUPT):
         return _corrupt(path, str(exc))
-    return DatabaseError(f"Cannot open the nbflow database {path!r}: {exc}", path=path)
+    return DatabaseError(
+        f"Cannot open the nbflow database {path!r}: {exc}. {_CHECK_PLACE}.", path=path
+    )
 
 
-_owned: set[str] = set()  # the files a store of this process has open (real paths)
-_owned_lock = threading.Lock()
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    if not path.startswith(":memory:"):  # (":memory:NAME": an in-memory database, named)
+        _check_header(path)
+    try:
+        # No extension is ever fetched or loaded behind the user's back (e.g. to read SQLite).
+        return duckdb.connect(path, config=_CONFIG)
+    except duckdb.Error as exc:
+        raise _translate_open_error(path, exc) from exc
 
 
-def _own(path: str) -> str | None:
-    """Take ``path`` for this store; None for ``:memory:`` (each is a database of its own).
-
-    Raises:
-        DatabaseLockedError: Another store of this process has the file open.
-    """
-    if path == ":memory:":
-        return None
-    key = os.path.realpath(path)
-    with _owned_lock:
-        if key in _owned:
-            raise DatabaseLockedError(path, os.getpid(), here=True)
-        _owned.add(key)
-    return key
-
-
-def _disown(key: str | None) -> None:
-    if key is not None:
-        with _owned_lock:
-            _owned.discard(key)
+def _close_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):
+        con.close()
 
 
 class DuckDBStore(SQLStore):
@@ -197,22 +199,17 @@ class DuckDBStore(SQLStore):
 
     def __init__(self, path: str) -> None:
         self.url = path
-        self._owned = _own(path)  # one owner per file in a process: refused before touching it
+        # One owner per file in a process, keyed by the file's identity: refused before DuckDB
+        # touches it, as is a place nbflow cannot use (see _duckfile).
+        self._owned, self._con = open_owned(path, lambda: _connect(path), _close_quietly)
         try:
             self._open(path)
         except BaseException:
-            _disown(self._owned)
+            _close_quietly(self._con)
+            disown(self._owned)
             raise
 
     def _open(self, path: str) -> None:
-        if path != ":memory:":
-            _check_header(path)
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # No extension is ever fetched or loaded behind the user's back (e.g. to read SQLite).
-            self._con = duckdb.connect(path, config=_CONFIG)
-        except duckdb.Error as exc:
-            raise _translate_open_error(path, exc) from exc
         self._limit = _FIRST_LIMIT  # DuckDB's memory limit now (raised by _with_room)
         self._limit_lock = threading.Lock()
         self._local = threading.local()
@@ -223,15 +220,11 @@ class DuckDBStore(SQLStore):
         self._busy = 0  # queries running now
         self._closed = False
         try:
-            if path != ":memory:":
+            if not path.startswith(":memory:"):
                 _check_length(path, self._con)
             self._migrate()
         except duckdb.Error as exc:
-            self._con.close()
             raise _translate_open_error(path, exc) from exc
-        except BaseException:
-            self._con.close()
-            raise
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -420,7 +413,7 @@ class DuckDBStore(SQLStore):
         try:
             self._con.close()
         finally:
-            _disown(self._owned)
+            disown(self._owned)
 
 
 def default_path() -> str:
@@ -428,5 +421,9 @@ def default_path() -> str:
     notebook = os.environ.get("JPY_SESSION_NAME")
     if notebook and notebook.endswith(".ipynb"):
         nb = Path(notebook)
-        return str(nb.parent / ".nbflow" / f"{nb.stem}.duckdb")
+        # jupyter_server gives the notebook's full path, or (a session started without a name)
+        # its path under the server's root, which is not the kernel's working folder: that is
+        # the notebook's folder itself.
+        folder = nb.parent if nb.is_absolute() else Path()
+        return str(folder / ".nbflow" / f"{nb.stem}.duckdb")
     return str(Path(".nbflow") / "nbflow.duckdb")
