@@ -59,8 +59,7 @@ def _labels(items: list[Any], key: Callable[[Any], Any] | None) -> list[str] | N
         try:
             labels.append(str(key(item)))
         except Exception as exc:
-            shown = repr(item)
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            shown = _shown(item)
             raise InvalidValueError(
                 f"nbflow.map: key= raised {type(exc).__name__}: {exc} for item {index} ({shown}); "
                 "no item ran. key= labels items in progress messages and errors: fix it so it "
@@ -69,6 +68,15 @@ def _labels(items: list[Any], key: Callable[[Any], Any] | None) -> list[str] | N
                 value=item,
             ) from exc
     return labels
+
+
+def _shown(item: Any) -> str:
+    """``repr(item)``, cut to 80 characters (a repr that fails: the item's type)."""
+    try:
+        text = repr(item)
+    except Exception:
+        return f"a {type(item).__qualname__}"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _submit(

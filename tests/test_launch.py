@@ -182,7 +182,7 @@ def test_a_finished_call_is_shown_not_run_again_unless_rerun(
     assert "True" in third["stdout"], third  # later launches follow the newest run
     assert "(%nbflow start pipeline(5) --rerun runs it anew)" in magic["stdout"], magic
     ids = sorted(w.workflow_id for w in workflows(tmp_path / "launch.duckdb"))
-    assert len(ids) == 3 and ids[1] == ids[0] + ".2", ids  # (5), its rerun, and (6)
+    assert len(ids) == 3 and sum(i + ".2" in ids for i in ids) == 1, ids  # (5), its rerun, (6)
     assert runs(side) == {i: (2 if i < 5 else 0) + (i < 6) for i in range(6)}
 
 

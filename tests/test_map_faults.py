@@ -19,6 +19,7 @@ Each case checks that:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -51,7 +52,9 @@ def _cases() -> list[Any]:
     out = [pytest.param(k, s, n, "duckdb", id=f"{k}-duckdb-{s}") for k, s, n in CASES]
     for kind in app.EXECUTORS:
         out.append(
-            pytest.param(kind, 3, 1, "postgres", id=f"{kind}-postgres-3", marks=pytest.mark.postgres)
+            pytest.param(
+                kind, 3, 1, "postgres", id=f"{kind}-postgres-3", marks=pytest.mark.postgres
+            )
         )
     return out
 
@@ -83,10 +86,8 @@ class App:
 
     def kill(self) -> None:
         """SIGKILL the app and every process it started (a pool's, a cluster's)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.communicate(timeout=60)
 
     def summary(self) -> dict[str, Any]:
@@ -150,8 +151,10 @@ def test_a_map_killed_at_seeded_points_ends_as_a_clean_run(
 ) -> None:
     if kind == "dask":
         pytest.importorskip("distributed", reason="Dask's distributed is not installed")
-    database = str(request.getfixturevalue("pg_url")) if store == "postgres" else str(
-        tmp_path / "map.duckdb"
+    database = (
+        str(request.getfixturevalue("pg_url"))
+        if store == "postgres"
+        else str(tmp_path / "map.duckdb")
     )
     log = tmp_path / "side-effects.log"
     log.touch()
@@ -163,10 +166,12 @@ def test_a_map_killed_at_seeded_points_ends_as_a_clean_run(
             current = made[-1]
             made.append(App([kind, database, str(log)], tmp_path))  # the next, ahead of time
             current.go()
-            mine = rng.randint(3, 2 * SIZE // 3)  # attempts this process logs before its kill
+            at = rng.randint(3, 2 * SIZE // 3)  # attempts this process logs before its kill
             wait_until(
-                lambda c=current: sum(1 for _, pid in _attempts(log) if pid == c.proc.pid) >= mine
-                or c.proc.poll() is not None,
+                lambda c=current, at=at: (
+                    sum(1 for _, p in _attempts(log) if p == c.proc.pid) >= at
+                    or c.proc.poll() is not None
+                ),
                 timeout=120,
                 interval=0.001,
             )
@@ -180,9 +185,7 @@ def test_a_map_killed_at_seeded_points_ends_as_a_clean_run(
     assert summary["called"] == app.expected(SIZE)
     with nbflow.Runtime(database) as rt:
         assert rt.status(app.WORKFLOW_ID) == nbflow.Status.SUCCESS
-        assert list(rt.read_stream(app.WORKFLOW_ID, "results", timeout=10)) == [
-            list(range(SIZE))
-        ]
+        assert list(rt.read_stream(app.WORKFLOW_ID, "results", timeout=10)) == [list(range(SIZE))]
     items = _durable_items(database)
     assert sorted(items) == list(range(SIZE))
     attempts = _attempts(log)
