@@ -16,12 +16,15 @@ Mounting needs root (CI runs as root); elsewhere those tests are skipped, saying
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +73,7 @@ def test_a_second_runtime_on_an_open_file_is_refused(tmp_path: Path) -> None:
         g.release.set()
         assert handle.result(timeout=10) == [0, 1]
     assert ran == [0, 1]  # the second runtime never recovered the first one's workflow
+    hard.unlink()  # (a file with two names is refused: see below)
 
     with nbflow.Runtime(str(link)) as again:  # closed: the file is free
         assert again.get_workflow(handle.workflow_id).result(timeout=10) == [0, 1]
@@ -117,11 +121,66 @@ def test_two_runtimes_through_a_hard_link_cannot_both_write(tmp_path: Path) -> N
             second.close()  # the last to close writes its view of the file over the first's
     finally:
         first.close()
+    link.unlink()  # (a file with two names is refused: see below)
     with nbflow.Runtime(str(path)) as again:
         ids = sorted(w.workflow_id for w in again.list_workflows())
     assert ids == ["committed"], "a committed workflow disappeared: two owners wrote one file"
     assert refused is not None and "already open in this process" in str(refused)
     assert not (tmp_path / "link.duckdb.wal").exists()  # refused before DuckDB touched it
+
+
+#: Runs argv[2] as a workflow id on the database argv[1]; argv[3] "crash" dies without closing.
+_SESSION = r"""
+import json, os, sys
+import nbflow
+
+@nbflow.workflow(name="tests.owner.answer")
+def answer(x):
+    return x
+
+try:
+    rt = nbflow.Runtime(sys.argv[1])
+except nbflow.DatabaseError as exc:
+    print(json.dumps({"refused": str(exc)}))
+    sys.exit(0)
+with nbflow.set_workflow_id(sys.argv[2]):
+    print(json.dumps({"committed": rt.start(answer, 1).result(timeout=30) == 1}), flush=True)
+rt.flush()
+if sys.argv[3] == "crash":
+    os._exit(0)
+rt.close()
+"""
+
+
+def _session(path: Path, workflow_id: str, end: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _SESSION, str(path), workflow_id, end],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    outcome: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return outcome
+
+
+def test_a_file_with_two_names_is_refused(tmp_path: Path) -> None:
+    """One session after another through two hard links: DuckDB keeps the log beside the name it
+    was opened by, so what a session committed through one name and left in its log (it died) was
+    missed by the next through the other, and lost. A file with other names is refused."""
+    path, link = tmp_path / "one.duckdb", tmp_path / "link.duckdb"
+    assert _session(path, "first", "close") == {"committed": True}
+    os.link(path, link)
+    through_link = _session(link, "through-link", "crash")
+    assert _session(path, "through-name", "close").keys() == through_link.keys()
+    link.unlink()
+    Path(f"{link}.wal").unlink(missing_ok=True)
+    with nbflow.Runtime(str(path)) as rt:
+        ids = {w.workflow_id for w in rt.list_workflows()}
+    if through_link.get("committed"):
+        assert "through-link" in ids, "a committed workflow was lost"
+    assert "2 names (hard links)" in through_link.get("refused", ""), through_link
+    assert ids == {"first"}
 
 
 def test_a_file_deleted_while_open_keeps_its_owner(tmp_path: Path) -> None:

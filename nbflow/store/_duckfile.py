@@ -13,9 +13,10 @@ opening a file that does not exist yet, through two spellings, cannot both find 
 
 **A usable place.** nbflow opens its database for writing, and DuckDB writes its log beside the
 file at every commit. A path in a folder that cannot be written, under a file, that is a folder,
-or that cannot be read is refused with a :class:`~nbflow._errors.DatabaseError` naming the path and
-the way out, before anything is created; the folders made for a new file are removed again when
-DuckDB cannot open it.
+that cannot be read, or a file with other names (hard links: each name gets a log of its own) is
+refused with a :class:`~nbflow._errors.DatabaseError` naming the path and the way out, before
+anything is created; the folders made for a new file are removed again when DuckDB cannot open
+it.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def open_owned(
             if found is not None:
                 keys = (_identity(found, path), wal)
                 _refuse_owned(path, keys)
-                _check_access(path)
+                _check_access(path, found)
                 con = connect()
             else:
                 _refuse_owned(path, (wal,))  # e.g. the file of an open store was deleted
@@ -190,13 +191,26 @@ def _check_creatable(path: str) -> None:
         )
 
 
-def _check_access(path: str) -> None:
-    """Refuse an existing file that nbflow cannot open for writing, or whose log cannot be.
+def _check_access(path: str, found: os.stat_result) -> None:
+    """Refuse an existing file with other names, that nbflow cannot open for writing, or whose
+    log cannot be.
 
-    DuckDB writes its log beside the file (beside a symlink's target) at every commit and removes
-    it at a checkpoint: without this, a file in a folder that cannot be written opens, and every
-    commit after fails.
+    DuckDB writes its log beside the file (beside a symlink's target, but beside a hard link
+    itself) at every commit and removes it at a checkpoint: without this, a file in a folder that
+    cannot be written opens, and every commit after fails; and commits made through one hard
+    link are missed when the file is next opened through another (then the first link's log no
+    longer fits the file: both were lost).
     """
+    if found.st_nlink > 1:
+        raise _refuse(
+            path,
+            f"the file has {found.st_nlink} names (hard links), and DuckDB keeps its log beside "
+            "the name it is opened by: what is committed through one name is missed, and lost, "
+            "when it is opened through another",
+            "Keep one name: remove the other links (a hard link is not a copy), or copy the file "
+            "and point nbflow at the copy with nbflow.configure('path/to/copy.duckdb') or "
+            "$NBFLOW_DATABASE",
+        )
     if not _may(path, os.R_OK | os.W_OK):
         copy = (
             "copy it to a folder you can write and point nbflow at the copy with "
