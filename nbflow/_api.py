@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from nbflow import _context as context
+from nbflow._errors import DatabaseLockedError
 from nbflow._handle import WorkflowHandle
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
 from nbflow._recovery import Recovered
@@ -47,18 +48,38 @@ _default_lock = threading.Lock()
 def configure(database: str | os.PathLike[str] | None = None, **options: Any) -> Runtime:
     """Open ``database`` as the process's default runtime (closing the previous default).
 
+    The new database is opened first: one nbflow cannot use leaves the previous default open,
+    its workflows running. (The same DuckDB file again is let go of first, then opened anew.)
+
     Args:
         database: See :class:`Runtime`. None: ``$NBFLOW_DATABASE``, else the default file.
         **options: Passed to :class:`Runtime` (e.g. ``allow_pickle=False``).
     """
     global _default, _default_args
     with _default_lock:
-        previous, _default = _default, None
+        previous = _default
+        try:
+            opened = Runtime(database, **options)
+        except DatabaseLockedError as exc:
+            if previous is None or previous.closed or not _same_file(previous.database, exc):
+                raise
+            previous.close()  # it holds the very file: it lets go, then the file opens anew
+            _default = previous = None
+            opened = Runtime(database, **options)
         if previous is not None:
             previous.close()
-        _default = Runtime(database, **options)
-        _default_args = (database, options)
-        return _default
+        _default, _default_args = opened, (database, options)
+        return opened
+
+
+def _same_file(database: str, locked: DatabaseLockedError) -> bool:
+    """Whether ``locked`` is about the file ``database`` (a runtime of this process holds)."""
+    if locked.pid != os.getpid() or locked.path is None:
+        return False
+    try:
+        return os.path.samefile(database, locked.path)
+    except (OSError, ValueError):
+        return False
 
 
 def runtime() -> Runtime:

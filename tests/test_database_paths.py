@@ -434,3 +434,36 @@ def test_the_default_database_beside_a_notebook_named_under_the_server_root(
     with nbflow.Runtime() as rt:
         assert Path(rt.database).resolve() == folder / ".nbflow" / "analysis.duckdb"
     assert tree(tmp_path) == ["sub", "sub/.nbflow", "sub/.nbflow/analysis.duckdb"]
+
+
+def test_configure_with_a_place_nbflow_cannot_use_keeps_the_default_running(
+    tmp_path: Path,
+) -> None:
+    """The class of defect 10 in the API: ``nbflow.configure(bad)`` closed the default runtime
+    before it found the new place unusable, so a running workflow was interrupted for nothing."""
+    release = threading.Event()
+
+    @nbflow.step(name="tests.paths.held")
+    def held() -> str:
+        release.wait(30)
+        return "done"
+
+    @nbflow.workflow(name="tests.paths.holder")
+    def holder() -> str:
+        return held()
+
+    first = nbflow.configure(tmp_path / "first.duckdb")
+    try:
+        handle = nbflow.start(holder)
+        (tmp_path / "a-file").write_text("")
+        with pytest.raises(nbflow.DatabaseError, match="a-file"):
+            nbflow.configure(tmp_path / "a-file" / "nbflow.duckdb")
+        assert nbflow.runtime() is first and not first.closed
+        release.set()
+        assert handle.result(timeout=30) == "done"
+        again = nbflow.configure(tmp_path / "first.duckdb")  # the same file: let go, then reopened
+        assert again is not first and first.closed and nbflow.runtime() is again
+        assert again.status(handle.workflow_id) == nbflow.Status.SUCCESS
+    finally:
+        release.set()
+        nbflow._api._close_default()
