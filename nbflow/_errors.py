@@ -101,8 +101,8 @@ class DatabaseLockedError(DatabaseError):
             message = (
                 f"The nbflow database {path!r} is in use by {holder}. DuckDB lets one process "
                 "open a file at a time. Close the runtime in that process (or stop it), use "
-                "another file with nbflow.configure('other.duckdb') or $NBFLOW_DATABASE, or share "
-                "workflows between processes with PostgreSQL: nbflow.configure('postgresql://…')."
+                f"another file with {hint('db', 'other.duckdb')} or $NBFLOW_DATABASE, or share "
+                f"workflows between processes with PostgreSQL: {hint('db', 'postgresql://…')}."
             )
         super().__init__(message, path=path)
         self.pid = pid

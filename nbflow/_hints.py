@@ -19,6 +19,7 @@ _COMMANDS = {
     "resume": ("nbflow.resume({id!r})", "%nbflow resume {id}", "nbflow resume {id}"),
     "recover": ("nbflow.recover()", "%nbflow recover", "nbflow recover"),
     "cancel": ("nbflow.cancel({id!r})", "%nbflow cancel {id}", "nbflow cancel {id}"),
+    "db": ("nbflow.configure({id!r})", "%nbflow db {id}", "nbflow --db {id} …"),
 }
 _FRONT_ENDS = ("python", "magic", "cli")
 _front_end = ["python"]
@@ -50,8 +51,9 @@ def hint(command: str, workflow_id: str = "ID") -> str:
     ``nbflow recover`` (the last two in backticks).
 
     Args:
-        command: ``"list"``, ``"steps"``, ``"resume"``, ``"recover"`` or ``"cancel"``.
-        workflow_id: The workflow the command is about.
+        command: ``"list"``, ``"steps"``, ``"resume"``, ``"recover"``, ``"cancel"`` or ``"db"``
+            (use another database).
+        workflow_id: The workflow the command is about (for ``"db"``: the database).
 
     Returns:
         The command's text.

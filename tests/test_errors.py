@@ -549,3 +549,21 @@ def test_recover_s_warning_names_the_magic_in_a_notebook(
         assert nbflow.recover() == []
     [warning] = [r.getMessage() for r in caplog.records if "Not recovered" in r.getMessage()]
     assert "`%nbflow recover`" in warning and "'orphan'" in warning
+
+
+def test_a_database_nbflow_cannot_use_names_the_way_out_as_the_reader_gives_it(
+    front_end: Callable[[str], None], tmp_path: Path
+) -> None:
+    """Issue 18 (the class of defect 10): every message about the database said
+    ``nbflow.configure(...)``, in a terminal and in a notebook with the magics too."""
+    (tmp_path / "a-file").write_text("")
+    says = {}
+    for name in ("python", "magic", "cli"):
+        front_end(name)
+        with pytest.raises(nbflow.DatabaseError) as raised:
+            nbflow.Runtime(str(tmp_path / "a-file" / "nbflow.duckdb"))
+        locked = nbflow.DatabaseLockedError("x.duckdb", 12)
+        says[name] = (str(raised.value), str(locked))
+    assert all("nbflow.configure('" in text for text in says["python"])
+    assert all("`%nbflow db " in text for text in says["magic"]), says["magic"]
+    assert all("`nbflow --db " in text for text in says["cli"]), says["cli"]

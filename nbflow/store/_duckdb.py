@@ -19,6 +19,7 @@ from nbflow._errors import (
     RuntimeClosedError,
     SchemaVersionError,
 )
+from nbflow._hints import hint
 from nbflow.store import _schema as schema
 from nbflow.store._duckfile import disown, open_owned
 from nbflow.store._ops import Finish, Op, WorkflowRow
@@ -97,10 +98,11 @@ _NBFLOW_TABLES = frozenset(
 ) | frozenset(schema.TABLES)
 
 
-_CHECK_PLACE = (
-    "Use another file with nbflow.configure('path/to/nbflow.duckdb') or $NBFLOW_DATABASE, or "
-    "check that this user may read and write the file and its folder"
-)
+def _check_place() -> str:
+    return (
+        f"Use another file with {hint('db', 'path/to/nbflow.duckdb')} or $NBFLOW_DATABASE, or "
+        "check that this user may read and write the file and its folder"
+    )
 
 
 def _corrupt(path: str, detail: str) -> DatabaseCorruptError:
@@ -122,7 +124,7 @@ def _check_header(path: str) -> None:
     except OSError as exc:
         raise DatabaseError(
             f"Cannot read the nbflow database {path!r} ({exc.strerror or exc}). Nothing was "
-            f"changed. {_CHECK_PLACE}.",
+            f"changed. {_check_place()}.",
             path=path,
         ) from exc
     if head and head[8:12] != _MAGIC:
@@ -170,7 +172,7 @@ def _translate_open_error(path: str, exc: Exception) -> DatabaseError:
     if any(phrase in text for phrase in _CORRUPT):
         return _corrupt(path, str(exc))
     return DatabaseError(
-        f"Cannot open the nbflow database {path!r}: {exc}. {_CHECK_PLACE}.", path=path
+        f"Cannot open the nbflow database {path!r}: {exc}. {_check_place()}.", path=path
     )
 
 
@@ -301,7 +303,7 @@ class DuckDBStore(SQLStore):
                 f"The DuckDB file {self.url!r} belongs to another application: it has {tables} "
                 f"named {listed}, which nbflow would create, and no nbflow_schema table. Nothing "
                 "was changed in it. Point nbflow at another file, e.g. with "
-                "nbflow.configure('nbflow.duckdb') or $NBFLOW_DATABASE.",
+                f"{hint('db', 'nbflow.duckdb')} or $NBFLOW_DATABASE.",
                 path=self.url,
             )
 

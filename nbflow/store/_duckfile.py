@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from nbflow._errors import DatabaseError, DatabaseLockedError
+from nbflow._hints import hint
 
 __all__ = ["Key", "disown", "open_owned"]
 
@@ -40,10 +41,14 @@ Key = tuple[int, int] | tuple[str, str]
 _owned: set[Key] = set()  # the keys of every file a store of this process has open
 _owned_lock = threading.Lock()  # held from a store's first look at its file until DuckDB opened it
 
-_WAY_OUT = (
-    "Use a file in a folder this user can write, with "
-    "nbflow.configure('path/to/nbflow.duckdb') or $NBFLOW_DATABASE"
-)
+
+def _use(example: str) -> str:
+    """How to point nbflow at another database, as the reader gives commands."""
+    return f"{hint('db', example)} or $NBFLOW_DATABASE"
+
+
+def _way_out() -> str:
+    return f"Use a file in a folder this user can write, with {_use('path/to/nbflow.duckdb')}"
 
 
 def open_owned(
@@ -118,10 +123,10 @@ def _identity_after(path: str) -> Key:
 # -- the place -----------------------------------------------------------------------------------
 
 
-def _refuse(path: str, problem: str, fix: str = _WAY_OUT) -> DatabaseError:
+def _refuse(path: str, problem: str, fix: str | None = None) -> DatabaseError:
     return DatabaseError(
         f"Cannot use {path!r} as the nbflow database: {problem}. Nothing was created or "
-        f"changed. {fix}.",
+        f"changed. {fix or _way_out()}.",
         path=path,
     )
 
@@ -142,7 +147,7 @@ def _inspect(path: str) -> os.stat_result | None:
                 "it is relative to the working folder, which no longer exists (it was deleted or "
                 "moved)",
                 "Change to an existing folder (os.chdir), or give an absolute path with "
-                "nbflow.configure('/path/to/nbflow.duckdb') or $NBFLOW_DATABASE",
+                f"{_use('/path/to/nbflow.duckdb')}",
             ) from None
     try:
         found = os.stat(path)
@@ -156,7 +161,7 @@ def _inspect(path: str) -> os.stat_result | None:
         raise _refuse(
             path,
             f"{_who()} may not enter the folder {closed!r}",
-            f"{_WAY_OUT}, or give this user access to {closed!r}",
+            f"{_way_out()}, or give this user access to {closed!r}",
         ) from None
     except OSError as exc:
         raise _refuse(path, exc.strerror or str(exc)) from exc
@@ -164,8 +169,7 @@ def _inspect(path: str) -> os.stat_result | None:
         raise _refuse(
             path,
             "it is a folder, not a file",
-            f"Point nbflow at a file, e.g. {os.path.join(path, 'nbflow.duckdb')!r}, with "
-            "nbflow.configure(...) or $NBFLOW_DATABASE",
+            f"Point nbflow at a file with {_use(os.path.join(path, 'nbflow.duckdb'))}",
         )
     if not stat.S_ISREG(found.st_mode):
         raise _refuse(path, "it is not a regular file (a device, pipe or socket)")
@@ -187,7 +191,7 @@ def _check_creatable(path: str) -> None:
         raise _refuse(
             path,
             f"{where}: {_why_unwritable(base)}",
-            f"{_WAY_OUT}, or make {str(base)!r} writable",
+            f"{_way_out()}, or make {str(base)!r} writable",
         )
 
 
@@ -208,13 +212,12 @@ def _check_access(path: str, found: os.stat_result) -> None:
             "the name it is opened by: what is committed through one name is missed, and lost, "
             "when it is opened through another",
             "Keep one name: remove the other links (a hard link is not a copy), or copy the file "
-            "and point nbflow at the copy with nbflow.configure('path/to/copy.duckdb') or "
-            "$NBFLOW_DATABASE",
+            f"and point nbflow at the copy with {_use('path/to/copy.duckdb')}",
         )
     if not _may(path, os.R_OK | os.W_OK):
         copy = (
             "copy it to a folder you can write and point nbflow at the copy with "
-            "nbflow.configure('path/to/copy.duckdb') or $NBFLOW_DATABASE"
+            f"{_use('path/to/copy.duckdb')}"
         )
         if _read_only(path):
             raise _refuse(
@@ -234,7 +237,7 @@ def _check_access(path: str, found: os.stat_result) -> None:
             f"DuckDB writes a log beside the file ({wal!r}) at every commit, and its folder "
             f"{folder!r} cannot be written: {_why_unwritable(Path(folder))}",
             "Make the folder writable, or copy the file to a folder you can write and point "
-            "nbflow at the copy with nbflow.configure('path/to/copy.duckdb') or $NBFLOW_DATABASE",
+            f"nbflow at the copy with {_use('path/to/copy.duckdb')}",
         )
     if os.path.isdir(wal):
         raise _refuse(
