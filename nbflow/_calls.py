@@ -7,7 +7,6 @@ import asyncio
 import functools
 import inspect
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -17,19 +16,10 @@ Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
 
 
-class Wake(NamedTuple):
-    """How a wait inside a workflow ends early: ``check`` raises once the workflow is cancelled
-    or its runtime closes; ``event`` (when given) is set then, to wake the wait at once."""
-
-    check: Callable[[], None]
-    event: threading.Event | None = None
-
-
 __all__ = [
     "NO_RETRY",
     "Args",
     "Kwargs",
-    "Wake",
     "MapOptions",
     "RetryPolicy",
     "Step",

@@ -26,7 +26,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
-from nbflow._calls import Args, Kwargs, MapOptions, Step, StepAttempt, Wake, WorkflowCall
+from nbflow._alarm import Wake
+from nbflow._calls import Args, Kwargs, MapOptions, Step, StepAttempt, WorkflowCall
 from nbflow._errors import ConcurrencyError, NotInWorkflowError
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
+from nbflow._alarm import Alarm
 from nbflow._errors import RuntimeClosedError
 from nbflow._notify import Notifier, Row, Subscription
 from nbflow._serialization import Encoded, decode, decode_error, encode
@@ -106,8 +107,11 @@ class Engine:
             watch.stop()
 
     @contextlib.contextmanager
-    def watch_async(self, workflow_id: str, key: str | None = None) -> Iterator[Watch]:
-        """:meth:`watch` for a coroutine: waits without blocking its event loop."""
+    def watch_async(
+        self, workflow_id: str, key: str | None = None, alarm: Alarm | None = None
+    ) -> Iterator[Watch]:
+        """:meth:`watch` for a coroutine: waits without blocking its event loop (and, with
+        ``alarm``, is woken when it rings, as a thread's watch is by its event)."""
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
 
@@ -117,7 +121,8 @@ class Engine:
 
         watch = Watch(self, workflow_id, key, wake, event.clear, async_event=event)
         try:
-            yield watch
+            with alarm.heard_by(event) if alarm is not None else contextlib.nullcontext():
+                yield watch
         finally:
             watch.stop()
 

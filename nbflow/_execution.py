@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from nbflow._alarm import Alarm
 from nbflow._calls import StepAttempt
 from nbflow._engine import Engine
 from nbflow._errors import (
@@ -98,7 +99,8 @@ class Execution:
         deadline: When it is cancelled if it has not ended (epoch seconds), or None.
         queue_name: The queue it was enqueued on, or None.
         row_seq: The write-log position of its own row until that is known to be durable.
-        wakeup: Set to cut short a wait (sleep, recv, a retry's backoff) on cancel or close.
+        alarm: Rung on cancel, close or take-over, to cut short every wait of the body (sleep,
+            recv, a retry's backoff, a stream read), sync or async (see :mod:`nbflow._alarm`).
         done: Set once it has ended; then ``result`` or ``error`` holds its outcome.
     """
 
@@ -137,7 +139,7 @@ class Execution:
         self.deadline: float | None = None
         self.queue_name: str | None = None
         self.row_seq = 0
-        self.wakeup = threading.Event()
+        self.alarm = Alarm()
         self.done = threading.Event()
         self._raised: BaseException | None = None  # the error outcome() raised, and its
         self._traceback: TracebackType | None = None  # traceback from the workflow
@@ -183,7 +185,7 @@ class Execution:
             self.state = State.CANCELLED
             finish = Finish(self.workflow_id, "CANCELLED", now, markers=self._end_markers(now))
             seq = self.end_seq = log.append_locked(finish)
-        self.wakeup.set()
+        self.alarm.ring()
         return seq
 
     def cancelled_elsewhere(self) -> None:
@@ -192,7 +194,7 @@ class Execution:
             if self.state is not State.RUNNING:
                 return
             self.state = State.CANCELLED
-        self.wakeup.set()
+        self.alarm.ring()
 
     def interrupt(self, reason: str | None = None) -> None:
         """The runtime closes (or another process took the workflow over: ``reason``):
@@ -203,7 +205,7 @@ class Execution:
                 self.interrupted_because = reason
             elif self.state is State.FINISHING and reason is not None:  # its end was refused
                 self.interrupted_because = reason
-        self.wakeup.set()
+        self.alarm.ring()
 
     def interrupted_error(self) -> WorkflowInterruptedError:
         """The error of an interrupted run, saying why when it is not that the runtime closed."""

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import heapq
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from nbflow._alarm import Alarm
 from nbflow._calls import RetryPolicy
 from nbflow._remote import Output, RemoteOutcome, output_of
 
@@ -33,13 +33,13 @@ class Items(Protocol):
         local: Whether items run on threads of this process (else in other processes: retried
             and paced from here, their output carried back).
         policy: The retry policy of items run elsewhere.
-        wakeup: Set to cut a wait for a retry short (a cancel, a closing runtime).
+        alarm: Rings to cut a wait for a retry short (a cancel, a closing runtime).
     """
 
     failure: tuple[int, BaseException] | None
     local: bool
     policy: RetryPolicy
-    wakeup: threading.Event
+    alarm: Alarm
 
     @property
     def running(self) -> bool:
@@ -95,7 +95,7 @@ class Fanout:
             if self.retries:
                 timeout = max(0.0, self.retries[0][0] - time.monotonic())
             if not self.in_flight:
-                self.items.wakeup.wait(timeout)  # (a cancel or a close cuts the backoff short)
+                self.items.alarm.pause(timeout)  # (a cancel or a close cuts the backoff short)
                 continue
             finished, _ = concurrent.futures.wait(
                 self.in_flight, timeout, return_when="FIRST_COMPLETED"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from nbflow._calls import Wake
+from nbflow._alarm import Wake
 from nbflow._engine import Engine
 from nbflow._errors import (
     SerializationError,

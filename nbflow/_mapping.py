@@ -111,7 +111,7 @@ class _Map:
         self.failure: tuple[int, BaseException] | None = None
         self.done = 0
         self.pacer = Pacer(options.per_second)
-        self.policy, self.wakeup = self.step.policy, ex.wakeup
+        self.policy, self.alarm = self.step.policy, ex.alarm
         self.local = in_process(options.executor)
         self.local_step = self._local_step() if self.local else self.step
 
@@ -136,7 +136,7 @@ class _Map:
         """Wait in this thread for the next slot of the rate (a cancel or a close cuts it short
         and raises)."""
         if self.pacer.active:
-            self.pacer.wait(self.ex.wakeup)
+            self.pacer.wait(self.ex.alarm.event)
             self.ex.check_running()
 
     def run_local(self, item: Any, function_id: int) -> Any:

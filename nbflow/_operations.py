@@ -14,7 +14,8 @@ from nbflow import _children as children
 from nbflow import _context as context
 from nbflow import _reading as reading
 from nbflow import _waits as waits
-from nbflow._calls import Args, Kwargs, MapOptions, Step, Wake, WorkflowCall
+from nbflow._alarm import Wake
+from nbflow._calls import Args, Kwargs, MapOptions, Step, WorkflowCall
 from nbflow._context import Runner, WorkflowContext
 from nbflow._errors import WorkflowCancelledError
 from nbflow._execution import Execution, State
@@ -108,7 +109,7 @@ class WorkflowRun(WorkflowContext):
         self, workflow_id: str, key: str, start: int, timeout: float | None
     ) -> Iterator[Any]:
         def open_(offset: int) -> Iterator[Any]:
-            wake = Wake(ex.check_running, ex.wakeup)
+            wake = Wake(ex.check_running, ex.alarm)
             reader = self.runner.open_reader(workflow_id, key, offset, timeout, wake)
             return reader.values()  # type: ignore[no-any-return]
 
@@ -119,7 +120,7 @@ class WorkflowRun(WorkflowContext):
         self, workflow_id: str, key: str, start: int, timeout: float | None
     ) -> AsyncIterator[Any]:
         def open_(offset: int) -> AsyncIterator[Any]:
-            wake = Wake(ex.check_running)
+            wake = Wake(ex.check_running, ex.alarm)
             reader = self.runner.open_reader(workflow_id, key, offset, timeout, wake)
             return reader.avalues()  # type: ignore[no-any-return]
 

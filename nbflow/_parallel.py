@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from nbflow import _context as context
+from nbflow._alarm import Alarm
 from nbflow._calls import NO_RETRY, MapOptions, step_of
 from nbflow._fanout import Fanout
 from nbflow._remote import Output, RemoteOutcome, call_remote, replay_output
@@ -113,7 +113,7 @@ class _PlainMap:
         self.fn, self.call, self.items = fn, step_of(fn).fn, items
         self.local = in_process(options.executor)
         self.pacer = Pacer(options.per_second)
-        self.wakeup = threading.Event()
+        self.alarm = Alarm()  # (never rung: a plain map is not cancelled)
         self.results: list[Any] = [None] * len(items)
         self.failure: tuple[int, BaseException] | None = None
 

@@ -13,7 +13,7 @@ import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from nbflow._calls import Wake
+from nbflow._alarm import Wake
 from nbflow._engine import Engine, Watch
 from nbflow._errors import StreamTimeoutError
 from nbflow._execution import Executions
@@ -37,7 +37,7 @@ class StreamReader:
     """Reads one stream of one workflow from an offset (the caller checked that it exists).
 
     ``wake.check`` is called before each look and may raise to end the read (a cancelled workflow
-    reading); ``wake.event``, when given, is the event the read waits on (one a cancel sets).
+    reading); ``wake.alarm``, when given, wakes the read's waits (a cancel rings it).
     """
 
     def __init__(
@@ -59,7 +59,7 @@ class StreamReader:
         self.workflow_id, self.key, self.offset, self.timeout = workflow_id, key, start, timeout
         self._from_db = True  # until a query returns a partial page
         self._check = None if wake is None else wake.check  # a read inside a workflow: a cancel
-        self._event = None if wake is None else wake.event  # ends it
+        self._alarm = None if wake is None else wake.alarm  # ends it
 
     def _finished(self) -> bool:
         if self._executions.ending_soon(self.workflow_id):
@@ -138,7 +138,8 @@ class StreamReader:
 
     def values(self) -> Iterator[Any]:
         """The stream's values, as a blocking iterator."""
-        with self._engine.watch(self.workflow_id, self.key, self._event) as watch:
+        event = None if self._alarm is None else self._alarm.event
+        with self._engine.watch(self.workflow_id, self.key, event) as watch:
             while True:
                 look = functools.partial(self._look, watch)
                 batch = watch.wait_until(look, self.timeout, self._check)
@@ -150,7 +151,7 @@ class StreamReader:
 
     async def avalues(self) -> AsyncIterator[Any]:
         """The stream's values, as an async iterator (waits without blocking the loop)."""
-        with self._engine.watch_async(self.workflow_id, self.key) as watch:
+        with self._engine.watch_async(self.workflow_id, self.key, self._alarm) as watch:
             while True:
                 look = functools.partial(self._look, watch)
                 batch = await watch.wait_until_async(look, self.timeout, self._check)

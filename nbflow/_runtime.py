@@ -20,7 +20,8 @@ from typing import Any
 
 from nbflow import _context as context
 from nbflow import _waits as waits
-from nbflow._calls import Wake, WorkflowCall, check_seconds
+from nbflow._alarm import Wake
+from nbflow._calls import WorkflowCall, check_seconds
 from nbflow._context import Runner
 from nbflow._dispatcher import Dispatcher
 from nbflow._engine import Engine

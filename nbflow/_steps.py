@@ -9,7 +9,6 @@ and the last outcome is recorded.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 import time
@@ -186,13 +185,13 @@ class StepRun:
     def backoff(self) -> None:
         """Before a retry: wait its delay (a cancel or a closing runtime cuts it short)."""
         if self.delay is not None:
-            self.ex.wakeup.wait(self.delay)
+            self.ex.alarm.pause(self.delay)
             self.ex.check_running()
 
     async def backoff_async(self) -> None:
-        """:meth:`backoff` for an ``async def`` step."""
+        """:meth:`backoff` for an ``async def`` step (the same alarm cuts it short)."""
         if self.delay is not None:
-            await asyncio.sleep(self.delay)
+            await self.ex.alarm.pause_async(self.delay)
             self.ex.check_running()
 
     def outcome(self) -> Any:

@@ -77,12 +77,11 @@ def sleep(ex: Execution, ctx: WorkflowContext, seconds: float) -> None:
     wake_at = ctx.run_step(_SLEEP, (seconds,), {})
     ex.engine.log.wait_durable()
     while True:
-        ex.wakeup.clear()
         ex.check_running()
         left = wake_at - time.time()
         if left <= 0:
             return
-        ex.wakeup.wait(left)
+        ex.alarm.pause(left)
 
 
 def _wake_time(seconds: float) -> float:
@@ -113,7 +112,7 @@ def get_event(engine: Engine, body: Body, workflow_id: str, key: str, timeout: f
     look = _event_probe(engine, workflow_id, key)
 
     def wait(ex: Execution | None) -> Any:
-        with engine.watch(workflow_id, event=None if ex is None else ex.wakeup) as watch:
+        with engine.watch(workflow_id, event=None if ex is None else ex.alarm.event) as watch:
             found = watch.wait_until(look, timeout, None if ex is None else ex.check_running)
         return _event_value(engine, found, workflow_id, key)
 
@@ -212,7 +211,7 @@ def recv(ex: Execution, topic: str | None, timeout: float | None) -> Any:
     receive = _Receive(ex, topic)
     if receive.record is not None:
         return receive.replay()
-    with ex.engine.watch(ex.workflow_id, event=ex.wakeup) as watch:
+    with ex.engine.watch(ex.workflow_id, event=ex.alarm.event) as watch:
         message = watch.wait_until(receive.probe, timeout, ex.check_running)
     ex.engine.log.wait_durable(receive.took(message))  # the next recv must not find it again
     return receive.value(message)
@@ -223,15 +222,15 @@ async def recv_async(ex: Execution, topic: str | None, timeout: float | None) ->
     receive = _Receive(ex, topic)
     if receive.record is not None:
         return receive.replay()
-    with ex.engine.watch_async(ex.workflow_id) as watch:
+    with ex.engine.watch_async(ex.workflow_id, alarm=ex.alarm) as watch:
         message = await watch.wait_until_async(receive.probe, timeout, ex.check_running)
     await asyncio.to_thread(ex.engine.log.wait_durable, receive.took(message))
     return receive.value(message)
 
 
 async def sleep_async(ex: Execution, ctx: WorkflowContext, seconds: float) -> None:
-    """:func:`sleep` in an ``async def`` workflow: waits without blocking nbflow's loop (a
-    cancel is seen within a quarter of a second)."""
+    """:func:`sleep` in an ``async def`` workflow: waits without blocking nbflow's loop (a cancel
+    or a close ends it at once, as it ends the sync sleep)."""
     wake_at = await ctx.run_step_async(_SLEEP_ASYNC, (seconds,), {})
     await asyncio.to_thread(ex.engine.log.wait_durable)
     while True:
@@ -239,7 +238,7 @@ async def sleep_async(ex: Execution, ctx: WorkflowContext, seconds: float) -> No
         left = wake_at - time.time()
         if left <= 0:
             return
-        await asyncio.sleep(min(left, 0.25))
+        await ex.alarm.pause_async(left)
 
 
 async def _wake_time_async(seconds: float) -> float:
@@ -256,7 +255,7 @@ async def get_event_async(
     look = _event_probe(engine, workflow_id, key)
 
     async def wait(ex: Execution | None) -> Any:
-        with engine.watch_async(workflow_id) as watch:
+        with engine.watch_async(workflow_id, alarm=None if ex is None else ex.alarm) as watch:
             check = None if ex is None else ex.check_running
             found = await watch.wait_until_async(look, timeout, check)
         return _event_value(engine, found, workflow_id, key)

@@ -245,13 +245,13 @@ def paced(n: int) -> list[float]:
 
 def test_rate_spaces_the_starts(rt: nbflow.Runtime) -> None:
     assert len(nbflow.start(paced, 6).result(timeout=30)) == 6
-    pacer = Pacer(parse_rate("20/s"))  # what map waits on before each start
-    starts = []
-    for _ in range(5):
-        pacer.wait()
-        starts.append(time.monotonic())
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.049  # a limiter's floor (sleep never returns early), not a speed
+    pacer = Pacer(parse_rate("20/s"))  # what each attempt of a map item takes a slot of
+    slots = [pacer.take() for _ in range(5)]  # from any thread: each its own slot, in turn
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert min(gaps) >= 0.05 - 1e-9  # the schedule itself, not a measured speed
+    window = pacer.window()  # a slot for another process: wall-clock, one interval wide
+    assert window is not None and window.ends - window.begins == pytest.approx(0.05)
+    assert Pacer(None).window() is None and not Pacer(None).active
     assert parse_rate("600/min") == parse_rate(10) == 10.0 and parse_rate("3600/h") == 1.0
 
 
