@@ -34,7 +34,6 @@ from nbflow._api import (
     start,
     write_stream,
 )
-from nbflow._communication import recv, recv_async, set_event, sleep, sleep_async
 from nbflow._errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -58,13 +57,15 @@ from nbflow._errors import (
     WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
-from nbflow._handle import WorkflowHandle
-from nbflow._parallel import Executor, map, map_async
-from nbflow._progress import progress, track
-from nbflow._queues import Queue
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
-from nbflow._runtime import Runtime
-from nbflow._workflow import run_step, set_workflow_id, step, workflow, workflow_timeout
+from nbflow.engine._runtime import Runtime
+from nbflow.workflow._handle import WorkflowHandle
+from nbflow.workflow._messages import recv, recv_async, set_event, sleep, sleep_async
+from nbflow.workflow._parallel import Executor, map, map_async
+from nbflow.workflow._progress import progress, track
+from nbflow.workflow._queues import Queue
+from nbflow.workflow._steps import run_step, step
+from nbflow.workflow._workflows import set_workflow_id, workflow, workflow_timeout
 
 __version__ = "0.1.0"
 

@@ -11,12 +11,12 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from nbflow import _context as context
 from nbflow._errors import DatabaseLockedError
-from nbflow._handle import WorkflowHandle
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
-from nbflow._recovery import Recovered
-from nbflow._runtime import Runtime
+from nbflow.engine._runtime import Runtime
+from nbflow.workflow import _context as context
+from nbflow.workflow._handle import WorkflowHandle
+from nbflow.workflow._recovery import Recovered
 
 __all__ = [
     "cancel",
@@ -117,7 +117,7 @@ def _call_runtime() -> Runtime:
     return runtime()
 
 
-context.set_default_runner(runtime)
+context.set_default_runner(lambda: runtime().runner)
 
 
 def start(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> WorkflowHandle:

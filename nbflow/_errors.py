@@ -25,14 +25,14 @@ message what to do next::
     └── WaitTimeoutError (TimeoutError)      a wait ran out of time
         └── StreamTimeoutError               no stream item arrived in time
 
-Messages name the way out as the reader gives commands (:func:`nbflow._hints.hint`):
+Messages name the way out as the reader gives commands (:func:`nbflow.text._hints.hint`):
 ``nbflow.recover()`` in Python, ``%nbflow recover`` in a notebook with the magics loaded,
 ``nbflow recover`` in a terminal.
 """
 
 from __future__ import annotations
 
-from nbflow._hints import hint
+from nbflow.text._hints import hint
 
 __all__ = [
     "ConcurrencyError",

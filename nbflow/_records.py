@@ -8,7 +8,7 @@ import html
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
 
-from nbflow._format import format_time
+from nbflow.text._format import format_time
 
 __all__ = ["Records", "Status", "StepInfo", "StreamInfo", "WorkflowInfo"]
 
@@ -94,7 +94,7 @@ class WorkflowInfo(_Record):
     queue: str | None = None
 
     @classmethod
-    def _from_row(cls, row: Any) -> WorkflowInfo:
+    def from_row(cls, row: Any) -> WorkflowInfo:
         end = row.ended_at
         return cls(
             workflow_id=row.workflow_id,
@@ -132,7 +132,7 @@ class StepInfo(_Record):
     error: str | None
 
     @classmethod
-    def _from_row(cls, row: Any) -> StepInfo:
+    def from_row(cls, row: Any) -> StepInfo:
         return cls(
             function_id=row.function_id,
             name=row.name,

@@ -29,3 +29,18 @@ def test_import_nbflow_imports_no_jupyter() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_nbflow_workflow_stays_the_decorator_whatever_is_imported() -> None:
+    """The package ``nbflow/workflow/`` shares its name with ``nbflow.workflow``, the decorator:
+    the attribute must stay the decorator however the package's modules are imported after."""
+    code = (
+        "import importlib, pkgutil, nbflow\n"
+        "import nbflow.workflow._context, nbflow.engine._runtime\n"
+        "package = importlib.import_module('nbflow.workflow')\n"
+        "for m in pkgutil.iter_modules(package.__path__):\n"
+        "    importlib.import_module('nbflow.workflow.' + m.name)\n"
+        "print(nbflow.workflow.__module__, package.__name__, callable(nbflow.workflow))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["nbflow.workflow._workflows", "nbflow.workflow", "True"]

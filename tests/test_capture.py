@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import nbflow
-from nbflow import _context
+from nbflow.workflow import _context
 from tests.helpers import Gate, interrupt, sql, wait_until
 from tests.kernels import RealKernel
 from tests.test_run_all import venv_kernel

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import nbflow
-from nbflow._tables import table_duration
 from nbflow.cli import ProgressBar, main
+from nbflow.text._tables import table_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 THIS = sys.modules[__name__]

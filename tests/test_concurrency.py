@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import nbflow
-from nbflow._reader import PAGE_SIZE
+from nbflow.engine._reader import PAGE_SIZE
 
 pytestmark = pytest.mark.contract
 

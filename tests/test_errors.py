@@ -14,7 +14,7 @@ import pytest
 
 import nbflow
 import nbflow._errors as errors_module
-import nbflow._hints as hints_module
+import nbflow.text._hints as hints_module
 from tests.helpers import nbflow_threads, sql, wait_until
 
 pytestmark = pytest.mark.contract

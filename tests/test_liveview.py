@@ -13,12 +13,12 @@ from IPython.utils.capture import capture_output
 
 import nbflow
 from nbflow import Status
-from nbflow._format import format_interval, format_rate, progress_label, text_bar
 from nbflow.notebook._launch import LaunchedHandle, launch
 from nbflow.notebook._render import HandleRenderer, Snapshot, header_html
 from nbflow.notebook._rows import failure
 from nbflow.notebook._state import Progress, RateMeter, Throttle, ViewState
 from nbflow.notebook._view import LiveView, widget_frontend
+from nbflow.text._format import format_interval, format_rate, progress_label, text_bar
 from tests.helpers import Gate, interrupt, wait_until
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 import nbflow
-from nbflow._workers import Pacer, parse_rate
+from nbflow.workflow import _context
+from nbflow.workflow._workers import Pacer, parse_rate
 from tests import parallel_items
 from tests.helpers import nbflow_threads, wait_until
 
@@ -196,7 +197,7 @@ def with_plain_pool(n: int) -> list[int]:
 def test_a_step_from_a_plain_thread_warns_and_names_the_way(
     rt: nbflow.Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
-    nbflow._context._warned.clear()  # once per step and process: this test may run twice
+    _context._warned.clear()  # once per step and process: this test may run twice
     with caplog.at_level(logging.WARNING, logger="nbflow"):
         assert nbflow.start(with_plain_pool, 6).result(timeout=30) == [i * 2 for i in range(6)]
     warnings = [r.getMessage() for r in caplog.records if "tests.parallel.double" in r.getMessage()]

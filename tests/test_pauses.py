@@ -132,7 +132,7 @@ def test_a_close_ends_every_wait_at_once(rt: nbflow.Runtime, kind: str, body: st
 
 def test_a_pause_is_woken_from_another_thread_in_an_async_task() -> None:
     """The alarm's async pause is woken by a ring from another thread, at once."""
-    from nbflow._alarm import Alarm
+    from nbflow.workflow._alarm import Alarm
 
     async def main() -> bool:
         alarm = Alarm()

@@ -1,7 +1,8 @@
-"""The core's structure: no module but ``_runtime.py`` reads a private attribute of a ``Runtime``.
+"""The core's structure: no module reads a private attribute of an object another module owns
+(a ``Runtime``'s above all), and every module is placed in the import-linter layers.
 
-(The import layers are checked by ``lint-imports``, run by ``python3 dev.py test``; see
-``docs/architecture.md``.)
+(The import layers themselves are checked by ``lint-imports``, run by ``python3 dev.py test``;
+see ``docs/architecture.md``.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ PACKAGE = Path(nbflow.__file__).parent
 
 def _private_names_of_runtime() -> set[str]:
     """Every private attribute a Runtime has: methods, properties and instance attributes."""
-    tree = ast.parse((PACKAGE / "_runtime.py").read_text())
+    tree = ast.parse((PACKAGE / "engine" / "_runtime.py").read_text())
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == "Runtime":
@@ -56,14 +57,14 @@ def private_reads(source: str, private: set[str]) -> list[tuple[int, str]]:
 
 def test_runtime_has_private_state_to_protect() -> None:
     private = _private_names_of_runtime()
-    assert {"_engine", "_executions", "_lifecycle", "_history"} <= private
+    assert "_core" in private
 
 
 def test_the_check_finds_a_private_read() -> None:
     private = _private_names_of_runtime()
-    assert private_reads("rt = nbflow.runtime()\nrt._engine.flush()\n", private) == [(2, "_engine")]
-    assert private_reads("getattr(runtime, '_executions')\n", private) == [(1, "_executions")]
-    assert private_reads("self._engine.flush()\n", private) == []
+    assert private_reads("rt = nbflow.runtime()\nrt._core.flush()\n", private) == [(2, "_core")]
+    assert private_reads("getattr(runtime, '_core')\n", private) == [(1, "_core")]
+    assert private_reads("self._core.flush()\n", private) == []
 
 
 def test_no_module_but_runtime_reads_private_state_of_a_runtime() -> None:
@@ -77,15 +78,75 @@ def test_no_module_but_runtime_reads_private_state_of_a_runtime() -> None:
     assert offenders == []
 
 
+#: What reads like a private attribute but is a protocol or a named tuple's API.
+_PUBLIC_UNDERSCORED = ("_replace", "_asdict", "_fields", "_make", "_field_defaults")
+
+
+def _defined_here(tree: ast.Module) -> set[str]:
+    """The underscored names a module defines: functions, classes, assigned attributes."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return names
+
+
+def foreign_private_reads(source: str) -> list[tuple[int, str]]:
+    """``(line, name)`` of each ``obj._name`` read (``obj`` not ``self`` or ``cls``) where the
+    module does not itself define ``_name``: another module's private state."""
+    tree = ast.parse(source)
+    mine = _defined_here(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        name = node.attr
+        if name.startswith("__") or name in _PUBLIC_UNDERSCORED or name.startswith("_repr_"):
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        if name not in mine:
+            found.append((node.lineno, name))
+    return found
+
+
+def test_the_general_check_finds_a_foreign_private_read() -> None:
+    assert foreign_private_reads("view._fail(exc)\n") == [(1, "_fail")]
+    assert foreign_private_reads("class V:\n    def _fail(self): ...\nv._fail()\n") == []
+    assert foreign_private_reads("p = p._replace(x=1)\nself._x\n") == []
+
+
+def test_no_module_reads_private_state_another_module_owns() -> None:
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: .{name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, name in foreign_private_reads(path.read_text())
+    ]
+    assert offenders == []
+
+
+def _modules(package: Path) -> set[str]:
+    return {p.stem for p in package.glob("_*.py") if p.stem not in ("__init__", "__main__")}
+
+
 def test_every_core_module_has_a_place_in_the_layers() -> None:
-    """A new module of nbflow/ must be placed in pyproject.toml's import-linter layers (and in
-    the forbidden contract's sources): unplaced, nothing would check its imports."""
+    """A new module of nbflow/ must be placed in pyproject.toml's import-linter layers: a
+    package's module in its package's own contract, a module at the top in the packages'.
+    Unplaced, nothing would check its imports."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
-    layers, forbidden = config["tool"]["importlinter"]["contracts"]
-    placed = {name.strip() for layer in layers["layers"] for name in layer.split("|")}
-    modules = {
-        f"nbflow.{p.stem}" for p in PACKAGE.glob("_*.py") if p.stem not in ("__init__", "__main__")
-    }
-    assert modules - placed == set()
-    assert modules - set(forbidden["source_modules"]) == set()
+    contracts = config["tool"]["importlinter"]["contracts"]
+    placed: dict[str, set[str]] = {}
+    for contract in contracts:
+        where = (contract.get("containers") or ["nbflow"])[0]
+        names = {n.strip() for layer in contract["layers"] for n in layer.split("|")}
+        placed[where] = names
+    assert {f"nbflow.{m}" for m in _modules(PACKAGE)} - placed["nbflow"] == set()
+    for package in ("engine", "workflow"):
+        assert _modules(PACKAGE / package) - placed[f"nbflow.{package}"] == set(), package
+    packages = {f"nbflow.{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert packages - placed["nbflow"] == set()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from nbflow._writelog import WriteLog
+from nbflow.engine._writelog import WriteLog
 from nbflow.store import open_store
 from nbflow.store._ops import WorkflowRow
 from tests.helpers import wait_until

@@ -10,7 +10,7 @@ MODULE``). ``--db`` and ``--json`` may be given before or after the command. ``p
 is the same command. Errors print one line, ``nbflow: error: <message>``, and exit with status 1.
 
 This module holds the parser and :func:`main`; the commands are in :mod:`nbflow.cli._commands`,
-the progress bar in :mod:`nbflow.cli._progress`, and their text comes from :mod:`nbflow._format`.
+the progress bar in :mod:`nbflow.cli._progress`, and their text comes from :mod:`nbflow.text._format`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import nbflow
-from nbflow._hints import set_front_end
 from nbflow.cli._commands import (
     cmd_cancel,
     cmd_demo,
@@ -37,6 +36,7 @@ from nbflow.cli._commands import (
     import_modules,
 )
 from nbflow.cli._progress import ProgressBar
+from nbflow.text._hints import set_front_end
 
 __all__ = ["ProgressBar", "main"]
 

@@ -1,6 +1,6 @@
 """The commands of ``nbflow``: each takes the parsed arguments and returns the exit status.
 
-Their text comes from :mod:`nbflow._format`, shared with the ``%nbflow`` magics; with ``--json``
+Their text comes from :mod:`nbflow.text._format`, shared with the ``%nbflow`` magics; with ``--json``
 they print JSON instead.
 """
 
@@ -21,7 +21,9 @@ from typing import Any
 
 import nbflow
 from nbflow import _demo
-from nbflow._format import (
+from nbflow._records import utc
+from nbflow.cli._progress import ProgressBar
+from nbflow.text._format import (
     format_cancel,
     format_duration,
     format_error,
@@ -33,10 +35,8 @@ from nbflow._format import (
     parse_message,
     shorten,
 )
-from nbflow._queues import lookup_queue
-from nbflow._records import utc
-from nbflow._tables import format_table, step_table, visible_workflows, workflow_table
-from nbflow.cli._progress import ProgressBar
+from nbflow.text._tables import format_table, step_table, visible_workflows, workflow_table
+from nbflow.workflow._queues import lookup_queue
 
 __all__ = [
     "cmd_cancel",
@@ -172,7 +172,7 @@ def _show_fields(rt: nbflow.Runtime, row: Any) -> dict[str, Any]:
     }
     if row.status == nbflow.Status.SUCCESS:
         try:
-            fields["result"] = rt.outcome(row)
+            fields["result"] = rt.get_workflow(row.workflow_id).result(timeout=0)
         except nbflow.NbflowError as exc:  # e.g. a pickle of a class this process lacks
             fields["result"] = f"<cannot load the result: {exc}>"
     return fields

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from nbflow._format import ASCII_BAR, progress_label, progress_line
+from nbflow.text._format import ASCII_BAR, progress_label, progress_line
 
 __all__ = ["ProgressBar"]
 
@@ -17,7 +17,7 @@ class ProgressBar:
     On a terminal it redraws one line with ``\\r``, at most once per ``min_interval`` seconds (the
     last state is always drawn). Elsewhere (a pipe, a log file) it prints a plain line each time
     another tenth of the work is done. Its text is that of the notebook's text bar
-    (:mod:`nbflow._format`), in :data:`~nbflow._format.ASCII_BAR` style.
+    (:mod:`nbflow.text._format`), in :data:`~nbflow.text._format.ASCII_BAR` style.
 
     Args:
         file: Where to draw (default: ``sys.stderr`` at the time of the call).

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbflow._recovery import on_recover
 from nbflow.notebook import _capture
 from nbflow.notebook._launch import LaunchedHandle, launch
 from nbflow.notebook._recover import show_recovered
 from nbflow.notebook._view import LiveView, in_kernel
+from nbflow.workflow._recovery import on_recover
 
 __all__ = [
     "LaunchedHandle",

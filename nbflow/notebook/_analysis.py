@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from nbflow._canonical import canonical, digest
-from nbflow._workflow import StepFunction, WorkflowFunction
+from nbflow.workflow._steps import StepFunction
+from nbflow.workflow._workflows import WorkflowFunction
 
 __all__ = ["HIDDEN", "Names", "analyze", "cell_key"]
 

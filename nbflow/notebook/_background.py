@@ -21,10 +21,10 @@ import uuid
 from typing import Any
 
 import nbflow
-from nbflow import _context
 from nbflow._errors import NbflowError, WorkflowCancelledError, WorkflowInterruptedError
 from nbflow.notebook import _capture
 from nbflow.notebook._capture import STREAM, install, installed, uninstall
+from nbflow.workflow import _context
 
 __all__ = ["STREAM", "background_cell", "install", "installed", "run_background", "uninstall"]
 

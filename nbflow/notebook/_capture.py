@@ -42,8 +42,8 @@ import threading
 import weakref
 from typing import Any
 
-from nbflow import _context
-from nbflow._context import WorkflowContext
+from nbflow.workflow import _context
+from nbflow.workflow._context import WorkflowContext
 
 __all__ = ["STREAM", "captured", "install", "installed", "uninstall", "write"]
 
@@ -66,10 +66,10 @@ def captured() -> WorkflowContext | None:
     """The workflow whose stream what this thread or task prints goes to, or None (see the
     module's rule: inside a workflow whose body was entered in a thread other than the main one).
     """
-    scope = _context.SCOPE.get()
-    if scope is None or getattr(_local, "busy", False):
+    where = _context.scope()
+    if where is None or getattr(_local, "busy", False):
         return None
-    ctx = scope[0]
+    ctx = where.context
     if ctx.thread in (0, threading.main_thread().ident):
         return None
     return ctx
@@ -96,8 +96,9 @@ def write(ctx: WorkflowContext, text: str) -> None:
 
 def _key(ctx: WorkflowContext) -> tuple[WorkflowContext, int, int, int]:
     """Where this thread's output in ``ctx`` is kept: (workflow, thread, function id, attempt)."""
-    scope = _context.SCOPE.get()
-    return (ctx, threading.get_ident(), scope[1] if scope else 0, scope[2] if scope else 0)
+    where = _context.scope()
+    step = (where.function_id, where.attempt) if where is not None else (0, 0)
+    return (ctx, threading.get_ident(), *step)
 
 
 def _widget_lines(key: tuple[WorkflowContext, int, int, int]) -> list[str]:
@@ -180,14 +181,14 @@ def _flush(ctx: WorkflowContext) -> None:
         left = [(key, _partials.pop(key, None)) for key in keys]
     for key, text in left:
         lines = _widget_lines(key) + ([] if text is None else _terminal_lines(key, [text]))
-        token = _context.SCOPE.set((ctx, key[2], key[3], ctx.thread if not key[2] else 0))
+        where = _context.Scope(ctx, key[2], key[3], ctx.thread if not key[2] else 0)
         _local.busy = True
         try:
-            for line in lines:
-                ctx.write_output(STREAM, line)
+            with _context.scoped(where):
+                for line in lines:
+                    ctx.write_output(STREAM, line)
         finally:
             _local.busy = False
-            _context.SCOPE.reset(token)
     with _lock:  # (what was kept of its bars: it keeps nothing of the workflow alive)
         _moved_up.difference_update([key for key in list(_moved_up) if key[0] is ctx])
 

@@ -39,9 +39,9 @@ from typing import Any
 from IPython.core.displayhook import DisplayHook
 
 import nbflow
-from nbflow._format import format_duration, format_time
 from nbflow.notebook._analysis import HIDDEN, Names, analyze, cell_key
 from nbflow.notebook._recording import Recording, flush_figures, format_result, json_outputs
+from nbflow.text._format import format_duration, format_time
 
 __all__ = ["DurableCells", "cells_for", "pipeline_id"]
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from nbflow._errors import StreamTimeoutError, WorkflowNotFoundError
-from nbflow._runtime import Runtime
+from nbflow.engine._runtime import Runtime
 from nbflow.notebook._rows import failure, latest_start, runs
 from nbflow.notebook._state import ViewState
 from nbflow.store import WorkflowRow

@@ -24,16 +24,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import nbflow
-from nbflow import _context
 from nbflow._canonical import canonical
 from nbflow._errors import InvalidValueError
-from nbflow._format import format_time, status_word
-from nbflow._handle import WorkflowHandle
-from nbflow._runtime import Runtime
-from nbflow._workflow import WorkflowFunction
+from nbflow.engine._runtime import Runtime
 from nbflow.notebook import _capture
 from nbflow.notebook._cells import pipeline_id
 from nbflow.notebook._view import LiveView
+from nbflow.text._format import format_time, status_word
+from nbflow.workflow import _context
+from nbflow.workflow._handle import WorkflowHandle
+from nbflow.workflow._workflows import WorkflowFunction
 
 __all__ = ["LaunchedHandle", "Previous", "call_id", "launch", "newest_run", "start_with_view"]
 

@@ -21,7 +21,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 import nbflow
-from nbflow._format import (
+from nbflow._records import Records
+from nbflow.notebook import _background, _cells, _tables
+from nbflow.text._format import (
     format_cancel,
     format_recover,
     format_resume,
@@ -29,11 +31,9 @@ from nbflow._format import (
     parse_message,
     status_word,
 )
-from nbflow._hints import set_front_end
-from nbflow._records import Records
-from nbflow._tables import visible_workflows
-from nbflow._workflow import WorkflowFunction
-from nbflow.notebook import _background, _cells, _tables
+from nbflow.text._hints import set_front_end
+from nbflow.text._tables import visible_workflows
+from nbflow.workflow._workflows import WorkflowFunction
 
 __all__ = ["NbflowMagics", "load", "unload"]
 

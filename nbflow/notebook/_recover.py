@@ -2,7 +2,7 @@
 what it did, then a live view per workflow it resumed.
 
 Importing :mod:`nbflow.notebook` registers :func:`show_recovered` with the core
-(:func:`nbflow._recovery.on_recover`); it acts only in a Jupyter kernel, when the recover was
+(:func:`nbflow.workflow._recovery.on_recover`); it acts only in a Jupyter kernel, when the recover was
 called from the kernel's main thread (a cell), so a recover from a background thread or a
 script shows nothing.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import threading
 
-from nbflow._format import format_recover
-from nbflow._recovery import Recovered
 from nbflow.notebook import _capture
 from nbflow.notebook._view import LiveView, in_kernel
+from nbflow.text._format import format_recover
+from nbflow.workflow._recovery import Recovered
 
 __all__ = ["shows_views", "show_recovered"]
 

@@ -27,8 +27,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from nbflow._format import progress_line
 from nbflow.notebook._state import Frame
+from nbflow.text._format import progress_line
 
 __all__ = [
     "HandleRenderer",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from nbflow._runtime import Runtime
+from nbflow.engine._runtime import Runtime
 from nbflow.store import WorkflowRow
 
 __all__ = ["failure", "latest_start", "runs"]

@@ -1,7 +1,7 @@
 """What a live view shows, as plain data: progress math, rate and ETA, output lines, the throttle.
 
 Nothing here imports IPython or ipywidgets; the text (the label beside the bar, the elapsed time)
-comes from :mod:`nbflow._format`. A :class:`ViewState` accumulates what a reader thread
+comes from :mod:`nbflow.text._format`. A :class:`ViewState` accumulates what a reader thread
 reads from a workflow's streams; :meth:`ViewState.frame` turns it into a :class:`Frame`, an
 immutable description of the display that the widget and text/HTML renderers draw. Frames compare
 equal when the display would not change, so a renderer skips redundant frontend updates.
@@ -15,7 +15,7 @@ import itertools
 import re
 from typing import Any
 
-from nbflow._format import format_interval, progress_label, status_word, truncate
+from nbflow.text._format import format_interval, progress_label, status_word, truncate
 
 __all__ = [
     "BAR_STYLES",

@@ -1,6 +1,6 @@
 """The tables of ``%nbflow list`` and ``%nbflow steps``: HTML in a notebook, text elsewhere.
 
-Both show the curated columns of :mod:`nbflow._tables` (the ``nbflow`` command's text tables):
+Both show the curated columns of :mod:`nbflow.text._tables` (the ``nbflow`` command's text tables):
 header words a person reads, durations with units, local times that do not wrap, status words
 (coloured in HTML), step and workflow names without ``__main__.``. The records stay as
 ``list_workflows`` and ``list_steps`` return them: a table is a list of them.
@@ -14,7 +14,7 @@ from typing import Any
 
 import nbflow
 from nbflow._records import Records
-from nbflow._tables import format_table, step_columns, workflow_columns
+from nbflow.text._tables import format_table, step_columns, workflow_columns
 
 __all__ = ["Table", "running_here", "step_table", "workflow_table"]
 
@@ -40,8 +40,8 @@ class Table(Records[Any]):
         records: The records.
         title: The line above the table.
         headers: The columns' header words.
-        rows: One row of texts per record (:mod:`nbflow._tables`).
-        text: The text table (:func:`~nbflow._tables.format_table`), shown outside HTML.
+        rows: One row of texts per record (:mod:`nbflow.text._tables`).
+        text: The text table (:func:`~nbflow.text._tables.format_table`), shown outside HTML.
         tips: Per row, a tooltip per cell (the whole error where the cell shows part), or ``''``.
     """
 

@@ -33,11 +33,11 @@ from typing import Any
 
 import nbflow
 from nbflow._errors import RuntimeClosedError, WorkflowNotFoundError
-from nbflow._format import format_error
-from nbflow._runtime import Runtime
+from nbflow.engine._runtime import Runtime
 from nbflow.notebook._follow import Follower
 from nbflow.notebook._render import HandleRenderer, Renderer, WidgetRenderer
 from nbflow.notebook._state import Frame, Throttle, ViewState
+from nbflow.text._format import format_error
 
 __all__ = [
     "LiveView",

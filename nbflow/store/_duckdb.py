@@ -19,7 +19,6 @@ from nbflow._errors import (
     RuntimeClosedError,
     SchemaVersionError,
 )
-from nbflow._hints import hint
 from nbflow.store import _schema as schema
 from nbflow.store._duckfile import disown, open_owned
 from nbflow.store._ops import Finish, Op, WorkflowRow
@@ -31,6 +30,7 @@ from nbflow.store._sql import (
     finish_params,
     reopen_statements,
 )
+from nbflow.text._hints import hint
 
 __all__ = ["DuckDBStore"]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from nbflow._errors import DatabaseError, DatabaseLockedError
-from nbflow._hints import hint
+from nbflow.text._hints import hint
 
 __all__ = ["Key", "disown", "open_owned"]
 

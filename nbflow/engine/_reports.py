@@ -10,9 +10,9 @@ changes of the executions running here.
 from __future__ import annotations
 
 from nbflow._errors import TAKEN_OVER
-from nbflow._execution import Executions
-from nbflow._notify import Notifier
 from nbflow._records import Status
+from nbflow.engine._execution import Executions
+from nbflow.engine._notify import Notifier
 from nbflow.store import Store
 from nbflow.store._ops import Finish, Op
 

@@ -1,7 +1,7 @@
 """Workflows and the world, as called from a workflow body: durable ``sleep``, ``set_event`` and
 ``recv`` (``send`` and ``get_event`` work from anywhere: see :mod:`nbflow._api`).
 
-Each is a checkpointed operation of the workflow; :mod:`nbflow._waits` says how.
+Each is a checkpointed operation of the workflow; :mod:`nbflow.engine._messages` says how.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import asyncio
 import time
 from typing import Any
 
-from nbflow import _context as context
-from nbflow._calls import check_seconds
 from nbflow._serialization import check_text
+from nbflow.workflow import _context as context
+from nbflow.workflow._calls import check_seconds
 
 __all__ = ["recv", "recv_async", "set_event", "sleep", "sleep_async"]
 

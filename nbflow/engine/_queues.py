@@ -2,7 +2,7 @@
 
 It wakes when a workflow is enqueued or one of its own ends, when another process enqueues
 (PostgreSQL notification), and every second (a slot freed in another process), and asks its
-runtime to take each served queue's workflows that the limits allow (see :mod:`nbflow._queues`).
+runtime to take each served queue's workflows that the limits allow (see :mod:`nbflow.workflow._queues`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from nbflow._queues import Queue, declared_queues, lookup_queue
+from nbflow.workflow._queues import Queue, declared_queues, lookup_queue
 
 __all__ = ["POLL_INTERVAL", "Dispatcher"]
 

@@ -2,7 +2,7 @@
 
 A reader subscribes to its stream, catches up from the database in pages (never one row per query),
 then gets each new item straight from the committer, right after the commit (see
-:mod:`nbflow._notify`). Items written by another process (PostgreSQL) reach it by a notification
+:mod:`nbflow.engine._notify`). Items written by another process (PostgreSQL) reach it by a notification
 from the server, after which it reads the database; it also looks by itself every
 ``store.poll_interval`` seconds, in case a notification was lost.
 """
@@ -13,14 +13,14 @@ import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from nbflow._alarm import Wake
-from nbflow._engine import Engine, Watch
 from nbflow._errors import StreamTimeoutError
-from nbflow._execution import Executions
-from nbflow._notify import Row
 from nbflow._serialization import check_text, decode_many
+from nbflow.engine._engine import Engine, Watch
+from nbflow.engine._execution import Executions
+from nbflow.engine._notify import Row
+from nbflow.workflow._alarm import Wake
 
-__all__ = ["PAGE_SIZE", "StreamReader"]
+__all__ = ["PAGE_SIZE", "StreamReader", "check_read_args"]
 
 #: How many items one query fetches at most.
 PAGE_SIZE = 5000
@@ -31,6 +31,15 @@ class Batch(NamedTuple):
 
     values: list[Any]
     ended: bool
+
+
+def check_read_args(key: str, start: int, timeout: float | None) -> None:
+    """Raise for a stream key, start offset or timeout a reader cannot take."""
+    check_text(key, "A stream key")
+    if type(start) is not int or start < 0:
+        raise ValueError(f"start must be an offset >= 0, not {start!r}.")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}.")
 
 
 class StreamReader:
@@ -50,11 +59,7 @@ class StreamReader:
         timeout: float | None,
         wake: Wake | None = None,
     ) -> None:
-        check_text(key, "A stream key")
-        if type(start) is not int or start < 0:
-            raise ValueError(f"start must be an offset >= 0, not {start!r}.")
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}.")
+        check_read_args(key, start, timeout)
         self._engine, self._executions = engine, executions
         self.workflow_id, self.key, self.offset, self.timeout = workflow_id, key, start, timeout
         self._from_db = True  # until a query returns a partial page

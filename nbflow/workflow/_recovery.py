@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from nbflow._handle import WorkflowHandle
-from nbflow._hints import hint
+from nbflow.text._hints import hint
+from nbflow.workflow._handle import WorkflowHandle
 
 __all__ = ["Recovered", "Skipped", "announce", "note_interrupted", "on_recover"]
 

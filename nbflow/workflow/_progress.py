@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from nbflow._context import WorkflowContext, require
+from nbflow.workflow._context import WorkflowContext, require
 
 __all__ = ["progress", "track"]
 

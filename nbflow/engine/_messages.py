@@ -22,14 +22,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from nbflow._calls import Step
-from nbflow._context import WorkflowContext, current_step
-from nbflow._engine import Engine
 from nbflow._errors import WorkflowNotFoundError
-from nbflow._execution import Execution
 from nbflow._serialization import Encoded
-from nbflow._steps import step_row
+from nbflow.engine._engine import Engine
+from nbflow.engine._execution import Execution
+from nbflow.engine._steps import step_row
 from nbflow.store._ops import Consume, MessageRow, SetEvent, StepRow, event_step_name
+from nbflow.workflow._calls import Step
+from nbflow.workflow._context import WorkflowContext, current_step
 
 __all__ = [
     "SEND",

@@ -24,19 +24,29 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from threading import get_ident
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from nbflow._alarm import Wake
-from nbflow._calls import Args, Kwargs, MapOptions, Step, StepAttempt, WorkflowCall
 from nbflow._errors import ConcurrencyError, NotInWorkflowError
+from nbflow.workflow._alarm import Wake
+from nbflow.workflow._calls import (
+    Args,
+    DeclaredQueue,
+    DeclaredWorkflow,
+    Kwargs,
+    MapOptions,
+    Step,
+    StepAttempt,
+    WorkflowCall,
+)
 
 if TYPE_CHECKING:
-    from nbflow._handle import WorkflowHandle
+    from nbflow.workflow._handle import WorkflowHandle
 
 logger = logging.getLogger("nbflow")
 
 __all__ = [
     "SCOPE",
+    "Scope",
     "Runner",
     "WorkflowContext",
     "add_exit_hook",
@@ -52,6 +62,8 @@ __all__ = [
     "remove_exit_hook",
     "require",
     "runner",
+    "scope",
+    "scoped",
     "set_default_runner",
     "take_assigned_id",
     "unrecorded",
@@ -117,17 +129,19 @@ class WorkflowContext(abc.ABC):
         """
 
     @abc.abstractmethod
-    def call_child(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call_child(
+        self, wf: DeclaredWorkflow, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Run the workflow ``wf`` as a child of this one, durably, and return its result."""
 
     @abc.abstractmethod
     async def call_child_async(
-        self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any], function_id: int
+        self, wf: DeclaredWorkflow, args: tuple[Any, ...], kwargs: dict[str, Any], function_id: int
     ) -> Any:
         """``await child(...)`` in an async workflow, at the reserved ``function_id``."""
 
     @abc.abstractmethod
-    def start_child(self, call: WorkflowCall, queue: Any = None) -> WorkflowHandle:
+    def start_child(self, call: WorkflowCall, queue: DeclaredQueue | None = None) -> WorkflowHandle:
         """Start (or, on ``queue``, enqueue) a child workflow, as a checkpointed operation."""
 
     @abc.abstractmethod
@@ -174,7 +188,7 @@ class Runner(abc.ABC):
         """Start a workflow in the background."""
 
     @abc.abstractmethod
-    def call(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(self, wf: DeclaredWorkflow, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a workflow durably in this thread and return its result."""
 
     @abc.abstractmethod
@@ -182,7 +196,7 @@ class Runner(abc.ABC):
         """Run (or wait for) the child workflow ``call.workflow_id``; return its result."""
 
     @abc.abstractmethod
-    def begin_child(self, call: WorkflowCall, queue: Any = None) -> WorkflowHandle:
+    def begin_child(self, call: WorkflowCall, queue: DeclaredQueue | None = None) -> WorkflowHandle:
         """Start (or enqueue on ``queue``) the child workflow ``call``, whose id is chosen."""
 
     @abc.abstractmethod
@@ -197,20 +211,52 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def enqueue(
-        self, queue: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        queue: DeclaredQueue,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> WorkflowHandle:
         """Record a workflow as ENQUEUED on ``queue``."""
 
 
-#: The scope of this thread or task: its workflow; the function id and attempt of the step running
-#: in it (0, 0 in the workflow body); and, for a body, the thread it was entered in (0 for a
-#: step). A plain tuple: it is set around every step attempt.
-_Scope = tuple[WorkflowContext, int, int, int]
+class Scope(NamedTuple):
+    """Where the code of a thread or task runs: set around every workflow body and step attempt.
 
-_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("nbflow_scope", default=None)
+    Attributes:
+        context: Its workflow.
+        function_id: The function id of the step running in it (0 in the workflow body).
+        attempt: That step's attempt (0 in the body).
+        thread: For a body, the ident of the thread it was entered in (0 for a step).
+    """
+
+    context: WorkflowContext
+    function_id: int = 0
+    attempt: int = 0
+    thread: int = 0
+
+
+_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("nbflow_scope", default=None)
 
 #: The scope variable itself, for the engine's hot path (a step sets it around each attempt).
 SCOPE = _scope
+
+
+def scope() -> Scope | None:
+    """The scope of this thread or task (None outside workflows)."""
+    return _scope.get()
+
+
+@contextlib.contextmanager
+def scoped(where: Scope | None) -> Iterator[None]:
+    """Run the block in scope ``where`` (None: outside any workflow), then restore this one."""
+    token = _scope.set(where)
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
 _default_runner: Callable[[], Runner] | None = None
 _bodies = 0  # workflow bodies running in this process
 _warned: set[str] = set()
@@ -218,8 +264,8 @@ _warned: set[str] = set()
 
 def current() -> WorkflowContext | None:
     """The workflow this code runs in (this thread's or task's), or None."""
-    scope = _scope.get()
-    return None if scope is None else scope[0]
+    where = _scope.get()
+    return None if where is None else where.context
 
 
 def body() -> WorkflowContext | None:
@@ -230,32 +276,34 @@ def body() -> WorkflowContext | None:
             ``contextvars.copy_context().run``): an operation there would take a position that
             depends on timing, and a replay could hand it another call's record.
     """
-    scope = _scope.get()
-    if scope is None or scope[1]:
+    where = _scope.get()
+    if where is None or where.function_id:
         return None
-    if scope[3] != get_ident():
-        raise ConcurrencyError(scope[0].workflow_id, threading.current_thread().name)
-    return scope[0]
+    if where.thread != get_ident():
+        raise ConcurrencyError(where.context.workflow_id, threading.current_thread().name)
+    return where.context
 
 
 def current_step() -> StepAttempt | None:
     """The step attempt running in this thread or task, or None (also outside workflows)."""
-    scope = _scope.get()
-    return None if scope is None or not scope[1] else StepAttempt(scope[1], scope[2])
+    where = _scope.get()
+    if where is None or not where.function_id:
+        return None
+    return StepAttempt(where.function_id, where.attempt)
 
 
 def require(operation: str) -> WorkflowContext:
     """The current workflow; raises :class:`NotInWorkflowError` outside one (and
     :class:`ConcurrencyError` in a thread its body's context was copied into)."""
-    scope = _scope.get()
-    if scope is None:
+    where = _scope.get()
+    if where is None:
         raise NotInWorkflowError(operation, getattr(_remote, "step", None))
-    if not scope[1] and scope[3] != get_ident():
-        raise ConcurrencyError(scope[0].workflow_id, threading.current_thread().name)
-    return scope[0]
+    if not where.function_id and where.thread != get_ident():
+        raise ConcurrencyError(where.context.workflow_id, threading.current_thread().name)
+    return where.context
 
 
-Token = contextvars.Token[_Scope | None]
+Token = contextvars.Token[Scope | None]
 
 
 def enter(context: WorkflowContext) -> Token:
@@ -263,7 +311,7 @@ def enter(context: WorkflowContext) -> Token:
     global _bodies
     _bodies += 1
     context.thread = get_ident()
-    return _scope.set((context, 0, 0, get_ident()))
+    return _scope.set(Scope(context, 0, 0, get_ident()))
 
 
 def leave(token: Token) -> None:

@@ -3,7 +3,7 @@
 Inside a workflow body, every item of a map and every call submitted to an :class:`Executor` is
 a checkpointed step whose position in the workflow is taken at the call, in program order, so a
 replay or a resume returns each one's own result however they interleaved (see
-:mod:`nbflow._mapping`). Outside a workflow (or inside a step) they are plain parallel calls.
+:mod:`nbflow.engine._parallel`). Outside a workflow (or inside a step) they are plain parallel calls.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import concurrent.futures
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from nbflow import _context as context
-from nbflow._alarm import Alarm
-from nbflow._calls import NO_RETRY, MapOptions, step_of
-from nbflow._fanout import Fanout
-from nbflow._remote import Output, RemoteOutcome, call_remote, replay_output
-from nbflow._workers import Pacer, Workers, parse_rate
+from nbflow.workflow import _context as context
+from nbflow.workflow._alarm import Alarm
+from nbflow.workflow._calls import NO_RETRY, MapOptions, step_of
+from nbflow.workflow._fanout import Fanout
+from nbflow.workflow._remote import Output, RemoteOutcome, call_remote, replay_output
+from nbflow.workflow._workers import Pacer, Workers, parse_rate
 
 __all__ = ["Executor", "in_process", "map", "map_async"]
 
@@ -102,8 +102,8 @@ def map_async(
 
 
 class _PlainMap:
-    """The items of a map outside a workflow (the :class:`~nbflow._fanout.Items` of a
-    :class:`~nbflow._fanout.Fanout`): plain calls, not retried; on an executor of other processes
+    """The items of a map outside a workflow (the :class:`~nbflow.workflow._fanout.Items` of a
+    :class:`~nbflow.workflow._fanout.Fanout`): plain calls, not retried; on an executor of other processes
     what an item prints comes back and is printed here."""
 
     policy = NO_RETRY
@@ -188,6 +188,6 @@ def in_process(executor: concurrent.futures.Executor | None) -> bool:
     """Whether map items given to ``executor`` run on threads of this process (nbflow's own
     threads when it is None, an :class:`Executor`, a ``ThreadPoolExecutor``): there, inside a
     workflow, they run as its steps. Items given to any other executor are sent to it as
-    :func:`~nbflow._remote.call_remote` calls."""
+    :func:`~nbflow.workflow._remote.call_remote` calls."""
     in_threads = (concurrent.futures.ThreadPoolExecutor, Workers, Executor)
     return executor is None or isinstance(executor, in_threads)

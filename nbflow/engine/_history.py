@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from nbflow._alarm import Wake
-from nbflow._engine import Engine
 from nbflow._errors import (
     SerializationError,
     WaitTimeoutError,
@@ -15,13 +13,15 @@ from nbflow._errors import (
     WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
-from nbflow._execution import Executions
-from nbflow._reader import StreamReader
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo, utc
 from nbflow._serialization import check_text
-from nbflow._steps import step_row
+from nbflow.engine._engine import Engine
+from nbflow.engine._execution import Executions
+from nbflow.engine._reader import StreamReader, check_read_args
+from nbflow.engine._steps import step_row
 from nbflow.store import WorkflowRow
 from nbflow.store._ops import event_key
+from nbflow.workflow._alarm import Wake
 
 __all__ = ["History"]
 
@@ -119,12 +119,15 @@ class History:
         wake: Wake | None = None,
     ) -> StreamReader:
         """A reader of the stream ``key`` of ``workflow_id`` (see :class:`StreamReader`)."""
-        reader = StreamReader(
-            self._engine, self._executions, workflow_id, key, start, timeout, wake
-        )
+        self.check_read(workflow_id, key, start, timeout)
+        return StreamReader(self._engine, self._executions, workflow_id, key, start, timeout, wake)
+
+    def check_read(self, workflow_id: str, key: str, start: int, timeout: float | None) -> None:
+        """Raise what reading the stream ``key`` of ``workflow_id`` from ``start`` would: a bad
+        argument, or a workflow that does not exist."""
+        check_read_args(key, start, timeout)
         if not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self._engine.database)
-        return reader
 
     # -- history -------------------------------------------------------------------------------
 
@@ -138,7 +141,7 @@ class History:
         if status is not None:
             status = Status.parse(status).value
         rows = self._store.list_workflows(status, name, limit)
-        return Records(WorkflowInfo._from_row(row) for row in rows)
+        return Records(WorkflowInfo.from_row(row) for row in rows)
 
     def list_steps(self, workflow_id: str) -> Records[StepInfo]:
         """A workflow's recorded steps, in order."""
@@ -147,7 +150,7 @@ class History:
         rows = self._store.list_steps(workflow_id, outputs=False)
         if not rows and not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self._engine.database)
-        return Records(StepInfo._from_row(row) for row in rows)
+        return Records(StepInfo.from_row(row) for row in rows)
 
     def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
         """A workflow's streams, by key."""

@@ -20,11 +20,11 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nbflow import _context as context
 from nbflow._serialization import check_text
+from nbflow.workflow import _context as context
 
 if TYPE_CHECKING:
-    from nbflow._handle import WorkflowHandle
+    from nbflow.workflow._handle import WorkflowHandle
 
 __all__ = ["Queue", "QueueServer", "declared_queues", "lookup_queue", "serve_declared_queues"]
 

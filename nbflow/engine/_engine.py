@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
-from nbflow._alarm import Alarm
 from nbflow._errors import RuntimeClosedError
-from nbflow._notify import Notifier, Row, Subscription
 from nbflow._serialization import Encoded, decode, decode_error, encode
-from nbflow._writelog import CommitCallback, WriteLog
+from nbflow.engine._notify import Notifier, Row, Subscription
+from nbflow.engine._writelog import CommitCallback, WriteLog
 from nbflow.store import Store
+from nbflow.workflow._alarm import Alarm
 
 __all__ = ["Engine", "Watch"]
 

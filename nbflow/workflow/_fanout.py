@@ -1,11 +1,11 @@
 """Fanning items out to an executor: at most ``concurrency`` in flight, retries, the rate.
 
 :class:`Fanout` is the loop both maps share: ``nbflow.map`` inside a workflow
-(:mod:`nbflow._mapping`, items as checkpointed steps) and outside one (:mod:`nbflow._parallel`,
+(:mod:`nbflow.engine._parallel`, items as checkpointed steps) and outside one (:mod:`nbflow.workflow._parallel`,
 plain calls). What is done with each item is the :class:`Items`' business; the loop keeps at most
 ``concurrency`` items in flight (an item waiting to be retried counts), retries items that ran in
 another process after their policy's delay, sends an item that reached its worker after its
-window of the rate (:class:`~nbflow._remote.RemoteOutcome` ``late``) again with a new window, and
+window of the rate (:class:`~nbflow.workflow._remote.RemoteOutcome` ``late``) again with a new window, and
 stops starting items once one failed for good or the workflow stopped (``running``). Items on
 threads of this process retry and take their slots of the rate where they run.
 """
@@ -18,9 +18,9 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from nbflow._alarm import Alarm
-from nbflow._calls import RetryPolicy
-from nbflow._remote import Output, RemoteOutcome, output_of
+from nbflow.workflow._alarm import Alarm
+from nbflow.workflow._calls import RetryPolicy
+from nbflow.workflow._remote import Output, RemoteOutcome, output_of
 
 __all__ = ["Fanout", "Items"]
 

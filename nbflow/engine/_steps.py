@@ -3,7 +3,7 @@
 A step takes the next function id. If the workflow recorded an outcome there, the step returns it
 (or raises it) without running. Otherwise each attempt runs with the step marked as this thread's
 (or task's) current operation, so that stream writes from inside it are credited to it; a failed
-attempt is retried per the step's :class:`~nbflow._calls.RetryPolicy` while the workflow runs,
+attempt is retried per the step's :class:`~nbflow.workflow._calls.RetryPolicy` while the workflow runs,
 and the last outcome is recorded.
 """
 
@@ -14,13 +14,13 @@ import sys
 import time
 from typing import Any
 
-from nbflow._calls import Step
-from nbflow._context import SCOPE, WorkflowContext
-from nbflow._execution import Execution
 from nbflow._serialization import Encoded, encode, encode_error
-from nbflow._tables import step_label
+from nbflow.engine._execution import Execution
 from nbflow.store import ReplayRecord
 from nbflow.store._ops import StepRow
+from nbflow.text._tables import step_label
+from nbflow.workflow._calls import Step
+from nbflow.workflow._context import SCOPE, Scope, WorkflowContext
 
 __all__ = [
     "StepRun",
@@ -116,7 +116,7 @@ def record_outcome(
 class StepRun:
     """One step of a workflow being run; as a context manager, one attempt of it.
 
-    The loop that runs a step (sync or async, in :class:`~nbflow._operations.WorkflowRun`)::
+    The loop that runs a step (sync or async, in :class:`~nbflow.engine._workflows.WorkflowRun`)::
 
         run = StepRun(ex, ctx, step)
         while run.pending:             # False at once when the workflow recorded the step
@@ -168,7 +168,7 @@ class StepRun:
         self.tries += 1
         self.attempt += 1
         self.delay = None
-        self.token = SCOPE.set((self.ctx, self.function_id, self.attempt, 0))  # (no thread:
+        self.token = SCOPE.set(Scope(self.ctx, self.function_id, self.attempt))  # (no thread:
         # only a body's scope is tied to the thread that entered it)
         return self
 

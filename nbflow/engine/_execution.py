@@ -24,9 +24,6 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from nbflow._alarm import Alarm
-from nbflow._calls import StepAttempt
-from nbflow._engine import Engine
 from nbflow._errors import (
     NondeterminismError,
     StreamClosedError,
@@ -34,8 +31,11 @@ from nbflow._errors import (
     WorkflowInterruptedError,
 )
 from nbflow._serialization import check_text
+from nbflow.engine._engine import Engine
 from nbflow.store._base import Replay, ReplayRecord
 from nbflow.store._ops import Finish, Op, StreamRow
+from nbflow.workflow._alarm import Alarm
+from nbflow.workflow._calls import StepAttempt
 
 __all__ = ["Execution", "Executions", "State"]
 
@@ -100,7 +100,7 @@ class Execution:
         queue_name: The queue it was enqueued on, or None.
         row_seq: The write-log position of its own row until that is known to be durable.
         alarm: Rung on cancel, close or take-over, to cut short every wait of the body (sleep,
-            recv, a retry's backoff, a stream read), sync or async (see :mod:`nbflow._alarm`).
+            recv, a retry's backoff, a stream read), sync or async (see :mod:`nbflow.workflow._alarm`).
         done: Set once it has ended; then ``result`` or ``error`` holds its outcome.
     """
 

@@ -4,12 +4,13 @@ engine (a leaf: it imports nothing else of nbflow)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 #: A call's positional and keyword arguments.
 Args = tuple[Any, ...]
@@ -19,6 +20,8 @@ Kwargs = dict[str, Any]
 __all__ = [
     "NO_RETRY",
     "Args",
+    "DeclaredQueue",
+    "DeclaredWorkflow",
     "Kwargs",
     "MapOptions",
     "RetryPolicy",
@@ -26,6 +29,8 @@ __all__ = [
     "StepAttempt",
     "WorkflowCall",
     "check_seconds",
+    "qualified_name",
+    "running_loop",
     "step_of",
 ]
 
@@ -78,17 +83,29 @@ class Step(NamedTuple):
     keep_errors: bool = True
 
 
+def qualified_name(fn: Callable[..., Any]) -> str:
+    """A stable name for a callable: module and qualified name, never an address."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if not hasattr(fn, "__qualname__"):  # a callable object: name its class
+        fn = type(fn)
+    return f"{getattr(fn, '__module__', None) or '__main__'}.{fn.__qualname__}"
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def step_of(fn: Callable[..., Any]) -> Step:
     """The :class:`Step` that runs ``fn``: a ``@step``'s own, else one named after ``fn``. An
     ``async def`` function runs on an event loop of the thread that runs the step."""
     step = getattr(fn, "step", None)
     if not isinstance(step, Step):
-        target = fn
-        while isinstance(target, functools.partial):
-            target = target.func
-        module = getattr(target, "__module__", None) or "__main__"
-        name = getattr(target, "__qualname__", None) or type(target).__qualname__
-        step = Step(f"{module}.{name}", fn)
+        step = Step(qualified_name(fn), fn)
     if inspect.iscoroutinefunction(step.fn):
         step = step._replace(fn=functools.partial(_run_coroutine, step.fn))
     return step
@@ -98,19 +115,37 @@ def _run_coroutine(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return asyncio.run(fn(*args, **kwargs))
 
 
+class DeclaredWorkflow(Protocol):
+    """A workflow function (``@nbflow.workflow``), as the engine and the seam see it."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class DeclaredQueue(Protocol):
+    """A queue (:class:`~nbflow.Queue`), as the engine and the seam see it."""
+
+    name: str
+    concurrency: int | None
+    worker_concurrency: int | None
+
+
 class MapOptions(NamedTuple):
     """How :func:`nbflow.map` runs: see its arguments."""
 
     concurrency: int = 8
     per_second: float | None = None
-    executor: Any = None
+    executor: concurrent.futures.Executor | None = None
     label: Callable[[Any], str] | None = None
 
 
 class WorkflowCall(NamedTuple):
     """A call of a workflow function, with the ids given to it (None: not given)."""
 
-    wf: Any
+    wf: DeclaredWorkflow
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     workflow_id: str | None = None

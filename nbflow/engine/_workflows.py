@@ -1,4 +1,4 @@
-"""A workflow's body at work: the :class:`~nbflow._context.WorkflowContext` the engine provides,
+"""A workflow's body at work: the :class:`~nbflow.workflow._context.WorkflowContext` the engine provides,
 how a body runs (sync, or as a task of nbflow's loop), and how its outcome is made durable."""
 
 from __future__ import annotations
@@ -10,20 +10,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-from nbflow import _children as children
-from nbflow import _context as context
-from nbflow import _reading as reading
-from nbflow import _waits as waits
-from nbflow._alarm import Wake
-from nbflow._calls import Args, Kwargs, MapOptions, Step, WorkflowCall
-from nbflow._context import Runner, WorkflowContext
 from nbflow._errors import WorkflowCancelledError
-from nbflow._execution import Execution, State
-from nbflow._handle import WorkflowHandle
-from nbflow._mapping import prepare_map, run_map
 from nbflow._serialization import encode_error, storable_text
-from nbflow._steps import StepRun
+from nbflow.engine import _children as children
+from nbflow.engine import _messages as waits
+from nbflow.engine import _streams as reading
+from nbflow.engine._execution import Execution, State
+from nbflow.engine._parallel import prepare_map, run_map
+from nbflow.engine._steps import StepRun
 from nbflow.store._ops import Finish
+from nbflow.workflow import _context as context
+from nbflow.workflow._alarm import Wake
+from nbflow.workflow._calls import Args, Kwargs, MapOptions, Step, WorkflowCall
+from nbflow.workflow._context import Runner, WorkflowContext
+from nbflow.workflow._handle import WorkflowHandle
 
 __all__ = ["WorkflowRun", "conclude", "run_body", "run_body_async"]
 
@@ -81,7 +81,7 @@ class WorkflowRun(WorkflowContext):
         self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], function_id: int
     ) -> Any:
         __tracebackhide__ = True
-        token = context.SCOPE.set((self, 0, 0, threading.get_ident()))
+        token = context.SCOPE.set(context.Scope(self, 0, 0, threading.get_ident()))
         try:
             return await self.run_step_async(step, args, kwargs, function_id)
         finally:

@@ -11,7 +11,7 @@ slot of ``rate``:
   of the workflow (its stream writes are credited to it, its retries follow the step's policy)
   and is recorded there;
 - on any other executor (a process pool, a Dask cluster's): the function and the item are sent
-  to it (:func:`nbflow._remote.call_remote`), the result and what the item printed come back; the
+  to it (:func:`nbflow.workflow._remote.call_remote`), the result and what the item printed come back; the
   item is retried from here by its step's policy and recorded here with its attempts, and what it
   printed is printed here as its step's output. Such an item has no workflow context where it
   runs: a stream write from it raises :class:`~nbflow.NotInWorkflowError`.
@@ -32,16 +32,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nbflow import _steps as steps
-from nbflow._calls import MapOptions, Step, step_of
-from nbflow._context import SCOPE, WorkflowContext, current_step
 from nbflow._errors import InvalidValueError
-from nbflow._execution import Execution
-from nbflow._fanout import Fanout
-from nbflow._parallel import in_process
-from nbflow._remote import Output, RemoteOutcome, call_remote, replay_output
-from nbflow._tables import step_label
-from nbflow._workers import Pacer, Workers
+from nbflow.engine import _steps as steps
+from nbflow.engine._execution import Execution
+from nbflow.text._tables import step_label
+from nbflow.workflow._calls import MapOptions, Step, step_of
+from nbflow.workflow._context import Scope, WorkflowContext, current_step, scoped
+from nbflow.workflow._fanout import Fanout
+from nbflow.workflow._parallel import in_process
+from nbflow.workflow._remote import Output, RemoteOutcome, call_remote, replay_output
+from nbflow.workflow._workers import Pacer, Workers
 
 __all__ = ["prepare_map", "run_map"]
 
@@ -84,11 +84,8 @@ def _submit(
 ) -> concurrent.futures.Future[Any]:
     """``pool.submit(fn, *args)`` outside the workflow's scope: an executor whose ``submit``
     calls nbflow (``nbflow.Executor`` records a step per submit in a body) takes no position."""
-    token = SCOPE.set(None)
-    try:
+    with scoped(None):
         return pool.submit(fn, *args)
-    finally:
-        SCOPE.reset(token)
 
 
 class _Map:
@@ -186,12 +183,12 @@ class _Map:
         self.progress()
         if todo and ex.row_seq:  # (as a step does: nothing runs before the workflow is durable)
             ex.wait_row_durable()
-        own = self.options.executor is None
-        pool = Workers(self.options.concurrency, "map") if own else self.options.executor
+        given = self.options.executor
+        pool = Workers(self.options.concurrency, "map") if given is None else given
         try:
             Fanout(self, pool, self.options.concurrency).run(iter(todo))
         finally:
-            if own:
+            if given is None:
                 pool.shutdown(wait=True, cancel_futures=True)
         ex.check_running()
         if self.failure is not None:
@@ -211,11 +208,8 @@ class _Map:
             return
         function_id = self.item_ids[index]
         prior = self.ex.prior_attempts.get(function_id, 0)
-        token = SCOPE.set((self.ctx, function_id, prior + attempt, 0))
-        try:
+        with scoped(Scope(self.ctx, function_id, prior + attempt)):
             replay_output(output)
-        finally:
-            SCOPE.reset(token)
 
     def succeeded(self, index: int, value: Any, started: float, attempts: int) -> None:
         """Take an item's result (recording it here when it ran elsewhere)."""

@@ -1,10 +1,8 @@
 """The runtime: an open system database and the workflows running in it.
 
-:class:`Runtime` is the composition root. It owns an :class:`~nbflow._engine.Engine` (store, write
-log, notifier), the table of :class:`~nbflow._execution.Executions`, a
-:class:`~nbflow._history.History` for reads, and, on demand, the threads around them: the
-deadline thread (``nbflow-deadlines``), the dispatcher of queues (``nbflow-queues``) and nbflow's
-event loop (``nbflow-loop``). Starting, resuming and ending workflows is :mod:`nbflow._lifecycle`.
+:class:`Runtime` is what a user calls. Its machinery, and what declarations and handles ask of it
+(the seam's ``Runner``, the handles' ``Tracker``), is its private
+:class:`~nbflow.engine._core.RuntimeCore`.
 """
 
 from __future__ import annotations
@@ -12,42 +10,29 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import time
-import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from nbflow import _context as context
-from nbflow import _waits as waits
-from nbflow._alarm import Wake
-from nbflow._calls import WorkflowCall, check_seconds
-from nbflow._context import Runner
-from nbflow._dispatcher import Dispatcher
-from nbflow._engine import Engine
 from nbflow._errors import WorkflowNotFoundError
-from nbflow._execution import Execution, Executions
-from nbflow._handle import WorkflowHandle
-from nbflow._history import History
-from nbflow._lifecycle import Lifecycle
-from nbflow._loop import LoopThread
-from nbflow._operations import WorkflowRun
-from nbflow._queues import Queue, declared_queues, serve_declared_queues
-from nbflow._reader import StreamReader
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
-from nbflow._recovery import Recovered, announce, note_interrupted
-from nbflow._reports import Reports
 from nbflow._serialization import check_text
-from nbflow._workflow import as_workflow
-from nbflow.store import Store, WorkflowRow, open_store
-from nbflow.store._ops import Changes
+from nbflow.engine import _messages as messages
+from nbflow.engine._core import RuntimeCore
+from nbflow.engine._execution import Execution
+from nbflow.engine._workflows import WorkflowRun
+from nbflow.store import Store, WorkflowRow
+from nbflow.workflow._calls import check_seconds
+from nbflow.workflow._context import Runner
+from nbflow.workflow._handle import WorkflowHandle
+from nbflow.workflow._recovery import Recovered, announce, note_interrupted
 
 __all__ = ["Runtime"]
 
 logger = logging.getLogger("nbflow")
 
 
-class Runtime(Runner):
+class Runtime:
     """An open nbflow system database, with the workflows that run in it.
 
     Args:
@@ -72,41 +57,17 @@ class Runtime(Runner):
         allow_pickle: bool = True,
         queues: Iterable[str] | None = None,
     ) -> None:
-        store: Store = open_store(database)
-        self.executor_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        engine = Engine(
-            store,
-            executor_id=self.executor_id,
-            allow_pickle=allow_pickle,
-            on_commit=lambda batch, left_out: self._reports.committed(batch, left_out),
-        )
-        self._engine = engine
-        self._executions = Executions()
-        self._reports = Reports(self._executions, engine.notifier, store)
-        self._lifecycle = Lifecycle(
-            engine, self._executions, self, loop=self._event_loop, ending=self._ending
-        )
-        self.database: str = store.url
+        self._core = core = RuntimeCore(database, allow_pickle=allow_pickle, queues=queues)
+        self.executor_id = core.executor_id
+        self.database: str = core.engine.database
         self.allow_pickle = allow_pickle
-        self._history = History(engine, self._executions)
-        self._queue_names = None if queues is None else list(queues)
-        self._loop: LoopThread | None = None
-        self._dispatcher: Dispatcher | None = None
         _open_runtimes.add(self)
-        try:
-            store.attach(self.executor_id, self._on_remote_change)
-        except BaseException:
-            self.close()
-            raise
-        serve_declared_queues(self)
-        if self._queue_names or (self._queue_names is None and declared_queues()):
-            self.serve_queues()
         #: Ids of the workflows that were PENDING when the database was opened (interrupted).
-        self.interrupted: list[str] = [row.workflow_id for row in store.pending_workflows()]
+        self.interrupted: list[str] = [row.workflow_id for row in self.store.pending_workflows()]
         note_interrupted(self.interrupted, self.database)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self._executions)} running"
+        state = "closed" if self.closed else f"{len(self._core.executions)} running"
         return f"<nbflow.Runtime {self.database!r} ({state})>"
 
     def __enter__(self) -> Runtime:
@@ -118,57 +79,20 @@ class Runtime(Runner):
     @property
     def store(self) -> Store:
         """The storage backend (for SQL over the history: ``runtime.store.sql(...)``)."""
-        return self._engine.store
+        return self._core.engine.store
+
+    @property
+    def runner(self) -> Runner:
+        """What declarations and workflow bodies ask of this runtime (``nbflow``'s own use)."""
+        return self._core
 
     @property
     def closed(self) -> bool:
-        return self._engine.closed
+        return self._core.engine.closed
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything written so far is durable. Returns False on timeout."""
-        return self._engine.flush(timeout)
-
-    # -- notifications (committer and listener threads) ----------------------------------------
-
-    def _on_remote_change(self, changed: Changes) -> None:
-        """Other processes changed these workflows or queues (shared stores; listener thread)."""
-        if changed.queues and self._dispatcher is not None:
-            self._dispatcher.wake()  # another process enqueued
-        self._reports.changed_elsewhere(changed.workflows)
-
-    # -- threads started on demand --------------------------------------------------------------
-
-    def _event_loop(self) -> LoopThread:
-        """The runtime's own event loop thread, for async workflows (started on first use)."""
-        with self._executions.lock:
-            self._engine.check_open()
-            if self._loop is None:
-                self._loop = LoopThread()
-            return self._loop
-
-    def _ending(self, ex: Execution) -> None:
-        if ex.queue_name is not None and self._dispatcher is not None:
-            self._dispatcher.ended(ex.queue_name, ex.workflow_id)
-
-    def serve_queues(self) -> None:
-        """Start running enqueued workflows (done by itself when a runtime opens, or when a queue
-        is declared, if the runtime serves queues)."""
-        with self._executions.lock:
-            if self._dispatcher is None and not self.closed and self._queue_names != []:
-                self._dispatcher = Dispatcher(self._lifecycle.dequeue, self._queue_names)
-
-    def enqueue(
-        self, queue: Queue, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> WorkflowHandle:
-        """Record ``fn(*args, **kwargs)`` as ENQUEUED on ``queue`` (see :meth:`Queue.enqueue`)."""
-        call, body = WorkflowCall(as_workflow(fn), args, kwargs), self._body()
-        if body is not None:
-            handle = body.start_child(call, queue)
-        else:
-            handle = self._lifecycle.enqueue(queue, call)
-        if self._dispatcher is not None:
-            self._dispatcher.wake()
-        return handle
+        return self._core.engine.flush(timeout)
 
     # -- starting and managing workflows -------------------------------------------------------
 
@@ -178,31 +102,7 @@ class Runtime(Runner):
         From a workflow body, the start is a checkpoint: the child is that workflow's (its
         ``parent_id``), and a replay of the parent returns the same child.
         """
-        body = self._body()
-        if body is not None:
-            return body.start_child(WorkflowCall(as_workflow(fn), args, kwargs))
-        return self._lifecycle.start(fn, args, kwargs)
-
-    def begin_child(self, call: WorkflowCall, queue: Any = None) -> WorkflowHandle:
-        """Start (or enqueue) the child workflow ``call``, whose id its parent chose."""
-        handle = self._lifecycle.begin_child(call, queue)
-        if queue is not None and self._dispatcher is not None:
-            self._dispatcher.wake()
-        return handle
-
-    def run_on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Run ``coro`` on nbflow's event loop thread and wait for its result."""
-        return self._event_loop().submit(coro).result()
-
-    def call(self, wf: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run a workflow durably in this thread (what calling a workflow function does)."""
-        __tracebackhide__ = True
-        return self._lifecycle.call(wf, args, kwargs)
-
-    def run_child(self, call: WorkflowCall) -> Any:
-        """Run the child ``call.workflow_id`` here, or wait for it; its result."""
-        __tracebackhide__ = True
-        return self._lifecycle.run_child(call)
+        return self._core.start(fn, *args, **kwargs)
 
     def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow: its status becomes CANCELLED and its open streams close, durably.
@@ -210,7 +110,7 @@ class Runtime(Runner):
         A running workflow stops at its next step or stream write. Finished workflows are left
         as they are.
         """
-        self._lifecycle.cancel(workflow_id)
+        self._core.lifecycle.cancel(workflow_id)
 
     def resume(self, workflow_id: str) -> WorkflowHandle:
         """Run an interrupted, cancelled or failed workflow on from its last checkpoint.
@@ -219,7 +119,7 @@ class Runtime(Runner):
         runs again. A running or successful workflow is left as it is, also when another process
         runs it (its handle then waits for that process).
         """
-        return self._lifecycle.resume(workflow_id)[0]
+        return self._core.lifecycle.resume(workflow_id)[0]
 
     def recover(self) -> Recovered:
         """Resume every interrupted (PENDING, not running) workflow this process can load.
@@ -233,7 +133,7 @@ class Runtime(Runner):
             The handles of the workflows this call resumed (a list); its ``skipped`` names those
             left, with the reason, and ``running`` those already running in this process.
         """
-        recovered = self._lifecycle.recover()
+        recovered = self._core.lifecycle.recover()
         announce(recovered)  # (a warning names those left, with the reason)
         return recovered
 
@@ -244,58 +144,49 @@ class Runtime(Runner):
         stream items, events and messages they recorded) are copied, not run; the rest runs again.
         The new workflow's id is a new uuid, or the one given by :func:`set_workflow_id`.
         """
-        return self._lifecycle.fork(workflow_id, from_step)
+        return self._core.lifecycle.fork(workflow_id, from_step)
 
     # -- reading -------------------------------------------------------------------------------
 
     def execution(self, workflow_id: str) -> Execution | None:
         """The execution of a workflow running in this runtime, or None (for handles and tools)."""
-        return self._executions.get(workflow_id)
+        return self._core.executions.get(workflow_id)
 
     def exists(self, workflow_id: str) -> bool:
         """Whether a workflow with this id exists (running here, or recorded)."""
-        return self._history.exists(workflow_id)
+        return self._core.history.exists(workflow_id)
 
     def get_workflow(self, workflow_id: str) -> WorkflowHandle:
         """The handle of an existing workflow; raises :class:`WorkflowNotFoundError`."""
         if not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self.database)
-        return WorkflowHandle(self, workflow_id)
+        return WorkflowHandle(self._core, workflow_id)
 
     def status(self, workflow_id: str) -> Status:
         """The workflow's durable status."""
-        return self._history.status(workflow_id)
+        return self._core.history.status(workflow_id)
 
     def workflow_row(self, workflow_id: str) -> WorkflowRow:
         """The raw recorded row of a workflow (for tools such as the CLI)."""
-        return self._history.row(workflow_id)
-
-    def outcome(self, row: WorkflowRow) -> Any:
-        """The recorded result of a finished workflow; raises its recorded error."""
-        __tracebackhide__ = True
-        return self._history.outcome(row)
-
-    def wait_elsewhere(self, workflow_id: str, timeout: float | None) -> WorkflowRow | None:
-        """Wait for a workflow that no execution of this runtime runs (see :class:`History`)."""
-        return self._history.wait_elsewhere(workflow_id, timeout)
+        return self._core.history.row(workflow_id)
 
     def list_workflows(
         self, *, status: str | Status | None = None, name: str | None = None, limit: int = 100
     ) -> Records[WorkflowInfo]:
         """Workflows, newest first (including those started a moment ago)."""
-        return self._history.list_workflows(status=status, name=name, limit=limit)
+        return self._core.history.list_workflows(status=status, name=name, limit=limit)
 
     def list_steps(self, workflow_id: str) -> Records[StepInfo]:
         """A workflow's recorded steps, in order."""
-        return self._history.list_steps(workflow_id)
+        return self._core.history.list_steps(workflow_id)
 
     def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
         """A workflow's streams, by key."""
-        return self._history.list_streams(workflow_id)
+        return self._core.history.list_streams(workflow_id)
 
     def events(self, workflow_id: str) -> dict[str, Any]:
         """The events a workflow set (:func:`nbflow.set_event`): each key's last value."""
-        return self._history.events(workflow_id)
+        return self._core.history.events(workflow_id)
 
     def record_step(
         self,
@@ -322,7 +213,9 @@ class Runtime(Runner):
             The step's function id (the next after the last one recorded).
         """
         span = (started, ended)
-        return self._history.record_step(workflow_id, name, output, span, workflow_name, pickled)
+        return self._core.history.record_step(
+            workflow_id, name, output, span, workflow_name, pickled
+        )
 
     def recorded_steps(
         self, workflow_id: str, name: str | None = None, *, newest_first: bool = False
@@ -332,7 +225,7 @@ class Runtime(Runner):
         Only steps called ``name`` when it is given; each output is decoded only when the
         iterator reaches it, so a caller that stops at the first match unpickles nothing else.
         """
-        return self._history.recorded_steps(workflow_id, name, newest_first=newest_first)
+        return self._core.history.recorded_steps(workflow_id, name, newest_first=newest_first)
 
     def recorded_pickle(self, workflow_id: str, function_id: int) -> bytes | None:
         """The ``pickled`` bytes given to :meth:`record_step` for that step (None if none).
@@ -340,7 +233,7 @@ class Runtime(Runner):
         Raises:
             SerializationError: This runtime was opened with ``allow_pickle=False``.
         """
-        return self._history.recorded_pickle(workflow_id, function_id)
+        return self._core.history.recorded_pickle(workflow_id, function_id)
 
     def read_stream(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
@@ -349,32 +242,23 @@ class Runtime(Runner):
 
         From a workflow body, each value read is a checkpoint: a replay reads the same values.
         """
-        reader = self._reader(workflow_id, key, start, timeout)
-        body = self._body()
+        history = self._core.history
+        history.check_read(workflow_id, key, start, timeout)  # (from a body too: at the call)
+        body = self._core.body()
         if body is not None:
             return body.read_stream(workflow_id, key, start, timeout)
-        return reader.values()
+        return history.reader(workflow_id, key, start, timeout).values()
 
     def read_stream_async(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
     ) -> AsyncIterator[Any]:
         """The same as :meth:`read_stream`, as an async iterator."""
-        reader = self._reader(workflow_id, key, start, timeout)
-        body = self._body()
+        history = self._core.history
+        history.check_read(workflow_id, key, start, timeout)
+        body = self._core.body()
         if body is not None:
             return body.read_stream_async(workflow_id, key, start, timeout)
-        return reader.avalues()
-
-    def _reader(
-        self, workflow_id: str, key: str, start: int, timeout: float | None
-    ) -> StreamReader:
-        return self._history.reader(workflow_id, key, start, timeout)
-
-    def open_reader(
-        self, workflow_id: str, key: str, start: int, timeout: float | None, wake: Wake | None
-    ) -> StreamReader:
-        """A reader for a workflow body (``wake`` lets a cancel end its waits)."""
-        return self._history.reader(workflow_id, key, start, timeout, wake)
+        return history.reader(workflow_id, key, start, timeout).avalues()
 
     # -- messages and events -------------------------------------------------------------------
 
@@ -383,16 +267,16 @@ class Runtime(Runner):
         check_text(workflow_id, "A workflow id")
         if topic is not None:
             check_text(topic, "A topic")
-        body = self._body()
+        body = self._core.body()
         ex = None if body is None else body.ex
-        waits.send(self._engine, ex, self.exists, workflow_id, message, topic)
+        messages.send(self._core.engine, ex, self.exists, workflow_id, message, topic)
 
     def get_event(self, workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
         """The last value a workflow set for ``key`` (see :func:`nbflow.get_event`)."""
         check_text(workflow_id, "A workflow id")
         check_text(key, "An event key")
         check_seconds(timeout, "timeout")
-        return waits.get_event(self._engine, self._event_body(), workflow_id, key, timeout)
+        return messages.get_event(self._core.engine, self._event_body(), workflow_id, key, timeout)
 
     async def get_event_async(
         self, workflow_id: str, key: str, timeout: float | None = 60.0
@@ -402,43 +286,22 @@ class Runtime(Runner):
         check_text(key, "An event key")
         check_seconds(timeout, "timeout")
         body = self._event_body()
-        return await waits.get_event_async(self._engine, body, workflow_id, key, timeout)
+        return await messages.get_event_async(self._core.engine, body, workflow_id, key, timeout)
 
     def _event_body(self) -> tuple[Execution, WorkflowRun] | None:
-        body = self._body()
+        body = self._core.body()
         return None if body is None else (body.ex, body)
-
-    def _body(self) -> WorkflowRun | None:
-        """The workflow of this runtime whose body calls, or None (outside workflows, inside a
-        step, or in a workflow of another runtime)."""
-        ctx = context.body()
-        return ctx if isinstance(ctx, WorkflowRun) and ctx.runner is self else None
 
     # -- closing -------------------------------------------------------------------------------
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop this runtime: running workflows stop at their next checkpoint (and stay PENDING,
         to be recovered later), everything written is committed, and the database is closed.
+
+        Args:
+            timeout: Seconds to wait at most for running workflows to stop.
         """
-        engine = self._engine
-        with self._executions.lock:
-            if engine.closed:
-                return
-            engine.closed = True
-        running = list(self._executions)
-        for ex in running:
-            ex.interrupt()
-        deadline = time.monotonic() + timeout
-        for ex in running:
-            ex.done.wait(max(0.0, deadline - time.monotonic()))
-        if self._dispatcher is not None:
-            self._dispatcher.close()
-        if self._loop is not None:
-            self._loop.close(max(0.1, deadline - time.monotonic()))
-        self._lifecycle.deadlines.close()
-        engine.log.close()
-        engine.notifier.wake_all()
-        engine.store.close()
+        self._core.close(timeout)
 
 
 _open_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from nbflow._format import format_duration, format_time, status_word, truncate
+from nbflow.text._format import format_duration, format_time, status_word, truncate
 
 __all__ = [
     "INTERNAL_WORKFLOWS",
@@ -102,7 +102,7 @@ def step_label(name: str) -> str:
 
 def table_duration(seconds: float | None) -> str:
     """A duration in a table: ``350 ms`` below a second (``<1 ms`` below a millisecond), else as
-    :func:`~nbflow._format.format_duration` says it (``1.20 s``, ``2 min 05 s``); ``''`` for None.
+    :func:`~nbflow.text._format.format_duration` says it (``1.20 s``, ``2 min 05 s``); ``''`` for None.
 
     Args:
         seconds: The duration in seconds, or None (not ended).

@@ -2,7 +2,7 @@
 
 A workflow begins as a row appended to the write log and an :class:`Execution` in the runtime's
 table; its body runs in a thread of its own (or as a task of nbflow's loop) through
-:mod:`nbflow._operations`; it ends when its final status is durable and it leaves the table.
+:mod:`nbflow.engine._workflows`; it ends when its final status is durable and it leaves the table.
 """
 
 from __future__ import annotations
@@ -13,11 +13,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from nbflow import _context as context
-from nbflow._calls import WorkflowCall
-from nbflow._context import Runner
-from nbflow._deadlines import Deadlines
-from nbflow._engine import Engine
 from nbflow._errors import (
     NO_THREAD,
     FunctionNotRegisteredError,
@@ -27,17 +22,25 @@ from nbflow._errors import (
     WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
-from nbflow._execution import Execution, Executions, State
-from nbflow._handle import Tracker, WorkflowHandle
-from nbflow._loop import LoopThread
-from nbflow._operations import WorkflowRun, run_body, run_body_async
-from nbflow._queues import Queue
 from nbflow._records import Status
-from nbflow._recovery import Recovered, Skipped
 from nbflow._serialization import check_text
-from nbflow._workflow import WorkflowFunction, as_workflow, lookup_workflow, registered_names
+from nbflow.engine._deadlines import Deadlines
+from nbflow.engine._engine import Engine
+from nbflow.engine._execution import Execution, Executions, State
+from nbflow.engine._loop import LoopThread
+from nbflow.engine._workflows import WorkflowRun, run_body, run_body_async
 from nbflow.store import WorkflowRow
 from nbflow.store._ops import Enqueue, Finish, Fork
+from nbflow.workflow import _context as context
+from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, WorkflowCall
+from nbflow.workflow._context import Runner
+from nbflow.workflow._handle import Tracker, WorkflowHandle
+from nbflow.workflow._recovery import Recovered, Skipped
+from nbflow.workflow._workflows import (
+    as_workflow,
+    lookup_workflow,
+    registered_names,
+)
 
 __all__ = ["Begun", "Lifecycle"]
 
@@ -57,7 +60,8 @@ class Lifecycle:
     Args:
         engine: The runtime's engine.
         executions: Its table of running executions.
-        owner: The runtime (the runner children start in, and the tracker of handles).
+        runner: What children start in (the runtime's core).
+        tracker: What the handles it makes ask (the runtime's core).
         loop: Returns nbflow's event loop thread, for ``async def`` workflows.
         ending: Called with each execution as it ends, before its waiters wake.
     """
@@ -66,7 +70,8 @@ class Lifecycle:
         self,
         engine: Engine,
         executions: Executions,
-        owner: Any,
+        runner: Runner,
+        tracker: Tracker,
         *,
         loop: Callable[[], LoopThread],
         ending: Callable[[Execution], None],
@@ -74,8 +79,8 @@ class Lifecycle:
         self._engine = engine
         self._store = engine.store
         self._executions = executions
-        self._runner: Runner = owner
-        self._tracker: Tracker = owner
+        self._runner = runner
+        self._tracker = tracker
         self._loop = loop
         self._ending = ending
         self.deadlines = Deadlines(self._deadline_passed)
@@ -91,7 +96,7 @@ class Lifecycle:
         """Start ``fn(*args, **kwargs)`` in the background; its handle."""
         return self.begin_child(WorkflowCall(as_workflow(fn), args, kwargs))
 
-    def call(self, wf: WorkflowFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(self, wf: DeclaredWorkflow, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a workflow durably in this thread (what calling a workflow function does)."""
         __tracebackhide__ = True
         parent = context.current()
@@ -132,7 +137,7 @@ class Lifecycle:
                     return self._begin_recorded(stored, wf)
             return Begun(new_id, ex, True)
 
-    def _existing(self, workflow_id: str, wf: WorkflowFunction) -> Begun | None:
+    def _existing(self, workflow_id: str, wf: DeclaredWorkflow) -> Begun | None:
         """:meth:`begin` for an id that runs here or is recorded; None for a new id."""
         ex = self._executions.get(workflow_id)
         if ex is not None:
@@ -142,7 +147,7 @@ class Lifecycle:
         row = self._store.get_workflow(workflow_id)
         return None if row is None else self._begin_recorded(row, wf)
 
-    def _begin_recorded(self, row: WorkflowRow, wf: WorkflowFunction) -> Begun:
+    def _begin_recorded(self, row: WorkflowRow, wf: DeclaredWorkflow) -> Begun:
         """:meth:`begin` for an id already recorded (caller holds the lock)."""
         if row.name != wf.name:
             raise WorkflowConflictError(row.workflow_id, row.name, wf.name)
@@ -182,7 +187,7 @@ class Lifecycle:
             deadline=deadline,
         )
 
-    def activate_row(self, row: WorkflowRow, wf: WorkflowFunction | None = None) -> Execution:
+    def activate_row(self, row: WorkflowRow, wf: DeclaredWorkflow | None = None) -> Execution:
         """An execution that replays a recorded PENDING workflow (caller holds the lock)."""
         if wf is None or wf.name != row.name:
             wf = lookup_workflow(row.name)
@@ -375,7 +380,7 @@ class Lifecycle:
 
     # -- queues --------------------------------------------------------------------------------
 
-    def begin_child(self, call: WorkflowCall, queue: Queue | None = None) -> WorkflowHandle:
+    def begin_child(self, call: WorkflowCall, queue: DeclaredQueue | None = None) -> WorkflowHandle:
         """Start (or enqueue on ``queue``) the workflow ``call`` in the background (a child,
         when its parent chose its id); its handle."""
         if queue is not None:
@@ -386,7 +391,7 @@ class Lifecycle:
             self.spawn(begun.execution)
         return self.handle(begun.workflow_id, begun.execution)
 
-    def enqueue(self, queue: Queue, call: WorkflowCall) -> WorkflowHandle:
+    def enqueue(self, queue: DeclaredQueue, call: WorkflowCall) -> WorkflowHandle:
         """Record the workflow ``call`` as ENQUEUED on ``queue``."""
         wf = as_workflow(call.wf)
         given = call.workflow_id or context.take_assigned_id()
@@ -404,7 +409,7 @@ class Lifecycle:
         self._engine.log.wait_durable(seq)
         return self.handle(workflow_id)
 
-    def dequeue(self, queue: Queue, limit: int | None) -> list[str]:
+    def dequeue(self, queue: DeclaredQueue, limit: int | None) -> list[str]:
         """Take the queue's workflows that may run now and start them here (dispatcher thread)."""
         names = registered_names()
         with self._executions.lock:  # claimed and active at once, for wait_elsewhere()

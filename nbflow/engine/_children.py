@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nbflow import _context as context
-from nbflow import _steps as steps
-from nbflow._calls import WorkflowCall
-from nbflow._context import Runner
-from nbflow._execution import Execution
-from nbflow._handle import WorkflowHandle
+from nbflow.engine import _steps as steps
+from nbflow.engine._execution import Execution
+from nbflow.workflow import _context as context
+from nbflow.workflow._calls import WorkflowCall
+from nbflow.workflow._context import Runner
+from nbflow.workflow._handle import WorkflowHandle
 
 __all__ = ["call_child", "call_child_async", "start_child"]
 

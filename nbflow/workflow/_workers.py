@@ -51,7 +51,7 @@ class Pacer:
     Each start takes the next free slot (under a lock): a first attempt and a retry alike, however
     many threads pace through one pacer. In this process a thread :meth:`wait` s for its slot
     where the work starts; work sent to another process gets its slot as a window of wall-clock
-    time (:meth:`window`) and starts inside it or not at all (see :func:`nbflow._remote.call_remote`).
+    time (:meth:`window`) and starts inside it or not at all (see :func:`nbflow.workflow._remote.call_remote`).
     """
 
     def __init__(self, per_second: float | None) -> None:

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from nbflow._errors import StreamTimeoutError
-from nbflow._execution import Execution
-from nbflow._steps import step_row
+from nbflow.engine._execution import Execution
+from nbflow.engine._steps import step_row
 
 __all__ = ["read_stream", "read_stream_async"]
 

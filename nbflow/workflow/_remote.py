@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TextIO
 
-from nbflow._context import mark_remote
-from nbflow._workers import Window
+from nbflow.workflow._context import mark_remote
+from nbflow.workflow._workers import Window
 
 __all__ = ["Output", "RemoteOutcome", "call_remote", "output_of", "replay_output"]
 

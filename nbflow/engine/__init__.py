@@ -1,0 +1,26 @@
+"""What implements the workflow package: the runtime and everything a workflow runs on.
+
+Modules, each importing only those listed after it (``lint-imports`` checks it):
+
+- ``_runtime``: :class:`~nbflow.Runtime`, what a user calls; it composes the parts below and owns
+  the private :class:`~nbflow.engine._runner.RuntimeRunner`, which implements the seam's
+  ``Runner`` and the handles' ``Tracker``;
+- ``_lifecycle``: begin, run, end, cancel, resume, recover, fork, enqueue and dequeue;
+- ``_history``, ``_queues``, ``_reports``: reads and waits for workflows elsewhere; the queue
+  thread; what the committer and other processes report (durable ends, cancels, take-overs);
+- ``_workflows``: ``WorkflowRun``, the ``WorkflowContext`` of one body (the step loop, sync and
+  async), running a body and concluding it;
+- ``_messages``, ``_streams``, ``_children``, ``_parallel``: sleep, events and messages; streams
+  read from a body; child workflows; ``nbflow.map`` inside a workflow;
+- ``_steps``, ``_reader``: ``StepRun``, one attempt of a step with its retry policy and record;
+  stream readers;
+- ``_execution``: ``Execution``, the state machine of one run (function ids, replay, offsets);
+- ``_engine``: ``Engine`` (store, write log, notifier, codec) and ``Watch``, the one wait loop;
+- ``_writelog``, ``_notify``, ``_deadlines``, ``_loop``: the committer, waking readers, timeouts,
+  nbflow's event loop.
+
+Each declaration and its implementation share a noun: ``workflow/_messages`` and
+``engine/_messages``, ``workflow/_parallel`` and ``engine/_parallel``, ``workflow/_steps`` and
+``engine/_steps``, ``workflow/_queues`` and ``engine/_queues``, ``workflow/_workflows`` and
+``engine/_workflows``.
+"""

@@ -1,0 +1,8 @@
+"""Text for people, shared by the CLI, the notebook and the errors (the bottom layer: it imports
+nothing else of nbflow).
+
+- ``_format``: one style for times, durations, status words, values and ids;
+- ``_tables``: tables of records for a terminal and for HTML;
+- ``_hints``: a command as the front end in use names it (``nbflow.recover()``,
+  ``%nbflow recover``, ``nbflow recover``).
+"""

@@ -1,0 +1,113 @@
+"""Declaring steps: ``@step`` and ``run_step``.
+
+A step called in a workflow body is checkpointed by the engine (:mod:`nbflow.engine._steps`): a
+replay returns its record instead of running it. Outside a workflow, or inside another step, a
+step is a plain call.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from nbflow._serialization import check_text
+from nbflow.workflow import _context as context
+from nbflow.workflow._calls import RetryPolicy, Step, qualified_name, running_loop
+
+__all__ = ["StepFunction", "run_step", "step"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class StepFunction:
+    """A function declared with :func:`step`: checkpointed when called inside a workflow."""
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None, policy: RetryPolicy) -> None:
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.name = check_text(name, "A step name") if name is not None else qualified_name(fn)
+        self.policy = policy
+        self.step = Step(self.name, fn, policy)
+        self.retries = policy.retries
+        self.backoff = policy.backoff
+        self.interval = policy.interval
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        ctx = context.body()
+        if ctx is None:  # outside a workflow, or nested in a step: a plain call
+            if context.current() is None:
+                context.unrecorded(self.name)
+            return self.fn(*args, **kwargs)
+        if not self.is_async:
+            return ctx.run_step(self.step, args, kwargs)
+        if running_loop() is None:  # an async step in a sync workflow: run on nbflow's loop
+            return ctx.run_coroutine(self.step, args, kwargs)
+        # Its position is taken now, at the call: asyncio.gather() replays in the same order.
+        return ctx.run_step_async(self.step, args, kwargs, ctx.reserve(1)[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by name (a process pool or Dask worker imports it again)."""
+        return (_import_step, (self.fn.__module__, self.fn.__qualname__))
+
+    def __repr__(self) -> str:
+        return f"<nbflow step {self.name!r}>"
+
+
+@overload
+def step(fn: F, /) -> F: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: float = 2.0,
+    interval: float = 1.0,
+) -> Callable[[F], F]: ...
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: float = 2.0,
+    interval: float = 1.0,
+) -> Any:
+    """Declare a step: inside a workflow its outcome is recorded, and a replay returns the record.
+
+    Args:
+        name: The step's name in the history (default: module and qualified name).
+        retries: How many times to run it again when it raises (0: never).
+        backoff: The factor by which the wait grows after each failed attempt.
+        interval: Seconds to wait before the first retry.
+
+    Outside a workflow, or inside another step, a step is a plain call.
+    """
+    policy = RetryPolicy(retries=retries, backoff=backoff, interval=interval)
+    if fn is None:
+        return lambda f: StepFunction(f, name=name, policy=policy)
+    return StepFunction(fn, name=name, policy=policy)
+
+
+def run_step(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run any callable as a one-off step of the current workflow (a plain call outside one)."""
+    __tracebackhide__ = True
+    ctx = context.body()
+    name = getattr(fn, "name", None) or qualified_name(fn)
+    if ctx is None:
+        if context.current() is None:
+            context.unrecorded(name)
+        return fn(*args, **kwargs)
+    return ctx.run_step(Step(name, getattr(fn, "fn", fn)), args, kwargs)
+
+
+def _import_step(module: str, qualname: str) -> Any:
+    """The object ``module.qualname`` (how a pickled step is found again)."""
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
