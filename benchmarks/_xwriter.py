@@ -37,11 +37,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
+from benchmarks._sizes import Sizes
 from benchmarks._stores import Place
 
 if TYPE_CHECKING:
     from benchmarks._systems import System
-    from benchmarks._workloads import Sizes
 
 __all__ = ["WriterProcess", "main"]
 

@@ -63,19 +63,6 @@ def describe(kind: str, name: str) -> str:
     return f"{kind}_stream({name!r})"
 
 
-def _legacy_name(recorded: str, called: str) -> bool:
-    """Whether ``recorded`` is how nbflow 0.1 named the operation now called ``called``: its
-    send and get_event checkpoints named the other workflow's id (which a fork changes)."""
-    if called == "nbflow.send":
-        return recorded.startswith("nbflow.send(")
-    prefix = "nbflow.get_event("
-    return (
-        called.startswith(prefix)
-        and recorded.startswith(prefix)
-        and recorded.endswith(", " + called[len(prefix) :])
-    )
-
-
 class _Stream:
     """A stream of this workflow: its next offset, and whether it is closed."""
 
@@ -295,7 +282,7 @@ class Execution:
         record = self.recorded.get(function_id)
         if record is None:
             return None
-        if record.kind != kind or (record.name != name and not _legacy_name(record.name, name)):
+        if record.kind != kind or record.name != name:
             recorded, called = describe(record.kind, record.name), describe(kind, name)
             raise NondeterminismError(self.workflow_id, function_id, recorded, called)
         return record

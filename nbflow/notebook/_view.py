@@ -1,6 +1,6 @@
 """LiveView: a live display of one workflow, fed by one reader thread, throttled.
 
-The rules it follows (see ``REFERENCE.md``): the display is created and shown from the main thread,
+The rules it follows (ipywidgets' and ipykernel's for threads): the display is created and shown from the main thread,
 in the cell, before its reader thread starts; after that the thread only changes widget traits
 (text reaches the ``Output`` widget by assigning ``outputs``, never ``with out:``), at most ``rate``
 times per second however fast the streams run. Without a widget frontend (plain IPython, a script)
