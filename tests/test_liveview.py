@@ -154,6 +154,51 @@ def test_a_finished_workflow_replays_from_offset_zero(
     assert again.frame == first.frame
 
 
+@nbflow.workflow(name="tests.liveview.halting")
+def halting(gate: str) -> int:
+    nbflow.progress(1, 2)
+    nbflow.run_step(wait_until, Path(gate).exists, 30)
+    nbflow.progress(2, 2)
+    return 2
+
+
+def test_a_view_shows_the_end_only_after_the_last_items(rt: nbflow.Runtime, tmp_path: Path) -> None:
+    """A reader that learned a workflow had ended before it read its last items showed
+    "succeeded" with the bar short of its end (a browser caught a green bar at 39/40): the end is
+    shown once every stream is drained. Here the reader reads 1 of 2, the workflow then ends, the
+    reader looks at the status: the view must not read "succeeded" at 1 of 2."""
+    import threading
+
+    from nbflow.notebook._follow import Follower
+
+    gate = tmp_path / "go"
+    handle = nbflow.start(halting, str(gate))
+    wait_until(lambda: nbflow.list_streams(handle.workflow_id), timeout=10)  # progress 1 is in
+    state, lock = ViewState(handle.workflow_id), threading.Lock()
+    state.add_key("progress")
+    frames: list[tuple[str, float, float]] = []
+
+    def apply(force: bool = False) -> None:
+        with lock:
+            frame = state.frame(0.0)
+        frames.append((frame.word, frame.bar_value, frame.bar_max))
+
+    follower = Follower(
+        rt, handle.workflow_id, state, lock, apply, threading.Event(), threading.Event(),
+        lambda: None, auto_keys=False,
+    )  # fmt: skip
+    follower.load()
+    follower._read("progress", 0.5, 0.5)  # reads progress 1 of 2, then times out
+    gate.touch()
+    handle.result(timeout=10)
+    follower._follow_status(True)  # learns the end before reading progress 2 of 2
+    apply()
+    follower.loop()
+    apply()
+    ended = [(value, maximum) for word, value, maximum in frames if word == "succeeded"]
+    assert ended and set(ended) == {(2, 2)}, frames  # never "succeeded" short of 2 of 2
+
+
 def test_a_view_opened_on_a_running_workflow(
     rt: nbflow.Runtime, views: Callable[..., LiveView], gate: Callable[[], Gate]
 ) -> None:

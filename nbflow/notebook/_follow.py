@@ -64,6 +64,9 @@ class Follower:
         self.drained: set[str] = set()
         self.read_at = 0.0  # when items last arrived (monotonic)
         self.ran_here = False  # whether an execution of this runtime ran it, when last looked
+        #: The final record and its error text, once read: shown when every stream is drained,
+        #: so that a view never shows the end before the last items (a bar "succeeded" at 39/40)
+        self.ending: tuple[WorkflowRow, str] | None = None
 
     def load(self) -> None:
         """Read the workflow's record: its name, creation, status (and end, if it ended)."""
@@ -92,9 +95,15 @@ class Follower:
             self.state.running = running
 
     def _finish(self) -> None:
-        """Take the workflow's final status, end time and error from its record."""
+        """Read the workflow's final status, end time and error from its record (shown once the
+        streams are drained: :meth:`_show_end`)."""
         row = self.runtime.workflow_row(self.workflow_id)
-        error = self._failure(row) if row.error else ""
+        self.ending = (row, self._failure(row) if row.error else "")
+
+    def _show_end(self) -> None:
+        """Put the final record read by :meth:`_finish` into the view's state."""
+        assert self.ending is not None
+        row, error = self.ending
         with self.lock:
             self.state.status = row.status
             self.state.ended_at = row.ended_at
@@ -126,7 +135,15 @@ class Follower:
         return not self.stop.is_set() and not self.runtime.closed
 
     def loop(self) -> None:
-        """Read until the workflow is final and its streams drained, or :attr:`stop` is set."""
+        """Read until the workflow is final and its streams drained, or :attr:`stop` is set
+        (stopped with the end read, the view shows it)."""
+        try:
+            self._read_to_end()
+        finally:
+            if self.ending is not None and not self.state.final:
+                self._show_end()
+
+    def _read_to_end(self) -> None:
         state = self.state
         next_look = 0.0
         looked_at_end = False  # whether streams and events were looked at after the end
@@ -134,8 +151,9 @@ class Follower:
             if self.cancel.is_set():
                 self.cancel.clear()
                 self.cancel_now()
-            if time.monotonic() >= next_look or (state.final and not looked_at_end):
-                looked_at_end = state.final
+            ended = self.ending is not None
+            if time.monotonic() >= next_look or (ended and not looked_at_end):
+                looked_at_end = ended
                 self._discover()
                 next_look = time.monotonic() + _DISCOVER
             todo = [key for key in state.keys if key not in self.drained]
@@ -146,9 +164,10 @@ class Follower:
                 self._read(key, max(0.02, wait / len(todo)), _SLICE / len(todo))
             if not self._going():
                 return
-            if not state.final:
+            if not ended:
                 self._follow_status(looked_at_end or time.monotonic() >= next_look - _WAIT)
-            if state.final and looked_at_end and all(k in self.drained for k in state.keys):
+            if ended and looked_at_end and all(k in self.drained for k in state.keys):
+                self._show_end()
                 return
             if not todo:
                 self.stop.wait(wait)
