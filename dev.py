@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
 """The project's two commands, each doing its own set-up in a venv (.venv):
 
-    python3 dev.py demo [ARGS…]   run the demo pipeline with a live progress bar
-    python3 dev.py test [ARGS…]   lint, type-check, check the layers and run the whole test suite
-    python3 dev.py lab [ARGS…]    open JupyterLab on the example notebooks (notebooks/)
+    python3 dev.py demo [ARGS…]          run the demo pipeline with a live progress bar
+    python3 dev.py test [ARGS…]          lint, type-check, check the layers and run the whole test suite
+    python3 dev.py test --fast [ARGS…]   the same with the fast tier of the tests: those that need
+                                         no browser, no kernel, no PostgreSQL and no kill -9
+    python3 dev.py lab [ARGS…]           open JupyterLab on the example notebooks (notebooks/)
+
+ARGS go to pytest (e.g. ``python3 dev.py test --fast tests/workflow -x``). The tests run on two
+processes (pytest-xdist; the tests of a module that shares a fixture marked with an
+``xdist_group`` run on one); ``-n 0`` runs them in this one.
 
 Only the standard library is used here, so it runs on a fresh machine with Python 3.10+.
 """
@@ -47,13 +53,23 @@ def demo(args: list[str]) -> int:
     return run(BIN / "nbflow", "demo", *args, check=False)
 
 
+#: The fast tier: every test but those that need a browser, a kernel, PostgreSQL or kill -9, and
+#: those marked slow (tests/conftest.py says what each marker means).
+FAST = "not browser and not kernel and not notebooks and not postgres and not crash and not slow"
+
+
 def test(args: list[str]) -> int:
     ensure_venv("notebook,dev,bench,dask")
+    fast = "--fast" in args
+    args = [a for a in args if a != "--fast"]
     run(PY, "-m", "ruff", "check", "nbflow", "tests", "benchmarks", "dev.py")
     run(PY, "-m", "ruff", "format", "--check", "nbflow", "tests", "benchmarks", "dev.py")
     run(PY, "-m", "mypy")
     run(BIN / "lint-imports", "--no-cache")  # the layers of docs/architecture.md
-    code = run(PY, "-m", "pytest", *args, check=False)
+    told = any(a in ("-n", "--numprocesses") or (a[:2] == "-n" and a[2:].isdigit()) for a in args)
+    parallel = [] if told else ["-n", "2"]
+    selected = ["-m", FAST] if fast else []
+    code = run(PY, "-m", "pytest", *parallel, "--dist", "loadgroup", *selected, *args, check=False)
     if code == 5:
         print("pytest collected no tests: that is a failure here.", file=sys.stderr)
         return 1

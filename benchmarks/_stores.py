@@ -9,7 +9,7 @@ Each workload runs for each system in a fresh :class:`Place`, made by the store 
   ``nbflow.Runtime(url)`` (its tables in schema ``nbflow``), DBOS as its ``system_database_url``
   (schema ``dbos``). Neither system ever sees the other's tables. The server is the one given by
   ``--pg-url`` (it must let that user create databases), or a throwaway server the benchmark starts
-  with :class:`tests.pgserver.PostgresServer` (``fsync=True``: costs as on a user's server, data
+  with :class:`tests.support.pgserver.PostgresServer` (``fsync=True``: costs as on a user's server, data
   under ``$TMPDIR``) and stops at the end.
 """
 
@@ -88,14 +88,14 @@ class PostgresBenchStore:
 
     Args:
         url: A ``postgresql://`` URL of a server and a user that may create databases; None: start
-            a throwaway server (:class:`tests.pgserver.PostgresServer` with ``fsync=True``).
+            a throwaway server (:class:`tests.support.pgserver.PostgresServer` with ``fsync=True``).
     """
 
     name = "postgres"
     shared = True
 
     def __init__(self, url: str | None = None) -> None:
-        from tests.pgserver import PostgresServer
+        from tests.support.pgserver import PostgresServer
 
         self.own = url is None
         self.server = PostgresServer(fsync=True, existing_url=url)

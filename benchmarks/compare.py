@@ -10,7 +10,7 @@ and nbflow's goal with a ✓/✗ mark, with the machine described above it.
 in a fresh database of its own (nbflow: ``nbflow.Runtime(url)``; DBOS: that URL as its
 ``system_database_url``, with its defaults): the server given by ``--pg-url`` (whose user may create
 databases; they are dropped after use), else a throwaway server started with ``fsync=on`` (see
-:mod:`tests.pgserver`) and stopped at the end. The header names the server's version and its
+:mod:`tests.support.pgserver`) and stopped at the end. The header names the server's version and its
 ``fsync`` and ``synchronous_commit`` settings. PostgreSQL adds the cross-process workloads (x), (x1).
 
 Workloads:

@@ -1,24 +1,34 @@
-"""Fixtures: a fresh runtime per test on a real database, and a guard against leaked threads.
+"""Fixtures: a fresh runtime per test on a real database; guards against leaked threads and slow
+teardowns; skips for what needs an extra that is not installed.
 
 Tests marked ``contract`` (whole modules: ``pytestmark = pytest.mark.contract``) run once per store:
 on a DuckDB file, and on a throwaway PostgreSQL server the session starts itself
-(:mod:`tests.pgserver`), each test in a schema of its own. Where no server can be started, the
-PostgreSQL runs are skipped with the reason.
+(:mod:`tests.support.pgserver`), each test in a schema of its own (those runs are marked
+``postgres``). Where no server can be started, the PostgreSQL runs are skipped with the reason.
+
+The tiers (``python3 dev.py test --fast`` runs the first): tests that need no browser, no kernel,
+no PostgreSQL and no kill -9 (``-m "not browser and not kernel and not postgres and not crash"``);
+then everything.
+
+A test module that imports a package of an extra that is not installed is skipped with the extra's
+name, and so is a test that needs one when it runs (``pytest`` collects in a venv without them).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import nbflow
-from tests.helpers import Gate, nbflow_threads, wait_until
-from tests.pgserver import PostgresServer, start_or_skip_reason
+from tests.support.helpers import Gate, nbflow_threads, wait_until
+from tests.support.pgserver import PostgresServer, start_or_skip_reason
 
 STORES = ("duckdb", "postgres")
 _schemas = itertools.count()
@@ -27,7 +37,85 @@ _schemas = itertools.count()
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every ``contract`` test that uses a database once per store."""
     if "database" in metafunc.fixturenames and metafunc.definition.get_closest_marker("contract"):
-        metafunc.parametrize("database", STORES, indirect=True)
+        stores = [pytest.param("duckdb"), pytest.param("postgres", marks=pytest.mark.postgres)]
+        metafunc.parametrize("database", stores, indirect=True, ids=STORES)
+
+
+#: The packages of nbflow's extras a test may need, and the extra that brings each.
+EXTRAS = {
+    "IPython": "notebook",
+    "ipykernel": "notebook",
+    "ipywidgets": "notebook",
+    "jupyter_client": "notebook",
+    "nbformat": "dev",
+    "nbclient": "dev",
+    "nbval": "dev",
+    "tqdm": "dev",
+    "playwright": "dev",
+    "jupyterlab": "dev",
+    "notebook": "dev",
+    "psycopg": "postgres",
+    "distributed": "dask",
+    "dbos": "bench",
+}
+_MISSING = re.compile(r"No module named '([\w.]+)'")
+
+
+def _missing_extra(text: str) -> str | None:
+    """The skip reason when ``text`` (an error) says an extra's package is not installed."""
+    found = _MISSING.search(text)
+    package = found.group(1).split(".")[0] if found else None
+    if package not in EXTRAS:
+        return None
+    return f"{package} is not installed (pip install -e '.[{EXTRAS[package]}]')"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """A test module that imports an extra's missing package is skipped, saying which."""
+    report = yield
+    if report.failed and isinstance(collector, pytest.Module):
+        reason = _missing_extra(str(report.longrepr))
+        if reason is not None:
+            report.outcome = "skipped"
+            report.longrepr = (str(collector.path), 0, f"Skipped: {reason}")
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test that needs an extra's missing package when it runs is skipped, saying which."""
+    report = yield
+    error = None if call.excinfo is None else call.excinfo.value
+    if report.failed and isinstance(error, ModuleNotFoundError):
+        reason = _missing_extra(str(error))
+        if reason is not None:
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {reason}")
+    return report
+
+
+#: Seconds a test's own teardown may take (its function-scoped fixtures: closing runtimes,
+#: joining threads). A longer one means something the test left running had to be waited for.
+TEARDOWN_LIMIT = 2.0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Fail a test whose teardown took longer than :data:`TEARDOWN_LIMIT` seconds. Only between
+    two tests of one module: there only the test's own fixtures end (a module's or the session's,
+    such as a server, end after its last test)."""
+    started = time.monotonic()
+    result = yield
+    took = time.monotonic() - started
+    same_module = nextitem is not None and nextitem.module is item.module
+    if same_module and took > TEARDOWN_LIMIT:
+        raise pytest.fail.Exception(
+            f"the teardown of {item.nodeid} took {took:.1f} s (at most {TEARDOWN_LIMIT:.0f} s): "
+            "something the test left running (a workflow blocked in plain Python, a thread) had "
+            "to be waited for; end it in the test"
+        )
+    return result
 
 
 @pytest.fixture(scope="session")

