@@ -8,8 +8,8 @@
     python3 dev.py lab [ARGS…]           open JupyterLab on the example notebooks (notebooks/)
 
 ARGS go to pytest (e.g. ``python3 dev.py test --fast tests/workflow -x``). The tests run on two
-processes (pytest-xdist; the tests of a module that shares a fixture marked with an
-``xdist_group`` run on one); ``-n 0`` runs them in this one.
+processes (pytest-xdist; the tests of a file on one, so a module's fixtures are made once);
+``-n 0`` runs them in this one.
 
 Only the standard library is used here, so it runs on a fresh machine with Python 3.10+.
 """
@@ -69,7 +69,7 @@ def test(args: list[str]) -> int:
     told = any(a in ("-n", "--numprocesses") or (a[:2] == "-n" and a[2:].isdigit()) for a in args)
     parallel = [] if told else ["-n", "2"]
     selected = ["-m", FAST] if fast else []
-    code = run(PY, "-m", "pytest", *parallel, "--dist", "loadgroup", *selected, *args, check=False)
+    code = run(PY, "-m", "pytest", *parallel, "--dist", "loadfile", *selected, *args, check=False)
     if code == 5:
         print("pytest collected no tests: that is a failure here.", file=sys.stderr)
         return 1

@@ -57,7 +57,7 @@ from tests.support.browser import (
     write_notebook,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SUCCEEDED = "succeeded|SUCCESS"  # the view's word since issue 13, and before
 CANCELLED = "cancelled"

@@ -71,7 +71,7 @@ from tests.support.browser import (
     write_notebook,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 BOTH = pytest.mark.parametrize("server", ["lab", "notebook"], indirect=True)
 LAB = pytest.mark.parametrize("server", ["lab"], indirect=True)

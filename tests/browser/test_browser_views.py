@@ -20,7 +20,7 @@ from tests.support import browser
 from tests.support.browser import Lab, cell, open_notebook, run_cells, wait_executed, write_notebook
 from tests.support.helpers import wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 MS = 1000
 

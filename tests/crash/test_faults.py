@@ -36,10 +36,10 @@ from tests.support.helpers import wait_until
 from tests.support.pgserver import PostgresServer
 from tests.support.processes import ROOT
 
-pytestmark = [pytest.mark.crash, pytest.mark.slow, pytest.mark.xdist_group("faults")]
+pytestmark = [pytest.mark.crash, pytest.mark.slow]
 
 APP = "nbflow-faultapp"
-CASES = 26  # per store: 52 faults in all
+CASES = 18  # per store: 36 faults in all
 LINES = faultapp.WORKFLOWS * (faultapp.STEPS + faultapp.CHILD_STEPS + faultapp.MAP_ITEMS)
 KINDS = {"duckdb": ("kill", "commit"), "postgres": ("kill", "commit", "drop")}
 

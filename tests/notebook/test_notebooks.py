@@ -1,6 +1,6 @@
 """The example notebooks in ``notebooks/``, checked by nbval against their saved outputs.
 
-The ``notebooks`` test runs ``pytest --nbval`` in a subprocess three times in a row on one copy of
+The ``notebooks`` test runs ``pytest --nbval`` in a subprocess twice in a row on one copy of
 the notebooks (each must pass every time: they run repeatedly with the same outputs), then once
 with ``--nbval-lax``. ``NBFLOW_DATABASE`` is unset: every notebook opens its own database.
 
@@ -39,7 +39,7 @@ EXPECTED = [
     "05-query-history.ipynb",
     "06-parallel-map.ipynb",
 ]
-STRICT_RUNS = 3
+STRICT_RUNS = 2
 RUN_TIMEOUT = 120.0  # seconds for one nbval run of every notebook
 
 

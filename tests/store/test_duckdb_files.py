@@ -12,9 +12,6 @@ import pytest
 
 import nbflow
 
-#: Its tests share a module-scoped fixture: on one process under pytest-xdist.
-pytestmark = pytest.mark.xdist_group("duckdb_files")
-
 # (The test names avoid the words "corrupt" and "lock": pytest puts them in tmp_path.)
 
 

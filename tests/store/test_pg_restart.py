@@ -20,7 +20,7 @@ from nbflow import DatabaseError
 from tests.support.helpers import wait_until
 from tests.support.pgserver import PostgresServer, start_or_skip_reason
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("pg_restart")]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 STEPS = 60  # 3 s of steps: the restart lands well before the end
 ran: list[int] = []

@@ -1,4 +1,4 @@
-"""The throwaway PostgreSQL server of the tests (tests/pgserver.py) itself."""
+"""The throwaway PostgreSQL server of the tests (tests/support/pgserver.py) itself."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.pgserver import PostgresServer, start_or_skip_reason
 
-pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("pgserver")]
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ distributed = pytest.importorskip(
 )
 psutil = pytest.importorskip("psutil", reason="psutil (a dependency of distributed) is missing")
 
-pytestmark = [pytest.mark.contract, pytest.mark.xdist_group("dask")]
+pytestmark = pytest.mark.contract
 
 _client: list[Any] = []  # the module's Dask client, for the workflow bodies
 
