@@ -32,6 +32,7 @@ __all__ = [
 
 
 _NOTHING: Encoded = (None, None)
+_new_scope = tuple.__new__
 
 
 def step_row(
@@ -168,7 +169,10 @@ class StepRun:
         self.tries += 1
         self.attempt += 1
         self.delay = None
-        self.token = SCOPE.set(Scope(self.ctx, self.function_id, self.attempt))  # (no thread:
+        # Built as tuple builds it: a NamedTuple's own __new__ is a Python call, paid on every
+        # attempt of every step (the hot path).
+        where = _new_scope(Scope, (self.ctx, self.function_id, self.attempt, 0))
+        self.token = SCOPE.set(where)  # (no thread:
         # only a body's scope is tied to the thread that entered it)
         return self
 
