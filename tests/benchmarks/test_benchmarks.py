@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.support.pgserver import PostgresServer
+from tests.support.processes import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("a", "b", "c", "c1", "d", "e", "f", "g", "h", "h1", "i")
 PG_WORKLOADS = (*WORKLOADS, "x", "x1")
 HAS_DBOS = importlib.util.find_spec("dbos") is not None
