@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from nbflow._api import (
     cancel,
+    clear_cache,
     close_stream,
     configure,
     current_workflow_id,
@@ -32,6 +33,7 @@ from nbflow._api import (
     runtime,
     send,
     start,
+    why,
     write_stream,
 )
 from nbflow._errors import (
@@ -57,11 +59,14 @@ from nbflow._errors import (
     WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
+from nbflow._fingerprint import fingerprint
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
 from nbflow.engine._runtime import Runtime
+from nbflow.workflow._cache import Cache, refresh_cache
 from nbflow.workflow._handle import WorkflowHandle
 from nbflow.workflow._messages import recv, recv_async, set_event, sleep, sleep_async
 from nbflow.workflow._parallel import Executor, map, map_async
+from nbflow.workflow._patches import deprecate_patch, patched
 from nbflow.workflow._progress import progress, track
 from nbflow.workflow._queues import Queue
 from nbflow.workflow._steps import run_step, step
@@ -85,6 +90,7 @@ def unload_ipython_extension(ipython: object) -> None:
 
 
 __all__ = [
+    "Cache",
     "ConcurrencyError",
     "ConfigurationError",
     "DatabaseCorruptError",
@@ -116,9 +122,12 @@ __all__ = [
     "WorkflowInterruptedError",
     "WorkflowNotFoundError",
     "cancel",
+    "clear_cache",
     "close_stream",
     "configure",
     "current_workflow_id",
+    "deprecate_patch",
+    "fingerprint",
     "fork",
     "get_event",
     "get_event_async",
@@ -129,12 +138,14 @@ __all__ = [
     "load_ipython_extension",
     "map",
     "map_async",
+    "patched",
     "progress",
     "read_stream",
     "read_stream_async",
     "recover",
     "recv",
     "recv_async",
+    "refresh_cache",
     "resume",
     "run_step",
     "runtime",
@@ -147,6 +158,7 @@ __all__ = [
     "step",
     "track",
     "unload_ipython_extension",
+    "why",
     "workflow",
     "workflow_timeout",
     "write_stream",

@@ -6,6 +6,7 @@ runtime, opened on first use (see :func:`configure`).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -207,9 +208,28 @@ def cancel(workflow_id: str) -> None:
     _call_runtime().cancel(workflow_id)
 
 
-def resume(workflow_id: str) -> WorkflowHandle:
-    """Resume an interrupted, cancelled or failed workflow (see :meth:`Runtime.resume`)."""
-    return _call_runtime().resume(workflow_id)
+def resume(workflow_id: str, *, rerun_changed: bool = False) -> WorkflowHandle:
+    """Resume an interrupted, cancelled or failed workflow (see :meth:`Runtime.resume`); with
+    ``rerun_changed``, when its code changed since it ran, run it again as ``<id>.2`` reusing every
+    checkpoint whose step, code and arguments still match."""
+    return _call_runtime().resume(workflow_id, rerun_changed=rerun_changed)
+
+
+def why(step: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> str:
+    """Why a cached step's call runs rather than taking its kept result (see
+    :meth:`Runtime.why`): ``nbflow.why(summarize, doc)``; ``nbflow.why(summarize)`` for its last
+    call."""
+    return _call_runtime().why(step, *args, **kwargs)
+
+
+def clear_cache(
+    step: Callable[..., Any] | str | None = None,
+    *,
+    older_than: float | dt.timedelta | dt.datetime | None = None,
+) -> int:
+    """Delete results kept by cached steps (of ``step``; kept longer ago than ``older_than``);
+    how many (see :meth:`Runtime.clear_cache`)."""
+    return _call_runtime().clear_cache(step, older_than=older_than)
 
 
 def recover() -> Recovered:

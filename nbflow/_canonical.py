@@ -40,12 +40,15 @@ from typing import Any
 
 from nbflow._errors import InvalidValueError
 
-__all__ = ["Hook", "canonical", "digest"]
+__all__ = ["Hook", "args_digest", "canonical", "digest", "short_digest"]
 
 #: Encodes a value its own way (bytes), or leaves it to the rules (None); may raise to refuse it.
 Hook = Callable[[Any], "bytes | None"]
 
 _NAN = struct.pack(">d", math.nan)
+_PAIR = b"t" + (2).to_bytes(8, "big") + b"t"
+_NO_KWARGS = b"d" + (0).to_bytes(8, "big")
+_blake2b = hashlib.blake2b
 _NAMED = (type, types.FunctionType, types.BuiltinFunctionType)
 
 
@@ -79,6 +82,42 @@ def canonical(value: Any, *, hook: Hook | None = None) -> bytes:
 def digest(value: Any, *, hook: Hook | None = None) -> str:
     """The sha256 hex digest of :func:`canonical` ``(value)``."""
     return hashlib.sha256(canonical(value, hook=hook)).hexdigest()
+
+
+def args_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """A short digest (32 hex digits) of a call's arguments, as :func:`digest` compares them;
+    None when they cannot be encoded (the call is then never taken for another).
+
+    Checkpoints record one per step call, so the common case (a few numbers and strings, no
+    keywords) takes a shorter path to the same bytes.
+    """
+    simple = _SIMPLE
+    if not kwargs:
+        try:
+            parts = [simple[type(a)](a) for a in args]
+        except KeyError:
+            pass
+        else:
+            # canonical((args, {})): a pair of the tuple of args and an empty dict
+            encoded = b"".join((_PAIR, len(parts).to_bytes(8, "big"), *parts, _NO_KWARGS))
+            return _blake2b(encoded, digest_size=16).hexdigest()
+    try:
+        encoded = canonical((args, kwargs))
+    except InvalidValueError:
+        return None
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
+
+
+def short_digest(value: Any) -> str:
+    """A short digest (32 hex digits, blake2b) of :func:`canonical` ``(value)``; a number, a
+    string or bytes take a shorter path to the same bytes.
+
+    Raises:
+        InvalidValueError: As :func:`canonical`.
+    """
+    simple = _SIMPLE.get(type(value))
+    encoded = simple(value) if simple is not None else canonical(value)
+    return _blake2b(encoded, digest_size=16).hexdigest()
 
 
 def _atom(tag: bytes, payload: bytes) -> bytes:

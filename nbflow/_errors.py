@@ -32,6 +32,8 @@ Messages name the way out as the reader gives commands (:func:`nbflow.text._hint
 
 from __future__ import annotations
 
+from typing import Any
+
 from nbflow.text._hints import hint
 
 __all__ = [
@@ -60,7 +62,22 @@ __all__ = [
 
 
 class NbflowError(Exception):
-    """The root of every error nbflow raises."""
+    """The root of every error nbflow raises.
+
+    Every one pickles (a process pool or a Dask worker sends it back) whatever its
+    constructor takes: it is rebuilt from its message and attributes, not by calling it again.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
+
+def _rebuilt(kind: type[NbflowError], args: tuple[Any, ...], state: dict[str, Any]) -> NbflowError:
+    """An error unpickled: its message and attributes as they were (see :class:`NbflowError`)."""
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigurationError(NbflowError, ValueError):

@@ -81,6 +81,7 @@ class WorkflowInfo(_Record):
             None.
         parent_id: The workflow that called it, or None.
         queue: The queue it was enqueued on, or None.
+        code: The fingerprint of its body when it started (:func:`nbflow.fingerprint`), or None.
     """
 
     workflow_id: str
@@ -92,6 +93,7 @@ class WorkflowInfo(_Record):
     error: str | None
     parent_id: str | None = None
     queue: str | None = None
+    code: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> WorkflowInfo:
@@ -106,6 +108,7 @@ class WorkflowInfo(_Record):
             error=row.error,
             parent_id=row.parent_id,
             queue=row.queue_name,
+            code=row.code,
         )
 
 
@@ -121,6 +124,11 @@ class StepInfo(_Record):
         duration: Seconds, over all attempts.
         attempts: How many times it ran.
         error: ``"Type: message"`` of its last error, or None.
+        code: The fingerprint of the step's function (:func:`nbflow.fingerprint`), or None
+            (an operation that is not a function of the user's: a stream read, a sleep).
+        cached_from: The workflow whose result it took instead of running (a step cache hit,
+            or a checkpoint of the run a re-run reuses); ``"(no workflow)"``: a result kept by a
+            call outside a workflow; None: it ran.
     """
 
     function_id: int
@@ -130,6 +138,8 @@ class StepInfo(_Record):
     duration: float
     attempts: int
     error: str | None
+    code: str | None = None
+    cached_from: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> StepInfo:
@@ -141,6 +151,8 @@ class StepInfo(_Record):
             duration=row.ended_at - row.started_at,
             attempts=row.attempts,
             error=row.error,
+            code=row.code,
+            cached_from=row.cached_from,
         )
 
 

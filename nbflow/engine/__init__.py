@@ -3,8 +3,11 @@
 Modules, each importing only those listed after it (``lint-imports`` checks it):
 
 - ``_runtime``: :class:`~nbflow.Runtime`, what a user calls; it composes the parts below and owns
-  the private :class:`~nbflow.engine._runner.RuntimeRunner`, which implements the seam's
+  the private :class:`~nbflow.engine._core.RuntimeCore`, which implements the seam's
   ``Runner`` and the handles' ``Tracker``;
+- ``_core``: ``RuntimeCore``, the runtime's machinery;
+- ``_rerun``: what changed in a workflow's code since it ran, and its re-run (``<id>.2``) that
+  takes the old run's checkpoints wherever step, code and arguments still match;
 - ``_lifecycle``: begin, run, end, cancel, resume, recover, fork, enqueue and dequeue;
 - ``_history``, ``_queues``, ``_reports``: reads and waits for workflows elsewhere; the queue
   thread; what the committer and other processes report (durable ends, cancels, take-overs);
@@ -14,7 +17,10 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
   read from a body; child workflows; ``nbflow.map`` inside a workflow;
 - ``_steps``, ``_reader``: ``StepRun``, one attempt of a step with its retry policy and record;
   stream readers;
+- ``_cache``: the step cache (keys, lookups, durable rows, why a call missed, calls at once);
 - ``_execution``: ``Execution``, the state machine of one run (function ids, replay, offsets);
+- ``_code``: what a run knows of code (fingerprints once per run, replayed steps whose code
+  changed, the old run's checkpoints a re-run takes);
 - ``_engine``: ``Engine`` (store, write log, notifier, codec) and ``Watch``, the one wait loop;
 - ``_writelog``, ``_notify``, ``_deadlines``, ``_loop``: the committer, waking readers, timeouts,
   nbflow's event loop.
@@ -22,5 +28,5 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 Each declaration and its implementation share a noun: ``workflow/_messages`` and
 ``engine/_messages``, ``workflow/_parallel`` and ``engine/_parallel``, ``workflow/_steps`` and
 ``engine/_steps``, ``workflow/_queues`` and ``engine/_queues``, ``workflow/_workflows`` and
-``engine/_workflows``.
+``engine/_workflows``, ``workflow/_cache`` and ``engine/_cache``.
 """

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from nbflow._records import Status
+from nbflow.engine import _cache as cache
 from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Execution, Executions
 from nbflow.engine._history import History
@@ -34,7 +35,7 @@ from nbflow.store import Store, WorkflowRow, open_store
 from nbflow.store._ops import Changes
 from nbflow.workflow import _context as context
 from nbflow.workflow._alarm import Wake
-from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, WorkflowCall
+from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, Step, WorkflowCall
 from nbflow.workflow._context import Runner
 from nbflow.workflow._handle import WorkflowHandle
 from nbflow.workflow._queues import declared_queues, serve_declared_queues
@@ -173,6 +174,10 @@ class RuntimeCore(Runner):
             handle = self.lifecycle.enqueue(queue, call)
         self._wake_queues()
         return handle
+
+    def run_cached(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
+        return cache.call_cached(self.engine, step, args, kwargs)
 
     # -- Tracker: what handles ask ---------------------------------------------------------------
 

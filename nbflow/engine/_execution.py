@@ -31,6 +31,7 @@ from nbflow._errors import (
     WorkflowInterruptedError,
 )
 from nbflow._serialization import check_text
+from nbflow.engine._code import RunCode
 from nbflow.engine._engine import Engine
 from nbflow.store._base import Replay, ReplayRecord
 from nbflow.store._ops import Finish, Op, StreamRow
@@ -133,6 +134,7 @@ class Execution:
         self._done_callbacks: list[Callable[[], None]] = []
         self._done_lock = threading.Lock()
         self.step_failure: StepFailure | None = None
+        self.code = RunCode()  # fingerprints, steps replayed with changed code, reuse
         self.result: Any = None
         self.error: BaseException | None = None
         self.started = time.time()

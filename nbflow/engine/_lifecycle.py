@@ -22,8 +22,10 @@ from nbflow._errors import (
     WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
+from nbflow._fingerprint import fingerprint
 from nbflow._records import Status
 from nbflow._serialization import check_text
+from nbflow.engine._code import Reuse
 from nbflow.engine._deadlines import Deadlines
 from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Execution, Executions, State
@@ -32,6 +34,7 @@ from nbflow.engine._workflows import WorkflowRun, run_body, run_body_async
 from nbflow.store import WorkflowRow
 from nbflow.store._ops import Enqueue, Finish, Fork
 from nbflow.workflow import _context as context
+from nbflow.workflow._cache import refreshing
 from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, WorkflowCall
 from nbflow.workflow._context import Runner
 from nbflow.workflow._handle import Tracker, WorkflowHandle
@@ -126,6 +129,7 @@ class Lifecycle:
             new_id = given or str(uuid.uuid4())
             row = self.new_row(call, new_id)
             ex = Execution(self._engine, new_id, wf.name, wf.fn, call.args, call.kwargs)
+            ex.code.refresh = refreshing()
             ex.row_seq = self._engine.log.append(row)
             self._register(ex, row)
             if given is not None and not self._store.single_process:
@@ -185,6 +189,7 @@ class Lifecycle:
             parent_id=parent_id,
             queue_name=queue_name,
             deadline=deadline,
+            code=fingerprint(wf.fn),
         )
 
     def activate_row(self, row: WorkflowRow, wf: DeclaredWorkflow | None = None) -> Execution:
@@ -193,12 +198,16 @@ class Lifecycle:
             wf = lookup_workflow(row.name)
             if wf is None:
                 raise FunctionNotRegisteredError(row.workflow_id, row.name)
-        inputs = self._engine.decode(row.inputs_json, row.inputs_pickle, _inputs(row))
+        args, kwargs = self.inputs(row)
         replay = self._store.load_replay(row.workflow_id)
-        args, kwargs = tuple(inputs["args"]), inputs["kwargs"]
         ex = Execution(self._engine, row.workflow_id, row.name, wf.fn, args, kwargs, replay=replay)
         self._register(ex, row)
         return ex
+
+    def inputs(self, row: WorkflowRow) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments a recorded workflow was called with."""
+        inputs = self._engine.decode(row.inputs_json, row.inputs_pickle, _inputs(row))
+        return tuple(inputs["args"]), inputs["kwargs"]
 
     def _register(self, ex: Execution, row: WorkflowRow) -> None:
         ex.queue_name = row.queue_name
@@ -380,14 +389,18 @@ class Lifecycle:
 
     # -- queues --------------------------------------------------------------------------------
 
-    def begin_child(self, call: WorkflowCall, queue: DeclaredQueue | None = None) -> WorkflowHandle:
+    def begin_child(
+        self, call: WorkflowCall, queue: DeclaredQueue | None = None, *, reuse: Reuse | None = None
+    ) -> WorkflowHandle:
         """Start (or enqueue on ``queue``) the workflow ``call`` in the background (a child,
-        when its parent chose its id); its handle."""
+        when its parent chose its id); its handle. ``reuse``: an earlier run's checkpoints a new
+        run takes where they hold."""
         if queue is not None:
             return self.enqueue(queue, call)
         begun = self.begin(call)
         if begun.created:
             assert begun.execution is not None
+            begun.execution.code.reuse = reuse
             self.spawn(begun.execution)
         return self.handle(begun.workflow_id, begun.execution)
 

@@ -37,6 +37,7 @@ __all__ = [
     "get_event_async",
     "get_event_name",
     "recv",
+    "patched",
     "recv_async",
     "send",
     "set_event",
@@ -64,6 +65,30 @@ Body = tuple[Execution, WorkflowContext] | None
 
 #: The name of a send's checkpoint: by kind, not by destination (a fork may change that).
 SEND = "nbflow.send"
+
+
+def patched(ex: Execution, name: str, *, deprecated: bool = False) -> bool:
+    """Whether the run takes the patched path ``name`` (see :func:`nbflow.patched`).
+
+    A replay whose next recorded operation is this patch takes it (True); one whose next
+    recorded operation is another passed this point before the patch existed (False, and no
+    position is taken). Past the replay a patch is recorded as a step (True); a deprecated
+    patch records nothing.
+    """
+    _from_body("nbflow.patched")
+    marker = f"nbflow.patch({name!r})"
+    recorded = ex.recorded.get(ex.function_id + 1)
+    if recorded is not None:
+        if recorded.kind == "step" and recorded.name == marker:
+            ex.next_function_id()
+            return True
+        return deprecated
+    if deprecated:
+        return True
+    ex.check_running()
+    started = time.time()
+    ex.append(_record(ex, ex.next_function_id(), marker, started, ("true", None)))
+    return True
 
 
 def get_event_name(key: str) -> str:

@@ -32,10 +32,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from nbflow._canonical import args_digest
 from nbflow._errors import InvalidValueError
+from nbflow._serialization import Encoded
+from nbflow.engine import _cache as cache
 from nbflow.engine import _steps as steps
 from nbflow.engine._execution import Execution
 from nbflow.text._tables import step_label
+from nbflow.workflow._cache import refreshing
 from nbflow.workflow._calls import MapOptions, Step, step_of
 from nbflow.workflow._context import Scope, WorkflowContext, current_step, scoped
 from nbflow.workflow._fanout import Fanout
@@ -102,6 +106,10 @@ class _Map:
         self.labels = _labels(items, options.label)  # before any position is taken
         self.ex, self.ctx, self.items, self.options = ex, ctx, items, options
         self.fn, self.step = fn, step_of(fn)
+        self.code = ex.code.of(self.step)
+        self.keeps: dict[int, cache.CacheKey] = {}  # remote items that miss the step's cache
+        self.reason = ""  # why they missed (the first one's reason: they share their code)
+        self.parts: Any = None  # what the step's code covers (CodeParts), for their cache rows
         self.item_ids = ex.reserve(len(items))
         self.progress_ids = ex.reserve(len(items) + 1)
         self.results: list[Any] = [None] * len(items)
@@ -115,7 +123,7 @@ class _Map:
     def _local_step(self) -> Step:
         """The step a local item runs: its error not recorded (the map names the item), and,
         under a rate, each retry waiting in its thread for a slot, as the first attempt did."""
-        step = self.step._replace(keep_errors=False)
+        step = self.step._replace(keep_errors=False, cache_checked=self.step.cache is not None)
         if not self.pacer.active:
             return step
         fn, pace, prior = step.fn, self.pace, self.ex.prior_attempts
@@ -127,7 +135,7 @@ class _Map:
                 pace()  # a retry
             return fn(*args, **kwargs)
 
-        return step._replace(fn=paced)
+        return step._replace(fn=paced, origin=self.step.origin or self.step.fn)
 
     def pace(self) -> None:
         """Wait in this thread for the next slot of the rate (a cancel or a close cuts it short
@@ -155,10 +163,63 @@ class _Map:
             if record is None:
                 todo.append(index)
             else:
+                if record.code is not None:
+                    self.ex.code.replayed(self.step, record.code)
                 what = f"step {self.step.name!r}"
                 self.results[index] = steps.replay_outcome(self.ex, function_id, record, what)
                 self.done += 1
+        if todo:
+            self.ex.code.warn_changed(self.ex.workflow_id)  # the replay is over
+        if todo and (self.ex.code.reuse is not None or self.step.cache is not None):
+            todo = self._taken(todo)
         return todo
+
+    def _taken(self, todo: list[int]) -> list[int]:
+        """Take what earlier work holds for the items of ``todo`` (a checkpoint of the run this
+        one re-runs, a result the step's cache kept); the items left to run."""
+        ex, step, reuse = self.ex, self.step, self.ex.code.reuse
+        left, keys = [], {}
+        for index in todo:
+            args_hash = args_digest((self.items[index],), {})
+            row = None if reuse is None else reuse.take(step.name, self.code, args_hash)
+            if row is not None:
+                assert reuse is not None
+                self._take(index, (row.output_json, row.output_pickle), reuse.source_id)
+                continue
+            if step.cache is not None:
+                keys[index] = cache.cache_key(step, self.code, (self.items[index],), {})
+            left.append(index)
+        if not keys:
+            return left
+        refresh = ex.code.refresh or refreshing()
+        found = {} if refresh else ex.engine.store.find_cached([k.entry for k in keys.values()])
+        now, policy, run = time.time(), step.cache, []
+        assert policy is not None
+        for index in left:
+            kept = found.get(keys[index].entry) if index in keys else None
+            if kept is not None and cache.fresh(kept, policy, now):
+                self._take(index, (kept.output_json, kept.output_pickle), kept.workflow_id)
+            else:
+                run.append(index)
+        if run and not self.local:
+            self.keeps = {index: keys[index] for index in run}
+            self.parts = cache.parts_of(step, ex.code.parts)
+            self.reason = cache.miss_reason(
+                ex.engine, keys[run[0]], self.parts, policy, refresh, ex.code.kept
+            )
+        return run
+
+    def _take(self, index: int, output: Encoded, source: str | None) -> None:
+        """Item ``index`` takes ``output``, computed by ``source``: recorded as its checkpoint."""
+        ex, name, now = self.ex, self.step.name, time.time()
+        args_hash = args_digest((self.items[index],), {})
+        row = steps.step_row(
+            ex.workflow_id, self.item_ids[index], name, (now, now), output,
+            code=self.code, args_hash=args_hash, cached_from=source or "(no workflow)",
+        )  # fmt: skip
+        ex.append(row)
+        self.results[index] = ex.engine.decode(output[0], output[1], f"step {name!r}")
+        self.done += 1
 
     def progress(self, message: str | None = None) -> None:
         total = len(self.items)
@@ -190,6 +251,8 @@ class _Map:
         finally:
             if given is None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        if self.step.cache is not None:  # the results its items kept, before they are used
+            ex.engine.log.wait_durable()
         ex.check_running()
         if self.failure is not None:
             index, error = self.failure
@@ -220,10 +283,17 @@ class _Map:
             ex, name = self.ex, self.step.name
             encoded = ex.engine.encode(value, f"the output of step {name!r}")
             span = (started, time.time())
+            args_hash = args_digest((self.items[index],), {})
             row = steps.step_row(
-                ex.workflow_id, self.item_ids[index], name, span, encoded, attempts
-            )
-            ex.append(row)
+                ex.workflow_id, self.item_ids[index], name, span, encoded, attempts,
+                code=self.code, args_hash=args_hash,
+            )  # fmt: skip
+            key = self.keeps.get(index)
+            if key is None:
+                ex.append(row)
+            else:  # kept with its checkpoint; durable before the map returns
+                kept = cache.new_row(key, encoded, ex.workflow_id, self.parts, self.reason)
+                ex.append(row, kept)
         self.results[index] = value
         self.done += 1
         self.progress(self.label(index))

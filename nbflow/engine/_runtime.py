@@ -8,16 +8,19 @@
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import logging
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from nbflow._errors import WorkflowNotFoundError
+from nbflow._errors import FunctionNotRegisteredError, WorkflowNotFoundError
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
 from nbflow._serialization import check_text
+from nbflow.engine import _cache as cache
 from nbflow.engine import _messages as messages
+from nbflow.engine import _rerun
 from nbflow.engine._core import RuntimeCore
 from nbflow.engine._execution import Execution
 from nbflow.engine._workflows import WorkflowRun
@@ -26,6 +29,7 @@ from nbflow.workflow._calls import check_seconds
 from nbflow.workflow._context import Runner
 from nbflow.workflow._handle import WorkflowHandle
 from nbflow.workflow._recovery import Recovered, announce, note_interrupted
+from nbflow.workflow._workflows import lookup_workflow
 
 __all__ = ["Runtime"]
 
@@ -112,14 +116,63 @@ class Runtime:
         """
         self._core.lifecycle.cancel(workflow_id)
 
-    def resume(self, workflow_id: str) -> WorkflowHandle:
+    def resume(self, workflow_id: str, *, rerun_changed: bool = False) -> WorkflowHandle:
         """Run an interrupted, cancelled or failed workflow on from its last checkpoint.
 
         Recorded steps are not run again; for a failed workflow, the step whose error ended it
         runs again. A running or successful workflow is left as it is, also when another process
-        runs it (its handle then waits for that process).
+        runs it (its handle then waits for that process). A replayed step whose code changed
+        since it ran is replayed all the same, and one warning names those steps.
+
+        Args:
+            workflow_id: The workflow.
+            rerun_changed: When its code changed since it ran (a step's or the body's
+                fingerprint differs), run it again as a new workflow ``<id>.2`` (``.3``, …) that
+                takes the old run's checkpoints wherever name, code and arguments still match,
+                and runs every other call (an interrupted old run is cancelled: the new run
+                supersedes it). Unchanged code: a resume as above.
+
+        Returns:
+            The handle of the run that goes on (the new run's, after a re-run).
         """
-        return self._core.lifecycle.resume(workflow_id)[0]
+        if not rerun_changed:
+            return self._core.lifecycle.resume(workflow_id)[0]
+        rerun = self.rerun_plan(workflow_id)
+        if rerun is None:
+            return self._core.lifecycle.resume(workflow_id)[0]
+        return self.rerun(workflow_id, rerun)
+
+    def rerun_plan(self, workflow_id: str) -> str | None:
+        """The id a re-run of ``workflow_id`` takes when its code changed since it ran and it
+        may run again here (not running in this process or another); else None."""
+        check_text(workflow_id, "A workflow id")
+        core = self._core
+        core.engine.flush()
+        row = core.history.row(workflow_id)
+        if lookup_workflow(row.name) is None:
+            raise FunctionNotRegisteredError(workflow_id, row.name)
+        if workflow_id in core.executions or not _rerun.code_changes(core.engine.store, row):
+            return None
+        elsewhere = row.executor_id != core.engine.executor_id
+        if (
+            row.status == "PENDING"
+            and elsewhere
+            and core.engine.store.executor_alive(row.executor_id)
+        ):
+            return None  # it runs in another process
+        return _rerun.next_run_id(core.engine.store, workflow_id)
+
+    def rerun(self, workflow_id: str, new_id: str) -> WorkflowHandle:
+        """Run ``workflow_id`` again as ``new_id``, taking its checkpoints where they still
+        hold (see :meth:`resume`); from :meth:`rerun_plan`."""
+        core = self._core
+        return _rerun.rerun(
+            core.lifecycle, core.engine.store, core.history.row(workflow_id), new_id
+        )
+
+    def code_changes(self, workflow_id: str) -> _rerun.CodeChanges:
+        """What changed in the code of ``workflow_id`` since it ran: its body, its steps."""
+        return _rerun.code_changes(self._core.engine.store, self._core.history.row(workflow_id))
 
     def recover(self) -> Recovered:
         """Resume every interrupted (PENDING, not running) workflow this process can load.
@@ -293,6 +346,48 @@ class Runtime:
         return None if body is None else (body.ex, body)
 
     # -- closing -------------------------------------------------------------------------------
+
+    # -- the step cache ------------------------------------------------------------------------
+
+    def why(self, step: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> str:
+        """Why a cached step's call runs rather than taking a kept result, in a sentence.
+
+        With arguments: whether that call would run now, and why (an argument changed and
+        which, the code of which function changed (a helper two levels down named as such), it
+        expired, a refresh, never run). Without: why the last call of the step ran.
+
+        Args:
+            step: A step declared with ``@nbflow.step(cache=...)``, or its name.
+            *args: The arguments of the call to explain.
+            **kwargs: Its keyword arguments.
+
+        Raises:
+            InvalidValueError: ``step`` is not a cached step declared in this process.
+        """
+        declared = cache.cached_step(step)
+        if not args and not kwargs and not cache.takes_no_arguments(declared):
+            return cache.explain_last(self._core.engine, declared.name)
+        return cache.explain(self._core.engine, declared, args, kwargs)
+
+    def clear_cache(
+        self,
+        step: Callable[..., Any] | str | None = None,
+        *,
+        older_than: float | dt.timedelta | dt.datetime | None = None,
+    ) -> int:
+        """Delete results kept by cached steps; how many were deleted.
+
+        Args:
+            step: Only this step's (a cached step or its name); None: every step's.
+            older_than: Only those kept longer ago than this (seconds or a timedelta), or before
+                this datetime.
+        """
+        if step is None or isinstance(step, str):
+            name = None if step is None else cache.resolved_name(step)
+        else:
+            name = cache.step_name(step)
+        self._core.engine.flush()
+        return self._core.engine.store.clear_cache(name, cache.cutoff(older_than))
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop this runtime: running workflows stop at their next checkpoint (and stay PENDING,

@@ -14,17 +14,22 @@ import sys
 import time
 from typing import Any
 
+from nbflow._canonical import args_digest
 from nbflow._serialization import Encoded, encode, encode_error
+from nbflow.engine import _cache as cache
 from nbflow.engine._execution import Execution
 from nbflow.store import ReplayRecord
-from nbflow.store._ops import StepRow
+from nbflow.store._ops import CacheRow, StepRow
 from nbflow.text._tables import step_label
+from nbflow.workflow._cache import refreshing as cache_refreshing
 from nbflow.workflow._calls import Step
 from nbflow.workflow._context import SCOPE, Scope, WorkflowContext
 
 __all__ = [
     "StepRun",
     "note_step",
+    "run_cached",
+    "run_cached_async",
     "record_outcome",
     "replay_outcome",
     "step_row",
@@ -32,6 +37,10 @@ __all__ = [
 
 
 _NOTHING: Encoded = (None, None)
+_NO_KWARGS: dict[str, Any] = {}
+_UNREAD: Any = object()
+#: Up to this many cache rows of a step (with its code) a run reads at once, at its first call.
+_READ_AT_ONCE = 50_000
 _new_scope = tuple.__new__
 
 
@@ -44,15 +53,19 @@ def step_row(
     attempts: int = 1,
     *,
     error: Encoded = _NOTHING,
+    code: str | None = None,
+    args_hash: str | None = None,
+    cached_from: str | None = None,
 ) -> StepRow:
     """The checkpoint of a finished operation: ``span`` is when it started and ended; ``output``
-    and ``error`` are ``(json, pickle)`` and ``(text, pickle)``."""
+    and ``error`` are ``(json, pickle)`` and ``(text, pickle)``; ``code`` the fingerprint of the
+    step's function, ``args_hash`` the digest of its arguments, ``cached_from`` the workflow
+    whose result it took."""
     # Built positionally (keywords cost a step ~1 µs; StepRun.outcome does the same on the hot
-    # path): workflow_id, function_id, name, output_json, output_pickle, error, error_pickle,
-    # started_at, ended_at, attempts. fmt: skip keeps them in two rows rather than ten.
+    # path), in table order. fmt: skip keeps them in three rows rather than thirteen.
     return StepRow(
         workflow_id, function_id, name, output[0], output[1], error[0], error[1], span[0], span[1],
-        attempts,
+        attempts, code, args_hash, cached_from,
     )  # fmt: skip
 
 
@@ -131,25 +144,44 @@ class StepRun:
     another attempt follows.
     """
 
-    # fmt: skip below: thirteen names read better as two rows than as a column of thirteen
+    # fmt: skip below: the names read better as rows than as a column of seventeen
     __slots__ = (
-        "attempt", "ctx", "delay", "error", "ex", "function_id", "output",
-        "pending", "record", "started", "step", "token", "tries",
+        "args_hash", "attempt", "code", "ctx", "delay", "error", "ex", "function_id", "keep",
+        "output", "pending", "record", "started", "step", "token", "tries",
     )  # fmt: skip
 
     def __init__(
-        self, ex: Execution, ctx: WorkflowContext, step: Step, function_id: int | None = None
+        self,
+        ex: Execution,
+        ctx: WorkflowContext,
+        step: Step,
+        function_id: int | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.ex, self.ctx, self.step = ex, ctx, step
         if function_id is None:
             function_id = ex.next_function_id()
         self.function_id = function_id
-        self.record = ex.replayed(function_id, "step", step.name)
-        self.pending = self.record is None  # True until it is replayed or over
-        if self.record is not None:
+        self.record = record = ex.replayed(function_id, "step", step.name)
+        self.pending = record is None  # True until it is replayed or over
+        if record is not None:
+            if record.code is not None:
+                ex.code.replayed(step, record.code)
             return
         if not ex.running:
             ex.check_running()
+        run_code = ex.code
+        if run_code.changed:
+            run_code.warn_changed(ex.workflow_id)  # the replay is over
+        self.code = run_code.of(step)
+        self.args_hash = args_digest(args, kwargs or _NO_KWARGS)
+        self.keep: CacheRow | None = None  # the cache row to write with the checkpoint
+        if run_code.reuse is not None:
+            row = run_code.reuse.take(step.name, self.code, self.args_hash)
+            if row is not None:
+                self.take((row.output_json, row.output_pickle), run_code.reuse.source_id)
+                return
         if ex.row_seq:
             ex.wait_row_durable()
         self.started = time.time()
@@ -158,6 +190,20 @@ class StepRun:
         self.output: Any = None
         self.error: Exception | None = None
         self.delay: float | None = None
+
+    def take(self, output: Encoded, source: str | None) -> None:
+        """Take an output computed elsewhere (an earlier run's checkpoint, a cache entry made by
+        ``source``): it is recorded as this step's, and :meth:`outcome` returns it."""
+        ex, now = self.ex, time.time()
+        row = step_row(
+            ex.workflow_id, self.function_id, self.step.name, (now, now), output,
+            code=self.code, args_hash=self.args_hash, cached_from=source or "(no workflow)",
+        )  # fmt: skip
+        ex.append(row)
+        self.record = ReplayRecord(
+            self.function_id, "step", self.step.name, output[0], output[1], None, None, self.code
+        )
+        self.pending = False
 
     def replay(self) -> Any:
         """The recorded outcome (when :attr:`record` is not None)."""
@@ -220,10 +266,99 @@ class StepRun:
             raise self.error
         what = f"the output of step {name!r}"
         encoded = encode(self.output, what=what, allow_pickle=ex.engine.allow_pickle)
-        # fmt: skip below: a StepRow's ten fields in table order, positionally (the hot path)
+        # fmt: skip below: a StepRow's fields in table order, positionally (the hot path)
         row = StepRow(
             ex.workflow_id, self.function_id, name, encoded[0], encoded[1], None, None,
-            self.started, time.time(), self.tries,
+            self.started, time.time(), self.tries, self.code, self.args_hash, None,
         )  # fmt: skip
-        ex.append(row)
+        if self.keep is None:
+            ex.append(row)
+            return self.output
+        kept = self.keep._replace(
+            output_json=encoded[0], output_pickle=encoded[1], created_at=time.time()
+        )
+        seq = ex.append(row, kept)
+        rows = ex.code.cached.get((kept.name, kept.code))
+        if rows is not None:
+            rows[kept.entry] = kept
+        if not self.step.cache_checked:  # (a map's items: durable before the map returns)
+            ex.engine.log.wait_durable(seq)  # durable before it is used
         return self.output
+
+
+def run_cached(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run a cached step's call (``run``, not replayed): take its kept result, or run it and
+    keep the result (durably, before it is returned). Calls with the same key at once in this
+    process run once: the others wait for the first and take its result."""
+    __tracebackhide__ = True
+    ex, step = run.ex, run.step
+    key = cache.cache_key(step, run.code, args, kwargs)
+    refresh = ex.code.refresh or cache_refreshing()
+    if not refresh and not step.cache_checked and _take_kept(run, key, only_read=True):
+        return run.outcome()  # (the common hit: in the rows the run read, no waiting)
+    with cache.inflight(ex.engine).first(key.entry, ex.check_running) as mine:
+        look = not mine or not (refresh or step.cache_checked)
+        if look and _take_kept(run, key, again=not mine):
+            return run.outcome()
+        _will_keep(run, key, refresh)
+        while run.pending:
+            with run:
+                run.output = step.fn(*args, **kwargs)
+            if run.pending:
+                run.backoff()
+        return run.outcome()
+
+
+async def run_cached_async(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """:func:`run_cached` for an ``async def`` step (concurrent calls with one key both run)."""
+    __tracebackhide__ = True
+    ex, step = run.ex, run.step
+    key = cache.cache_key(step, run.code, args, kwargs)
+    refresh = ex.code.refresh or cache_refreshing()
+    if not refresh and _take_kept(run, key):
+        return run.outcome()
+    _will_keep(run, key, refresh)
+    while run.pending:
+        with run:
+            run.output = await step.fn(*args, **kwargs)
+        if run.pending:
+            await run.backoff_async()
+    return run.outcome()
+
+
+def _take_kept(
+    run: StepRun, key: cache.CacheKey, *, again: bool = False, only_read: bool = False
+) -> bool:
+    """Take the result kept for ``key``, if there is one that has not expired. The step's rows
+    are read once per run; ``again``: look in the database too (another call kept it just now);
+    ``only_read``: look only in the rows read."""
+    policy = run.step.cache
+    assert policy is not None
+    rows = run.ex.code.cached.get((key.name, key.code), _UNREAD)
+    if rows is _UNREAD:
+        found_rows = run.ex.engine.store.cached_rows(key.name, key.code, _READ_AT_ONCE)
+        rows = None if found_rows is None else {row.entry: row for row in found_rows}
+        run.ex.code.cached[(key.name, key.code)] = rows
+    found = None if rows is None else rows.get(key.entry)
+    if found is None and (rows is None or again) and not only_read:
+        found = run.ex.engine.store.find_cached([key.entry]).get(key.entry)
+    if found is None or not cache.fresh(found, policy, time.time()):
+        return False
+    cache.remember(key.name, found, hit=True)
+    run.take((found.output_json, found.output_pickle), found.workflow_id)
+    return True
+
+
+def _will_keep(run: StepRun, key: cache.CacheKey, refresh: bool) -> None:
+    """The call missed: say why, and keep its result with its checkpoint."""
+    policy = run.step.cache
+    assert policy is not None
+    run_code = run.ex.code
+    parts = cache.parts_of(run.step, run_code.parts)
+    rows = run_code.cached.get((key.name, key.code))
+    # (a map's items were looked up by the map; the rows a run read say whether one exists)
+    exists = False if run.step.cache_checked else None if rows is None else key.entry in rows
+    reason = cache.miss_reason(run.ex.engine, key, parts, policy, refresh, run_code.kept, exists)
+    row = cache.new_row(key, _NOTHING, run.ex.workflow_id, parts, reason)
+    cache.remember(key.name, row, hit=False)
+    run.keep = row

@@ -17,7 +17,7 @@ from nbflow.engine import _messages as waits
 from nbflow.engine import _streams as reading
 from nbflow.engine._execution import Execution, State
 from nbflow.engine._parallel import prepare_map, run_map
-from nbflow.engine._steps import StepRun
+from nbflow.engine._steps import StepRun, run_cached, run_cached_async
 from nbflow.store._ops import Finish
 from nbflow.workflow import _context as context
 from nbflow.workflow._alarm import Wake
@@ -49,7 +49,9 @@ class WorkflowRun(WorkflowContext):
         self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
         __tracebackhide__ = True
-        run = StepRun(self.ex, self, step, function_id)
+        run = StepRun(self.ex, self, step, function_id, args, kwargs)
+        if step.cache is not None and run.pending:
+            return run_cached(run, args, kwargs)
         while run.pending:
             with run:
                 run.output = step.fn(*args, **kwargs)
@@ -61,7 +63,9 @@ class WorkflowRun(WorkflowContext):
         self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
         __tracebackhide__ = True
-        run = StepRun(self.ex, self, step, function_id)
+        run = StepRun(self.ex, self, step, function_id, args, kwargs)
+        if step.cache is not None and run.pending:
+            return await run_cached_async(run, args, kwargs)
         while run.pending:
             with run:
                 run.output = await step.fn(*args, **kwargs)
@@ -152,6 +156,9 @@ class WorkflowRun(WorkflowContext):
 
     def set_event(self, key: str, value: Any) -> None:
         waits.set_event(self.ex, key, value)
+
+    def patched(self, name: str, *, deprecated: bool = False) -> bool:
+        return waits.patched(self.ex, name, deprecated=deprecated)
 
     def recv(self, topic: str | None, timeout: float | None) -> Any:
         return waits.recv(self.ex, topic, timeout)

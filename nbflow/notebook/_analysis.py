@@ -3,9 +3,11 @@
 A cell's *key* is a hash of its name, its source and its inputs: for each name the cell reads
 before binding it, the key of the durable cell that produced the value (so a change upstream
 re-runs everything downstream), else a fingerprint of plain values (numbers, strings, small
-containers, functions defined in the notebook) and only the type of anything else. Values are
-encoded by :mod:`nbflow._canonical`, so a key is the same in every kernel: a set's order (which
-follows the hash seed) and a dict's insertion order are not part of it.
+containers; functions and classes defined in the notebook by :func:`nbflow._fingerprint.
+fingerprint`: their code and all it uses, helpers and globals included) and only the type of
+anything else. Values are encoded by :mod:`nbflow._canonical`, so a key is the same in every
+kernel: a set's order (which follows the hash seed) and a dict's insertion order are not part
+of it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import pathlib
 import re
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from nbflow._canonical import canonical, digest
+from nbflow._fingerprint import fingerprint
 from nbflow.workflow._steps import StepFunction
 from nbflow.workflow._workflows import WorkflowFunction
 
@@ -48,7 +51,8 @@ _SCALARS = (
 _NATIVE = (type(None), bool, int, float, complex, str, bytes)
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 _FINGERPRINT_BUDGET = 100_000  # characters: bigger plain values count by their type only
-_FORMAT = 2  # of the key: 1 hashed repr() texts (a set's follows the hash seed) as JSON
+_FORMAT = 3  # of the key: 1 hashed repr() texts (a set's follows the hash seed) as JSON; 2 took
+# a notebook function by its own code and defaults only (not the helpers and globals it uses)
 
 
 class Names:
@@ -253,7 +257,49 @@ def cell_key(
         producers: variable -> (name and key of the durable cell that assigned it, id() of the
             value).
     """
-    inputs = []
+    return cell_key_parts(name, source, reads, ns, producers).key
+
+
+class KeyInput(NamedTuple):
+    """One input of a cell's key: a name the cell reads, and what it counts by.
+
+    Attributes:
+        name: The variable.
+        kind: ``"cell"`` (made by a durable cell), ``"value"`` (a plain value) or ``"type"``.
+        digest: The producing cell's key, the value's fingerprint, or the type's qualified name.
+        step: The name of the durable cell that made it (kind ``"cell"``; else None). Not part
+            of the key.
+    """
+
+    name: str
+    kind: str
+    digest: str
+    step: str | None = None
+
+
+class KeyParts(NamedTuple):
+    """A cell's key and what it hashes, to tell why a key changed (:func:`cell_key_parts`).
+
+    Attributes:
+        key: The key (:func:`cell_key`).
+        source_digest: A digest of the cell's normalized source.
+        inputs: Its inputs, by name.
+    """
+
+    key: str
+    source_digest: str
+    inputs: tuple[KeyInput, ...]
+
+
+def cell_key_parts(
+    name: str,
+    source: str,
+    reads: set[str],
+    ns: Mapping[str, Any],
+    producers: Mapping[str, tuple[str, str, int]],
+) -> KeyParts:
+    """The key of a cell (:func:`cell_key`, same arguments) with the parts it hashes."""
+    inputs: list[KeyInput] = []
     for var in sorted(reads):
         if HIDDEN.fullmatch(var) or var not in ns:
             continue
@@ -261,15 +307,18 @@ def cell_key(
         producer = producers.get(var)
         if producer is not None and producer[2] == id(value):
             if producer[0] != name:  # what a cell made itself is not its input
-                inputs.append((var, "cell", producer[1]))
+                inputs.append(KeyInput(var, "cell", producer[1], producer[0]))
         else:
             fp = _fingerprint(value, [_FINGERPRINT_BUDGET])
             kind = type(value)
             if fp:
-                inputs.append((var, "value", fp))
+                inputs.append(KeyInput(var, "value", fp))
             else:
-                inputs.append((var, "type", f"{kind.__module__}.{kind.__qualname__}"))
-    return digest((_FORMAT, name, _normalized(source), inputs))
+                inputs.append(KeyInput(var, "type", f"{kind.__module__}.{kind.__qualname__}"))
+    normalized = _normalized(source)
+    hashed = [(i.name, i.kind, i.digest) for i in inputs]  # (the step's name is not hashed)
+    key = digest((_FORMAT, name, normalized, hashed))
+    return KeyParts(key, digest(normalized), tuple(inputs))
 
 
 class _NotPlain(Exception):
@@ -302,29 +351,16 @@ def _fingerprint(value: Any, budget: list[int]) -> str | None:
             base = next(b for b in _CONTAINERS if isinstance(v, b))
             return f"{kind.__qualname__}:".encode() + canonical(base(v), hook=plain)
         fn = v.fn if isinstance(v, (WorkflowFunction, StepFunction)) else v
-        if isinstance(fn, types.FunctionType) and fn.__module__ == "__main__":
-            defaults = canonical(fn.__defaults__, hook=plain)
-            return f"function:{_code_fingerprint(fn.__code__)}:".encode() + defaults
+        if isinstance(fn, (types.FunctionType, type)) and fn.__module__ == "__main__":
+            # its code, defaults, closure, the globals it reads and the helpers it calls, down
+            # to the last: a helper edited two levels down changes the key too
+            return f"code:{fingerprint(fn)}".encode()
         raise _NotPlain
 
     try:
         return digest(value, hook=plain)
     except Exception:  # _NotPlain, a cycle through a subclass, a repr that fails: type only
         return None
-
-
-def _code_fingerprint(code: types.CodeType) -> str:
-    """A digest of what a code object does, leaving out where it was defined (file, lines).
-
-    Its constants are encoded canonically: ``x in {"a", "b"}`` compiles to a frozenset
-    constant, whose ``repr`` follows the hash seed of the kernel.
-    """
-
-    def nested(v: Any) -> bytes | None:
-        return _code_fingerprint(v).encode() if isinstance(v, types.CodeType) else None
-
-    what = (code.co_code, code.co_names, code.co_varnames, code.co_freevars, code.co_consts)
-    return digest(what, hook=nested)[:16]
 
 
 def _normalized(source: str) -> str:

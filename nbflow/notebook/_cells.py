@@ -16,11 +16,13 @@ whether it ran or was restored, so nbval can sanitize both with one pattern
 
 A warning (the cell ran but was not recorded, or could not be restored) goes to stderr.
 
-A record is one step: its output is JSON (the key, the outputs, the result, the modules) and the
-variables, pickled together once, are kept beside it (``Runtime.record_step(pickled=...)``). A
-lookup reads only the JSON of the cell's records; the pickle of the one restored is the only one
-read and unpickled. Records written before (one pickled dict, the variables pickled again inside
-it) are still restored.
+A record is one step: its output is JSON (the key and the parts it hashes, whether ``--force`` made
+it run, the outputs, the result, the modules) and the variables, pickled together once, are kept
+beside it (``Runtime.record_step(pickled=...)``). A lookup reads only the JSON of the cell's
+records; the pickle of the one restored is the only one read and unpickled. Records written
+before (one pickled dict, the variables pickled again inside it; no parts) are still restored.
+What each cell did last in this kernel, and why it ran, is kept for ``%nbflow why NAME``
+(:mod:`nbflow.notebook._why`).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from typing import Any
 from IPython.core.displayhook import DisplayHook
 
 import nbflow
-from nbflow.notebook._analysis import HIDDEN, Names, analyze, cell_key
+from nbflow.notebook._analysis import HIDDEN, KeyParts, Names, analyze, cell_key, cell_key_parts
 from nbflow.notebook._recording import Recording, flush_figures, format_result, json_outputs
+from nbflow.notebook._why import Ran, Restored, reasons, to_record
 from nbflow.text._format import format_duration, format_time
 
 __all__ = ["DurableCells", "cells_for", "pipeline_id"]
@@ -59,19 +62,26 @@ class _Cell:
 
     Attributes:
         name: Its name in the pipeline.
-        key: Its key (name, source and what it reads).
+        parts: Its key (name, source and what it reads) and the parts it hashes.
         tree: Its parsed body.
         filename: The name its code is compiled under.
         names: What it reads, assigns and mutates.
         quiet: Whether it ends with ``;`` (its last value is not shown).
+        force: Whether it runs even if a run is recorded (``--force``).
     """
 
     name: str
-    key: str
+    parts: KeyParts
     tree: ast.Module
     filename: str
     names: Names
     quiet: bool
+    force: bool
+
+    @property
+    def key(self) -> str:
+        """Its key."""
+        return self.parts.key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +91,16 @@ class _Found:
     record: dict[str, Any]
     function_id: int
     ended: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lookup:
+    """The records of a cell's name: the newest run, the newest with the cell's key (not looked
+    for under ``--force``), and why they could not be read (``""``: they were)."""
+
+    newest: _Found | None
+    match: _Found | None
+    error: str = ""
 
 
 def pipeline_id() -> str:
@@ -105,10 +125,16 @@ class DurableCells:
         self.shell = shell
         #: variable -> (name and key of the durable cell that assigned it, id() of the value)
         self.producers: dict[str, tuple[str, str, int]] = {}
+        #: cell name -> what it did last in this kernel: ran (and why), or was restored
+        self.last: dict[str, Ran | Restored] = {}
 
     def key(self, name: str, source: str, reads: set[str]) -> str:
         """The key of a cell named ``name`` with this source, given the namespace it reads."""
         return cell_key(name, source, reads, self.shell.user_ns, self.producers)
+
+    def parts(self, name: str, source: str, reads: set[str]) -> KeyParts:
+        """The key of such a cell (:meth:`key`) and the parts it hashes."""
+        return cell_key_parts(name, source, reads, self.shell.user_ns, self.producers)
 
     def run(self, name: str, body: str, *, force: bool = False) -> Any:
         """Run the body of ``%%nbflow step NAME`` (or restore it); return its last value."""
@@ -124,32 +150,53 @@ class DurableCells:
                 exc.msg += " (a durable cell runs synchronously: await in a plain cell)"
             raise exc.with_traceback(None) from None
         names = analyze(tree)
-        cell = _Cell(name, self.key(name, body, names.reads), tree, filename, names, _quiet(code))
+        parts = self.parts(name, body, names.reads)
+        cell = _Cell(name, parts, tree, filename, names, _quiet(code), force)
         try:
             rt = nbflow.runtime()
         except nbflow.NbflowError as exc:
             unrecorded = "so the cell runs without being recorded"
             _warn(f"nbflow: step {name!r}: cannot open the database, {unrecorded} ({exc})")
+            self.last[name] = Ran((f"the database could not be opened ({exc})",), time.time())
             return self._execute(tree, filename)
-        if not force:
-            found = self._lookup(rt, cell)
-            if found is not None:
-                restored = self._restore(rt, cell, found, began)
-                if restored is not _FAILED:
-                    return restored
+        looked = self._lookup(rt, cell)
+        if looked.match is not None:
+            restored = self._restore(rt, cell, looked.match, began)
+            if restored is not _FAILED:
+                self.last[name] = Restored(looked.match.ended)
+                return restored
+        self.last[name] = Ran(self._reasons(cell, looked), time.time())
         return self._run(rt, cell)
 
-    def _lookup(self, rt: nbflow.Runtime, cell: _Cell) -> _Found | None:
-        """The newest recorded run of the cell (its name and key); only records' JSON is read."""
+    def _lookup(self, rt: nbflow.Runtime, cell: _Cell) -> _Lookup:
+        """The newest recorded run of the cell's name, and (unless forced) the newest with its
+        key; only records' JSON is read."""
         name = cell.name
+        newest: _Found | None = None
         try:
             found = rt.recorded_steps(pipeline_id(), name, newest_first=True)
             for function_id, _, record, _, ended in found:
-                if isinstance(record, dict) and record.get("key") == cell.key:
-                    return _Found(record, function_id, ended)
+                if not isinstance(record, dict):
+                    continue
+                newest = newest or _Found(record, function_id, ended)
+                if cell.force:
+                    break
+                if record.get("key") == cell.key:
+                    return _Lookup(newest, _Found(record, function_id, ended))
         except nbflow.NbflowError as exc:
             _warn(f"nbflow: step {name!r}: cannot read its records ({exc}); running it")
-        return None
+            return _Lookup(newest, None, str(exc))
+        return _Lookup(newest, None)
+
+    def _reasons(self, cell: _Cell, looked: _Lookup) -> tuple[str, ...]:
+        """Why the cell runs (:func:`nbflow.notebook._why.reasons`)."""
+        if looked.match is not None:
+            return (f"its run recorded at {format_time(looked.match.ended)} could not be restored",)
+        if looked.error:
+            return (f"its records could not be read ({looked.error})",)
+        previous = looked.newest.record if looked.newest is not None else None
+        restored = {name for name, did in self.last.items() if isinstance(did, Restored)}
+        return reasons(cell.parts, cell.force, previous, pipeline=pipeline_id(), restored=restored)
 
     def _restore(self, rt: nbflow.Runtime, cell: _Cell, found: _Found, began: float) -> Any:
         """Restore a recorded run; ``_FAILED`` (after a note) if it cannot be: then the cell runs.
@@ -246,6 +293,7 @@ class DurableCells:
             _warn(f"nbflow: step {name!r} ran in {took}; NOT recorded: {why}. {_UNPICKLABLE}")
             return
         record: dict[str, Any] = {"key": cell.key, "pickled": blob is not None, "modules": modules}
+        record["parts"] = to_record(cell.parts, cell.force)
         record.update(outputs=json_outputs(outputs), duration=ended - started)
         record["result"] = None if result is None else json_outputs([result])[0]
         try:

@@ -10,7 +10,10 @@ hash seed (a set's order is not part of it), and different arguments different i
 - interrupted (its kernel died or restarted): it is resumed from its last checkpoint;
 - running in this kernel: the new view follows it;
 - finished: its view replays what it did; it does not run again (``rerun=True`` runs it anew,
-  under the id ``<id>.2``, ``<id>.3`` …; later launches of the call follow the newest run).
+  under the id ``<id>.2``, ``<id>.3`` …; later launches of the call follow the newest run);
+- finished or interrupted, but its code changed since (a step's or the body's fingerprint: a
+  comment or a blank line is no change): it runs again as ``<id>.2``, taking the old run's
+  checkpoints wherever step, code and arguments still match (``on_change="replay"``: as above).
 
 An id given with :func:`nbflow.set_workflow_id` (``%nbflow start … --id ID``) is used as it is.
 """
@@ -35,7 +38,16 @@ from nbflow.workflow import _context
 from nbflow.workflow._handle import WorkflowHandle
 from nbflow.workflow._workflows import WorkflowFunction
 
-__all__ = ["LaunchedHandle", "Previous", "call_id", "launch", "newest_run", "start_with_view"]
+__all__ = [
+    "LaunchedHandle",
+    "Previous",
+    "call_id",
+    "launch",
+    "newest_run",
+    "rerun_id",
+    "rerun_with_view",
+    "start_with_view",
+]
 
 _DIGITS = 12  # hex digits of the call's digest in its id
 
@@ -62,7 +74,9 @@ class Previous:
 
     Attributes:
         state: ``"new"`` (no run), ``"running"`` (in this kernel), ``"elsewhere"`` (running in
-            another process of a shared database), ``"interrupted"`` or ``"finished"``.
+            another process of a shared database), ``"interrupted"`` or ``"finished"``;
+            ``"changed"``: the code changed since the run it found, which runs again as a new
+            run reusing what still holds.
         status: The run's status (``Status`` value), or ``""`` when there was none.
         ended_at: When a finished run ended (seconds since the epoch), or None.
     """
@@ -164,6 +178,7 @@ def launch(
     watch: Iterable[str] | str | None = ("progress",),
     runtime: Runtime | None = None,
     rerun: bool = False,
+    on_change: str = "rerun",
     **kwargs: Any,
 ) -> LaunchedHandle:
     """Start the workflow ``fn(*args, **kwargs)`` in the background and show its live view.
@@ -180,8 +195,13 @@ def launch(
             The captured output (stream ``stdout``) shows too.
         runtime: The runtime to start it in (default: ``nbflow.runtime()``).
         rerun: When the call's newest run finished, start a new run instead of showing it.
-        **kwargs: Its keyword arguments (``watch``, ``runtime`` and ``rerun`` are taken by
-            ``launch``).
+        on_change: When the code changed since the call's newest run ended or was interrupted
+            (a step's or the body's fingerprint, :func:`nbflow.fingerprint`): ``"rerun"`` runs
+            it again as a new run that reuses every checkpoint whose step, code and arguments
+            still match (``nbflow.resume(id, rerun_changed=True)``); ``"replay"`` resumes or
+            shows the old run as if nothing changed.
+        **kwargs: Its keyword arguments (``watch``, ``runtime``, ``rerun`` and ``on_change``
+            are taken by ``launch``).
 
     Returns:
         The workflow's handle; ``handle.view`` is its :class:`LiveView`, ``handle.previous``
@@ -197,11 +217,64 @@ def launch(
         >>> handle.result()
     """
     __tracebackhide__ = True
+    if on_change not in ("rerun", "replay"):
+        raise InvalidValueError(
+            f'launch(..., on_change=...) takes "rerun" or "replay", not {on_change!r}.',
+            what="on_change",
+            value=on_change,
+        )
     rt = runtime if runtime is not None else nbflow.runtime()
     given = _context.take_assigned_id()
     if given is None and isinstance(fn, WorkflowFunction):  # (start() explains anything else)
         given = newest_run(rt, call_id(fn, args, kwargs, pipeline_id()), rerun=rerun)
+        new_id = None if rerun or on_change == "replay" else rerun_id(rt, given)
+        if new_id is not None:
+            return rerun_with_view(rt, fn, given, new_id, watch)
     return start_with_view(rt, fn, given, args, kwargs, watch, "launch(..., rerun=True)")
+
+
+def rerun_id(rt: Runtime, workflow_id: str) -> str | None:
+    """The id of a re-run of ``workflow_id``, when it ended or was interrupted and its code
+    changed since (else None)."""
+    if _previous(rt, workflow_id).state not in ("finished", "interrupted"):
+        return None
+    return rt.rerun_plan(workflow_id)
+
+
+def rerun_with_view(
+    rt: Runtime,
+    fn: Callable[..., Any],
+    old_id: str,
+    new_id: str,
+    watch: Iterable[str] | str | None,
+) -> LaunchedHandle:
+    """Say what changed, show a view, then run ``old_id`` again as ``new_id``, reusing what
+    still holds; the view ends with what was reused and what ran again."""
+    __tracebackhide__ = True
+    _capture.install()
+    changes = rt.code_changes(old_id)
+    print(
+        f"nbflow: {changes.describe()} since {old_id} ran; running it again as {new_id}, "
+        "reusing every step whose code and arguments are the same."
+    )
+    view = LiveView(None, watch, runtime=rt, name=getattr(fn, "name", None))
+    view.ending_note = lambda: _reused(rt, new_id, old_id, changes.describe())
+    view.display()
+    try:
+        handle = rt.rerun(old_id, new_id)
+    except BaseException as exc:
+        view.not_started(exc)
+        raise
+    view.attach(handle.workflow_id)
+    return LaunchedHandle(handle, view, Previous("changed", "", None))
+
+
+def _reused(rt: Runtime, new_id: str, old_id: str, changed: str) -> str:
+    """``step 'parse' changed since the last run: 100 calls run again, 100 reused``."""
+    steps = [s for s in rt.list_steps(new_id) if s.code is not None]
+    reused = sum(1 for s in steps if s.cached_from == old_id)
+    ran = sum(1 for s in steps if s.cached_from is None)
+    return f"{changed} since the last run: {ran} calls run again, {reused} reused"
 
 
 def start_with_view(

@@ -23,6 +23,7 @@ from IPython.display import display
 import nbflow
 from nbflow._records import Records
 from nbflow.notebook import _background, _cells, _tables
+from nbflow.notebook._why import explain
 from nbflow.text._format import (
     format_cancel,
     format_recover,
@@ -79,7 +80,7 @@ class _Add(Protocol):
 
 def _add_workflow_commands(add: _Add) -> None:
     """The commands about workflows: start, watch, list, steps, cancel, resume, recover, send."""
-    usage = "%(prog)s EXPR [--id ID] [--watch KEY [KEY ...]] [--rerun]"
+    usage = "%(prog)s EXPR [--id ID] [--watch KEY [KEY ...]] [--rerun] [--replay]"
     p = add("start", "start the workflow call EXPR in the background and show its live view", usage)
     p.add_argument(
         "expr", nargs="+", metavar="EXPR", help="a call of a workflow, e.g. pipeline(urls, n=3)"
@@ -97,6 +98,12 @@ def _add_workflow_commands(add: _Add) -> None:
         "--rerun",
         action="store_true",
         help="run the call anew when its newest run finished (default: show that run)",
+    )
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="when the code changed since the newest run, resume or show it all the same "
+        "(default: run it again, reusing what still holds)",
     )
     p = add("watch", "show the live view of a workflow, running or finished")
     p.add_argument("workflow_id", metavar="ID")
@@ -149,6 +156,8 @@ def _build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     p = add("step", "(cell magic) run the cell once; afterwards restore its variables and output")
     p.add_argument("name", metavar="NAME", help="the cell's name in the pipeline")
     p.add_argument("--force", action="store_true", help="run it even if a run is recorded")
+    p = add("why", "why a durable cell last ran (or was restored), or why a cached step missed")
+    p.add_argument("name", metavar="NAME", help="a durable cell's name, or a cached step's")
     p = add("background", "(cell magic) run the cell as a workflow in a background thread")
     p.add_argument("name", nargs="?", metavar="NAME", help="the start of its workflow id")
     return parser, commands
@@ -290,6 +299,11 @@ class NbflowMagics(Magics):
         workflow_id = args.workflow_id or _launch.newest_run(
             rt, _launch.call_id(fn, fn_args, fn_kwargs, _cells.pipeline_id()), rerun=args.rerun
         )
+        if not (args.workflow_id or args.rerun or args.replay):
+            new_id = _launch.rerun_id(rt, workflow_id)
+            if new_id is not None:  # the code changed since: run it again, reusing the rest
+                self._keep(_launch.rerun_with_view(rt, fn, workflow_id, new_id, watch))
+                return
         hint = f"%nbflow start {text} --rerun"
         self._keep(_launch.start_with_view(rt, fn, workflow_id, fn_args, fn_kwargs, watch, hint))
 
@@ -348,6 +362,10 @@ class NbflowMagics(Magics):
         recovered = nbflow.recover()  # in a cell, it shows what it did and the views itself
         if not shows_views():
             print("\n".join(format_recover(recovered, here="this kernel")))
+
+    def _why(self, args: argparse.Namespace) -> None:
+        last = _cells.cells_for(self.shell).last
+        print(explain(args.name, last, _cells.pipeline_id()))
 
     def _db(self, args: argparse.Namespace) -> None:
         rt = nbflow.configure(args.url) if args.url else nbflow.runtime()

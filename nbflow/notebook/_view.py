@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import nbflow
@@ -153,6 +153,9 @@ class LiveView:
         self._thread: threading.Thread | None = None
         self._show_all = False
         self._notice = ""  # a line the static rendering shows under the header
+        #: Says, once the workflow has ended, a line the static rendering shows (e.g. what a
+        #: re-run reused); None: nothing.
+        self.ending_note: Callable[[], str | None] | None = None
         self._shown = False
         self._frame = self._state.frame(time.time())
         self.widgets = widget_frontend() if widgets is None else widgets
@@ -410,7 +413,7 @@ class LiveView:
         self._apply(force=True)  # the final update always happens
         with self._lock:
             frame = self._state.frame(time.time(), show_all=self._show_all)
-            notice = self._notice
+            notice = self._notice or self._closing_note(frame.final) or ""
             if not frame.final and not notice and self._stop.is_set() and frame.workflow_id:
                 notice = (
                     f"This view stopped following: %nbflow watch {frame.workflow_id} follows it."
@@ -420,6 +423,16 @@ class LiveView:
             except Exception:  # the frontend is gone (kernel shutting down): nothing to update
                 logger.debug("LiveView of %s: no static rendering", self.workflow_id, exc_info=True)
         self._ended.set()
+
+    def _closing_note(self, final: bool) -> str | None:
+        """What :attr:`ending_note` says once the workflow has ended (None: nothing)."""
+        if not final or self.ending_note is None:
+            return None
+        try:
+            return self.ending_note()
+        except Exception:  # a note is never worth a broken view
+            logger.debug("LiveView of %s: no ending note", self.workflow_id, exc_info=True)
+            return None
 
     def _cancel_now(self) -> None:
         assert self.workflow_id is not None

@@ -17,7 +17,7 @@ import abc
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from nbflow.store._ops import Changes, MessageRow, Op, StepRow, WorkflowRow
+from nbflow.store._ops import CacheRow, Changes, MessageRow, Op, StepRow, WorkflowRow
 
 __all__ = ["RecordedHead", "Replay", "ReplayRecord", "Store"]
 
@@ -63,6 +63,7 @@ class ReplayRecord(NamedTuple):
     output_pickle: bytes | None
     error: str | None
     error_pickle: bytes | None
+    code: str | None = None  # a step's: the fingerprint of the function that ran
 
 
 class Store(abc.ABC):
@@ -191,6 +192,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool, float, float]]:
         """A workflow's streams: ``(key, items, closed, first_at, last_at)`` by key."""
+
+    @abc.abstractmethod
+    def find_cached(self, entries: Sequence[str]) -> dict[str, CacheRow]:
+        """The step cache's rows of these entries (those that exist), by entry."""
+
+    @abc.abstractmethod
+    def cached_rows(self, name: str, code: str, limit: int) -> list[CacheRow] | None:
+        """Every step cache row of the step ``name`` with the code ``code``; None when there
+        are more than ``limit`` (a run then looks its calls up one by one)."""
+
+    @abc.abstractmethod
+    def last_cached(self, name: str, args_hash: str | None = None) -> CacheRow | None:
+        """The newest step cache row of the step called ``name`` (one with these arguments
+        first, when ``args_hash`` is given), or None."""
+
+    @abc.abstractmethod
+    def clear_cache(self, name: str | None, older_than: float | None) -> int:
+        """Delete the step cache's rows (of the step ``name``; made before ``older_than``, epoch
+        seconds), in one transaction; how many."""
 
     def list_recorded(self, workflow_id: str, name: str | None) -> list[RecordedHead]:
         """A workflow's successful steps (only those called ``name`` when given), in order,

@@ -356,6 +356,8 @@ class DuckDBStore(SQLStore):
             sql, params = _bulk_insert_sql(table, types), [list(c) for c in zip(*rows, strict=True)]
         if table == "messages":  # a send that is replayed is skipped
             sql = sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+        elif table == "step_cache":  # a refreshed or expired entry is replaced
+            sql = sql.replace("INSERT INTO", "INSERT OR REPLACE INTO", 1)
         return sql, params
 
     def _finish(self, statements: list[tuple[str, Sequence[Any]]], op: Finish) -> None:
@@ -375,6 +377,7 @@ class DuckDBStore(SQLStore):
     # -- ownership ---------------------------------------------------------------------------
 
     _name_in = "list_contains($4, name)"
+    _entry_in = "list_contains($1, entry)"
 
     @contextlib.contextmanager
     def _queue_transaction(self, queue_name: str) -> Iterator[Execute]:

@@ -16,6 +16,7 @@ SetEvent      insert an event, stored as the step that records it       its work
 StreamRow     insert a stream item or end marker                         the stream's readers
 MessageRow    insert a message, unless one with its id exists (a send    the destination's
               is idempotent)                                             ``recv``
+CacheRow      insert a step cache entry, replacing one with its key      —
 Finish        set a workflow's final status and close its open streams,  its readers and waiters
               in one transaction
 Consume       delete a message ``recv`` took and insert the step that    —
@@ -36,6 +37,7 @@ from typing import NamedTuple, TypeAlias, cast
 
 __all__ = [
     "EVENT_PREFIX",
+    "CacheRow",
     "Changes",
     "Consume",
     "Enqueue",
@@ -75,6 +77,7 @@ class WorkflowRow(NamedTuple):
     error_step: int | None = None  # the step whose error ended the workflow
     queue_name: str | None = None  # the queue it was enqueued on
     deadline: float | None = None  # when it is cancelled if it has not ended (epoch seconds)
+    code: str | None = None  # the fingerprint of its body (nbflow.fingerprint)
 
 
 class StepRow(NamedTuple):
@@ -90,6 +93,9 @@ class StepRow(NamedTuple):
     started_at: float
     ended_at: float
     attempts: int
+    code: str | None = None  # the fingerprint of the step's function (nbflow.fingerprint)
+    args_hash: str | None = None  # a digest of its arguments (canonical: as launch compares)
+    cached_from: str | None = None  # the workflow whose result it took (step cache, rerun)
 
 
 class StreamRow(NamedTuple):
@@ -122,6 +128,26 @@ class MessageRow(NamedTuple):
     value_json: str | None
     value_pickle: bytes | None
     created_at: float
+
+
+class CacheRow(NamedTuple):
+    """A row of the ``step_cache`` table: a step's result kept for any later call with the same
+    name, code and arguments; as an operation, insert it, replacing one with the same ``entry``.
+
+    ``entry`` is a digest of ``name``, ``code`` and ``args_hash``; ``workflow_id`` the workflow
+    that computed it (None: a call outside a workflow); ``detail`` JSON that says what the key
+    was made of and why the call missed (for ``nbflow.why``).
+    """
+
+    entry: str
+    name: str
+    code: str
+    args_hash: str
+    output_json: str | None
+    output_pickle: bytes | None
+    workflow_id: str | None
+    created_at: float
+    detail: str | None = None
 
 
 # -- operations that are not one row ---------------------------------------------------------------
@@ -181,7 +207,16 @@ class Fork(NamedTuple):
 
 
 Op: TypeAlias = (
-    WorkflowRow | Enqueue | StepRow | SetEvent | StreamRow | MessageRow | Finish | Consume | Fork
+    WorkflowRow
+    | Enqueue
+    | StepRow
+    | SetEvent
+    | StreamRow
+    | MessageRow
+    | CacheRow
+    | Finish
+    | Consume
+    | Fork
 )
 
 

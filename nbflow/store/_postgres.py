@@ -77,6 +77,10 @@ _DIALECT = {
 }
 _TYPES = {table: tuple(_DIALECT[t] for _, t in columns) for table, columns in schema.TABLES.items()}
 _CONFLICT = {"workflows": "(workflow_id)", "steps": "", "streams": "", "messages": ""}
+#: A refreshed or expired step cache entry is replaced.
+_CACHE_UPSERT = "ON CONFLICT (entry) DO UPDATE SET " + ", ".join(
+    f"{name} = EXCLUDED.{name}" for name, _ in schema.TABLES["step_cache"][1:]
+)
 
 
 def _unnest(table: str, first: int) -> str:
@@ -226,6 +230,10 @@ class PostgresStore(SQLStore):
                 f"{cancelled}) ON CONFLICT DO NOTHING",
                 [*_arrays(rows), self._owned, self._executor_id],
             )
+        if table == "step_cache":
+            return f"INSERT INTO {table} SELECT * FROM {_unnest(table, 1)} {_CACHE_UPSERT}", (
+                _arrays(rows)
+            )
         return (
             f"INSERT INTO {table} SELECT * FROM {_unnest(table, 1)} "
             f"ON CONFLICT {_CONFLICT[table]} DO NOTHING",
@@ -348,6 +356,7 @@ class PostgresStore(SQLStore):
         return bool(rows[0][0])
 
     _name_in = "name = ANY($4::text[])"
+    _entry_in = "entry = ANY($1::text[])"
     _lock_taken = "FOR UPDATE SKIP LOCKED"
 
     @contextlib.contextmanager

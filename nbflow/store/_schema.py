@@ -51,6 +51,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("error_step", INTEGER),
         ("queue_name", TEXT),
         ("deadline", DOUBLE),
+        ("code", TEXT),
     ),
     "steps": (
         ("workflow_id", TEXT),
@@ -63,6 +64,9 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("started_at", DOUBLE),
         ("ended_at", DOUBLE),
         ("attempts", INTEGER),
+        ("code", TEXT),
+        ("args_hash", TEXT),
+        ("cached_from", TEXT),
     ),
     "streams": (
         ("workflow_id", TEXT),
@@ -82,6 +86,17 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("value_json", TEXT),
         ("value_pickle", BLOB),
         ("created_at", DOUBLE),
+    ),
+    "step_cache": (
+        ("entry", TEXT),
+        ("name", TEXT),
+        ("code", TEXT),
+        ("args_hash", TEXT),
+        ("output_json", TEXT),
+        ("output_pickle", BLOB),
+        ("workflow_id", TEXT),
+        ("created_at", DOUBLE),
+        ("detail", TEXT),
     ),
 }
 
@@ -159,5 +174,25 @@ MIGRATIONS: list[list[str]] = [
         """,
         "ALTER TABLE workflows ADD COLUMN queue_name VARCHAR",
         "ALTER TABLE workflows ADD COLUMN deadline DOUBLE",
+    ],
+    # 3: code fingerprints and argument hashes of checkpoints; the step cache
+    [
+        "ALTER TABLE workflows ADD COLUMN code VARCHAR",
+        "ALTER TABLE steps ADD COLUMN code VARCHAR",
+        "ALTER TABLE steps ADD COLUMN args_hash VARCHAR",
+        "ALTER TABLE steps ADD COLUMN cached_from VARCHAR",
+        """
+        CREATE TABLE step_cache (
+            entry VARCHAR PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            code VARCHAR NOT NULL,
+            args_hash VARCHAR NOT NULL,
+            output_json VARCHAR,
+            output_pickle BLOB,
+            workflow_id VARCHAR,
+            created_at DOUBLE NOT NULL,
+            detail VARCHAR
+        )
+        """,
     ],
 ]

@@ -15,6 +15,7 @@ from typing import Any
 from nbflow.store._base import RecordedHead, Replay, ReplayRecord, Store
 from nbflow.store._ops import (
     EVENT_PREFIX,
+    CacheRow,
     Consume,
     Enqueue,
     Finish,
@@ -33,6 +34,7 @@ Statement = tuple[str, Sequence[Any]]
 Execute = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 
 __all__ = [
+    "CACHE_COLUMNS",
     "MESSAGE_COLUMNS",
     "STEP_COLUMNS",
     "STREAM_COLUMNS",
@@ -46,24 +48,26 @@ STEP_COLUMNS = column_list("steps")
 STREAM_COLUMNS = column_list("streams")
 #: The steps' columns without the values they hold (``list_steps(outputs=False)``).
 _STEP_HEADS = (
-    "workflow_id, function_id, name, NULL, NULL, error, NULL, started_at, ended_at, attempts"
+    "workflow_id, function_id, name, NULL, NULL, error, NULL, started_at, ended_at, attempts, "
+    "code, args_hash, cached_from"
 )
+CACHE_COLUMNS = column_list("step_cache")
 MESSAGE_COLUMNS = column_list("messages")
 
 _LOAD_REPLAY = (
-    "SELECT function_id, 'step', name, output_json, output_pickle, error, error_pickle "
+    "SELECT function_id, 'step', name, output_json, output_pickle, error, error_pickle, code "
     "FROM steps WHERE workflow_id = $1 "
     "UNION ALL SELECT function_id, CASE WHEN is_end THEN 'close' ELSE 'write' END, key, "
-    "NULL, NULL, NULL, NULL FROM streams "
+    "NULL, NULL, NULL, NULL, NULL FROM streams "
     "WHERE workflow_id = $1 AND attempt IS NULL AND function_id IS NOT NULL "
-    "UNION ALL SELECT max(\"offset\") + 1, 'stream', key, NULL, NULL, NULL, NULL "
+    "UNION ALL SELECT max(\"offset\") + 1, 'stream', key, NULL, NULL, NULL, NULL, NULL "
     "FROM streams WHERE workflow_id = $1 GROUP BY key "
-    "UNION ALL SELECT 1, 'closed', key, NULL, NULL, NULL, NULL FROM streams "
+    "UNION ALL SELECT 1, 'closed', key, NULL, NULL, NULL, NULL, NULL FROM streams "
     "WHERE workflow_id = $1 AND is_end AND function_id IS NOT NULL "
     "UNION ALL SELECT function_id, 'attempt', CAST(max(attempt) AS VARCHAR), NULL, NULL, "
-    "NULL, NULL FROM streams WHERE workflow_id = $1 AND attempt IS NOT NULL "
+    "NULL, NULL, NULL FROM streams WHERE workflow_id = $1 AND attempt IS NOT NULL "
     "GROUP BY function_id "
-    "UNION ALL SELECT count(*), 'output', key, NULL, NULL, NULL, NULL FROM streams "
+    "UNION ALL SELECT count(*), 'output', key, NULL, NULL, NULL, NULL, NULL FROM streams "
     "WHERE workflow_id = $1 AND function_id IS NULL AND attempt IS NULL AND NOT is_end "
     "GROUP BY key"
 )
@@ -72,7 +76,8 @@ _LOAD_REPLAY = (
 #: Appends a step to a record-keeping workflow at the next function id, which it returns.
 APPEND_RECORD = (
     f"INSERT INTO steps ({STEP_COLUMNS}) SELECT $1, coalesce(max(function_id), 0) + 1, "
-    "$2, $3, $4, $5, $6, $7, $8, $9 FROM steps WHERE workflow_id = $10 RETURNING function_id"
+    "$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM steps WHERE workflow_id = $13 "
+    "RETURNING function_id"
 )
 
 
@@ -131,8 +136,9 @@ def fork_statements(fork: Fork) -> list[tuple[str, list[Any]]]:
     return [
         (
             "INSERT INTO workflows (workflow_id, name, status, inputs_json, inputs_pickle, "
-            "created_at, updated_at, executor_id, deadline) SELECT $2, name, 'PENDING', "
-            "inputs_json, inputs_pickle, $3, $3, $4, $5 FROM workflows WHERE workflow_id = $1",
+            "created_at, updated_at, executor_id, deadline, code) SELECT $2, name, 'PENDING', "
+            "inputs_json, inputs_pickle, $3, $3, $4, $5, code FROM workflows "
+            "WHERE workflow_id = $1",
             [source_id, new_id, fork.now, fork.executor_id, fork.deadline],
         ),
         (
@@ -151,13 +157,15 @@ def fork_statements(fork: Fork) -> list[tuple[str, list[Any]]]:
 class _Inserts:
     """The rows :meth:`SQLStore._plan` has yet to insert, by table."""
 
-    __slots__ = ("items", "messages", "steps", "unwritten", "workflows")
+    __slots__ = ("cache", "items", "messages", "steps", "unwritten", "workflows")
 
     def __init__(self) -> None:
         self.workflows: list[WorkflowRow] = []
         self.steps: list[StepRow] = []
         self.items: list[StreamRow] = []
         self.messages: list[MessageRow] = []
+        #: entry -> the last cache row for it in the batch (one statement may not set a key twice)
+        self.cache: dict[str, CacheRow] = {}
         #: workflow id -> index of its row in ``workflows``
         self.unwritten: dict[str, int] = {}
 
@@ -203,6 +211,8 @@ class SQLStore(Store):
                 steps.append(op.step)
             elif type(op) is MessageRow:
                 plan.messages.append(op)
+            elif type(op) is CacheRow:
+                plan.cache[op.entry] = op
             elif type(op) is Finish and op.markers is not None and op.workflow_id in plan.unwritten:
                 index = plan.unwritten[op.workflow_id]
                 workflows[index] = workflows[index]._replace(
@@ -245,6 +255,9 @@ class SQLStore(Store):
             if rows:
                 statements.append(self._insert(table, rows))
                 rows.clear()
+        if plan.cache:
+            statements.append(self._insert("step_cache", list(plan.cache.values())))
+            plan.cache.clear()
         plan.unwritten.clear()
 
     # -- queues --------------------------------------------------------------------------------
@@ -252,6 +265,8 @@ class SQLStore(Store):
     #: The backend's test that ``name`` is in the list ``$4``, and what locks the rows a dequeue
     #: takes (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
     _name_in: str
+    #: The backend's test that ``entry`` is in the list ``$1``.
+    _entry_in: str
     _lock_taken: str = ""
 
     @abc.abstractmethod
@@ -424,3 +439,40 @@ class SQLStore(Store):
             "max(created_at) FROM streams WHERE workflow_id = $1 GROUP BY key ORDER BY key",
             [workflow_id],
         )
+
+    # -- the step cache ------------------------------------------------------------------------
+
+    def find_cached(self, entries: Sequence[str]) -> dict[str, CacheRow]:
+        if not entries:
+            return {}
+        rows = self._fetchall(
+            f"SELECT {CACHE_COLUMNS} FROM step_cache WHERE {self._entry_in}", [list(entries)]
+        )
+        return {row[0]: CacheRow(*row) for row in rows}
+
+    def cached_rows(self, name: str, code: str, limit: int) -> list[CacheRow] | None:
+        rows = self._fetchall(
+            f"SELECT {CACHE_COLUMNS} FROM step_cache WHERE name = $1 AND code = $2 LIMIT $3",
+            [name, code, limit + 1],
+        )
+        return None if len(rows) > limit else [CacheRow(*row) for row in rows]
+
+    def last_cached(self, name: str, args_hash: str | None = None) -> CacheRow | None:
+        rows = self._fetchall(
+            f"SELECT {CACHE_COLUMNS} FROM step_cache WHERE name = $1 "
+            "ORDER BY args_hash IS NOT DISTINCT FROM $2 DESC, created_at DESC LIMIT 1",
+            [name, args_hash],
+        )
+        return CacheRow(*rows[0]) if rows else None
+
+    def clear_cache(self, name: str | None, older_than: float | None) -> int:
+        where, params = ["TRUE"], []
+        for test, value in (("name = ${}", name), ("created_at < ${}", older_than)):
+            if value is not None:
+                params.append(value)
+                where.append(test.format(len(params)))
+        with self._queue_transaction("nbflow.cache") as execute:
+            rows = execute(
+                f"DELETE FROM step_cache WHERE {' AND '.join(where)} RETURNING entry", params
+            )
+        return len(rows)

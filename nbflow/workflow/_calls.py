@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from nbflow.workflow._cache import Cache
+
 #: A call's positional and keyword arguments.
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
@@ -81,6 +83,12 @@ class Step(NamedTuple):
     policy: RetryPolicy = NO_RETRY
     #: Whether its last error is recorded (a map item's is not: a resume runs it again).
     keep_errors: bool = True
+    #: How its results are cached across runs (None: not cached).
+    cache: Cache | None = None
+    #: The function whose code identifies it, when ``fn`` wraps it (None: ``fn``).
+    origin: Callable[..., Any] | None = None
+    #: Whether its caller looked in its cache just before (a map's items): not again.
+    cache_checked: bool = False
 
 
 def qualified_name(fn: Callable[..., Any]) -> str:
@@ -107,7 +115,7 @@ def step_of(fn: Callable[..., Any]) -> Step:
     if not isinstance(step, Step):
         step = Step(qualified_name(fn), fn)
     if inspect.iscoroutinefunction(step.fn):
-        step = step._replace(fn=functools.partial(_run_coroutine, step.fn))
+        step = step._replace(fn=functools.partial(_run_coroutine, step.fn), origin=step.fn)
     return step
 
 

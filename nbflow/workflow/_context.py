@@ -57,6 +57,7 @@ __all__ = [
     "deadline",
     "enter",
     "exiting",
+    "in_remote_item",
     "mark_remote",
     "leave",
     "remove_exit_hook",
@@ -161,6 +162,10 @@ class WorkflowContext(abc.ABC):
         """Sleep durably (see :func:`nbflow.sleep`)."""
 
     @abc.abstractmethod
+    def patched(self, name: str, *, deprecated: bool = False) -> bool:
+        """Whether the run takes the patched path ``name`` (see :func:`nbflow.patched`)."""
+
+    @abc.abstractmethod
     def set_event(self, key: str, value: Any) -> None:
         """Publish an event (see :func:`nbflow.set_event`)."""
 
@@ -218,6 +223,10 @@ class Runner(abc.ABC):
         kwargs: dict[str, Any],
     ) -> WorkflowHandle:
         """Record a workflow as ENQUEUED on ``queue``."""
+
+    @abc.abstractmethod
+    def run_cached(self, step: Step, args: Args, kwargs: Kwargs) -> Any:
+        """Run a cached step outside a workflow body: its kept result, or run it and keep it."""
 
 
 class Scope(NamedTuple):
@@ -360,6 +369,11 @@ def mark_remote(step: str) -> Iterator[None]:
         yield
     finally:
         _remote.step = None
+
+
+def in_remote_item() -> bool:
+    """Whether this thread runs an item of a map in another process (:func:`mark_remote`)."""
+    return getattr(_remote, "step", None) is not None
 
 
 def unrecorded(step: str) -> None:

@@ -15,31 +15,53 @@ from typing import Any, TypeVar, overload
 
 from nbflow._serialization import check_text
 from nbflow.workflow import _context as context
+from nbflow.workflow._cache import Cache, cache_policy
 from nbflow.workflow._calls import RetryPolicy, Step, qualified_name, running_loop
 
-__all__ = ["StepFunction", "run_step", "step"]
+__all__ = ["StepFunction", "lookup_step", "run_step", "step"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Declared steps by name, the newest declaration of each (``nbflow.why``, changed-code notes).
+_STEPS: dict[str, StepFunction] = {}
+
+
+def lookup_step(name: str) -> StepFunction | None:
+    """The newest step declared with this name in this process, or None."""
+    return _STEPS.get(name)
 
 
 class StepFunction:
     """A function declared with :func:`step`: checkpointed when called inside a workflow."""
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None, policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None,
+        policy: RetryPolicy,
+        cache: Cache | bool | None = None,
+    ) -> None:
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn)
         self.name = check_text(name, "A step name") if name is not None else qualified_name(fn)
         self.policy = policy
-        self.step = Step(self.name, fn, policy)
+        self.cache = cache_policy(cache, fn, self.name)
+        self.step = Step(self.name, fn, policy, cache=self.cache)
         self.retries = policy.retries
         self.backoff = policy.backoff
         self.interval = policy.interval
         functools.update_wrapper(self, fn)
+        _STEPS[self.name] = self
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         ctx = context.body()
         if ctx is None:  # outside a workflow, or nested in a step: a plain call
+            if self.cache is not None and not context.in_remote_item():
+                # (its cache holds everywhere; a map's item in another process was looked up
+                # by the map)
+                return context.runner().run_cached(self.step, args, kwargs)
             if context.current() is None:
                 context.unrecorded(self.name)
             return self.fn(*args, **kwargs)
@@ -67,6 +89,7 @@ def step(
     retries: int = 0,
     backoff: float = 2.0,
     interval: float = 1.0,
+    cache: Cache | bool | None = None,
 ) -> Callable[[F], F]: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -76,6 +99,7 @@ def step(
     retries: int = 0,
     backoff: float = 2.0,
     interval: float = 1.0,
+    cache: Cache | bool | None = None,
 ) -> Any:
     """Declare a step: inside a workflow its outcome is recorded, and a replay returns the record.
 
@@ -84,13 +108,17 @@ def step(
         retries: How many times to run it again when it raises (0: never).
         backoff: The factor by which the wait grows after each failed attempt.
         interval: Seconds to wait before the first retry.
+        cache: True (or an :class:`nbflow.Cache`) keeps its results across runs: a call whose
+            name, code (:func:`nbflow.fingerprint`) and arguments match a kept result returns it
+            without running, in any workflow or outside one, in any process on the database.
 
-    Outside a workflow, or inside another step, a step is a plain call.
+    Outside a workflow, or inside another step, a step is a plain call (a cached one still
+    looks in its cache).
     """
     policy = RetryPolicy(retries=retries, backoff=backoff, interval=interval)
     if fn is None:
-        return lambda f: StepFunction(f, name=name, policy=policy)
-    return StepFunction(fn, name=name, policy=policy)
+        return lambda f: StepFunction(f, name=name, policy=policy, cache=cache)
+    return StepFunction(fn, name=name, policy=policy, cache=cache)
 
 
 def run_step(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:

@@ -568,3 +568,29 @@ def test_a_database_nbflow_cannot_use_names_the_way_out_as_the_reader_gives_it(
     assert all("nbflow.configure('" in text for text in says["python"])
     assert all("`%nbflow db " in text for text in says["magic"]), says["magic"]
     assert all("`nbflow --db " in text for text in says["cli"]), says["cli"]
+
+
+def test_every_error_pickles_whatever_its_constructor_takes() -> None:
+    """A process pool or Dask worker sends errors back pickled: each comes back whole (a
+    DatabaseLockedError from a worker broke the pool: its __init__ takes (path, pid))."""
+    import pickle
+
+    import nbflow._errors as errors
+
+    locked = errors.DatabaseLockedError("/tmp/x.duckdb", 1234)
+    again = pickle.loads(pickle.dumps(locked))
+    assert (type(again), str(again), again.pid, again.path) == (
+        errors.DatabaseLockedError,
+        str(locked),
+        1234,
+        "/tmp/x.duckdb",
+    )
+    for name in errors.__all__:
+        kind = getattr(errors, name)
+        if not (isinstance(kind, type) and issubclass(kind, errors.NbflowError)):
+            continue
+        error = kind.__new__(kind)
+        Exception.__init__(error, f"a {name}")
+        error.workflow_id = "wf-1"
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), str(copy), copy.workflow_id) == (kind, f"a {name}", "wf-1")

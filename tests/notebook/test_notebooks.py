@@ -38,6 +38,7 @@ EXPECTED = [
     "04-crash-and-resume.ipynb",
     "05-query-history.ipynb",
     "06-parallel-map.ipynb",
+    "08-edit-and-continue.ipynb",
 ]
 STRICT_RUNS = 2
 RUN_TIMEOUT = 120.0  # seconds for one nbval run of every notebook

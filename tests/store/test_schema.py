@@ -6,12 +6,18 @@ import pytest
 
 import nbflow
 from nbflow.store import DuckDBStore
-from nbflow.store._ops import MessageRow, StepRow, StreamRow, WorkflowRow
+from nbflow.store._ops import CacheRow, MessageRow, StepRow, StreamRow, WorkflowRow
 from nbflow.store._schema import BIGINT, BLOB, BOOLEAN, DOUBLE, INTEGER, TABLES, TEXT
 
 pytestmark = pytest.mark.contract
 
-ROWS = {"workflows": WorkflowRow, "steps": StepRow, "streams": StreamRow, "messages": MessageRow}
+ROWS = {
+    "workflows": WorkflowRow,
+    "steps": StepRow,
+    "streams": StreamRow,
+    "messages": MessageRow,
+    "step_cache": CacheRow,
+}
 
 #: How information_schema.columns names the type of a migrated column of each generic type.
 INFORMATION_SCHEMA_TYPES = {
