@@ -49,6 +49,7 @@ _NAN = struct.pack(">d", math.nan)
 _PAIR = b"t" + (2).to_bytes(8, "big") + b"t"
 _NO_KWARGS = b"d" + (0).to_bytes(8, "big")
 _blake2b = hashlib.blake2b
+_SPELLED = 40  # a string argument up to this long is spelled out in an args_digest
 _NAMED = (type, types.FunctionType, types.BuiltinFunctionType)
 
 
@@ -85,14 +86,24 @@ def digest(value: Any, *, hook: Hook | None = None) -> str:
 
 
 def args_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """A short digest (32 hex digits) of a call's arguments, as :func:`digest` compares them;
-    None when they cannot be encoded (the call is then never taken for another).
+    """A short text that stands for a call's arguments, equal for calls :func:`digest` finds
+    equal and different for others; None when they cannot be encoded (the call is then never
+    taken for another).
 
-    Checkpoints record one per step call, so the common case (a few numbers and strings, no
-    keywords) takes a shorter path to the same bytes.
+    Checkpoints record one per step call (the hot path): one int, or one short string, is
+    spelled out (``#i42``, ``#s<text>``: the ``#`` keeps them apart from the 32 hex digits of a
+    digest), and a few numbers and strings take a shorter path to the bytes :func:`canonical`
+    gives.
     """
-    simple = _SIMPLE
     if not kwargs:
+        if len(args) == 1:
+            only = args[0]
+            kind = type(only)
+            if kind is int:
+                return f"#i{only}"
+            if kind is str and len(only) <= _SPELLED:
+                return f"#s{only}"
+        simple = _SIMPLE
         try:
             parts = [simple[type(a)](a) for a in args]
         except KeyError:
@@ -105,7 +116,7 @@ def args_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         encoded = canonical((args, kwargs))
     except InvalidValueError:
         return None
-    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
+    return _blake2b(encoded, digest_size=16).hexdigest()
 
 
 def short_digest(value: Any) -> str:

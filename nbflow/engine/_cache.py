@@ -42,6 +42,7 @@ __all__ = [
     "resolved_name",
     "step_name",
     "takes_no_arguments",
+    "Claim",
     "Inflight",
     "LastCall",
     "cache_key",
@@ -306,36 +307,57 @@ def last_call(name: str) -> LastCall | None:
     return _LAST.get(name)
 
 
+class Claim:
+    """What :meth:`Inflight.first` gives a call: whether it runs the call (``mine``), else the
+    row the call that ran it kept (``row``; None: it raised, or kept nothing)."""
+
+    __slots__ = ("mine", "row")
+
+    def __init__(self, mine: bool, row: CacheRow | None = None) -> None:
+        self.mine = mine
+        self.row = row
+
+
+class _Running:
+    __slots__ = ("done", "row")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.row: CacheRow | None = None
+
+
 class Inflight:
     """The cached calls running in this process, by entry: a second call with the same key
-    waits for the first, then looks again."""
+    waits for the first, then takes the row it kept (it may not be durable yet: the first call
+    waits for that before it returns, and so does the second, by the same write log)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._running: dict[str, threading.Event] = {}
+        self._running: dict[str, _Running] = {}
 
     @contextlib.contextmanager
-    def first(self, entry: str, check: Callable[[], None]) -> Iterator[bool]:
-        """True: this call runs it (the others wait until the block ends); False: another
-        call ran it meanwhile (``check`` is called while waiting: it raises to stop)."""
+    def first(self, entry: str, check: Callable[[], None]) -> Iterator[Claim]:
+        """A :class:`Claim`: this call runs it (the others wait until the block ends; set
+        ``claim.row`` to what it kept), or another call ran it meanwhile (``check`` is called
+        while waiting: it raises to stop)."""
         with self._lock:
-            done = self._running.get(entry)
-            if done is None:
-                done = self._running[entry] = threading.Event()
-                mine = True
-            else:
-                mine = False
+            running = self._running.get(entry)
+            mine = running is None
+            if running is None:
+                running = self._running[entry] = _Running()
         if not mine:
-            while not done.wait(0.2):
+            while not running.done.wait(0.2):
                 check()
-            yield False
+            yield Claim(False, running.row)
             return
+        claim = Claim(True)
         try:
-            yield True
+            yield claim
         finally:
             with self._lock:
                 del self._running[entry]
-            done.set()
+            running.row = claim.row
+            running.done.set()
 
 
 _INFLIGHT: weakref.WeakKeyDictionary[Engine, Inflight] = weakref.WeakKeyDictionary()
@@ -359,13 +381,13 @@ def call_cached(engine: Engine, step: Step, args: tuple[Any, ...], kwargs: dict[
     key = cache_key(step, fingerprint(fn), args, kwargs)
     if inspect.iscoroutinefunction(fn):
         return _call_cached_async(engine, step, key, args, kwargs)
-    with inflight(engine).first(key.entry, engine.check_open) as mine:
-        found = _kept(engine, step, key, refresh=refreshing() and mine)
+    with inflight(engine).first(key.entry, engine.check_open) as claim:
+        found = claim.row or _kept(engine, step, key, refresh=refreshing() and claim.mine)
         if found is not None:
             return engine.decode(found.output_json, found.output_pickle, _what(step))
         row = _missed(engine, step, key)
         output = step.fn(*args, **kwargs)
-        _keep(engine, step, row, output)
+        claim.row = _keep(engine, step, row, output)
         return output
 
 
@@ -408,11 +430,12 @@ def _missed(engine: Engine, step: Step, key: CacheKey) -> CacheRow:
     return row
 
 
-def _keep(engine: Engine, step: Step, row: CacheRow, output: Any) -> None:
-    """Keep ``output`` in ``row``, durably."""
+def _keep(engine: Engine, step: Step, row: CacheRow, output: Any) -> CacheRow:
+    """Keep ``output`` in ``row``, durably; the row kept."""
     encoded = engine.encode(output, _what(step))
     kept = row._replace(output_json=encoded[0], output_pickle=encoded[1], created_at=time.time())
     engine.log.wait_durable(engine.log.append(kept))
+    return kept
 
 
 def explain(engine: Engine, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

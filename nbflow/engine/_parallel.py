@@ -110,6 +110,7 @@ class _Map:
         self.keeps: dict[int, cache.CacheKey] = {}  # remote items that miss the step's cache
         self.reason = ""  # why they missed (the first one's reason: they share their code)
         self.parts: Any = None  # what the step's code covers (CodeParts), for their cache rows
+        self.copies: dict[int, int] = {}  # an item -> the earlier one with its cache key
         self.item_ids = ex.reserve(len(items))
         self.progress_ids = ex.reserve(len(items) + 1)
         self.results: list[Any] = [None] * len(items)
@@ -195,11 +196,17 @@ class _Map:
         found = {} if refresh else ex.engine.store.find_cached([k.entry for k in keys.values()])
         now, policy, run = time.time(), step.cache, []
         assert policy is not None
+        first: dict[str, int] = {}
         for index in left:
-            kept = found.get(keys[index].entry) if index in keys else None
+            entry = keys[index].entry if index in keys else None
+            kept = None if entry is None else found.get(entry)
             if kept is not None and cache.fresh(kept, policy, now):
                 self._take(index, (kept.output_json, kept.output_pickle), kept.workflow_id)
+            elif entry is not None and entry in first:  # a copy: it takes the first's result
+                self.copies[index] = first[entry]
             else:
+                if entry is not None:
+                    first[entry] = index
                 run.append(index)
         if run and not self.local:
             self.keeps = {index: keys[index] for index in run}
@@ -208,6 +215,14 @@ class _Map:
                 ex.engine, keys[run[0]], self.parts, policy, refresh, ex.code.kept
             )
         return run
+
+    def _copy(self, index: int, original: int) -> None:
+        """Item ``index`` has the cache key of item ``original``, which ran: it takes its result
+        (recorded as its checkpoint, taken from this workflow)."""
+        what = f"the output of step {self.step.name!r}"
+        encoded = self.ex.engine.encode(self.results[original], what)
+        self._take(index, encoded, self.ex.workflow_id)
+        self.progress(self.label(index))
 
     def _take(self, index: int, output: Encoded, source: str | None) -> None:
         """Item ``index`` takes ``output``, computed by ``source``: recorded as its checkpoint."""
@@ -251,6 +266,9 @@ class _Map:
         finally:
             if given is None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        if self.failure is None:
+            for index, original in self.copies.items():
+                self._copy(index, original)
         if self.step.cache is not None:  # the results its items kept, before they are used
             ex.engine.log.wait_durable()
         ex.check_running()

@@ -274,7 +274,7 @@ class StepRun:
         if self.keep is None:
             ex.append(row)
             return self.output
-        kept = self.keep._replace(
+        self.keep = kept = self.keep._replace(
             output_json=encoded[0], output_pickle=encoded[1], created_at=time.time()
         )
         seq = ex.append(row, kept)
@@ -296,9 +296,15 @@ def run_cached(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     refresh = ex.code.refresh or cache_refreshing()
     if not refresh and not step.cache_checked and _take_kept(run, key, only_read=True):
         return run.outcome()  # (the common hit: in the rows the run read, no waiting)
-    with cache.inflight(ex.engine).first(key.entry, ex.check_running) as mine:
-        look = not mine or not (refresh or step.cache_checked)
-        if look and _take_kept(run, key, again=not mine):
+    with cache.inflight(ex.engine).first(key.entry, ex.check_running) as claim:
+        if claim.row is not None:  # another call kept it just now: take it
+            cache.remember(key.name, claim.row, hit=True)
+            run.take((claim.row.output_json, claim.row.output_pickle), claim.row.workflow_id)
+            if not step.cache_checked:
+                ex.engine.log.wait_durable()  # (the row it took: durable before it is used)
+            return run.outcome()
+        look = not claim.mine or not (refresh or step.cache_checked)
+        if look and _take_kept(run, key, again=not claim.mine):
             return run.outcome()
         _will_keep(run, key, refresh)
         while run.pending:
@@ -306,7 +312,9 @@ def run_cached(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
                 run.output = step.fn(*args, **kwargs)
             if run.pending:
                 run.backoff()
-        return run.outcome()
+        output = run.outcome()
+        claim.row = run.keep
+        return output
 
 
 async def run_cached_async(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

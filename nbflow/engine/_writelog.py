@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from nbflow._errors import DatabaseError, RuntimeClosedError
 from nbflow.store._base import Store
-from nbflow.store._ops import Enqueue, Finish, Op, StreamRow, WorkflowRow
+from nbflow.store._ops import Enqueue, Finish, Op, StepRow, StreamRow, WorkflowRow
 
 __all__ = ["CommitCallback", "WriteLog", "op_size"]
 
@@ -254,7 +254,18 @@ class WriteLog:
 
 
 def op_size(op: Op) -> int:
-    """About how many bytes an operation holds: the lengths of its texts and bytes."""
+    """About how many bytes an operation holds: the lengths of its texts and bytes (of a stream
+    item or a checkpoint, the values it holds: the hot path)."""
+    kind = type(op)
+    if kind is StreamRow:
+        return len(op.value_json or op.value_pickle or b"")  # type: ignore[union-attr]
+    if kind is StepRow:
+        step: StepRow = op  # type: ignore[assignment]
+        return (
+            len(step.output_json or step.output_pickle or b"")
+            + len(step.error or "")
+            + len(step.error_pickle or b"")
+        )
     return sum(len(value) for value in op if type(value) is str or type(value) is bytes)
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from nbflow.workflow import _context as context
 from nbflow.workflow._alarm import Alarm
-from nbflow.workflow._calls import NO_RETRY, MapOptions, step_of
+from nbflow.workflow._calls import NO_RETRY, MapOptions, Step, step_of
 from nbflow.workflow._fanout import Fanout
 from nbflow.workflow._remote import Output, RemoteOutcome, call_remote, replay_output
 from nbflow.workflow._workers import Pacer, Workers, parse_rate
@@ -101,6 +102,23 @@ def map_async(
     return ctx.map_async(fn, list(items), options)
 
 
+def _plain_call(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """What an item of a map outside a workflow calls: the function, or for a cached step its
+    cache (its kept result, or the result now, kept)."""
+    step = step_of(fn)
+    declared = getattr(fn, "step", None)
+    if step.cache is None or not isinstance(declared, Step):
+        return step.fn
+    runner = context.runner()
+
+    def cached(item: Any) -> Any:
+        __tracebackhide__ = True
+        value = runner.run_cached(declared, (item,), {})
+        return asyncio.run(value) if inspect.iscoroutine(value) else value
+
+    return cached
+
+
 class _PlainMap:
     """The items of a map outside a workflow (the :class:`~nbflow.workflow._fanout.Items` of a
     :class:`~nbflow.workflow._fanout.Fanout`): plain calls, not retried; on an executor of other processes
@@ -110,7 +128,7 @@ class _PlainMap:
     running = True
 
     def __init__(self, fn: Callable[[Any], Any], items: list[Any], options: MapOptions) -> None:
-        self.fn, self.call, self.items = fn, step_of(fn).fn, items
+        self.fn, self.call, self.items = fn, _plain_call(fn), items
         self.local = in_process(options.executor)
         self.pacer = Pacer(options.per_second)
         self.alarm = Alarm()  # (never rung: a plain map is not cancelled)

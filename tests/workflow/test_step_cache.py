@@ -272,3 +272,26 @@ def test_a_step_that_logs_its_calls_to_a_global_list_still_hits(
     """)
     assert [nb.logged(1), nb.logged(1), nb.logged(2), nb.logged(1)] == [2, 2, 3, 2]
     assert nb.LOG == [1, 2]
+
+
+def test_copies_of_an_item_in_a_map_run_once(rt: nbflow.Runtime, nb: CodeCells) -> None:
+    """Items with one cache key run once, whatever the concurrency; outside a workflow too."""
+    nb.run("""
+        @nbflow.step(cache=True)
+        def double(x):
+            calls(x)
+            return 2 * x
+
+        @nbflow.workflow
+        def doubles(items, concurrency):
+            return nbflow.map(double, items, concurrency=concurrency)
+    """)
+    assert nb.doubles([3, 3, 3], 1) == [6, 6, 6]
+    assert nb.doubles([4, 4, 4, 4], 8) == [8, 8, 8, 8]
+    assert nb.calls.counts == {3: 1, 4: 1}
+    newest = nbflow.list_workflows()[0].workflow_id
+    assert [s.cached_from for s in nbflow.list_steps(newest)][1:] == [newest] * 3
+    assert nbflow.map(nb.double, [5, 5, 6]) == [10, 10, 12]  # outside a workflow
+    assert nbflow.map(nb.double, [5, 6]) == [10, 12]
+    assert nb.double(6) == 12
+    assert nb.calls.counts == {3: 1, 4: 1, 5: 1, 6: 1}
