@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from nbflow._canonical import short_digest
+from nbflow._canonical import args_digest, short_digest
 from nbflow._errors import InvalidValueError
 from nbflow._fingerprint import CodeParts, code_parts, describe_changes, fingerprint
 from nbflow.engine._engine import Engine
@@ -65,14 +65,15 @@ class CacheKey(NamedTuple):
         name: The step's name.
         code: The fingerprint of its code.
         args_hash: The digest of its arguments (after ``ignore`` and ``key``).
-        arguments: Each argument's digest, by name (``"key="`` when ``key`` replaced them).
+        values: The arguments by name (``"key="`` when ``key`` replaced them); :func:`arguments`
+            digests each (what a miss keeps, to say later which one changed).
     """
 
     entry: str
     name: str
     code: str
     args_hash: str
-    arguments: dict[str, str]
+    values: dict[str, Any]
 
 
 def cache_key(step: Step, code: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CacheKey:
@@ -96,11 +97,42 @@ def cache_key(step: Step, code: str, args: tuple[Any, ...], kwargs: dict[str, An
                 value=cache.key,
             ) from exc
     else:
-        values = _bound(step.origin or step.fn, args, kwargs, cache)
-    arguments = {}
+        fn = step.origin or step.fn
+        plain = None if cache.ignore else _plain_names(fn)
+        if plain is not None and not kwargs and len(args) == len(plain):
+            in_order = args_digest(args, kwargs)  # the common case, fast: as a checkpoint's
+            if in_order is not None:
+                args_hash = "p" + in_order
+                entry = _hash(f"{step.name}\0{code}\0{args_hash}")
+                return CacheKey(
+                    entry, step.name, code, args_hash, dict(zip(plain, args, strict=True))
+                )
+        values = _bound(fn, args, kwargs, cache)
+    plain = None if cache.key is not None or cache.ignore else _plain_names(step.origin or step.fn)
+    if plain is not None:  # the common case, fast: the arguments in order, as a checkpoint's
+        in_order = args_digest(tuple(values.values()), {})
+        if in_order is not None:
+            args_hash = "p" + in_order
+            return CacheKey(
+                _hash(f"{step.name}\0{code}\0{args_hash}"), step.name, code, args_hash, values
+            )
+    digests = _digests(label, values)
+    # names and digests are fixed-width hex or identifiers: joined, they cannot collide
+    args_hash = _hash("\0".join(f"{n}={d}" for n, d in sorted(digests.items())))
+    entry = _hash(f"{step.name}\0{code}\0{args_hash}")
+    return CacheKey(entry, step.name, code, args_hash, values)
+
+
+def arguments(key: CacheKey) -> dict[str, str]:
+    """Each argument's digest, by name (see :class:`CacheKey`)."""
+    return _digests(step_label(key.name), key.values)
+
+
+def _digests(label: str, values: dict[str, Any]) -> dict[str, str]:
+    digests = {}
     for name, value in values.items():
         try:
-            arguments[name] = short_digest(value)
+            digests[name] = short_digest(value)
         except InvalidValueError as exc:
             raise InvalidValueError(
                 f"Step {label!r} is cached, but its argument {name!r} (a {type(value).__name__}) "
@@ -109,10 +141,7 @@ def cache_key(step: Step, code: str, args: tuple[Any, ...], kwargs: dict[str, An
                 what=name,
                 value=value,
             ) from exc
-    # names and digests are fixed-width hex or identifiers: joined, they cannot collide
-    args_hash = _hash("\0".join(f"{n}={d}" for n, d in sorted(arguments.items())))
-    entry = _hash(f"{step.name}\0{code}\0{args_hash}")
-    return CacheKey(entry, step.name, code, args_hash, arguments)
+    return digests
 
 
 def _hash(text: str) -> str:
@@ -179,6 +208,8 @@ def fresh(row: CacheRow | None, cache: Cache, now: float) -> bool:
     """Whether ``row`` exists and has not expired."""
     if row is None:
         return False
+    if cache.expire is None:
+        return True
     seconds = cache.seconds
     return seconds is None or now - row.created_at <= seconds
 
@@ -222,7 +253,7 @@ def miss_reason(
         else:
             reasons += describe_changes(CodeParts.from_json(old), parts)
     if last.args_hash != key.args_hash:
-        reasons += _argument_changes(before.get("arguments", {}), key.arguments)
+        reasons += _argument_changes(before.get("arguments", {}), arguments(key))
     if not reasons:
         return "not kept: no result of this call was kept (or it expired)"
     return "; ".join(reasons)
@@ -260,7 +291,7 @@ def new_row(
     reason: str,
 ) -> CacheRow:
     """The row that keeps a result (``encoded``: its JSON or pickle)."""
-    detail = json.dumps({"code": parts.to_json(), "arguments": key.arguments, "reason": reason})
+    detail = json.dumps({"code": parts.to_json(), "arguments": arguments(key), "reason": reason})
     return CacheRow(
         key.entry,
         key.name,
