@@ -6,8 +6,9 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
   the private :class:`~nbflow.engine._core.RuntimeCore`, which implements the seam's
   ``Runner`` and the handles' ``Tracker``;
 - ``_core``: ``RuntimeCore``, the runtime's machinery;
-- ``_rerun``: what changed in a workflow's code since it ran, and its re-run (``<id>.2``) that
-  takes the old run's checkpoints wherever step, code and arguments still match;
+- ``_rerun``, ``_why``: what changed in a workflow's code since it ran, and its re-run
+  (``<id>.2``) that takes the old run's checkpoints wherever step, code and arguments still
+  match; why a cached step's call ran (``nbflow.why``);
 - ``_lifecycle``: begin, run, end, cancel, resume, recover, fork, enqueue and dequeue;
 - ``_history``, ``_queues``, ``_reports``: reads and waits for workflows elsewhere; the queue
   thread; what the committer and other processes report (durable ends, cancels, take-overs);
@@ -17,7 +18,8 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
   read from a body; child workflows; ``nbflow.map`` inside a workflow;
 - ``_steps``, ``_reader``: ``StepRun``, one attempt of a step with its retry policy and record;
   stream readers;
-- ``_cache``: the step cache (keys, lookups, durable rows, why a call missed, calls at once);
+- ``_inflight``: cached calls with one key at once run once; cached calls outside a body;
+- ``_cache``: the step cache (keys, freshness, the rows kept, why a call missed);
 - ``_execution``: ``Execution``, the state machine of one run (function ids, replay, offsets);
 - ``_code``: what a run knows of code (fingerprints once per run, replayed steps whose code
   changed, the old run's checkpoints a re-run takes);

@@ -10,44 +10,29 @@ for the first (:class:`Inflight`) and take its result.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import hashlib
 import inspect
 import json
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from nbflow._canonical import args_digest, short_digest
 from nbflow._errors import InvalidValueError
-from nbflow._fingerprint import CodeParts, code_parts, describe_changes, fingerprint
+from nbflow._fingerprint import CodeParts, code_parts, describe_changes
 from nbflow.engine._engine import Engine
 from nbflow.store._ops import CacheRow
 from nbflow.text._format import format_time
 from nbflow.text._tables import step_label
-from nbflow.workflow._cache import Cache, refreshing
-from nbflow.workflow._calls import Step, qualified_name
-from nbflow.workflow._steps import lookup_step
+from nbflow.workflow._cache import Cache
+from nbflow.workflow._calls import Step
 
 __all__ = [
     "CacheKey",
-    "call_cached",
-    "cutoff",
-    "explain",
-    "explain_last",
-    "cached_step",
-    "resolved_name",
-    "step_name",
-    "takes_no_arguments",
-    "Claim",
-    "Inflight",
     "LastCall",
     "cache_key",
     "fresh",
-    "inflight",
     "last_call",
     "miss_reason",
     "new_row",
@@ -336,234 +321,3 @@ def remember(name: str, row: CacheRow, *, hit: bool) -> None:
 def last_call(name: str) -> LastCall | None:
     """The last call of the cached step ``name`` in this process, or None."""
     return _LAST.get(name)
-
-
-class Claim:
-    """What :meth:`Inflight.first` gives a call: whether it runs the call (``mine``), else the
-    row the call that ran it kept (``row``; None: it raised, or kept nothing)."""
-
-    __slots__ = ("mine", "row")
-
-    def __init__(self, mine: bool, row: CacheRow | None = None) -> None:
-        self.mine = mine
-        self.row = row
-
-
-class _Running:
-    __slots__ = ("done", "row")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.row: CacheRow | None = None
-
-
-class Inflight:
-    """The cached calls running in this process, by entry: a second call with the same key
-    waits for the first, then takes the row it kept (it may not be durable yet: the first call
-    waits for that before it returns, and so does the second, by the same write log)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: dict[str, _Running] = {}
-
-    @contextlib.contextmanager
-    def first(self, entry: str, check: Callable[[], None]) -> Iterator[Claim]:
-        """A :class:`Claim`: this call runs it (the others wait until the block ends; set
-        ``claim.row`` to what it kept), or another call ran it meanwhile (``check`` is called
-        while waiting: it raises to stop)."""
-        with self._lock:
-            running = self._running.get(entry)
-            mine = running is None
-            if running is None:
-                running = self._running[entry] = _Running()
-        if not mine:
-            while not running.done.wait(0.2):
-                check()
-            yield Claim(False, running.row)
-            return
-        claim = Claim(True)
-        try:
-            yield claim
-        finally:
-            with self._lock:
-                del self._running[entry]
-            running.row = claim.row
-            running.done.set()
-
-
-_INFLIGHT: weakref.WeakKeyDictionary[Engine, Inflight] = weakref.WeakKeyDictionary()
-_INFLIGHT_LOCK = threading.Lock()
-
-
-def inflight(engine: Engine) -> Inflight:
-    """The :class:`Inflight` of ``engine``'s process."""
-    with _INFLIGHT_LOCK:
-        found = _INFLIGHT.get(engine)
-        if found is None:
-            found = _INFLIGHT[engine] = Inflight()
-        return found
-
-
-def call_cached(engine: Engine, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """A cached step's call outside a workflow body: its kept result, or its result now, kept
-    (durably, before it is returned). An ``async def`` step: a coroutine that does the same."""
-    __tracebackhide__ = True
-    fn = step.origin or step.fn
-    key = cache_key(step, fingerprint(fn), args, kwargs)
-    if inspect.iscoroutinefunction(fn):
-        return _call_cached_async(engine, step, key, args, kwargs)
-    with inflight(engine).first(key.entry, engine.check_open) as claim:
-        found = claim.row or _kept(engine, step, key, refresh=refreshing() and claim.mine)
-        if found is not None:
-            return engine.decode(found.output_json, found.output_pickle, _what(step))
-        row = _missed(engine, step, key)
-        output = step.fn(*args, **kwargs)
-        claim.row = _keep(engine, step, row, output)
-        return output
-
-
-async def _call_cached_async(
-    engine: Engine, step: Step, key: CacheKey, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    __tracebackhide__ = True
-    found = _kept(engine, step, key, refresh=refreshing())
-    if found is not None:
-        return engine.decode(found.output_json, found.output_pickle, _what(step))
-    row = _missed(engine, step, key)
-    output = await step.fn(*args, **kwargs)
-    _keep(engine, step, row, output)
-    return output
-
-
-def _what(step: Step) -> str:
-    return f"the output of step {step.name!r}"
-
-
-def _kept(engine: Engine, step: Step, key: CacheKey, *, refresh: bool) -> CacheRow | None:
-    """The row kept for ``key`` that has not expired (None: none, or refreshing)."""
-    assert step.cache is not None
-    if refresh:
-        return None
-    found = engine.store.find_cached([key.entry]).get(key.entry)
-    if found is None or not fresh(found, step.cache, time.time()):
-        return None
-    remember(key.name, found, hit=True)
-    return found
-
-
-def _missed(engine: Engine, step: Step, key: CacheKey) -> CacheRow:
-    """The row that will keep the result of a call that missed (its output not yet in it)."""
-    assert step.cache is not None
-    parts = parts_of(step)
-    reason = miss_reason(engine, key, parts, step.cache, refreshing())
-    row = new_row(key, (None, None), None, parts, reason)
-    remember(key.name, row, hit=False)
-    return row
-
-
-def _keep(engine: Engine, step: Step, row: CacheRow, output: Any) -> CacheRow:
-    """Keep ``output`` in ``row``, durably; the row kept."""
-    encoded = engine.encode(output, _what(step))
-    kept = row._replace(output_json=encoded[0], output_pickle=encoded[1], created_at=time.time())
-    engine.log.wait_durable(engine.log.append(kept))
-    return kept
-
-
-def explain(engine: Engine, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """Why a call of the cached ``step`` with these arguments would miss (or that it would hit)."""
-    assert step.cache is not None
-    label = step_label(step.name)
-    fn = step.origin or step.fn
-    key = cache_key(step, fingerprint(fn), args, kwargs)
-    found = engine.store.find_cached([key.entry]).get(key.entry)
-    if found is not None and fresh(found, step.cache, time.time()):
-        by = "outside a workflow" if found.workflow_id is None else f"by {found.workflow_id!r}"
-        return (
-            f"step {label!r} would not run: this call's result was kept at "
-            f"{format_time(found.created_at)} ({by}), and its code and arguments are the same"
-        )
-    reason = miss_reason(engine, key, parts_of(step), step.cache, refreshing())
-    return f"step {label!r} would run: {reason}"
-
-
-def explain_last(engine: Engine, name: str) -> str:
-    """Why the last call of the cached step ``name`` ran (or that it took a kept result)."""
-    label = step_label(name)
-    last = last_call(name)
-    if last is not None and last.hit:
-        when = format_time(last.row.created_at)
-        return f"the last call of step {label!r} did not run: it took the result kept at {when}"
-    row = last.row if last is not None else engine.store.last_cached(name)
-    if row is None:
-        return f"step {label!r} has never run with its cache: nothing is kept for it"
-    reason = reason_of(row) or "no reason was recorded"
-    return f"the last call of step {label!r} ran: {reason}"
-
-
-def cutoff(older_than: float | dt.timedelta | dt.datetime | None) -> float | None:
-    """``older_than`` (seconds, a timedelta or a datetime) as epoch seconds, or None."""
-    if older_than is None:
-        return None
-    if isinstance(older_than, dt.datetime):
-        return older_than.timestamp()
-    seconds = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else older_than
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise InvalidValueError(
-            "nbflow.clear_cache(older_than=...) takes seconds (a number >= 0), a timedelta or a "
-            f"datetime, not {older_than!r}.",
-            what="older_than",
-            value=older_than,
-        )
-    return time.time() - seconds
-
-
-def step_name(step: Callable[..., Any]) -> str:
-    """The name of a step given as a function (a ``@step``, or any callable)."""
-    found = getattr(step, "step", None)
-    if isinstance(found, Step):
-        return found.name
-    return str(getattr(step, "name", None) or qualified_name(step))
-
-
-def resolved_name(name: str) -> str:
-    """A step's name as given, or as a notebook's step is called (``parse`` is
-    ``__main__.parse``, as :func:`~nbflow.text._tables.step_label` shows it)."""
-    if lookup_step(name) is None and lookup_step(f"__main__.{name}") is not None:
-        return f"__main__.{name}"
-    return name
-
-
-def cached_step(step: Callable[..., Any] | str) -> Step:
-    """The cached :class:`Step` ``step`` names (a ``@step(cache=...)`` or its name).
-
-    Raises:
-        InvalidValueError: It is not a cached step declared in this process.
-    """
-    found: Any = lookup_step(resolved_name(step)) if isinstance(step, str) else step
-    declared = getattr(found, "step", None)
-    if not isinstance(declared, Step):
-        raise InvalidValueError(
-            f"{step!r} is not a step declared in this process: pass a function decorated with "
-            "@nbflow.step(cache=True), or its name.",
-            what="step",
-            value=step,
-        )
-    if declared.cache is None:
-        raise InvalidValueError(
-            f"Step {step_label(declared.name)!r} is not cached, so every call runs: declare it "
-            "with @nbflow.step(cache=True) to keep its results across runs.",
-            what="step",
-            value=step,
-        )
-    return declared
-
-
-def takes_no_arguments(step: Step) -> bool:
-    """Whether ``step``'s function is called with no arguments."""
-    try:
-        parameters = inspect.signature(step.origin or step.fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return all(
-        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters
-    )

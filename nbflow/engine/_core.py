@@ -21,10 +21,10 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from nbflow._records import Status
-from nbflow.engine import _cache as cache
 from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Execution, Executions
 from nbflow.engine._history import History
+from nbflow.engine._inflight import call_cached
 from nbflow.engine._lifecycle import Lifecycle
 from nbflow.engine._loop import LoopThread
 from nbflow.engine._queues import Dispatcher
@@ -177,7 +177,7 @@ class RuntimeCore(Runner):
 
     def run_cached(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         __tracebackhide__ = True
-        return cache.call_cached(self.engine, step, args, kwargs)
+        return call_cached(self.engine, step, args, kwargs)
 
     # -- Tracker: what handles ask ---------------------------------------------------------------
 

@@ -18,9 +18,9 @@ from typing import Any
 from nbflow._errors import FunctionNotRegisteredError, WorkflowNotFoundError
 from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
 from nbflow._serialization import check_text
-from nbflow.engine import _cache as cache
 from nbflow.engine import _messages as messages
 from nbflow.engine import _rerun
+from nbflow.engine import _why as explaining
 from nbflow.engine._core import RuntimeCore
 from nbflow.engine._execution import Execution
 from nbflow.engine._workflows import WorkflowRun
@@ -364,10 +364,10 @@ class Runtime:
         Raises:
             InvalidValueError: ``step`` is not a cached step declared in this process.
         """
-        declared = cache.cached_step(step)
-        if not args and not kwargs and not cache.takes_no_arguments(declared):
-            return cache.explain_last(self._core.engine, declared.name)
-        return cache.explain(self._core.engine, declared, args, kwargs)
+        declared = explaining.cached_step(step)
+        if not args and not kwargs and not explaining.takes_no_arguments(declared):
+            return explaining.explain_last(self._core.engine, declared.name)
+        return explaining.explain(self._core.engine, declared, args, kwargs)
 
     def clear_cache(
         self,
@@ -383,11 +383,11 @@ class Runtime:
                 this datetime.
         """
         if step is None or isinstance(step, str):
-            name = None if step is None else cache.resolved_name(step)
+            name = None if step is None else explaining.resolved_name(step)
         else:
-            name = cache.step_name(step)
+            name = explaining.step_name(step)
         self._core.engine.flush()
-        return self._core.engine.store.clear_cache(name, cache.cutoff(older_than))
+        return self._core.engine.store.clear_cache(name, explaining.cutoff(older_than))
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop this runtime: running workflows stop at their next checkpoint (and stay PENDING,

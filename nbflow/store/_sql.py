@@ -28,13 +28,13 @@ from nbflow.store._ops import (
     WorkflowRow,
 )
 from nbflow.store._schema import column_list
+from nbflow.store._sqlcache import CacheQueries
 
 Statement = tuple[str, Sequence[Any]]
 #: Runs one statement in the caller's transaction and returns its rows.
 Execute = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 
 __all__ = [
-    "CACHE_COLUMNS",
     "MESSAGE_COLUMNS",
     "STEP_COLUMNS",
     "STREAM_COLUMNS",
@@ -51,7 +51,6 @@ _STEP_HEADS = (
     "workflow_id, function_id, name, NULL, NULL, error, NULL, started_at, ended_at, attempts, "
     "code, args_hash, cached_from"
 )
-CACHE_COLUMNS = column_list("step_cache")
 MESSAGE_COLUMNS = column_list("messages")
 
 _LOAD_REPLAY = (
@@ -170,7 +169,7 @@ class _Inserts:
         self.unwritten: dict[str, int] = {}
 
 
-class SQLStore(Store):
+class SQLStore(CacheQueries, Store):
     """A store whose reads are the shared SQL queries above, run by :meth:`_fetchall`."""
 
     @abc.abstractmethod
@@ -265,8 +264,6 @@ class SQLStore(Store):
     #: The backend's test that ``name`` is in the list ``$4``, and what locks the rows a dequeue
     #: takes (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
     _name_in: str
-    #: The backend's test that ``entry`` is in the list ``$1``.
-    _entry_in: str
     _lock_taken: str = ""
 
     @abc.abstractmethod
@@ -439,40 +436,3 @@ class SQLStore(Store):
             "max(created_at) FROM streams WHERE workflow_id = $1 GROUP BY key ORDER BY key",
             [workflow_id],
         )
-
-    # -- the step cache ------------------------------------------------------------------------
-
-    def find_cached(self, entries: Sequence[str]) -> dict[str, CacheRow]:
-        if not entries:
-            return {}
-        rows = self._fetchall(
-            f"SELECT {CACHE_COLUMNS} FROM step_cache WHERE {self._entry_in}", [list(entries)]
-        )
-        return {row[0]: CacheRow(*row) for row in rows}
-
-    def cached_rows(self, name: str, code: str, limit: int) -> list[CacheRow] | None:
-        rows = self._fetchall(
-            f"SELECT {CACHE_COLUMNS} FROM step_cache WHERE name = $1 AND code = $2 LIMIT $3",
-            [name, code, limit + 1],
-        )
-        return None if len(rows) > limit else [CacheRow(*row) for row in rows]
-
-    def last_cached(self, name: str, args_hash: str | None = None) -> CacheRow | None:
-        rows = self._fetchall(
-            f"SELECT {CACHE_COLUMNS} FROM step_cache WHERE name = $1 "
-            "ORDER BY args_hash IS NOT DISTINCT FROM $2 DESC, created_at DESC LIMIT 1",
-            [name, args_hash],
-        )
-        return CacheRow(*rows[0]) if rows else None
-
-    def clear_cache(self, name: str | None, older_than: float | None) -> int:
-        where, params = ["TRUE"], []
-        for test, value in (("name = ${}", name), ("created_at < ${}", older_than)):
-            if value is not None:
-                params.append(value)
-                where.append(test.format(len(params)))
-        with self._queue_transaction("nbflow.cache") as execute:
-            rows = execute(
-                f"DELETE FROM step_cache WHERE {' AND '.join(where)} RETURNING entry", params
-            )
-        return len(rows)

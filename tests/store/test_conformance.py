@@ -78,6 +78,7 @@ from nbflow._serialization import decode, encode, storable_text
 from nbflow.store import Store, open_store
 from nbflow.store._base import RecordedHead, Replay, ReplayRecord
 from nbflow.store._ops import (
+    CacheRow,
     Changes,
     Consume,
     Enqueue,
@@ -1216,3 +1217,66 @@ def test_unicode_names_round_trip_and_match(store: Store) -> None:
     assert [e[0] for e in store.list_events(wid)] == [event]
     assert store.next_message(wid, topic) == message("msg ✉", wid, topic, '"m"')
     assert ids(store.dequeue(queue_name, HERE, [name], 10, 1, T)) == ["job ✓"]
+
+
+# -- the step cache --------------------------------------------------------------------------------
+
+
+def kept(
+    entry: str, *, name: str = "s", code: str = "c1", at: float = 1.0, value: str = "1"
+) -> CacheRow:
+    """A step cache row."""
+    return CacheRow(entry, name, code, f"args-{entry}", value, None, "wf", at, '{"reason": "r"}')
+
+
+def test_cache_rows_read_back_by_entry_and_by_step(store: Store) -> None:
+    store.commit(
+        [kept("e1"), kept("e2", at=2.0), kept("e3", code="c2", at=3.0), kept("x", name="t")]
+    )
+    assert sorted(store.find_cached(["e1", "e3", "nope"])) == ["e1", "e3"]
+    assert store.find_cached(["e1"])["e1"] == kept("e1")
+    assert store.find_cached([]) == {}
+    assert sorted(r.entry for r in store.cached_rows("s", "c1", 10) or []) == ["e1", "e2"]
+    assert store.cached_rows("s", "c1", 1) is None  # more than the limit: each call looks itself up
+    last = store.last_cached("s")
+    assert last is not None and last.entry == "e3"
+    same_args = store.last_cached("s", "args-e1")  # the row with these arguments first
+    assert same_args is not None and same_args.entry == "e1"
+    assert store.last_cached("nobody") is None
+
+
+def test_a_cache_row_with_an_entry_kept_replaces_it(store: Store) -> None:
+    """A refreshed or expired entry is kept again: the new row replaces the old one whole (a
+    value once pickled, now JSON, leaves no pickle behind)."""
+    store.commit([kept("e1")._replace(output_json=None, output_pickle=b"old")])
+    store.commit([kept("e1", value='"new"', at=5.0), kept("e1", value='"newer"', at=6.0)])
+    row = store.find_cached(["e1"])["e1"]
+    assert (row.output_json, row.output_pickle, row.created_at) == ('"newer"', None, 6.0)
+
+
+def test_clear_cache_by_step_and_age(store: Store) -> None:
+    store.commit([kept("e1", at=1.0), kept("e2", at=5.0), kept("x", name="t", at=1.0)])
+    assert store.clear_cache("s", 2.0) == 1
+    assert store.clear_cache("nobody", None) == 0
+    assert store.clear_cache(None, None) == 2
+    assert store.find_cached(["e1", "e2", "x"]) == {}
+
+
+def test_a_checkpoint_keeps_its_code_arguments_and_source(store: Store) -> None:
+    """A step's fingerprint, argument digest and where its result came from read back, with
+    the outputs and without them, and a replay has the fingerprint; NULLs too (a bulk insert
+    may leave out a column NULL in every row)."""
+    rows = [
+        step("w", n)._replace(
+            code=f"code{n}", args_hash=f"#i{n}", cached_from="old" if n % 2 else None
+        )
+        for n in range(1, 8)
+    ]
+    store.commit([workflow("w"), *rows, step("w", 8)])
+    assert store.list_steps("w") == [*rows, step("w", 8)]
+    heads = store.list_steps("w", outputs=False)
+    assert [(r.code, r.args_hash, r.cached_from) for r in heads] == [
+        *((r.code, r.args_hash, r.cached_from) for r in rows),
+        (None, None, None),
+    ]
+    assert [r.code for r in store.load_replay("w").records] == [*(r.code for r in rows), None]
