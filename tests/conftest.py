@@ -87,7 +87,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A test that needs an extra's missing package when it runs is skipped, saying which."""
     report = yield
     error = None if call.excinfo is None else call.excinfo.value
-    if report.failed and isinstance(error, ModuleNotFoundError):
+    while error is not None and not isinstance(error, ModuleNotFoundError):
+        error = error.__cause__ or error.__context__  # (nbflow's error saying which extra)
+    if report.failed and error is not None:
         reason = _missing_extra(str(error))
         if reason is not None:
             report.outcome = "skipped"

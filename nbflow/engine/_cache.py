@@ -42,6 +42,10 @@ __all__ = [
 ]
 
 
+#: Builds a named tuple as tuple builds it (a NamedTuple's own __new__ is a Python call).
+_new = tuple.__new__
+
+
 class CacheKey(NamedTuple):
     """What a cached call is kept under.
 
@@ -89,9 +93,8 @@ def cache_key(step: Step, code: str, args: tuple[Any, ...], kwargs: dict[str, An
             if in_order is not None:
                 args_hash = "p" + in_order
                 entry = _hash(f"{step.name}\0{code}\0{args_hash}")
-                return CacheKey(
-                    entry, step.name, code, args_hash, dict(zip(plain, args, strict=True))
-                )
+                values = dict(zip(plain, args, strict=True))
+                return _new(CacheKey, (entry, step.name, code, args_hash, values))
         values = _bound(fn, args, kwargs, cache)
     plain = None if cache.key is not None or cache.ignore else _plain_names(step.origin or step.fn)
     if plain is not None:  # the common case, fast: the arguments in order, as a checkpoint's
@@ -315,7 +318,7 @@ _LAST: dict[str, LastCall] = {}
 
 def remember(name: str, row: CacheRow, *, hit: bool) -> None:
     """Note the last call of the cached step ``name`` (for ``nbflow.why``)."""
-    _LAST[name] = LastCall(hit, row)
+    _LAST[name] = _new(LastCall, (hit, row))  # (as tuple builds it: a hit is a hot path)
 
 
 def last_call(name: str) -> LastCall | None:

@@ -42,7 +42,7 @@ _NO_KWARGS: dict[str, Any] = {}
 _UNREAD: Any = object()
 #: Up to this many cache rows of a step (with its code) a run reads at once, at its first call.
 _READ_AT_ONCE = 50_000
-_new_scope = tuple.__new__
+_new_scope = _new_row = tuple.__new__
 
 
 def step_row(
@@ -195,14 +195,15 @@ class StepRun:
     def take(self, output: Encoded, source: str | None) -> None:
         """Take an output computed elsewhere (an earlier run's checkpoint, a cache entry made by
         ``source``): it is recorded as this step's, and :meth:`outcome` returns it."""
-        ex, now = self.ex, time.time()
-        row = step_row(
-            ex.workflow_id, self.function_id, self.step.name, (now, now), output,
-            code=self.code, args_hash=self.args_hash, cached_from=source or "(no workflow)",
-        )  # fmt: skip
+        ex, now, name = self.ex, time.time(), self.step.name
+        # Built positionally, as tuple builds them (a cache hit is a hot path too).
+        row = _new_row(StepRow, (
+            ex.workflow_id, self.function_id, name, output[0], output[1], None, None, now, now,
+            1, self.code, self.args_hash, source or "(no workflow)",
+        ))  # fmt: skip
         ex.append(row)
-        self.record = ReplayRecord(
-            self.function_id, "step", self.step.name, output[0], output[1], None, None, self.code
+        self.record = _new_row(
+            ReplayRecord, (self.function_id, "step", name, output[0], output[1], None, None, None)
         )
         self.pending = False
 
