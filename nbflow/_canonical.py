@@ -49,7 +49,6 @@ _NAN = struct.pack(">d", math.nan)
 _PAIR = b"t" + (2).to_bytes(8, "big") + b"t"
 _NO_KWARGS = b"d" + (0).to_bytes(8, "big")
 _blake2b = hashlib.blake2b
-_SPELLED = 40  # a string argument up to this long is spelled out in an args_digest
 _NAMED = (type, types.FunctionType, types.BuiltinFunctionType)
 
 
@@ -90,19 +89,14 @@ def args_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     equal and different for others; None when they cannot be encoded (the call is then never
     taken for another).
 
-    Checkpoints record one per step call (the hot path): one int, or one short string, is
-    spelled out (``#i42``, ``#s<text>``: the ``#`` keeps them apart from the 32 hex digits of a
-    digest), and a few numbers and strings take a shorter path to the bytes :func:`canonical`
+    Checkpoints record one per step call (the hot path): one int is spelled out (``#i42``: the
+    ``#`` keeps it apart from the 32 hex digits of a digest; a string never is, it may be a
+    secret), and a few numbers and strings take a shorter path to the bytes :func:`canonical`
     gives.
     """
     if not kwargs:
-        if len(args) == 1:
-            only = args[0]
-            kind = type(only)
-            if kind is int:
-                return f"#i{only}"
-            if kind is str and len(only) <= _SPELLED:
-                return f"#s{only}"
+        if len(args) == 1 and type(args[0]) is int:
+            return f"#i{args[0]}"
         simple = _SIMPLE
         try:
             parts = [simple[type(a)](a) for a in args]

@@ -68,47 +68,46 @@ class CacheKey(NamedTuple):
 def cache_key(step: Step, code: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CacheKey:
     """The key of a call of the cached ``step`` whose code's fingerprint is ``code``.
 
+    A function whose parameters are all plain (:func:`_plain_names`) digests its arguments in
+    order, as a checkpoint does (``f(1)`` and ``f(x=1)`` alike); any other, each argument by
+    name (``ignore`` leaves some out, ``key=`` replaces them).
+
     Raises:
         InvalidValueError: ``key=`` raised, or an argument cannot be compared across runs (a
             lock, a client object): the message names it and says to ``ignore`` it.
     """
     cache = step.cache
     assert cache is not None
-    label = step_label(step.name)
+    fn = step.origin or step.fn
+    plain = None if cache.key is not None or cache.ignore else _plain_names(fn)
     if cache.key is not None:
-        try:
-            values: dict[str, Any] = {"key=": cache.key(*args, **kwargs)}
-        except Exception as exc:
-            raise InvalidValueError(
-                f"The cache key= of step {label!r} raised {type(exc).__name__}: {exc}. It takes "
-                "the step's arguments and returns what identifies the call.",
-                what="key",
-                value=cache.key,
-            ) from exc
+        values = _keyed(step, args, kwargs)
+    elif plain is not None and not kwargs and len(args) == len(plain):
+        values = dict(zip(plain, args, strict=True))  # the common case, fast
     else:
-        fn = step.origin or step.fn
-        plain = None if cache.ignore else _plain_names(fn)
-        if plain is not None and not kwargs and len(args) == len(plain):
-            in_order = args_digest(args, kwargs)  # the common case, fast: as a checkpoint's
-            if in_order is not None:
-                args_hash = "p" + in_order
-                entry = _hash(f"{step.name}\0{code}\0{args_hash}")
-                values = dict(zip(plain, args, strict=True))
-                return _new(CacheKey, (entry, step.name, code, args_hash, values))
         values = _bound(fn, args, kwargs, cache)
-    plain = None if cache.key is not None or cache.ignore else _plain_names(step.origin or step.fn)
-    if plain is not None:  # the common case, fast: the arguments in order, as a checkpoint's
-        in_order = args_digest(tuple(values.values()), {})
-        if in_order is not None:
-            args_hash = "p" + in_order
-            return CacheKey(
-                _hash(f"{step.name}\0{code}\0{args_hash}"), step.name, code, args_hash, values
-            )
-    digests = _digests(label, values)
-    # names and digests are fixed-width hex or identifiers: joined, they cannot collide
-    args_hash = _hash("\0".join(f"{n}={d}" for n, d in sorted(digests.items())))
+    in_order = None if plain is None else args_digest(tuple(values.values()), {})
+    if in_order is not None:
+        args_hash = "p" + in_order
+    else:  # names and digests are identifiers and hex digits: joined, they cannot collide
+        digests = _digests(step_label(step.name), values)
+        args_hash = _hash("\0".join(f"{n}={d}" for n, d in sorted(digests.items())))
     entry = _hash(f"{step.name}\0{code}\0{args_hash}")
-    return CacheKey(entry, step.name, code, args_hash, values)
+    return _new(CacheKey, (entry, step.name, code, args_hash, values))
+
+
+def _keyed(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What ``key=`` makes of the call, as its one argument."""
+    assert step.cache is not None and step.cache.key is not None
+    try:
+        return {"key=": step.cache.key(*args, **kwargs)}
+    except Exception as exc:
+        raise InvalidValueError(
+            f"The cache key= of step {step_label(step.name)!r} raised {type(exc).__name__}: "
+            f"{exc}. It takes the step's arguments and returns what identifies the call.",
+            what="key",
+            value=step.cache.key,
+        ) from exc
 
 
 def arguments(key: CacheKey) -> dict[str, str]:
@@ -141,18 +140,14 @@ def _bound(
 ) -> dict[str, Any]:
     """The call's arguments by name, defaults applied (``f(1)`` and ``f(x=1)`` are one call),
     without those ``cache`` ignores."""
-    plain = _plain_names(fn)
-    if plain is not None and not kwargs and len(args) == len(plain):
-        values: dict[str, Any] = dict(zip(plain, args, strict=True))  # the common case, fast
+    try:
+        bound = _signature(fn).bind(*args, **kwargs)
+    except (TypeError, ValueError):  # no signature, or a call that will raise when it runs
+        values = {f"#{i}": a for i, a in enumerate(args)}
+        values.update(kwargs)
     else:
-        try:
-            bound = _signature(fn).bind(*args, **kwargs)
-        except (TypeError, ValueError):  # no signature, or a call that will raise when it runs
-            values = {f"#{i}": a for i, a in enumerate(args)}
-            values.update(kwargs)
-        else:
-            bound.apply_defaults()
-            values = dict(bound.arguments)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
     for name in cache.ignore:
         values.pop(name, None)
     return values

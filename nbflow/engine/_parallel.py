@@ -111,6 +111,7 @@ class _Map:
         self.reason = ""  # why they missed (the first one's reason: they share their code)
         self.parts: Any = None  # what the step's code covers (CodeParts), for their cache rows
         self.copies: dict[int, int] = {}  # an item -> the earlier one with its cache key
+        self.args_hashes: dict[int, str | None] = {}  # see args_hash()
         self.item_ids = ex.reserve(len(items))
         self.progress_ids = ex.reserve(len(items) + 1)
         self.results: list[Any] = [None] * len(items)
@@ -181,7 +182,7 @@ class _Map:
         ex, step, reuse = self.ex, self.step, self.ex.code.reuse
         left, keys = [], {}
         for index in todo:
-            args_hash = args_digest((self.items[index],), {})
+            args_hash = self.args_hash(index)
             row = None if reuse is None else reuse.take(step.name, self.code, args_hash)
             if row is not None:
                 assert reuse is not None
@@ -216,6 +217,12 @@ class _Map:
             )
         return run
 
+    def args_hash(self, index: int) -> str | None:
+        """The digest of item ``index`` as a call's arguments (computed once)."""
+        if index not in self.args_hashes:
+            self.args_hashes[index] = args_digest((self.items[index],), {})
+        return self.args_hashes[index]
+
     def _copy(self, index: int, original: int) -> None:
         """Item ``index`` has the cache key of item ``original``, which ran: it takes its result
         (recorded as its checkpoint, taken from this workflow)."""
@@ -227,11 +234,16 @@ class _Map:
     def _take(self, index: int, output: Encoded, source: str | None) -> None:
         """Item ``index`` takes ``output``, computed by ``source``: recorded as its checkpoint."""
         ex, name, now = self.ex, self.step.name, time.time()
-        args_hash = args_digest((self.items[index],), {})
         row = steps.step_row(
-            ex.workflow_id, self.item_ids[index], name, (now, now), output,
-            code=self.code, args_hash=args_hash, cached_from=source or "(no workflow)",
-        )  # fmt: skip
+            ex.workflow_id,
+            self.item_ids[index],
+            name,
+            (now, now),
+            output,
+            code=self.code,
+            args_hash=self.args_hash(index),
+            cached_from=source or "(no workflow)",
+        )
         ex.append(row)
         self.results[index] = ex.engine.decode(output[0], output[1], f"step {name!r}")
         self.done += 1
@@ -301,11 +313,17 @@ class _Map:
             ex, name = self.ex, self.step.name
             encoded = ex.engine.encode(value, f"the output of step {name!r}")
             span = (started, time.time())
-            args_hash = args_digest((self.items[index],), {})
+            args_hash = self.args_hash(index)
             row = steps.step_row(
-                ex.workflow_id, self.item_ids[index], name, span, encoded, attempts,
-                code=self.code, args_hash=args_hash,
-            )  # fmt: skip
+                ex.workflow_id,
+                self.item_ids[index],
+                name,
+                span,
+                encoded,
+                attempts,
+                code=self.code,
+                args_hash=args_hash,
+            )
             key = self.keeps.get(index)
             if key is None:
                 ex.append(row)

@@ -22,7 +22,7 @@ from nbflow.workflow._handle import WorkflowHandle
 from nbflow.workflow._steps import lookup_step
 from nbflow.workflow._workflows import lookup_workflow
 
-__all__ = ["CodeChanges", "code_changes", "next_run_id", "rerun"]
+__all__ = ["CodeChanges", "RerunPlan", "code_changes", "next_run_id", "rerun"]
 
 
 class CodeChanges(NamedTuple):
@@ -45,6 +45,13 @@ class CodeChanges(NamedTuple):
             return "the workflow's code changed"
         names = ", ".join(repr(step_label(n)) for n in self.steps)
         return f"step {names} changed" if len(self.steps) == 1 else f"steps {names} changed"
+
+
+class RerunPlan(NamedTuple):
+    """A re-run to make: its id, and what changed since the run it re-runs."""
+
+    new_id: str
+    changes: CodeChanges
 
 
 def code_changes(store: Store, row: WorkflowRow) -> CodeChanges:

@@ -137,21 +137,25 @@ class Runtime:
         """
         if not rerun_changed:
             return self._core.lifecycle.resume(workflow_id)[0]
-        rerun = self.rerun_plan(workflow_id)
-        if rerun is None:
+        plan = self.rerun_plan(workflow_id)
+        if plan is None:
             return self._core.lifecycle.resume(workflow_id)[0]
-        return self.rerun(workflow_id, rerun)
+        return self.rerun(workflow_id, plan.new_id)
 
-    def rerun_plan(self, workflow_id: str) -> str | None:
-        """The id a re-run of ``workflow_id`` takes when its code changed since it ran and it
-        may run again here (not running in this process or another); else None."""
+    def rerun_plan(self, workflow_id: str) -> _rerun.RerunPlan | None:
+        """The re-run of ``workflow_id`` (its new id, and what changed) when its code changed
+        since it ran and it may run again here (not running in this process or another); else
+        None."""
         check_text(workflow_id, "A workflow id")
         core = self._core
         core.engine.flush()
         row = core.history.row(workflow_id)
         if lookup_workflow(row.name) is None:
             raise FunctionNotRegisteredError(workflow_id, row.name)
-        if workflow_id in core.executions or not _rerun.code_changes(core.engine.store, row):
+        if workflow_id in core.executions:
+            return None
+        changes = _rerun.code_changes(core.engine.store, row)
+        if not changes:
             return None
         elsewhere = row.executor_id != core.engine.executor_id
         if (
@@ -160,7 +164,7 @@ class Runtime:
             and core.engine.store.executor_alive(row.executor_id)
         ):
             return None  # it runs in another process
-        return _rerun.next_run_id(core.engine.store, workflow_id)
+        return _rerun.RerunPlan(_rerun.next_run_id(core.engine.store, workflow_id), changes)
 
     def rerun(self, workflow_id: str, new_id: str) -> WorkflowHandle:
         """Run ``workflow_id`` again as ``new_id``, taking its checkpoints where they still

@@ -197,10 +197,24 @@ class StepRun:
         ``source``): it is recorded as this step's, and :meth:`outcome` returns it."""
         ex, now, name = self.ex, time.time(), self.step.name
         # Built positionally, as tuple builds them (a cache hit is a hot path too).
-        row = _new_row(StepRow, (
-            ex.workflow_id, self.function_id, name, output[0], output[1], None, None, now, now,
-            1, self.code, self.args_hash, source or "(no workflow)",
-        ))  # fmt: skip
+        row = _new_row(
+            StepRow,
+            (
+                ex.workflow_id,
+                self.function_id,
+                name,
+                output[0],
+                output[1],
+                None,
+                None,
+                now,
+                now,
+                1,
+                self.code,
+                self.args_hash,
+                source or "(no workflow)",
+            ),
+        )
         ex.append(row)
         self.record = _new_row(
             ReplayRecord, (self.function_id, "step", name, output[0], output[1], None, None, None)

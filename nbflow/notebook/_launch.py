@@ -29,6 +29,7 @@ from typing import Any
 import nbflow
 from nbflow._canonical import canonical
 from nbflow._errors import InvalidValueError
+from nbflow.engine._rerun import RerunPlan
 from nbflow.engine._runtime import Runtime
 from nbflow.notebook import _capture
 from nbflow.notebook._cells import pipeline_id
@@ -44,7 +45,7 @@ __all__ = [
     "call_id",
     "launch",
     "newest_run",
-    "rerun_id",
+    "rerun_plan",
     "rerun_with_view",
     "start_with_view",
 ]
@@ -227,15 +228,15 @@ def launch(
     given = _context.take_assigned_id()
     if given is None and isinstance(fn, WorkflowFunction):  # (start() explains anything else)
         given = newest_run(rt, call_id(fn, args, kwargs, pipeline_id()), rerun=rerun)
-        new_id = None if rerun or on_change == "replay" else rerun_id(rt, given)
-        if new_id is not None:
-            return rerun_with_view(rt, fn, given, new_id, watch)
+        plan = None if rerun or on_change == "replay" else rerun_plan(rt, given)
+        if plan is not None:
+            return rerun_with_view(rt, fn, given, plan, watch)
     return start_with_view(rt, fn, given, args, kwargs, watch, "launch(..., rerun=True)")
 
 
-def rerun_id(rt: Runtime, workflow_id: str) -> str | None:
-    """The id of a re-run of ``workflow_id``, when it ended or was interrupted and its code
-    changed since (else None)."""
+def rerun_plan(rt: Runtime, workflow_id: str) -> RerunPlan | None:
+    """The re-run of ``workflow_id``, when it ended or was interrupted and its code changed
+    since (else None)."""
     if _previous(rt, workflow_id).state not in ("finished", "interrupted"):
         return None
     return rt.rerun_plan(workflow_id)
@@ -245,20 +246,20 @@ def rerun_with_view(
     rt: Runtime,
     fn: Callable[..., Any],
     old_id: str,
-    new_id: str,
+    plan: RerunPlan,
     watch: Iterable[str] | str | None,
 ) -> LaunchedHandle:
-    """Say what changed, show a view, then run ``old_id`` again as ``new_id``, reusing what
-    still holds; the view ends with what was reused and what ran again."""
+    """Say what changed, show a view, then run ``old_id`` again as ``plan.new_id``, reusing
+    what still holds; the view ends with what was reused and what ran again."""
     __tracebackhide__ = True
     _capture.install()
-    changes = rt.code_changes(old_id)
+    new_id, changed = plan.new_id, plan.changes.describe()
     print(
-        f"nbflow: {changes.describe()} since {old_id} ran; running it again as {new_id}, "
+        f"nbflow: {changed} since {old_id} ran; running it again as {new_id}, "
         "reusing every step whose code and arguments are the same."
     )
     view = LiveView(None, watch, runtime=rt, name=getattr(fn, "name", None))
-    view.ending_note = lambda: _reused(rt, new_id, old_id, changes.describe())
+    view.ending_note = lambda: _reused(rt, new_id, old_id, changed)
     view.display()
     try:
         handle = rt.rerun(old_id, new_id)

@@ -300,9 +300,9 @@ class NbflowMagics(Magics):
             rt, _launch.call_id(fn, fn_args, fn_kwargs, _cells.pipeline_id()), rerun=args.rerun
         )
         if not (args.workflow_id or args.rerun or args.replay):
-            new_id = _launch.rerun_id(rt, workflow_id)
-            if new_id is not None:  # the code changed since: run it again, reusing the rest
-                self._keep(_launch.rerun_with_view(rt, fn, workflow_id, new_id, watch))
+            plan = _launch.rerun_plan(rt, workflow_id)
+            if plan is not None:  # the code changed since: run it again, reusing the rest
+                self._keep(_launch.rerun_with_view(rt, fn, workflow_id, plan, watch))
                 return
         hint = f"%nbflow start {text} --rerun"
         self._keep(_launch.start_with_view(rt, fn, workflow_id, fn_args, fn_kwargs, watch, hint))

@@ -21,9 +21,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,7 +33,7 @@ import pytest
 import nbflow
 from tests.apps import cacheapp as app
 from tests.support.helpers import sql, wait_until
-from tests.support.processes import child_env, is_postgres
+from tests.support.processes import ReadyChild, is_postgres
 
 pytestmark = pytest.mark.crash
 
@@ -49,30 +46,11 @@ KEY_OF = {app.value(k): k for k in range(1000)}
 # -- child processes --------------------------------------------------------------------------------
 
 
-class Child:
-    """A process of the app (a session of its own), started ahead of time; it runs when told to."""
+class Child(ReadyChild):
+    """A process of the app (see :class:`ReadyChild`): killed only while alive, with SIGKILL."""
 
     def __init__(self, args: list[str], cwd: Path) -> None:
-        self.app_name = f"cacheapp-{uuid.uuid4().hex[:12]}"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(APP), *args],
-            cwd=cwd,
-            env=child_env(self.app_name),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
+        super().__init__(APP, args, cwd, "cacheapp")
 
     def alive(self) -> bool:
         if self.proc.poll() is None:
@@ -82,19 +60,17 @@ class Child:
     def kill(self) -> None:
         """SIGKILL its process group, now."""
         assert self.alive()
-        os.killpg(self.pid, signal.SIGKILL)
-        self.killed()
+        super().kill()
+        assert self.proc.returncode == -signal.SIGKILL
 
     def killed(self) -> None:
         """Wait until it is gone, killed with SIGKILL (by the test or by itself)."""
         _, err = self.proc.communicate(timeout=60)
         assert self.proc.returncode == -signal.SIGKILL, err
 
-    def summary(self) -> dict[str, Any]:
-        """Wait for it to end by itself; the JSON summary it printed."""
-        out, err = self.proc.communicate(timeout=120)
-        assert self.proc.returncode == 0, f"the child failed ({self.proc.returncode}): {err}"
-        summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    def summary(self, timeout: float = 120) -> dict[str, Any]:
+        """Wait for it to end by itself; the JSON summary it printed (its own)."""
+        summary = super().summary(timeout)
         assert summary["pid"] == self.pid
         return summary
 

@@ -19,14 +19,8 @@ Each case checks that:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +32,7 @@ import pytest
 import nbflow
 from tests.apps import mapfaultapp as app
 from tests.support.helpers import sql, wait_until
-from tests.support.processes import child_env
+from tests.support.processes import ReadyChild
 
 pytestmark = [pytest.mark.crash, pytest.mark.slow]
 
@@ -59,44 +53,15 @@ def _cases() -> list[Any]:
     return out
 
 
-class App:
-    """A process of the app (in a session of its own), started ahead of time."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.app_name = f"mapfaultapp-{uuid.uuid4().hex[:12]}"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(APP), *args],
-            cwd=cwd,
-            env=child_env(self.app_name),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its worker processes die with it
-        )
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        """SIGKILL the app and every process it started (a pool's, a cluster's)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.communicate(timeout=60)
-
-    def summary(self) -> dict[str, Any]:
-        out, err = self.proc.communicate(timeout=300)
-        assert self.proc.returncode == 0, f"the app failed ({self.proc.returncode}): {err}"
-        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        return result
+def App(args: list[str], cwd: Path) -> ReadyChild:
+    """A process of the app, started ahead of time (see :class:`ReadyChild`)."""
+    return ReadyChild(APP, args, cwd, "mapfaultapp")
 
 
 @contextmanager
-def apps(args: list[str], cwd: Path) -> Iterator[list[App]]:
+def apps(args: list[str], cwd: Path) -> Iterator[list[ReadyChild]]:
     """Started apps; every one and its process group gone when the block ends."""
-    made: list[App] = []
+    made: list[ReadyChild] = []
     try:
         yield made
     finally:
@@ -132,7 +97,7 @@ def _durable_items(database: str) -> dict[int, tuple[Any, int]]:
     return items
 
 
-def _wait_gone(database: str, one: App) -> None:
+def _wait_gone(database: str, one: ReadyChild) -> None:
     """On PostgreSQL, wait until the server ended every session of the killed app."""
     if not database.startswith("postgresql://"):
         return
@@ -176,7 +141,7 @@ def test_a_map_killed_at_seeded_points_ends_as_a_clean_run(
             _wait_gone(database, current)
             durable_at_kill.append((current.proc.pid, set(_durable_items(database))))
         made[-1].go()
-        summary = made[-1].summary()
+        summary = made[-1].summary(timeout=300)
 
     assert summary["called"] == app.expected(SIZE)
     with nbflow.Runtime(database) as rt:

@@ -70,7 +70,9 @@ def never(pipeline: str) -> str:
 # -- why a cell ran in this kernel ---------------------------------------------------------------
 
 
-def test_never_run_before_and_the_note_is_unchanged(shell: InteractiveShell, run: Run, rt: nbflow.Runtime) -> None:  # fmt: skip
+def test_never_run_before_and_the_note_is_unchanged(
+    shell: InteractiveShell, run: Run, rt: nbflow.Runtime
+) -> None:
     run("n = 3")
     first = run(LOAD)
     assert first.ok and RAN_NOTE.fullmatch(first.stdout), first.stdout  # one line, as before
@@ -149,7 +151,7 @@ def test_restored_nothing_changed(run: Run) -> None:
     run("n = 3")
     assert run(LOAD).ok
     assert run(LOAD).ok  # restored
-    restored = f"step `load` was restored in this kernel \\(its key matched the run recorded at {TIME}\\): nothing changed\\.\n"  # fmt: skip
+    restored = f"step `load` was restored in this kernel \\(its key matched the run recorded at {TIME}\\): nothing changed\\.\n"
     assert re.fullmatch(restored, why(run, "load"))
 
 
@@ -163,14 +165,16 @@ def test_an_upstream_cell_restored_from_another_run(run: Run) -> None:
     run("n = 4")
     assert run(LOAD).ok  # restored: its second run
     assert run(TOTAL).ok  # runs: no record of it with load's second run
-    changed = "input `data` changed: it now comes from step `load` which was restored from another of its runs"  # fmt: skip
+    changed = "input `data` changed: it now comes from step `load` which was restored from another of its runs"
     assert re.fullmatch(ran_here("total", changed), why(run, "total"))
 
 
 # -- after a restart: from the records -----------------------------------------------------------
 
 
-def test_after_a_restart_the_reason_comes_from_the_records(shell: InteractiveShell, run: Run) -> None:  # fmt: skip
+def test_after_a_restart_the_reason_comes_from_the_records(
+    shell: InteractiveShell, run: Run
+) -> None:
     run("n = 3")
     assert run(LOAD).ok and run(TOTAL).ok
     run("n = 4")
@@ -192,13 +196,15 @@ def _record_old(rt: nbflow.Runtime, name: str, key: str, **more: Any) -> None:
     """Record a run as an older nbflow did: its key, no parts."""
     record = {"key": key, "pickled": False, "modules": {}, "outputs": [], "result": None}
     record.update(duration=0.5, **more)
-    rt.record_step(_cells.pipeline_id(), name, record, started=1.0, ended=1.5, workflow_name="nbflow.notebook")  # fmt: skip
+    rt.record_step(
+        _cells.pipeline_id(), name, record, started=1.0, ended=1.5, workflow_name="nbflow.notebook"
+    )
 
 
-def test_a_record_of_an_older_nbflow(shell: InteractiveShell, run: Run, rt: nbflow.Runtime) -> None:  # fmt: skip
+def test_a_record_of_an_older_nbflow(shell: InteractiveShell, run: Run, rt: nbflow.Runtime) -> None:
     _record_old(rt, "old", "a key of another source")
     restart(shell)
-    older = f"step `old` has not run in this kernel; its last run, recorded at {TIME}, was recorded by an older nbflow: no details of why it ran\\.\n"  # fmt: skip
+    older = f"step `old` has not run in this kernel; its last run, recorded at {TIME}, was recorded by an older nbflow: no details of why it ran\\.\n"
     assert re.fullmatch(older, why(run, "old"))
     assert run("%%nbflow step old\nw = 1").ok
     changed = "the cell's key changed (recorded by an older nbflow: no details)"
@@ -207,7 +213,9 @@ def test_a_record_of_an_older_nbflow(shell: InteractiveShell, run: Run, rt: nbfl
     assert re.fullmatch(ran_before("old", changed), why(run, "old"))
 
 
-def test_the_same_parts_under_another_key(shell: InteractiveShell, run: Run, rt: nbflow.Runtime) -> None:  # fmt: skip
+def test_the_same_parts_under_another_key(
+    shell: InteractiveShell, run: Run, rt: nbflow.Runtime
+) -> None:
     body = "w = 1"
     parts = _cells.cells_for(shell).parts("same", body, set())
     kept = {"source": parts.source_digest, "inputs": [], "forced": False}
@@ -219,7 +227,9 @@ def test_the_same_parts_under_another_key(shell: InteractiveShell, run: Run, rt:
 # -- not a durable cell; wrong arguments ---------------------------------------------------------
 
 
-def test_neither_a_durable_cell_nor_a_cached_step(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_neither_a_durable_cell_nor_a_cached_step(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run("n = 3")
     assert run(LOAD).ok and run(TOTAL).ok
     neither = (
@@ -236,7 +246,7 @@ def test_neither_a_durable_cell_nor_a_cached_step(run: Run, monkeypatch: pytest.
     assert why(run, "nothing") == neither
 
 
-def test_a_cached_step_is_asked_of_nbflow_why(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_cached_step_is_asked_of_nbflow_why(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[Any] = []
 
     def cached(step: Any, *args: Any, **kwargs: Any) -> str:

@@ -151,23 +151,8 @@ class Notebook(Kernel):
     """A real kernel whose cells also report the text of the displays they updated."""
 
     def cell(self, code: str, timeout: float = 90) -> dict[str, Any]:
-        """Run one cell (it must not raise): its stdout, stderr and the ``text/plain`` of every
-        display it showed or updated (a view's static rendering among them)."""
-        msg_id = self.client.execute(code)
-        out: dict[str, Any] = {"stdout": "", "stderr": "", "error": None, "texts": []}
-        while True:
-            msg = self.client.get_iopub_msg(timeout=timeout)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                out[content["name"]] += content["text"]
-            elif kind in ("display_data", "update_display_data", "execute_result"):
-                out["texts"].append(content["data"].get("text/plain", ""))
-            elif kind == "error":
-                out["error"] = "\n".join(content["traceback"])
-            elif kind == "status" and content["execution_state"] == "idle":
-                return ok(out)
+        """Run one cell (it must not raise): see :meth:`Kernel.run`."""
+        return ok(self.run(code, timeout))
 
     def report(self) -> tuple[dict[str, Any], str]:
         """What :data:`REPORT` prints about ``handle``, and the text of its view's last

@@ -51,9 +51,12 @@ class Kernel(RealKernel):
     """A real kernel, and the outputs of each cell it ran."""
 
     def run(self, code: str, timeout: float = 90) -> dict[str, Any]:
-        """Run one cell; its stdout, stderr, error and the mimetypes it displayed."""
+        """Run one cell; its stdout, stderr, error, the mimetypes it displayed, and the
+        ``text/plain`` of every display it showed or updated (``texts``: a view's static
+        rendering among them)."""
         msg_id = self.client.execute(code)
-        out: dict[str, Any] = {"stdout": "", "stderr": "", "error": None, "displayed": []}
+        out: dict[str, Any] = {"stdout": "", "stderr": "", "error": None}
+        out["displayed"], out["texts"] = [], []
         while True:
             msg = self.client.get_iopub_msg(timeout=timeout)
             if msg["parent_header"].get("msg_id") != msg_id:
@@ -61,8 +64,10 @@ class Kernel(RealKernel):
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
                 out[content["name"]] += content["text"]
-            elif kind in ("display_data", "execute_result"):
-                out["displayed"].append(sorted(content["data"]))
+            elif kind in ("display_data", "update_display_data", "execute_result"):
+                out["texts"].append(content["data"].get("text/plain", ""))
+                if kind != "update_display_data":
+                    out["displayed"].append(sorted(content["data"]))
             elif kind == "error":
                 out["error"] = "\n".join(content["traceback"])
             elif kind == "status" and content["execution_state"] == "idle":

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import nbflow
-from nbflow.notebook._launch import LaunchedHandle, launch
+from nbflow.notebook._launch import launch
+from tests.notebook.test_launch_identity import finished
 from tests.support.notebook_code import CodeCells, Tally
 
 pytestmark = pytest.mark.contract
@@ -45,15 +45,6 @@ def nb() -> Iterator[CodeCells]:
     cells.close()
 
 
-def _done(handle: LaunchedHandle) -> Any:
-    try:
-        result = handle.result(timeout=30)
-        assert handle.view.wait(30), "the view never finished"
-        return result
-    finally:
-        handle.view.close()
-
-
 def _count(nb: CodeCells, name: str) -> int:
     return sum(n for (step, _), n in nb.calls.counts.items() if step == name)
 
@@ -64,12 +55,12 @@ def test_a_changed_step_runs_again_and_the_rest_is_reused(
     urls = ["a", "b", "c"]
     with capture_output():
         first = launch(nb.pipeline, urls, watch=None)
-        assert _done(first) == ["AA", "BB", "CC"]
+        assert finished(first) == ["AA", "BB", "CC"]
     nb.calls.clear()
     nb.run(PIPELINE.replace("return page.upper()", "return page.upper() + '!'"))
     with capture_output() as captured:
         again = launch(nb.pipeline, urls, watch=None)
-        assert _done(again) == ["AA!", "BB!", "CC!"]
+        assert finished(again) == ["AA!", "BB!", "CC!"]
     assert again.previous.state == "changed"
     assert again.workflow_id == f"{first.workflow_id}.2"
     assert f"step '{nb.name}.parse' changed since {first.workflow_id} ran" in captured.stdout
@@ -82,7 +73,7 @@ def test_a_changed_step_runs_again_and_the_rest_is_reused(
     nb.run(PIPELINE.replace("return page.upper()", "return page.upper() + '!'  # louder"))
     with capture_output():
         shown = launch(nb.pipeline, urls, watch=None)
-        _done(shown)
+        finished(shown)
     assert shown.previous.state == "finished" and shown.workflow_id == again.workflow_id
     assert nb.calls.total == 0
 
@@ -90,12 +81,12 @@ def test_a_changed_step_runs_again_and_the_rest_is_reused(
 def test_on_change_replay_keeps_the_old_run(rt: nbflow.Runtime, nb: CodeCells) -> None:
     with capture_output():
         first = launch(nb.pipeline, ["a"], watch=None)
-        _done(first)
+        finished(first)
     nb.run(PIPELINE.replace("return url * 2", "return url * 3"))
     nb.calls.clear()
     with capture_output():
         shown = launch(nb.pipeline, ["a"], watch=None, on_change="replay")
-        assert _done(shown) == ["AA"]
+        assert finished(shown) == ["AA"]
     assert shown.previous.state == "finished" and nb.calls.total == 0
     with pytest.raises(nbflow.InvalidValueError, match="on_change"):
         launch(nb.pipeline, ["a"], watch=None, on_change="sometimes")

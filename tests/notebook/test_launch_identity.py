@@ -30,7 +30,7 @@ from tests.notebook.test_launch import Kernel, kernels, ok, start
 
 pytestmark = pytest.mark.contract
 
-__all__ = ["kernels"]  # the fixture, imported from tests.notebook.test_launch
+__all__ = ["finished", "kernels"]  # (kernels: the fixture, imported from test_launch)
 
 _ran: collections.Counter[Any] = collections.Counter()
 _ran_lock = threading.Lock()
@@ -52,7 +52,7 @@ def shell() -> Iterator[InteractiveShell]:
     _ran.clear()
 
 
-def _closed(handle: LaunchedHandle) -> Any:
+def finished(handle: LaunchedHandle) -> Any:
     """The handle's result, once its view has shown everything; the view closed."""
     try:
         result = handle.result(timeout=30)
@@ -72,9 +72,9 @@ def test_arguments_json_would_confuse_are_different_calls(
     for first, second in pairs:
         with capture_output() as captured:
             a = launch(echo, first, watch=None)
-            a_result = _closed(a)
+            a_result = finished(a)
             b = launch(echo, second, watch=None)
-            b_result = _closed(b)
+            b_result = finished(b)
         assert "already" not in captured.stdout, (first, second, captured.stdout)
         assert b.previous.state == "new" and a.workflow_id != b.workflow_id, (first, second)
         assert (a_result, b_result) == (first, second)
@@ -85,9 +85,9 @@ def test_arguments_json_would_confuse_are_different_calls(
 def test_equal_arguments_are_one_call(rt: nbflow.Runtime, shell: InteractiveShell) -> None:
     with capture_output():
         a = launch(echo, {"b": 2, "a": {3, 1, 2}}, watch=None)
-        _closed(a)
+        finished(a)
         b = launch(echo, {"a": {1, 2, 3}, "b": 2}, watch=None)
-        _closed(b)
+        finished(b)
     assert a.workflow_id == b.workflow_id and b.previous.state == "finished"
     assert sum(_ran.values()) == 1
 
@@ -120,7 +120,7 @@ def test_two_threads_launching_the_same_call_get_the_one_run(
     for i in range(rounds):
         with capture_output():
             handles, errors = _race(i)
-            results = [_closed(h) for h in handles]
+            results = [finished(h) for h in handles]
         assert errors == [], f"round {i}: {errors!r}"
         assert [h.workflow_id for h in handles] == [handles[0].workflow_id] * 2
         assert results == [i, i]

@@ -1,12 +1,19 @@
 """What every test that starts a child process of nbflow needs: where the repository is, the
-child's environment, and which store a database location names."""
+child's environment, which store a database location names, and a child started ahead of time."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import subprocess
+import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ROOT", "child_env", "is_postgres"]
+__all__ = ["ROOT", "ReadyChild", "child_env", "is_postgres"]
 
 #: The repository's root (the folder of ``pyproject.toml``).
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,3 +34,53 @@ def child_env(app_name: str | None = None) -> dict[str, str]:
 def is_postgres(database: str) -> bool:
     """Whether ``database`` is a PostgreSQL URL (else a DuckDB file)."""
     return database.startswith(("postgresql://", "postgres://"))
+
+
+class ReadyChild:
+    """A child process of a test app, started ahead of time (its start-up is not part of what
+    the test times or kills into) in a session of its own, so that its process group (a pool's
+    workers, a cluster's) dies with it. It runs when told to :meth:`go` (a line on its stdin)
+    and prints a JSON summary as its last line.
+
+    Args:
+        app: The app's script.
+        args: Its arguments.
+        cwd: Its working folder.
+        name: What its PostgreSQL sessions are called, before a unique suffix (``app_name``).
+    """
+
+    def __init__(self, app: Path, args: list[str], cwd: Path, name: str) -> None:
+        self.app_name = f"{name}-{uuid.uuid4().hex[:12]}"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(app), *args],
+            cwd=cwd,
+            env=child_env(self.app_name),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def go(self) -> None:
+        """Let it run."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        """SIGKILL its process group (if it is still there), and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.communicate(timeout=60)
+
+    def summary(self, timeout: float = 120) -> dict[str, Any]:
+        """Wait for it to end by itself; the JSON summary it printed last."""
+        out, err = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, f"the app failed ({self.proc.returncode}): {err}"
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return result

@@ -307,3 +307,36 @@ def test_the_module_is_a_leaf() -> None:
     imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     nbflow_imports = [line for line in imports if "nbflow" in line]
     assert nbflow_imports == ["from nbflow._errors import InvalidValueError"]
+
+
+def test_args_digest_tells_calls_apart_as_canonical_does() -> None:
+    """A checkpoint's argument digest: its short paths give what the canonical encoding gives,
+    values that canonical tells apart differ, and a string argument is never kept readable."""
+    import hashlib
+    import threading
+
+    from nbflow._canonical import args_digest
+
+    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        return hashlib.blake2b(canonical((args, kwargs)), digest_size=16).hexdigest()
+
+    for args in [("x", 1.5), (None, True, b"b"), ("a", "b", 3), ()]:
+        assert args_digest(args, {}) == slow(args, {}), args
+    assert args_digest((1, "x"), {"k": [1]}) == slow((1, "x"), {"k": [1]})
+    calls = [
+        ((1,), {}),
+        (("1",), {}),
+        ((1.0,), {}),
+        ((True,), {}),
+        (((1, 2),), {}),
+        (([1, 2],), {}),
+        (({1: "x"},), {}),
+        (({"1": "x"},), {}),
+        ((), {"x": 1}),
+        ((1, 2), {}),
+        ((12,), {}),
+    ]
+    digests = [args_digest(a, k) for a, k in calls]
+    assert len(set(digests)) == len(calls), digests
+    assert "secret" not in (args_digest(("secret-token",), {}) or "")
+    assert args_digest((threading.Lock(),), {}) is None  # cannot be compared: never matched

@@ -89,7 +89,7 @@ def test_a_failed_run_fixed_keeps_the_checkpoints_before(rt: nbflow.Runtime, nb:
     with nbflow.set_workflow_id("edit-2"), pytest.raises(ValueError, match="cannot parse"):
         nb.pipeline(urls)
     nb.calls.clear()
-    nb.run(FIXED_PARSE.replace("calls(", "calls(") + "\n")  # parse no longer raises
+    nb.run(FIXED_PARSE)  # parse no longer raises
     handle = nbflow.resume("edit-2", rerun_changed=True)
     assert handle.result() == [u.upper() for u in urls]
     assert _count(nb, "fetch") == 2  # u4 and u5: never fetched before
