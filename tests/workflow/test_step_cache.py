@@ -294,3 +294,67 @@ def test_copies_of_an_item_in_a_map_run_once(rt: nbflow.Runtime, nb: CodeCells) 
     assert nbflow.map(nb.double, [5, 6]) == [10, 12]
     assert nb.double(6) == 12
     assert nb.calls.counts == {3: 1, 4: 1, 5: 1, 6: 1}
+
+
+def test_an_async_cached_step_in_async_and_sync_bodies_and_outside(
+    rt: nbflow.Runtime, nb: CodeCells
+) -> None:
+    """An ``async def`` cached step: kept by an async body, taken by a sync one (it runs on
+    nbflow's loop there) and by an await outside a workflow."""
+    import asyncio
+
+    nb.run("""
+        @nbflow.step(cache=True)
+        async def fetch(url):
+            calls(url)
+            return url.upper()
+
+        @nbflow.workflow
+        async def fetch_all(urls):
+            return [await fetch(u) for u in urls]
+
+        @nbflow.workflow
+        def fetch_all_sync(urls):
+            return [fetch(u) for u in urls]
+    """)
+    assert nbflow.start(nb.fetch_all, ["a", "b"]).result(timeout=30) == ["A", "B"]
+    assert nb.fetch_all_sync(["b", "c"]) == ["B", "C"]
+    assert asyncio.run(nb.fetch("c")) == "C"
+    assert nb.calls.counts == {"a": 1, "b": 1, "c": 1}
+    [b, c] = nbflow.list_steps(nbflow.list_workflows()[0].workflow_id)
+    assert b.cached_from is not None and c.cached_from is None
+
+
+def test_a_cancel_stops_a_workflow_waiting_for_the_same_call_elsewhere(
+    rt: nbflow.Runtime, nb: CodeCells
+) -> None:
+    """A workflow waiting for another thread's call with its key is cancelled like any wait."""
+    nb.run("""
+        @nbflow.step(cache=True)
+        def slow(x):
+            calls(x)
+            started.set()
+            go.wait(30)
+            return x
+
+        @nbflow.workflow
+        def waits_for_slow(x):
+            entered.set()
+            return slow(x)
+    """)
+    nb.module.started, nb.module.go = threading.Event(), threading.Event()
+    nb.module.entered = threading.Event()
+    first = threading.Thread(target=nb.slow, args=(7,), name="caller")
+    first.start()
+    try:
+        assert nb.module.started.wait(10)
+        handle = nbflow.start(nb.waits_for_slow, 7)
+        assert nb.module.entered.wait(10)
+        wait_until(lambda: handle.status() == nbflow.Status.PENDING, 10)
+        handle.cancel()
+        with pytest.raises(nbflow.WorkflowCancelledError):
+            handle.result(timeout=10)
+    finally:
+        nb.module.go.set()
+        first.join(10)
+    assert nb.calls[7] == 1
