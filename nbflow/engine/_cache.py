@@ -65,12 +65,19 @@ class CacheKey(NamedTuple):
     values: dict[str, Any]
 
 
-def cache_key(step: Step, code: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CacheKey:
+def cache_key(
+    step: Step,
+    code: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    in_order: str | None = None,
+) -> CacheKey:
     """The key of a call of the cached ``step`` whose code's fingerprint is ``code``.
 
     A function whose parameters are all plain (:func:`_plain_names`) digests its arguments in
     order, as a checkpoint does (``f(1)`` and ``f(x=1)`` alike); any other, each argument by
-    name (``ignore`` leaves some out, ``key=`` replaces them).
+    name (``ignore`` leaves some out, ``key=`` replaces them). ``in_order``: the checkpoint's
+    digest of ``args`` when the caller has it (``args_digest(args, {})``; a hit is a hot path).
 
     Raises:
         InvalidValueError: ``key=`` raised, or an argument cannot be compared across runs (a
@@ -86,7 +93,10 @@ def cache_key(step: Step, code: str, args: tuple[Any, ...], kwargs: dict[str, An
         values = dict(zip(plain, args, strict=True))  # the common case, fast
     else:
         values = _bound(fn, args, kwargs, cache)
-    in_order = None if plain is None else args_digest(tuple(values.values()), {})
+    if plain is None:
+        in_order = None
+    elif in_order is None or kwargs:
+        in_order = args_digest(tuple(values.values()), {})
     if in_order is not None:
         args_hash = "p" + in_order
     else:  # names and digests are identifiers and hex digits: joined, they cannot collide
@@ -155,16 +165,18 @@ def _bound(
 
 _SIGNATURES: weakref.WeakKeyDictionary[Any, inspect.Signature] = weakref.WeakKeyDictionary()
 _PLAIN: weakref.WeakKeyDictionary[Any, tuple[str, ...] | None] = weakref.WeakKeyDictionary()
+_UNSEEN = object()
 
 
 def _plain_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
     """The parameter names of ``fn`` when each is plain (positional or keyword, no default), so
     a call with as many positional arguments binds them in order; else None."""
     try:
-        if fn in _PLAIN:
-            return _PLAIN[fn]
+        found = _PLAIN.get(fn, _UNSEEN)
     except TypeError:  # not weakly referable
         return None
+    if found is not _UNSEEN:
+        return found  # type: ignore[return-value]
     try:
         parameters = _signature(fn).parameters.values()
     except (TypeError, ValueError):

@@ -189,7 +189,8 @@ class _Map:
                 self._take(index, (row.output_json, row.output_pickle), reuse.source_id)
                 continue
             if step.cache is not None:
-                keys[index] = cache.cache_key(step, self.code, (self.items[index],), {})
+                item = (self.items[index],)
+                keys[index] = cache.cache_key(step, self.code, item, {}, args_hash)
             left.append(index)
         if not keys:
             return left

@@ -308,7 +308,7 @@ def run_cached(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     process run once: the others wait for the first and take its result."""
     __tracebackhide__ = True
     ex, step = run.ex, run.step
-    key = cache.cache_key(step, run.code, args, kwargs)
+    key = cache.cache_key(step, run.code, args, kwargs, run.args_hash)
     refresh = ex.code.refresh or cache_refreshing()
     if not refresh and not step.cache_checked and _take_kept(run, key, only_read=True):
         return run.outcome()  # (the common hit: in the rows the run read, no waiting)
@@ -337,7 +337,7 @@ async def run_cached_async(run: StepRun, args: tuple[Any, ...], kwargs: dict[str
     """:func:`run_cached` for an ``async def`` step (concurrent calls with one key both run)."""
     __tracebackhide__ = True
     ex, step = run.ex, run.step
-    key = cache.cache_key(step, run.code, args, kwargs)
+    key = cache.cache_key(step, run.code, args, kwargs, run.args_hash)
     refresh = ex.code.refresh or cache_refreshing()
     if not refresh and _take_kept(run, key):
         return run.outcome()
