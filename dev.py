@@ -59,7 +59,7 @@ FAST = "not browser and not kernel and not notebooks and not postgres and not cr
 
 
 def test(args: list[str]) -> int:
-    ensure_venv("notebook,dev,bench,dask")
+    ensure_venv("notebook,dev,bench,dask,pandas,polars,otel")
     fast = "--fast" in args
     args = [a for a in args if a != "--fast"]
     run(PY, "-m", "ruff", "check", "nbflow", "tests", "benchmarks", "dev.py")
