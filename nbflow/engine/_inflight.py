@@ -11,7 +11,7 @@ import inspect
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from nbflow._fingerprint import fingerprint
@@ -26,6 +26,7 @@ from nbflow.engine._cache import (
 )
 from nbflow.engine._engine import Engine
 from nbflow.store._ops import CacheRow
+from nbflow.workflow._alarm import Wake
 from nbflow.workflow._cache import refreshing
 from nbflow.workflow._calls import Step
 
@@ -44,11 +45,18 @@ class Claim:
 
 
 class _Running:
-    __slots__ = ("done", "row")
+    """A call that runs: set ``done`` when it ends, and wake each of its ``waiters``."""
+
+    __slots__ = ("done", "row", "waiters")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = False
         self.row: CacheRow | None = None
+        self.waiters: list[threading.Event] = []
+
+
+#: Without an alarm (a call outside a workflow), how often a waiting call asks whether to go on.
+_POLL = 0.5
 
 
 class Inflight:
@@ -61,18 +69,20 @@ class Inflight:
         self._running: dict[str, _Running] = {}
 
     @contextlib.contextmanager
-    def first(self, entry: str, check: Callable[[], None]) -> Iterator[Claim]:
+    def first(self, entry: str, wake: Wake) -> Iterator[Claim]:
         """A :class:`Claim`: this call runs it (the others wait until the block ends; set
-        ``claim.row`` to what it kept), or another call ran it meanwhile (``check`` is called
-        while waiting: it raises to stop)."""
+        ``claim.row`` to what it kept), or another call ran it meanwhile. A waiting call asks
+        ``wake.check`` whether to go on (it raises to stop) when ``wake.alarm`` rings."""
+        woken = threading.Event()
         with self._lock:
             running = self._running.get(entry)
             mine = running is None
             if running is None:
                 running = self._running[entry] = _Running()
+            else:
+                running.waiters.append(woken)
         if not mine:
-            while not running.done.wait(0.2):
-                check()
+            self._wait(running, woken, wake)
             yield Claim(False, running.row)
             return
         claim = Claim(True)
@@ -81,8 +91,21 @@ class Inflight:
         finally:
             with self._lock:
                 del self._running[entry]
-            running.row = claim.row
-            running.done.set()
+                running.row, running.done = claim.row, True
+                for waiter in running.waiters:
+                    waiter.set()
+
+    def _wait(self, running: _Running, woken: threading.Event, wake: Wake) -> None:
+        """Until ``running`` is done; raises what ``wake.check`` raises meanwhile."""
+        alarm = contextlib.nullcontext() if wake.alarm is None else wake.alarm.wakes(woken)
+        with alarm:
+            while True:
+                with self._lock:
+                    if running.done:
+                        return
+                    woken.clear()
+                wake.check()  # (after the clear: a ring from now on wakes the wait below)
+                woken.wait(None if wake.alarm is not None else _POLL)
 
 
 _INFLIGHT: weakref.WeakKeyDictionary[Engine, Inflight] = weakref.WeakKeyDictionary()
@@ -106,7 +129,7 @@ def call_cached(engine: Engine, step: Step, args: tuple[Any, ...], kwargs: dict[
     key = cache_key(step, fingerprint(fn), args, kwargs)
     if inspect.iscoroutinefunction(fn):
         return _call_cached_async(engine, step, key, args, kwargs)
-    with inflight(engine).first(key.entry, engine.check_open) as claim:
+    with inflight(engine).first(key.entry, Wake(engine.check_open)) as claim:
         found = claim.row or _kept(engine, step, key, refresh=refreshing() and claim.mine)
         if found is not None:
             return engine.decode(found.output_json, found.output_pickle, _what(step))

@@ -22,6 +22,7 @@ from nbflow.engine._inflight import inflight
 from nbflow.store import ReplayRecord
 from nbflow.store._ops import CacheRow, StepRow
 from nbflow.text._tables import step_label
+from nbflow.workflow._alarm import Wake
 from nbflow.workflow._cache import refreshing as cache_refreshing
 from nbflow.workflow._calls import Step
 from nbflow.workflow._context import SCOPE, Scope, WorkflowContext
@@ -312,7 +313,7 @@ def run_cached(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     refresh = ex.code.refresh or cache_refreshing()
     if not refresh and not step.cache_checked and _take_kept(run, key, only_read=True):
         return run.outcome()  # (the common hit: in the rows the run read, no waiting)
-    with inflight(ex.engine).first(key.entry, ex.check_running) as claim:
+    with inflight(ex.engine).first(key.entry, Wake(ex.check_running, ex.alarm)) as claim:
         if claim.row is not None:  # another call kept it just now: take it
             cache.remember(key.name, claim.row, hit=True)
             run.take((claim.row.output_json, claim.row.output_pickle), claim.row.workflow_id)

@@ -30,12 +30,15 @@ class Alarm:
         self.event = threading.Event()
         self._lock = threading.Lock()
         self._tasks: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._threads: list[threading.Event] = []
 
     def ring(self) -> None:
         """Wake every wait, now and from now on (from any thread)."""
         with self._lock:
             self.event.set()
             tasks = list(self._tasks)
+            for woken in self._threads:
+                woken.set()
         for loop, event in tasks:
             with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
                 loop.call_soon_threadsafe(event.set)
@@ -64,6 +67,20 @@ class Alarm:
         finally:
             with self._lock:
                 self._tasks.remove(entry)
+
+    @contextlib.contextmanager
+    def wakes(self, event: threading.Event) -> Iterator[None]:
+        """In the block, ringing sets ``event`` too (a thread waiting for something else as
+        well: it then asks whether to go on); already rung, it is set at once."""
+        with self._lock:
+            if self.event.is_set():
+                event.set()
+            self._threads.append(event)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._threads.remove(event)
 
 
 class Wake(NamedTuple):
