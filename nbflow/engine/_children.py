@@ -14,6 +14,7 @@ from typing import Any
 
 from nbflow.engine import _steps as steps
 from nbflow.engine._execution import Execution
+from nbflow.engine._tracing import operation
 from nbflow.workflow import _context as context
 from nbflow.workflow._calls import WorkflowCall
 from nbflow.workflow._context import Runner
@@ -38,6 +39,8 @@ class _Child:
 
     def replay(self) -> Any:
         assert self.record is not None
+        if self.ex.trace is not None:
+            self.ex.trace.replayed(self.wf.name, self.function_id, self.record)
         return steps.replay_outcome(self.ex, self.function_id, self.record, self.wf.name)
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkflowCall:
@@ -73,7 +76,9 @@ def call_child(
     if child.record is not None:
         return child.replay()
     with child:
-        child.output = runner.run_child(child.call(args, kwargs))
+        call = child.call(args, kwargs)
+        with operation(ex, wf.name, child.function_id, child_workflow_id=call.workflow_id):
+            child.output = runner.run_child(call)  # (its span: a child of this call's)
     return child.output
 
 
@@ -91,7 +96,9 @@ async def call_child_async(
     if child.record is not None:
         return child.replay()
     with child:
-        child.output = await runner.begin_child(child.call(args, kwargs)).result_async()
+        call = child.call(args, kwargs)
+        with operation(ex, wf.name, function_id, child_workflow_id=call.workflow_id):
+            child.output = await runner.begin_child(call).result_async()
     return child.output
 
 
@@ -102,6 +109,8 @@ def start_child(ex: Execution, runner: Runner, call: WorkflowCall, queue: Any) -
     function_id = ex.next_function_id()
     recorded = ex.replayed(function_id, "step", name)
     if recorded is not None:
+        if ex.trace is not None:
+            ex.trace.replayed(name, function_id, recorded)
         child_id = steps.replay_outcome(ex, function_id, recorded, name)
         return runner.begin_child(
             call._replace(workflow_id=child_id, parent_id=ex.workflow_id), queue
@@ -110,7 +119,8 @@ def start_child(ex: Execution, runner: Runner, call: WorkflowCall, queue: Any) -
     ex.wait_row_durable()
     started = time.time()
     call = call._replace(workflow_id=_child_id(ex, function_id), parent_id=ex.workflow_id)
-    handle = runner.begin_child(call, queue)
+    with operation(ex, name, function_id, child_workflow_id=call.workflow_id):
+        handle = runner.begin_child(call, queue)
     row = steps.step_row(
         ex.workflow_id,
         function_id,

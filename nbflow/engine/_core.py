@@ -30,6 +30,7 @@ from nbflow.engine._loop import LoopThread
 from nbflow.engine._queues import Dispatcher
 from nbflow.engine._reader import StreamReader
 from nbflow.engine._reports import Reports
+from nbflow.engine._tracing import Tracing
 from nbflow.engine._workflows import WorkflowRun
 from nbflow.store import Store, WorkflowRow, open_store
 from nbflow.store._ops import Changes
@@ -51,6 +52,7 @@ class RuntimeCore(Runner):
         database: As :class:`~nbflow.Runtime` takes it.
         allow_pickle: Whether values that are not JSON-native may be pickled and unpickled.
         queues: The queues whose enqueued workflows it runs (None: every declared queue).
+        tracing: As :class:`~nbflow.Runtime` takes it.
     """
 
     def __init__(
@@ -59,7 +61,9 @@ class RuntimeCore(Runner):
         *,
         allow_pickle: bool,
         queues: Iterable[str] | None,
+        tracing: object = None,
     ) -> None:
+        traces = Tracing(tracing)  # (a bad option: nothing was opened)
         store: Store = open_store(database)
         self.executor_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         engine = Engine(
@@ -72,7 +76,13 @@ class RuntimeCore(Runner):
         self.executions = Executions()
         self.reports = Reports(self.executions, engine.notifier, store)
         self.lifecycle = Lifecycle(
-            engine, self.executions, self, self, loop=self._event_loop, ending=self._ending
+            engine,
+            self.executions,
+            self,
+            self,
+            loop=self._event_loop,
+            ending=self._ending,
+            tracing=traces,
         )
         self.history = History(engine, self.executions)
         self._queue_names = None if queues is None else list(queues)

@@ -138,6 +138,8 @@ class Execution:
         self.result: Any = None
         self.error: BaseException | None = None
         self.started = time.time()
+        #: Its :class:`~nbflow.engine._tracing.RunTrace` while tracing is on, else None.
+        self.trace: Any = None
 
     def __repr__(self) -> str:
         return f"<Execution {self.workflow_id!r} {self.state.value}>"

@@ -30,6 +30,7 @@ from nbflow.engine._deadlines import Deadlines
 from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Execution, Executions, State
 from nbflow.engine._loop import LoopThread
+from nbflow.engine._tracing import Tracing
 from nbflow.engine._workflows import WorkflowRun, run_body, run_body_async
 from nbflow.store import WorkflowRow
 from nbflow.store._ops import Enqueue, Finish, Fork
@@ -39,11 +40,7 @@ from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, WorkflowCall
 from nbflow.workflow._context import Runner
 from nbflow.workflow._handle import Tracker, WorkflowHandle
 from nbflow.workflow._recovery import Recovered, Skipped
-from nbflow.workflow._workflows import (
-    as_workflow,
-    lookup_workflow,
-    registered_names,
-)
+from nbflow.workflow._workflows import as_workflow, lookup_workflow, registered_names
 
 __all__ = ["Begun", "Lifecycle"]
 
@@ -67,6 +64,7 @@ class Lifecycle:
         tracker: What the handles it makes ask (the runtime's core).
         loop: Returns nbflow's event loop thread, for ``async def`` workflows.
         ending: Called with each execution as it ends, before its waiters wake.
+        tracing: Whether (and how) its workflows are traced.
     """
 
     def __init__(
@@ -78,6 +76,7 @@ class Lifecycle:
         *,
         loop: Callable[[], LoopThread],
         ending: Callable[[Execution], None],
+        tracing: Tracing,
     ) -> None:
         self._engine = engine
         self._store = engine.store
@@ -86,6 +85,7 @@ class Lifecycle:
         self._tracker = tracker
         self._loop = loop
         self._ending = ending
+        self._tracing = tracing
         self.deadlines = Deadlines(self._deadline_passed)
 
     def handle(self, workflow_id: str, ex: Execution | None = None) -> WorkflowHandle:
@@ -211,6 +211,7 @@ class Lifecycle:
 
     def _register(self, ex: Execution, row: WorkflowRow) -> None:
         ex.queue_name = row.queue_name
+        ex.trace = self._tracing.run(ex, row)  # (traced: a child of the span current here)
         if row.deadline is not None:
             ex.deadline = row.deadline
             self.deadlines.add(row.deadline, ex.workflow_id)

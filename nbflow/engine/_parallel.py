@@ -38,6 +38,7 @@ from nbflow._serialization import Encoded
 from nbflow.engine import _cache as cache
 from nbflow.engine import _steps as steps
 from nbflow.engine._execution import Execution
+from nbflow.engine._tracing import RunTrace
 from nbflow.text._tables import step_label
 from nbflow.workflow._cache import refreshing
 from nbflow.workflow._calls import MapOptions, Step, step_of
@@ -121,6 +122,7 @@ class _Map:
         self.policy, self.alarm = self.step.policy, ex.alarm
         self.local = in_process(options.executor)
         self.local_step = self._local_step() if self.local else self.step
+        self.trace: RunTrace | None = ex.trace
 
     def _local_step(self) -> Step:
         """The step a local item runs: its error not recorded (the map names the item), and,
@@ -168,6 +170,8 @@ class _Map:
                 if record.code is not None:
                     self.ex.code.replayed(self.step, record.code)
                 what = f"step {self.step.name!r}"
+                if self.trace is not None:
+                    self.trace.replayed(self.step.name, function_id, record)
                 self.results[index] = steps.replay_outcome(self.ex, function_id, record, what)
                 self.done += 1
         if todo:
@@ -246,6 +250,8 @@ class _Map:
             cached_from=source or "(no workflow)",
         )
         ex.append(row)
+        if self.trace is not None:
+            self.trace.mark(name, row.function_id, cached=True, cached_from=row.cached_from)
         self.results[index] = ex.engine.decode(output[0], output[1], f"step {name!r}")
         self.done += 1
 
@@ -262,10 +268,22 @@ class _Map:
         if self.local:
             return _submit(pool, self.run_local, item, function_id)
         window = self.pacer.window()
-        return _submit(pool, call_remote, self.fn, item, self.step.name, attempt, window)
+        future = _submit(pool, call_remote, self.fn, item, self.step.name, attempt, window)
+        if self.trace is not None:  # (its span, from here: from its submission to its outcome)
+            prior = self.ex.prior_attempts.get(function_id, 0)
+            self.trace.remote(future, self.step.name, function_id, prior + attempt)
+        return future
 
     def run(self) -> list[Any]:
-        """Run the items without a checkpoint; the results, in input order."""
+        """Run the items without a checkpoint; the results, in input order (traced: in the
+        map's span, its items' parent)."""
+        __tracebackhide__ = True
+        if self.trace is None:
+            return self._run()
+        with self.trace.map(self.step.name, self.item_ids):
+            return self._run()
+
+    def _run(self) -> list[Any]:
         __tracebackhide__ = True
         ex = self.ex
         todo = self.todo()

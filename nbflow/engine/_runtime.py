@@ -48,6 +48,11 @@ class Runtime:
             off for files of unknown origin: unpickling runs code.
         queues: The names of the queues whose enqueued workflows this runtime runs (None: every
             :class:`~nbflow.Queue` declared in this process; ``[]``: none).
+        tracing: None (the default): each workflow is traced through OpenTelemetry once a
+            tracer provider is set in this process (``trace.set_tracer_provider``), else not
+            (``$NBFLOW_TRACING`` ``1`` or ``0`` forces it on or off); True: traced through the
+            global provider; False: never; a ``TracerProvider``: traced through it. Needs the
+            ``otel`` extra (nothing imports OpenTelemetry while tracing is off).
 
     Opening a runtime never runs user code: interrupted workflows are noted in
     :attr:`interrupted` and resumed by :meth:`recover`. Use it as a context manager, or call
@@ -60,8 +65,11 @@ class Runtime:
         *,
         allow_pickle: bool = True,
         queues: Iterable[str] | None = None,
+        tracing: object = None,
     ) -> None:
-        self._core = core = RuntimeCore(database, allow_pickle=allow_pickle, queues=queues)
+        self._core = core = RuntimeCore(
+            database, allow_pickle=allow_pickle, queues=queues, tracing=tracing
+        )
         self.executor_id = core.executor_id
         self.database: str = core.engine.database
         self.allow_pickle = allow_pickle

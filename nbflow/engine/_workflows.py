@@ -17,7 +17,8 @@ from nbflow.engine import _messages as waits
 from nbflow.engine import _streams as reading
 from nbflow.engine._execution import Execution, State
 from nbflow.engine._parallel import prepare_map, run_map
-from nbflow.engine._steps import StepRun, run_cached, run_cached_async
+from nbflow.engine._steps import run_cached, run_cached_async
+from nbflow.engine._tracing import traced
 from nbflow.store._ops import Finish
 from nbflow.workflow import _context as context
 from nbflow.workflow._alarm import Wake
@@ -42,6 +43,7 @@ class WorkflowRun(WorkflowContext):
         self.ex = ex
         self.workflow_id = ex.workflow_id
         self.runner = runner
+        self.step_run = traced(ex)  # StepRun, or TracedStepRun: the step loop checks nothing
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -49,7 +51,7 @@ class WorkflowRun(WorkflowContext):
         self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
         __tracebackhide__ = True
-        run = StepRun(self.ex, self, step, function_id, args, kwargs)
+        run = self.step_run(self.ex, self, step, function_id, args, kwargs)
         if step.cache is not None and run.pending:
             return run_cached(run, args, kwargs)
         while run.pending:
@@ -63,7 +65,7 @@ class WorkflowRun(WorkflowContext):
         self, step: Step, args: Args, kwargs: Kwargs, function_id: int | None = None
     ) -> Any:
         __tracebackhide__ = True
-        run = StepRun(self.ex, self, step, function_id, args, kwargs)
+        run = self.step_run(self.ex, self, step, function_id, args, kwargs)
         if step.cache is not None and run.pending:
             return await run_cached_async(run, args, kwargs)
         while run.pending:
@@ -172,6 +174,9 @@ def _body(run: WorkflowRun) -> Iterator[dict[str, Any]]:
     """Run the block as the body of ``run``'s workflow, then make its outcome durable."""
     __tracebackhide__ = True
     token = context.enter(run)
+    trace = run.ex.trace
+    if trace is not None:
+        trace.begin()  # the workflow's span, current in the body
     outcome: dict[str, Any] = {}
     try:
         yield outcome
@@ -183,6 +188,8 @@ def _body(run: WorkflowRun) -> Iterator[dict[str, Any]]:
         conclude(run.ex, outcome.get("output"), None)
     finally:
         context.leave(token)
+        if trace is not None:
+            trace.end()
 
 
 def run_body(run: WorkflowRun) -> None:
