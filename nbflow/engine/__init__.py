@@ -24,8 +24,8 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_code``: what a run knows of code (fingerprints once per run, replayed steps whose code
   changed, the old run's checkpoints a re-run takes);
 - ``_engine``: ``Engine`` (store, write log, notifier, codec) and ``Watch``, the one wait loop;
-- ``_writelog``, ``_notify``, ``_deadlines``, ``_loop``: the committer, waking readers, timeouts,
-  nbflow's event loop.
+- ``_writelog``, ``_notify``, ``_deadlines``, ``_loop``, ``_queries``: the committer, waking
+  readers, timeouts, nbflow's event loop; the history's filters checked and made store queries.
 
 Each declaration and its implementation share a noun: ``workflow/_messages`` and
 ``engine/_messages``, ``workflow/_parallel`` and ``engine/_parallel``, ``workflow/_steps`` and
