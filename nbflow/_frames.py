@@ -90,4 +90,6 @@ def stream_frame(items: Sequence[tuple[int, Any]]) -> Any:
     values = [value for _, value in items]
     if values and all(isinstance(v, dict) for v in values):
         return pd.DataFrame.from_records(values, index=offsets)
-    return pd.DataFrame({"value": pd.Series(values, index=offsets, dtype=None if values else object)})
+    return pd.DataFrame(
+        {"value": pd.Series(values, index=offsets, dtype=None if values else object)}
+    )

@@ -7,7 +7,7 @@ import enum
 import html
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from nbflow.text._format import format_time
 
@@ -300,7 +300,7 @@ class Records(list[R], Generic[R]):
         """The records as a polars DataFrame, a column per field."""
         from nbflow import _frames
 
-        return _frames.to_polars(self, self.kind)
+        return cast("polars.DataFrame", _frames.to_polars(self, self.kind))
 
     def _repr_html_(self) -> str:
         if not self:

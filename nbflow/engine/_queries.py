@@ -114,5 +114,7 @@ def step_stats_query(
 ) -> StepStatsQuery:
     """The store's query for :meth:`nbflow.Runtime.step_stats`'s arguments (checked)."""
     return StepStatsQuery(
-        name=_text(name, "A step name"), since=to_epoch(since, "since"), until=to_epoch(until, "until")
+        name=_text(name, "A step name"),
+        since=to_epoch(since, "since"),
+        until=to_epoch(until, "until"),
     )

@@ -79,10 +79,10 @@ class StepStatsQuery(NamedTuple):
 
 class StepStatsRow(NamedTuple):
     """The statistics of the steps of one name (durations in seconds, from start to end over all
-    attempts)."""
+    attempts): as :class:`nbflow.StepStats`, ``records`` being its ``count``."""
 
     name: str
-    count: int
+    records: int
     errors: int
     retries: int
     p50_s: float

@@ -453,12 +453,15 @@ def test_step_stats_counts_each_name_in_one_query(store: Store) -> None:
     )
     a, b = store.step_stats(StepStatsQuery())
     assert a == StepStatsRow("a", 2, 1, 2, 0.5, 0.5, 0.5, 1.0)
-    assert b.name == "b" and b.count == 1
+    assert b.name == "b" and b.records == 1
     assert [r.name for r in store.step_stats(StepStatsQuery(name="nbflow.sleep"))] == [
         "nbflow.sleep"
     ]
-    assert [r.name for r in store.step_stats(StepStatsQuery(since=T + 2, until=T + 4))] == ["a", "b"]
-    assert store.step_stats(StepStatsQuery(since=T + 2, until=T + 3))[0].count == 1
+    assert [r.name for r in store.step_stats(StepStatsQuery(since=T + 2, until=T + 4))] == [
+        "a",
+        "b",
+    ]
+    assert store.step_stats(StepStatsQuery(since=T + 2, until=T + 3))[0].records == 1
     assert store.get_step_output("w", 3) == ('"out"', None)
     assert store.get_step_output("w", 9) is None
 

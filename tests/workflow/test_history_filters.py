@@ -4,6 +4,7 @@ nbflow's own record keeping left out unless named; bad values named."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from typing import Any
@@ -38,10 +39,8 @@ def run(rt: nbflow.Runtime, workflow_id: str, fn: Any = ok, *args: Any) -> None:
     """Run ``fn`` as ``workflow_id`` to its end (an error is fine)."""
     with nbflow.set_workflow_id(workflow_id):
         handle = rt.start(fn, *args)
-    try:
+    with contextlib.suppress(ValueError):
         handle.result()
-    except ValueError:
-        pass
 
 
 def tick() -> float:

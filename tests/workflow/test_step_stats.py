@@ -87,7 +87,15 @@ def test_steps_carry_their_end_child_and_output(rt: nbflow.Runtime) -> None:
         "tests.stats.child",
         "tests.stats.broken",
     ]
-    assert [s.child_workflow_id for s in steps] == [None, None, "w-3", None, "w-5", "w-custom", None]
+    assert [s.child_workflow_id for s in steps] == [
+        None,
+        None,
+        "w-3",
+        None,
+        "w-5",
+        "w-custom",
+        None,
+    ]
     for s in steps:
         assert s.started_at <= s.ended_at
         assert abs((s.ended_at - s.started_at).total_seconds() - s.duration) < 1e-5
