@@ -28,11 +28,13 @@ from nbflow._api import (
     list_workflows,
     read_stream,
     read_stream_async,
+    read_stream_frame,
     recover,
     resume,
     runtime,
     send,
     start,
+    step_stats,
     why,
     write_stream,
 )
@@ -60,7 +62,7 @@ from nbflow._errors import (
     WorkflowNotFoundError,
 )
 from nbflow._fingerprint import fingerprint
-from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
+from nbflow._records import Records, Status, StepInfo, StepStats, StreamInfo, WorkflowInfo
 from nbflow.engine._runtime import Runtime
 from nbflow.workflow._cache import Cache, refresh_cache
 from nbflow.workflow._handle import WorkflowHandle
@@ -111,6 +113,7 @@ __all__ = [
     "SerializationError",
     "Status",
     "StepInfo",
+    "StepStats",
     "StreamClosedError",
     "StreamInfo",
     "StreamTimeoutError",
@@ -142,6 +145,7 @@ __all__ = [
     "progress",
     "read_stream",
     "read_stream_async",
+    "read_stream_frame",
     "recover",
     "recv",
     "recv_async",
@@ -156,6 +160,7 @@ __all__ = [
     "sleep_async",
     "start",
     "step",
+    "step_stats",
     "track",
     "unload_ipython_extension",
     "why",

@@ -9,15 +9,18 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from nbflow._errors import DatabaseLockedError
-from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
+from nbflow._records import Records, Status, StepInfo, StepStats, StreamInfo, WorkflowInfo
 from nbflow.engine._runtime import Runtime
 from nbflow.workflow import _context as context
 from nbflow.workflow._handle import WorkflowHandle
 from nbflow.workflow._recovery import Recovered
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "cancel",
@@ -33,11 +36,13 @@ __all__ = [
     "list_workflows",
     "read_stream",
     "read_stream_async",
+    "read_stream_frame",
     "recover",
     "resume",
     "runtime",
     "send",
     "start",
+    "step_stats",
     "write_stream",
 ]
 
@@ -187,10 +192,54 @@ def get_workflow(workflow_id: str) -> WorkflowHandle:
 
 
 def list_workflows(
-    *, status: str | Status | None = None, name: str | None = None, limit: int = 100
+    *,
+    status: str | Status | Sequence[str | Status] | None = None,
+    name: str | None = None,
+    id_prefix: str | None = None,
+    since: dt.datetime | float | None = None,
+    until: dt.datetime | float | None = None,
+    queue: str | None = None,
+    parent_id: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+    newest_first: bool = True,
+    include_internal: bool = False,
 ) -> Records[WorkflowInfo]:
-    """Workflows, newest first, optionally only those with a status or name."""
-    return _call_runtime().list_workflows(status=status, name=name, limit=limit)
+    """Workflows, newest first, filtered (see :meth:`Runtime.list_workflows`): by ``status`` (one
+    or a list), ``name``, ``id_prefix`` (literal), creation time (``since`` inclusive, ``until``
+    exclusive: datetimes, naive ones local time, or epoch seconds), ``queue``, ``parent_id``;
+    paged by ``offset`` and ``limit``. nbflow's own record keeping is left out unless named (or
+    ``include_internal``)."""
+    return _call_runtime().list_workflows(
+        status=status,
+        name=name,
+        id_prefix=id_prefix,
+        since=since,
+        until=until,
+        queue=queue,
+        parent_id=parent_id,
+        offset=offset,
+        limit=limit,
+        newest_first=newest_first,
+        include_internal=include_internal,
+    )
+
+
+def step_stats(
+    *,
+    name: str | None = None,
+    since: dt.datetime | float | None = None,
+    until: dt.datetime | float | None = None,
+) -> Records[StepStats]:
+    """Per step name: count, errors, retries and duration percentiles (see
+    :meth:`Runtime.step_stats`)."""
+    return _call_runtime().step_stats(name=name, since=since, until=until)
+
+
+def read_stream_frame(workflow_id: str, key: str) -> pandas.DataFrame:
+    """A stream's items now, from offset 0, as a pandas DataFrame (see
+    :meth:`Runtime.read_stream_frame`); never waits."""
+    return _call_runtime().read_stream_frame(workflow_id, key)
 
 
 def list_steps(workflow_id: str) -> Records[StepInfo]:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import html
-from dataclasses import dataclass, fields
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from nbflow.text._format import format_time
 
-__all__ = ["Records", "Status", "StepInfo", "StreamInfo", "WorkflowInfo"]
+if TYPE_CHECKING:
+    import pandas
+    import polars
+    import pyarrow
+
+__all__ = ["LazyValue", "Records", "Status", "StepInfo", "StepStats", "StreamInfo", "WorkflowInfo"]
 
 
 class Status(str, enum.Enum):
@@ -55,11 +61,52 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+class LazyValue:
+    """A value read and decoded the first time it is asked for (:attr:`StepInfo.output`).
+
+    Copied (``copy.deepcopy``, ``dataclasses.asdict``) it stays itself; pickled, it is read first
+    and travels as its value.
+    """
+
+    __slots__ = ("_load", "_loaded", "_value")
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+        self._loaded = False
+        self._value: Any = None
+
+    def get(self) -> Any:
+        """The value, read and decoded on the first call."""
+        if not self._loaded:
+            self._value = self._load()
+            self._loaded = True
+        return self._value
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LazyValue:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_loaded_value, (self.get(),))
+
+    def __repr__(self) -> str:
+        return f"<LazyValue {'loaded' if self._loaded else 'not read yet'}>"
+
+
+def _loaded_value(value: Any) -> LazyValue:
+    lazy = LazyValue(lambda: value)
+    lazy.get()
+    return lazy
+
+
 class _Record:
-    """Mixin: an HTML row for notebooks."""
+    """Mixin: an HTML row for notebooks. Fields whose names start with ``_`` are not shown."""
 
     def _values(self) -> list[tuple[str, Any]]:
-        return [(f.name, getattr(self, f.name)) for f in fields(self)]  # type: ignore[arg-type]
+        return [
+            (f.name, getattr(self, f.name))
+            for f in fields(self)  # type: ignore[arg-type]
+            if not f.name.startswith("_")
+        ]
 
     def _repr_html_(self) -> str:
         return Records([self])._repr_html_()
@@ -129,6 +176,12 @@ class StepInfo(_Record):
         cached_from: The workflow whose result it took instead of running (a step cache hit,
             or a checkpoint of the run a re-run reuses); ``"(no workflow)"``: a result kept by a
             call outside a workflow; None: it ran.
+        ended_at: When its last attempt ended (UTC).
+        child_workflow_id: The child workflow it called, started or enqueued, or None.
+
+    ``output`` (a property) is the step's decoded output (None for a step that raised). It is read
+    from the database and decoded the first time it is asked for: listing steps reads no outputs,
+    and a pickled output under ``allow_pickle=False`` is refused only then.
     """
 
     function_id: int
@@ -140,9 +193,19 @@ class StepInfo(_Record):
     error: str | None
     code: str | None = None
     cached_from: str | None = None
+    ended_at: dt.datetime | None = None
+    child_workflow_id: str | None = None
+    _output: LazyValue | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def output(self) -> Any:
+        """The step's output, decoded (read on first access); None for a step that raised."""
+        return None if self._output is None or self.error is not None else self._output.get()
 
     @classmethod
-    def from_row(cls, row: Any) -> StepInfo:
+    def from_row(
+        cls, row: Any, child_workflow_id: str | None = None, output: LazyValue | None = None
+    ) -> StepInfo:
         return cls(
             function_id=row.function_id,
             name=row.name,
@@ -153,6 +216,9 @@ class StepInfo(_Record):
             error=row.error,
             code=row.code,
             cached_from=row.cached_from,
+            ended_at=utc(row.ended_at),
+            child_workflow_id=child_workflow_id,
+            _output=output,
         )
 
 
@@ -175,11 +241,66 @@ class StreamInfo(_Record):
     last_at: dt.datetime
 
 
+@dataclass(frozen=True)
+class StepStats(_Record):
+    """The statistics of the steps of one name, as ``step_stats`` returns them.
+
+    Durations are seconds from a step's start to its end, over all its attempts.
+
+    Attributes:
+        name: The step's name.
+        count: How many step records (checkpoints) it has.
+        errors: How many of them ended in an error.
+        retries: Attempts beyond the first, summed (``attempts - 1`` of each).
+        p50_s: The median duration.
+        p95_s: The 95th percentile of the durations (interpolated).
+        max_s: The longest duration.
+        total_s: The durations summed.
+    """
+
+    name: str
+    count: int
+    errors: int
+    retries: int
+    p50_s: float
+    p95_s: float
+    max_s: float
+    total_s: float
+
+
 R = TypeVar("R", bound=_Record)
 
 
 class Records(list[R], Generic[R]):
-    """A list of records that shows as a table in a notebook."""
+    """A list of records that shows as a table in a notebook, and converts to a DataFrame.
+
+    :meth:`to_pandas`, :meth:`to_polars` and :meth:`to_arrow` import their library when called
+    (extras ``nbflow[pandas]``, ``nbflow[polars]``; pyarrow comes with either): times become
+    timezone-aware UTC timestamps, statuses strings, and an empty list still has the columns.
+    """
+
+    def __init__(self, items: Any = (), kind: type[R] | None = None) -> None:
+        super().__init__(items)
+        #: The record type, for the columns of an empty list (else the first item's type).
+        self.kind: type[R] | None = kind
+
+    def to_arrow(self) -> pyarrow.Table:
+        """The records as a pyarrow Table, a column per field."""
+        from nbflow import _frames
+
+        return _frames.to_arrow(self, self.kind)
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The records as a pandas DataFrame, a column per field."""
+        from nbflow import _frames
+
+        return _frames.to_pandas(self, self.kind)
+
+    def to_polars(self) -> polars.DataFrame:
+        """The records as a polars DataFrame, a column per field."""
+        from nbflow import _frames
+
+        return cast("polars.DataFrame", _frames.to_polars(self, self.kind))
 
     def _repr_html_(self) -> str:
         if not self:

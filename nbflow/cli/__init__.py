@@ -4,7 +4,7 @@ Usage::
 
     nbflow [--db URL] [--json] COMMAND [ARGS]
 
-Commands: ``demo``, ``list``, ``show``, ``steps``, ``tail``, ``cancel``, ``resume``, ``recover``,
+Commands: ``demo``, ``list``, ``stats``, ``show``, ``steps``, ``tail``, ``cancel``, ``resume``, ``recover``,
 ``send``, ``worker`` (runs the workflows of queues: ``nbflow --db URL worker --queue NAME --import
 MODULE``). ``--db`` and ``--json`` may be given before or after the command. ``python -m nbflow``
 is the same command. Errors print one line, ``nbflow: error: <message>``, and exit with status 1.
@@ -30,6 +30,7 @@ from nbflow.cli._commands import (
     cmd_resume,
     cmd_send,
     cmd_show,
+    cmd_stats,
     cmd_steps,
     cmd_tail,
     cmd_worker,
@@ -37,6 +38,7 @@ from nbflow.cli._commands import (
 )
 from nbflow.cli._progress import ProgressBar
 from nbflow.text._hints import set_front_end
+from nbflow.text._options import add_list_options, add_stats_options
 
 __all__ = ["ProgressBar", "main"]
 
@@ -64,7 +66,7 @@ def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:
 
 
 def _add_reading(add: _Add) -> None:
-    """The commands that run the demo and read workflows: demo, list, show, steps, tail."""
+    """The commands that run the demo and read workflows: demo, list, stats, show, steps, tail."""
     p = add("demo", cmd_demo, "run (or resume) a demo pipeline with a live progress bar")
     p.add_argument("--steps", type=_number(int, 1), default=60, help="items to process (60)")
     p.add_argument("--delay", type=_number(float, 0), default=0.05, help="seconds per step (0.05)")
@@ -75,14 +77,13 @@ def _add_reading(add: _Add) -> None:
         help="kill this process with SIGKILL after N steps ran; run `nbflow demo` again to resume",
     )
     p = add("list", cmd_list, "list workflows, newest first")
-    p.add_argument("--status", type=str.upper, choices=[s.value for s in nbflow.Status])
-    p.add_argument("--name", help="only workflows with this registered name")
-    p.add_argument("--limit", type=_number(int, 1), default=100, help="at most N (100)")
+    add_list_options(p, limit=100, statuses=[s.value for s in nbflow.Status])
     p.add_argument(
         "--all",
         action="store_true",
         help="also nbflow's own workflows (the record keeping of a notebook's durable cells)",
     )
+    add_stats_options(add("stats", cmd_stats, "statistics of the recorded steps, per step name"))
     add("show", cmd_show, "show a workflow: fields, result or error, streams").add_argument("id")
     add("steps", cmd_steps, "list a workflow's recorded steps").add_argument("id")
     p = add("tail", cmd_tail, "print a stream's items as JSON lines until it closes")

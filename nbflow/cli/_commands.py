@@ -35,7 +35,8 @@ from nbflow.text._format import (
     parse_message,
     shorten,
 )
-from nbflow.text._tables import format_table, step_table, visible_workflows, workflow_table
+from nbflow.text._options import list_options, stats_options, stats_table
+from nbflow.text._tables import format_table, step_table, workflow_table
 from nbflow.workflow._queues import lookup_queue
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "cmd_resume",
     "cmd_send",
     "cmd_show",
+    "cmd_stats",
     "cmd_steps",
     "cmd_tail",
     "cmd_worker",
@@ -67,7 +69,10 @@ def _print_json(value: Any) -> None:
 
 
 def _as_dicts(records: Iterable[Any]) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(r) for r in records]
+    """Records as dictionaries of their public fields (a step's lazy output left out)."""
+    return [
+        {k: v for k, v in dataclasses.asdict(r).items() if not k.startswith("_")} for r in records
+    ]
 
 
 def _print_records(
@@ -133,13 +138,9 @@ def _run_demo(steps: int, delay: float) -> tuple[str, int]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """``nbflow list``: workflows, newest first; nbflow's own only with ``--all`` (or named)."""
-
-    def fetch(limit: int) -> list[nbflow.WorkflowInfo]:
-        return nbflow.list_workflows(status=args.status, name=args.name, limit=limit)
-
-    every = args.all or args.name is not None
-    rows = fetch(args.limit) if every else visible_workflows(fetch, args.limit)
+    """``nbflow list``: workflows, newest first, filtered; nbflow's own only with ``--all`` (or
+    named)."""
+    rows = nbflow.list_workflows(**list_options(args), include_internal=args.all)
     rt = nbflow.runtime()
     shared = not rt.store.single_process  # another process may run a PENDING one
 
@@ -149,6 +150,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
 
     return _print_records(args, rows, table, "(no workflows)")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``nbflow stats``: statistics of the recorded steps, per step name."""
+    stats = nbflow.step_stats(**stats_options(args))
+    return _print_records(args, stats, stats_table, "(no steps recorded)")
 
 
 def _show_fields(rt: nbflow.Runtime, row: Any) -> dict[str, Any]:

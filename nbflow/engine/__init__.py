@@ -5,6 +5,8 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_runtime``: :class:`~nbflow.Runtime`, what a user calls; it composes the parts below and owns
   the private :class:`~nbflow.engine._core.RuntimeCore`, which implements the seam's
   ``Runner`` and the handles' ``Tracker``;
+- ``_reads``: ``HistoryReads``, the runtime's filtered history reads (``list_workflows``,
+  ``step_stats``, ``read_stream_frame``), a base of ``Runtime``;
 - ``_core``: ``RuntimeCore``, the runtime's machinery;
 - ``_rerun``, ``_why``: what changed in a workflow's code since it ran, and its re-run
   (``<id>.2``) that takes the old run's checkpoints wherever step, code and arguments still
@@ -26,8 +28,8 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_code``: what a run knows of code (fingerprints once per run, replayed steps whose code
   changed, the old run's checkpoints a re-run takes);
 - ``_engine``: ``Engine`` (store, write log, notifier, codec) and ``Watch``, the one wait loop;
-- ``_writelog``, ``_notify``, ``_deadlines``, ``_loop``: the committer, waking readers, timeouts,
-  nbflow's event loop.
+- ``_writelog``, ``_notify``, ``_deadlines``, ``_loop``, ``_queries``: the committer, waking
+  readers, timeouts, nbflow's event loop; the history's filters checked and made store queries.
 
 Each declaration and its implementation share a noun: ``workflow/_messages`` and
 ``engine/_messages``, ``workflow/_parallel`` and ``engine/_parallel``, ``workflow/_steps`` and

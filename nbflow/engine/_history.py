@@ -13,17 +13,30 @@ from nbflow._errors import (
     WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
-from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo, utc
+from nbflow._records import (
+    LazyValue,
+    Records,
+    Status,
+    StepInfo,
+    StepStats,
+    StreamInfo,
+    WorkflowInfo,
+    utc,
+)
 from nbflow._serialization import check_text
 from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Executions
 from nbflow.engine._reader import StreamReader, check_read_args
 from nbflow.engine._steps import step_row
-from nbflow.store import WorkflowRow
+from nbflow.store import StepRow, WorkflowRow
+from nbflow.store._history import StepStatsQuery, WorkflowQuery
 from nbflow.store._ops import event_key
 from nbflow.workflow._alarm import Wake
 
-__all__ = ["History"]
+__all__ = ["History", "child_ids"]
+
+_ALL = 1 << 62  # no limit
+_PAGE = 10_000  # stream items read at once
 
 
 class History:
@@ -131,26 +144,66 @@ class History:
 
     # -- history -------------------------------------------------------------------------------
 
-    def list_workflows(
-        self, *, status: str | Status | None = None, name: str | None = None, limit: int = 100
-    ) -> Records[WorkflowInfo]:
-        """Workflows, newest first (including those started a moment ago)."""
-        if name is not None:
-            check_text(name, "A workflow name")
+    def list_workflows(self, query: WorkflowQuery) -> Records[WorkflowInfo]:
+        """The workflows ``query`` selects (including those started a moment ago)."""
         self._engine.flush()  # read your own writes
-        if status is not None:
-            status = Status.parse(status).value
-        rows = self._store.list_workflows(status, name, limit)
-        return Records(WorkflowInfo.from_row(row) for row in rows)
+        rows = self._store.list_workflows(query)
+        return Records((WorkflowInfo.from_row(row) for row in rows), WorkflowInfo)
 
     def list_steps(self, workflow_id: str) -> Records[StepInfo]:
-        """A workflow's recorded steps, in order."""
+        """A workflow's recorded steps, in order; each output is read when it is asked for."""
         check_text(workflow_id, "A workflow id")
         self._engine.flush()
         rows = self._store.list_steps(workflow_id, outputs=False)
         if not rows and not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self._engine.database)
-        return Records(StepInfo.from_row(row) for row in rows)
+        children = self._store.list_workflows(
+            WorkflowQuery(parent_id=workflow_id, limit=_ALL, newest_first=False)
+        )
+        found = child_ids(rows, children)
+        return Records(
+            (
+                StepInfo.from_row(row, found.get(row.function_id), self._lazy_output(row))
+                for row in rows
+            ),
+            StepInfo,
+        )
+
+    def _lazy_output(self, row: StepRow) -> LazyValue | None:
+        if row.error is not None:
+            return None
+        workflow_id, function_id = row.workflow_id, row.function_id
+
+        def load() -> Any:
+            found = self._store.get_step_output(workflow_id, function_id)
+            if found is None:
+                return None
+            what = f"the output of step {function_id} of workflow {workflow_id!r}"
+            return self._engine.decode(found[0], found[1], what)
+
+        return LazyValue(load)
+
+    def step_stats(self, query: StepStatsQuery) -> Records[StepStats]:
+        """Statistics of the recorded steps ``query`` selects, one record per name."""
+        self._engine.flush()
+        rows = self._store.step_stats(query)
+        return Records((StepStats(*row) for row in rows), StepStats)
+
+    def stream_items(self, workflow_id: str, key: str) -> list[tuple[int, Any]]:
+        """Every item ``(offset, value)`` of a stream now, from offset 0, without waiting."""
+        self.check_read(workflow_id, key, 0, None)
+        self._engine.flush()
+        items: list[tuple[int, Any]] = []
+        start = 0
+        what = f"an item of stream {key!r} of workflow {workflow_id!r}"
+        while True:
+            rows = self._store.read_stream(workflow_id, key, start, _PAGE)
+            for offset, value_json, value_pickle, is_end in rows:
+                if not is_end:
+                    items.append((offset, self._engine.decode(value_json, value_pickle, what)))
+            if len(rows) < _PAGE:
+                return items
+            start = rows[-1][0] + 1
 
     def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
         """A workflow's streams, by key."""
@@ -160,8 +213,11 @@ class History:
         if not rows and not self.exists(workflow_id):
             raise WorkflowNotFoundError(workflow_id, self._engine.database)
         return Records(
-            StreamInfo(key, items, closed, utc(first), utc(last))
-            for key, items, closed, first, last in rows
+            (
+                StreamInfo(key, items, closed, utc(first), utc(last))
+                for key, items, closed, first, last in rows
+            ),
+            StreamInfo,
         )
 
     def events(self, workflow_id: str) -> dict[str, Any]:
@@ -263,3 +319,33 @@ def _check_attachable(value_json: str | None, allow_pickle: bool, what: str) -> 
             "list, str, int, float, bool, None). Put the rest in the pickle. Nothing was written.",
             what=what,
         )
+
+
+def child_ids(steps: list[StepRow], children: list[WorkflowRow]) -> dict[int, str]:
+    """The child workflow each step called, started or enqueued, by function id.
+
+    A child's id is ``<parent>-<function id>`` unless ``set_workflow_id`` gave one; such a child is
+    matched to the unmatched step, of its name (``'name'``, ``nbflow.start('name')``) or queue
+    (``nbflow.enqueue('queue')``), whose run spans its creation.
+    """
+    by_id = {row.workflow_id: row for row in children}
+    found: dict[int, str] = {}
+    for step in steps:
+        child = by_id.pop(f"{step.workflow_id}-{step.function_id}", None)
+        if child is not None:
+            found[step.function_id] = child.workflow_id
+    for step in steps:
+        if step.function_id in found:
+            continue
+        for child in by_id.values():
+            names = (child.name, f"nbflow.start({child.name!r})")
+            queued = child.queue_name is not None and step.name == (
+                f"nbflow.enqueue({child.queue_name!r})"
+            )
+            if (step.name in names or queued) and (
+                step.started_at <= child.created_at <= step.ended_at
+            ):
+                found[step.function_id] = child.workflow_id
+                del by_id[child.workflow_id]
+                break
+    return found

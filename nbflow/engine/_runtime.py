@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from nbflow._errors import FunctionNotRegisteredError, WorkflowNotFoundError
-from nbflow._records import Records, Status, StepInfo, StreamInfo, WorkflowInfo
+from nbflow._records import Records, Status, StepInfo, StreamInfo
 from nbflow._serialization import check_text
 from nbflow.engine import _messages as messages
 from nbflow.engine import _rerun
 from nbflow.engine import _why as explaining
 from nbflow.engine._core import RuntimeCore
 from nbflow.engine._execution import Execution
+from nbflow.engine._reads import HistoryReads
 from nbflow.engine._workflows import WorkflowRun
 from nbflow.store import Store, WorkflowRow
 from nbflow.workflow._calls import check_seconds
@@ -36,7 +37,7 @@ __all__ = ["Runtime"]
 logger = logging.getLogger("nbflow")
 
 
-class Runtime:
+class Runtime(HistoryReads):
     """An open nbflow system database, with the workflows that run in it.
 
     Args:
@@ -234,12 +235,6 @@ class Runtime:
     def workflow_row(self, workflow_id: str) -> WorkflowRow:
         """The raw recorded row of a workflow (for tools such as the CLI)."""
         return self._core.history.row(workflow_id)
-
-    def list_workflows(
-        self, *, status: str | Status | None = None, name: str | None = None, limit: int = 100
-    ) -> Records[WorkflowInfo]:
-        """Workflows, newest first (including those started a moment ago)."""
-        return self._core.history.list_workflows(status=status, name=name, limit=limit)
 
     def list_steps(self, workflow_id: str) -> Records[StepInfo]:
         """A workflow's recorded steps, in order."""

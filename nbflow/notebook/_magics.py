@@ -33,7 +33,7 @@ from nbflow.text._format import (
     status_word,
 )
 from nbflow.text._hints import set_front_end
-from nbflow.text._tables import visible_workflows
+from nbflow.text._options import add_list_options, add_stats_options, list_options, stats_options
 from nbflow.workflow._workflows import WorkflowFunction
 
 __all__ = ["NbflowMagics", "load", "unload"]
@@ -58,20 +58,6 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
-def _limit(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
-
-
-def _status(text: str) -> str:
-    try:
-        return nbflow.Status.parse(text).value
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 class _Add(Protocol):
     """Adds a subcommand and returns its parser."""
 
@@ -79,7 +65,8 @@ class _Add(Protocol):
 
 
 def _add_workflow_commands(add: _Add) -> None:
-    """The commands about workflows: start, watch, list, steps, cancel, resume, recover, send."""
+    """The commands about workflows: start, watch, list, stats, steps, cancel, resume, recover,
+    send."""
     usage = "%(prog)s EXPR [--id ID] [--watch KEY [KEY ...]] [--rerun] [--replay]"
     p = add("start", "start the workflow call EXPR in the background and show its live view", usage)
     p.add_argument(
@@ -111,11 +98,11 @@ def _add_workflow_commands(add: _Add) -> None:
         "keys", nargs="*", default=[], metavar="KEY", help="the streams to show (default: all)"
     )
     p = add("list", "list workflows, newest first (not nbflow's own, unless --all)")
-    p.add_argument("--status", type=_status, help="only those with this status")
-    p.add_argument("--limit", type=_limit, default=20, metavar="N", help="at most N (20)")
+    add_list_options(p, limit=20, statuses=[s.value for s in nbflow.Status])
     p.add_argument(
         "--all", action="store_true", help="also nbflow's own (the record keeping of durable cells)"
     )
+    add_stats_options(add("stats", "statistics of the recorded steps, per step name"))
     p = add("steps", "list a workflow's steps (no ID: the cells of this notebook's pipeline)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("workflow_id", nargs="?", metavar="ID")
@@ -312,17 +299,20 @@ class NbflowMagics(Magics):
         self._watch_view(args.workflow_id, args.keys)
 
     def _list(self, args: argparse.Namespace) -> None:
-        def fetch(limit: int) -> list[nbflow.WorkflowInfo]:
-            return nbflow.list_workflows(status=args.status, limit=limit)
-
-        rows = fetch(args.limit) if args.all else visible_workflows(fetch, args.limit)
+        options = list_options(args)
+        rows = nbflow.list_workflows(**options, include_internal=args.all)
         rt = nbflow.runtime()
         title = f"workflows in {rt.database}"
-        if args.status:  # (PENDING: those running and those interrupted)
-            word = status_word(args.status)
-            word = "running or interrupted" if word == "running" else word
-            title += f" ({word})"
+        if options["status"]:  # (PENDING: those running and those interrupted)
+            words = [status_word(nbflow.Status.parse(s).value) for s in options["status"]]
+            words = ["running or interrupted" if w == "running" else w for w in words]
+            title += f" ({', '.join(words)})"
         display(_tables.workflow_table(rows, title, rt))  # type: ignore[no-untyped-call]
+
+    def _stats(self, args: argparse.Namespace) -> None:
+        stats = nbflow.step_stats(**stats_options(args))
+        title = f"step statistics in {nbflow.runtime().database}"
+        display(_tables.stats_table(stats, title))  # type: ignore[no-untyped-call]
 
     def _steps(self, args: argparse.Namespace) -> None:
         workflow_id = args.workflow_id or _cells.pipeline_id()

@@ -1,4 +1,4 @@
-"""The tables of ``%nbflow list`` and ``%nbflow steps``: HTML in a notebook, text elsewhere.
+"""The tables of ``%nbflow list``, ``%nbflow steps`` and ``%nbflow stats``: HTML in a notebook, text elsewhere.
 
 Both show the curated columns of :mod:`nbflow.text._tables` (the ``nbflow`` command's text tables):
 header words a person reads, durations with units, local times that do not wrap, status words
@@ -14,12 +14,15 @@ from typing import Any
 
 import nbflow
 from nbflow._records import Records
+from nbflow.text._options import stats_columns
 from nbflow.text._tables import format_table, step_columns, workflow_columns
 
-__all__ = ["Table", "running_here", "step_table", "workflow_table"]
+__all__ = ["Table", "running_here", "stats_table", "step_table", "workflow_table"]
 
 #: Columns aligned right (numbers).
-_RIGHT = frozenset({"#", "duration", "attempts"})
+_RIGHT = frozenset(
+    {"#", "duration", "attempts", "count", "errors", "retries", "p50", "p95", "max", "total"}
+)
 #: The colour of each status word (the live views' colours: success, danger, warning, info).
 _COLOURS = {
     "succeeded": "#2e7d32",
@@ -130,6 +133,12 @@ def step_table(steps: Sequence[Any], title: str) -> Table:
     headers, cells = step_columns(steps, started=True, error_width=_HTML_ERROR_WIDTH)
     text = format_table(*step_columns(steps, started=True))
     return Table(steps, title, headers, cells, text, _error_tips(headers, steps))
+
+
+def stats_table(stats: Sequence[Any], title: str) -> Table:
+    """The table of ``%nbflow stats``: ``StepStats`` records under ``title``."""
+    headers, cells = stats_columns(stats)
+    return Table(stats, title, headers, cells, format_table(headers, cells))
 
 
 def _error_tips(headers: list[str], records: Sequence[Any]) -> list[list[str]]:

@@ -17,6 +17,7 @@ import abc
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from nbflow.store._history import StepStatsQuery, StepStatsRow, WorkflowQuery
 from nbflow.store._ops import CacheRow, Changes, MessageRow, Op, StepRow, WorkflowRow
 
 __all__ = ["RecordedHead", "Replay", "ReplayRecord", "Store"]
@@ -172,8 +173,12 @@ class Store(abc.ABC):
         first."""
 
     @abc.abstractmethod
-    def list_workflows(self, status: str | None, name: str | None, limit: int) -> list[WorkflowRow]:
-        """Workflows, newest first."""
+    def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
+        """The workflows ``query`` selects, in its order (see :class:`WorkflowQuery`)."""
+
+    @abc.abstractmethod
+    def step_stats(self, query: StepStatsQuery) -> list[StepStatsRow]:
+        """The statistics of the steps ``query`` selects, one row per step name, by name."""
 
     @abc.abstractmethod
     def append_record(self, row: StepRow) -> int:
@@ -227,6 +232,14 @@ class Store(abc.ABC):
         """The ``output_pickle`` of one step (None when it has none, or does not exist)."""
         rows = [r for r in self.list_steps(workflow_id) if r.function_id == function_id]
         return rows[0].output_pickle if rows else None
+
+    def get_step_output(
+        self, workflow_id: str, function_id: int
+    ) -> tuple[str | None, bytes | None] | None:
+        """The output ``(output_json, output_pickle)`` of one step, or None when it does not
+        exist."""
+        rows = [r for r in self.list_steps(workflow_id) if r.function_id == function_id]
+        return (rows[0].output_json, rows[0].output_pickle) if rows else None
 
     @abc.abstractmethod
     def close(self) -> None:

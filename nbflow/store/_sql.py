@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nbflow.store._base import RecordedHead, Replay, ReplayRecord, Store
+from nbflow.store._history import HistoryQueries
 from nbflow.store._ops import (
     EVENT_PREFIX,
     CacheRow,
@@ -169,7 +170,7 @@ class _Inserts:
         self.unwritten: dict[str, int] = {}
 
 
-class SQLStore(CacheQueries, Store):
+class SQLStore(HistoryQueries, CacheQueries, Store):
     """A store whose reads are the shared SQL queries above, run by :meth:`_fetchall`."""
 
     @abc.abstractmethod
@@ -351,21 +352,6 @@ class SQLStore(CacheQueries, Store):
             'WHERE workflow_id = $1 AND key = $2 AND "offset" >= $3 ORDER BY "offset" LIMIT $4',
             [workflow_id, key, start, limit],
         )
-
-    def list_workflows(self, status: str | None, name: str | None, limit: int) -> list[WorkflowRow]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("status", status), ("name", name)):
-            if value is not None:
-                params.append(value)
-                where.append(f"{column} = ${len(params)}")
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._fetchall(
-            f"SELECT {WORKFLOW_COLUMNS} FROM workflows {clause} "
-            f"ORDER BY created_at DESC, workflow_id DESC LIMIT ${len(params) + 1}",
-            [*params, limit],
-        )
-        return [WorkflowRow(*row) for row in rows]
 
     def pending_workflows(self) -> list[WorkflowRow]:
         rows = self._fetchall(

@@ -3,6 +3,8 @@ nothing else of nbflow).
 
 - ``_format``: one style for times, durations, status words, values and ids;
 - ``_tables``: tables of records for a terminal and for HTML;
+- ``_options``: the history's filters as the command line and the magics take them, and the
+  step statistics table;
 - ``_hints``: a command as the front end in use names it (``nbflow.recover()``,
   ``%nbflow recover``, ``nbflow recover``).
 """

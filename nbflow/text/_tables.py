@@ -4,8 +4,8 @@ show them.
 :func:`workflow_columns` and :func:`step_columns` give the curated columns (header words a person
 reads, durations with units, local times, status words, step names without ``__main__.``) as
 text; :func:`format_table` lays them out for a terminal, and the notebook layer builds its HTML
-table from the same columns. nbflow's own workflows (the record keeping of durable cells) are left
-out unless asked for (:func:`visible_workflows`).
+table from the same columns. nbflow's own workflows (the record keeping of durable cells,
+:data:`INTERNAL_WORKFLOWS`) are left out by ``list_workflows`` unless asked for.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ __all__ = [
     "step_label",
     "step_table",
     "table_duration",
-    "visible_workflows",
     "workflow_columns",
     "workflow_table",
 ]
@@ -65,26 +64,6 @@ def is_internal(workflow: Any) -> bool:
         True for an internal workflow.
     """
     return getattr(workflow, "name", None) in INTERNAL_WORKFLOWS
-
-
-def visible_workflows(fetch: Callable[[int], Sequence[T]], limit: int) -> list[T]:
-    """Up to ``limit`` workflows that are not internal, newest first.
-
-    Args:
-        fetch: Returns up to N workflows, newest first (``lambda n: list_workflows(limit=n)``);
-            asked again for more when internal ones took places.
-        limit: The most workflows returned.
-
-    Returns:
-        The workflows, internal ones left out.
-    """
-    ask = limit
-    while True:
-        rows = fetch(ask)
-        shown = [w for w in rows if not is_internal(w)]
-        if len(rows) < ask or len(shown) >= limit:
-            return shown[:limit]
-        ask += limit - len(shown)
 
 
 def step_label(name: str) -> str:

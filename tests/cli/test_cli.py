@@ -312,6 +312,50 @@ def test_list_hides_nbflow_s_own_workflows_unless_asked(
     assert [w["workflow_id"] for w in named] == ["notebook:a.ipynb"]
 
 
+def test_list_filters(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`nbflow list` takes list_workflows's filters: statuses (repeated or a comma list), name,
+    a literal id prefix, times (ISO, epoch seconds, an age), offset, limit, oldest first."""
+
+    def listed(*args: str) -> list[str]:
+        return [w["workflow_id"] for w in cli_json(capsys, workflows, "list", *args)]
+
+    assert listed("--status", "success,error") == ["failed", "ok"]
+    assert listed("--status", "success", "--status", "PENDING") == ["interrupted", "ok"]
+    assert listed("--id-prefix", "o") == ["ok"]
+    assert listed("--id-prefix", "_") == []
+    assert listed("--name", "tests.cli.fails") == ["failed"]
+    assert listed("--oldest-first", "--offset", "1", "--limit", "1") == ["failed"]
+    assert listed("--since", "1h") == ["interrupted", "failed", "ok"]
+    assert listed("--until", "1h") == []
+    assert listed("--since", str(time.time() + 60)) == []
+    assert listed("--until", "2999-01-01T00:00:00+00:00") == ["interrupted", "failed", "ok"]
+    code, _, err = cli(capsys, workflows, "list", "--since", "soon")
+    assert code == 2 and "not a time" in err
+    code, _, err = cli(capsys, workflows, "list", "--status", "ok,finished")
+    assert code == 2 and "Unknown workflow status 'ok,finished'" in err
+
+
+def test_stats_as_a_table_and_as_json(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, workflows, "stats")
+    assert code == 0, err
+    assert out.splitlines()[0].split() == [
+        "step", "count", "errors", "retries", "p50", "p95", "max", "total",
+    ]  # fmt: skip
+    stats = cli_json(capsys, workflows, "stats")
+    assert {s["name"] for s in stats} == {"tests.cli.double"}
+    assert stats[0]["count"] == 5 and stats[0]["errors"] == 0
+    assert cli_json(capsys, workflows, "stats", "--name", "nope") == []
+    assert cli_json(capsys, workflows, "stats", "--until", "1h") == []
+
+
+def test_steps_json_leaves_the_lazy_output_out(
+    workflows: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    steps = cli_json(capsys, workflows, "steps", "ok")
+    assert steps[0]["ended_at"] and "child_workflow_id" in steps[0]
+    assert not [key for key in steps[0] if key.endswith("output")]
+
+
 def test_hints_name_the_command_in_a_terminal(
     workflows: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -245,6 +245,27 @@ def test_list_and_steps_render_html_tables(rt: nbflow.Runtime, run: Run) -> None
     assert "<table>" in html and "steps of wf-one" in html and "builtins.abs" in html
 
 
+def test_list_filters_and_stats_magics(rt: nbflow.Runtime, run: Run) -> None:
+    """%nbflow list takes the filters of nbflow list; %nbflow stats shows step statistics."""
+    for workflow_id in ("a_1", "ab2"):
+        with nbflow.set_workflow_id(workflow_id):
+            double(2)
+    html = run("%nbflow list --id-prefix a_ --status success,error").mime("text/html")[0]
+    assert "a_1" in html and "ab2" not in html and "(succeeded, failed)" in html
+    html = run("%nbflow list --oldest-first --limit 1 --since 1h").mime("text/html")[0]
+    assert "a_1" in html and "ab2" not in html
+    assert "(none)" in run("%nbflow list --until 1h").mime("text/html")[0]
+    ran = run("%nbflow list --since tomorrow")
+    assert not ran.ok and "not a time" in str(ran.result.error_in_exec)
+    ran = run("%nbflow list --status success,nope")
+    assert not ran.ok and "Unknown workflow status 'success,nope'" in str(ran.result.error_in_exec)
+    ran = run("%nbflow stats")
+    (html,) = ran.mime("text/html")
+    assert "step statistics in" in html and "builtins.abs" in html
+    assert headers(html) == ["step", "count", "errors", "retries", "p50", "p95", "max", "total"]
+    assert "(none)" in run("%nbflow stats --name nope --since 2d").mime("text/html")[0]
+
+
 def headers(html: str) -> list[str]:
     return re.findall(r"<th[^>]*>([^<]*)</th>", html)
 

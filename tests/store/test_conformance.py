@@ -77,6 +77,7 @@ from nbflow._errors import RuntimeClosedError
 from nbflow._serialization import decode, encode, storable_text
 from nbflow.store import Store, open_store
 from nbflow.store._base import RecordedHead, Replay, ReplayRecord
+from nbflow.store._history import StepStatsQuery, StepStatsRow, WorkflowQuery
 from nbflow.store._ops import (
     CacheRow,
     Changes,
@@ -257,6 +258,12 @@ def ids(rows: list[WorkflowRow]) -> list[str]:
     return [row.workflow_id for row in rows]
 
 
+def listed(store: Store, status: str | None, name: str | None, limit: int) -> list[WorkflowRow]:
+    """``store.list_workflows`` with a status (or None), a name (or None) and a limit."""
+    statuses = () if status is None else (status,)
+    return store.list_workflows(WorkflowQuery(statuses=statuses, name=name, limit=limit))
+
+
 def items_of(store: Store, workflow_id: str, key: str) -> list[tuple[Any, ...]]:
     """The whole stream as ``(offset, value_json, value_pickle, is_end)`` tuples."""
     return [tuple(row) for row in store.read_stream(workflow_id, key, 0, 1_000_000)]
@@ -377,9 +384,9 @@ def test_a_workflow_row_reads_back_as_written(store: Store) -> None:
 def test_list_workflows_is_newest_first_with_a_limit(store: Store) -> None:
     """list_workflows returns workflows newest first (by created_at), at most ``limit``."""
     store.commit([workflow(f"w{i}", at=i) for i in (3, 1, 4, 0, 2)])
-    assert ids(store.list_workflows(None, None, 100)) == ["w4", "w3", "w2", "w1", "w0"]
-    assert ids(store.list_workflows(None, None, 2)) == ["w4", "w3"]
-    assert store.list_workflows(None, None, 100)[0] == workflow("w4", at=4)
+    assert ids(listed(store, None, None, 100)) == ["w4", "w3", "w2", "w1", "w0"]
+    assert ids(listed(store, None, None, 2)) == ["w4", "w3"]
+    assert listed(store, None, None, 100)[0] == workflow("w4", at=4)
 
 
 def test_list_workflows_filters_by_status_and_name(store: Store) -> None:
@@ -393,12 +400,70 @@ def test_list_workflows_filters_by_status_and_name(store: Store) -> None:
             queued("a3", 4, name="a_b%"),
         ]
     )
-    assert ids(store.list_workflows("PENDING", None, 100)) == ["b1", "a1"]
-    assert ids(store.list_workflows(None, "a_b%", 100)) == ["a3", "a2", "a1"]
-    assert ids(store.list_workflows("PENDING", "a_b%", 100)) == ["a1"]
-    assert ids(store.list_workflows("ENQUEUED", None, 100)) == ["a3"]
-    assert ids(store.list_workflows("ERROR", None, 100)) == []
-    assert ids(store.list_workflows(None, "a_b%", 1)) == ["a3"]
+    assert ids(listed(store, "PENDING", None, 100)) == ["b1", "a1"]
+    assert ids(listed(store, None, "a_b%", 100)) == ["a3", "a2", "a1"]
+    assert ids(listed(store, "PENDING", "a_b%", 100)) == ["a1"]
+    assert ids(listed(store, "ENQUEUED", None, 100)) == ["a3"]
+    assert ids(listed(store, "ERROR", None, 100)) == []
+    assert ids(listed(store, None, "a_b%", 1)) == ["a3"]
+
+
+def test_list_workflows_takes_every_filter_in_one_query(store: Store) -> None:
+    """A WorkflowQuery's filters all hold at once: statuses, an id prefix taken literally (``_``
+    and ``%`` are characters), created in [since, until), queue, parent, names left out, and
+    pages by offset, oldest first when asked."""
+    store.commit(
+        [
+            workflow("a_%1", at=1),
+            workflow("a_%2", status="SUCCESS", at=2, parent_id="p"),
+            workflow("ab%3", at=3),
+            workflow("a_x4", at=4),
+            workflow("a\\5", name="nbflow.record", at=5),
+            queued("a_%6", 6, queue="q2"),
+        ]
+    )
+
+    def q(**given: Any) -> list[str]:
+        return ids(store.list_workflows(WorkflowQuery(**given)))
+
+    assert q(id_prefix="a_%") == ["a_%6", "a_%2", "a_%1"]
+    assert q(id_prefix="a\\") == ["a\\5"]
+    assert q(id_prefix="a_%", statuses=("SUCCESS", "ENQUEUED")) == ["a_%6", "a_%2"]
+    assert q(since=T + 2, until=T + 4) == ["ab%3", "a_%2"]
+    assert q(queue="q2") == ["a_%6"]
+    assert q(parent_id="p") == ["a_%2"]
+    assert q(exclude_names=("nbflow.record",), since=T + 5) == ["a_%6"]
+    assert q(offset=1, limit=2) == ["a\\5", "a_x4"]
+    assert q(offset=1, limit=2, newest_first=False) == ["a_%2", "ab%3"]
+    assert q(offset=10) == []
+
+
+def test_step_stats_counts_each_name_in_one_query(store: Store) -> None:
+    """step_stats gives per name: step records, errors, retries (attempts - 1), percentiles of
+    the durations, their max and sum; nbflow's own operations only when named; since/until on
+    the start."""
+    store.commit(
+        [
+            workflow("w"),
+            step("w", 1, "a", attempts=3),
+            step("w", 2, "a", error="ValueError: x", output_json=None),
+            step("w", 3, "b"),
+            step("w", 4, "nbflow.sleep"),
+        ]
+    )
+    a, b = store.step_stats(StepStatsQuery())
+    assert a == StepStatsRow("a", 2, 1, 2, 0.5, 0.5, 0.5, 1.0)
+    assert b.name == "b" and b.records == 1
+    assert [r.name for r in store.step_stats(StepStatsQuery(name="nbflow.sleep"))] == [
+        "nbflow.sleep"
+    ]
+    assert [r.name for r in store.step_stats(StepStatsQuery(since=T + 2, until=T + 4))] == [
+        "a",
+        "b",
+    ]
+    assert store.step_stats(StepStatsQuery(since=T + 2, until=T + 3))[0].records == 1
+    assert store.get_step_output("w", 3) == ('"out"', None)
+    assert store.get_step_output("w", 9) is None
 
 
 def test_pending_workflows_are_the_interrupted_ones_oldest_first(store: Store) -> None:
@@ -1073,7 +1138,9 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "get_event": lambda s: s.get_event("w", event_step_name("e")),
     "running_children": lambda s: s.running_children("w"),
     "pending_workflows": lambda s: s.pending_workflows(),
-    "list_workflows": lambda s: s.list_workflows(None, None, 10),
+    "list_workflows": lambda s: s.list_workflows(WorkflowQuery()),
+    "step_stats": lambda s: s.step_stats(StepStatsQuery()),
+    "get_step_output": lambda s: s.get_step_output("w", 1),
     "list_steps": lambda s: s.list_steps("w"),
     "list_streams": lambda s: s.list_streams("w"),
     "list_recorded": lambda s: s.list_recorded("w", None),
@@ -1210,7 +1277,7 @@ def test_unicode_names_round_trip_and_match(store: Store) -> None:
         ]
     )
     assert store.get_workflow(wid) == workflow(wid, name=name, at=1)
-    assert ids(store.list_workflows(None, name, 10)) == [wid, "job ✓"]
+    assert ids(listed(store, None, name, 10)) == [wid, "job ✓"]
     assert items_of(store, wid, key) == [(0, '"ü"', None, False)]
     assert [tuple(s)[:3] for s in store.list_streams(wid)] == [(key, 1, False)]
     assert store.get_event(wid, event) == ('"e"', None)
