@@ -3,6 +3,7 @@ nothing else of nbflow).
 
 - ``_format``: one style for times, durations, status words, values and ids;
 - ``_tables``: tables of records for a terminal and for HTML;
+- ``_svg``, ``_gantt``: a small SVG writer (every text escaped); a Gantt chart drawn with it;
 - ``_hints``: a command as the front end in use names it (``nbflow.recover()``,
   ``%nbflow recover``, ``nbflow recover``).
 """
