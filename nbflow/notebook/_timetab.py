@@ -52,7 +52,7 @@ class TimelineTab:
             style={"font_size": "0.85em"},
         )
         self.button.add_class("nbflow-timeline-toggle")
-        self.chart = w.HTML(layout=w.Layout(display="none", overflow_x="auto"))
+        self.chart = w.HTML(layout=w.Layout(display="none", overflow="auto"))
         self.chart.add_class("nbflow-timeline-chart")
         self.button.observe(self._toggled, names="value")
 
