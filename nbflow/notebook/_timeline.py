@@ -5,7 +5,8 @@ shows it in nbconvert, on GitHub and after a kernel restart. The rows are descri
 :mod:`nbflow.engine._timelayout`, the drawing in :mod:`nbflow.text._gantt`.
 
 Shown in a kernel while the workflow runs, one reader thread (``nbflow-timeline-<id8>``) reads
-the workflow again at most ``rate`` times a second and updates the display when the chart
+the workflow again at most ``rate`` times a second (less often for a chart that takes long to
+draw: it spends at most a quarter of its time drawing) and updates the display when the chart
 changed; it stops by itself once everything drawn has ended (after drawing it) and at
 :meth:`Timeline.close`. IPython is imported only inside the functions that need it.
 """
@@ -187,7 +188,10 @@ class Timeline:
             last = self.svg
             interval = max(self._throttle.interval, 0.05)
             while not self._stop.wait(interval):
+                started = time.monotonic()
                 svg = self.refresh()
+                # a large chart redraws less often: never more than a quarter of the time
+                interval = max(self._throttle.interval, 0.05, 3 * (time.monotonic() - started))
                 if svg != last:
                     self._push(svg)
                     last = svg
