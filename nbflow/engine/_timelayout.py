@@ -38,19 +38,36 @@ MAX_GROUPS = 12  # groups of one workflow (the others' steps share a last one)
 _KINDS = {"SUCCESS": "success", "ERROR": "error", "CANCELLED": "cancelled"}
 
 
-def timeline_chart(data: TimelineData) -> Chart:
-    """The chart of ``data`` (see the module docstring)."""
+def timeline_chart(data: TimelineData, *, interrupted: bool = False) -> Chart:
+    """The chart of ``data`` (see the module docstring); ``interrupted``: the workflow is
+    PENDING but nothing runs it (drawn grey up to its last change, not live)."""
+    if interrupted:  # the axis ends at its last change, not now
+        data = data._replace(now=_last_change(data))
     root = data.root.workflow
     rows: list[Row] = []
     _block(data, data.root, rows)
-    word = status_word(root.status)
+    if interrupted:
+        (bar,) = rows[0].bars
+        rows[0] = rows[0]._replace(bars=(bar._replace(kind="pending"),))
+    word = status_word(root.status, running_here=not interrupted)
     end = root.ended_at if root.ended_at is not None else data.now
     title = f"{step_label(root.name)} · {root.workflow_id} · {word} · "
     title += format_duration(end - root.created_at)
     steps = sum(len(node.steps) for node in data.nodes())
     note = f"{steps:,} steps, {len(data.nodes()):,} workflows drawn; started "
     note += format_time(utc(root.created_at))
-    return Chart(title, data.end - data.start, tuple(rows), live=not data.final, note=note)
+    live = not data.final and not interrupted
+    return Chart(title, data.end - data.start, tuple(rows), live=live, note=note)
+
+
+def _last_change(data: TimelineData) -> float:
+    """When anything drawn last changed: a workflow's row, a step's end, a stream write."""
+    times = [data.start]
+    for node in data.nodes():
+        times.append(node.workflow.updated_at)
+        times.extend(step.ended_at for step in node.steps)
+        times.extend(tick.created_at for tick in node.ticks)
+    return max(times)
 
 
 def _block(data: TimelineData, node: TimelineNode, rows: list[Row]) -> None:

@@ -102,7 +102,8 @@ class Timeline:
 
     @property
     def final(self) -> bool:
-        """Whether the chart drawn last can no longer change (everything in it has ended)."""
+        """Whether the chart drawn last can no longer change: everything in it has ended, or
+        the workflow is interrupted (nothing runs it; a resume runs it again)."""
         return self._final
 
     @property
@@ -117,14 +118,22 @@ class Timeline:
 
     def refresh(self) -> str:
         """Read and draw the chart now; its SVG."""
+        alone = self._alone()  # (asked first: a workflow that ends meanwhile is read final)
         data = self.data()
         root = data.root.workflow
+        interrupted = alone and root.status == "PENDING"
         text = f"nbflow timeline · {root.name} · {root.workflow_id} · {root.status}"
         text += f" · {sum(len(n.steps) for n in data.nodes()):,} steps"
-        drawn = _Drawn(render_svg(timeline_chart(data)), text)
-        with self._lock:
-            self._drawn, self._final = drawn, data.final
+        drawn = _Drawn(render_svg(timeline_chart(data, interrupted=interrupted)), text)
+        with self._lock:  # an interrupted workflow changes no more, unless resumed
+            self._drawn, self._final = drawn, data.final or interrupted
         return drawn.svg
+
+    def _alone(self) -> bool:
+        """Whether nothing runs the workflow: not this process, and on a database of one
+        process, no other (on a shared one, another process may run it)."""
+        store = self._runtime.store
+        return store.single_process and self._runtime.execution(self.workflow_id) is None
 
     def on_update(self, sink: Callable[[str], None]) -> None:
         """Call ``sink(svg)`` (from the reader thread) after each redraw that changed the chart."""

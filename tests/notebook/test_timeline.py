@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
@@ -16,7 +17,7 @@ import nbflow
 from nbflow.engine._timelayout import MAX_LANES, STEP_ROWS
 from nbflow.notebook import LiveView, Timeline
 from nbflow.text._gantt import LABELS, RIGHT, WIDTH
-from tests.support.helpers import Gate, nbflow_threads, wait_until
+from tests.support.helpers import Gate, interrupt, nbflow_threads, wait_until
 
 SVG = "{http://www.w3.org/2000/svg}"
 NAME = 'tests.timeline.<odd & "quoted">'
@@ -282,6 +283,26 @@ def test_a_running_workflow_is_drawn_live_then_static(
     assert len([r for r in rows if r.label == "tests.timeline.nap"]) == 2
     wait_until(lambda: not threads[0].is_alive())
     assert timeline.updates == len(drawn)
+
+
+def test_an_interrupted_workflow_is_drawn_static_up_to_its_last_change(
+    db_path: Path, timelines: Callable[..., Timeline]
+) -> None:
+    g = Gate()
+    runtime = nbflow.configure(db_path)
+    handle = start_gated(g)
+    interrupt(runtime, g)  # closed under it, as a crash: it stays PENDING
+    rt = nbflow.configure(db_path)
+    assert rt.status(handle.workflow_id) == nbflow.Status.PENDING
+    timeline = timelines(handle.workflow_id)
+    root, rows = parse(timeline.svg)
+    assert timeline.final and not root.findall(f".//{SVG}line[@class='nbflow-now']")
+    assert "nbflow-pending" in rows[0].bars[0].get("class", "")
+    assert "interrupted" in title(root)
+    timeline.start()
+    assert timeline.closed and not any(
+        t.name.startswith("nbflow-timeline") for t in nbflow_threads()
+    )
 
 
 def test_close_stops_the_reader_of_a_running_workflow(
