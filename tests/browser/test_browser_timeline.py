@@ -51,7 +51,7 @@ DEFINE = (
     "    for i in range(0, n, 10):\n"
     "        nbflow.progress(i + 10, n)\n"
     "    return summarize(values)\n"
-    "h = nbflow.start(pipeline, 400)\n"
+    "h = nbflow.start(pipeline, {N})\n"
     "h.result()"
 )
 SHOW = "%load_ext nbflow\n%nbflow timeline {h.workflow_id}"
@@ -90,7 +90,7 @@ def brightness(css: str) -> float:
 def show_timeline(lab: Lab, name: str, shots: str) -> dict[str, float]:
     """Run the map workflow and ``%nbflow timeline`` in a new notebook; what the chart shows,
     after a screenshot of its cell (in the artifacts, as ``{shots}-{title}.png``)."""
-    write_notebook(lab, name, [DEFINE.replace("{NAME}", shots), SHOW])
+    write_notebook(lab, name, [DEFINE.replace("{NAME}", shots).replace("{N}", "400"), SHOW])
     with open_notebook(lab, name, shots) as page:
         run_cells(lab, page, 0, 2)
         wait_executed(page, [0, 1], timeout=120)
@@ -134,3 +134,37 @@ def test_the_timeline_reads_in_jupyterlab_s_dark_theme(lab: Lab) -> None:
     assert brightness(state["background"]) < 80, state  # the dark theme is on
     assert brightness(state["text"]) > 150, state  # the labels are light on it
     assert state["bars"] >= 4, state
+
+
+FOLLOW = (
+    "from nbflow.notebook import LiveView\n"
+    "slow = nbflow.start(pipeline, 3000)\n"
+    "v = LiveView.follow(slow.workflow_id)"
+)
+STATIC_CHART = """(i) => {
+  const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+  return !!c && !!c.querySelector('.nbflow-liveview svg.nbflow-timeline')
+    && !c.querySelector('.widget-hprogress');
+}"""
+
+
+def test_the_live_view_s_timeline_toggle_shows_the_chart_and_keeps_it(lab: Lab) -> None:
+    """Clicking "Timeline" under a running workflow's view shows its chart, redrawn while it
+    runs; the static rendering the view leaves at the end holds the chart."""
+    name = "timeline-toggle.ipynb"
+    define = DEFINE.replace("{NAME}", "toggle").replace("{N}", "5")
+    write_notebook(lab, name, [define, FOLLOW])
+    with open_notebook(lab, name, "timeline-toggle") as page:
+        run_cells(lab, page, 0, 2)
+        view = cell(page, 1)
+        toggle = view.locator(".nbflow-timeline-toggle")
+        toggle.wait_for(state="visible", timeout=60 * MS)
+        toggle.click()
+        chart = view.locator(".nbflow-timeline-chart svg.nbflow-timeline")
+        chart.wait_for(state="visible", timeout=30 * MS)
+        assert chart.locator("rect.nbflow-bar").count() >= 1
+        page.wait_for_function(STATIC_CHART, arg=1, timeout=120 * MS)
+        static = view.locator(".nbflow-liveview svg.nbflow-timeline")
+        assert static.is_visible() and static.locator("rect.nbflow-success").count() >= 1
+        page.screenshot(path=lab.artifacts / f"timeline-toggle-{lab.title}.png", full_page=True)
+        browser.shut_kernel_down(lab, page)
