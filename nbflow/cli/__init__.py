@@ -4,7 +4,7 @@ Usage::
 
     nbflow [--db URL] [--json] COMMAND [ARGS]
 
-Commands: ``demo``, ``list``, ``stats``, ``show``, ``steps``, ``tail``, ``cancel``, ``resume``, ``recover``,
+Commands: ``demo``, ``list``, ``stats``, ``show``, ``steps``, ``timeline``, ``tail``, ``cancel``, ``resume``, ``recover``,
 ``send``, ``worker`` (runs the workflows of queues: ``nbflow --db URL worker --queue NAME --import
 MODULE``). ``--db`` and ``--json`` may be given before or after the command. ``python -m nbflow``
 is the same command. Errors print one line, ``nbflow: error: <message>``, and exit with status 1.
@@ -33,6 +33,7 @@ from nbflow.cli._commands import (
     cmd_stats,
     cmd_steps,
     cmd_tail,
+    cmd_timeline,
     cmd_worker,
     import_modules,
 )
@@ -66,7 +67,8 @@ def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:
 
 
 def _add_reading(add: _Add) -> None:
-    """The commands that run the demo and read workflows: demo, list, stats, show, steps, tail."""
+    """The commands that run the demo and read workflows: demo, list, stats, show, steps,
+    timeline, tail."""
     p = add("demo", cmd_demo, "run (or resume) a demo pipeline with a live progress bar")
     p.add_argument("--steps", type=_number(int, 1), default=60, help="items to process (60)")
     p.add_argument("--delay", type=_number(float, 0), default=0.05, help="seconds per step (0.05)")
@@ -86,6 +88,9 @@ def _add_reading(add: _Add) -> None:
     add_stats_options(add("stats", cmd_stats, "statistics of the recorded steps, per step name"))
     add("show", cmd_show, "show a workflow: fields, result or error, streams").add_argument("id")
     add("steps", cmd_steps, "list a workflow's recorded steps").add_argument("id")
+    p = add("timeline", cmd_timeline, "a Gantt chart of a workflow: SVG, or an HTML page")
+    p.add_argument("id")
+    p.add_argument("--html", metavar="PATH", help="write a self-contained HTML page to PATH")
     p = add("tail", cmd_tail, "print a stream's items as JSON lines until it closes")
     p.add_argument("id")
     p.add_argument("key")

@@ -17,12 +17,16 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import nbflow
 from nbflow import _demo
+from nbflow._errors import InvalidValueError
 from nbflow._records import utc
 from nbflow.cli._progress import ProgressBar
+from nbflow.engine._timelayout import timeline_chart
+from nbflow.engine._timeline import gather_timeline
 from nbflow.text._format import (
     format_cancel,
     format_duration,
@@ -35,6 +39,7 @@ from nbflow.text._format import (
     parse_message,
     shorten,
 )
+from nbflow.text._gantt import html_page, render_svg
 from nbflow.text._options import list_options, stats_options, stats_table
 from nbflow.text._tables import format_table, step_table, workflow_table
 from nbflow.workflow._queues import lookup_queue
@@ -50,6 +55,7 @@ __all__ = [
     "cmd_stats",
     "cmd_steps",
     "cmd_tail",
+    "cmd_timeline",
     "cmd_worker",
     "import_modules",
 ]
@@ -221,6 +227,34 @@ def cmd_steps(args: argparse.Namespace) -> int:
     """``nbflow steps ID``: a workflow's recorded steps."""
     steps = nbflow.list_steps(args.id)
     return _print_records(args, steps, step_table, "(no steps recorded)")
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    """``nbflow timeline ID [--html PATH]``: a Gantt chart of a workflow, as a self-contained
+    HTML page written to PATH, else as SVG on standard output."""
+    rt = nbflow.runtime()
+    rt.flush()
+    data = gather_timeline(rt.store, args.id, database=rt.database)
+    svg = render_svg(timeline_chart(data))
+    if args.html is None:
+        print(svg)
+        return 0
+    title = f"nbflow timeline of {data.root.workflow.name} ({args.id})"
+    try:
+        Path(args.html).write_text(html_page(title, svg), encoding="utf-8")
+    except OSError as exc:
+        raise InvalidValueError(
+            f"Cannot write the timeline to {args.html!r}: {exc.strerror or exc}. Give a path in "
+            "a folder that exists and that you may write to.",
+            what="--html",
+            value=args.html,
+        ) from exc
+    steps = sum(len(node.steps) for node in data.nodes())
+    if args.json:
+        _print_json({"workflow_id": args.id, "html": args.html, "steps": steps})
+    else:
+        print(f"wrote the timeline of {args.id} ({steps:,} steps) to {args.html}")
+    return 0
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

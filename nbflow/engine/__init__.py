@@ -14,6 +14,9 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_lifecycle``: begin, run, end, cancel, resume, recover, fork, enqueue and dequeue;
 - ``_history``, ``_queues``, ``_reports``: reads and waits for workflows elsewhere; the queue
   thread; what the committer and other processes report (durable ends, cancels, take-overs);
+  ``_timelayout``: a timeline's rows (steps packed into lanes, streams as ticks) as a Gantt chart;
+- ``_timeline``: a workflow and its children (bounded) as a timeline draws them
+  (``TimelineData``);
 - ``_workflows``: ``WorkflowRun``, the ``WorkflowContext`` of one body (the step loop, sync and
   async), running a body and concluding it;
 - ``_messages``, ``_streams``, ``_children``, ``_parallel``: sleep, events and messages; streams

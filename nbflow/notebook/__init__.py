@@ -1,4 +1,5 @@
-"""The Jupyter layer: live views of workflows, background launch, ``%nbflow`` magics, durable cells.
+"""The Jupyter layer: live views and timelines of workflows, background launch, ``%nbflow`` magics,
+durable cells.
 
 Importing this package imports IPython and ipywidgets (the ``notebook`` extra); ``import nbflow``
 never does. ``%load_ext nbflow`` loads the magics.
@@ -11,12 +12,14 @@ from typing import Any
 from nbflow.notebook import _capture
 from nbflow.notebook._launch import LaunchedHandle, launch
 from nbflow.notebook._recover import show_recovered
+from nbflow.notebook._timeline import Timeline
 from nbflow.notebook._view import LiveView, in_kernel
 from nbflow.workflow._recovery import on_recover
 
 __all__ = [
     "LaunchedHandle",
     "LiveView",
+    "Timeline",
     "launch",
     "load_ipython_extension",
     "unload_ipython_extension",

@@ -65,7 +65,7 @@ class _Add(Protocol):
 
 
 def _add_workflow_commands(add: _Add) -> None:
-    """The commands about workflows: start, watch, list, stats, steps, cancel, resume, recover,
+    """The commands about workflows: start, watch, timeline, list, stats, steps, cancel, resume, recover,
     send."""
     usage = "%(prog)s EXPR [--id ID] [--watch KEY [KEY ...]] [--rerun] [--replay]"
     p = add("start", "start the workflow call EXPR in the background and show its live view", usage)
@@ -97,6 +97,8 @@ def _add_workflow_commands(add: _Add) -> None:
     p.add_argument(  # (default=[]: else Python 3.11 says KEY is required)
         "keys", nargs="*", default=[], metavar="KEY", help="the streams to show (default: all)"
     )
+    p = add("timeline", "draw a Gantt chart of a workflow (live while it runs)")
+    p.add_argument("workflow_id", metavar="ID")
     p = add("list", "list workflows, newest first (not nbflow's own, unless --all)")
     add_list_options(p, limit=20, statuses=[s.value for s in nbflow.Status])
     p.add_argument(
@@ -297,6 +299,13 @@ class NbflowMagics(Magics):
     def _watch(self, args: argparse.Namespace) -> None:
         nbflow.get_workflow(args.workflow_id)  # an unknown id: one line, not a view
         self._watch_view(args.workflow_id, args.keys)
+
+    def _timeline(self, args: argparse.Namespace) -> None:
+        from nbflow.notebook._timeline import Timeline  # (imports the engine's layout)
+
+        timeline = Timeline(args.workflow_id)
+        timeline.display()
+        self.views.append(timeline)
 
     def _list(self, args: argparse.Namespace) -> None:
         options = list_options(args)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from nbflow.notebook._state import Frame
+from nbflow.notebook._timetab import Source, TimelineTab
 from nbflow.text._format import progress_line
 
 __all__ = [
@@ -130,11 +131,13 @@ class Snapshot:
     Args:
         frame: What to show.
         notice: A line under the header (e.g. that the view continues below), or ''.
+        appendix: HTML shown last (the timeline chart the view showed), or ''.
     """
 
-    def __init__(self, frame: Frame, notice: str = "") -> None:
+    def __init__(self, frame: Frame, notice: str = "", appendix: str = "") -> None:
         self.frame = frame
         self.notice = notice
+        self.appendix = appendix
 
     def __repr__(self) -> str:
         f = self.frame
@@ -163,6 +166,7 @@ class Snapshot:
         if f.show_output and (f.lines or f.note):
             parts.append(f"<pre>{html.escape(f.text)}</pre>")
             parts.append(_details_html(f))
+        parts.append(self.appendix)
         return f'<div class="nbflow-liveview">{"".join(parts)}</div>'
 
 
@@ -260,19 +264,25 @@ def _box_class() -> type:
 
 class WidgetRenderer:
     """Draws frames into ipywidgets: a header, a bar with its label and a Cancel button, an error
-    line, an output area and a "Show all" toggle, in one box (:attr:`box`).
+    line, an output area, a "Show all" toggle and a "Timeline" toggle with its chart
+    (:class:`~nbflow.notebook._timetab.TimelineTab`), in one box (:attr:`box`).
 
     Args:
         frame: The first frame.
         on_cancel: Called (in the kernel's main thread) when Cancel is clicked.
         on_show_all: Called with the toggle's new value.
+        source: Which runtime and workflow the Timeline toggle charts (None: no toggle).
 
     Attributes:
         display_id: The id of the output that shows the box (``nbflow-view-…``), once shown.
     """
 
     def __init__(
-        self, frame: Frame, on_cancel: Callable[[], None], on_show_all: Callable[[bool], None]
+        self,
+        frame: Frame,
+        on_cancel: Callable[[], None],
+        on_show_all: Callable[[bool], None],
+        source: Source | None = None,
     ) -> None:
         import ipywidgets as w
 
@@ -297,7 +307,11 @@ class WidgetRenderer:
             style={"font_size": "0.85em"},
         )
         bar_line = w.HBox([self.bar, self.label, self.cancel_button])
-        self.box = _box_class()([self.header, bar_line, self.error, self.output, self.show_all])
+        self.timeline = None if source is None else TimelineTab(source)
+        last: list[Any] = [self.show_all]
+        if self.timeline is not None:
+            last = [w.HBox([self.show_all, self.timeline.button]), self.timeline.chart]
+        self.box = _box_class()([self.header, bar_line, self.error, self.output, *last])
         self.box.add_class("nbflow-view")
         self.display_id: str | None = None
         self.frame: Frame | None = None
@@ -312,13 +326,15 @@ class WidgetRenderer:
         display(self.box, display_id=self.display_id)  # type: ignore[no-untyped-call]
 
     def finish(self, frame: Frame, notice: str = "") -> None:
-        """Replace the shown box by a static rendering of ``frame`` (HTML and text, no widget)."""
+        """Replace the shown box by a static rendering of ``frame`` (HTML and text, no widget),
+        with the timeline chart when it is shown."""
         self.apply(frame)
+        chart = "" if self.timeline is None else self.timeline.close()
         if self.display_id is None:
             return
         from IPython.display import update_display
 
-        snapshot = Snapshot(frame, notice)
+        snapshot = Snapshot(frame, notice, chart)
         update_display(snapshot, display_id=self.display_id)  # type: ignore[no-untyped-call]
         _resend_at_next_cell(self.display_id, snapshot)
 

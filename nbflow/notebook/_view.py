@@ -160,7 +160,7 @@ class LiveView:
         self._frame = self._state.frame(time.time())
         self.widgets = widget_frontend() if widgets is None else widgets
         self.renderer: Renderer = (
-            WidgetRenderer(self._frame, self._on_cancel, self._on_show_all)
+            WidgetRenderer(self._frame, self._on_cancel, self._on_show_all, self._source)
             if self.widgets
             else HandleRenderer(self._frame, live=in_kernel())
         )
@@ -338,6 +338,9 @@ class LiveView:
             self.renderer.apply(frame)
             self._frame = frame
             self._throttle.record(now)
+
+    def _source(self) -> tuple[Runtime, str | None]:
+        return self._runtime, self.workflow_id  # what the Timeline toggle charts
 
     def _on_show_all(self, value: bool) -> None:
         self._show_all = value

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from nbflow.store._history import StepStatsQuery, StepStatsRow, WorkflowQuery
 from nbflow.store._ops import CacheRow, Changes, MessageRow, Op, StepRow, WorkflowRow
+from nbflow.store._sqltimeline import TimelineRows
 
 __all__ = ["RecordedHead", "Replay", "ReplayRecord", "Store"]
 
@@ -240,6 +241,15 @@ class Store(abc.ABC):
         exist."""
         rows = [r for r in self.list_steps(workflow_id) if r.function_id == function_id]
         return (rows[0].output_json, rows[0].output_pickle) if rows else None
+
+    @abc.abstractmethod
+    def timeline_rows(
+        self, workflow_id: str, *, max_ticks: int = 2000, max_children: int = 100
+    ) -> TimelineRows | None:
+        """What a timeline draws of one workflow (None when it does not exist): its span, its
+        steps' spans, its stream writes thinned to about ``max_ticks`` (each stream's first and
+        last kept) and its first ``max_children`` children (see
+        :mod:`nbflow.store._sqltimeline`)."""
 
     @abc.abstractmethod
     def close(self) -> None:

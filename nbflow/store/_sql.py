@@ -30,6 +30,7 @@ from nbflow.store._ops import (
 )
 from nbflow.store._schema import column_list
 from nbflow.store._sqlcache import CacheQueries
+from nbflow.store._sqltimeline import TimelineQueries
 
 Statement = tuple[str, Sequence[Any]]
 #: Runs one statement in the caller's transaction and returns its rows.
@@ -170,7 +171,7 @@ class _Inserts:
         self.unwritten: dict[str, int] = {}
 
 
-class SQLStore(HistoryQueries, CacheQueries, Store):
+class SQLStore(HistoryQueries, CacheQueries, TimelineQueries, Store):
     """A store whose reads are the shared SQL queries above, run by :meth:`_fetchall`."""
 
     @abc.abstractmethod

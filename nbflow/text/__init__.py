@@ -5,6 +5,7 @@ nothing else of nbflow).
 - ``_tables``: tables of records for a terminal and for HTML;
 - ``_options``: the history's filters as the command line and the magics take them, and the
   step statistics table;
+- ``_svg``, ``_gantt``: a small SVG writer (every text escaped); a Gantt chart drawn with it;
 - ``_hints``: a command as the front end in use names it (``nbflow.recover()``,
   ``%nbflow recover``, ``nbflow recover``).
 """

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -391,6 +392,30 @@ def test_steps(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, workflows, "steps", "failed")[1] == "(no steps recorded)\n"
 
 
+def test_timeline_writes_a_self_contained_html_page(
+    workflows: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "timeline.html"
+    code, out, err = cli(capsys, workflows, "timeline", "ok", "--html", str(page))
+    assert code == 0, err
+    assert out == f"wrote the timeline of ok (3 steps) to {page}\n"
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "<script" not in text and "href" not in text
+    svg = ET.fromstring(text[text.index("<svg") : text.index("</svg>") + 6])
+    bars = [e for e in svg.iter() if "nbflow-bar" in (e.get("class") or "")]
+    assert len(bars) == 1 + 3  # the workflow and its three steps
+    ticks = [e for e in svg.iter() if e.get("class") == "nbflow-tick"]
+    assert len(ticks) == 3  # its writes to "values"
+    code, out, err = cli(capsys, workflows, "timeline", "failed")  # no --html: the SVG
+    assert code == 0, err
+    svg = ET.fromstring(out)
+    assert [e.get("class") for e in svg.iter() if e.get("class") == "nbflow-error-mark"]
+    assert cli_json(capsys, workflows, "timeline", "ok", "--html", str(page))["steps"] == 3
+    code, out, err = cli(capsys, workflows, "timeline", "ok", "--html", str(tmp_path / "no" / "x"))
+    assert (code, out) == (1, "")
+    assert err.startswith("nbflow: error: Cannot write the timeline to ") and "folder" in err
+
+
 def test_tail(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "tail", "ok", "values")
     assert code == 0, err
@@ -480,6 +505,7 @@ def test_resume_no_wait(workflows: Path, capsys: pytest.CaptureFixture[str]) -> 
         ["cancel", "nope"],
         ["resume", "nope"],
         ["resume", "nope", "--json"],
+        ["timeline", "nope"],
     ],
 )
 def test_unknown_id(db_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
@@ -506,7 +532,7 @@ def test_errors_in_a_real_process(db_path: Path) -> None:
 def test_usage(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("demo", "list", "show", "steps", "tail", "cancel", "resume", "recover"):
+    for command in ("demo", "list", "show", "steps", "timeline", "tail", "cancel", "resume"):
         assert command in out
     assert "--json" in out
     assert main(["bogus"]) == 2

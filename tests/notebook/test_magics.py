@@ -188,7 +188,7 @@ def test_help(shell: InteractiveShell, run: Run) -> None:
     ran = run("%nbflow start -h")
     assert ran.ok and "EXPR" in ran.stdout and "--watch" in ran.stdout
     doc = shell.magics_manager.magics["line"]["nbflow"].__doc__
-    for command in ["start EXPR", "watch", "list", "steps", "cancel", "resume", "recover", "db"]:
+    for command in ["start EXPR", "watch", "timeline", "list", "steps", "cancel", "resume", "db"]:
         assert f"%nbflow {command}" in doc
     assert "%%nbflow step" in doc and "%%nbflow background" in doc
 
@@ -264,6 +264,20 @@ def test_list_filters_and_stats_magics(rt: nbflow.Runtime, run: Run) -> None:
     assert "step statistics in" in html and "builtins.abs" in html
     assert headers(html) == ["step", "count", "errors", "retries", "p50", "p95", "max", "total"]
     assert "(none)" in run("%nbflow stats --name nope --since 2d").mime("text/html")[0]
+
+
+def test_timeline_shows_a_gantt_chart(rt: nbflow.Runtime, run: Run) -> None:
+    with nbflow.set_workflow_id("wf-chart"):
+        double(2)
+    ran = run("%nbflow timeline wf-chart")
+    assert ran.ok
+    (html,) = ran.mime("text/html")
+    assert '<div class="nbflow-timeline-view"' in html and "<svg" in html
+    assert "nbflow-bar nbflow-success" in html and "builtins.abs" in html
+    (text,) = ran.mime("text/plain")
+    assert text.startswith("nbflow timeline · ") and "wf-chart" in text
+    assert_usage_error(run("%nbflow timeline nope"), "%nbflow timeline", "No workflow")
+    assert_usage_error(run("%nbflow timeline"), "ID")
 
 
 def headers(html: str) -> list[str]:
