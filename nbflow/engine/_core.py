@@ -30,6 +30,7 @@ from nbflow.engine._loop import LoopThread
 from nbflow.engine._queues import Dispatcher
 from nbflow.engine._reader import StreamReader
 from nbflow.engine._reports import Reports
+from nbflow.engine._retention import Retention
 from nbflow.engine._workflows import WorkflowRun
 from nbflow.store import Store, WorkflowRow, open_store
 from nbflow.store._ops import Changes
@@ -75,6 +76,7 @@ class RuntimeCore(Runner):
             engine, self.executions, self, self, loop=self._event_loop, ending=self._ending
         )
         self.history = History(engine, self.executions)
+        self.retention = Retention(engine, self.executions, self.history)
         self._queue_names = None if queues is None else list(queues)
         self._loop: LoopThread | None = None
         self._dispatcher: Dispatcher | None = None

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from nbflow.store._ops import CacheRow, Changes, MessageRow, Op, StepRow, WorkflowRow
 
-__all__ = ["RecordedHead", "Replay", "ReplayRecord", "Store"]
+__all__ = ["RecordedHead", "Related", "Replay", "ReplayRecord", "Store"]
 
 
 class RecordedHead(NamedTuple):
@@ -31,6 +31,14 @@ class RecordedHead(NamedTuple):
     has_pickle: bool
     started_at: float
     ended_at: float
+
+
+class Related(NamedTuple):
+    """A workflow started by another (its ``parent_id``), with its status."""
+
+    workflow_id: str
+    parent_id: str
+    status: str
 
 
 class Replay(NamedTuple):
@@ -227,6 +235,32 @@ class Store(abc.ABC):
         """The ``output_pickle`` of one step (None when it has none, or does not exist)."""
         rows = [r for r in self.list_steps(workflow_id) if r.function_id == function_id]
         return rows[0].output_pickle if rows else None
+
+    # -- removing history (a SQL store: store/_sqldelete.py) ------------------------------------
+
+    #: Whether closing compacts the file: None when deletes freed enough of it, True always,
+    #: False never (a store without a file ignores it).
+    compact_on_close: bool | None = None
+
+    def delete_workflows(self, workflow_ids: Sequence[str]) -> int:
+        """Delete these workflows where finished (checked in the deleting transaction), with
+        their steps, stream items and the messages addressed to them; how many were deleted."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete workflows")
+
+    def prunable(
+        self, before: float, statuses: Sequence[str], leave_names: Sequence[str]
+    ) -> list[str]:
+        """The ids of finished workflows (of ``statuses``) created before ``before``, except
+        those called one of ``leave_names``, oldest first."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete workflows")
+
+    def children(self, parent_ids: Sequence[str]) -> list[Related]:
+        """The workflows these workflows started (one generation)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete workflows")
+
+    def delete_records(self, workflow_id: str, function_ids: Sequence[int]) -> int:
+        """Delete these steps of a record-keeping workflow; how many."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete records")
 
     @abc.abstractmethod
     def close(self) -> None:

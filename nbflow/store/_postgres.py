@@ -368,6 +368,16 @@ class PostgresStore(SQLStore):
             )
             yield lambda query, params: conn.execute(query, params).fetchall()
 
+    # -- removing history (store/_sqldelete.py): no file to shrink; autovacuum reuses the space
+
+    _lock_rows = "FOR UPDATE"  # a claim or reopen by another process waits, or skips it
+
+    def _delete_transaction(self) -> contextlib.AbstractContextManager[Execute]:
+        return self._queue_transaction("nbflow.delete")
+
+    def _in_list(self, column: str, param: str, sql_type: str) -> str:
+        return f"{column} = ANY({param}::{sql_type}[])"
+
     def claim(
         self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False
     ) -> WorkflowRow | None:

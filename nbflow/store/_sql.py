@@ -29,6 +29,7 @@ from nbflow.store._ops import (
 )
 from nbflow.store._schema import column_list
 from nbflow.store._sqlcache import CacheQueries
+from nbflow.store._sqldelete import DeleteQueries
 
 Statement = tuple[str, Sequence[Any]]
 #: Runs one statement in the caller's transaction and returns its rows.
@@ -169,7 +170,7 @@ class _Inserts:
         self.unwritten: dict[str, int] = {}
 
 
-class SQLStore(CacheQueries, Store):
+class SQLStore(CacheQueries, DeleteQueries, Store):
     """A store whose reads are the shared SQL queries above, run by :meth:`_fetchall`."""
 
     @abc.abstractmethod
