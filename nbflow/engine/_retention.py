@@ -57,7 +57,7 @@ def _statuses(status: str | Status | Iterable[str | Status] | None) -> list[str]
     """The finished statuses ``status`` names (None: all three)."""
     if status is None:
         return list(_FINAL)
-    items = [status] if isinstance(status, (str, Status)) else list(status)
+    items = [status] if isinstance(status, (str, Status)) or not _iterable(status) else status
     parsed = []
     for item in items:
         try:
@@ -78,6 +78,10 @@ def _statuses(status: str | Status | Iterable[str | Status] | None) -> list[str]
             )
         parsed.append(found.value)
     return list(dict.fromkeys(parsed))
+
+
+def _iterable(value: object) -> bool:
+    return isinstance(value, Iterable)
 
 
 class Retention:

@@ -372,8 +372,15 @@ class PostgresStore(SQLStore):
 
     _lock_rows = "FOR UPDATE"  # a claim or reopen by another process waits, or skips it
 
-    def _delete_transaction(self) -> contextlib.AbstractContextManager[Execute]:
-        return self._queue_transaction("nbflow.delete")
+    @contextlib.contextmanager
+    def _delete_transaction(self) -> Iterator[Execute]:
+        with self._pool.connection(self.url) as conn, conn.transaction():
+
+            def execute(query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+                cursor = conn.execute(query, params)
+                return cursor.fetchall() if cursor.description is not None else []
+
+            yield execute
 
     def _in_list(self, column: str, param: str, sql_type: str) -> str:
         return f"{column} = ANY({param}::{sql_type}[])"
