@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from nbflow._errors import InvalidValueError, WorkflowRunningError
 from nbflow._records import Status
@@ -57,7 +58,8 @@ def _statuses(status: str | Status | Iterable[str | Status] | None) -> list[str]
     """The finished statuses ``status`` names (None: all three)."""
     if status is None:
         return list(_FINAL)
-    items = [status] if isinstance(status, (str, Status)) or not _iterable(status) else status
+    single = isinstance(status, (str, Status)) or not isinstance(status, Iterable)
+    items: list[Any] = [status] if single else list(status)  # type: ignore[arg-type]
     parsed = []
     for item in items:
         try:
@@ -78,10 +80,6 @@ def _statuses(status: str | Status | Iterable[str | Status] | None) -> list[str]
             )
         parsed.append(found.value)
     return list(dict.fromkeys(parsed))
-
-
-def _iterable(value: object) -> bool:
-    return isinstance(value, Iterable)
 
 
 class Retention:
