@@ -12,28 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import time
 
 import nbflow
-from nbflow.text._format import format_time
+from nbflow.text._format import AGES, format_time, parse_age
 
 __all__ = ["age", "cmd_compact", "cmd_delete", "cmd_prune", "file_size"]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
-
 
 def age(text: str) -> float:
-    """An age such as ``30d``, ``12h``, ``45m``, ``90s``, ``2w`` or plain seconds, in seconds
-    (an argparse type: bad text is a usage error, exit status 2)."""
-    match = _AGE.fullmatch(text)
-    seconds = float(match.group(1)) * _UNITS[match.group(2).lower() or "s"] if match else 0.0
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an age: give a number > 0 with a unit, e.g. 30d, 12h, 45m, 90s "
-            "(days, hours, minutes, seconds; w: weeks), or plain seconds"
-        )
+    """An age (:func:`~nbflow.text._format.parse_age`: ``30d``, ``12h``, ``45m``, ``90s`` or
+    seconds) in seconds, as an argparse type: bad text is a usage error (exit status 2)."""
+    seconds = parse_age(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age: give {AGES}")
     return seconds
 
 

@@ -139,6 +139,20 @@ class Retention:
         self._deleted(ids)
         return deleted
 
+    def delete_recorded(self, workflow_id: str, function_ids: Iterable[int]) -> int:
+        """Delete steps of a record-keeping workflow (see :meth:`nbflow.Runtime.delete_recorded`)."""
+        check_text(workflow_id, "A workflow id")
+        ids = list(function_ids)
+        if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+            raise InvalidValueError(
+                f"function_ids must be step numbers (int), not {ids!r}.",
+                what="function_ids",
+                value=ids,
+            )
+        self._engine.check_open()
+        self._engine.flush()
+        return self._engine.store.delete_records(workflow_id, ids)
+
     def _refuse_running(self, workflow_id: str, status: str, asked: str) -> None:
         if status not in _FINAL:
             raise WorkflowRunningError(workflow_id, status, asked)

@@ -444,6 +444,11 @@ class Runtime:
         """
         return self._core.retention.prune(older_than, status, dry_run=dry_run)
 
+    def delete_recorded(self, workflow_id: str, function_ids: Iterable[int]) -> int:
+        """Delete steps of a record-keeping workflow (:meth:`record_step`) by function id, in
+        one transaction; how many were deleted (``%nbflow prune --cells`` uses it)."""
+        return self._core.retention.delete_recorded(workflow_id, function_ids)
+
     def close(self, timeout: float = 10.0, *, compact: bool | None = None) -> None:
         """Stop this runtime: running workflows stop at their next checkpoint (and stay PENDING,
         to be recovered later), everything written is committed, and the database is closed.
