@@ -393,24 +393,16 @@ class Runtime:
         self._core.engine.flush()
         return self._core.engine.store.clear_cache(name, explaining.cutoff(older_than))
 
-    # -- retention ---------------------------------------------------------------------------
+    # -- retention (engine/_retention.py) -----------------------------------------------------
 
     def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> int:
-        """Delete a finished workflow: its row, steps (and events), stream items and the
-        messages addressed to it. The step cache keeps its results (:meth:`clear_cache`).
-
-        Args:
-            workflow_id: A SUCCESS, ERROR or CANCELLED workflow.
-            delete_children: Also delete the workflows it started, and theirs (each must be
-                finished too). Without it, its children stay.
-
-        Returns:
-            How many workflows were deleted (1, or more with children).
+        """Delete a finished workflow with its steps, events, stream items and the messages
+        addressed to it (not the step cache); with ``delete_children`` the workflows it started,
+        recursively, each finished. Returns how many workflows were deleted.
 
         Raises:
             WorkflowNotFoundError: No workflow has this id.
-            WorkflowRunningError: It (or, with ``delete_children``, a child) is PENDING or
-                ENQUEUED: cancel it first. Nothing was deleted.
+            WorkflowRunningError: It (or a child) is PENDING or ENQUEUED: nothing was deleted.
         """
         return self._core.retention.delete(workflow_id, delete_children=delete_children)
 
@@ -421,46 +413,27 @@ class Runtime:
         status: str | Status | Iterable[str | Status] | None = None,
         dry_run: bool = False,
     ) -> int:
-        """Delete finished workflows created more than ``older_than`` ago; how many.
+        """Delete the finished workflows (of ``status``: one or a list; None: all finished)
+        created more than ``older_than`` (seconds > 0, or a timedelta) ago; how many.
 
-        Each workflow is judged by itself: a child is pruned when it is old enough and
-        finished, whatever its parent (a young child of a pruned parent stays, and is pruned
-        later by the same rule). PENDING and ENQUEUED workflows are never pruned, nor the
-        record keeping of durable cells (``%nbflow prune --cells`` prunes that). Deletions are
-        one transaction per batch of a few thousand workflows. A DuckDB file gives the space back
-        when the runtime closes (it is compacted when deletes freed a quarter of it; see
-        :meth:`close`).
-
-        Args:
-            older_than: An age, in seconds (> 0) or a ``datetime.timedelta``, compared with each
-                workflow's creation time.
-            status: Only workflows of this status (or these statuses): SUCCESS, ERROR or
-                CANCELLED. None: all three.
-            dry_run: Count what would be deleted, and delete nothing.
-
-        Raises:
-            InvalidValueError: ``older_than`` is not a positive age, or ``status`` is not a
-                finished status.
+        Each is judged by itself (a young child of a pruned parent stays); never a running one,
+        nor durable cells' records. ``dry_run``: count only. The file shrinks at :meth:`close`.
         """
         return self._core.retention.prune(older_than, status, dry_run=dry_run)
 
     def delete_recorded(self, workflow_id: str, function_ids: Iterable[int]) -> int:
-        """Delete steps of a record-keeping workflow (:meth:`record_step`) by function id, in
-        one transaction; how many were deleted (``%nbflow prune --cells`` uses it)."""
+        """Delete steps of a record-keeping workflow by function id; how many."""
         return self._core.retention.delete_recorded(workflow_id, function_ids)
 
     def close(self, timeout: float = 10.0, *, compact: bool | None = None) -> None:
         """Stop this runtime: running workflows stop at their next checkpoint (and stay PENDING,
         to be recovered later), everything written is committed, and the database is closed.
 
-        A DuckDB file is compacted as it closes (rewritten without the space deleted workflows
-        held, crash-safely: see ``nbflow.store._duckcompact``) when deletes of this runtime
-        freed at least a quarter of it (or 256 MB).
-
         Args:
             timeout: Seconds to wait at most for running workflows to stop.
-            compact: True: compact a DuckDB file whatever was deleted; False: never; None: when
-                deletes freed enough.
+            compact: Rewrite a DuckDB file without the space deleted rows held (crash-safe, see
+                ``store/_duckcompact.py``): None when this runtime's deletes freed a quarter of
+                it (or 256 MB), True always, False never.
         """
         if compact is not None and not self.closed:
             self._core.engine.store.compact_on_close = compact
