@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow._errors import DatabaseLockedError
@@ -27,6 +27,7 @@ __all__ = [
     "close_stream",
     "configure",
     "current_workflow_id",
+    "delete_workflow",
     "fork",
     "get_event",
     "get_event_async",
@@ -34,6 +35,7 @@ __all__ = [
     "list_steps",
     "list_streams",
     "list_workflows",
+    "prune",
     "read_stream",
     "read_stream_async",
     "read_stream_frame",
@@ -279,6 +281,23 @@ def clear_cache(
     """Delete results kept by cached steps (of ``step``; kept longer ago than ``older_than``);
     how many (see :meth:`Runtime.clear_cache`)."""
     return _call_runtime().clear_cache(step, older_than=older_than)
+
+
+def delete_workflow(workflow_id: str, *, delete_children: bool = False) -> int:
+    """Delete a finished workflow with its steps, streams, events and the messages addressed to
+    it; how many workflows were deleted (see :meth:`Runtime.delete_workflow`)."""
+    return _call_runtime().delete_workflow(workflow_id, delete_children=delete_children)
+
+
+def prune(
+    *,
+    older_than: float | dt.timedelta,
+    status: str | Status | Iterable[str | Status] | None = None,
+    dry_run: bool = False,
+) -> int:
+    """Delete finished workflows created more than ``older_than`` (seconds or a timedelta) ago,
+    optionally only those of ``status``; how many (see :meth:`Runtime.prune`)."""
+    return _call_runtime().prune(older_than=older_than, status=status, dry_run=dry_run)
 
 
 def recover() -> Recovered:

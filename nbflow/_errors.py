@@ -21,6 +21,7 @@ message what to do next::
     ├── StreamClosedError                    a write after the stream was closed
     ├── WorkflowCancelledError               the workflow was cancelled
     ├── WorkflowInterruptedError             the workflow was interrupted and is not running
+    ├── WorkflowRunningError                 a running workflow cannot be deleted
     ├── RecordedError                        a recorded exception that cannot be rebuilt here
     └── WaitTimeoutError (TimeoutError)      a wait ran out of time
         └── StreamTimeoutError               no stream item arrived in time
@@ -58,6 +59,7 @@ __all__ = [
     "WorkflowConflictError",
     "WorkflowInterruptedError",
     "WorkflowNotFoundError",
+    "WorkflowRunningError",
 ]
 
 
@@ -364,6 +366,28 @@ class WorkflowInterruptedError(NbflowError):
             f"{hint('recover')}."
         )
         self.workflow_id = workflow_id
+
+
+class WorkflowRunningError(NbflowError):
+    """A workflow that has not finished (PENDING or ENQUEUED) cannot be deleted; nothing was.
+
+    Attributes:
+        workflow_id: The workflow that has not finished.
+        status: Its status.
+        asked: The workflow whose deletion was asked for (its parent or itself).
+    """
+
+    def __init__(self, workflow_id: str, status: str, asked: str | None = None) -> None:
+        which = f"Workflow {workflow_id!r}"
+        if asked is not None and asked != workflow_id:
+            which = f"Workflow {asked!r} has a child workflow {workflow_id!r} that"
+        super().__init__(
+            f"{which} is {status} (not finished), so nothing was deleted. Cancel it first with "
+            f"{hint('cancel', workflow_id)}, or wait until it ends, then delete again."
+        )
+        self.workflow_id = workflow_id
+        self.status = status
+        self.asked = asked
 
 
 class RecordedError(NbflowError):

@@ -4,13 +4,15 @@ Usage::
 
     nbflow [--db URL] [--json] COMMAND [ARGS]
 
-Commands: ``demo``, ``list``, ``stats``, ``show``, ``steps``, ``timeline``, ``tail``, ``cancel``, ``resume``, ``recover``,
-``send``, ``worker`` (runs the workflows of queues: ``nbflow --db URL worker --queue NAME --import
-MODULE``). ``--db`` and ``--json`` may be given before or after the command. ``python -m nbflow``
-is the same command. Errors print one line, ``nbflow: error: <message>``, and exit with status 1.
+Commands: ``demo``, ``list``, ``stats``, ``show``, ``steps``, ``timeline``, ``tail``, ``cancel``,
+``resume``, ``recover``, ``send``, ``prune``, ``delete``, ``compact``, ``worker`` (runs the
+workflows of queues: ``nbflow --db URL worker --queue NAME --import MODULE``). ``--db`` and
+``--json`` may be given before or after the command. ``python -m nbflow`` is the same command.
+Errors print one line, ``nbflow: error: <message>``, and exit with status 1.
 
 This module holds the parser and :func:`main`; the commands are in :mod:`nbflow.cli._commands`,
-the progress bar in :mod:`nbflow.cli._progress`, and their text comes from :mod:`nbflow.text._format`.
+the removal of history in :mod:`nbflow.cli._retention`, the progress bar in
+:mod:`nbflow.cli._progress`, and their text comes from :mod:`nbflow.text._format`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from nbflow.cli._commands import (
     import_modules,
 )
 from nbflow.cli._progress import ProgressBar
+from nbflow.cli._retention import age, cmd_compact, cmd_delete, cmd_prune
 from nbflow.text._hints import set_front_end
 from nbflow.text._options import add_list_options, add_stats_options
 
@@ -140,6 +143,30 @@ def _add_managing(add: _Add) -> None:
     )
 
 
+def _add_retention(add: _Add) -> None:
+    """The commands that remove history: prune, delete, compact (nbflow/cli/_retention.py)."""
+    p = add("prune", cmd_prune, "remove finished workflows older than an age, and shrink the file")
+    p.add_argument(
+        "--older-than",
+        type=age,
+        required=True,
+        metavar="AGE",
+        help="created longer ago than this: 30d, 12h, 45m, 90s or seconds",
+    )
+    p.add_argument(
+        "--status",
+        type=str.upper,
+        action="append",
+        choices=["SUCCESS", "ERROR", "CANCELLED"],
+        help="only workflows with this status (repeat for more; default: all three)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count them, remove nothing")
+    p = add("delete", cmd_delete, "remove a finished workflow, its steps, streams and messages")
+    p.add_argument("id")
+    p.add_argument("--children", action="store_true", help="also the workflows it started")
+    add("compact", cmd_compact, "rewrite a DuckDB file without the space deleted rows held")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=_DB_HELP)
@@ -163,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_reading(add)
     _add_managing(add)
+    _add_retention(add)
     return parser
 
 

@@ -11,6 +11,7 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_rerun``, ``_why``: what changed in a workflow's code since it ran, and its re-run
   (``<id>.2``) that takes the old run's checkpoints wherever step, code and arguments still
   match; why a cached step's call ran (``nbflow.why``);
+- ``_retention``: removing finished workflows (``delete_workflow``, ``prune``);
 - ``_lifecycle``: begin, run, end, cancel, resume, recover, fork, enqueue and dequeue;
 - ``_history``, ``_queues``, ``_reports``: reads and waits for workflows elsewhere; the queue
   thread; what the committer and other processes report (durable ends, cancels, take-overs);

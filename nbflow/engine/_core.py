@@ -30,6 +30,7 @@ from nbflow.engine._loop import LoopThread
 from nbflow.engine._queues import Dispatcher
 from nbflow.engine._reader import StreamReader
 from nbflow.engine._reports import Reports
+from nbflow.engine._retention import Retention
 from nbflow.engine._tracing import Tracing
 from nbflow.engine._workflows import WorkflowRun
 from nbflow.store import Store, WorkflowRow, open_store
@@ -85,6 +86,7 @@ class RuntimeCore(Runner):
             tracing=traces,
         )
         self.history = History(engine, self.executions)
+        self.retention = Retention(engine, self.executions, self.history)
         self._queue_names = None if queues is None else list(queues)
         self._loop: LoopThread | None = None
         self._dispatcher: Dispatcher | None = None

@@ -3,7 +3,7 @@ outside workflows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from nbflow._errors import (
@@ -275,6 +275,11 @@ class History:
                 executor_id=self._engine.executor_id,
             )
             self._engine.log.append(row)
+
+    def forget(self, workflow_ids: Iterable[str]) -> None:
+        """These workflows may have been deleted: a record-keeping one is created again when a
+        step is next recorded in it."""
+        self._records.difference_update(workflow_ids)
 
     def recorded_steps(
         self, workflow_id: str, name: str | None = None, *, newest_first: bool = False

@@ -13,7 +13,7 @@ import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from nbflow._errors import StreamTimeoutError
+from nbflow._errors import StreamTimeoutError, WorkflowNotFoundError
 from nbflow._serialization import check_text, decode_many
 from nbflow.engine._engine import Engine, Watch
 from nbflow.engine._execution import Executions
@@ -67,9 +67,17 @@ class StreamReader:
         self._alarm = None if wake is None else wake.alarm  # ends it
 
     def _finished(self) -> bool:
+        """Whether the workflow ended (its end markers are committed).
+
+        Raises:
+            WorkflowNotFoundError: It was deleted while being read (``delete_workflow``,
+                ``prune``): what was read stays read, and the read ends.
+        """
         if self._executions.ending_soon(self.workflow_id):
             return False
         status = self._engine.store.get_status(self.workflow_id)
+        if status is None and self.workflow_id not in self._executions:
+            raise WorkflowNotFoundError(self.workflow_id, self._engine.database)
         return status is not None and status not in ("PENDING", "ENQUEUED")
 
     def _accept(self, rows: Sequence[Row], values: list[Any]) -> bool:

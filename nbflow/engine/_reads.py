@@ -1,4 +1,5 @@
-"""The runtime's history reads with filters: workflows, step statistics, a stream as a frame.
+"""The runtime's history reads: steps, streams, workflows by filters, step statistics, a stream
+as a frame.
 
 :class:`HistoryReads` is a part of :class:`~nbflow.Runtime` (its base): each method checks its
 arguments (:mod:`nbflow.engine._queries`) and asks the runtime's
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from nbflow._records import Records, Status, StepStats, WorkflowInfo
+from nbflow._records import Records, Status, StepInfo, StepStats, StreamInfo, WorkflowInfo
 from nbflow.engine._queries import Moment, step_stats_query, workflow_query
 
 if TYPE_CHECKING:
@@ -25,6 +26,14 @@ class HistoryReads:
     """The history's filtered reads of a :class:`~nbflow.Runtime`."""
 
     _core: RuntimeCore
+
+    def list_steps(self, workflow_id: str) -> Records[StepInfo]:
+        """A workflow's recorded steps, in order."""
+        return self._core.history.list_steps(workflow_id)
+
+    def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
+        """A workflow's streams, by key."""
+        return self._core.history.list_streams(workflow_id)
 
     def list_workflows(
         self,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from nbflow._errors import FunctionNotRegisteredError, WorkflowNotFoundError
-from nbflow._records import Records, Status, StepInfo, StreamInfo
+from nbflow._records import Status
 from nbflow._serialization import check_text
 from nbflow.engine import _messages as messages
 from nbflow.engine import _rerun
@@ -236,14 +236,6 @@ class Runtime(HistoryReads):
         """The raw recorded row of a workflow (for tools such as the CLI)."""
         return self._core.history.row(workflow_id)
 
-    def list_steps(self, workflow_id: str) -> Records[StepInfo]:
-        """A workflow's recorded steps, in order."""
-        return self._core.history.list_steps(workflow_id)
-
-    def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
-        """A workflow's streams, by key."""
-        return self._core.history.list_streams(workflow_id)
-
     def events(self, workflow_id: str) -> dict[str, Any]:
         """The events a workflow set (:func:`nbflow.set_event`): each key's last value."""
         return self._core.history.events(workflow_id)
@@ -396,13 +388,50 @@ class Runtime(HistoryReads):
         self._core.engine.flush()
         return self._core.engine.store.clear_cache(name, explaining.cutoff(older_than))
 
-    def close(self, timeout: float = 10.0) -> None:
+    # -- retention (engine/_retention.py) -----------------------------------------------------
+
+    def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> int:
+        """Delete a finished workflow with its steps, events, stream items and the messages
+        addressed to it (not the step cache); with ``delete_children`` the workflows it started,
+        recursively, each finished. Returns how many workflows were deleted.
+
+        Raises:
+            WorkflowNotFoundError: No workflow has this id.
+            WorkflowRunningError: It (or a child) is PENDING or ENQUEUED: nothing was deleted.
+        """
+        return self._core.retention.delete(workflow_id, delete_children=delete_children)
+
+    def prune(
+        self,
+        *,
+        older_than: float | dt.timedelta,
+        status: str | Status | Iterable[str | Status] | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete the finished workflows (of ``status``: one or a list; None: all finished)
+        created more than ``older_than`` (seconds > 0, or a timedelta) ago; how many.
+
+        Each is judged by itself (a young child of a pruned parent stays); never a running one,
+        nor durable cells' records. ``dry_run``: count only. The file shrinks at :meth:`close`.
+        """
+        return self._core.retention.prune(older_than, status, dry_run=dry_run)
+
+    def delete_recorded(self, workflow_id: str, function_ids: Iterable[int]) -> int:
+        """Delete steps of a record-keeping workflow by function id; how many."""
+        return self._core.retention.delete_recorded(workflow_id, function_ids)
+
+    def close(self, timeout: float = 10.0, *, compact: bool | None = None) -> None:
         """Stop this runtime: running workflows stop at their next checkpoint (and stay PENDING,
         to be recovered later), everything written is committed, and the database is closed.
 
         Args:
             timeout: Seconds to wait at most for running workflows to stop.
+            compact: Rewrite a DuckDB file without the space deleted rows held (crash-safe, see
+                ``store/_duckcompact.py``): None when this runtime's deletes freed a quarter of
+                it (or 256 MB), True always, False never.
         """
+        if compact is not None and not self.closed:
+            self._core.engine.store.compact_on_close = compact
         self._core.close(timeout)
 
 

@@ -127,6 +127,9 @@ class DurableCells:
         self.producers: dict[str, tuple[str, str, int]] = {}
         #: cell name -> what it did last in this kernel: ran (and why), or was restored
         self.last: dict[str, Ran | Restored] = {}
+        #: cell name -> its key when it last ran or was restored in this kernel (its current
+        #: version: ``%nbflow prune --cells`` keeps the record with it)
+        self.keys: dict[str, str] = {}
 
     def key(self, name: str, source: str, reads: set[str]) -> str:
         """The key of a cell named ``name`` with this source, given the namespace it reads."""
@@ -151,6 +154,7 @@ class DurableCells:
             raise exc.with_traceback(None) from None
         names = analyze(tree)
         parts = self.parts(name, body, names.reads)
+        self.keys[name] = parts.key
         cell = _Cell(name, parts, tree, filename, names, _quiet(code), force)
         try:
             rt = nbflow.runtime()

@@ -22,13 +22,15 @@ from IPython.display import display
 
 import nbflow
 from nbflow._records import Records
-from nbflow.notebook import _background, _cells, _tables
+from nbflow.notebook import _background, _cells, _prune, _tables
 from nbflow.notebook._why import explain
 from nbflow.text._format import (
+    AGES,
     format_cancel,
     format_recover,
     format_resume,
     format_sent,
+    parse_age,
     parse_message,
     status_word,
 )
@@ -56,6 +58,20 @@ class _Parser(argparse.ArgumentParser):
         if message:
             sys.stderr.write(message)
         raise _HelpShown
+
+
+def _status(text: str) -> str:
+    try:
+        return nbflow.Status.parse(text).value
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _age(text: str) -> float:
+    seconds = parse_age(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age: give {AGES}")
+    return seconds
 
 
 class _Add(Protocol):
@@ -145,6 +161,11 @@ def _build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     p = add("step", "(cell magic) run the cell once; afterwards restore its variables and output")
     p.add_argument("name", metavar="NAME", help="the cell's name in the pipeline")
     p.add_argument("--force", action="store_true", help="run it even if a run is recorded")
+    p = add("prune", "remove finished workflows older than an age, or (--cells) superseded records")
+    p.add_argument("--cells", action="store_true", help="older versions of durable cells")
+    p.add_argument("--older-than", type=_age, metavar="AGE", help="e.g. 30d, 12h, 45m, 90s")
+    p.add_argument("--status", type=_status, action="append", help="only this status (repeat)")
+    p.add_argument("--dry-run", action="store_true", help="count, remove nothing")
     p = add("why", "why a durable cell last ran (or was restored), or why a cached step missed")
     p.add_argument("name", metavar="NAME", help="a durable cell's name, or a cached step's")
     p = add("background", "(cell magic) run the cell as a workflow in a background thread")
@@ -361,6 +382,16 @@ class NbflowMagics(Magics):
         recovered = nbflow.recover()  # in a cell, it shows what it did and the views itself
         if not shows_views():
             print("\n".join(format_recover(recovered, here="this kernel")))
+
+    def _prune(self, args: argparse.Namespace) -> None:
+        if args.cells == (args.older_than is not None):
+            _COMMANDS["prune"].error("give either --cells or --older-than AGE")
+        rt = nbflow.runtime()
+        if args.cells:
+            done = _prune.prune_cells(rt, _cells.cells_for(self.shell), dry_run=args.dry_run)
+            print(_prune.format_cells_pruned(done, dry_run=args.dry_run))
+        else:
+            print(_prune.prune_workflows(rt, args.older_than, args.status, dry_run=args.dry_run))
 
     def _why(self, args: argparse.Namespace) -> None:
         last = _cells.cells_for(self.shell).last

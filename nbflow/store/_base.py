@@ -21,7 +21,7 @@ from nbflow.store._history import StepStatsQuery, StepStatsRow, WorkflowQuery
 from nbflow.store._ops import CacheRow, Changes, MessageRow, Op, StepRow, WorkflowRow
 from nbflow.store._sqltimeline import TimelineRows
 
-__all__ = ["RecordedHead", "Replay", "ReplayRecord", "Store"]
+__all__ = ["RecordedHead", "Related", "Replay", "ReplayRecord", "Store"]
 
 
 class RecordedHead(NamedTuple):
@@ -33,6 +33,14 @@ class RecordedHead(NamedTuple):
     has_pickle: bool
     started_at: float
     ended_at: float
+
+
+class Related(NamedTuple):
+    """A workflow started by another (its ``parent_id``), with its status."""
+
+    workflow_id: str
+    parent_id: str
+    status: str
 
 
 class Replay(NamedTuple):
@@ -250,6 +258,32 @@ class Store(abc.ABC):
         steps' spans, its stream writes thinned to about ``max_ticks`` (each stream's first and
         last kept) and its first ``max_children`` children (see
         :mod:`nbflow.store._sqltimeline`)."""
+
+    # -- removing history (a SQL store: store/_sqldelete.py) ------------------------------------
+
+    #: Whether closing compacts the file: None when deletes freed enough of it, True always,
+    #: False never (a store without a file ignores it).
+    compact_on_close: bool | None = None
+
+    def delete_workflows(self, workflow_ids: Sequence[str]) -> int:
+        """Delete these workflows where finished (checked in the deleting transaction), with
+        their steps, stream items and the messages addressed to them; how many were deleted."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete workflows")
+
+    def prunable(
+        self, before: float, statuses: Sequence[str], leave_names: Sequence[str]
+    ) -> list[str]:
+        """The ids of finished workflows (of ``statuses``) created before ``before``, except
+        those called one of ``leave_names``, oldest first."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete workflows")
+
+    def children(self, parent_ids: Sequence[str]) -> list[Related]:
+        """The workflows these workflows started (one generation)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete workflows")
+
+    def delete_records(self, workflow_id: str, function_ids: Sequence[int]) -> int:
+        """Delete these steps of a record-keeping workflow; how many."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete records")
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -20,6 +20,7 @@ from nbflow._errors import (
     SchemaVersionError,
 )
 from nbflow.store import _schema as schema
+from nbflow.store._duckcompact import DuckMaintenance, remove_stale
 from nbflow.store._duckfile import disown, open_owned
 from nbflow.store._ops import Finish, Op, WorkflowRow
 from nbflow.store._schema import MIGRATIONS
@@ -205,7 +206,7 @@ def _close_quietly(con: duckdb.DuckDBPyConnection) -> None:
         con.close()
 
 
-class DuckDBStore(SQLStore):
+class DuckDBStore(DuckMaintenance, SQLStore):
     """A DuckDB file (or ``:memory:``) holding workflows, steps and streams.
 
     DuckDB lets one process open a file for writing; inside it, every thread gets its own cursor.
@@ -238,6 +239,7 @@ class DuckDBStore(SQLStore):
         try:
             if not path.startswith(":memory:"):
                 _check_length(path, self._con)
+                remove_stale(path)  # a copy a compaction killed midway left (_duckcompact)
             self._migrate()
         except duckdb.Error as exc:
             raise _translate_open_error(path, exc) from exc
@@ -430,7 +432,7 @@ class DuckDBStore(SQLStore):
             with contextlib.suppress(duckdb.Error):  # closing is best effort
                 cursor.close()
         try:
-            self._con.close()
+            self._close_and_compact()
         finally:
             disown(self._owned)
 

@@ -368,6 +368,23 @@ class PostgresStore(SQLStore):
             )
             yield lambda query, params: conn.execute(query, params).fetchall()
 
+    # -- removing history (store/_sqldelete.py): no file to shrink; autovacuum reuses the space
+
+    _lock_rows = "FOR UPDATE"  # a claim or reopen by another process waits, or skips it
+
+    @contextlib.contextmanager
+    def _delete_transaction(self) -> Iterator[Execute]:
+        with self._pool.connection(self.url) as conn, conn.transaction():
+
+            def execute(query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+                cursor = conn.execute(query, params)
+                return cursor.fetchall() if cursor.description is not None else []
+
+            yield execute
+
+    def _in_list(self, column: str, param: str, sql_type: str) -> str:
+        return f"{column} = ANY({param}::{sql_type}[])"
+
     def claim(
         self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False
     ) -> WorkflowRow | None:

@@ -30,6 +30,7 @@ from nbflow.store._ops import (
 )
 from nbflow.store._schema import column_list
 from nbflow.store._sqlcache import CacheQueries
+from nbflow.store._sqldelete import DeleteQueries
 from nbflow.store._sqltimeline import TimelineQueries
 
 Statement = tuple[str, Sequence[Any]]
@@ -171,7 +172,7 @@ class _Inserts:
         self.unwritten: dict[str, int] = {}
 
 
-class SQLStore(HistoryQueries, CacheQueries, TimelineQueries, Store):
+class SQLStore(HistoryQueries, CacheQueries, DeleteQueries, TimelineQueries, Store):
     """A store whose reads are the shared SQL queries above, run by :meth:`_fetchall`."""
 
     @abc.abstractmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "format_resume",
     "format_sent",
     "format_time",
+    "parse_age",
     "parse_message",
     "progress_label",
     "progress_line",
@@ -47,6 +49,22 @@ __all__ = [
 
 
 # -- numbers and times -----------------------------------------------------------------------
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
+#: What :func:`parse_age` takes, for messages.
+AGES = "a number > 0 with a unit, e.g. 30d, 12h, 45m, 90s (w: weeks), or plain seconds"
+
+
+def parse_age(text: str) -> float | None:
+    """An age such as ``30d``, ``12h``, ``45m``, ``90s``, ``2w`` or plain seconds, in seconds;
+    None for text that is not an age > 0."""
+    match = _AGE.fullmatch(text)
+    if match is None:
+        return None
+    seconds = float(match.group(1)) * _AGE_UNITS[match.group(2).lower() or "s"]
+    return seconds if seconds > 0 else None
 
 
 def format_duration(seconds: float | None) -> str:

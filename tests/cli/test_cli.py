@@ -544,3 +544,95 @@ def test_usage(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "must be >= 0" in capsys.readouterr().err
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"nbflow {nbflow.__version__}\n"
+
+
+# -- removing history: prune, delete, compact ---------------------------------------------------
+
+
+@nbflow.workflow(name="tests.cli.big")
+def big(i: int) -> int:
+    nbflow.run_step(os.urandom, 200_000)
+    return i
+
+
+def big_file(db: Path, count: int) -> list[str]:
+    """``count`` workflows of 200 kB each, made to look 40 days old; their ids."""
+    with nbflow.Runtime(db) as rt:
+        ids = [rt.start(big, i).workflow_id for i in range(count)]
+        for workflow_id in ids:
+            rt.get_workflow(workflow_id).result()
+        rt.store.sql("UPDATE workflows SET created_at = created_at - 40 * 86400")  # type: ignore[attr-defined]
+    return ids
+
+
+def test_prune_removes_old_workflows_and_shrinks_the_file(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    big_file(db_path, 60)
+    code, out, err = cli(capsys, db_path, "prune", "--older-than", "30d", "--dry-run")
+    assert code == 0, err
+    assert out.startswith("would remove 60 finished workflows created before ")
+    code, out, err = cli(capsys, db_path, "prune", "--older-than", "50d")
+    assert (code, err) == (0, "")
+    assert out.startswith("removed 0 finished workflows")
+    size = os.stat(db_path).st_size
+    code, out, err = cli(capsys, db_path, "prune", "--older-than", "30d", "--status", "success")
+    assert code == 0, err
+    first, second = out.splitlines()
+    assert first.startswith("removed 60 finished workflows (SUCCESS) created before ")
+    assert second.startswith(f"{db_path}: ") and second.endswith(" MB")
+    before, after = (float(part.split()[0]) for part in second.split(": ")[1].split(" -> "))
+    assert after < 0.3 * before
+    assert os.stat(db_path).st_size < 0.3 * size
+    with nbflow.Runtime(db_path) as rt:
+        assert [w for w in rt.list_workflows() if w.name == "tests.cli.big"] == []
+
+
+@pytest.mark.parametrize("text", ["30x", "abc", "0", "-1d", "d", ""])
+def test_prune_refuses_what_is_not_an_age(
+    db_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    code, out, err = cli(capsys, db_path, "prune", f"--older-than={text}")
+    assert code == 2 and out == ""
+    assert "is not an age" in err and "30d, 12h, 45m, 90s" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30d", 30 * 86400), ("12h", 43200), ("45m", 2700), ("90s", 90), ("7", 7)]
+)
+def test_ages(text: str, seconds: float) -> None:
+    from nbflow.cli._retention import age
+
+    assert age(text) == seconds
+
+
+def test_delete_with_and_without_children(
+    workflows: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, workflows, "delete", "ok")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == "removed workflow ok"
+    code, out, err = cli(capsys, workflows, "delete", "ok")
+    assert code == 1 and "nbflow: error: No workflow with id 'ok'" in err
+    code, out, err = cli(capsys, workflows, "delete", "interrupted", "--children")
+    assert code == 1 and "is PENDING (not finished), so nothing was deleted" in err
+    assert "`nbflow cancel interrupted`" in err
+    assert [w["workflow_id"] for w in cli_json(capsys, workflows, "list")] == [
+        "interrupted",
+        "failed",
+    ]
+
+
+def test_compact(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = big_file(db_path, 40)
+    with nbflow.Runtime(db_path) as rt:
+        for workflow_id in ids[1:]:
+            rt.delete_workflow(workflow_id)
+        rt.close(compact=False)
+    size = os.stat(db_path).st_size
+    code, out, err = cli(capsys, db_path, "compact")
+    assert code == 0, err
+    assert out.startswith(f"{db_path}: ")
+    assert os.stat(db_path).st_size < 0.3 * size
+    with nbflow.Runtime(db_path) as rt:
+        assert rt.get_workflow(ids[0]).result() == 0
