@@ -284,13 +284,31 @@ class Runtime:
         """
         return self._core.history.recorded_steps(workflow_id, name, newest_first=newest_first)
 
-    def recorded_pickle(self, workflow_id: str, function_id: int) -> bytes | None:
-        """The ``pickled`` bytes given to :meth:`record_step` for that step (None if none).
+    def recorded_pickle(self, workflow_id: str, function_id: int) -> Any:
+        """The ``pickled`` bytes given to :meth:`record_step` for that step (None if none): bytes,
+        or a memory-mapped buffer (``pickle.loads`` takes either) when it is kept in a file.
 
         Raises:
             SerializationError: This runtime was opened with ``allow_pickle=False``.
         """
         return self._core.history.recorded_pickle(workflow_id, function_id)
+
+    def read_value(self, workflow_id: str, function_id: int | None = None) -> Any:
+        """A stored output, decoded: step ``function_id``'s (see :meth:`list_steps`), else the
+        workflow's result (None while it runs). A DataFrame comes back as it was stored; to
+        query it in SQL: ``rt.store.sql("SELECT ... FROM t", frames={"t": rt.read_value(id, 2)})``.
+
+        Raises:
+            WorkflowNotFoundError: No workflow has this id.
+            InvalidValueError: The workflow has no step with this id and an output.
+        """
+        return self._core.history.read_value(workflow_id, function_id)
+
+    def collect_value_files(self) -> int:
+        """Remove the files of large values (beside a DuckDB file) that no row refers to any more;
+        how many were removed. Call it after rows were deleted (a prune); a file whose row is
+        not committed yet is kept."""
+        return self._core.engine.collect_value_files()
 
     def read_stream(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None

@@ -289,12 +289,13 @@ class DuckDBStore(SQLStore):
                         self._limit = min(4 * limit, _MOST_MEMORY)
                         self._con.execute(f"SET memory_limit = '{self._limit}B'")
 
-    def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
-        """Run SQL on this thread's cursor and return a DuckDB relation (``.fetchall()``; ``.df()`` needs pandas).
-
-        The relation is evaluated when fetched: fetch it before the runtime is closed.
-        """
+    def sql(self, query: str, params: Sequence[Any] | None = None, frames: Any = None) -> Any:
+        """Run SQL on this thread's cursor; a DuckDB relation (``.fetchall()``; ``.df()`` needs pandas),
+        evaluated when fetched (before the runtime is closed). ``frames``: ``{name: DataFrame or Arrow
+        table}`` (e.g. ``Runtime.read_value``'s) to query by name (kept on the cursor until replaced)."""
         with self._using() as cursor:
+            for name, frame in (frames or {}).items():
+                cursor.register(name, frame)
             return cursor.sql(query, params=params)
 
     # -- schema --------------------------------------------------------------------------------
