@@ -30,7 +30,8 @@ Frames inside other objects (a dataclass holding a frame) are pickled with them,
 A pandas frame keeps its dtypes and index through pyarrow's pandas metadata (time zones,
 categoricals, nullable ``Int64``/``boolean``/``string``, named and non-range indexes). A pandas
 frame pyarrow cannot bring back as it was (column names of mixed types, an object column holding
-other than text or bytes) is pickled instead.
+other than text or bytes, a dtype that would come back another, such as a nullable index level:
+checked on the schema's empty table) is pickled instead.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def _tree(value: Any, parts: _Parts) -> Any:
         if frame is not None:
             name += (
                 " that Arrow cannot keep as it is (an object column holding other than text, "
-                "or column names of mixed types)"
+                "column names of mixed types, or a dtype Arrow brings back as another)"
             )
         raise _Foreign(f"a {name}")
     return {_TAG: "part", "i": index}
@@ -295,6 +296,9 @@ def _to_arrow(value: Any, kind: str) -> tuple[dict[str, Any], Any] | None:
         if kind == "pandas.Series":
             head["unnamed"] = value.name is None
             value = value.to_frame()
+        freq = getattr(value.index, "freqstr", None)  # (Arrow keeps no index frequency)
+        if freq is not None:
+            head["freq"] = freq
         table = _from_pandas(pa, value)
     elif kind == "polars":
         try:
@@ -325,7 +329,18 @@ def _from_pandas(pa: Any, frame: Any) -> Any:
     for column in table.schema.pandas_metadata["columns"]:
         if column["numpy_type"] == "object" and column["pandas_type"] not in _OBJECT_OK:
             return None
+    # The dtypes pyarrow would bring back (an Int64 index level comes back int64, say).
+    back = table.schema.empty_table().to_pandas()
+    if _dtypes(back) != _dtypes(frame):
+        return None
     return table
+
+
+def _dtypes(frame: Any) -> list[str]:
+    """The names of a pandas frame's column and index dtypes."""
+    index = frame.index
+    levels = list(index.dtypes) if getattr(index, "nlevels", 1) > 1 else [index.dtype]
+    return [str(dtype) for dtype in [*frame.dtypes, *levels]]
 
 
 def _from_numpy(pa: Any, array: Any, head: dict[str, Any]) -> tuple[str, Any] | None:
@@ -388,6 +403,8 @@ def _from_arrow(payload: Any, head: dict[str, Any], what: str) -> Any:
     if kind == "pandas" or kind == "pandas.Series":
         _need("pandas", "pandas", what)
         frame = table.to_pandas()
+        if "freq" in head:
+            frame.index = type(frame.index)(frame.index, freq=head["freq"])
         if kind == "pandas":
             return frame
         series = frame.iloc[:, 0]

@@ -58,12 +58,13 @@ class ValueFiles:
 
     Args:
         folder: The folder (created at the first large value).
-        threshold: Values of more bytes than this go to a file.
+        threshold: Values of more bytes than this go to a file (default: :data:`LARGE_VALUE_BYTES`
+            when it is made).
     """
 
-    def __init__(self, folder: str | os.PathLike[str], threshold: int = LARGE_VALUE_BYTES) -> None:
+    def __init__(self, folder: str | os.PathLike[str], threshold: int | None = None) -> None:
         self.folder = Path(folder)
-        self.threshold = threshold
+        self.threshold = LARGE_VALUE_BYTES if threshold is None else threshold
         self._lock = threading.Lock()
         # Hashes written (or found) by this process that no row was seen to refer to yet.
         self._pending: set[str] = set()
