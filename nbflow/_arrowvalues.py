@@ -117,10 +117,15 @@ class _Parts:
     def __init__(self) -> None:
         self.heads: list[dict[str, Any]] = []
         self.data: list[Any] = []
+        self._index: dict[int, int | None] = {}  # id of a frame (alive while written) -> part
 
     def add(self, value: Any, kind: str) -> int | None:
-        """Encode a frame as the next part; its index, or None if it cannot be one."""
+        """Encode a frame as the next part; its index, or None if it cannot be one. A frame
+        met again is the same part (and comes back as one object)."""
+        if id(value) in self._index:
+            return self._index[id(value)]
         made = _to_arrow(value, kind)
+        self._index[id(value)] = None if made is None else len(self.heads)
         if made is None:
             return None
         head, payload = made
