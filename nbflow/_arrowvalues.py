@@ -15,7 +15,8 @@ A value that is a frame, or holds frames in ``dict``/``list``/``tuple`` nesting 
     header (UTF-8 JSON): {"parts": [{"kind": ..., "size": ...}, ...], "tree": ..., "pickle": ...}
     the parts, one after the other (each ``size`` bytes)
 
-Each frame is one part: an Arrow IPC stream with zstd-compressed buffers. ``kind`` says how it
+Each frame is one part: an Arrow IPC stream with zstd-compressed buffers (uncompressed past
+:data:`UNCOMPRESSED_ABOVE` bytes: compression caps a restore far below memory speed). ``kind`` says how it
 comes back (``pandas``, ``pandas.Series``, ``polars``, ``arrow``, ``arrow.RecordBatch``,
 ``numpy``, ``numpy.raw``; a numpy part also has ``dtype`` and ``shape``). The rest of the value is
 either ``tree``, JSON in which ``{"$nbflow": "part", "i": 0}`` stands for part 0,
@@ -66,7 +67,12 @@ _SIMPLE = (str, int, float, bool, type(None))
 _OBJECT_OK = frozenset({"unicode", "bytes", "empty"})
 #: numpy datetime/timedelta units that Arrow's timestamp and duration types hold.
 _UNITS = frozenset({"s", "ms", "us", "ns"})
-_OPTIONS: Any = None  # pyarrow.ipc.IpcWriteOptions, made at the first frame
+#: A frame of more Arrow bytes than this is written uncompressed (measured, benchmarks/values.py:
+#: on 2 cores zstd restores at 0.2-0.3 GB/s, lz4 0.4, uncompressed 2-4 GB/s). Such a value
+#: goes to a file on DuckDB (over 8 MB), read memory-mapped: its restore is a copy.
+UNCOMPRESSED_ABOVE = 8 << 20
+_OPTIONS: Any = None  # pyarrow.ipc.IpcWriteOptions (zstd), made at the first frame
+_PLAIN: Any = None  # (no compression)
 
 
 def _kind(value: Any) -> str | None:
@@ -368,13 +374,16 @@ def _unit(dtype: Any) -> str:
 
 
 def _write(pa: Any, table: Any, batch: bool) -> Any:
+    """The IPC stream of a table: zstd up to :data:`UNCOMPRESSED_ABOVE` bytes, plain past it."""
     import pyarrow.ipc as ipc
 
-    global _OPTIONS
+    global _OPTIONS, _PLAIN
     if _OPTIONS is None:
         _OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+        _PLAIN = ipc.IpcWriteOptions()
+    options = _PLAIN if table.nbytes > UNCOMPRESSED_ABOVE else _OPTIONS
     sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, table.schema, options=_OPTIONS) as writer:
+    with ipc.new_stream(sink, table.schema, options=options) as writer:
         if batch:
             writer.write_batch(table)
         else:

@@ -49,7 +49,7 @@ def test_frames_in_durable_cells_are_kept_as_arrow(
     second = execute(NOTEBOOK, tmp_path, kernel)
     assert "ran in" in split_note(first[2]["stdout"])[1]
     assert "restored in" in split_note(second[2]["stdout"])[1], second[2]
-    dtypes = "{'when': 'datetime64[us, Europe/Paris]', 'kind': 'category', 'count': 'Int64', 'label': 'string'}"  # noqa: E501
+    dtypes = "{'when': 'datetime64[us, Europe/Paris]', 'kind': 'category', 'count': 'Int64', 'label': 'string'}"
     for out in (first, second):
         assert "stderr" not in out[3], out[3]
         assert out[3]["stdout"] == f"same True 1/3 {dtypes}\n"

@@ -171,22 +171,27 @@ def test_allow_pickle_false_still_refuses_real_pickles(database: str) -> None:
         return (frame, datetime.date(2024, 1, 1))
 
     with nbflow.Runtime(database, allow_pickle=False) as strict:
-        with pytest.raises(nbflow.SerializationError, match="datetime.date"):
+        with pytest.raises(nbflow.SerializationError, match=r"datetime\.date"):
             strict.start(echo_workflow, frame, datetime.date(2024, 1, 1))
         handle = strict.start(mixed)
-        with pytest.raises(nbflow.SerializationError, match="datetime.date"):
+        with pytest.raises(nbflow.SerializationError, match=r"datetime\.date"):
             handle.result(timeout=30)
     assert "datetime.date" in str(errors[0]) and "allow_pickle=False" in str(errors[0])
     with nbflow.Runtime(database) as trusting:
         handle = trusting.start(mixed)
         got = handle.result(timeout=30)
         assert_same((frame, datetime.date(2024, 1, 1)), got)
-        [(blob,)] = raw(trusting, "SELECT output_pickle FROM workflows WHERE workflow_id = $1",
-                        handle.workflow_id)  # fmt: skip
+        [(blob,)] = raw(
+            trusting,
+            "SELECT output_pickle FROM workflows WHERE workflow_id = $1",
+            handle.workflow_id,
+        )
         assert bytes(blob).startswith(_arrowvalues.MAGIC)  # the frame as Arrow, the rest pickled
-    with nbflow.Runtime(database, allow_pickle=False) as strict:
-        with pytest.raises(nbflow.SerializationError, match="allow_pickle"):
-            strict.get_workflow(handle.workflow_id).result()
+    with (
+        nbflow.Runtime(database, allow_pickle=False) as strict,
+        pytest.raises(nbflow.SerializationError, match="allow_pickle"),
+    ):
+        strict.get_workflow(handle.workflow_id).result()
 
 
 def test_old_pickled_frames_still_decode(database: str) -> None:
@@ -198,13 +203,19 @@ def test_old_pickled_frames_still_decode(database: str) -> None:
         runtime.send(handle.workflow_id, None, topic="frames")
         handle.result(timeout=30)
         wid = handle.workflow_id
-        raw(runtime, "UPDATE workflows SET output_json = NULL, output_pickle = $1 "
-            "WHERE workflow_id = $2", pickle.dumps(frame), wid)  # fmt: skip
+        raw(
+            runtime,
+            "UPDATE workflows SET output_json = NULL, output_pickle = $1 WHERE workflow_id = $2",
+            pickle.dumps(frame),
+            wid,
+        )
     with nbflow.Runtime(database) as runtime:
         assert_same(frame, runtime.get_workflow(wid).result())
-    with nbflow.Runtime(database, allow_pickle=False) as strict:
-        with pytest.raises(nbflow.SerializationError, match="allow_pickle"):
-            strict.get_workflow(wid).result()
+    with (
+        nbflow.Runtime(database, allow_pickle=False) as strict,
+        pytest.raises(nbflow.SerializationError, match="allow_pickle"),
+    ):
+        strict.get_workflow(wid).result()
 
 
 def test_frames_arrow_cannot_keep_are_pickled(database: str) -> None:
@@ -221,9 +232,11 @@ def test_frames_arrow_cannot_keep_are_pickled(database: str) -> None:
         got = runtime.get_workflow(handle.workflow_id).result()
         assert got[0]["pairs"].tolist() == [(1, 2), (3,)] and got[1].dtype == object
         assert_same(nullable_level, got[2])
-    with nbflow.Runtime(database, allow_pickle=False) as strict:
-        with pytest.raises(nbflow.SerializationError, match="Arrow cannot keep"):
-            strict.start(echo_workflow, odd, None)
+    with (
+        nbflow.Runtime(database, allow_pickle=False) as strict,
+        pytest.raises(nbflow.SerializationError, match="Arrow cannot keep"),
+    ):
+        strict.start(echo_workflow, odd, None)
 
 
 @nbflow.workflow(name="tests.values.echo_workflow")
@@ -302,8 +315,12 @@ def test_large_values_live_in_files_beside_a_duckdb_file(
         handle = runtime.start(echo_workflow, frame, frame)
         assert_same((frame, frame), handle.result(timeout=30))
         wid = handle.workflow_id
-        blobs = [bytes(b) for (b,) in raw(runtime, "SELECT output_pickle FROM workflows "
-                 "WHERE workflow_id = $1", wid)]  # fmt: skip
+        blobs = [
+            bytes(b)
+            for (b,) in raw(
+                runtime, "SELECT output_pickle FROM workflows WHERE workflow_id = $1", wid
+            )
+        ]
     if database.startswith("postgresql"):
         assert blobs[0].startswith(_arrowvalues.MAGIC)
         return
