@@ -1,8 +1,11 @@
-"""How values are stored: JSON when they are JSON-native, pickle otherwise.
+"""How values are stored: JSON when they are JSON-native, Arrow for frames, pickle otherwise.
 
 A value is JSON-native when it round-trips through JSON unchanged: ``dict`` with ``str`` keys,
 ``list``, ``str``, ``int``, finite ``float``, ``bool`` and ``None``, nested. Those are stored as JSON
-text, so SQL can query them; anything else (tuples, sets, dataclasses, DataFrames…) is pickled.
+text, so SQL can query them. A DataFrame, Arrow table or numpy array, alone or nested in dicts,
+lists and tuples, is stored as Arrow IPC in a container blob (:mod:`nbflow._arrowvalues`), which
+``allow_pickle=False`` reads and writes. Anything else (tuples, sets, dataclasses…) is pickled.
+A container starts with bytes no pickle starts with, so both share the ``*_pickle`` columns.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ import pickle
 import threading
 from typing import Any
 
-from nbflow._errors import InvalidValueError, RecordedError, SerializationError
+from nbflow import _arrowvalues
+from nbflow._errors import (
+    ConfigurationError,
+    InvalidValueError,
+    RecordedError,
+    SerializationError,
+)
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -28,7 +37,7 @@ __all__ = [
     "storable_text",
 ]
 
-#: A stored value: JSON text, or pickle bytes; exactly one is not None.
+#: A stored value: JSON text, or pickle (or Arrow container) bytes; exactly one is not None.
 Encoded = tuple["str | None", "bytes | None"]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -226,6 +235,10 @@ def encode(value: Any, *, what: str, allow_pickle: bool = True) -> Encoded:
             # A NUL in a str is escaped by json (\u0000, as every control character), so the
             # text holds none: PostgreSQL's text type, which cannot hold NUL, stores it.
             return text, None
+    if _arrowvalues.has_frames(value):
+        blob = _arrowvalues.encode(value, what=what, allow_pickle=allow_pickle)
+        if blob is not None:
+            return None, blob
     type_name = f"{type(value).__module__}.{type(value).__qualname__}"
     if not allow_pickle:
         raise SerializationError(
@@ -271,17 +284,30 @@ def _load(text: str) -> Any:
     return value
 
 
-def decode(text: str | None, blob: bytes | None, *, what: str, allow_pickle: bool = True) -> Any:
-    """Decode a stored value (the inverse of :func:`encode`).
+def decode(text: str | None, blob: Any, *, what: str, allow_pickle: bool = True) -> Any:
+    """Decode a stored value (the inverse of :func:`encode`); ``blob`` is bytes or any buffer.
 
     Raises:
         SerializationError: The value was pickled and pickle is not allowed, or it cannot be
             unpickled here (e.g. its class is not importable in this process).
+        ConfigurationError: It holds Arrow data and pyarrow (or pandas, polars) is missing.
     """
     if text is not None:
         return _load(text)
     if blob is None:
         return None
+    if _arrowvalues.is_container(blob):
+        try:
+            return _arrowvalues.loads(blob, allow_pickle=allow_pickle, what=what)
+        except (SerializationError, ConfigurationError):
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"Cannot load the stored value of {what}: its Arrow data could not be read "
+                f"({type(exc).__name__}: {exc}). Import or define its classes in this process "
+                "first; if the file was damaged, the value is lost.",
+                what=what,
+            ) from exc
     if not allow_pickle:
         raise SerializationError(
             f"The stored value of {what} was pickled, and this runtime was opened with "

@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
-from nbflow._errors import RuntimeClosedError
-from nbflow._serialization import Encoded, decode, decode_error, encode
+from nbflow._errors import DatabaseError, RuntimeClosedError
+from nbflow._serialization import Encoded, decode, decode_error, decode_many, encode
 from nbflow.engine._notify import Notifier, Row, Subscription
 from nbflow.engine._writelog import CommitCallback, WriteLog
-from nbflow.store import Store
+from nbflow.store import DuckDBStore, Store
+from nbflow.store._valuefiles import ValueFiles, parse_ref
 from nbflow.workflow._alarm import Alarm
 
 __all__ = ["Engine", "Watch"]
@@ -59,6 +60,10 @@ class Engine:
         # A failed committer writes nothing more: every watch wakes and finds it (Watch._rounds).
         self.log = WriteLog(store, on_commit, on_failure=self.notifier.wake_all)
         self.closed = False
+        #: Large values' files beside a DuckDB file (None: every value stays in its row).
+        self.files: ValueFiles | None = None
+        if isinstance(store, DuckDBStore) and not store.url.startswith(":memory:"):
+            self.files = ValueFiles(store.url + ".values")
 
     def check_open(self) -> None:
         """Raise :class:`RuntimeClosedError` once the runtime is closed."""
@@ -81,12 +86,50 @@ class Engine:
     # -- values --------------------------------------------------------------------------------
 
     def encode(self, value: Any, what: str) -> Encoded:
-        """``(json, pickle)`` for ``value`` (see :func:`nbflow._serialization.encode`)."""
-        return encode(value, what=what, allow_pickle=self.allow_pickle)
+        """``(json, pickle)`` for ``value`` (see :func:`nbflow._serialization.encode`); a large
+        blob is written to its file first, and its reference returned in its place."""
+        text, blob = encode(value, what=what, allow_pickle=self.allow_pickle)
+        if blob is not None and self.files is not None and len(blob) > self.files.threshold:
+            blob = self.files.put(blob)
+        return text, blob
 
-    def decode(self, text: str | None, blob: bytes | None, what: str) -> Any:
+    def keep_blob(self, blob: bytes) -> bytes:
+        """``blob`` as a row keeps it: a reference to its file when it is large."""
+        if self.files is not None and len(blob) > self.files.threshold:
+            return self.files.put(blob)
+        return blob
+
+    def read_blob(self, blob: Any, what: str) -> Any:
+        """The stored bytes of a row's blob: a reference's file, memory-mapped, or ``blob``."""
+        if parse_ref(blob) is not None:
+            if self.files is None:
+                raise DatabaseError(
+                    f"The stored value of {what} is kept in a file beside a DuckDB database, "
+                    f"and {self.database!r} is not one: the row was copied without its file."
+                )
+            return self.files.read(blob, what)
+        return blob
+
+    def decode(self, text: str | None, blob: Any, what: str) -> Any:
         """The value stored as ``(text, blob)``."""
+        if blob is not None:
+            blob = self.read_blob(blob, what)
         return decode(text, blob, what=what, allow_pickle=self.allow_pickle)
+
+    def decode_many(self, stored: list[tuple[str | None, Any]], what: str) -> list[Any]:
+        """Decode many stored values at once (see :func:`nbflow._serialization.decode_many`)."""
+        if any(blob is not None for _, blob in stored):
+            stored = [(text, self.read_blob(blob, what)) for text, blob in stored]
+        return decode_many(stored, what=what, allow_pickle=self.allow_pickle)
+
+    def collect_value_files(self, *, settled: bool = False) -> int:
+        """Remove the value files no committed row refers to (see :class:`ValueFiles`);
+        ``settled``: no workflow of this process runs (see :meth:`ValueFiles.collect`)."""
+        store = self.store
+        if self.files is None or not isinstance(store, DuckDBStore):
+            return 0
+        self.flush()
+        return self.files.collect(store.sql, settled=settled)
 
     def decode_error(self, text: str | None, blob: bytes | None) -> BaseException:
         """The exception recorded as ``(text, blob)``."""

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from nbflow._errors import (
+    InvalidValueError,
     SerializationError,
     WaitTimeoutError,
     WorkflowCancelledError,
@@ -232,6 +233,31 @@ class History:
             )
         return found
 
+    def read_value(self, workflow_id: str, function_id: int | None) -> Any:
+        """A stored output: a step's (by function id), else the workflow's result."""
+        check_text(workflow_id, "A workflow id")
+        self._engine.flush()
+        if function_id is None:
+            row = self._store.get_workflow(workflow_id)
+            if row is None:
+                raise WorkflowNotFoundError(workflow_id, self._engine.database)
+            return self.outcome(row)
+        for head in self._store.list_recorded(workflow_id, None):
+            if head.function_id == function_id:
+                blob = None
+                if head.output_json is None and head.has_pickle:
+                    blob = self._store.get_step_pickle(workflow_id, function_id)
+                what = f"step {function_id} of workflow {workflow_id!r}"
+                return self._engine.decode(head.output_json, blob, what)
+        if not self.exists(workflow_id):
+            raise WorkflowNotFoundError(workflow_id, self._engine.database)
+        raise InvalidValueError(
+            f"Workflow {workflow_id!r} has no step {function_id} with an output (it is not "
+            "recorded, or it ended in an error). nbflow.list_steps(workflow_id) lists its steps.",
+            what="A function id",
+            value=function_id,
+        )
+
     # -- records kept outside workflows --------------------------------------------------------
 
     def record_step(
@@ -249,7 +275,7 @@ class History:
         value_json, value_pickle = engine.encode(output, what)
         if pickled is not None:
             _check_attachable(value_json, engine.allow_pickle, what)
-            value_pickle = pickled  # beside the JSON output, read only by recorded_pickle
+            value_pickle = engine.keep_blob(pickled)  # beside the JSON, read by recorded_pickle
         with self._executions.lock:
             engine.check_open()
             if workflow_id not in self._records:
@@ -297,9 +323,9 @@ class History:
             output = self._engine.decode(text, blob, f"the record of {head.name!r}")
             yield head.function_id, head.name, output, head.started_at, head.ended_at
 
-    def recorded_pickle(self, workflow_id: str, function_id: int) -> bytes | None:
+    def recorded_pickle(self, workflow_id: str, function_id: int) -> Any:
         """The pickle kept beside a recorded step's JSON output (see
-        :meth:`Runtime.recorded_pickle`)."""
+        :meth:`Runtime.recorded_pickle`): bytes, or a memory-mapped buffer of a large one."""
         if not self._engine.allow_pickle:
             raise SerializationError(
                 f"The record {function_id} of {workflow_id!r} holds pickled values, and this "
@@ -307,7 +333,8 @@ class History:
                 "Open the file with allow_pickle=True if you trust it.",
                 what=f"the record {function_id} of {workflow_id!r}",
             )
-        return self._store.get_step_pickle(workflow_id, function_id)
+        blob = self._store.get_step_pickle(workflow_id, function_id)
+        return self._engine.read_blob(blob, f"the record {function_id} of {workflow_id!r}")
 
 
 def _check_attachable(value_json: str | None, allow_pickle: bool, what: str) -> None:

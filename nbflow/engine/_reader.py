@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from nbflow._errors import StreamTimeoutError, WorkflowNotFoundError
-from nbflow._serialization import check_text, decode_many
+from nbflow._serialization import check_text
 from nbflow.engine._engine import Engine, Watch
 from nbflow.engine._execution import Executions
 from nbflow.engine._notify import Row
@@ -90,10 +90,9 @@ class StreamReader:
         ended = rows[-1][3]
         items = rows[:-1] if ended else rows
         if items:
-            values += decode_many(
+            values += self._engine.decode_many(
                 [(row[1], row[2]) for row in items],
-                what=f"stream {self.key!r} of workflow {self.workflow_id!r}",
-                allow_pickle=self._engine.allow_pickle,
+                f"stream {self.key!r} of workflow {self.workflow_id!r}",
             )
             self.offset = items[-1][0] + 1
         return bool(ended)

@@ -151,7 +151,10 @@ class Retention:
             )
         self._engine.check_open()
         self._engine.flush()
-        return self._engine.store.delete_records(workflow_id, ids)
+        deleted = self._engine.store.delete_records(workflow_id, ids)
+        if deleted:
+            self.collect_value_files()  # (a cell's variables may be kept in files)
+        return deleted
 
     def _refuse_running(self, workflow_id: str, status: str, asked: str) -> None:
         if status not in _FINAL:
@@ -172,7 +175,17 @@ class Retention:
         return found
 
     def _deleted(self, ids: Sequence[str]) -> None:
-        """Tell this runtime's readers and records that these workflows may be gone."""
+        """Tell this runtime's readers and records that these workflows may be gone, and remove
+        the value files (large values beside a DuckDB file) no row refers to any more."""
         self._history.forget(ids)
         for workflow_id in ids:
             self._engine.notifier.changed(workflow_id)
+        if ids:
+            self.collect_value_files()
+
+    def collect_value_files(self) -> int:
+        """Remove the value files no committed row refers to; a file this process wrote is
+        kept while a workflow runs here (its row may not be appended yet)."""
+        with self._executions.lock:
+            settled = not len(self._executions)
+        return self._engine.collect_value_files(settled=settled)

@@ -24,6 +24,7 @@ from nbflow.engine import _why as explaining
 from nbflow.engine._core import RuntimeCore
 from nbflow.engine._execution import Execution
 from nbflow.engine._reads import HistoryReads
+from nbflow.engine._removals import Removals
 from nbflow.engine._workflows import WorkflowRun
 from nbflow.store import Store, WorkflowRow
 from nbflow.workflow._calls import check_seconds
@@ -37,7 +38,7 @@ __all__ = ["Runtime"]
 logger = logging.getLogger("nbflow")
 
 
-class Runtime(HistoryReads):
+class Runtime(HistoryReads, Removals):
     """An open nbflow system database, with the workflows that run in it.
 
     Args:
@@ -279,13 +280,25 @@ class Runtime(HistoryReads):
         """
         return self._core.history.recorded_steps(workflow_id, name, newest_first=newest_first)
 
-    def recorded_pickle(self, workflow_id: str, function_id: int) -> bytes | None:
-        """The ``pickled`` bytes given to :meth:`record_step` for that step (None if none).
+    def recorded_pickle(self, workflow_id: str, function_id: int) -> Any:
+        """The ``pickled`` bytes given to :meth:`record_step` for that step (None if none): bytes,
+        or a memory-mapped buffer (``pickle.loads`` takes either) when it is kept in a file.
 
         Raises:
             SerializationError: This runtime was opened with ``allow_pickle=False``.
         """
         return self._core.history.recorded_pickle(workflow_id, function_id)
+
+    def read_value(self, workflow_id: str, function_id: int | None = None) -> Any:
+        """A stored output, decoded: step ``function_id``'s (see :meth:`list_steps`), else the
+        workflow's result (None while it runs). A DataFrame comes back as it was stored; to
+        query it in SQL: ``rt.store.sql("SELECT ... FROM t", frames={"t": rt.read_value(id, 2)})``.
+
+        Raises:
+            WorkflowNotFoundError: No workflow has this id.
+            InvalidValueError: The workflow has no step with this id and an output.
+        """
+        return self._core.history.read_value(workflow_id, function_id)
 
     def read_stream(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None
@@ -387,38 +400,6 @@ class Runtime(HistoryReads):
             name = explaining.step_name(step)
         self._core.engine.flush()
         return self._core.engine.store.clear_cache(name, explaining.cutoff(older_than))
-
-    # -- retention (engine/_retention.py) -----------------------------------------------------
-
-    def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> int:
-        """Delete a finished workflow with its steps, events, stream items and the messages
-        addressed to it (not the step cache); with ``delete_children`` the workflows it started,
-        recursively, each finished. Returns how many workflows were deleted.
-
-        Raises:
-            WorkflowNotFoundError: No workflow has this id.
-            WorkflowRunningError: It (or a child) is PENDING or ENQUEUED: nothing was deleted.
-        """
-        return self._core.retention.delete(workflow_id, delete_children=delete_children)
-
-    def prune(
-        self,
-        *,
-        older_than: float | dt.timedelta,
-        status: str | Status | Iterable[str | Status] | None = None,
-        dry_run: bool = False,
-    ) -> int:
-        """Delete the finished workflows (of ``status``: one or a list; None: all finished)
-        created more than ``older_than`` (seconds > 0, or a timedelta) ago; how many.
-
-        Each is judged by itself (a young child of a pruned parent stays); never a running one,
-        nor durable cells' records. ``dry_run``: count only. The file shrinks at :meth:`close`.
-        """
-        return self._core.retention.prune(older_than, status, dry_run=dry_run)
-
-    def delete_recorded(self, workflow_id: str, function_ids: Iterable[int]) -> int:
-        """Delete steps of a record-keeping workflow by function id; how many."""
-        return self._core.retention.delete_recorded(workflow_id, function_ids)
 
     def close(self, timeout: float = 10.0, *, compact: bool | None = None) -> None:
         """Stop this runtime: running workflows stop at their next checkpoint (and stay PENDING,

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from nbflow._canonical import args_digest
-from nbflow._serialization import Encoded, encode, encode_error
+from nbflow._serialization import Encoded, encode_error
 from nbflow.engine import _cache as cache
 from nbflow.engine._execution import Execution
 from nbflow.engine._inflight import inflight
@@ -282,7 +282,7 @@ class StepRun:
                 )
             raise self.error
         what = f"the output of step {name!r}"
-        encoded = encode(self.output, what=what, allow_pickle=ex.engine.allow_pickle)
+        encoded = ex.engine.encode(self.output, what)
         # fmt: skip below: a StepRow's fields in table order, positionally (the hot path)
         row = StepRow(
             ex.workflow_id, self.function_id, name, encoded[0], encoded[1], None, None,

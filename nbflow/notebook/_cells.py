@@ -18,7 +18,8 @@ A warning (the cell ran but was not recorded, or could not be restored) goes to 
 
 A record is one step: its output is JSON (the key and the parts it hashes, whether ``--force`` made
 it run, the outputs, the result, the modules) and the variables, pickled together once, are kept
-beside it (``Runtime.record_step(pickled=...)``). A lookup reads only the JSON of the cell's
+beside it (``Runtime.record_step(pickled=...)``); DataFrames and numpy arrays among them are
+kept as Arrow IPC parts of that blob, not pickled (:mod:`nbflow._arrowvalues`). A lookup reads only the JSON of the cell's
 records; the pickle of the one restored is the only one read and unpickled. Records written
 before (one pickled dict, the variables pickled again inside it; no parts) are still restored.
 What each cell did last in this kernel, and why it ran, is kept for ``%nbflow why NAME``
@@ -31,7 +32,6 @@ import ast
 import dataclasses
 import os
 import pathlib
-import pickle
 import sys
 import time
 import types
@@ -41,6 +41,7 @@ from typing import Any
 from IPython.core.displayhook import DisplayHook
 
 import nbflow
+from nbflow._arrowvalues import dumps, loads
 from nbflow.notebook._analysis import HIDDEN, KeyParts, Names, analyze, cell_key, cell_key_parts
 from nbflow.notebook._recording import Recording, flush_figures, format_result, json_outputs
 from nbflow.notebook._why import Ran, Restored, reasons, to_record
@@ -321,6 +322,7 @@ def _quiet(code: str) -> bool:
 
 def _pickle_variables(values: dict[str, Any], droppable: set[str]) -> tuple[bytes | None, str]:
     """Pickle variables together (objects they share stay shared); else name those that fail.
+    DataFrames and arrays among them, at any depth, are stored as Arrow (:func:`~nbflow._arrowvalues.dumps`).
 
     Those in ``droppable`` (``with ... as`` targets: closed files and the like) are left out
     quietly when they cannot be pickled.
@@ -329,7 +331,7 @@ def _pickle_variables(values: dict[str, Any], droppable: set[str]) -> tuple[byte
         ``(pickle or None, "")``, or ``(None, "'name' (error), ...")`` when some cannot be.
     """
     try:
-        return (pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL) if values else None), ""
+        return (dumps(values) if values else None), ""
     except Exception:
         errors = {var: _pickle_error(value) for var, value in values.items()}
     bad = ", ".join(
@@ -339,14 +341,14 @@ def _pickle_variables(values: dict[str, Any], droppable: set[str]) -> tuple[byte
         return None, bad
     kept = {var: value for var, value in values.items() if not errors[var]}
     try:
-        return (pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL) if kept else None), ""
+        return (dumps(kept) if kept else None), ""
     except Exception as exc:  # each alone pickles, together they do not
         return None, f"{', '.join(map(repr, kept))} together ({type(exc).__name__}: {exc})"
 
 
 def _pickle_error(value: Any) -> str:
     try:
-        pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        dumps(value)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return ""
@@ -361,7 +363,7 @@ def _variables(rt: nbflow.Runtime, found: _Found) -> dict[str, Any]:
         blob = rt.recorded_pickle(pipeline_id(), found.function_id)
     else:
         blob = None
-    values: dict[str, Any] = pickle.loads(blob) if blob else {}
+    values: dict[str, Any] = loads(blob) if blob else {}
     return values
 
 

@@ -291,12 +291,12 @@ class DuckDBStore(DuckMaintenance, SQLStore):
                         self._limit = min(4 * limit, _MOST_MEMORY)
                         self._con.execute(f"SET memory_limit = '{self._limit}B'")
 
-    def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
-        """Run SQL on this thread's cursor and return a DuckDB relation (``.fetchall()``; ``.df()`` needs pandas).
-
-        The relation is evaluated when fetched: fetch it before the runtime is closed.
-        """
+    def sql(self, query: str, params: Sequence[Any] | None = None, frames: Any = None) -> Any:
+        """SQL on this thread's cursor: a DuckDB relation, evaluated when fetched (before the runtime
+        closes). ``frames``: ``{name: a DataFrame or Arrow table}`` to query by that name."""
         with self._using() as cursor:
+            for name, frame in (frames or {}).items():
+                cursor.register(name, frame)
             return cursor.sql(query, params=params)
 
     # -- schema --------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from typing import Any
 
 import psycopg
 
-from nbflow._errors import DatabaseError
+from nbflow._errors import ConfigurationError, DatabaseError
 from nbflow.store import _pgconnect as pg
 from nbflow.store import _schema as schema
 from nbflow.store._ops import (
@@ -200,12 +200,17 @@ class PostgresStore(SQLStore):
             cursor = conn.execute(query, params)
             return cursor.fetchall() if cursor.description is not None else []
 
-    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    def sql(self, query: str, params: Sequence[Any] | None = None, frames: Any = None) -> Any:
         """Run SQL over the history (tables ``workflows``, ``steps``, ``streams``) and return its rows.
 
         Placeholders are PostgreSQL's own: ``$1, $2, …``. Values are JSON text: cast them
-        (``value_json::jsonb ->> 'name'``) to query inside them.
+        (``value_json::jsonb ->> 'name'``) to query inside them. ``frames`` needs DuckDB.
         """
+        if frames:
+            raise ConfigurationError(
+                "store.sql(frames=...) needs DuckDB, and this store is PostgreSQL: query the frame "
+                "with duckdb.sql('SELECT ... FROM t'), t = runtime.read_value(workflow_id, step)."
+            )
         return self._fetchall(query, params or ())
 
     # -- schema --------------------------------------------------------------------------------

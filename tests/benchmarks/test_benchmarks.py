@@ -197,3 +197,17 @@ def test_load_runs() -> None:
         "at once    50",
     ):
         assert row in proc.stdout, proc.stdout
+
+
+def test_values_runs() -> None:
+    """The values benchmark runs on a small frame and prints a row per path and format."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.values", "--sizes", "2", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=ROOT,
+    )
+    rows = [line for line in proc.stdout.splitlines() if line.strip().startswith("2 MB")]
+    assert len(rows) == 4 and "failed" not in proc.stdout, proc.stdout

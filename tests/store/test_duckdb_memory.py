@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import nbflow
+from nbflow.store import _valuefiles
 from nbflow.store._duckdb import _FIRST_LIMIT
 
 SIZE = _FIRST_LIMIT + (32 << 20)  # a value larger than DuckDB's first memory limit
@@ -28,7 +31,10 @@ def flow() -> int:
     return len(big())
 
 
-def test_a_value_larger_than_the_first_limit_is_written_and_read_back(tmp_path: Path) -> None:
+def test_a_value_larger_than_the_first_limit_is_written_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_valuefiles, "LARGE_VALUE_BYTES", 1 << 40)  # kept in its row
     path = str(tmp_path / "big.duckdb")
     with nbflow.Runtime(path) as rt, nbflow.set_workflow_id("big"):
         assert rt.start(flow).result(timeout=120) == SIZE
