@@ -39,6 +39,7 @@ EXPECTED = [
     "04-crash-and-resume.ipynb",
     "05-query-history.ipynb",
     "06-parallel-map.ipynb",
+    "07-observability.ipynb",
     "08-edit-and-continue.ipynb",
 ]
 STRICT_RUNS = 2
