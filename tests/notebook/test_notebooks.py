@@ -27,6 +27,7 @@ from tests.support.processes import ROOT
 
 pytest.importorskip("nbval", reason="nbval is not installed (pip install -e '.[dev]')")
 pytest.importorskip("ipykernel", reason="ipykernel is not installed (pip install -e '.[notebook]')")
+pytest.importorskip("pandas", reason="pandas is not installed (pip install -e '.[pandas]')")
 
 pytestmark = pytest.mark.kernel
 
