@@ -3,8 +3,8 @@ SQL both DuckDB and PostgreSQL run (a part of :class:`~nbflow.store._sql.SQLStor
 
 Each listing is one query with parameters: :class:`WorkflowQuery` carries every filter, and
 :meth:`HistoryQueries.step_stats` computes the statistics of every step name in the database
-(``percentile_cont(q) WITHIN GROUP (ORDER BY …)``, which PostgreSQL runs as is and DuckDB as its
-``quantile_cont``).
+(``percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY …)``, which PostgreSQL runs as is and
+DuckDB as its ``quantile_cont``).
 """
 
 from __future__ import annotations
@@ -137,8 +137,9 @@ def _workflow_where(query: WorkflowQuery) -> _Where:
     return where
 
 
-def _quantile(q: float) -> str:
-    return f"percentile_cont({q}) WITHIN GROUP (ORDER BY ended_at - started_at)"
+#: The median and the 95th percentile of a step's duration, as one list (PostgreSQL's
+#: ``percentile_cont`` of an array; DuckDB reads it as ``quantile_cont`` of a list).
+_QUANTILES = "percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY ended_at - started_at)"
 
 
 class HistoryQueries(abc.ABC):
@@ -178,13 +179,13 @@ class HistoryQueries(abc.ABC):
         for test, value in (("started_at >= {}", query.since), ("started_at < {}", query.until)):
             if value is not None:
                 where.add(test, value)
-        rows = self._fetchall(
+        rows = self._fetchall(  # (both quantiles from one sort of each name's durations)
             "SELECT name, count(*), count(error), sum(attempts - 1), "
-            f"{_quantile(0.5)}, {_quantile(0.95)}, max(ended_at - started_at), "
+            f"{_QUANTILES}, max(ended_at - started_at), "
             f"sum(ended_at - started_at) FROM steps {where.clause()}GROUP BY name ORDER BY name",
             where.params,
         )
         return [
-            StepStatsRow(n, int(c), int(e), int(r), float(p50), float(p95), float(mx), float(t))
-            for n, c, e, r, p50, p95, mx, t in rows
+            StepStatsRow(n, int(c), int(e), int(r), float(q[0]), float(q[1]), float(mx), float(t))
+            for n, c, e, r, q, mx, t in rows
         ]
