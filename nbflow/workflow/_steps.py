@@ -122,15 +122,27 @@ def step(
 
 
 def run_step(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """Run any callable as a one-off step of the current workflow (a plain call outside one)."""
+    """Run any callable as a one-off step of the current workflow (a plain call outside one).
+
+    A declared step runs as when called (its retries and cache hold). An ``async def`` function
+    runs as an ``async def`` step does: in a sync body on nbflow's loop (its result returned), in
+    an async body as a coroutine to await.
+    """
     __tracebackhide__ = True
+    if isinstance(fn, StepFunction):
+        return fn(*args, **kwargs)
     ctx = context.body()
     name = getattr(fn, "name", None) or qualified_name(fn)
     if ctx is None:
         if context.current() is None:
             context.unrecorded(name)
         return fn(*args, **kwargs)
-    return ctx.run_step(Step(name, getattr(fn, "fn", fn)), args, kwargs)
+    step = Step(name, getattr(fn, "fn", fn))
+    if not inspect.iscoroutinefunction(step.fn):
+        return ctx.run_step(step, args, kwargs)
+    if running_loop() is None:
+        return ctx.run_coroutine(step, args, kwargs)
+    return ctx.run_step_async(step, args, kwargs, ctx.reserve(1)[0])
 
 
 def _import_step(module: str, qualname: str) -> Any:

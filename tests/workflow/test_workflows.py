@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -1318,3 +1319,40 @@ def test_history_reads_its_own_writes(rt: nbflow.Runtime) -> None:
         assert handle.workflow_id in {w.workflow_id for w in nbflow.list_workflows(limit=5)}
         handle.result(timeout=10)
     assert [s.key for s in nbflow.list_streams(handle.workflow_id)] == ["out"]
+
+
+def test_run_step_runs_an_async_function_in_a_sync_workflow(rt: nbflow.Runtime) -> None:
+    """``run_step(async_fn, ...)`` in a sync body runs the coroutine on nbflow's loop (as an
+    ``async def`` step is run) and checkpoints its result; in an async body it is awaited; a
+    declared step given to run_step keeps its retries."""
+    calls: list[int] = []
+
+    async def fetch(x: int) -> int:
+        calls.append(x)
+        await asyncio.sleep(0)
+        return x * 10
+
+    attempts: list[int] = []
+
+    @nbflow.step(name="tests.run-step-async.flaky", retries=2, interval=0)
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise ConnectionError("once")
+        return "ok"
+
+    @nbflow.workflow(name="tests.run-step-async.sync")
+    def sync_body() -> list[Any]:
+        return [nbflow.run_step(fetch, 1), nbflow.run_step(flaky)]
+
+    @nbflow.workflow(name="tests.run-step-async.async")
+    async def async_body() -> int:
+        return int(await nbflow.run_step(fetch, 2))
+
+    handle = nbflow.start(sync_body)
+    assert handle.result(timeout=10) == [10, "ok"]
+    steps = nbflow.list_steps(handle.workflow_id)
+    assert steps[0].output == 10
+    assert steps[0].name.endswith("fetch") and steps[1].attempts == 2
+    assert nbflow.start(async_body).result(timeout=10) == 20
+    assert calls == [1, 2]
