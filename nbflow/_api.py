@@ -30,6 +30,7 @@ __all__ = [
     "delete_workflow",
     "fork",
     "get_event",
+    "get_events",
     "get_event_async",
     "get_workflow",
     "list_steps",
@@ -329,6 +330,12 @@ def get_event(workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
     Waits up to ``timeout`` seconds (None: no limit) for it to be set; returns None if it is not.
     """
     return _call_runtime().get_event(workflow_id, key, timeout)
+
+
+def get_events(workflow_id: str) -> dict[str, Any]:
+    """Every event the workflow set with :func:`nbflow.set_event`, each key's last value (DBOS's
+    ``get_all_events``). Inside a workflow it is one checkpoint: a replay gets the same dict."""
+    return _call_runtime().get_events(workflow_id)
 
 
 async def get_event_async(workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:

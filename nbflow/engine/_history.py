@@ -27,11 +27,11 @@ from nbflow._records import (
 from nbflow._serialization import check_text
 from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Executions
+from nbflow.engine._messages import read_events
 from nbflow.engine._reader import StreamReader, check_read_args
 from nbflow.engine._steps import step_row
 from nbflow.store import StepRow, WorkflowRow
 from nbflow.store._history import StepStatsQuery, WorkflowQuery
-from nbflow.store._ops import event_key
 from nbflow.workflow._alarm import Wake
 
 __all__ = ["History", "child_ids"]
@@ -224,14 +224,7 @@ class History:
     def events(self, workflow_id: str) -> dict[str, Any]:
         """The events a workflow set (:func:`nbflow.set_event`): each key's last value."""
         check_text(workflow_id, "A workflow id")
-        self._engine.flush()
-        found: dict[str, Any] = {}
-        for name, value_json, value_pickle in self._store.list_events(workflow_id):
-            key = event_key(name)
-            found[key] = self._engine.decode(
-                value_json, value_pickle, f"event {key!r} of workflow {workflow_id!r}"
-            )
-        return found
+        return read_events(self._engine, workflow_id)
 
     def read_value(self, workflow_id: str, function_id: int | None) -> Any:
         """A stored output: a step's (by function id), else the workflow's result."""

@@ -27,15 +27,18 @@ from nbflow._serialization import Encoded
 from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Execution
 from nbflow.engine._steps import step_row
-from nbflow.store._ops import Consume, MessageRow, SetEvent, StepRow, event_step_name
+from nbflow.store._ops import Consume, MessageRow, SetEvent, StepRow, event_key, event_step_name
 from nbflow.workflow._calls import Step
 from nbflow.workflow._context import WorkflowContext, current_step
 
 __all__ = [
+    "GET_EVENTS",
     "SEND",
     "get_event",
     "get_event_async",
     "get_event_name",
+    "get_events",
+    "read_events",
     "recv",
     "patched",
     "recv_async",
@@ -145,6 +148,31 @@ def get_event(engine: Engine, body: Body, workflow_id: str, key: str, timeout: f
         return wait(None)
     ex, ctx = body
     return ctx.run_step(Step(get_event_name(key), wait), (ex,), {})
+
+
+def read_events(engine: Engine, workflow_id: str) -> dict[str, Any]:
+    """The events ``workflow_id`` set (each key's last value), as committed now."""
+    engine.flush()  # read your own writes
+    found: dict[str, Any] = {}
+    for name, value_json, value_pickle in engine.store.list_events(workflow_id):
+        key = event_key(name)
+        what = f"event {key!r} of workflow {workflow_id!r}"
+        found[key] = engine.decode(value_json, value_pickle, what)
+    return found
+
+
+def get_events(engine: Engine, body: Body, workflow_id: str) -> dict[str, Any]:
+    """Every event ``workflow_id`` set, each key's last value; from a workflow ``body`` one
+    checkpoint (``nbflow.get_events``), so a replay gets the same."""
+    if body is None:
+        return read_events(engine, workflow_id)
+    _, ctx = body
+    read = Step(GET_EVENTS, lambda: read_events(engine, workflow_id))
+    return ctx.run_step(read, (), {})  # type: ignore[no-any-return]
+
+
+#: The name of a get_events checkpoint (not of the workflow it reads: a fork changes that id).
+GET_EVENTS = "nbflow.get_events"
 
 
 def _event_probe(

@@ -9,9 +9,11 @@ arguments (:mod:`nbflow.engine._queries`) and asks the runtime's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nbflow._records import Records, Status, StepInfo, StepStats, StreamInfo, WorkflowInfo
+from nbflow._serialization import check_text
+from nbflow.engine._messages import get_events
 from nbflow.engine._queries import Moment, step_stats_query, workflow_query
 
 if TYPE_CHECKING:
@@ -34,6 +36,13 @@ class HistoryReads:
     def list_streams(self, workflow_id: str) -> Records[StreamInfo]:
         """A workflow's streams, by key."""
         return self._core.history.list_streams(workflow_id)
+
+    def get_events(self, workflow_id: str) -> dict[str, Any]:
+        """Every event a workflow set (:func:`nbflow.set_event`), each key's last value: from a
+        workflow body one checkpoint, so a replay gets what the first run got."""
+        check_text(workflow_id, "A workflow id")
+        body = self._core.body()
+        return get_events(self._core.engine, None if body is None else (body.ex, body), workflow_id)
 
     def list_workflows(
         self,

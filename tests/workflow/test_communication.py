@@ -317,3 +317,52 @@ def test_workflow_timeout_rejects_bad_values() -> None:
     for bad in (0, -1, "5", None):
         with pytest.raises(ValueError, match="workflow_timeout"), nbflow.workflow_timeout(bad):  # type: ignore[arg-type]
             pass
+
+
+@nbflow.workflow(name="tests.comm.staged")
+def staged() -> None:
+    nbflow.set_event("stage", 1)
+    nbflow.set_event("items", [1, 2])
+    nbflow.recv("go", timeout=30)
+    nbflow.set_event("stage", 2)
+
+
+EVENTS_GATE: list[Gate] = []
+
+
+@nbflow.step(name="tests.comm.hold")
+def hold() -> None:
+    EVENTS_GATE[0].wait()
+
+
+@nbflow.workflow(name="tests.comm.all_events")
+def all_events(source: str) -> dict[str, Any]:
+    seen = nbflow.get_events(source)
+    hold()
+    return seen
+
+
+def test_get_events_inside_a_workflow_is_one_checkpoint_replayed_on_recovery(
+    rt: nbflow.Runtime, database: str, gate: Callable[[], Gate]
+) -> None:
+    """``nbflow.get_events`` reads every event of another workflow; inside a workflow it is one
+    checkpoint, so a recovery returns what the first run read even after the events changed."""
+    EVENTS_GATE[:] = [gate()]
+    with nbflow.set_workflow_id("events-source"):
+        nbflow.start(staged)
+    wait_until(lambda: nbflow.get_events("events-source") == {"stage": 1, "items": [1, 2]})
+    with nbflow.set_workflow_id("events-reader"):
+        nbflow.start(all_events, "events-source")
+    EVENTS_GATE[0].reached()
+    interrupt(rt, EVENTS_GATE[0])
+    EVENTS_GATE[:] = [gate()]
+    EVENTS_GATE[0].release.set()
+    nbflow.configure(database)
+    nbflow.send("events-source", "go", topic="go")
+    handles = {h.workflow_id: h for h in nbflow.recover()}
+    handles["events-source"].result(timeout=10)
+    assert nbflow.get_events("events-source") == {"stage": 2, "items": [1, 2]}
+    assert handles["events-reader"].result(timeout=10) == {"stage": 1, "items": [1, 2]}
+    names = [s.name for s in nbflow.list_steps("events-reader")]
+    assert names == ["nbflow.get_events", "tests.comm.hold"]
+    assert nbflow.get_events("no-such-workflow") == {}
