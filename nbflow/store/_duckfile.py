@@ -26,6 +26,7 @@ kernel that hold the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -126,7 +127,7 @@ def _connect_named(path: str, connect: Callable[[], T]) -> T:
         raise DatabaseLockedError(
             path,
             holder.pid,
-            notebook=holder.notebook,
+            notebook=_as_seen_here(holder.notebook),
             kernel=holder.kernel,
             since=holder.started,
         ) from exc.__cause__
@@ -149,6 +150,19 @@ def _identity_after(path: str) -> Key:
         return _identity(os.stat(path), path)
     except OSError:
         return ("wal", os.path.realpath(path) + ".wal")
+
+
+def _as_seen_here(notebook: str | None) -> str | None:
+    """A notebook's path, relative to the working folder when it is inside it (a notebook's
+    kernel works in the notebook's folder: the other notebook is named as the file browser
+    shows it beside this one)."""
+    if notebook is None or not os.path.isabs(notebook):
+        return notebook
+    with contextlib.suppress(OSError, ValueError):
+        relative = os.path.relpath(notebook)
+        if not relative.startswith(os.pardir):
+            return relative
+    return notebook
 
 
 # -- the place -----------------------------------------------------------------------------------
