@@ -47,7 +47,7 @@ Key = tuple[int, int] | tuple[str, str]
 
 _owned: set[Key] = set()  # the keys of every file a store of this process has open
 _owned_lock = threading.Lock()  # held from a store's first look at its file until DuckDB opened it
-_noted: dict[Key, str] = {}  # the file (path) of each owned file whose holder note this process wrote
+_noted: dict[Key, str] = {}  # the path of each owned file whose holder note this process wrote
 
 
 def _use(example: str) -> str:
