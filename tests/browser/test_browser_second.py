@@ -3,7 +3,8 @@
 In JupyterLab, ``first.ipynb`` opens ``shared.duckdb`` and runs a workflow; its kernel keeps the
 file. ``second.ipynb``, open in another tab, points at the same file with ``%nbflow db`` and with
 ``nbflow.configure(...).list_workflows()``: each cell shows an error naming ``first.ipynb`` (the
-notebook jupyter-server started the holding kernel for), and saying what to do: use that
+notebook jupyter-server started the holding kernel for) and that kernel's id as the server knows
+it, and saying what to do: use that
 notebook, shut down its kernel, or PostgreSQL for several notebooks. The screenshot of the second
 notebook goes to ``browser-artifacts/second-notebook.png``.
 """
@@ -68,6 +69,8 @@ def test_a_second_notebook_is_told_which_notebook_holds_the_file(lab: Lab) -> No
         run_cells(lab, first, 0)
         wait_executed(first, [0])
         assert "first notebook: result 42" in outputs_text(first, 0)
+        sessions = lab.api("GET", "/api/sessions") or []
+        kernel = next(s["kernel"]["id"] for s in sessions if s["path"] == "first.ipynb")
         with open_notebook(lab, "second.ipynb", "second-second") as second:
             for index in range(len(SECOND)):  # one by one: an error stops a queued run
                 run_cells(lab, second, index)
@@ -80,7 +83,7 @@ def test_a_second_notebook_is_told_which_notebook_holds_the_file(lab: Lab) -> No
                 shown = outputs_text(second, index)
                 lab.say(f"cell {index}: {shown!r}")
                 assert starts in shown, shown
-                assert f"in use by the notebook {holder!r}" in shown, shown
+                assert f"in use by the notebook {holder!r} (kernel {kernel}, " in shown, shown
                 assert "Use that notebook" in shown and "shut down its kernel" in shown, shown
                 assert "cannot list its history either" in shown, shown
                 assert "PostgreSQL" in shown, shown
