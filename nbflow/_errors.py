@@ -36,6 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from nbflow.text._hints import hint
+from nbflow.text._locked import locked_message
 
 __all__ = [
     "ConcurrencyError",
@@ -100,14 +101,25 @@ class DatabaseError(NbflowError):
 
 class DatabaseLockedError(DatabaseError):
     """Another process, or another runtime of this one, holds the DuckDB file (DuckDB allows one
-    writing process per file; nbflow one runtime per file in a process).
+    writing process per file, and no reader beside it; nbflow one runtime per file in a process).
 
     Attributes:
         path: The file.
         pid: The process that holds it, when DuckDB names it.
+        notebook: The notebook whose kernel holds it, when its note beside the file says.
+        kernel: That kernel's id, when known.
     """
 
-    def __init__(self, path: str, pid: int | None, *, here: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        pid: int | None,
+        *,
+        here: bool = False,
+        notebook: str | None = None,
+        kernel: str | None = None,
+        since: str | None = None,
+    ) -> None:
         if here:  # another Runtime of this process: two owners would each run its workflows
             message = (
                 f"The nbflow database {path!r} is already open in this process (by another "
@@ -116,15 +128,11 @@ class DatabaseLockedError(DatabaseError):
                 "first (runtime.close())."
             )
         else:
-            holder = f"process {pid}" if pid is not None else "another process"
-            message = (
-                f"The nbflow database {path!r} is in use by {holder}. DuckDB lets one process "
-                "open a file at a time. Close the runtime in that process (or stop it), use "
-                f"another file with {hint('db', 'other.duckdb')} or $NBFLOW_DATABASE, or share "
-                f"workflows between processes with PostgreSQL: {hint('db', 'postgresql://…')}."
-            )
+            message = locked_message(path, pid, notebook, kernel, since)
         super().__init__(message, path=path)
         self.pid = pid
+        self.notebook = notebook
+        self.kernel = kernel
 
 
 class DatabaseCorruptError(DatabaseError):

@@ -17,10 +17,16 @@ that cannot be read, or a file with other names (hard links: each name gets a lo
 refused with a :class:`~nbflow._errors.DatabaseError` naming the path and the way out, before
 anything is created; the folders made for a new file are removed again when DuckDB cannot open
 it.
+
+**The holder named.** Once DuckDB has the file open, the store names this process beside it
+(``<file>.holder``, see :mod:`nbflow.store._duckholder`), removed when the store is disowned
+(after its compaction at close); a process refused by DuckDB's lock is told the notebook and
+kernel that hold the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from nbflow._errors import DatabaseError, DatabaseLockedError
+from nbflow.store._duckholder import read_holder, remove_holder, write_holder
 from nbflow.text._hints import hint
 
 __all__ = ["Key", "disown", "open_owned"]
@@ -40,6 +47,7 @@ Key = tuple[int, int] | tuple[str, str]
 
 _owned: set[Key] = set()  # the keys of every file a store of this process has open
 _owned_lock = threading.Lock()  # held from a store's first look at its file until DuckDB opened it
+_noted: dict[Key, str] = {}  # the path of each owned file whose holder note this process wrote
 
 
 def _use(example: str) -> str:
@@ -78,12 +86,12 @@ def open_owned(
                 keys = (_identity(found, path), wal)
                 _refuse_owned(path, keys)
                 _check_access(path, found)
-                con = connect()
+                con = _connect_named(path, connect)
             else:
                 _refuse_owned(path, (wal,))  # e.g. the file of an open store was deleted
                 created = _make_folders(path)
                 try:
-                    con = connect()
+                    con = _connect_named(path, connect)
                 except BaseException:
                     _remove_folders(created)
                     raise
@@ -91,14 +99,38 @@ def open_owned(
                 if _owned & set(keys):  # linked meanwhile to an owned file, by someone else
                     close(con)
                     _refuse_owned(path, keys)
+            write_holder(path)
+            _noted[keys[0]] = path
         _owned.update(keys)
     return keys, con
 
 
 def disown(keys: tuple[Key, ...]) -> None:
-    """Free the file of a store that was closed (or failed to open)."""
+    """Free the file of a store that was closed (or failed to open), and its holder note."""
     with _owned_lock:
         _owned.difference_update(keys)
+        for key in keys:
+            noted = _noted.pop(key, None)
+            if noted is not None:
+                remove_holder(noted)
+
+
+def _connect_named(path: str, connect: Callable[[], T]) -> T:
+    """``connect()``; refused by another process's lock, the error names the notebook and kernel
+    that hold the file, as the note beside it says (a stale note is not believed)."""
+    try:
+        return connect()
+    except DatabaseLockedError as exc:
+        holder = read_holder(path, exc.pid)
+        if holder is None:
+            raise
+        raise DatabaseLockedError(
+            path,
+            holder.pid,
+            notebook=_as_seen_here(holder.notebook),
+            kernel=holder.kernel,
+            since=holder.started,
+        ) from exc.__cause__
 
 
 def _refuse_owned(path: str, keys: tuple[Key, ...]) -> None:
@@ -118,6 +150,19 @@ def _identity_after(path: str) -> Key:
         return _identity(os.stat(path), path)
     except OSError:
         return ("wal", os.path.realpath(path) + ".wal")
+
+
+def _as_seen_here(notebook: str | None) -> str | None:
+    """A notebook's path, relative to the working folder when it is inside it (a notebook's
+    kernel works in the notebook's folder: the other notebook is named as the file browser
+    shows it beside this one)."""
+    if notebook is None or not os.path.isabs(notebook):
+        return notebook
+    with contextlib.suppress(OSError, ValueError):
+        relative = os.path.relpath(notebook)
+        if not relative.startswith(os.pardir):
+            return relative
+    return notebook
 
 
 # -- the place -----------------------------------------------------------------------------------

@@ -94,7 +94,9 @@ def test_delete_workflow_then_close_gives_the_space_back(db_path: Path) -> None:
     with nbflow.Runtime(db_path) as rt:
         for workflow_id in ids[5:]:
             rt.delete_workflow(workflow_id)
+        assert os.path.exists(f"{db_path}.holder")  # the holder named beside the file
     assert file_size(str(db_path)) < 0.2 * before
+    assert not os.path.exists(f"{db_path}.holder")  # and removed after the compaction
     check_intact(db_path, ids[:5], ids[5:])
 
 
