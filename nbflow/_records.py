@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from nbflow.text._format import format_time
+from nbflow.text._format import format_time, status_word
+from nbflow.text._status import status_value, unknown_status
 
 if TYPE_CHECKING:
     import pandas
@@ -36,14 +37,30 @@ class Status(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def word(self) -> str:
+        """The word the views and tables say: ``running``, ``enqueued``, ``succeeded``,
+        ``failed`` or ``cancelled`` (a view says ``interrupted`` for a PENDING workflow that
+        nothing runs: the status alone cannot tell)."""
+        return status_word(self.value)
+
     @classmethod
     def parse(cls, value: str | Status) -> Status:
-        """A status from its name, in any case; raises ValueError naming the valid ones."""
-        try:
-            return cls(value.upper() if isinstance(value, str) else value)
-        except ValueError:
-            names = ", ".join(s.value for s in cls)
-            raise ValueError(f"Unknown workflow status {value!r}; use one of {names}.") from None
+        """A status from a word a person types, in any case: the views' words or the statuses'
+        names, ``running`` or ``pending`` (PENDING), ``enqueued`` or ``queued`` (ENQUEUED),
+        ``succeeded`` or ``success`` (SUCCESS), ``failed`` or ``error`` (ERROR), ``cancelled`` or
+        ``canceled`` (CANCELLED).
+
+        Raises:
+            ValueError: The word names no status; the message lists the words and what each
+                maps to.
+        """
+        if isinstance(value, Status):
+            return value
+        found = status_value(value) if isinstance(value, str) else None
+        if found is None:
+            raise ValueError(unknown_status(value))
+        return cls(found)
 
 
 def utc(epoch: float | None) -> Any:

@@ -40,7 +40,7 @@ from nbflow.cli._commands import (
     import_modules,
 )
 from nbflow.cli._progress import ProgressBar
-from nbflow.cli._retention import age, cmd_compact, cmd_delete, cmd_prune
+from nbflow.cli._retention import age, cmd_compact, cmd_delete, cmd_prune, finished_status
 from nbflow.text._hints import set_front_end
 from nbflow.text._options import add_list_options, add_stats_options
 
@@ -155,10 +155,11 @@ def _add_retention(add: _Add) -> None:
     )
     p.add_argument(
         "--status",
-        type=str.upper,
+        type=finished_status,
         action="append",
-        choices=["SUCCESS", "ERROR", "CANCELLED"],
-        help="only workflows with this status (repeat for more; default: all three)",
+        metavar="STATUS",
+        help="only workflows with this status: succeeded, failed or cancelled (or SUCCESS, ERROR, "
+        "CANCELLED; repeat for more; default: all three)",
     )
     p.add_argument("--dry-run", action="store_true", help="count them, remove nothing")
     p = add("delete", cmd_delete, "remove a finished workflow, its steps, streams and messages")

@@ -336,6 +336,24 @@ def test_list_filters(workflows: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 2 and "Unknown workflow status 'ok,finished'" in err
 
 
+def test_status_takes_the_tables_words(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--status failed` as the tables say it, or `ERROR` as the enum says it; prune too."""
+
+    def listed(*args: str) -> list[str]:
+        return [w["workflow_id"] for w in cli_json(capsys, workflows, "list", *args)]
+
+    assert listed("--status", "failed") == listed("--status", "ERROR") == ["failed"]
+    assert listed("--status", "succeeded,running") == ["interrupted", "ok"]
+    assert listed("--status", "Queued,canceled") == []
+    code, out, err = cli(capsys, workflows, "list", "--status", "interrupted")
+    assert code == 2 and "'running' lists them" in err and "failed (ERROR)" in err, err
+    code, out, err = cli(capsys, workflows, "prune", "--older-than", "0.001", "--status", "failed")
+    assert code == 0 and out.startswith("removed 1 finished workflow (failed)"), (out, err)
+    code, out, err = cli(capsys, workflows, "prune", "--older-than", "1d", "--status", "running")
+    assert code == 2 and "Unknown workflow status 'running'" in err, err
+    assert "succeeded (SUCCESS), failed (ERROR)" in err, err
+
+
 def test_stats_as_a_table_and_as_json(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "stats")
     assert code == 0, err
@@ -579,7 +597,7 @@ def test_prune_removes_old_workflows_and_shrinks_the_file(
     code, out, err = cli(capsys, db_path, "prune", "--older-than", "30d", "--status", "success")
     assert code == 0, err
     first, second = out.splitlines()
-    assert first.startswith("removed 60 finished workflows (SUCCESS) created before ")
+    assert first.startswith("removed 60 finished workflows (succeeded) created before ")
     assert second.startswith(f"{db_path}: ") and second.endswith(" MB")
     before, after = (float(part.split()[0]) for part in second.split(": ")[1].split(" -> "))
     assert after < 0.3 * before
