@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from nbflow.text._format import format_time, status_word
 from nbflow.text._status import status_value, unknown_status
+from nbflow.text._tables import step_label
 
 if TYPE_CHECKING:
     import pandas
@@ -76,6 +77,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, enum.Enum):
         return str(value.value)
     return "" if value is None else str(value)
+
+
+def _shown(name: str, value: Any) -> str:
+    """A field's cell: a ``name`` as the tables show it (``parse``, not ``__main__.parse``: the
+    value keeps it)."""
+    return step_label(value) if name == "name" and isinstance(value, str) else _cell(value)
 
 
 class LazyValue:
@@ -325,7 +332,9 @@ class Records(list[R], Generic[R]):
         names = [name for name, _ in self[0]._values()]
         head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for _, v in r._values()) + "</tr>"
+            "<tr>"
+            + "".join(f"<td>{html.escape(_shown(n, v))}</td>" for n, v in r._values())
+            + "</tr>"
             for r in self
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

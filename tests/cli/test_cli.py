@@ -399,15 +399,36 @@ def test_steps(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "steps", "ok")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["#", "step", "status", "duration", "attempts", "error"]
+    assert lines[0].split() == ["#", "step", "call", "status", "duration", "attempts", "error"]
     assert len(lines) == 2 + 3
-    assert lines[2].split()[1:3] == ["tests.cli.double", "succeeded"]
+    assert [line.split()[:6] for line in lines[2:]] == [
+        [str(n), "tests.cli.double", str(n), "of", "3", "succeeded"] for n in (1, 2, 3)
+    ]
     steps = cli_json(capsys, workflows, "steps", "ok")
     assert [(s["name"], s["status"], s["attempts"]) for s in steps] == [
         ("tests.cli.double", "SUCCESS", 1)
     ] * 3
     assert [s["function_id"] for s in steps] == sorted(s["function_id"] for s in steps)
     assert cli(capsys, workflows, "steps", "failed")[1] == "(no steps recorded)\n"
+
+
+@nbflow.workflow(name="tests.cli.many")
+def many(n: int) -> list[int]:
+    return nbflow.map(double, range(n))
+
+
+def test_a_long_step_list_folds(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """40 steps: the first and last ten, "… 20 more (--all shows all)" between; --all: all."""
+    with nbflow.configure(db_path), nbflow.set_workflow_id("many"):
+        many(40)
+    code, out, err = cli(capsys, db_path, "steps", "many")
+    assert code == 0, err
+    lines = out.splitlines()[2:]
+    assert len(lines) == 21 and lines[10].split() == ["…", "20", "more", "(--all", "shows", "all)"]
+    assert [line.split()[0] for line in lines[:10]] == [str(n) for n in range(1, 11)]
+    assert lines[11].split()[:5] == ["31", "tests.cli.double", "31", "of", "40"]
+    code, out, err = cli(capsys, db_path, "steps", "many", "--all")
+    assert len(out.splitlines()) == 2 + 40 and "more" not in out
 
 
 def test_timeline_writes_a_self_contained_html_page(
