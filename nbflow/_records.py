@@ -252,7 +252,8 @@ class StreamInfo(_Record):
 
     Attributes:
         key: The stream's key.
-        items: How many items it holds.
+        items: How many items it holds (:func:`nbflow.track` and :func:`nbflow.map` write a
+            first ``0/N`` item on ``"progress"`` before any item is done: N + 1 for N items).
         closed: Whether it is closed.
         first_at: When its first item (or end) was written (UTC).
         last_at: When its last item (or end) was written (UTC).
