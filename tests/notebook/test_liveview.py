@@ -723,7 +723,7 @@ def test_a_view_follows_stdout_and_names_the_failed_map_item(
     view = finished(views(handle.workflow_id, ["progress"]))
     frame = view.frame
     assert "a line on stdout" in frame.lines  # stdout is followed though not asked for
-    assert frame.error.startswith("failed in step `tests.liveview.check` (item 1 of 3): ")
+    assert frame.error.startswith("failed in step `tests.liveview.check` (item 2 of 3): ")
     assert frame.error.endswith("ValueError: bad item b")
     assert frame.word == "failed"
 
