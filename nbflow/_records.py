@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from nbflow.text._format import format_time
+from nbflow.text._format import format_time, status_word
+from nbflow.text._status import status_value, unknown_status
+from nbflow.text._tables import step_label
 
 if TYPE_CHECKING:
     import pandas
@@ -36,14 +38,30 @@ class Status(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def word(self) -> str:
+        """The word the views and tables say: ``running``, ``enqueued``, ``succeeded``,
+        ``failed`` or ``cancelled`` (a view says ``interrupted`` for a PENDING workflow that
+        nothing runs: the status alone cannot tell)."""
+        return status_word(self.value)
+
     @classmethod
     def parse(cls, value: str | Status) -> Status:
-        """A status from its name, in any case; raises ValueError naming the valid ones."""
-        try:
-            return cls(value.upper() if isinstance(value, str) else value)
-        except ValueError:
-            names = ", ".join(s.value for s in cls)
-            raise ValueError(f"Unknown workflow status {value!r}; use one of {names}.") from None
+        """A status from a word a person types, in any case: the views' words or the statuses'
+        names, ``running`` or ``pending`` (PENDING), ``enqueued`` or ``queued`` (ENQUEUED),
+        ``succeeded`` or ``success`` (SUCCESS), ``failed`` or ``error`` (ERROR), ``cancelled`` or
+        ``canceled`` (CANCELLED).
+
+        Raises:
+            ValueError: The word names no status; the message lists the words and what each
+                maps to.
+        """
+        if isinstance(value, Status):
+            return value
+        found = status_value(value) if isinstance(value, str) else None
+        if found is None:
+            raise ValueError(unknown_status(value))
+        return cls(found)
 
 
 def utc(epoch: float | None) -> Any:
@@ -59,6 +77,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, enum.Enum):
         return str(value.value)
     return "" if value is None else str(value)
+
+
+def _shown(name: str, value: Any) -> str:
+    """A field's cell: a ``name`` as the tables show it (``parse``, not ``__main__.parse``: the
+    value keeps it)."""
+    return step_label(value) if name == "name" and isinstance(value, str) else _cell(value)
 
 
 class LazyValue:
@@ -228,7 +252,8 @@ class StreamInfo(_Record):
 
     Attributes:
         key: The stream's key.
-        items: How many items it holds.
+        items: How many items it holds (:func:`nbflow.track` and :func:`nbflow.map` write a
+            first ``0/N`` item on ``"progress"`` before any item is done: N + 1 for N items).
         closed: Whether it is closed.
         first_at: When its first item (or end) was written (UTC).
         last_at: When its last item (or end) was written (UTC).
@@ -308,7 +333,9 @@ class Records(list[R], Generic[R]):
         names = [name for name, _ in self[0]._values()]
         head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for _, v in r._values()) + "</tr>"
+            "<tr>"
+            + "".join(f"<td>{html.escape(_shown(n, v))}</td>" for n, v in r._values())
+            + "</tr>"
             for r in self
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -40,7 +40,7 @@ from nbflow.cli._commands import (
     import_modules,
 )
 from nbflow.cli._progress import ProgressBar
-from nbflow.cli._retention import age, cmd_compact, cmd_delete, cmd_prune
+from nbflow.cli._retention import age, cmd_compact, cmd_delete, cmd_prune, finished_status
 from nbflow.text._hints import set_front_end
 from nbflow.text._options import add_list_options, add_stats_options
 
@@ -90,7 +90,9 @@ def _add_reading(add: _Add) -> None:
     )
     add_stats_options(add("stats", cmd_stats, "statistics of the recorded steps, per step name"))
     add("show", cmd_show, "show a workflow: fields, result or error, streams").add_argument("id")
-    add("steps", cmd_steps, "list a workflow's recorded steps").add_argument("id")
+    p = add("steps", cmd_steps, "list a workflow's recorded steps")
+    p.add_argument("id")
+    p.add_argument("--all", action="store_true", help="every step (default: a long list folds)")
     p = add("timeline", cmd_timeline, "a Gantt chart of a workflow: SVG, or an HTML page")
     p.add_argument("id")
     p.add_argument("--html", metavar="PATH", help="write a self-contained HTML page to PATH")
@@ -155,10 +157,11 @@ def _add_retention(add: _Add) -> None:
     )
     p.add_argument(
         "--status",
-        type=str.upper,
+        type=finished_status,
         action="append",
-        choices=["SUCCESS", "ERROR", "CANCELLED"],
-        help="only workflows with this status (repeat for more; default: all three)",
+        metavar="STATUS",
+        help="only workflows with this status: succeeded, failed or cancelled (or SUCCESS, ERROR, "
+        "CANCELLED; repeat for more; default: all three)",
     )
     p.add_argument("--dry-run", action="store_true", help="count them, remove nothing")
     p = add("delete", cmd_delete, "remove a finished workflow, its steps, streams and messages")

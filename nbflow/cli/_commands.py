@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import importlib
 import json
 import os
@@ -43,6 +44,7 @@ from nbflow.text._gantt import html_page, render_svg
 from nbflow.text._options import list_options, stats_options, stats_table
 from nbflow.text._tables import format_table, step_table, workflow_table
 from nbflow.workflow._queues import lookup_queue
+from nbflow.workflow._recovery import reported_by_caller
 
 __all__ = [
     "cmd_cancel",
@@ -226,7 +228,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_steps(args: argparse.Namespace) -> int:
     """``nbflow steps ID``: a workflow's recorded steps."""
     steps = nbflow.list_steps(args.id)
-    return _print_records(args, steps, step_table, "(no steps recorded)")
+    table = functools.partial(step_table, everything=args.all)
+    return _print_records(args, steps, table, "(no steps recorded)")
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
@@ -323,7 +326,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """``nbflow recover``: resume every interrupted workflow declared here, and wait for them."""
-    handles = nbflow.recover()
+    with reported_by_caller():  # (the reasons are printed below, not warned as well)
+        handles = nbflow.recover()
     if not args.json:
         print("\n".join(format_recover(handles)), flush=True)
         return max((_report(_outcome(h)) for h in handles), default=0)

@@ -15,9 +15,12 @@ import os
 import time
 
 import nbflow
-from nbflow.text._format import AGES, format_time, parse_age
+from nbflow.text._format import AGES, format_time, parse_age, status_word
+from nbflow.text._status import status_value, unknown_status
 
-__all__ = ["age", "cmd_compact", "cmd_delete", "cmd_prune", "file_size"]
+__all__ = ["age", "cmd_compact", "cmd_delete", "cmd_prune", "file_size", "finished_status"]
+
+_FINISHED = ("SUCCESS", "ERROR", "CANCELLED")
 
 
 def age(text: str) -> float:
@@ -27,6 +30,15 @@ def age(text: str) -> float:
     if seconds is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not an age: give {AGES}")
     return seconds
+
+
+def finished_status(text: str) -> str:
+    """A finished status as typed (``failed`` or ``ERROR``, any case: :mod:`nbflow.text._status`),
+    as an argparse type giving its value; another word is a usage error."""
+    value = status_value(text)
+    if value not in _FINISHED:
+        raise argparse.ArgumentTypeError(unknown_status(text, _FINISHED))
+    return value
 
 
 def file_size(database: str) -> int | None:
@@ -62,7 +74,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     status = args.status or None
     count = rt.prune(older_than=args.older_than, status=status, dry_run=args.dry_run)
     cutoff = format_time(time.time() - args.older_than)
-    which = f" ({', '.join(status)})" if status else ""
+    which = f" ({', '.join(status_word(s) for s in status)})" if status else ""
     plural = "workflow" if count == 1 else "workflows"
     if args.dry_run:
         print(f"would remove {count:,} finished {plural}{which} created before {cutoff}")

@@ -39,7 +39,7 @@ from nbflow.workflow import _context as context
 from nbflow.workflow._alarm import Wake
 from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, Step, WorkflowCall
 from nbflow.workflow._context import Runner
-from nbflow.workflow._handle import WorkflowHandle
+from nbflow.workflow._handle import Glance, WorkflowHandle
 from nbflow.workflow._queues import declared_queues, serve_declared_queues
 from nbflow.workflow._workflows import as_workflow
 
@@ -211,6 +211,9 @@ class RuntimeCore(Runner):
     def outcome(self, row: WorkflowRow) -> Any:
         __tracebackhide__ = True
         return self.history.outcome(row)
+
+    def glance(self, workflow_id: str) -> Glance:
+        return self.history.glance(workflow_id)
 
     # -- closing -------------------------------------------------------------------------------
 

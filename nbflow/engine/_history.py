@@ -33,6 +33,7 @@ from nbflow.engine._steps import step_row
 from nbflow.store import StepRow, WorkflowRow
 from nbflow.store._history import StepStatsQuery, WorkflowQuery
 from nbflow.workflow._alarm import Wake
+from nbflow.workflow._handle import Glance
 
 __all__ = ["History", "child_ids"]
 
@@ -73,6 +74,42 @@ class History:
                 return Status.PENDING
             raise WorkflowNotFoundError(workflow_id, self._engine.database)
         return Status(status)
+
+    def glance(self, workflow_id: str) -> Glance:
+        """A workflow's name, status and last progress as durable now (no flush, no wait: a
+        handle's repr); raises on a closed runtime or an unknown id."""
+        self._engine.check_open()
+        ex = self._executions.get(workflow_id)
+        row = self._store.get_workflow(workflow_id)
+        if row is None:
+            if ex is None:
+                raise WorkflowNotFoundError(workflow_id, self._engine.database)
+            return Glance(ex.name, Status.PENDING)  # started, not durable yet
+        ending = self._executions.ending_soon(workflow_id)
+        status = Status.PENDING if ending else Status(row.status)
+        running = ex is not None or not self._store.single_process
+        return Glance(row.name, status, running, *self._last_progress(workflow_id))
+
+    def _last_progress(self, workflow_id: str) -> tuple[float | None, float | None]:
+        """``done`` and ``total`` of the last durable item of the stream ``"progress"``."""
+        count = next(
+            (n for key, n, *_ in self._store.list_streams(workflow_id) if key == "progress"), 0
+        )
+        if not count:
+            return None, None
+        rows = self._store.read_stream(workflow_id, "progress", count - 1, 1)
+        try:
+            item = self._engine.decode(rows[0][1], rows[0][2], "a progress item")
+        except (IndexError, SerializationError):
+            return None, None
+        if not isinstance(item, dict):
+            return None, None
+        done, total = item.get("done"), item.get("total")
+        number = (int, float)
+        return (
+            done if isinstance(done, number) else None,
+            total if isinstance(total, number) else None,
+        )
 
     def outcome(self, row: WorkflowRow) -> Any:
         """The recorded result of a finished workflow; raises its recorded error."""

@@ -66,7 +66,7 @@ def _labels(items: list[Any], key: Callable[[Any], Any] | None) -> list[str] | N
         except Exception as exc:
             shown = _shown(item)
             raise InvalidValueError(
-                f"nbflow.map: key= raised {type(exc).__name__}: {exc} for item {index} ({shown}); "
+                f"nbflow.map: key= raised {type(exc).__name__}: {exc} for item {index + 1} ({shown}); "
                 "no item ran. key= labels items in progress messages and errors: fix it so it "
                 "takes every item, or leave it out.",
                 what="key",
@@ -311,8 +311,9 @@ class _Map:
         return self.results
 
     def label(self, index: int) -> str:
+        """``item 3`` (counted from 1, as progress counts ``3/40``), with its ``key=`` label."""
         labels = self.labels
-        return f"item {index}" + ("" if labels is None else f" ({labels[index]})")
+        return f"item {index + 1}" + ("" if labels is None else f" ({labels[index]})")
 
     def printed(self, index: int, attempt: int, output: Output) -> None:
         """Print what attempt ``attempt`` of a remote item printed, as its step's output."""

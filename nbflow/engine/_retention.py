@@ -26,6 +26,7 @@ from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Executions
 from nbflow.engine._history import History
 from nbflow.store._base import Related
+from nbflow.text._status import status_choices
 from nbflow.text._tables import INTERNAL_WORKFLOWS
 
 __all__ = ["Retention", "age_seconds"]
@@ -66,15 +67,15 @@ def _statuses(status: str | Status | Iterable[str | Status] | None) -> list[str]
             found = Status.parse(item)
         except (ValueError, TypeError, AttributeError):
             raise InvalidValueError(
-                f"status must be a workflow status or a list of them (SUCCESS, ERROR, "
-                f"CANCELLED), not {status!r}.",
+                f"status must be a workflow status or a list of them ({status_choices(_FINAL)}), "
+                f"not {status!r}.",
                 what="status",
                 value=status,
             ) from None
         if not found.is_final:
             raise InvalidValueError(
-                f"prune removes finished workflows only: status={found.value} is never pruned. "
-                "Use SUCCESS, ERROR or CANCELLED (or cancel the workflows first).",
+                f"prune removes finished workflows only: status={item!r} ({found.value}) is never "
+                f"pruned. Use {status_choices(_FINAL)} (or cancel the workflows first).",
                 what="status",
                 value=status,
             )

@@ -36,6 +36,7 @@ from nbflow.text._format import (
 )
 from nbflow.text._hints import set_front_end
 from nbflow.text._options import add_list_options, add_stats_options, list_options, stats_options
+from nbflow.workflow._recovery import reported_by_caller
 from nbflow.workflow._workflows import WorkflowFunction
 
 __all__ = ["NbflowMagics", "load", "unload"]
@@ -127,6 +128,7 @@ def _add_workflow_commands(add: _Add) -> None:
     which.add_argument(
         "--pipeline", action="store_true", help="the notebook's pipeline (the default)"
     )
+    p.add_argument("--all", action="store_true", help="every step (default: a long list folds)")
     add("cancel", "cancel a workflow").add_argument("workflow_id", metavar="ID")
     p = add("resume", "resume an interrupted, cancelled or failed workflow")
     p.add_argument("workflow_id", metavar="ID")
@@ -352,7 +354,7 @@ class NbflowMagics(Magics):
             if args.workflow_id:
                 raise
             steps = Records()  # no durable cell has run yet
-        table = _tables.step_table(steps, f"steps of {workflow_id}")
+        table = _tables.step_table(steps, f"steps of {workflow_id}", everything=args.all)
         display(table)  # type: ignore[no-untyped-call]
 
     def _cancel(self, args: argparse.Namespace) -> None:
@@ -379,7 +381,8 @@ class NbflowMagics(Magics):
     def _recover(self, args: argparse.Namespace) -> None:
         from nbflow.notebook._recover import shows_views  # (imports ipywidgets)
 
-        recovered = nbflow.recover()  # in a cell, it shows what it did and the views itself
+        with reported_by_caller():  # (each reason once: printed here or by the cell's views)
+            recovered = nbflow.recover()  # in a cell, it shows what it did and the views itself
         if not shows_views():
             print("\n".join(format_recover(recovered, here="this kernel")))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import nbflow
 from nbflow.notebook._cells import DurableCells, pipeline_id
-from nbflow.text._format import format_time
+from nbflow.text._format import format_time, status_word
 
 __all__ = ["CellsPruned", "prune_cells", "prune_workflows", "superseded"]
 
@@ -108,7 +108,7 @@ def prune_workflows(
 
     count = rt.prune(older_than=older_than, status=status, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
-    which = f" ({', '.join(status)})" if status else ""
+    which = f" ({', '.join(status_word(s) for s in status)})" if status else ""
     before = format_time(time.time() - older_than)
     plural = "workflow" if count == 1 else "workflows"
     tail = "" if dry_run or not count else "; the file shrinks when the runtime closes"

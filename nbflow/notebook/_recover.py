@@ -24,11 +24,13 @@ def shows_views() -> bool:
     return in_kernel() and threading.current_thread() is threading.main_thread()
 
 
-def show_recovered(recovered: Recovered) -> None:
-    """Print what a recover did and show a live view per resumed workflow (in a cell only)."""
+def show_recovered(recovered: Recovered) -> bool:
+    """Print what a recover did and show a live view per resumed workflow (in a cell only);
+    whether it did (then the workflows left are not named in a warning as well)."""
     if not shows_views():
-        return
+        return False
     _capture.install()  # what the resumed workflows print goes to their views
     print("\n".join(format_recover(recovered, here="this kernel")), flush=True)
     for handle in recovered:
         LiveView.follow(handle.workflow_id, None)
+    return True

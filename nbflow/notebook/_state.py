@@ -336,12 +336,13 @@ class ViewState:
         if not hidden:
             return lines, ""
         kept = len(self.items)
+        earlier = f"{hidden:,} earlier {'item' if hidden == 1 else 'items'}"
         if show_all:
-            note = f"… {hidden:,} earlier items not kept (the last {len(lines):,} are shown)"
+            note = f"… {earlier} not kept (the last {len(lines):,} are shown)"
         elif kept < self.seen:  # more than "show all" keeps
-            note = f"… {hidden:,} earlier items (Show all shows the last {kept:,})"
+            note = f"… {earlier} (Show all shows the last {kept:,})"
         else:
-            note = f"… {hidden:,} earlier items (Show all shows them)"
+            note = f"… {earlier} (Show all shows {'it' if hidden == 1 else 'them'})"
         return lines, note
 
     def frame(self, now: float, *, show_all: bool = False) -> Frame:

@@ -15,7 +15,8 @@ from typing import Any
 import nbflow
 from nbflow._records import Records
 from nbflow.text._options import stats_columns
-from nbflow.text._tables import format_table, step_columns, workflow_columns
+from nbflow.text._tables import fold_rows, format_table, more_row, step_columns, workflow_columns
+from nbflow.text._tables import step_table as step_table_text
 
 __all__ = ["Table", "running_here", "stats_table", "step_table", "workflow_table"]
 
@@ -120,19 +121,25 @@ def workflow_table(rows: Sequence[Any], title: str, rt: nbflow.Runtime) -> Table
     return Table(rows, title, headers, cells, text, _error_tips(headers, rows))
 
 
-def step_table(steps: Sequence[Any], title: str) -> Table:
-    """The table of ``%nbflow steps``.
+def step_table(steps: Sequence[Any], title: str, *, everything: bool = False) -> Table:
+    """The table of ``%nbflow steps``: numbered from 1, each call's place among its step's
+    calls, folded to its first and last rows when long (``… N more``).
 
     Args:
         steps: The steps (``StepInfo`` records).
         title: The line above the table.
+        everything: Show every row (``--all``), not folded.
 
     Returns:
         The table.
     """
     headers, cells = step_columns(steps, started=True, error_width=_HTML_ERROR_WIDTH)
-    text = format_table(*step_columns(steps, started=True))
-    return Table(steps, title, headers, cells, text, _error_tips(headers, steps))
+    tips = _error_tips(headers, steps)
+    text = step_table_text(steps, started=True, everything=everything, hint="--all")
+    if not everything:
+        cells = fold_rows(cells, lambda n: more_row(headers, n, "--all shows all"))
+        tips = fold_rows(tips, lambda n: [""] * len(headers))
+    return Table(steps, title, headers, cells, text, tips)
 
 
 def stats_table(stats: Sequence[Any], title: str) -> Table:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nbflow.text._format import format_duration
+from nbflow.text._status import status_value, unknown_status
 from nbflow.text._tables import format_table, step_label, table_duration
 
 __all__ = [
@@ -68,16 +69,15 @@ def _at_least(minimum: int) -> Any:
 
 
 def _statuses(names: Sequence[str]) -> Any:
-    """An argparse type: a comma list of statuses among ``names``, in any case."""
+    """An argparse type: a comma list of statuses among ``names`` (their values), each as the
+    tables say it (``failed``) or by its name (``ERROR``), in any case (:mod:`nbflow.text._status`)."""
 
     def parse(text: str) -> list[str]:
-        given = [s.strip().upper() for s in text.split(",") if s.strip()]
-        wrong = [s for s in given if s not in names]
-        if wrong or not given:
-            raise argparse.ArgumentTypeError(
-                f"Unknown workflow status {text!r}; use one of {', '.join(names)} (or a comma list)"
-            )
-        return given
+        given = [status_value(s) for s in text.split(",") if s.strip()]
+        if not given or any(s is None or s not in names for s in given):
+            message = unknown_status(text, names).removesuffix(".")
+            raise argparse.ArgumentTypeError(f"{message} (or a comma list)")
+        return [s for s in given if s is not None]
 
     parse.__name__ = "status"
     return parse
@@ -98,7 +98,8 @@ def add_list_options(
         action="append",
         type=_statuses(statuses),
         metavar="STATUS",
-        help="only those with this status (repeat, or a comma list: SUCCESS,ERROR)",
+        help="only those with this status (repeat, or a comma list: succeeded,failed; "
+        "the statuses' names work too: SUCCESS,ERROR)",
     )
     parser.add_argument("--name", help="only workflows with this registered name")
     parser.add_argument("--id-prefix", metavar="PREFIX", help="only ids starting with it (literal)")

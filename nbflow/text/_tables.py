@@ -10,16 +10,20 @@ table from the same columns. nbflow's own workflows (the record keeping of durab
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from nbflow.text._format import format_duration, format_time, status_word, truncate
 
 __all__ = [
+    "FOLD_ABOVE",
     "INTERNAL_WORKFLOWS",
     "error_summary",
+    "fold_rows",
     "format_table",
     "is_internal",
+    "more_row",
     "step_columns",
     "step_label",
     "step_table",
@@ -147,8 +151,14 @@ def workflow_columns(
 def step_columns(
     steps: Sequence[Any], *, started: bool = False, error_width: int = 80
 ) -> tuple[list[str], list[list[str]]]:
-    """The columns of a step table and its rows, as text: #, step, status, (started,) duration,
-    attempts and error.
+    """The columns of a step table and its rows, as text: #, step, call, status, (started,)
+    duration, attempts and error.
+
+    ``#`` counts the steps from 1 as a person does (``StepInfo.function_id`` is the step's
+    position among all the workflow's operations: 2, 5, 8, …). ``call`` says which call of its
+    step a row is, ``3 of 40`` (a ``nbflow.map``'s items are its step's calls, in the items'
+    order), and is empty for a step called once: a step's arguments are recorded only as a
+    digest, so the call's place is what the history can show of them.
 
     Args:
         steps: The steps (``nbflow.StepInfo`` records, or anything with their fields).
@@ -159,20 +169,52 @@ def step_columns(
         The headers, and one row of texts per step.
     """
     when = ["started"] if started else []
-    headers = ["#", "step", "status", *when, "duration", "attempts", "error"]
-    rows = [
-        [
-            str(s.function_id),
-            step_label(s.name),
-            status_word(s.status),
-            *([format_time(s.started_at)] if started else []),
-            table_duration(s.duration),
-            str(s.attempts),
-            error_summary(s.error, error_width),
-        ]
-        for s in steps
-    ]
+    headers = ["#", "step", "call", "status", *when, "duration", "attempts", "error"]
+    calls = collections.Counter(s.name for s in steps)
+    seen: collections.Counter[str] = collections.Counter()
+    rows = []
+    for number, s in enumerate(steps, start=1):
+        seen[s.name] += 1
+        rows.append(
+            [
+                str(number),
+                step_label(s.name),
+                f"{seen[s.name]:,} of {calls[s.name]:,}" if calls[s.name] > 1 else "",
+                status_word(s.status),
+                *([format_time(s.started_at)] if started else []),
+                table_duration(s.duration),
+                str(s.attempts),
+                error_summary(s.error, error_width),
+            ]
+        )
     return headers, rows
+
+
+#: A table of more rows than this folds (:func:`fold_rows`) to its first and last rows.
+FOLD_ABOVE = 25
+_FOLD_HEAD, _FOLD_TAIL = 10, 10
+
+
+def fold_rows(rows: list[T], gap: Callable[[int], T]) -> list[T]:
+    """The rows of a long table folded: the first and last ten, and between them ``gap(n)``, a
+    row saying that ``n`` more are not shown; up to :data:`FOLD_ABOVE` rows stay whole.
+
+    Args:
+        rows: The table's rows.
+        gap: Makes the row that stands for ``n`` rows left out.
+
+    Returns:
+        The rows shown.
+    """
+    if len(rows) <= FOLD_ABOVE:
+        return rows
+    hidden = len(rows) - _FOLD_HEAD - _FOLD_TAIL
+    return [*rows[:_FOLD_HEAD], gap(hidden), *rows[-_FOLD_TAIL:]]
+
+
+def more_row(headers: list[str], hidden: int, hint: str, column: str = "step") -> list[str]:
+    """The row of a folded table: ``… 20 more (--all shows all)`` under ``column``."""
+    return [f"… {hidden:,} more ({hint})" if h == column else "" for h in headers]
 
 
 def workflow_table(
@@ -191,14 +233,21 @@ def workflow_table(
     return format_table(*workflow_columns(workflows, running=running))
 
 
-def step_table(steps: Sequence[Any], *, started: bool = False) -> str:
-    """Steps as a text table (:func:`step_columns`).
+def step_table(
+    steps: Sequence[Any], *, started: bool = False, everything: bool = False, hint: str = "--all"
+) -> str:
+    """Steps as a text table (:func:`step_columns`), folded when long (:func:`fold_rows`).
 
     Args:
         steps: The steps (``nbflow.StepInfo`` records, or anything with their fields).
         started: Whether to show when each started too (a column after the status).
+        everything: Show every row (no fold).
+        hint: The option that shows all, named in the fold's row.
 
     Returns:
         The table (:func:`format_table`).
     """
-    return format_table(*step_columns(steps, started=started))
+    headers, rows = step_columns(steps, started=started)
+    if not everything:
+        rows = fold_rows(rows, lambda n: more_row(headers, n, f"{hint} shows all"))
+    return format_table(headers, rows)

@@ -3,15 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from nbflow._errors import WaitTimeoutError
+from nbflow._errors import RuntimeClosedError, WaitTimeoutError
 from nbflow._records import Status
 from nbflow.store import WorkflowRow
+from nbflow.text._format import status_word
+from nbflow.text._tables import step_label
 
-__all__ = ["Run", "Tracker", "WorkflowHandle"]
+__all__ = ["Glance", "Run", "Tracker", "WorkflowHandle"]
+
+
+class Glance(NamedTuple):
+    """What a handle shows of its workflow at a glance (its repr), read without waiting.
+
+    Attributes:
+        name: The workflow's registered name.
+        status: Its durable status.
+        running: For PENDING: whether something runs it (False: it is interrupted).
+        done: The last progress item's ``done`` on the stream ``"progress"``, or None.
+        total: That item's ``total``, or None.
+    """
+
+    name: str
+    status: Status
+    running: bool = True
+    done: float | None = None
+    total: float | None = None
+
+    @property
+    def word(self) -> str:
+        """The status as the views say it (``running``, ``interrupted``, ``failed``, …)."""
+        return status_word(self.status, running_here=self.running)
+
+    @property
+    def progress(self) -> str:
+        """``120/200``, ``120`` without a total, or ``''``."""
+        if self.done is None:
+            return ""
+        shown = _number(self.done)
+        return shown if self.total is None else f"{shown}/{_number(self.total)}"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
 class Run(Protocol):
@@ -47,12 +85,23 @@ class Tracker(Protocol):
 
     def outcome(self, row: WorkflowRow) -> Any: ...
 
+    def glance(self, workflow_id: str) -> Glance:
+        """Name, status and progress, read without waiting (it may raise: a closed runtime)."""
+        ...
+
 
 def _still_running(workflow_id: str, timeout: float | None, again: str) -> WaitTimeoutError:
     return WaitTimeoutError(
         f"Workflow {workflow_id!r} did not finish within {timeout} s; it is still running. "
         f"{again} to wait longer."
     )
+
+
+def _unknown(exc: Exception) -> str:
+    """Why a handle cannot say its status: its runtime is closed, or the error in brief."""
+    if isinstance(exc, RuntimeClosedError):
+        return "its runtime is closed"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
 
 
 class WorkflowHandle:
@@ -68,7 +117,23 @@ class WorkflowHandle:
         self._execution = execution  # kept, so result() gives the very object it returned
 
     def __repr__(self) -> str:
-        return f"<WorkflowHandle {self.workflow_id!r}>"
+        """``<WorkflowHandle 'ID' NAME: running, 120/200>``: its status as the views say it,
+        its name and its progress; what is known when the database cannot be read."""
+        words = self._glance_words()
+        return f"<WorkflowHandle {self.workflow_id!r}{words}>"
+
+    def _repr_html_(self) -> str:
+        words = html.escape(self._glance_words())
+        return f"<code>&lt;WorkflowHandle {html.escape(repr(self.workflow_id))}{words}&gt;</code>"
+
+    def _glance_words(self) -> str:
+        """`` NAME: running, 120/200``; never raises."""
+        try:
+            seen = self._tracker.glance(self.workflow_id)
+        except Exception as exc:  # a repr never raises: say what is known
+            return f": status unknown ({_unknown(exc)})"
+        progress = f", {seen.progress}" if seen.progress else ""
+        return f" {step_label(seen.name)}: {seen.word}{progress}"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WorkflowHandle) and other.workflow_id == self.workflow_id

@@ -11,15 +11,23 @@ was registered.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from nbflow.text._hints import hint
 from nbflow.workflow._handle import WorkflowHandle
 
-__all__ = ["Recovered", "Skipped", "announce", "note_interrupted", "on_recover"]
+__all__ = [
+    "Recovered",
+    "Skipped",
+    "announce",
+    "note_interrupted",
+    "on_recover",
+    "reported_by_caller",
+]
 
 logger = logging.getLogger("nbflow")
 
@@ -60,12 +68,15 @@ class Recovered(list[WorkflowHandle]):
         self.names: dict[str, str] = {}
 
 
-_listeners: list[Callable[[Recovered], None]] = []
+_listeners: list[Callable[[Recovered], bool | None]] = []
 _lock = threading.Lock()
+_caller = threading.local()  # .reports: this thread's caller prints what a recover left
 
 
-def on_recover(listener: Callable[[Recovered], None]) -> None:
-    """Call ``listener`` after each recover of any runtime (once, however often registered)."""
+def on_recover(listener: Callable[[Recovered], bool | None]) -> None:
+    """Call ``listener`` after each recover of any runtime (once, however often registered);
+    a listener that returns True has shown the workflows left, with the reason: the warning
+    that names them is not logged as well."""
     with _lock:
         if listener not in _listeners:
             _listeners.append(listener)
@@ -82,10 +93,27 @@ def note_interrupted(workflow_ids: list[str], database: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def reported_by_caller() -> Iterator[None]:
+    """Within it, a recover of this thread logs no warning of the workflows it left: the caller
+    prints them itself (``nbflow recover``), so each reason is said once."""
+    before = getattr(_caller, "reports", False)
+    _caller.reports = True
+    try:
+        yield
+    finally:
+        _caller.reports = before
+
+
 def announce(recovered: Recovered) -> None:
-    """Name in one warning the workflows ``recovered`` left, with the reason, then tell the
-    registered listeners about it."""
-    if recovered.skipped:
+    """Tell the registered listeners about ``recovered``, then name in one warning the
+    workflows it left, with the reason, unless a listener or the caller shows them."""
+    with _lock:
+        listeners = list(_listeners)
+    shown = getattr(_caller, "reports", False)
+    for listener in listeners:
+        shown = bool(listener(recovered)) or shown
+    if recovered.skipped and not shown:
         logger.warning(
             "Not recovered: %d interrupted workflow(s), left PENDING for a process that can "
             "run them (then %s again):\n  %s",
@@ -93,7 +121,3 @@ def announce(recovered: Recovered) -> None:
             hint("recover"),
             "\n  ".join(f"{s.workflow_id!r} ({s.name}): {s.reason}" for s in recovered.skipped),
         )
-    with _lock:
-        listeners = list(_listeners)
-    for listener in listeners:
-        listener(recovered)

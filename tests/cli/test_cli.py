@@ -336,6 +336,24 @@ def test_list_filters(workflows: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 2 and "Unknown workflow status 'ok,finished'" in err
 
 
+def test_status_takes_the_tables_words(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--status failed` as the tables say it, or `ERROR` as the enum says it; prune too."""
+
+    def listed(*args: str) -> list[str]:
+        return [w["workflow_id"] for w in cli_json(capsys, workflows, "list", *args)]
+
+    assert listed("--status", "failed") == listed("--status", "ERROR") == ["failed"]
+    assert listed("--status", "succeeded,running") == ["interrupted", "ok"]
+    assert listed("--status", "Queued,canceled") == []
+    code, out, err = cli(capsys, workflows, "list", "--status", "interrupted")
+    assert code == 2 and "'running' lists them" in err and "failed (ERROR)" in err, err
+    code, out, err = cli(capsys, workflows, "prune", "--older-than", "0.001", "--status", "failed")
+    assert code == 0 and out.startswith("removed 1 finished workflow (failed)"), (out, err)
+    code, out, err = cli(capsys, workflows, "prune", "--older-than", "1d", "--status", "running")
+    assert code == 2 and "Unknown workflow status 'running'" in err, err
+    assert "succeeded (SUCCESS), failed (ERROR)" in err, err
+
+
 def test_stats_as_a_table_and_as_json(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "stats")
     assert code == 0, err
@@ -381,15 +399,36 @@ def test_steps(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "steps", "ok")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["#", "step", "status", "duration", "attempts", "error"]
+    assert lines[0].split() == ["#", "step", "call", "status", "duration", "attempts", "error"]
     assert len(lines) == 2 + 3
-    assert lines[2].split()[1:3] == ["tests.cli.double", "succeeded"]
+    assert [line.split()[:6] for line in lines[2:]] == [
+        [str(n), "tests.cli.double", str(n), "of", "3", "succeeded"] for n in (1, 2, 3)
+    ]
     steps = cli_json(capsys, workflows, "steps", "ok")
     assert [(s["name"], s["status"], s["attempts"]) for s in steps] == [
         ("tests.cli.double", "SUCCESS", 1)
     ] * 3
     assert [s["function_id"] for s in steps] == sorted(s["function_id"] for s in steps)
     assert cli(capsys, workflows, "steps", "failed")[1] == "(no steps recorded)\n"
+
+
+@nbflow.workflow(name="tests.cli.many")
+def many(n: int) -> list[int]:
+    return nbflow.map(double, range(n))
+
+
+def test_a_long_step_list_folds(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """40 steps: the first and last ten, "… 20 more (--all shows all)" between; --all: all."""
+    with nbflow.configure(db_path), nbflow.set_workflow_id("many"):
+        many(40)
+    code, out, err = cli(capsys, db_path, "steps", "many")
+    assert code == 0, err
+    lines = out.splitlines()[2:]
+    assert len(lines) == 21 and lines[10].split() == ["…", "20", "more", "(--all", "shows", "all)"]
+    assert [line.split()[0] for line in lines[:10]] == [str(n) for n in range(1, 11)]
+    assert lines[11].split()[:5] == ["31", "tests.cli.double", "31", "of", "40"]
+    code, out, err = cli(capsys, db_path, "steps", "many", "--all")
+    assert len(out.splitlines()) == 2 + 40 and "more" not in out
 
 
 def test_timeline_writes_a_self_contained_html_page(
@@ -579,7 +618,7 @@ def test_prune_removes_old_workflows_and_shrinks_the_file(
     code, out, err = cli(capsys, db_path, "prune", "--older-than", "30d", "--status", "success")
     assert code == 0, err
     first, second = out.splitlines()
-    assert first.startswith("removed 60 finished workflows (SUCCESS) created before ")
+    assert first.startswith("removed 60 finished workflows (succeeded) created before ")
     assert second.startswith(f"{db_path}: ") and second.endswith(" MB")
     before, after = (float(part.split()[0]) for part in second.split(": ")[1].split(" -> "))
     assert after < 0.3 * before

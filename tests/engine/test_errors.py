@@ -415,7 +415,7 @@ def test_a_failed_map_item_is_named_once(rt: nbflow.Runtime) -> None:
     with pytest.raises(KeyError) as info:
         mapped()
     [note] = info.value.__notes__
-    assert "item 3 of 5" in note and "raised in step" not in note
+    assert "item 4 of 5" in note and "raised in step" not in note
     [wf] = nbflow.list_workflows(name="tests.errors.mapped")
     assert wf.error == f"KeyError: 3\n{note}"
 
@@ -472,7 +472,7 @@ KERNEL_ERRORS = [
      ["Cell In[3], line 1", "Cell In[1], line 7, in pipeline", "Cell In[1], line 4, in parse_batch"]),
     ("ValueError", "could not parse batch 5", "raised in step 'parse_batch' (attempt 3 of 3)",
      ["Cell In[4], line 1"]),  # rebuilt from the record: no frames of its own
-    ("KeyError", "2", "nbflow.map: item 2 of 4 failed in step 'check'",
+    ("KeyError", "2", "nbflow.map: item 3 of 4 failed in step 'check'",
      ["Cell In[5], line 1", "Cell In[1], line 13, in mapped", "Cell In[1], line 10, in check"]),
     ("ValueError", "could not parse batch 7", "raised in step 'parse_batch' (attempt 3 of 3)",
      ["Cell In[6], line 1", "Cell In[1], line 16, in parent", "Cell In[1], line 7, in pipeline",

@@ -512,6 +512,15 @@ def test_unknown_total_and_the_history_cap() -> None:
     assert every.lines == ("2", "3", "4") and "2 earlier items not kept" in every.note
 
 
+def test_one_earlier_item_is_one_item() -> None:
+    state = ViewState("id", "wf", max_items=2, history=10)
+    state.add_key("out")
+    for i in range(3):
+        state.feed("out", i)
+    note = state.frame(0.0).note
+    assert note == "… 1 earlier item (Show all shows it)", note
+
+
 def test_the_state_module_does_not_import_jupyter() -> None:
     source = Path(nbflow.notebook._state.__file__).read_text()
     imported = {
@@ -714,7 +723,7 @@ def test_a_view_follows_stdout_and_names_the_failed_map_item(
     view = finished(views(handle.workflow_id, ["progress"]))
     frame = view.frame
     assert "a line on stdout" in frame.lines  # stdout is followed though not asked for
-    assert frame.error.startswith("failed in step `tests.liveview.check` (item 1 of 3): ")
+    assert frame.error.startswith("failed in step `tests.liveview.check` (item 2 of 3): ")
     assert frame.error.endswith("ValueError: bad item b")
     assert frame.word == "failed"
 

@@ -266,6 +266,71 @@ def test_list_filters_and_stats_magics(rt: nbflow.Runtime, run: Run) -> None:
     assert "(none)" in run("%nbflow stats --name nope --since 2d").mime("text/html")[0]
 
 
+@nbflow.workflow
+def broken() -> None:
+    raise ValueError("no such city")
+
+
+@nbflow.workflow
+def doubles(n: int) -> list[int]:
+    return nbflow.map(abs, range(n))
+
+
+def test_list_and_prune_take_the_views_status_words(rt: nbflow.Runtime, run: Run) -> None:
+    """`--status failed` as the tables say it, `--status ERROR` as the enum says it: the same."""
+    with nbflow.set_workflow_id("wf-ok"):
+        double(2)
+    with nbflow.set_workflow_id("wf-broken"), pytest.raises(ValueError):
+        broken()
+    for word in ("failed", "error", "ERROR"):
+        ran = run(f"%nbflow list --status {word}")
+        assert ran.ok, ran.stderr
+        (html,) = ran.mime("text/html")
+        assert "(failed)" in html and "wf-broken" in html and "wf-ok" not in html, html
+    assert "(running or interrupted)" in run("%nbflow list --status running").mime("text/html")[0]
+    assert "(succeeded)" in run("%nbflow list --status succeeded").mime("text/html")[0]
+    ran = run("%nbflow prune --older-than 0.001 --status failed --dry-run")
+    assert ran.ok and "would remove 1 finished workflow (failed)" in ran.stdout, ran.stdout
+    assert_usage_error(run("%nbflow list --status finished"), "failed (ERROR)")
+
+
+def test_steps_count_from_one_show_each_call_and_fold(rt: nbflow.Runtime, run: Run) -> None:
+    """`#` counts steps from 1; `call` says which call of its step each one is (a map's item);
+    a long table folds to its first and last rows with "… N more"; --all shows every row."""
+    with nbflow.set_workflow_id("wf-40"):
+        doubles(40)
+    ran = run("%nbflow steps wf-40")
+    (html,) = ran.mime("text/html")
+    assert headers(html)[:3] == ["#", "step", "call"]
+    numbers = [c.split(">")[1].split("<")[0] for c in cells(html, "#")]
+    assert numbers[:3] == ["1", "2", "3"] and numbers[-1] == "40", numbers
+    calls = [c.split(">")[1].split("<")[0] for c in cells(html, "call")]
+    assert calls[0] == "1 of 40" and calls[-1] == "40 of 40", calls
+    steps = [c.split(">")[1].split("<")[0] for c in cells(html, "step")]
+    assert "… 20 more (--all shows all)" in steps and len(steps) == 21, steps
+    (text,) = ran.mime("text/plain")
+    assert "… 20 more" in text and len(text.splitlines()) == 2 + 21 + 1, text
+    html = run("%nbflow steps wf-40 --all").mime("text/html")[0]
+    assert len(cells(html, "#")) == 40 and "more" not in html
+
+
+def test_recover_names_each_workflow_it_left_once(
+    rt: nbflow.Runtime, run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reason a workflow is not resumed is printed once, not warned as well."""
+    sql(
+        rt,
+        "insert into workflows (workflow_id, name, status, inputs_json, created_at, updated_at) "
+        "values ('orphan', 'tests.magics.gone', 'PENDING', '{\"args\":[],\"kwargs\":{}}', 1, 1)",
+    )
+    with caplog.at_level("WARNING", logger="nbflow"):
+        ran = run("%nbflow recover")
+    assert ran.ok, ran.stderr
+    said = ran.stdout + ran.stderr + caplog.text
+    assert said.count("'orphan'") + said.count("orphan (") == 1, said
+    assert "not resumed: orphan (tests.magics.gone)" in ran.stdout, said
+
+
 def test_timeline_shows_a_gantt_chart(rt: nbflow.Runtime, run: Run) -> None:
     with nbflow.set_workflow_id("wf-chart"):
         double(2)
@@ -330,12 +395,25 @@ def test_tables_show_curated_columns_and_hide_nbflow_s_own(rt: nbflow.Runtime, r
     html_all = run("%nbflow list --all").mime("text/html")[0]
     assert "notebook:" in html_all and "nbflow.notebook" in html_all
     html = run("%nbflow steps wf-bad").mime("text/html")[0]
-    assert headers(html) == ["#", "step", "status", "started", "duration", "attempts", "error"]
+    assert headers(html) == [
+        "#",
+        "step",
+        "call",
+        "status",
+        "started",
+        "duration",
+        "attempts",
+        "error",
+    ]
     assert "function_id" not in html and "__main__" not in html
     [step] = cells(html, "step")
     assert ">flaky<" in step and ">failed<" in cells(html, "status")[0]
     text = run("%nbflow steps wf-bad").mime("text/plain")[0]
     assert "__main__" not in text and "flaky" in text and "failed" in text
+    shown = run("from IPython.display import display\ndisplay(nbflow.list_steps('wf-bad'))")
+    html = shown.mime("text/html")[0]  # the records: one name too
+    assert "__main__" not in html and ">flaky<" in html, html
+    assert nbflow.list_steps("wf-bad")[0].name == "__main__.flaky"  # the API keeps the value
 
 
 def test_a_failed_map_item_is_named_without_main(rt: nbflow.Runtime, run: Run) -> None:
@@ -355,7 +433,7 @@ def test_a_failed_map_item_is_named_without_main(rt: nbflow.Runtime, run: Run) -
     )
     assert ran.ok, ran.stderr
     [error] = cells(run("%nbflow list").mime("text/html")[0], "error")
-    assert "KeyError: 1 · nbflow.map: item 1 of 3 failed in step 'check'" in error
+    assert "KeyError: 1 · nbflow.map: item 2 of 3 failed in step 'check'" in error
 
 
 def test_a_pending_workflow_not_running_here_is_interrupted(

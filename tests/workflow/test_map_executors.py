@@ -154,7 +154,7 @@ def test_a_key_that_raises_names_the_item_and_runs_nothing(rt: nbflow.Runtime) -
         return nbflow.map(square, range(4), key=lambda i: labels[i])
 
     handle = nbflow.start(bad_key)
-    with pytest.raises(nbflow.InvalidValueError, match=r"key= raised KeyError.*item 2") as raised:
+    with pytest.raises(nbflow.InvalidValueError, match=r"key= raised KeyError.*item 3 ") as raised:
         handle.result(timeout=30)
     assert isinstance(raised.value, nbflow.NbflowError)
     assert "leave it out" in str(raised.value)

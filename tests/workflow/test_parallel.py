@@ -122,7 +122,7 @@ def test_a_failing_item_stops_the_map_and_a_resume_runs_only_what_failed(
     handle = nbflow.start(mapper, 10, 2)
     with pytest.raises(ValueError, match="item 7 is bad") as raised:
         handle.result(timeout=30)
-    assert "item 7 (#7)" in raised.value.nbflow_map_item  # type: ignore[attr-defined]
+    assert "item 8 (#7)" in raised.value.nbflow_map_item  # type: ignore[attr-defined]
     assert "tests.parallel.double" in raised.value.nbflow_map_item  # type: ignore[attr-defined]
     recorded = {s.function_id for s in item_steps(handle.workflow_id)}
     assert all(s.status == "SUCCESS" for s in item_steps(handle.workflow_id))  # 7 not recorded
