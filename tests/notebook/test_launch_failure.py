@@ -107,12 +107,14 @@ def test_replay_shows_the_resume_hint_and_a_recorded_error_the_step_frames(
     side, needed = tmp_path / "side.txt", tmp_path / "input.csv"
     define = DEFINE.format(side=str(side), needed=str(needed))
     first = start(kernels, tmp_path)
-    ok(first.run(define + "\nhandle = launch(loader, 6)"))
+    ok(first.run(define))
+    ok(first.run("handle = launch(loader, 6)"))
     fresh = outcome(first)["error"]
     first.stop()
 
-    second = start(kernels, tmp_path)
-    shown = ok(second.run(define + '\nhandle = launch(loader, 6, on_change="replay")'))
+    second = start(kernels, tmp_path)  # the same definitions, run again in a new kernel
+    ok(second.run(define))
+    shown = ok(second.run('handle = launch(loader, 6, on_change="replay")'))
     replayed = outcome(second)["error"]
     second.stop()
 
@@ -129,5 +131,7 @@ def test_replay_shows_the_resume_hint_and_a_recorded_error_the_step_frames(
         assert "FileNotFoundError" in traceback, traceback
         assert "in load" in traceback, traceback  # the step's own frame
         assert "_history.py" not in traceback, traceback
-    last_frame = replayed.rsplit("File ", 1)[-1]
-    assert "in load" in last_frame, replayed  # the traceback ends in the step's code
+    last_frame = replayed.rsplit("Cell In[", 1)[-1]  # the cell of this kernel, with its source
+    assert last_frame.startswith("1], line 12, in load"), replayed  # it ends in the step
+    assert 'raise FileNotFoundError(f"no input file {NEEDED}")' in last_frame, replayed
+    assert "were recorded when it was raised" in replayed, replayed
