@@ -212,13 +212,11 @@ def launch(
         runtime: The runtime to start it in (default: ``nbflow.runtime()``).
         rerun: When the call's newest run finished, start a new run instead of showing (or
             resuming) it.
-        on_change: When the code changed since the call's newest run ended or was interrupted
-            (a step's or the body's fingerprint, :func:`nbflow.fingerprint`): ``"rerun"`` runs
-            it again as a new run that reuses every checkpoint whose step, code and arguments
-            still match (``nbflow.resume(id, rerun_changed=True)``); with unchanged code, a
-            failed run is resumed from the step that failed (``nbflow.resume(id)``).
-            ``"replay"`` leaves an ended run as it is: it resumes an interrupted run and shows
-            a finished one, a failed one too, whether the code changed or not.
+        on_change: ``"rerun"``: when the code changed since the call's newest run ended or
+            was interrupted (:func:`nbflow.fingerprint`), run it again as a new run reusing
+            every checkpoint whose step, code and arguments still match; with unchanged code,
+            resume a failed run from the step that failed (``nbflow.resume(id)``).
+            ``"replay"``: resume an interrupted run, show an ended one (a failed one too).
         **kwargs: Its keyword arguments (``watch``, ``runtime``, ``rerun`` and ``on_change``
             are taken by ``launch``).
 
@@ -236,12 +234,7 @@ def launch(
         >>> handle.result()
     """
     __tracebackhide__ = True
-    if on_change not in ("rerun", "replay"):
-        raise InvalidValueError(
-            f'launch(..., on_change=...) takes "rerun" or "replay", not {on_change!r}.',
-            what="on_change",
-            value=on_change,
-        )
+    _check_on_change(on_change)
     rt = runtime if runtime is not None else nbflow.runtime()
     given = _context.take_assigned_id()
     if given is None and isinstance(fn, WorkflowFunction):  # (start() explains anything else)
@@ -249,9 +242,17 @@ def launch(
         plan = None if rerun or on_change == "replay" else rerun_plan(rt, given)
         if plan is not None:
             return rerun_with_view(rt, fn, given, plan, watch)
-    resume_failed = on_change == "rerun"
-    hint = "launch(..., rerun=True)"
+    hint, resume_failed = "launch(..., rerun=True)", on_change == "rerun"
     return start_with_view(rt, fn, given, args, kwargs, watch, hint, resume_failed=resume_failed)
+
+
+def _check_on_change(on_change: str) -> None:
+    if on_change not in ("rerun", "replay"):
+        raise InvalidValueError(
+            f'launch(..., on_change=...) takes "rerun" or "replay", not {on_change!r}.',
+            what="on_change",
+            value=on_change,
+        )
 
 
 def rerun_plan(rt: Runtime, workflow_id: str) -> RerunPlan | None:
