@@ -39,12 +39,14 @@ class RecordedFrame(NamedTuple):
         line: The line number.
         name: The function's name.
         code: The source line, stripped ('' when unknown).
+        first: The first line of the function (its ``def``), or 0 when unknown.
     """
 
     file: str
     line: int
     name: str
     code: str
+    first: int = 0
 
 
 def recorded_frames(error: BaseException) -> list[RecordedFrame]:
@@ -57,7 +59,8 @@ def recorded_frames(error: BaseException) -> list[RecordedFrame]:
         hidden = bool(frame.f_locals.get("__tracebackhide__"))
         if not hidden and not os.path.abspath(file).startswith(_NBFLOW):
             code = linecache.getline(file, line, frame.f_globals).strip()
-            found.append(RecordedFrame(file, line, frame.f_code.co_name, code))
+            first = frame.f_code.co_firstlineno
+            found.append(RecordedFrame(file, line, frame.f_code.co_name, code, first))
         tb = tb.tb_next
     return found[-_MAX_FRAMES:]
 
@@ -101,9 +104,10 @@ def restore_frames(error: BaseException) -> BaseException:
 def _frame_raising(error: BaseException, frame: RecordedFrame) -> types.TracebackType:
     """The traceback entry of code at ``frame``'s file, line and function that raises ``error``."""
     _know_line(frame)
-    source = "\n" * (max(frame.line, 1) - 1) + "raise __nbflow_error__\n"
+    first = frame.first if 0 < frame.first <= frame.line else 1  # as the function's code has it
+    source = "\n" * (frame.line - first) + "raise __nbflow_error__\n"
     code = compile(source, frame.file, "exec", dont_inherit=True)
-    names: dict[str, Any] = {"co_name": frame.name}
+    names: dict[str, Any] = {"co_name": frame.name, "co_firstlineno": first}
     if sys.version_info >= (3, 11):
         names["co_qualname"] = frame.name
     code = code.replace(**names)
