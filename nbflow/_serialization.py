@@ -23,6 +23,7 @@ from nbflow._errors import (
     RecordedError,
     SerializationError,
 )
+from nbflow._tracebacks import keeping_frames, restore_frames
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -352,10 +353,13 @@ def storable_text(text: str) -> str:
 
 
 def encode_error(exc: BaseException) -> tuple[str, bytes | None]:
-    """``("Type: message", pickle)`` for an exception; the pickle is None if it cannot round-trip."""
+    """``("Type: message", pickle)`` for an exception; the pickle is None if it cannot round-trip.
+    The pickle keeps the frames of the code the exception came through
+    (:mod:`nbflow._tracebacks`)."""
     text = storable_text(f"{type(exc).__qualname__}: {exc}")
     try:
-        blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        with keeping_frames(exc):
+            blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.loads(blob)
     except Exception:
         blob = None
@@ -363,12 +367,13 @@ def encode_error(exc: BaseException) -> tuple[str, bytes | None]:
 
 
 def decode_error(text: str | None, blob: bytes | None, allow_pickle: bool) -> BaseException:
-    """Rebuild a recorded exception (or a :class:`RecordedError` standing in for it)."""
+    """Rebuild a recorded exception (or a :class:`RecordedError` standing in for it), with a
+    traceback of the frames it was recorded with."""
     if blob is not None and allow_pickle:
         try:
             exc = pickle.loads(blob)
             if isinstance(exc, BaseException):
-                return exc
+                return restore_frames(exc)
         except Exception:
             pass
     type_name, _, message = (text or "Error: ").partition(": ")

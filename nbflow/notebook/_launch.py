@@ -9,11 +9,16 @@ hash seed (a set's order is not part of it), and different arguments different i
 
 - interrupted (its kernel died or restarted): it is resumed from its last checkpoint;
 - running in this kernel: the new view follows it;
-- finished: its view replays what it did; it does not run again (``rerun=True`` runs it anew,
-  under the id ``<id>.2``, ``<id>.3`` …; later launches of the call follow the newest run);
+- failed (and its code did not change): it is resumed, as ``nbflow.resume(id)`` does: the step
+  that failed runs again, every checkpoint before it is kept (a person who fixed what it needed
+  outside the code, a file or the network, and runs the cell again wants it to go on);
+- succeeded or cancelled: its view replays what it did; it does not run again (``rerun=True``
+  runs it anew, under the id ``<id>.2``, ``<id>.3`` …; later launches of the call follow the
+  newest run);
 - finished or interrupted, but its code changed since (a step's or the body's fingerprint: a
   comment or a blank line is no change): it runs again as ``<id>.2``, taking the old run's
-  checkpoints wherever step, code and arguments still match (``on_change="replay"``: as above).
+  checkpoints wherever step, code and arguments still match (``on_change="replay"``: the old
+  run is resumed if it was interrupted and shown as it ended otherwise, a failed one too).
 
 An id given with :func:`nbflow.set_workflow_id` (``%nbflow start … --id ID``) is used as it is.
 """
@@ -76,6 +81,7 @@ class Previous:
     Attributes:
         state: ``"new"`` (no run), ``"running"`` (in this kernel), ``"elsewhere"`` (running in
             another process of a shared database), ``"interrupted"`` or ``"finished"``;
+            ``"resumed"``: the run had failed and goes on from the step that failed;
             ``"changed"``: the code changed since the run it found, which runs again as a new
             run reusing what still holds.
         status: The run's status (``Status`` value), or ``""`` when there was none.
@@ -163,11 +169,20 @@ def _note(previous: Previous, workflow_id: str, rerun_hint: str) -> str | None:
     if previous.state == "elsewhere":
         word = status_word(previous.status)
         return f"nbflow: {workflow_id} is {word} in another process; following it."
+    when = format_time(previous.ended_at)
+    if previous.state == "resumed":
+        return (
+            f"nbflow: {workflow_id} failed at {when}; resuming it from the step that failed, "
+            f"keeping every checkpoint before it ({rerun_hint} runs it all anew)."
+        )
     if previous.state == "finished":
-        when = format_time(previous.ended_at)
+        resume = ""
+        if previous.status in ("ERROR", "CANCELLED"):
+            what = "re-runs only what failed" if previous.status == "ERROR" else "goes on"
+            resume = f"nbflow.resume({workflow_id!r}) {what}; "
         return (
             f"nbflow: {workflow_id} already {status_word(previous.status)} at {when}; showing "
-            f"that run without running it again ({rerun_hint} runs it anew)."
+            f"that run without running it again ({resume}{rerun_hint} runs it anew)."
         )
     return None
 
@@ -195,12 +210,13 @@ def launch(
         watch: The streams the view shows (``"progress"`` feeds the bar); None: all of them.
             The captured output (stream ``stdout``) shows too.
         runtime: The runtime to start it in (default: ``nbflow.runtime()``).
-        rerun: When the call's newest run finished, start a new run instead of showing it.
-        on_change: When the code changed since the call's newest run ended or was interrupted
-            (a step's or the body's fingerprint, :func:`nbflow.fingerprint`): ``"rerun"`` runs
-            it again as a new run that reuses every checkpoint whose step, code and arguments
-            still match (``nbflow.resume(id, rerun_changed=True)``); ``"replay"`` resumes or
-            shows the old run as if nothing changed.
+        rerun: When the call's newest run finished, start a new run instead of showing (or
+            resuming) it.
+        on_change: ``"rerun"``: when the code changed since the call's newest run ended or
+            was interrupted (:func:`nbflow.fingerprint`), run it again as a new run reusing
+            every checkpoint whose step, code and arguments still match; with unchanged code,
+            resume a failed run from the step that failed (``nbflow.resume(id)``).
+            ``"replay"``: resume an interrupted run, show an ended one (a failed one too).
         **kwargs: Its keyword arguments (``watch``, ``runtime``, ``rerun`` and ``on_change``
             are taken by ``launch``).
 
@@ -218,12 +234,7 @@ def launch(
         >>> handle.result()
     """
     __tracebackhide__ = True
-    if on_change not in ("rerun", "replay"):
-        raise InvalidValueError(
-            f'launch(..., on_change=...) takes "rerun" or "replay", not {on_change!r}.',
-            what="on_change",
-            value=on_change,
-        )
+    _check_on_change(on_change)
     rt = runtime if runtime is not None else nbflow.runtime()
     given = _context.take_assigned_id()
     if given is None and isinstance(fn, WorkflowFunction):  # (start() explains anything else)
@@ -231,7 +242,17 @@ def launch(
         plan = None if rerun or on_change == "replay" else rerun_plan(rt, given)
         if plan is not None:
             return rerun_with_view(rt, fn, given, plan, watch)
-    return start_with_view(rt, fn, given, args, kwargs, watch, "launch(..., rerun=True)")
+    hint, resume_failed = "launch(..., rerun=True)", on_change == "rerun"
+    return start_with_view(rt, fn, given, args, kwargs, watch, hint, resume_failed=resume_failed)
+
+
+def _check_on_change(on_change: str) -> None:
+    if on_change not in ("rerun", "replay"):
+        raise InvalidValueError(
+            f'launch(..., on_change=...) takes "rerun" or "replay", not {on_change!r}.',
+            what="on_change",
+            value=on_change,
+        )
 
 
 def rerun_plan(rt: Runtime, workflow_id: str) -> RerunPlan | None:
@@ -286,20 +307,28 @@ def start_with_view(
     kwargs: dict[str, Any],
     watch: Iterable[str] | str | None,
     rerun_hint: str,
+    *,
+    resume_failed: bool = False,
 ) -> LaunchedHandle:
     """Say what runs under ``workflow_id``, show a view, then start (or find) the workflow
-    (None: a new id; ``fn`` not a workflow: the view shows why it did not start)."""
+    (None: a new id; ``fn`` not a workflow: the view shows why it did not start); with
+    ``resume_failed``, a failed run is resumed from the step that failed."""
     __tracebackhide__ = True
     _capture.install()  # what the workflow prints goes to its view, not to another cell
     previous = Previous("new") if workflow_id is None else _previous(rt, workflow_id)
+    if resume_failed and previous.state == "finished" and previous.status == "ERROR":
+        previous = dataclasses.replace(previous, state="resumed")
     note = None if workflow_id is None else _note(previous, workflow_id, rerun_hint)
     if note is not None:
         print(note)
     view = LiveView(None, watch, runtime=rt, name=getattr(fn, "name", None))
     view.display()
     try:
-        with nbflow.set_workflow_id(workflow_id) if workflow_id else contextlib.nullcontext():
-            handle = rt.start(fn, *args, **kwargs)
+        if previous.state == "resumed" and workflow_id is not None:
+            handle = rt.resume(workflow_id)
+        else:
+            with nbflow.set_workflow_id(workflow_id) if workflow_id else contextlib.nullcontext():
+                handle = rt.start(fn, *args, **kwargs)
     except BaseException as exc:
         view.not_started(exc)
         raise

@@ -101,13 +101,14 @@ def _add_workflow_commands(add: _Add) -> None:
     p.add_argument(
         "--rerun",
         action="store_true",
-        help="run the call anew when its newest run finished (default: show that run)",
+        help="run the call anew when its newest run finished (default: show that run, or "
+        "resume it from the step that failed)",
     )
     p.add_argument(
         "--replay",
         action="store_true",
-        help="when the code changed since the newest run, resume or show it all the same "
-        "(default: run it again, reusing what still holds)",
+        help="leave an ended run as it is: show it, a failed one too, even if the code changed "
+        "(default: run changed code again reusing what still holds, resume a failed run)",
     )
     p = add("watch", "show the live view of a workflow, running or finished")
     p.add_argument("workflow_id", metavar="ID")
@@ -317,7 +318,11 @@ class NbflowMagics(Magics):
                 self._keep(_launch.rerun_with_view(rt, fn, workflow_id, plan, watch))
                 return
         hint = f"%nbflow start {text} --rerun"
-        self._keep(_launch.start_with_view(rt, fn, workflow_id, fn_args, fn_kwargs, watch, hint))
+        self._keep(
+            _launch.start_with_view(
+                rt, fn, workflow_id, fn_args, fn_kwargs, watch, hint, resume_failed=not args.replay
+            )
+        )
 
     def _watch(self, args: argparse.Namespace) -> None:
         nbflow.get_workflow(args.workflow_id)  # an unknown id: one line, not a view

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import html
 import itertools
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -55,13 +56,16 @@ _DISCONNECTED_CSS = (
     ".nbflow-view.jupyter-widgets-disconnected .widget-hprogress,"
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-label{opacity:0.4}"
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-cancel{display:none}"
+    ".nbflow-view.jupyter-widgets-disconnected .nbflow-eta{display:none}"
     ".nbflow-view .jupyter-widgets-disconnected::before{content:none}</style>"
 )
 _STALE = (
-    '<div class="nbflow-stale">The kernel of this view stopped: it no longer updates. '
-    "<code>%nbflow recover</code> resumes interrupted workflows, "
-    "<code>%nbflow watch ID</code> follows one.</div>"
+    '<div class="nbflow-stale">The kernel of this view stopped: it no longer updates. In a new '
+    "kernel, once the workflow is defined, <code>nbflow.recover()</code> resumes interrupted "
+    "workflows (the magic <code>%nbflow recover</code> needs <code>%load_ext nbflow</code> "
+    "first).</div>"
 )
+_ETA = re.compile(r"ETA \S+")
 
 
 class Renderer(Protocol):
@@ -349,7 +353,8 @@ class WidgetRenderer:
             bar.bar_style = frame.bar_style
         shown = "" if frame.show_bar else "none"
         bar.layout.display = self.label.layout.display = shown
-        self.label.value = html.escape(frame.label)
+        label = html.escape(frame.label)  # its ETA hidden once the kernel stopped (CSS)
+        self.label.value = _ETA.sub(r'<span class="nbflow-eta">\g<0></span>', label, count=1)
         self.error.value = (
             f'<pre style="color:{_COLOURS["danger"]};margin:0">{html.escape(frame.error)}</pre>'
             if frame.error

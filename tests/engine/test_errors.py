@@ -395,9 +395,13 @@ def test_a_failure_names_the_step_that_raised(rt: nbflow.Runtime, database: str)
     assert wf.error == f"ValueError: could not parse batch 5\n{note}"
     rt.close()
     nbflow.configure(database)
-    with pytest.raises(ValueError) as again:  # rebuilt from the record
+    with pytest.raises(ValueError) as again:  # rebuilt from the record, with its frames
         nbflow.get_workflow(handle.workflow_id).result()
-    assert str(again.value) == "could not parse batch 5" and again.value.__notes__ == [note]
+    assert str(again.value) == "could not parse batch 5" and again.value.__notes__ == [
+        note,
+        "(the frames above were recorded when it was raised; nbflow raised it again from the record)",
+    ]
+    assert again.traceback[-1].name == "parse_batch" and again.traceback[-1].path == Path(__file__)
 
 
 def test_a_failed_map_item_is_named_once(rt: nbflow.Runtime) -> None:
@@ -471,7 +475,8 @@ KERNEL_ERRORS = [
     ("ValueError", "could not parse batch 6", "raised in step 'parse_batch' (attempt 3 of 3)",
      ["Cell In[3], line 1", "Cell In[1], line 7, in pipeline", "Cell In[1], line 4, in parse_batch"]),
     ("ValueError", "could not parse batch 5", "raised in step 'parse_batch' (attempt 3 of 3)",
-     ["Cell In[4], line 1"]),  # rebuilt from the record: no frames of its own
+     ["Cell In[4], line 1", "Cell In[1], line 7, in pipeline", "Cell In[1], line 4, in parse_batch"]),
+    # (rebuilt from the record, with the frames recorded when it was raised)
     ("KeyError", "2", "nbflow.map: item 3 of 4 failed in step 'check'",
      ["Cell In[5], line 1", "Cell In[1], line 13, in mapped", "Cell In[1], line 10, in check"]),
     ("ValueError", "could not parse batch 7", "raised in step 'parse_batch' (attempt 3 of 3)",
@@ -504,8 +509,6 @@ def test_tracebacks_in_a_kernel_show_the_user_s_frames_only(
         assert (error.ename, error.evalue) == (ename, evalue)
         text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))
         frames = re.findall(r"^(?:File .*|Cell In\[.*)$", text, re.M)
-        if len(shown) == 1:  # IPython always shows the last frame (where the record is read)
-            frames = frames[:-1]
         assert [re.sub(r"\(.*\)$", "", f) for f in frames] == shown, text
         assert note in text.splitlines(), text
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -108,3 +109,70 @@ def test_the_magic_start_runs_changed_code_again(rt: nbflow.Runtime, nb: CodeCel
     newest = nbflow.list_workflows()[0]
     assert newest.workflow_id == f"{first.workflow_id}.2"
     assert nbflow.get_workflow(newest.workflow_id).result(timeout=30) == ["aa"]
+
+
+FLAKY = """
+import os
+import nbflow
+
+@nbflow.step
+def fetch(url):
+    calls(("fetch", url))
+    if os.path.exists(os.path.join(DOWN, url)):
+        raise ConnectionError(f"cannot reach {url}")
+    return url * 2
+
+@nbflow.workflow
+def pipeline(urls):
+    return [fetch(u) for u in urls]
+"""
+
+
+def test_a_failed_run_is_resumed_by_launch_and_the_magic_unless_replay(
+    rt: nbflow.Runtime, tmp_path: Path
+) -> None:
+    """Unchanged code: a launch (or ``%nbflow start``) of a failed run resumes it from the step
+    that failed; ``on_change="replay"`` shows it, naming ``nbflow.resume`` first."""
+    InteractiveShell.instance()
+    (tmp_path / "b").touch()  # a site that is down (outside the code)
+    nb = CodeCells(f"nbfail_{uuid.uuid4().hex[:8]}", calls=Tally(), DOWN=str(tmp_path))
+    try:
+        nb.run(FLAKY)
+        with capture_output():
+            first = launch(nb.pipeline, ["a", "b", "c"], watch=None)
+            with pytest.raises(ConnectionError):
+                finished(first)
+        with capture_output() as captured:
+            shown = launch(nb.pipeline, ["a", "b", "c"], watch=None, on_change="replay")
+            with pytest.raises(ConnectionError):
+                finished(shown)
+        wid = first.workflow_id
+        assert shown.previous.state == "finished" and nb.calls.total == 2
+        assert (
+            f"({'nbflow.resume(' + repr(wid) + ')'} re-runs only what failed; "
+            "launch(..., rerun=True) runs it anew)." in captured.stdout
+        ), captured.stdout
+        (tmp_path / "b").unlink()  # the site is back
+        with capture_output() as captured:
+            resumed = launch(nb.pipeline, ["a", "b", "c"], watch=None)
+            assert finished(resumed) == ["aa", "bb", "cc"]
+        assert resumed.previous.state == "resumed" and resumed.workflow_id == wid
+        assert "failed at" in captured.stdout and "from the step that failed" in captured.stdout
+        assert nb.calls.counts == {("fetch", "a"): 1, ("fetch", "b"): 2, ("fetch", "c"): 1}
+
+        (tmp_path / "d").touch()  # the magic does the same
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "nbflow")
+        shell.user_ns["pipeline"] = nb.pipeline
+        with capture_output():
+            shell.run_line_magic("nbflow", "start pipeline(['d'])")
+        failed = nbflow.list_workflows(limit=1)[0]
+        with pytest.raises(ConnectionError):
+            nbflow.get_workflow(failed.workflow_id).result(timeout=30)
+        (tmp_path / "d").unlink()
+        with capture_output() as captured:
+            shell.run_line_magic("nbflow", "start pipeline(['d'])")
+        assert "resuming it from the step that failed" in captured.stdout, captured.stdout
+        assert nbflow.get_workflow(failed.workflow_id).result(timeout=30) == ["dd"]
+    finally:
+        nb.close()
