@@ -50,7 +50,10 @@ _ID_STYLE = (
     "display:inline-block;max-width:40ch;overflow:hidden;text-overflow:ellipsis;"
     "white-space:nowrap;vertical-align:bottom"
 )
-_BAR_WIDTH = "45%"  # of the view's width: the widget's bar and the static one alike
+_BAR_WIDTH = "45%"  # of the view's width: the widget's bar
+#: The static bar, as wide as the widget's: JupyterLab's HTML outputs are 20 px narrower (their
+#: padding) than a widget's.
+_STATIC_BAR_WIDTH = "calc(45% + 9px)"
 _STATIC_LINES = 1000  # output lines a static rendering keeps under "show all"
 #: What a widget view looks like once its kernel is gone (the frontend marks it disconnected).
 _DISCONNECTED_CSS = (
@@ -63,7 +66,8 @@ _DISCONNECTED_CSS = (
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-cancel{display:none}"
     ".nbflow-view .jupyter-widgets-disconnected::before{content:none}"
     # the output list follows new lines (scrolled to its end unless the reader scrolled up)
-    ".nbflow-view .nbflow-output{display:flex;flex-direction:column-reverse}</style>"
+    ".nbflow-view .nbflow-output{display:flex;flex-direction:column-reverse}"
+    ".nbflow-view .nbflow-output>*{flex-shrink:0}</style>"
 )
 _STALE = (
     '<div class="nbflow-stale">The kernel of this view stopped: it no longer updates. '
@@ -115,7 +119,7 @@ def _bar_html(f: Frame) -> str:
     width = 100 * f.bar_value / f.bar_max if f.bar_max else 0.0
     return (
         f'<div style="display:flex;align-items:center;gap:0.5em"><span style="flex:0 0 '
-        f'{_BAR_WIDTH};height:0.9em;background:{track()};margin:2px 0;box-sizing:border-box">'
+        f'{_STATIC_BAR_WIDTH};height:0.9em;background:{track()};margin:2px 0;box-sizing:border-box">'
         f'<span style="display:block;width:{width:.1f}%;height:100%;background:{fill(f.bar_style)}">'
         f"</span></span><span>{html.escape(f.label)}</span></div>"
     )

@@ -51,4 +51,4 @@ def fill(kind: str) -> str:
 
 def track() -> str:
     """The CSS colour of a bar's empty track."""
-    return "var(--jp-layout-color3,#e0e0e0)"
+    return "var(--jp-layout-color2,#e0e0e0)"

@@ -135,7 +135,7 @@ STATIC = """(i) => {
   const shown = pres.length ? pres[pres.length - 1].innerText.replace(/\\n+$/, '') : '';
   return {details: !!details, open: !!details && details.open,
           summary: details ? details.querySelector('summary').innerText : '',
-          folded: details ? details.querySelector('pre').innerText.replace(/\\n+$/, '')
+          folded: details ? details.querySelector('pre').textContent.replace(/\\n+$/, '')
             .split('\\n').length : 0,
           shown: shown ? shown.split('\\n').length : 0, last: shown.split('\\n').pop(),
           height: snap.getBoundingClientRect().height};

@@ -391,7 +391,10 @@ VIEW_JS = r"""
     return text ? text.split('\n').length : 0;
   };
   const STYLES = {'rgb(76, 175, 80)': 'success', 'rgb(229, 57, 53)': 'danger',
-                  'rgb(251, 140, 0)': 'warning'};
+                  'rgb(251, 140, 0)': 'warning',  // the fallbacks; JupyterLab's light, dark:
+                  'rgb(56, 142, 60)': 'success', 'rgb(211, 47, 47)': 'danger',
+                  'rgb(245, 124, 0)': 'warning', 'rgb(244, 67, 54)': 'danger',
+                  'rgb(255, 152, 0)': 'warning'};
   const viewOf = (i) => {
     const cell = nbCells()[i];
     if (!cell) return null;
