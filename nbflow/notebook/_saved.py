@@ -14,6 +14,7 @@ empty output that hides itself. nbconvert and GitHub, which draw no widgets, sho
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -25,17 +26,18 @@ __all__ = ["SavedState"]
 
 #: Shown when a frame of a workflow that has not ended is what a reopened notebook shows.
 HINT = "interrupted (the notebook was saved while it ran): run `nbflow.recover()` to resume it"
+_ETA = re.compile(r" ETA [^ ·]+")
 _INTERVAL = 1.0  # seconds between updates of the saved state
-_WIDGET = '[data-mime-type="application/vnd.jupyter.widget-view+json"]'
 _CSS = (
     "<style>"
     # the widget is drawn: the saved state hides
     ".jp-OutputArea-child:has(.nbflow-view)+.jp-OutputArea-child:has(.nbflow-saved),"
     # the view ended (a static rendering above): nothing to show
     ".jp-OutputArea-child:has(.nbflow-saved-done),"
-    # the widget cannot be drawn (its error, classed jupyter-widgets): the saved state shows
-    f".jp-OutputArea-child:has(>.jupyter-widgets{_WIDGET})"
-    ":has(+.jp-OutputArea-child .nbflow-saved){display:none}"
+    # the widget is not drawn (loading, or its model is gone): the saved state shows instead
+    # (the widget renderer is a Lumino panel, whose node carries no mimetype)
+    ".jp-OutputArea-child:not(:has(.nbflow-view)):has(>.jp-OutputArea-output.lm-Panel)"
+    ":has(+.jp-OutputArea-child .nbflow-saved:not(.nbflow-saved-done)){display:none}"
     "</style>"
 )
 _DONE_TEXT = "nbflow view · (ended: its rendering is above)"
@@ -78,7 +80,8 @@ class SavedState:
         """The saved state of ``frame``: interrupted, with how to resume, unless it ended."""
         notice = ""
         if not frame.final:
-            frame = dataclasses.replace(frame, word="interrupted", cancellable=False)
+            label = _ETA.sub("", frame.label)  # nothing runs it any more: no ETA
+            frame = dataclasses.replace(frame, word="interrupted", label=label, cancellable=False)
             notice = HINT
         snapshot = self.render(frame, notice)
         body = snapshot._repr_html_()

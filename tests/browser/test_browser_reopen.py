@@ -57,9 +57,10 @@ SAVED = """(i) => {
   if (!c) return null;
   const saved = c.querySelector('.nbflow-saved');
   const shown = (el) => !!el && el.getClientRects().length > 0;
-  const widget = c.querySelector('[data-mime-type="application/vnd.jupyter.widget-view+json"]');
+  const widget = c.querySelector('.jp-OutputArea-output.lm-Panel');  // the widget renderer
   return {saved: shown(saved) ? saved.innerText : '',
           widget: shown(widget) ? widget.innerText : '',
+          error: !!widget && widget.textContent.includes('model not found'),
           all: c.querySelector('.jp-OutputArea').innerText};
 }"""
 
@@ -96,7 +97,7 @@ def test_a_notebook_saved_mid_run_and_reopened_shows_the_view_s_last_state(lab: 
     last = "".join(outputs[-1].get("text/plain", ""))
     with open_notebook(lab, name, "saved-reopened") as page:  # a new kernel: no old widgets
         settled = "(i) => { const s = (" + SAVED + ")(i); "
-        settled += "return !!s && (!!s.saved || s.all.includes('model not found')); }"
+        settled += "return !!s && s.error; }"  # the widget's renderer gave up
         page.wait_for_function(settled, arg=1, timeout=30 * MS)
         state = page.evaluate(SAVED, 1)
         shot = lab.artifacts / f"reopened-{title}.png"
