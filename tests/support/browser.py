@@ -427,7 +427,9 @@ VIEW_JS = r"""
     const word = header && header.querySelector('span[style*="color"]');  // coloured at the end
     const colour = fill ? getComputedStyle(fill).backgroundColor
       : word ? getComputedStyle(word).color : '';
-    const style = STYLES[colour] || '';
+    // without a bar, the end word's colour is the theme's (mixed): the word says which
+    const WORDS = {succeeded: 'success', failed: 'danger', cancelled: 'warning'};
+    const style = STYLES[colour] || (!fill && word ? WORDS[word.innerText.trim()] || '' : '');
     const head = header ? header.innerText : '';
     const pre = [...snap.children].find((c) => c.tagName === 'PRE' && !c.style.color);
     return {kind: 'static', width: fill ? parseFloat(fill.style.width) : null, style,
