@@ -26,9 +26,11 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from nbflow.notebook._state import Frame
+from nbflow.notebook._saved import SavedState
+from nbflow.notebook._state import Frame, earlier
+from nbflow.notebook._theme import fill, muted, text_colour, track
 from nbflow.notebook._timetab import Source, TimelineTab
 from nbflow.text._format import progress_line
 
@@ -40,12 +42,18 @@ __all__ = [
     "header_html",
 ]
 
-_COLOURS = {"success": "#4caf50", "danger": "#e53935", "warning": "#fb8c00", "info": "#29b6f6"}
 _ID_CUT = 40  # characters of an id shown; a longer one is cut by CSS (whole in its title)
+#: An id as the widget header shows it: monospace, not boxed (a static rendering's ``<code>``
+#: would be boxed by JupyterLab's CSS).
+_CODE_STYLE = "background:none;padding:0;font-size:inherit;color:inherit"
 _ID_STYLE = (
     "display:inline-block;max-width:40ch;overflow:hidden;text-overflow:ellipsis;"
     "white-space:nowrap;vertical-align:bottom"
 )
+_BAR_WIDTH = "45%"  # of the view's width: the widget's bar
+#: The static bar, as wide as the widget's: JupyterLab's HTML outputs are 20 px narrower (their
+#: padding) than a widget's.
+_STATIC_BAR_WIDTH = "calc(45% + 9px)"
 _STATIC_LINES = 1000  # output lines a static rendering keeps under "show all"
 #: What a widget view looks like once its kernel is gone (the frontend marks it disconnected).
 _DISCONNECTED_CSS = (
@@ -57,7 +65,10 @@ _DISCONNECTED_CSS = (
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-label{opacity:0.4}"
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-cancel{display:none}"
     ".nbflow-view.jupyter-widgets-disconnected .nbflow-eta{display:none}"
-    ".nbflow-view .jupyter-widgets-disconnected::before{content:none}</style>"
+    ".nbflow-view .jupyter-widgets-disconnected::before{content:none}"
+    # the output list follows new lines (scrolled to its end unless the reader scrolled up)
+    ".nbflow-view .nbflow-output{display:flex;flex-direction:column-reverse}"
+    ".nbflow-view .nbflow-output>*{flex-shrink:0}</style>"
 )
 _STALE = (
     '<div class="nbflow-stale">The kernel of this view stopped: it no longer updates. In a new '
@@ -79,21 +90,27 @@ class Renderer(Protocol):
     def finish(self, frame: Frame, notice: str = "") -> None: ...
 
 
-def header_html(f: Frame) -> str:
-    """The header: name, id, status word (coloured at the end) and elapsed time."""
-    colour = _COLOURS.get(f.bar_style if f.final else "", "inherit")
+def header_html(f: Frame, *, live: bool = True) -> str:
+    """The header: name, id, status word (coloured at the end) and elapsed time.
+
+    Args:
+        f: The frame.
+        live: For the widget: a word that a view whose kernel stopped replaces (CSS); False
+            for a static rendering (the word as it is).
+    """
+    colour = text_colour(f.bar_style if f.final else "")
     parts = [f"<b>{html.escape(f.title)}</b>"]
     if f.workflow_id:
         wid = html.escape(f.workflow_id)
-        style = f' style="{_ID_STYLE}"' if len(f.workflow_id) > _ID_CUT else ""
-        parts.append(f'<code title="{wid}"{style}>{wid}</code>')
+        cut = f";{_ID_STYLE}" if len(f.workflow_id) > _ID_CUT else ""
+        parts.append(f'<code title="{wid}" style="{_CODE_STYLE}{cut}">{wid}</code>')
     word = html.escape(f.word or f.status)
-    if not f.final:  # a live word, which a view whose kernel stopped replaces (CSS)
+    if live and not f.final:  # a live word, which a view whose kernel stopped replaces (CSS)
         word = (
             f'<span class="nbflow-live-word">{word}</span>'
             '<span class="nbflow-stale-word">kernel stopped</span>'
         )
-    parts.append(f'<span style="color:{colour};font-weight:bold">{word}</span>')
+    parts.append(f'<span style="{colour};font-weight:bold">{word}</span>')
     if f.elapsed:
         parts.append(html.escape(f.elapsed))
     if f.events:
@@ -103,27 +120,67 @@ def header_html(f: Frame) -> str:
 
 def _bar_html(f: Frame) -> str:
     width = 100 * f.bar_value / f.bar_max if f.bar_max else 0.0
-    colour = _COLOURS.get(f.bar_style, "#2196f3")
     return (
-        '<div><span style="display:inline-block;width:20em;height:0.9em;'
-        'background:#e0e0e0;vertical-align:middle">'
-        f'<span style="display:block;width:{width:.1f}%;height:100%;background:{colour}">'
-        f"</span></span> {html.escape(f.label)}</div>"
+        f'<div style="display:flex;align-items:center;gap:0.5em"><span style="flex:0 0 '
+        f'{_STATIC_BAR_WIDTH};height:0.9em;background:{track()};margin:2px 0;box-sizing:border-box">'
+        f'<span style="display:block;width:{width:.1f}%;height:100%;background:{fill(f.bar_style)}">'
+        f"</span></span><span>{html.escape(f.label)}</span></div>"
     )
 
 
-def _details_html(f: Frame) -> str:
-    """The kept output lines in a ``<details>`` element (a static "show all"), or ''."""
+def _code(text: str) -> str:
+    """``text`` escaped, its ```code``` spans as (unboxed) ``<code>``."""
+    return re.sub(r"`([^`]+)`", rf'<code style="{_CODE_STYLE}">\1</code>', html.escape(text))
+
+
+class Output(NamedTuple):
+    """The output lines a static rendering shows.
+
+    Attributes:
+        folded: The earlier lines kept, under a folded ``<details>``.
+        summary: The ``<details>``' summary, saying exactly what it holds and what is not kept.
+        note: A line above the lines shown (items neither shown nor folded), or ''.
+        lines: The last lines, shown.
+    """
+
+    folded: tuple[str, ...]
+    summary: str
+    note: str
+    lines: tuple[str, ...]
+
+
+def static_output(f: Frame) -> Output:
+    """The output of ``f`` as a static rendering shows it: its last lines (``f.last``), the
+    earlier lines kept (up to 1,000) folded above them, the numbers said exactly."""
+    lines = f.lines[-f.last :] if f.last > 0 else ()
+    if not f.history:  # the view has not ended: no history, the last lines
+        hidden = f.seen - len(lines)
+        return Output((), "", f"… {earlier(hidden)}" if hidden > 0 else "", lines)
     kept = f.history[-_STATIC_LINES:]
-    if len(kept) <= len(f.lines):
-        return ""
-    cut = len(f.history) - len(kept)
-    more = f"… {cut:,} earlier lines not kept here\n" if cut else ""
-    body = html.escape(more + "".join(line + "\n" for line in kept))
-    return (
-        f'<details><summary style="cursor:pointer;font-size:0.85em">Show all '
-        f"({len(kept):,} lines)</summary><pre>{body}</pre></details>"
-    )
+    lines = kept[len(kept) - min(len(kept), max(f.last, 0)) :]
+    folded = kept[: len(kept) - len(lines)]
+    dropped = f.seen - len(kept)
+    if not folded:
+        return Output((), "", f"… {earlier(dropped)} not kept" if dropped > 0 else "", lines)
+    summary = f"Show {earlier(len(folded))}"
+    if dropped > 0:
+        summary += f" ({earlier(dropped)} before them not kept)"
+    return Output(folded, summary, "", lines)
+
+
+def _output_html(f: Frame) -> str:
+    """The output of a static rendering: the folded earlier lines, then the last ones."""
+    out = static_output(f)
+    parts = []
+    if out.folded:
+        body = html.escape("".join(line + "\n" for line in out.folded))
+        parts.append(
+            '<details><summary style="cursor:pointer;font-size:0.85em">'
+            f"{html.escape(out.summary)}</summary><pre>{body}</pre></details>"
+        )
+    text = "".join(line + "\n" for line in ((out.note,) if out.note else ()) + out.lines)
+    parts.append(f"<pre>{html.escape(text)}</pre>")
+    return "".join(parts)
 
 
 class Snapshot:
@@ -155,21 +212,24 @@ class Snapshot:
         if f.error:
             lines.append(f.error)
         if f.show_output and (f.lines or f.note):
-            lines.append(f.text.rstrip("\n"))
+            out = static_output(f)
+            shown = ((out.summary.replace("Show", "…", 1),) if out.folded else ()) + (
+                (out.note,) if out.note else ()
+            )
+            lines.extend(shown + out.lines)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         f = self.frame
-        parts = [f"<div>{header_html(f)}</div>"]
+        parts = [f"<div>{header_html(f, live=False)}</div>"]
         if self.notice:
-            parts.append(f'<div style="color:#757575">{html.escape(self.notice)}</div>')
+            parts.append(f'<div style="{muted()}">{_code(self.notice)}</div>')
         if f.show_bar:
             parts.append(_bar_html(f))
         if f.error:
-            parts.append(f'<pre style="color:{_COLOURS["danger"]}">{html.escape(f.error)}</pre>')
+            parts.append(f'<pre style="{text_colour("danger")}">{html.escape(f.error)}</pre>')
         if f.show_output and (f.lines or f.note):
-            parts.append(f"<pre>{html.escape(f.text)}</pre>")
-            parts.append(_details_html(f))
+            parts.append(_output_html(f))
         parts.append(self.appendix)
         return f'<div class="nbflow-liveview">{"".join(parts)}</div>'
 
@@ -211,7 +271,7 @@ class HandleRenderer:
 
 
 _display_ids = itertools.count(1)
-_late: list[tuple[str, Snapshot]] = []  # static renderings to send again at the next cell
+_late: list[tuple[str, Any]] = []  # static renderings to send again at the next cell
 _late_lock = threading.Lock()
 
 
@@ -232,7 +292,7 @@ def _send_late() -> None:
         update_display(snapshot, display_id=display_id)  # type: ignore[no-untyped-call]
 
 
-def _resend_at_next_cell(display_id: str, snapshot: Snapshot) -> None:
+def _resend_at_next_cell(display_id: str, snapshot: Any) -> None:
     from IPython import get_ipython
 
     shell = get_ipython()
@@ -291,7 +351,9 @@ class WidgetRenderer:
         import ipywidgets as w
 
         self.header = w.HTML()
-        self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="45%"))
+        self.bar = w.FloatProgress(
+            value=0.0, min=0.0, max=1.0, layout=w.Layout(width=_BAR_WIDTH, flex="0 0 auto")
+        )
         self.label = w.HTML()
         self.label.add_class("nbflow-label")
         self.cancel_button = w.Button(
@@ -303,6 +365,7 @@ class WidgetRenderer:
         self.cancel_button.add_class("nbflow-cancel")
         self.error = w.HTML()
         self.output = w.Output(layout=w.Layout(max_height="30em", overflow="auto"))
+        self.output.add_class("nbflow-output")
         self.show_all = w.ToggleButton(  # compact, at the left: not a full-width bar
             value=False,
             description="Show all",
@@ -318,6 +381,7 @@ class WidgetRenderer:
         self.box = _box_class()([self.header, bar_line, self.error, self.output, *last])
         self.box.add_class("nbflow-view")
         self.display_id: str | None = None
+        self.saved: SavedState | None = None  # the output under it, for a saved notebook
         self.frame: Frame | None = None
         self.apply(frame)
         self.cancel_button.on_click(lambda _button: on_cancel())
@@ -328,6 +392,10 @@ class WidgetRenderer:
 
         self.display_id = f"nbflow-view-{uuid.uuid4().hex[:12]}-{next(_display_ids)}"
         display(self.box, display_id=self.display_id)  # type: ignore[no-untyped-call]
+        saved = SavedState(f"{self.display_id}-saved", Snapshot)
+        assert self.frame is not None
+        saved.show(self.frame)
+        self.saved = saved
 
     def finish(self, frame: Frame, notice: str = "") -> None:
         """Replace the shown box by a static rendering of ``frame`` (HTML and text, no widget),
@@ -338,6 +406,8 @@ class WidgetRenderer:
             return
         from IPython.display import update_display
 
+        if self.saved is not None:  # emptied first: the view's rendering is the last update
+            _resend_at_next_cell(self.saved.display_id, self.saved.finish())
         snapshot = Snapshot(frame, notice, chart)
         update_display(snapshot, display_id=self.display_id)  # type: ignore[no-untyped-call]
         _resend_at_next_cell(self.display_id, snapshot)
@@ -356,7 +426,7 @@ class WidgetRenderer:
         label = html.escape(frame.label)  # its ETA hidden once the kernel stopped (CSS)
         self.label.value = _ETA.sub(r'<span class="nbflow-eta">\g<0></span>', label, count=1)
         self.error.value = (
-            f'<pre style="color:{_COLOURS["danger"]};margin:0">{html.escape(frame.error)}</pre>'
+            f'<pre style="{text_colour("danger")};margin:0">{html.escape(frame.error)}</pre>'
             if frame.error
             else ""
         )
@@ -372,3 +442,5 @@ class WidgetRenderer:
             "" if frame.show_output and (frame.note or frame.show_all) else "none"
         )
         self.show_all.description = "Show last items" if frame.show_all else "Show all"
+        if self.saved is not None:
+            self.saved.update(frame)

@@ -19,6 +19,7 @@ from nbflow.text._format import format_interval, progress_label, status_word, tr
 
 __all__ = [
     "BAR_STYLES",
+    "earlier",
     "Frame",
     "Progress",
     "RateMeter",
@@ -165,6 +166,8 @@ class Frame:
         events: The workflow's events (``set_event``) as ``key: value, …``, or ''.
         word: The status as a person reads it (``running``, ``interrupted``, ``succeeded``, …).
         history: Every output line kept (up to the history cap), for a static "show all".
+        seen: How many output items were read.
+        last: How many of the last output items a view shows (its ``max_items``).
     """
 
     name: str
@@ -187,6 +190,8 @@ class Frame:
     events: str = ""
     word: str = ""
     history: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    seen: int = 0
+    last: int = 20
 
     @property
     def title(self) -> str:
@@ -208,6 +213,11 @@ class Frame:
         """The output area's text."""
         body = "".join(line + "\n" for line in self.lines)
         return f"{self.note}\n{body}" if self.note else body
+
+
+def earlier(count: int) -> str:
+    """``1 earlier item``, ``1,980 earlier items``."""
+    return f"{count:,} earlier item{'' if count == 1 else 's'}"
 
 
 def _line(value: Any) -> str:
@@ -336,13 +346,12 @@ class ViewState:
         if not hidden:
             return lines, ""
         kept = len(self.items)
-        earlier = f"{hidden:,} earlier {'item' if hidden == 1 else 'items'}"
         if show_all:
-            note = f"… {earlier} not kept (the last {len(lines):,} are shown)"
+            note = f"… {earlier(hidden)} not kept (the last {len(lines):,} are shown)"
         elif kept < self.seen:  # more than "show all" keeps
-            note = f"… {earlier} (Show all shows the last {kept:,})"
+            note = f"… {earlier(hidden)} (Show all shows the last {kept:,} of {self.seen:,})"
         else:
-            note = f"… {earlier} (Show all shows {'it' if hidden == 1 else 'them'})"
+            note = f"… {earlier(hidden)} (Show all shows all {self.seen:,})"
         return lines, note
 
     def frame(self, now: float, *, show_all: bool = False) -> Frame:
@@ -372,6 +381,8 @@ class ViewState:
             events=", ".join(f"{key}: {_line(value)}" for key, value in self.events.items()),
             word=self.word,
             history=self._history() if self.complete else (),
+            seen=self.seen,
+            last=self.max_items,
         )
 
     def _elapsed(self, now: float) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import nbflow
 from nbflow._records import Records
+from nbflow.notebook._theme import muted, text_colour
 from nbflow.text._options import stats_columns
 from nbflow.text._tables import fold_rows, format_table, more_row, step_columns, workflow_columns
 from nbflow.text._tables import step_table as step_table_text
@@ -24,14 +25,14 @@ __all__ = ["Table", "running_here", "stats_table", "step_table", "workflow_table
 _RIGHT = frozenset(
     {"#", "duration", "attempts", "count", "errors", "retries", "p50", "p95", "max", "total"}
 )
-#: The colour of each status word (the live views' colours: success, danger, warning, info).
+#: The colour of each status word: the live views' kinds (:mod:`nbflow.notebook._theme`).
 _COLOURS = {
-    "succeeded": "#2e7d32",
-    "failed": "#c62828",
-    "cancelled": "#ef6c00",
-    "running": "#1565c0",
-    "enqueued": "#1565c0",
-    "interrupted": "#757575",
+    "succeeded": text_colour("success"),
+    "failed": text_colour("danger"),
+    "cancelled": text_colour("warning"),
+    "running": text_colour("info"),
+    "enqueued": text_colour("info"),
+    "interrupted": muted(),
 }
 #: The most characters of an error the HTML table shows (all of it is in the cell's tooltip).
 _HTML_ERROR_WIDTH = 160
@@ -86,7 +87,7 @@ def _style(column: str, colour: str | None = None) -> str:
     rules = ["text-align:right" if column in _RIGHT else "text-align:left"]
     rules.append("min-width:20em;max-width:40em" if column == "error" else "white-space:nowrap")
     if colour is not None:
-        rules.append(f"color:{colour}")
+        rules.append(colour)
     return f' style="{";".join(rules)}"'
 
 

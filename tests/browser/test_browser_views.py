@@ -78,8 +78,9 @@ def test_the_reader_thread_leaves_a_static_rendering_in_its_own_cell(lab: Lab) -
         saved = browser.save_notebook(lab, page, name)
         browser.shut_kernel_down(lab, page)
     for index in (1, 3):
-        (data,) = [o["data"] for o in saved["cells"][index]["outputs"] if "data" in o]
+        data, kept = [o["data"] for o in saved["cells"][index]["outputs"] if "data" in o]
         assert "application/vnd.jupyter.widget-view+json" not in data, data
+        assert "nbflow-saved-done" in "".join(kept["text/html"])  # emptied at the end
         assert "nbflow-liveview" in "".join(data["text/html"])
 
 

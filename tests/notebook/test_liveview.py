@@ -235,7 +235,7 @@ def test_show_all_and_the_last_items(rt: nbflow.Runtime, views: Callable[..., Li
     view = finished(views(handle.workflow_id, ["rows"], max_items=5))
     w = view.renderer
     last = "".join(f"row {i}\n" for i in range(45, 50))
-    assert w.output.outputs[0]["text"] == "… 45 earlier items (Show all shows them)\n" + last
+    assert w.output.outputs[0]["text"] == "… 45 earlier items (Show all shows all 50)\n" + last
     assert w.bar.layout.display == "none"  # progress not watched: no bar
     updates = view.updates
     w.show_all.value = True
@@ -507,7 +507,7 @@ def test_unknown_total_and_the_history_cap() -> None:
     frame = state.frame(0.0)
     assert (frame.bar_value, frame.bar_max, frame.bar_style) == (1.0, 1.0, "info")
     assert frame.lines == ("3", "4") and "3 earlier items" in frame.note
-    assert "Show all shows the last 3" in frame.note  # not "them": only 3 of 5 are kept
+    assert "Show all shows the last 3 of 5" in frame.note  # only 3 of 5 are kept
     every = state.frame(0.0, show_all=True)
     assert every.lines == ("2", "3", "4") and "2 earlier items not kept" in every.note
 
@@ -518,7 +518,7 @@ def test_one_earlier_item_is_one_item() -> None:
     for i in range(3):
         state.feed("out", i)
     note = state.frame(0.0).note
-    assert note == "… 1 earlier item (Show all shows it)", note
+    assert note == "… 1 earlier item (Show all shows all 3)", note
 
 
 def test_the_state_module_does_not_import_jupyter() -> None:
@@ -537,7 +537,8 @@ def test_ids_are_shown_whole() -> None:
     uuid = "0931dfec-1111-4222-8333-444455556666"
     frame = ViewState(uuid, "wf").frame(0.0)
     assert frame.short_id == uuid and uuid in repr(Snapshot(frame))
-    assert f'<code title="{uuid}">{uuid}</code>' in header_html(frame)
+    assert f'<code title="{uuid}" style="' in header_html(frame)
+    assert f">{uuid}</code>" in header_html(frame)
     long = "nightly-" + "x" * 60
     page = header_html(ViewState(long, "wf").frame(0.0))
     assert f'<code title="{long}" style="' in page and "text-overflow:ellipsis" in page
@@ -627,14 +628,15 @@ def test_a_saved_notebook_keeps_a_static_rendering_of_each_view(
     )
     client.execute()
     for index, status, bar in ((1, "succeeded", "3/3 100%"), (2, "failed", "4/5 80%")):
-        (data,) = [o["data"] for o in nb.cells[index].outputs if "data" in o]
+        data, saved = [o["data"] for o in nb.cells[index].outputs if "data" in o]
         assert "application/vnd.jupyter.widget-view+json" not in data, data
+        assert "nbflow-saved-done" in saved["text/html"]  # the saved state, emptied at the end
         text, page = data["text/plain"], data["text/html"]
         assert text.startswith("nbflow view · pipeline · saved-")
         assert f" · {status} · " in text.splitlines()[0] and bar in text and bar in page
         assert 'class="nbflow-liveview"' in page and "Cancel" not in page
         assert "batch 0" in text  # the stream stdout is always followed
-    (bad,) = [o["data"]["text/plain"] for o in nb.cells[2].outputs if "data" in o]
+    bad, _ = [o["data"]["text/plain"] for o in nb.cells[2].outputs if "data" in o]
     assert "failed in step `parse_batch`: ValueError: could not parse batch 3" in bad
 
 
@@ -839,5 +841,6 @@ def test_a_static_rendering_holds_every_kept_line_under_show_all() -> None:
     assert frame.lines == ("row 3", "row 4") and frame.history == tuple(
         f"row {i}" for i in range(5)
     )
-    assert "<details>" in page and "Show all (5 lines)" in page and "row 0" in page
+    assert "<details>" in page and "Show 3 earlier items</summary>" in page and "row 0" in page
+    assert page.index("row 2") < page.index("</details>") < page.index("row 3")  # the last shown
     assert "<details>" not in Snapshot(ViewState("wf-10", "wf").frame(0.0))._repr_html_()

@@ -391,7 +391,10 @@ VIEW_JS = r"""
     return text ? text.split('\n').length : 0;
   };
   const STYLES = {'rgb(76, 175, 80)': 'success', 'rgb(229, 57, 53)': 'danger',
-                  'rgb(251, 140, 0)': 'warning'};
+                  'rgb(251, 140, 0)': 'warning',  // the fallbacks; JupyterLab's light, dark:
+                  'rgb(56, 142, 60)': 'success', 'rgb(211, 47, 47)': 'danger',
+                  'rgb(245, 124, 0)': 'warning', 'rgb(244, 67, 54)': 'danger',
+                  'rgb(255, 152, 0)': 'warning'};
   const viewOf = (i) => {
     const cell = nbCells()[i];
     if (!cell) return null;
@@ -424,7 +427,9 @@ VIEW_JS = r"""
     const word = header && header.querySelector('span[style*="color"]');  // coloured at the end
     const colour = fill ? getComputedStyle(fill).backgroundColor
       : word ? getComputedStyle(word).color : '';
-    const style = STYLES[colour] || '';
+    // without a bar, the end word's colour is the theme's (mixed): the word says which
+    const WORDS = {succeeded: 'success', failed: 'danger', cancelled: 'warning'};
+    const style = STYLES[colour] || (!fill && word ? WORDS[word.innerText.trim()] || '' : '');
     const head = header ? header.innerText : '';
     const pre = [...snap.children].find((c) => c.tagName === 'PRE' && !c.style.color);
     return {kind: 'static', width: fill ? parseFloat(fill.style.width) : null, style,
