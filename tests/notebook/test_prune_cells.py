@@ -119,7 +119,7 @@ def test_prune_older_than_in_the_magic(kernel_env: Path) -> None:
         assert out.startswith("would remove 0 finished workflows created before ")
         k.ok(AGE_ALL)
         out = k.ok("%nbflow prune --older-than 7d --status success")
-        assert out.startswith("removed 1 finished workflow (SUCCESS) created before ")
+        assert out.startswith("removed 1 finished workflow (succeeded) created before ")
         _, error = k.run("%nbflow prune --older-than 7x")
         assert error.startswith("UsageError") and "'7x' is not an age" in error
         _, error = k.run("%nbflow prune")
