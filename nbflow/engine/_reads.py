@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import pandas
 
     from nbflow.engine._core import RuntimeCore
+    from nbflow.engine._execution import Execution
+    from nbflow.engine._workflows import WorkflowRun
 
 __all__ = ["HistoryReads"]
 
@@ -41,8 +43,13 @@ class HistoryReads:
         """Every event a workflow set (:func:`nbflow.set_event`), each key's last value: from a
         workflow body one checkpoint, so a replay gets what the first run got."""
         check_text(workflow_id, "A workflow id")
+        return get_events(self._core.engine, self._event_body(), workflow_id)
+
+    def _event_body(self) -> tuple[Execution, WorkflowRun] | None:
+        """The execution and body of the workflow this thread runs, if any (an event read from
+        a body is checkpointed)."""
         body = self._core.body()
-        return get_events(self._core.engine, None if body is None else (body.ex, body), workflow_id)
+        return None if body is None else (body.ex, body)
 
     def list_workflows(
         self,

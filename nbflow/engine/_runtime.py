@@ -25,7 +25,6 @@ from nbflow.engine._core import RuntimeCore
 from nbflow.engine._execution import Execution
 from nbflow.engine._reads import HistoryReads
 from nbflow.engine._removals import Removals
-from nbflow.engine._workflows import WorkflowRun
 from nbflow.store import Store, WorkflowRow
 from nbflow.workflow._calls import check_seconds
 from nbflow.workflow._context import Runner
@@ -352,10 +351,6 @@ class Runtime(HistoryReads, Removals):
         check_seconds(timeout, "timeout")
         body = self._event_body()
         return await messages.get_event_async(self._core.engine, body, workflow_id, key, timeout)
-
-    def _event_body(self) -> tuple[Execution, WorkflowRun] | None:
-        body = self._core.body()
-        return None if body is None else (body.ex, body)
 
     # -- closing -------------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,31 +16,7 @@ pytestmark = pytest.mark.kernel
 
 
 class Kernel(RealKernel):
-    """A real kernel that runs one cell at a time."""
-
-    def run(self, code: str) -> tuple[str, str]:
-        """Run a cell; its stdout, and what it wrote on stderr and its error (``ename:
-        evalue``; IPython shows a ``UsageError`` on stderr), or ``""``."""
-        msg_id = self.client.execute(code)
-        out, error = "", ""
-        while True:
-            msg = self.client.get_iopub_msg(timeout=60)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            content: dict[str, Any] = msg["content"]
-            if msg["msg_type"] == "stream" and content["name"] == "stdout":
-                out += content["text"]
-            elif msg["msg_type"] == "stream":
-                error += content["text"]
-            elif msg["msg_type"] == "error":
-                error += f"{content['ename']}: {content['evalue']}"
-            elif msg["msg_type"] == "status" and content["execution_state"] == "idle":
-                return out, error
-
-    def ok(self, code: str) -> str:
-        out, error = self.run(code)
-        assert not error, error
-        return out
+    """A real kernel that runs one cell at a time (see :meth:`RealKernel.run`)."""
 
 
 def did(out: str) -> str:

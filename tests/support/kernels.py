@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import pytest
+    from typing import Any
+
+import pytest
 
 __all__ = ["KERNEL", "RealKernel", "venv_kernel"]
 
@@ -50,6 +52,35 @@ class RealKernel:
         self.client = self.km.client()
         self.client.start_channels()
         self.client.wait_for_ready(timeout=60)
+
+    def run(self, code: str, *, results: bool = False) -> tuple[str, str]:
+        """Run a cell; its stdout (``results``: and its results and displays, as text), and what
+        it wrote on stderr and its error (``ename: evalue``; IPython shows a ``UsageError`` on
+        stderr), or ``""``."""
+        msg_id = self.client.execute(code)
+        out, error = "", ""
+        while True:
+            msg = self.client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            content: dict[str, Any] = msg["content"]
+            kind = msg["msg_type"]
+            if kind == "stream" and content["name"] == "stdout":
+                out += content["text"]
+            elif results and kind in ("execute_result", "display_data"):
+                out += content["data"].get("text/plain", "")
+            elif kind == "stream":
+                error += content["text"]
+            elif kind == "error":
+                error += f"{content['ename']}: {content['evalue']}"
+            elif kind == "status" and content["execution_state"] == "idle":
+                return out, error
+
+    def ok(self, code: str, *, results: bool = False) -> str:
+        """:meth:`run` a cell that must not fail; its output."""
+        out, error = self.run(code, results=results)
+        assert not error, error
+        return out
 
     def stop(self, now: bool = False) -> None:
         """Shut the kernel down (``now``: SIGKILL it, as a crash would); safe to call twice."""
