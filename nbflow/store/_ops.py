@@ -78,6 +78,12 @@ class WorkflowRow(NamedTuple):
     queue_name: str | None = None  # the queue it was enqueued on
     deadline: float | None = None  # when it is cancelled if it has not ended (epoch seconds)
     code: str | None = None  # the fingerprint of its body (nbflow.fingerprint)
+    priority: int | None = None  # its queue priority (lower first; None: before any priority)
+    deduplication_id: str | None = None  # at most one active workflow per queue with this id
+    partition_key: str | None = None  # the queue partition whose limits it counts against
+    available_at: float | None = None  # an enqueued workflow is not dequeued before this
+    started_at: float | None = None  # when it last began running (queue rate limits count it)
+    recovery_attempts: int | None = None  # how many times it was recovered (None: never)
 
 
 class StepRow(NamedTuple):

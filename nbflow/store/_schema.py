@@ -52,6 +52,12 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("queue_name", TEXT),
         ("deadline", DOUBLE),
         ("code", TEXT),
+        ("priority", INTEGER),
+        ("deduplication_id", TEXT),
+        ("partition_key", TEXT),
+        ("available_at", DOUBLE),
+        ("started_at", DOUBLE),
+        ("recovery_attempts", INTEGER),
     ),
     "steps": (
         ("workflow_id", TEXT),
@@ -194,5 +200,15 @@ MIGRATIONS: list[list[str]] = [
             detail VARCHAR
         )
         """,
+    ],
+    # 4: queue options (priority, deduplication, partitions, delays), the start time rate limits
+    # count, and how often a workflow was recovered
+    [
+        "ALTER TABLE workflows ADD COLUMN priority INTEGER",
+        "ALTER TABLE workflows ADD COLUMN deduplication_id VARCHAR",
+        "ALTER TABLE workflows ADD COLUMN partition_key VARCHAR",
+        "ALTER TABLE workflows ADD COLUMN available_at DOUBLE",
+        "ALTER TABLE workflows ADD COLUMN started_at DOUBLE",
+        "ALTER TABLE workflows ADD COLUMN recovery_attempts INTEGER",
     ],
 ]
