@@ -202,6 +202,10 @@ class StepInfo(_Record):
             call outside a workflow; None: it ran.
         ended_at: When its last attempt ended (UTC).
         child_workflow_id: The child workflow it called, started or enqueued, or None.
+        arguments: Its call's arguments in a few characters, as the steps table shows them
+            (``'https://…/page/3'``, ``42``, ``DataFrame(100x3)``; a keyword argument named like a
+            secret shows as ``***``), or None (an operation without arguments of the user's, or
+            a checkpoint from before nbflow recorded them).
 
     ``output`` (a property) is the step's decoded output (None for a step that raised). It is read
     from the database and decoded the first time it is asked for: listing steps reads no outputs,
@@ -219,6 +223,7 @@ class StepInfo(_Record):
     cached_from: str | None = None
     ended_at: dt.datetime | None = None
     child_workflow_id: str | None = None
+    arguments: str | None = None
     _output: LazyValue | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -242,6 +247,7 @@ class StepInfo(_Record):
             cached_from=row.cached_from,
             ended_at=utc(row.ended_at),
             child_workflow_id=child_workflow_id,
+            arguments=row.args_text,
             _output=output,
         )
 

@@ -21,6 +21,7 @@ from nbflow.engine._execution import Execution
 from nbflow.engine._inflight import inflight
 from nbflow.store import ReplayRecord
 from nbflow.store._ops import CacheRow, StepRow
+from nbflow.text._calls import short_call
 from nbflow.text._tables import step_label
 from nbflow.workflow._alarm import Wake
 from nbflow.workflow._cache import refreshing as cache_refreshing
@@ -58,16 +59,17 @@ def step_row(
     code: str | None = None,
     args_hash: str | None = None,
     cached_from: str | None = None,
+    args_text: str | None = None,
 ) -> StepRow:
     """The checkpoint of a finished operation: ``span`` is when it started and ended; ``output``
     and ``error`` are ``(json, pickle)`` and ``(text, pickle)``; ``code`` the fingerprint of the
     step's function, ``args_hash`` the digest of its arguments, ``cached_from`` the workflow
-    whose result it took."""
+    whose result it took, ``args_text`` its arguments in a few characters."""
     # Built positionally (keywords cost a step ~1 µs; StepRun.outcome does the same on the hot
     # path), in table order. fmt: skip keeps them in three rows rather than thirteen.
     return StepRow(
         workflow_id, function_id, name, output[0], output[1], error[0], error[1], span[0], span[1],
-        attempts, code, args_hash, cached_from,
+        attempts, code, args_hash, cached_from, args_text,
     )  # fmt: skip
 
 
@@ -113,8 +115,10 @@ def record_outcome(
     output: Any = None,
     error: BaseException | None = None,
     what: str,
+    args_text: str | None = None,
 ) -> None:
-    """Record an operation's outcome (its output, or ``error``) as a step of ``ex``."""
+    """Record an operation's outcome (its output, or ``error``) as a step of ``ex``
+    (``args_text``: its arguments in a few characters, for the steps table)."""
     encoded = failure = _NOTHING
     if error is not None:
         failure = encode_error(error)
@@ -122,7 +126,14 @@ def record_outcome(
         encoded = ex.engine.encode(output, what)
     span = (started, time.time())
     row = step_row(
-        ex.workflow_id, function_id, name, span, output=encoded, error=failure, attempts=attempts
+        ex.workflow_id,
+        function_id,
+        name,
+        span,
+        output=encoded,
+        error=failure,
+        attempts=attempts,
+        args_text=args_text,
     )
     ex.append(row)
     if error is not None:
@@ -148,7 +159,7 @@ class StepRun:
 
     # fmt: skip below: the names read better as rows than as a column of seventeen
     __slots__ = (
-        "args_hash", "attempt", "code", "ctx", "delay", "error", "ex", "function_id", "keep",
+        "args_hash", "args_text", "attempt", "code", "ctx", "delay", "error", "ex", "function_id", "keep",
         "output", "pending", "record", "started", "step", "token", "tries",
     )  # fmt: skip
 
@@ -178,6 +189,7 @@ class StepRun:
             run_code.warn_changed(ex.workflow_id)  # the replay is over
         self.code = run_code.of(step)
         self.args_hash = args_digest(args, kwargs or _NO_KWARGS)
+        self.args_text = short_call(args, kwargs or _NO_KWARGS)
         self.keep: CacheRow | None = None  # the cache row to write with the checkpoint
         if run_code.reuse is not None:
             row = run_code.reuse.take(step.name, self.code, self.args_hash)
@@ -214,6 +226,7 @@ class StepRun:
                 self.code,
                 self.args_hash,
                 source or "(no workflow)",
+                self.args_text,
             ),
         )
         ex.append(row)
@@ -279,6 +292,7 @@ class StepRun:
                     attempts=self.tries,
                     error=self.error,
                     what=name,
+                    args_text=self.args_text,
                 )
             raise self.error
         what = f"the output of step {name!r}"
@@ -287,6 +301,7 @@ class StepRun:
         row = StepRow(
             ex.workflow_id, self.function_id, name, encoded[0], encoded[1], None, None,
             self.started, time.time(), self.tries, self.code, self.args_hash, None,
+            self.args_text,
         )  # fmt: skip
         if self.keep is None:
             ex.append(row)

@@ -38,7 +38,7 @@ class WorkflowQuery(NamedTuple):
 
     Attributes:
         statuses: Only workflows with one of these statuses (empty: any).
-        name: Only those with this registered name.
+        name: Only those with this registered name (a notebook's `parse` is `__main__.parse`).
         id_prefix: Only those whose id starts with it (literally: ``_`` and ``%`` are characters).
         since: Only those created at or after it (epoch seconds).
         until: Only those created before it (epoch seconds).
@@ -67,7 +67,8 @@ class StepStatsQuery(NamedTuple):
     """Which steps :meth:`HistoryQueries.step_stats` counts.
 
     Attributes:
-        name: Only the steps of this name (nbflow's own operations included when named).
+        name: Only the steps of this name (nbflow's own operations included when named; a
+            notebook's `parse` is `__main__.parse`).
         since: Only steps started at or after it (epoch seconds).
         until: Only steps started before it (epoch seconds).
     """
@@ -116,6 +117,12 @@ class _Where:
         return f"WHERE {' AND '.join(self.tests)} " if self.tests else ""
 
 
+def names_of(name: str) -> tuple[str, str]:
+    """The recorded names a name a person typed stands for: itself, and the function of that name
+    defined in a notebook (``parse`` is ``__main__.parse`` too, as the tables show it)."""
+    return name, f"__main__.{name.removeprefix('__main__.')}"
+
+
 def _workflow_where(query: WorkflowQuery) -> _Where:
     where = _Where()
     if query.statuses:
@@ -123,8 +130,9 @@ def _workflow_where(query: WorkflowQuery) -> _Where:
     if query.exclude_names:
         names = ", ".join("{}" for _ in query.exclude_names)
         where.add(f"name NOT IN ({names})", *query.exclude_names)
+    if query.name is not None:
+        where.add("name IN ({}, {})", *names_of(query.name))
     for test, value in (
-        ("name = {}", query.name),
         ("created_at >= {}", query.since),
         ("created_at < {}", query.until),
         ("queue_name = {}", query.queue),
@@ -175,7 +183,7 @@ class HistoryQueries(abc.ABC):
         if query.name is None:
             where.add(f"left(name, {len(INTERNAL_STEP_PREFIX)}) <> {{}}", INTERNAL_STEP_PREFIX)
         else:
-            where.add("name = {}", query.name)
+            where.add("name IN ({}, {})", *names_of(query.name))
         for test, value in (("started_at >= {}", query.since), ("started_at < {}", query.until)):
             if value is not None:
                 where.add(test, value)

@@ -102,6 +102,7 @@ class StepRow(NamedTuple):
     code: str | None = None  # the fingerprint of the step's function (nbflow.fingerprint)
     args_hash: str | None = None  # a digest of its arguments (canonical: as launch compares)
     cached_from: str | None = None  # the workflow whose result it took (step cache, rerun)
+    args_text: str | None = None  # its arguments in a few characters (text._calls.short_call)
 
 
 class StreamRow(NamedTuple):

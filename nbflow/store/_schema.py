@@ -73,6 +73,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("code", TEXT),
         ("args_hash", TEXT),
         ("cached_from", TEXT),
+        ("args_text", TEXT),
     ),
     "streams": (
         ("workflow_id", TEXT),
@@ -202,7 +203,8 @@ MIGRATIONS: list[list[str]] = [
         """,
     ],
     # 4: queue options (priority, deduplication, partitions, delays), the start time rate limits
-    # count, and how often a workflow was recovered
+    # count, how often a workflow was recovered;
+    # a short form of each step call's arguments (the steps table's)
     [
         "ALTER TABLE workflows ADD COLUMN priority INTEGER",
         "ALTER TABLE workflows ADD COLUMN deduplication_id VARCHAR",
@@ -210,5 +212,6 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE workflows ADD COLUMN available_at DOUBLE",
         "ALTER TABLE workflows ADD COLUMN started_at DOUBLE",
         "ALTER TABLE workflows ADD COLUMN recovery_attempts INTEGER",
+        "ALTER TABLE steps ADD COLUMN args_text VARCHAR",
     ],
 ]

@@ -52,7 +52,7 @@ STREAM_COLUMNS = column_list("streams")
 #: The steps' columns without the values they hold (``list_steps(outputs=False)``).
 _STEP_HEADS = (
     "workflow_id, function_id, name, NULL, NULL, error, NULL, started_at, ended_at, attempts, "
-    "code, args_hash, cached_from"
+    "code, args_hash, cached_from, args_text"
 )
 MESSAGE_COLUMNS = column_list("messages")
 
@@ -78,7 +78,7 @@ _LOAD_REPLAY = (
 #: Appends a step to a record-keeping workflow at the next function id, which it returns.
 APPEND_RECORD = (
     f"INSERT INTO steps ({STEP_COLUMNS}) SELECT $1, coalesce(max(function_id), 0) + 1, "
-    "$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM steps WHERE workflow_id = $13 "
+    "$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM steps WHERE workflow_id = $14 "
     "RETURNING function_id"
 )
 

@@ -151,14 +151,14 @@ def workflow_columns(
 def step_columns(
     steps: Sequence[Any], *, started: bool = False, error_width: int = 80
 ) -> tuple[list[str], list[list[str]]]:
-    """The columns of a step table and its rows, as text: #, step, call, status, (started,)
-    duration, attempts and error.
+    """The columns of a step table and its rows, as text: #, step, call, (argument,) status,
+    (started,) duration, attempts and error.
 
     ``#`` counts the steps from 1 as a person does (``StepInfo.function_id`` is the step's
     position among all the workflow's operations: 2, 5, 8, …). ``call`` says which call of its
     step a row is, ``3 of 40`` (a ``nbflow.map``'s items are its step's calls, in the items'
-    order), and is empty for a step called once: a step's arguments are recorded only as a
-    digest, so the call's place is what the history can show of them.
+    order), and is empty for a step called once. ``argument`` is the call's arguments in a few
+    characters (``StepInfo.arguments``: a map item's is its item), shown when any step has them.
 
     Args:
         steps: The steps (``nbflow.StepInfo`` records, or anything with their fields).
@@ -169,7 +169,9 @@ def step_columns(
         The headers, and one row of texts per step.
     """
     when = ["started"] if started else []
-    headers = ["#", "step", "call", "status", *when, "duration", "attempts", "error"]
+    shown = any(getattr(s, "arguments", None) for s in steps)
+    argument = ["argument"] if shown else []
+    headers = ["#", "step", "call", *argument, "status", *when, "duration", "attempts", "error"]
     calls = collections.Counter(s.name for s in steps)
     seen: collections.Counter[str] = collections.Counter()
     rows = []
@@ -180,6 +182,7 @@ def step_columns(
                 str(number),
                 step_label(s.name),
                 f"{seen[s.name]:,} of {calls[s.name]:,}" if calls[s.name] > 1 else "",
+                *([getattr(s, "arguments", None) or ""] if shown else []),
                 status_word(s.status),
                 *([format_time(s.started_at)] if started else []),
                 table_duration(s.duration),

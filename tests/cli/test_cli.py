@@ -358,8 +358,15 @@ def test_stats_as_a_table_and_as_json(workflows: Path, capsys: pytest.CaptureFix
     code, out, err = cli(capsys, workflows, "stats")
     assert code == 0, err
     assert out.splitlines()[0].split() == [
-        "step", "count", "errors", "retries", "p50", "p95", "max", "total",
-    ]  # fmt: skip
+        "step",
+        "count",
+        "errors",
+        "retries",
+        "p50",
+        "p95",
+        "max",
+        "total",
+    ]
     stats = cli_json(capsys, workflows, "stats")
     assert {s["name"] for s in stats} == {"tests.cli.double"}
     assert stats[0]["count"] == 5 and stats[0]["errors"] == 0
@@ -399,11 +406,20 @@ def test_steps(workflows: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, workflows, "steps", "ok")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["#", "step", "call", "status", "duration", "attempts", "error"]
-    assert len(lines) == 2 + 3
-    assert [line.split()[:6] for line in lines[2:]] == [
-        [str(n), "tests.cli.double", str(n), "of", "3", "succeeded"] for n in (1, 2, 3)
+    assert lines[0].split() == [
+        "#",
+        "step",
+        "call",
+        "argument",
+        "status",
+        "duration",
+        "attempts",
+        "error",
     ]
+    assert len(lines) == 2 + 3
+    assert [line.split()[:7] for line in lines[2:]] == [
+        [str(n), "tests.cli.double", str(n), "of", "3", str(n - 1), "succeeded"] for n in (1, 2, 3)
+    ]  # each call's argument: the pipeline doubles 0, 1, 2
     steps = cli_json(capsys, workflows, "steps", "ok")
     assert [(s["name"], s["status"], s["attempts"]) for s in steps] == [
         ("tests.cli.double", "SUCCESS", 1)

@@ -295,17 +295,20 @@ def test_list_and_prune_take_the_views_status_words(rt: nbflow.Runtime, run: Run
 
 
 def test_steps_count_from_one_show_each_call_and_fold(rt: nbflow.Runtime, run: Run) -> None:
-    """`#` counts steps from 1; `call` says which call of its step each one is (a map's item);
-    a long table folds to its first and last rows with "… N more"; --all shows every row."""
+    """`#` counts steps from 1; `call` says which call of its step each one is (a map's item),
+    `argument` a short form of its argument (the item); a long table folds to its first and last
+    rows with "… N more"; --all shows every row."""
     with nbflow.set_workflow_id("wf-40"):
         doubles(40)
     ran = run("%nbflow steps wf-40")
     (html,) = ran.mime("text/html")
-    assert headers(html)[:3] == ["#", "step", "call"]
+    assert headers(html)[:4] == ["#", "step", "call", "argument"]
     numbers = [c.split(">")[1].split("<")[0] for c in cells(html, "#")]
     assert numbers[:3] == ["1", "2", "3"] and numbers[-1] == "40", numbers
     calls = [c.split(">")[1].split("<")[0] for c in cells(html, "call")]
     assert calls[0] == "1 of 40" and calls[-1] == "40 of 40", calls
+    arguments = [c.split(">")[1].split("<")[0] for c in cells(html, "argument")]
+    assert arguments[:2] == ["0", "1"] and arguments[-1] == "39", arguments
     steps = [c.split(">")[1].split("<")[0] for c in cells(html, "step")]
     assert "… 20 more (--all shows all)" in steps and len(steps) == 21, steps
     (text,) = ran.mime("text/plain")
@@ -399,6 +402,7 @@ def test_tables_show_curated_columns_and_hide_nbflow_s_own(rt: nbflow.Runtime, r
         "#",
         "step",
         "call",
+        "argument",
         "status",
         "started",
         "duration",
