@@ -38,6 +38,7 @@ from nbflow.engine._rerun import RerunPlan
 from nbflow.engine._runtime import Runtime
 from nbflow.notebook import _capture
 from nbflow.notebook._cells import pipeline_id
+from nbflow.notebook._say import say
 from nbflow.notebook._view import LiveView
 from nbflow.text._format import format_time, status_word
 from nbflow.workflow import _context
@@ -275,7 +276,7 @@ def rerun_with_view(
     __tracebackhide__ = True
     _capture.install()
     new_id, changed = plan.new_id, plan.changes.describe()
-    print(
+    say(
         f"nbflow: {changed} since {old_id} ran; running it again as {new_id}, "
         "reusing every step whose code and arguments are the same."
     )
@@ -320,7 +321,7 @@ def start_with_view(
         previous = dataclasses.replace(previous, state="resumed")
     note = None if workflow_id is None else _note(previous, workflow_id, rerun_hint)
     if note is not None:
-        print(note)
+        say(note)
     view = LiveView(None, watch, runtime=rt, name=getattr(fn, "name", None))
     view.display()
     try:

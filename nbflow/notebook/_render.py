@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol
 
 from nbflow.notebook._saved import SavedState
 from nbflow.notebook._state import Frame, earlier
-from nbflow.notebook._theme import fill, muted, text_colour, track
+from nbflow.notebook._theme import WRAP, fill, muted, text_colour, track
 from nbflow.notebook._timetab import Source, TimelineTab
 from nbflow.text._format import progress_line
 
@@ -176,10 +176,10 @@ def _output_html(f: Frame) -> str:
         body = html.escape("".join(line + "\n" for line in out.folded))
         parts.append(
             '<details><summary style="cursor:pointer;font-size:0.85em">'
-            f"{html.escape(out.summary)}</summary><pre>{body}</pre></details>"
+            f'{html.escape(out.summary)}</summary><pre style="{WRAP}">{body}</pre></details>'
         )
     text = "".join(line + "\n" for line in ((out.note,) if out.note else ()) + out.lines)
-    parts.append(f"<pre>{html.escape(text)}</pre>")
+    parts.append(f'<pre style="{WRAP}">{html.escape(text)}</pre>')
     return "".join(parts)
 
 
@@ -227,7 +227,9 @@ class Snapshot:
         if f.show_bar:
             parts.append(_bar_html(f))
         if f.error:
-            parts.append(f'<pre style="{text_colour("danger")}">{html.escape(f.error)}</pre>')
+            parts.append(
+                f'<pre style="{text_colour("danger")};{WRAP}">{html.escape(f.error)}</pre>'
+            )
         if f.show_output and (f.lines or f.note):
             parts.append(_output_html(f))
         parts.append(self.appendix)
@@ -426,7 +428,7 @@ class WidgetRenderer:
         label = html.escape(frame.label)  # its ETA hidden once the kernel stopped (CSS)
         self.label.value = _ETA.sub(r'<span class="nbflow-eta">\g<0></span>', label, count=1)
         self.error.value = (
-            f'<pre style="{text_colour("danger")};margin:0">{html.escape(frame.error)}</pre>'
+            f'<pre style="{text_colour("danger")};margin:0;{WRAP}">{html.escape(frame.error)}</pre>'
             if frame.error
             else ""
         )

@@ -9,7 +9,11 @@ page. A browser without ``color-mix`` keeps the first (light) declaration.
 
 from __future__ import annotations
 
-__all__ = ["fill", "muted", "text_colour", "track"]
+__all__ = ["WRAP", "fill", "muted", "text_colour", "track"]
+
+#: Text that wraps between words: JupyterLab's outputs break a ``<pre>`` anywhere
+#: (``word-break: break-all``), a path or a call cut in the middle of a word.
+WRAP = "white-space:pre-wrap;word-break:normal;overflow-wrap:break-word"
 
 #: JupyterLab's variable and a fallback (read on white) for each kind of colour.
 _KINDS = {

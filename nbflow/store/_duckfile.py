@@ -122,15 +122,15 @@ def _connect_named(path: str, connect: Callable[[], T]) -> T:
         return connect()
     except DatabaseLockedError as exc:
         holder = read_holder(path, exc.pid)
-        if holder is None:
-            raise
+        if holder is None:  # (DuckDB's lock message adds nothing: one traceback, not two)
+            raise exc from None
         raise DatabaseLockedError(
             path,
             holder.pid,
             notebook=_as_seen_here(holder.notebook),
             kernel=holder.kernel,
             since=holder.started,
-        ) from exc.__cause__
+        ) from None  # (what DuckDB said is in the error: one traceback, not two)
 
 
 def _refuse_owned(path: str, keys: tuple[Key, ...]) -> None:

@@ -74,6 +74,27 @@ def has_text(page: object, index: int, text: str, timeout: float = 60) -> None:
     expect(page, script, [index, text], f"cell {index} does not show {text!r}", timeout)  # type: ignore[arg-type]
 
 
+#: The words of the lines nbflow said in cell ``i`` (``.nbflow-said``) and of its view's texts
+#: (a failure's line, the output) that the page breaks across two lines (a path may break after
+#: a ``/`` or a ``-``, as text does), and how many lines nbflow said there.
+SPLIT_WORDS = """(i) => {
+  const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+  const said = c.querySelectorAll('.nbflow-said'), split = [];
+  for (const el of c.querySelectorAll('.nbflow-said, pre[style*="word-break:normal"]')) {
+    const node = el.firstChild, text = node.textContent, words = /[^\\s/-]+/g;
+    let m;
+    while ((m = words.exec(text))) {
+      const r = document.createRange();
+      r.setStart(node, m.index);
+      r.setEnd(node, m.index + m[0].length);
+      const tops = new Set([...r.getClientRects()].map((x) => Math.round(x.top)));
+      if (tops.size > 1) split.push(m[0]);
+    }
+  }
+  return {lines: said.length, split};
+}"""
+
+
 # -- (1) a failed run: its hint, its replayed error, and the launch cell run again ------------
 
 FAILING = """\
@@ -123,6 +144,7 @@ def test_a_failed_run_resumes_from_the_failed_step_and_its_error_shows_its_code(
         wait_executed(page, [3], timeout=90)
         has_text(page, 3, "FileNotFoundError")
         replayed = outputs_text(page, 3)
+        wrapped = page.evaluate(SPLIT_WORDS, 3)
         replay_shot, _, _ = shoot(lab, page, 3, "1-2-replayed-error.png")
 
         needed.write_text("x\n")  # the person fixes the cause, outside the code
@@ -142,6 +164,7 @@ def test_a_failed_run_resumes_from_the_failed_step_and_its_error_shows_its_code(
     lab.say(f"  fresh error: {fresh[-300:]!r}")
     lab.say(f"  after the restart, the replay cell shows: {replayed[-900:]!r}")
     lab.say(f"  the launch cell run again says: {again.splitlines()[:1]!r}")
+    lab.say(f"  the replay's line: {wrapped}")
     lab.say(f"  steps run: before {dict(ran_before)}, after {dict(ran)}")
     lab.say(f"  screenshots: {failed_shot}, {replay_shot}, {resumed_shot}, {notebook_shot}")
 
@@ -150,6 +173,8 @@ def test_a_failed_run_resumes_from_the_failed_step_and_its_error_shows_its_code(
     hint = next(line for line in replayed.splitlines() if "already failed at" in line)
     assert hint.index("nbflow.resume(") < hint.index("rerun=True"), hint
     assert "re-runs only what failed" in hint, hint
+    # the line wraps between words (a cell's stdout breaks `nbflow.resum` / `e('…')`)
+    assert wrapped == {"lines": 1, "split": []}, wrapped
     # the replayed error ends in the step's code, with its source line, not in nbflow's
     assert "_history.py" not in replayed, replayed
     last = replayed.rsplit("Cell In[", 1)[-1]

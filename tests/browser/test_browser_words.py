@@ -6,7 +6,7 @@ In JupyterLab and Notebook 7, with the parts of :mod:`tests.support.browser`:
   and its progress (``<WorkflowHandle '…' score_all: succeeded, 5/5>``), not only its id;
 - ``%nbflow list --status failed`` is accepted (the views' word) and lists the failed workflow;
 - ``%nbflow steps`` of a 40-step workflow numbers its steps from 1, shows each call's place
-  among its step's calls, and folds the table with "… N more".
+  among its step's calls and a short form of its argument, and folds the table with "… N more".
 
 Screenshots go to ``browser-artifacts/`` (``handle-status-*.png``, ``steps-table-*.png``).
 """
@@ -81,5 +81,6 @@ def test_a_handle_says_its_status_word_and_list_takes_the_views_words(lab: Lab) 
         first = rows.first.inner_text()
         assert first.split()[0] == "1", first  # a person's count, not the internal position
         assert "1 of 40" in first, first  # the first of the map's 40 calls of score
+        assert "'city 0'" in first, first  # and its argument, the map's item, in short
         assert "more" in text and rows.count() < 30, text  # folded
         browser.shut_kernel_down(lab, page)

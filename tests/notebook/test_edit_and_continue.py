@@ -206,13 +206,13 @@ def test_a_fixed_pipeline_runs_again_from_the_step_that_failed_and_not_after_a_r
     notebook.cell(PROCESS_FIXED)  # the cell is fixed and run again
     replay = notebook.cell('handle = launch(hundred, 100, on_change="replay")')
     replayed, _ = notebook.report()
-    assert f"nbflow: {old} already failed at" in replay["stdout"], replay
+    assert f"nbflow: {old} already failed at" in replay["said"], replay
     assert replayed["id"] == old and replayed["state"] == "finished", replayed
     assert sum(ran(side).values()) == 41  # "replay": the failed run is shown, nothing ran
 
     again = notebook.cell("handle = launch(hundred, 100)")
     rerun, view = notebook.report()
-    assert again["stdout"] == changed_line("the workflow's code", old), again
+    assert again["said"] == changed_line("the workflow's code", old), again
     assert rerun["id"] == f"{old}.2" and rerun["state"] == "changed", rerun
     assert rerun["result"] == total, rerun
     process = "__main__.process"
@@ -229,8 +229,8 @@ def test_a_fixed_pipeline_runs_again_from_the_step_that_failed_and_not_after_a_r
     notebook.cell(HUNDRED)
     restarted = notebook.cell("handle = launch(hundred, 100)")
     shown, _ = notebook.report()
-    assert f"nbflow: {old}.2 already succeeded at" in restarted["stdout"], restarted
-    assert "showing that run without running it again" in restarted["stdout"], restarted
+    assert f"nbflow: {old}.2 already succeeded at" in restarted["said"], restarted
+    assert "showing that run without running it again" in restarted["said"], restarted
     assert shown["id"] == f"{old}.2" and shown["state"] == "finished", shown
     assert shown["result"] == total, shown
     assert ran(side) == counts  # nothing ran after the restart
@@ -253,13 +253,13 @@ def test_a_fixed_parse_runs_again_for_every_item_and_a_comment_runs_nothing(
     notebook.cell(PARSE_FIXED)
     replay = notebook.cell('handle = launch(crawl, 10, on_change="replay")')
     replayed, _ = notebook.report()
-    assert f"nbflow: {old} already succeeded at" in replay["stdout"], replay
+    assert f"nbflow: {old} already succeeded at" in replay["said"], replay
     assert replayed["id"] == old and replayed["result"] == first["result"], replayed
     assert sum(ran(side).values()) == 20  # "replay": the old run is shown, nothing ran
 
     again = notebook.cell("handle = launch(crawl, 10)")
     rerun, view = notebook.report()
-    assert again["stdout"] == changed_line("step 'parse'", old), again
+    assert again["said"] == changed_line("step 'parse'", old), again
     assert rerun["id"] == f"{old}.2" and rerun["state"] == "changed", rerun
     assert rerun["result"] == pages, rerun
     assert rerun["reused"] == {"__main__.fetch": 10}, rerun  # no fetch ran again
@@ -273,8 +273,8 @@ def test_a_fixed_parse_runs_again_for_every_item_and_a_comment_runs_nothing(
     assert docs["stdout"].split() == ["True", "True"], docs  # (the edited cells did run)
     shown = notebook.cell("handle = launch(crawl, 10)")
     same, _ = notebook.report()
-    assert f"nbflow: {old}.2 already succeeded at" in shown["stdout"], shown
-    assert "changed since" not in shown["stdout"], shown
+    assert f"nbflow: {old}.2 already succeeded at" in shown["said"], shown
+    assert "changed since" not in shown["said"], shown
     assert same["id"] == f"{old}.2" and same["state"] == "finished", same
     assert same["result"] == pages, same
     assert sum(ran(side).values()) == 30  # nothing ran

@@ -47,15 +47,19 @@ def pipeline(n):
 """
 
 
+#: How the HTML of a line nbflow says begins (``nbflow.notebook._say``).
+SAID = '<div class="nbflow-said"'
+
+
 class Kernel(RealKernel):
     """A real kernel, and the outputs of each cell it ran."""
 
     def run(self, code: str, timeout: float = 90) -> dict[str, Any]:
-        """Run one cell; its stdout, stderr, error, the mimetypes it displayed, and the
-        ``text/plain`` of every display it showed or updated (``texts``: a view's static
-        rendering among them)."""
+        """Run one cell; its stdout, stderr, error, the lines nbflow said (``said``: what a
+        launch found, shown as HTML), the mimetypes it displayed, and the ``text/plain`` of every
+        other display it showed or updated (``texts``: a view's static rendering among them)."""
         msg_id = self.client.execute(code)
-        out: dict[str, Any] = {"stdout": "", "stderr": "", "error": None}
+        out: dict[str, Any] = {"stdout": "", "stderr": "", "error": None, "said": ""}
         out["displayed"], out["texts"] = [], []
         while True:
             msg = self.client.get_iopub_msg(timeout=timeout)
@@ -64,6 +68,8 @@ class Kernel(RealKernel):
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
                 out[content["name"]] += content["text"]
+            elif str(content.get("data", {}).get("text/html", "")).startswith(SAID):
+                out["said"] += content["data"]["text/plain"] + "\n"
             elif kind in ("display_data", "update_display_data", "execute_result"):
                 out["texts"].append(content["data"].get("text/plain", ""))
                 if kind != "update_display_data":
@@ -147,7 +153,7 @@ def test_run_all_after_a_kill_resumes_the_run_it_launched(
     counts = runs(side)
     [run] = workflows(tmp_path / "launch.duckdb")  # exactly one run of the pipeline
     assert run.status == "SUCCESS", run
-    assert "was interrupted; resuming it from its last checkpoint" in again["stdout"], again
+    assert "was interrupted; resuming it from its last checkpoint" in again["said"], again
     assert result["stdout"].split() == ["interrupted", str(sum(i * i for i in range(60)))]
     assert "not resumed" not in recovered["stdout"], recovered
     assert f"already running in this kernel: {run.workflow_id} (pipeline)" in recovered["stdout"]
@@ -178,13 +184,13 @@ def test_a_finished_call_is_shown_not_run_again_unless_rerun(
     magic = ok(second.run("%load_ext nbflow\n%nbflow start pipeline(5)"))
     second.stop()
 
-    assert "already succeeded at" in shown["stdout"], shown
-    assert "showing that run without running it again (launch(..., rerun=True)" in shown["stdout"]
+    assert "already succeeded at" in shown["said"], shown
+    assert "showing that run without running it again (launch(..., rerun=True)" in shown["said"]
     assert WIDGET in shown["displayed"][0], shown
     assert same["stdout"].split() == ["finished", "30"], same
     assert other["stdout"].split() == ["55"] and rerun["stdout"].split() == ["30"]
     assert "True" in third["stdout"], third  # later launches follow the newest run
-    assert "(%nbflow start pipeline(5) --rerun runs it anew)" in magic["stdout"], magic
+    assert "(%nbflow start pipeline(5) --rerun runs it anew)" in magic["said"], magic
     ids = sorted(w.workflow_id for w in workflows(tmp_path / "launch.duckdb"))
     assert len(ids) == 3 and sum(i + ".2" in ids for i in ids) == 1, ids  # (5), its rerun, (6)
     assert runs(side) == {i: (2 if i < 5 else 0) + (i < 6) for i in range(6)}
@@ -207,7 +213,7 @@ def test_launch_while_running_follows_and_recover_shows_views(
     done = ok(second.run("print([h.result(timeout=60) for h in handles])"))
     second.stop()
 
-    assert "is already running in this kernel; following it" in follow["stdout"], follow
+    assert "is already running in this kernel; following it" in follow["said"], follow
     assert follow["stdout"].strip().endswith("True"), follow
     [run] = workflows(tmp_path / "launch.duckdb")
     assert f"resumed: {run.workflow_id} (pipeline)" in recovered["stdout"], recovered

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -37,6 +38,13 @@ def pipeline(urls):
 """
 
 
+def said(captured: Any) -> str:
+    """What a launch printed and the lines it said (shown as displays, ``nbflow.notebook._say``)."""
+    return str(captured.stdout) + "".join(
+        f"{o.data.get('text/plain', '')}\n" for o in captured.outputs
+    )
+
+
 @pytest.fixture
 def nb() -> Iterator[CodeCells]:
     InteractiveShell.instance()
@@ -64,7 +72,7 @@ def test_a_changed_step_runs_again_and_the_rest_is_reused(
         assert finished(again) == ["AA!", "BB!", "CC!"]
     assert again.previous.state == "changed"
     assert again.workflow_id == f"{first.workflow_id}.2"
-    assert f"step '{nb.name}.parse' changed since {first.workflow_id} ran" in captured.stdout
+    assert f"step '{nb.name}.parse' changed since {first.workflow_id} ran" in said(captured)
     assert (_count(nb, "fetch"), _count(nb, "parse")) == (0, 3)
     assert again.view.ending_note is not None
     note = again.view.ending_note()
@@ -105,7 +113,7 @@ def test_the_magic_start_runs_changed_code_again(rt: nbflow.Runtime, nb: CodeCel
     shell.user_ns["pipeline"] = nb.pipeline
     with capture_output() as captured:
         shell.run_line_magic("nbflow", "start pipeline(['a'])")
-    assert "running it again as" in captured.stdout
+    assert "running it again as" in said(captured)
     newest = nbflow.list_workflows()[0]
     assert newest.workflow_id == f"{first.workflow_id}.2"
     assert nbflow.get_workflow(newest.workflow_id).result(timeout=30) == ["aa"]
@@ -150,14 +158,14 @@ def test_a_failed_run_is_resumed_by_launch_and_the_magic_unless_replay(
         assert shown.previous.state == "finished" and nb.calls.total == 2
         assert (
             f"({'nbflow.resume(' + repr(wid) + ')'} re-runs only what failed; "
-            "launch(..., rerun=True) runs it anew)." in captured.stdout
-        ), captured.stdout
+            "launch(..., rerun=True) runs it anew)." in said(captured)
+        ), said(captured)
         (tmp_path / "b").unlink()  # the site is back
         with capture_output() as captured:
             resumed = launch(nb.pipeline, ["a", "b", "c"], watch=None)
             assert finished(resumed) == ["aa", "bb", "cc"]
         assert resumed.previous.state == "resumed" and resumed.workflow_id == wid
-        assert "failed at" in captured.stdout and "from the step that failed" in captured.stdout
+        assert "failed at" in said(captured) and "from the step that failed" in said(captured)
         assert nb.calls.counts == {("fetch", "a"): 1, ("fetch", "b"): 2, ("fetch", "c"): 1}
 
         (tmp_path / "d").touch()  # the magic does the same
@@ -172,7 +180,7 @@ def test_a_failed_run_is_resumed_by_launch_and_the_magic_unless_replay(
         (tmp_path / "d").unlink()
         with capture_output() as captured:
             shell.run_line_magic("nbflow", "start pipeline(['d'])")
-        assert "resuming it from the step that failed" in captured.stdout, captured.stdout
+        assert "resuming it from the step that failed" in said(captured), said(captured)
         assert nbflow.get_workflow(failed.workflow_id).result(timeout=30) == ["dd"]
     finally:
         nb.close()

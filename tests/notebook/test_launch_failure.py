@@ -89,14 +89,14 @@ def test_a_launch_after_a_fixed_cause_resumes_from_the_failed_step(
     shown = ok(kernel.run(cell))  # the run succeeded: a launch shows it, nothing runs
     same = ok(outcome(kernel))
 
-    line = again["stdout"].strip()
+    line = again["said"].strip()
     assert line.startswith("nbflow: loader@") and " failed at " in line, again
     assert "resuming it from the step that failed" in line, line
     assert "launch(..., rerun=True)" in line, line
     assert resumed["stdout"].split() == ["resumed", str(sum(i * i for i in range(6)))], resumed
     counts = runs(side)
     assert counts == {0: 1, 1: 1, 2: 1, 3: 2, 4: 1, 5: 1}, counts  # only the failed step again
-    assert "already succeeded at" in shown["stdout"], shown
+    assert "already succeeded at" in shown["said"], shown
     assert same["stdout"].split() == ["finished", "55"], same
     assert runs(side) == counts
 
@@ -118,7 +118,7 @@ def test_replay_shows_the_resume_hint_and_a_recorded_error_the_step_frames(
     replayed = outcome(second)["error"]
     second.stop()
 
-    line = shown["stdout"].strip()
+    line = shown["said"].strip()
     assert " already failed at " in line, line
     resume = line.index("nbflow.resume(")
     assert resume < line.index("rerun=True"), line  # resume is named first
