@@ -129,6 +129,8 @@ class DeclaredWorkflow(Protocol):
     name: str
     fn: Callable[..., Any]
     is_async: bool
+    #: How many times an interrupted run may be recovered (None: no limit).
+    max_recovery_attempts: int | None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
