@@ -369,7 +369,9 @@ def format_resume(workflow_id: str, before: str) -> str:
 
 
 def _had(word: str) -> str:
-    """``had failed``, ``had succeeded``; ``was cancelled``, ``was interrupted``…"""
+    """``had failed``, ``had succeeded``, ``had given up``; ``was cancelled``, ``was interrupted``…"""
+    if word == "gave up":
+        return "had given up"
     return f"had {word}" if word in ("failed", "succeeded") else f"was {word}"
 
 

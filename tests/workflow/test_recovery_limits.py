@@ -55,6 +55,11 @@ def by_default() -> str:
     return _waits()
 
 
+@nbflow.workflow(name="tests.recovery_limits.never_again", max_recovery_attempts=0)
+def never_again() -> str:
+    return _waits()
+
+
 def _started(workflow_id: str, times: int) -> None:
     wait_until(lambda: _starts.get(workflow_id, 0) >= times, timeout=30)
 
@@ -155,6 +160,47 @@ def test_the_status_has_words_everywhere() -> None:
     assert Status.parse("gave up") is Status.parse("MAX_RECOVERY_ATTEMPTS_EXCEEDED") is status
     assert Status.parse("Gave-Up") is status and status.word == "gave up"
     assert status.is_final and list(Status)[-1] is status
+
+
+def test_a_workflow_that_gave_up_shows_everywhere(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The new status reads "gave up" in the tables (text and HTML, in the danger colour), the
+    live view ends on it (danger), the CLI lists and prunes it by that word, and a resume says
+    what it had been."""
+    pytest.importorskip("IPython")
+    from nbflow.cli import main
+    from nbflow.notebook._state import ViewState
+    from nbflow.notebook._tables import workflow_table as html_table
+    from nbflow.text._format import format_resume
+    from nbflow.text._tables import workflow_table
+
+    runtime = nbflow.configure(str(db_path))
+    handle = nbflow.start(never_again)  # max_recovery_attempts=0: its first recovery gives up
+    _started(handle.workflow_id, 1)
+    interrupt(runtime)
+    with nbflow.configure(str(db_path)) as rt:
+        [skipped] = nbflow.recover().skipped
+        assert "gave up at recovery 1 (max_recovery_attempts=0)" in skipped.reason
+        rows = nbflow.list_workflows()
+        assert "gave up" in workflow_table(rows)
+        html = html_table(rows, "workflows", rt)._repr_html_()
+        assert "gave up" in html
+        state = ViewState(handle.workflow_id)
+        state.status = str(rows[0].status)
+        assert state.final and state.word == "gave up"
+        assert state.frame(0.0).bar_style == "danger"
+        assert format_resume(handle.workflow_id, rows[0].status) == (
+            f"resumed: workflow {handle.workflow_id} (had given up)"
+        )
+    assert main(["--db", str(db_path), "list", "--status", "gave up"]) == 0
+    assert handle.workflow_id in capsys.readouterr().out
+    assert (
+        main(["--db", str(db_path), "prune", "--older-than", "0.001", "--status", "gave-up"]) == 0
+    )
+    capsys.readouterr()
+    with nbflow.configure(str(db_path)):
+        assert nbflow.list_workflows() == []
 
 
 # -- a real process killed each time ------------------------------------------------------------
