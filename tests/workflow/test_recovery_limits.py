@@ -8,6 +8,7 @@ again until ``nbflow.resume`` does. Restates DBOS's ``tests/test_failures.py::te
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import subprocess
 import sys
@@ -147,6 +148,51 @@ def test_no_limit_and_the_default(database: str) -> None:
     _started(free.workflow_id, 2)
     nbflow.send(free.workflow_id, "x", topic="go")
     assert again.result(timeout=30) == "x"
+
+
+@nbflow.workflow(name="tests.recovery_limits.once_more", max_recovery_attempts=1)
+def once_more() -> str:
+    return _waits()
+
+
+def test_a_call_with_the_id_of_an_interrupted_workflow_is_a_recovery(database: str) -> None:
+    """Starting (or calling) a workflow with the id of an interrupted one resumes it: that counts
+    as a recovery too, held to the same limit."""
+    workflow_id = f"again-{uuid.uuid4().hex[:8]}"
+    for run in (1, 2):
+        runtime = nbflow.configure(database)
+        with nbflow.set_workflow_id(workflow_id):
+            nbflow.start(once_more)
+        _started(workflow_id, run)
+        assert nbflow.list_workflows(id_prefix=workflow_id)[0].recovery_attempts == run - 1
+        interrupt(runtime)
+    with nbflow.configure(database):
+        with nbflow.set_workflow_id(workflow_id):
+            handle = nbflow.start(once_more)
+        with pytest.raises(nbflow.MaxRecoveryAttemptsExceededError, match="recovery 2"):
+            handle.result(timeout=10)
+        assert _starts[workflow_id] == 2
+
+
+def test_processes_recovering_at_once_count_each_recovery_once(pg_url: str) -> None:
+    """Two runtimes (two executors) recover the same interrupted workflows at the same time:
+    each workflow is taken by one of them, and counted once."""
+    first = nbflow.Runtime(pg_url)
+    handles = [first.start(unlimited) for _ in range(12)]
+    for h in handles:
+        _started(h.workflow_id, 1)
+    interrupt(first)
+    a, b = nbflow.Runtime(pg_url), nbflow.Runtime(pg_url)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            found = [f.result() for f in [pool.submit(a.recover), pool.submit(b.recover)]]
+        taken = sorted(h.workflow_id for recovered in found for h in recovered)
+        assert taken == sorted(h.workflow_id for h in handles)
+        counts = {w.workflow_id: w.recovery_attempts for w in a.list_workflows()}
+        assert counts == {h.workflow_id: 1 for h in handles}
+    finally:
+        b.close(timeout=0)
+        interrupt(a)  # (waits until the workflow threads of both are gone)
 
 
 def test_max_recovery_attempts_is_checked() -> None:
