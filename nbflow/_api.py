@@ -261,7 +261,8 @@ def cancel(workflow_id: str) -> None:
 
 
 def resume(workflow_id: str, *, rerun_changed: bool = False) -> WorkflowHandle:
-    """Resume an interrupted, cancelled or failed workflow (see :meth:`Runtime.resume`); with
+    """Resume an interrupted, cancelled or failed workflow, or one that gave up (see
+    :meth:`Runtime.resume`); with
     ``rerun_changed``, when its code changed since it ran, run it again as ``<id>.2`` reusing every
     checkpoint whose step, code and arguments still match."""
     return _call_runtime().resume(workflow_id, rerun_changed=rerun_changed)

@@ -21,6 +21,7 @@ message what to do next::
     ├── StreamClosedError                    a write after the stream was closed
     ├── WorkflowCancelledError               the workflow was cancelled
     ├── WorkflowInterruptedError             the workflow was interrupted and is not running
+    ├── MaxRecoveryAttemptsExceededError     recovered too often: never again by itself
     ├── WorkflowRunningError                 a running workflow cannot be deleted
     ├── RecordedError                        a recorded exception that cannot be rebuilt here
     └── WaitTimeoutError (TimeoutError)      a wait ran out of time
@@ -46,6 +47,7 @@ __all__ = [
     "DatabaseLockedError",
     "FunctionNotRegisteredError",
     "InvalidValueError",
+    "MaxRecoveryAttemptsExceededError",
     "NbflowError",
     "NondeterminismError",
     "NotInWorkflowError",
@@ -376,6 +378,21 @@ class WorkflowInterruptedError(NbflowError):
         self.workflow_id = workflow_id
 
 
+class MaxRecoveryAttemptsExceededError(NbflowError):
+    """Each run of the workflow stopped its process, more often than ``max_recovery_attempts``
+    allows: it is MAX_RECOVERY_ATTEMPTS_EXCEEDED, run again only by a resume. Attributes:
+    ``workflow_id``, ``attempts`` (recoveries, the last one given up), ``limit`` (or None)."""
+
+    def __init__(self, workflow_id: str, attempts: int, limit: int | None = None) -> None:
+        allowed = "" if limit is None else f" (max_recovery_attempts={limit})"
+        super().__init__(
+            f"Workflow {workflow_id!r} gave up at recovery {attempts}{allowed}: its first run and "
+            "every recovery stopped before it ended (an input that crashes its process?). It is "
+            f"not recovered again by itself; fix the cause, then {hint('resume', workflow_id)}."
+        )
+        self.workflow_id, self.attempts, self.limit = workflow_id, attempts, limit
+
+
 class WorkflowRunningError(NbflowError):
     """A workflow that has not finished (PENDING or ENQUEUED) cannot be deleted; nothing was.
 
@@ -393,9 +410,7 @@ class WorkflowRunningError(NbflowError):
             f"{which} is {status} (not finished), so nothing was deleted. Cancel it first with "
             f"{hint('cancel', workflow_id)}, or wait until it ends, then delete again."
         )
-        self.workflow_id = workflow_id
-        self.status = status
-        self.asked = asked
+        self.workflow_id, self.status, self.asked = workflow_id, status, asked
 
 
 class RecordedError(NbflowError):
@@ -432,6 +447,4 @@ class StreamTimeoutError(WaitTimeoutError):
             f"read_stream(id, {key!r}, start={offset}), or if it was interrupted, resume it with "
             f"{hint('resume', workflow_id)}."
         )
-        self.workflow_id = workflow_id
-        self.key = key
-        self.offset = offset
+        self.workflow_id, self.key, self.offset = workflow_id, key, offset

@@ -29,10 +29,14 @@ class Status(str, enum.Enum):
     SUCCESS = "SUCCESS"
     ERROR = "ERROR"
     CANCELLED = "CANCELLED"
+    #: Recovered more times than its ``max_recovery_attempts``: never recovered again by itself
+    #: (``nbflow.resume(id)`` runs it on).
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
 
     @property
     def is_final(self) -> bool:
-        """True for SUCCESS, ERROR and CANCELLED."""
+        """True for SUCCESS, ERROR, CANCELLED and MAX_RECOVERY_ATTEMPTS_EXCEEDED (nothing runs it
+        on by itself)."""
         return self not in (Status.PENDING, Status.ENQUEUED)
 
     def __str__(self) -> str:
@@ -50,7 +54,8 @@ class Status(str, enum.Enum):
         """A status from a word a person types, in any case: the views' words or the statuses'
         names, ``running`` or ``pending`` (PENDING), ``enqueued`` or ``queued`` (ENQUEUED),
         ``succeeded`` or ``success`` (SUCCESS), ``failed`` or ``error`` (ERROR), ``cancelled`` or
-        ``canceled`` (CANCELLED).
+        ``canceled`` (CANCELLED), ``gave up`` or ``max_recovery_attempts_exceeded``
+        (MAX_RECOVERY_ATTEMPTS_EXCEEDED).
 
         Raises:
             ValueError: The word names no status; the message lists the words and what each
@@ -153,6 +158,9 @@ class WorkflowInfo(_Record):
         parent_id: The workflow that called it, or None.
         queue: The queue it was enqueued on, or None.
         code: The fingerprint of its body when it started (:func:`nbflow.fingerprint`), or None.
+        recovery_attempts: How many times it was recovered after its process stopped (0: never;
+            ``nbflow.resume`` starts the count again). Past its workflow's
+            ``max_recovery_attempts`` it is MAX_RECOVERY_ATTEMPTS_EXCEEDED instead.
     """
 
     workflow_id: str
@@ -165,6 +173,7 @@ class WorkflowInfo(_Record):
     parent_id: str | None = None
     queue: str | None = None
     code: str | None = None
+    recovery_attempts: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> WorkflowInfo:
@@ -180,6 +189,7 @@ class WorkflowInfo(_Record):
             parent_id=row.parent_id,
             queue=row.queue_name,
             code=row.code,
+            recovery_attempts=row.recovery_attempts or 0,
         )
 
 

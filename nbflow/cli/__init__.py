@@ -160,8 +160,9 @@ def _add_retention(add: _Add) -> None:
         type=finished_status,
         action="append",
         metavar="STATUS",
-        help="only workflows with this status: succeeded, failed or cancelled (or SUCCESS, ERROR, "
-        "CANCELLED; repeat for more; default: all three)",
+        help="only workflows with this status: succeeded, failed, cancelled or gave up (or "
+        "SUCCESS, ERROR, CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED; repeat for more; default: all "
+        "four)",
     )
     p.add_argument("--dry-run", action="store_true", help="count them, remove nothing")
     p = add("delete", cmd_delete, "remove a finished workflow, its steps, streams and messages")

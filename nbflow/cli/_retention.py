@@ -20,7 +20,7 @@ from nbflow.text._status import status_value, unknown_status
 
 __all__ = ["age", "cmd_compact", "cmd_delete", "cmd_prune", "file_size", "finished_status"]
 
-_FINISHED = ("SUCCESS", "ERROR", "CANCELLED")
+_FINISHED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
 
 def age(text: str) -> float:

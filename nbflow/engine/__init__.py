@@ -17,6 +17,8 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_history``, ``_queues``, ``_reports``: reads and waits for workflows elsewhere; the queue
   thread; what the committer and other processes report (durable ends, cancels, take-overs);
   ``_timelayout``: a timeline's rows (steps packed into lanes, streams as ticks) as a Gantt chart;
+  ``_recovery``: a claim that recovers a workflow, counted and held to its
+  ``max_recovery_attempts``;
 - ``_timeline``: a workflow and its children (bounded) as a timeline draws them
   (``TimelineData``);
 - ``_workflows``: ``WorkflowRun``, the ``WorkflowContext`` of one body (the step loop, sync and

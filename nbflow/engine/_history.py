@@ -116,7 +116,7 @@ class History:
         __tracebackhide__ = True
         if row.status == Status.CANCELLED:
             raise WorkflowCancelledError(row.workflow_id)
-        if row.status == Status.ERROR:
+        if row.status in (Status.ERROR, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED):
             raise self._engine.decode_error(row.error, row.error_pickle)
         what = f"the result of workflow {row.workflow_id!r}"
         return self._engine.decode(row.output_json, row.output_pickle, what)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from nbflow._errors import (
     NO_THREAD,
     FunctionNotRegisteredError,
+    MaxRecoveryAttemptsExceededError,
     SerializationError,
     WaitTimeoutError,
     WorkflowConflictError,
@@ -30,6 +31,7 @@ from nbflow.engine._deadlines import Deadlines
 from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Execution, Executions, State
 from nbflow.engine._loop import LoopThread
+from nbflow.engine._recovery import claim
 from nbflow.engine._tracing import Tracing
 from nbflow.engine._workflows import WorkflowRun, run_body, run_body_async
 from nbflow.store import WorkflowRow
@@ -155,9 +157,8 @@ class Lifecycle:
         """:meth:`begin` for an id already recorded (caller holds the lock)."""
         if row.name != wf.name:
             raise WorkflowConflictError(row.workflow_id, row.name, wf.name)
-        if row.status == Status.PENDING:
-            now = time.time()
-            claimed = self._store.claim(row.workflow_id, self._engine.executor_id, now)
+        if row.status == Status.PENDING:  # interrupted: a recovery (result() says if it gave up)
+            claimed = claim(self._engine, row.workflow_id, wf, recovery=True, quiet=True)
             if claimed is not None:
                 return Begun(row.workflow_id, self.activate_row(claimed, wf), True)
         return Begun(row.workflow_id, None, False)
@@ -293,8 +294,8 @@ class Lifecycle:
         for child_id in self._store.running_children(workflow_id):  # as DBOS does
             self.cancel(child_id)
 
-    def resume(self, workflow_id: str) -> tuple[WorkflowHandle, bool]:
-        """Resume a workflow (see :meth:`Runtime.resume`); also whether this call took it over."""
+    def resume(self, workflow_id: str, recovery: bool = False) -> tuple[WorkflowHandle, bool]:
+        """Resume (or with ``recovery``, recover) a workflow; also whether this call took it over."""
         check_text(workflow_id, "A workflow id")
         running = self._executions.get(workflow_id)
         # cancelled, but still on its way out: give it a moment to reach its next checkpoint
@@ -308,23 +309,24 @@ class Lifecycle:
             running = self._executions.get(workflow_id)
             if running is not None:
                 return self.handle(workflow_id, running), False
-            ex = self._take_over(workflow_id)
+            ex = self._take_over(workflow_id, recovery)
             if ex is None:
                 return self.handle(workflow_id), False
         self.spawn(ex)
         return self.handle(workflow_id, ex), True
 
-    def _take_over(self, workflow_id: str) -> Execution | None:
+    def _take_over(self, workflow_id: str, recovery: bool) -> Execution | None:
         """Claim a recorded workflow to run it here (caller holds the lock)."""
         row = self._store.get_workflow(workflow_id)
         if row is None:
             raise WorkflowNotFoundError(workflow_id, self._engine.database)
+        wf = lookup_workflow(row.name)
         if row.status == Status.SUCCESS:
             return None
-        if lookup_workflow(row.name) is None:
+        if wf is None:
             raise FunctionNotRegisteredError(workflow_id, row.name)
         self._engine.flush()  # e.g. a cancel queued here goes first
-        claimed = self._store.claim(workflow_id, self._engine.executor_id, time.time(), reopen=True)
+        claimed = claim(self._engine, workflow_id, wf, recovery=recovery, reopen=True)
         if claimed is None:  # it ended meanwhile, or another live process runs it
             return None
         if row.status != Status.PENDING:  # its end markers are gone: readers look again
@@ -345,11 +347,12 @@ class Lifecycle:
                     raise FunctionNotRegisteredError(row.workflow_id, row.name)
                 if not self._engine.allow_pickle:  # before it is claimed (and JSON only: cheap)
                     self._engine.decode(row.inputs_json, row.inputs_pickle, _inputs(row))
-                handle, taken = self.resume(row.workflow_id)
+                handle, taken = self.resume(row.workflow_id, recovery=True)
             except FunctionNotRegisteredError:
                 reason = "its function is not declared in this process (import or define it)"
                 recovered.skipped.append(Skipped(row.workflow_id, row.name, reason))
-            except SerializationError as exc:  # one that cannot be loaded stops no other
+            except (SerializationError, MaxRecoveryAttemptsExceededError) as exc:  # (one that
+                # cannot be loaded, or that gave up, stops no other)
                 recovered.skipped.append(Skipped(row.workflow_id, row.name, str(exc)))
             else:
                 if taken:

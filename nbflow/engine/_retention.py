@@ -56,7 +56,7 @@ def age_seconds(older_than: float | dt.timedelta) -> float:
 
 
 def _statuses(status: str | Status | Iterable[str | Status] | None) -> list[str]:
-    """The finished statuses ``status`` names (None: all three)."""
+    """The finished statuses ``status`` names (None: every one)."""
     if status is None:
         return list(_FINAL)
     single = isinstance(status, (str, Status)) or not isinstance(status, Iterable)

@@ -126,7 +126,9 @@ class Runtime(HistoryReads, Removals):
         self._core.lifecycle.cancel(workflow_id)
 
     def resume(self, workflow_id: str, *, rerun_changed: bool = False) -> WorkflowHandle:
-        """Run an interrupted, cancelled or failed workflow on from its last checkpoint.
+        """Run an interrupted, cancelled or failed workflow (or one that gave up: recovered
+        past its ``max_recovery_attempts``) on from its last checkpoint, its count of
+        recoveries started again.
 
         Recorded steps are not run again; for a failed workflow, the step whose error ended it
         runs again. A running or successful workflow is left as it is, also when another process
@@ -191,7 +193,9 @@ class Runtime(HistoryReads, Removals):
         """Resume every interrupted (PENDING, not running) workflow this process can load.
 
         The others (function not declared here, inputs or replay that cannot be decoded) are
-        named in one warning and left PENDING. On PostgreSQL a workflow is interrupted when its
+        named in one warning and left PENDING; one recovered past its workflow's
+        ``max_recovery_attempts`` is named too, marked MAX_RECOVERY_ATTEMPTS_EXCEEDED instead of
+        run. On PostgreSQL a workflow is interrupted when its
         process closed its runtime or died; each is taken over in a transaction, so processes
         recovering at once resume each workflow once.
 

@@ -257,7 +257,7 @@ class StepRun:
         if exc is None or not isinstance(exc, Exception):  # KeyboardInterrupt & co. go on up
             self.pending = False
             return False
-        self.delay = self.step.policy.delay(self.tries) if self.ex.running else None
+        self.delay = self.step.policy.after(self.tries, exc) if self.ex.running else None
         if self.delay is None:
             self.pending, self.error = False, exc
         return True

@@ -35,7 +35,12 @@ __all__ = ["MAX_GROUPS", "MAX_LANES", "STEP_ROWS", "timeline_chart"]
 STEP_ROWS = 30  # steps of one workflow drawn a row each; more are grouped by name into lanes
 MAX_LANES = 8  # lanes of one group
 MAX_GROUPS = 12  # groups of one workflow (the others' steps share a last one)
-_KINDS = {"SUCCESS": "success", "ERROR": "error", "CANCELLED": "cancelled"}
+_KINDS = {
+    "SUCCESS": "success",
+    "ERROR": "error",
+    "CANCELLED": "cancelled",
+    "MAX_RECOVERY_ATTEMPTS_EXCEEDED": "error",
+}
 
 
 def timeline_chart(data: TimelineData, *, interrupted: bool = False) -> Chart:

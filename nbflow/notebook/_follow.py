@@ -26,7 +26,7 @@ _WAIT = 0.1  # seconds the reader waits for new items before it looks around
 _IDLE_WAIT = 0.25  # the same, after a second without new items (fewer queries when idle)
 _SLICE = 0.25  # seconds spent on one stream before the others get their turn
 _DISCOVER = 0.5  # seconds between looks for new streams (keys=None)
-_FINAL = ("SUCCESS", "ERROR", "CANCELLED")
+_FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
 
 class Follower:

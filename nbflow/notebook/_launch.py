@@ -142,7 +142,7 @@ def _previous(rt: Runtime, workflow_id: str) -> Previous:
     except nbflow.WorkflowNotFoundError:
         return Previous("new")
     status = str(info.status)
-    if status in ("SUCCESS", "ERROR", "CANCELLED"):
+    if nbflow.Status(status).is_final:
         return Previous("finished", status, info.ended_at)
     if status == "PENDING" and rt.store.single_process:
         return Previous("interrupted", status)
@@ -178,7 +178,7 @@ def _note(previous: Previous, workflow_id: str, rerun_hint: str) -> str | None:
         )
     if previous.state == "finished":
         resume = ""
-        if previous.status in ("ERROR", "CANCELLED"):
+        if previous.status != "SUCCESS":
             what = "re-runs only what failed" if previous.status == "ERROR" else "goes on"
             resume = f"nbflow.resume({workflow_id!r}) {what}; "
         return (

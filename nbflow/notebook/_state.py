@@ -28,7 +28,12 @@ __all__ = [
 ]
 
 #: The bar style (ipywidgets' ``bar_style``) of each final status.
-BAR_STYLES = {"SUCCESS": "success", "ERROR": "danger", "CANCELLED": "warning"}
+BAR_STYLES = {
+    "SUCCESS": "success",
+    "ERROR": "danger",
+    "CANCELLED": "warning",
+    "MAX_RECOVERY_ATTEMPTS_EXCEEDED": "danger",
+}
 
 _FINAL = frozenset(BAR_STYLES)
 _LINE_LIMIT = 2000  # characters of one output line

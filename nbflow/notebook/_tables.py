@@ -30,6 +30,7 @@ _COLOURS = {
     "succeeded": text_colour("success"),
     "failed": text_colour("danger"),
     "cancelled": text_colour("warning"),
+    "gave up": text_colour("danger"),
     "running": text_colour("info"),
     "enqueued": text_colour("info"),
     "interrupted": muted(),

@@ -106,15 +106,24 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def claim(
-        self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False
+        self,
+        workflow_id: str,
+        executor_id: str,
+        now: float,
+        *,
+        reopen: bool = False,
+        recovery: bool = False,
     ) -> WorkflowRow | None:
         """Take a workflow over to run it here, in one transaction, and return its row.
 
         A PENDING workflow is taken when no live executor runs it (``executor_id`` itself counts as
-        not running it: the caller knows it does not). With ``reopen``, an ERROR or CANCELLED one
+        not running it: the caller knows it does not). With ``reopen``, an ended one (not SUCCESS)
         is reopened: set back to PENDING, with the checkpoint of the step whose error ended it and
         the end markers its end wrote deleted. Returns None when the workflow is not taken: it
         ended (and is not reopened), is gone, or a live executor runs it.
+
+        The same transaction counts the claim in ``recovery_attempts``: a ``recovery`` (its
+        process stopped) adds one, any other claim (a resume) sets it to 0.
         """
 
     @abc.abstractmethod

@@ -28,8 +28,8 @@ from nbflow.store._sql import (
     FINISH_UPDATE,
     Execute,
     SQLStore,
+    claim_statements,
     finish_params,
-    reopen_statements,
 )
 from nbflow.text._hints import hint
 
@@ -401,24 +401,20 @@ class DuckDBStore(DuckMaintenance, SQLStore):
             yield lambda sql, params: cur.execute(sql, params).fetchall()
 
     def claim(
-        self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False
+        self,
+        workflow_id: str,
+        executor_id: str,
+        now: float,
+        *,
+        reopen: bool = False,
+        recovery: bool = False,
     ) -> WorkflowRow | None:
         # One process holds the file: a PENDING workflow not running here is interrupted.
         row = self.get_workflow(workflow_id)
         if row is None or row.status == "SUCCESS" or (row.status != "PENDING" and not reopen):
             return None
-        if row.status != "PENDING":
-            with self._writing, self._using() as cur:
-                cur.execute("BEGIN TRANSACTION")
-                try:
-                    for sql, params in reopen_statements(workflow_id, now):
-                        cur.execute(sql, params)
-                    cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-            row = self.get_workflow(workflow_id)
-        return row
+        self._commit(list(claim_statements(workflow_id, now, row.status, recovery)))
+        return self.get_workflow(workflow_id)
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new queries, wait (up to ``timeout`` s) for those running, then close."""

@@ -50,6 +50,7 @@ from nbflow.store._ops import (
     WorkflowRow,
     changes,
 )
+from nbflow.store._pgclaim import take_over
 from nbflow.store._pgretry import RideOut
 from nbflow.store._sql import (
     FINISH_UPDATE,
@@ -60,7 +61,6 @@ from nbflow.store._sql import (
     SQLStore,
     Statement,
     finish_params,
-    reopen_statements,
 )
 
 __all__ = ["PostgresStore"]
@@ -391,31 +391,19 @@ class PostgresStore(SQLStore):
         return f"{column} = ANY({param}::{sql_type}[])"
 
     def claim(
-        self, workflow_id: str, executor_id: str, now: float, *, reopen: bool = False
+        self,
+        workflow_id: str,
+        executor_id: str,
+        now: float,
+        *,
+        reopen: bool = False,
+        recovery: bool = False,
     ) -> WorkflowRow | None:
         alive = self._alive.format(executor="w.executor_id")
         with self._pool.connection(self.url) as conn, conn.transaction():
-            row = conn.execute(
-                f"SELECT w.status, w.executor_id <> $2 AND {alive} FROM workflows w "
-                "WHERE w.workflow_id = $1 FOR UPDATE OF w SKIP LOCKED",
-                [workflow_id, executor_id],
-            ).fetchone()
-            if row is None:  # gone, or being changed by another process right now
-                return None
-            status, running_elsewhere = row
-            if status == "PENDING" and running_elsewhere:
-                return None
-            if status != "PENDING":
-                if not reopen or status == "SUCCESS":
-                    return None
-                for query, params in reopen_statements(workflow_id, now):
-                    conn.execute(query, params)
-            taken = conn.execute(
-                f"UPDATE workflows SET executor_id = $2, updated_at = $3 WHERE workflow_id = $1 "
-                f"RETURNING {WORKFLOW_COLUMNS}",
-                [workflow_id, executor_id, now],
-            ).fetchone()
-        return WorkflowRow(*taken) if taken else None
+            return take_over(
+                conn, alive, workflow_id, executor_id, now, reopen=reopen, recovery=recovery
+            )
 
     def pending_workflows(self) -> list[WorkflowRow]:
         # Those of dead executors, and this process's own (the caller skips those it runs: one

@@ -43,6 +43,7 @@ __all__ = [
     "STREAM_COLUMNS",
     "WORKFLOW_COLUMNS",
     "SQLStore",
+    "claim_statements",
     "reopen_statements",
 ]
 
@@ -129,6 +130,18 @@ def reopen_statements(workflow_id: str, now: float) -> list[tuple[str, list[Any]
             [workflow_id],
         ),
     ]
+
+
+def claim_statements(
+    workflow_id: str, now: float, status: str, recovery: bool
+) -> list[tuple[str, list[Any]]]:
+    """What a claim of a workflow with ``status`` writes: an ended one is reopened
+    (:func:`reopen_statements`); the claim is counted: a ``recovery`` adds one to
+    ``recovery_attempts``, a resume starts the count again (at 0)."""
+    count = "coalesce(recovery_attempts, 0) + 1" if recovery else "0"
+    statements = [] if status == "PENDING" else reopen_statements(workflow_id, now)
+    update = f"UPDATE workflows SET recovery_attempts = {count} WHERE workflow_id = $1"
+    return [*statements, (update, [workflow_id])]
 
 
 def fork_statements(fork: Fork) -> list[tuple[str, list[Any]]]:

@@ -23,7 +23,7 @@ __all__ = ["BATCH", "FINAL", "DeleteQueries"]
 #: Ids removed per transaction: a very large prune is several transactions of this many.
 BATCH = 2000
 #: The statuses of finished workflows, the only ones ever removed.
-FINAL = ("SUCCESS", "ERROR", "CANCELLED")
+FINAL = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 #: Runs one statement in the caller's transaction and returns its rows.
 Execute = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 

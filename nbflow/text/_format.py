@@ -202,12 +202,13 @@ STATUS_WORDS = {
     "SUCCESS": "succeeded",
     "ERROR": "failed",
     "CANCELLED": "cancelled",
+    "MAX_RECOVERY_ATTEMPTS_EXCEEDED": "gave up",
 }
 
 
 def status_word(status: str, *, running_here: bool = True) -> str:
     """The word for a status: ``running``, ``interrupted``, ``enqueued``, ``succeeded``,
-    ``failed`` or ``cancelled``; any other text (``starting``) as it is.
+    ``failed``, ``cancelled`` or ``gave up``; any other text (``starting``) as it is.
 
     Args:
         status: A ``Status`` or its value.
@@ -368,7 +369,9 @@ def format_resume(workflow_id: str, before: str) -> str:
 
 
 def _had(word: str) -> str:
-    """``had failed``, ``had succeeded``; ``was cancelled``, ``was interrupted``…"""
+    """``had failed``, ``had succeeded``, ``had given up``; ``was cancelled``, ``was interrupted``…"""
+    if word == "gave up":
+        return "had given up"
     return f"had {word}" if word in ("failed", "succeeded") else f"was {word}"
 
 

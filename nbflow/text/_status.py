@@ -1,9 +1,10 @@
 """The words a person types for a workflow's status, and what each means.
 
 One status has two vocabularies: the views' and tables' words (``running``, ``enqueued``,
-``succeeded``, ``failed``, ``cancelled``: :data:`~nbflow.text._format.STATUS_WORDS`) and the
-statuses' own names (``PENDING``, ``ENQUEUED``, ``SUCCESS``, ``ERROR``, ``CANCELLED``). Wherever a
-status is typed, both are taken, in any case, with the usual variants (``queued``, ``canceled``).
+``succeeded``, ``failed``, ``cancelled``, ``gave up``: :data:`~nbflow.text._format.STATUS_WORDS`)
+and the statuses' own names (``PENDING``, ``ENQUEUED``, ``SUCCESS``, ``ERROR``, ``CANCELLED``,
+``MAX_RECOVERY_ATTEMPTS_EXCEEDED``). Wherever a status is typed, both are taken, in any case, with
+the usual variants (``queued``, ``canceled``, ``gave-up``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ STATUS_NAMES = {
     **{word: value for value, word in STATUS_WORDS.items()},
     "queued": "ENQUEUED",
     "canceled": "CANCELLED",
+    "gave-up": "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+    "given up": "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
 }
 
 
@@ -39,7 +42,7 @@ def status_choices(values: Sequence[str] | None = None) -> str:
     """The words for the statuses ``values`` (None: all), each with its name, for a message.
 
     Args:
-        values: The statuses' values (``["SUCCESS", "ERROR"]``), or None for all five.
+        values: The statuses' values (``["SUCCESS", "ERROR"]``), or None for all.
 
     Returns:
         ``running (PENDING), enqueued or queued (ENQUEUED), …``
@@ -57,7 +60,7 @@ def unknown_status(text: object, values: Sequence[str] | None = None) -> str:
 
     Args:
         text: What was typed.
-        values: The statuses that may be named there (None: all five).
+        values: The statuses that may be named there (None: all).
 
     Returns:
         ``Unknown workflow status 'x'; use one of failed (ERROR), …``; for ``interrupted``, where

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import inspect
 import math
@@ -30,6 +31,8 @@ __all__ = [
     "Step",
     "StepAttempt",
     "WorkflowCall",
+    "add_note",
+    "check_predicate",
     "check_seconds",
     "qualified_name",
     "running_loop",
@@ -45,11 +48,15 @@ class RetryPolicy:
         retries: How many times to run it again (0: never).
         backoff: The factor by which the wait grows after each failed attempt.
         interval: Seconds to wait before the first retry.
+        should_retry: Called with each error of an attempt that may be retried: False ends the
+            step at once with that error (None: every error is retried). One that raises counts
+            as False (see :meth:`after`).
     """
 
     retries: int = 0
     backoff: float = 2.0
     interval: float = 1.0
+    should_retry: Callable[[Exception], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.retries < 0 or self.backoff < 1 or self.interval < 0:
@@ -57,12 +64,55 @@ class RetryPolicy:
                 f"@nbflow.step needs retries >= 0, backoff >= 1 and interval >= 0 (got "
                 f"retries={self.retries}, backoff={self.backoff}, interval={self.interval})."
             )
+        check_predicate(self.should_retry)
 
     def delay(self, failures: int) -> float | None:
         """Seconds to wait after the ``failures``-th failed attempt, or None: give up."""
         if failures > self.retries:
             return None
         return self.interval * self.backoff ** (failures - 1)
+
+    def after(self, failures: int, error: Exception) -> float | None:
+        """:meth:`delay`, asking :attr:`should_retry` about ``error`` first (when a retry is
+        left): None when it says no. A ``should_retry`` that raises says no: ``error`` ends the
+        step, with a note naming what the predicate raised."""
+        delay = self.delay(failures)
+        if delay is None or self.should_retry is None:
+            return delay
+        try:
+            verdict = self.should_retry(error)
+        except Exception as exc:
+            add_note(error, f"not retried: should_retry raised {type(exc).__qualname__}: {exc}")
+            return None
+        if inspect.isawaitable(verdict):
+            if inspect.iscoroutine(verdict):
+                verdict.close()  # never awaited: say so, not "coroutine was never awaited"
+            add_note(error, "not retried: should_retry returned an awaitable, not a bool")
+            return None
+        return delay if verdict else None
+
+
+def check_predicate(fn: object) -> None:
+    """Raise TypeError unless ``fn`` is None or a plain callable (``should_retry``)."""
+    if fn is None:
+        return
+    if not callable(fn):
+        raise TypeError(
+            f"should_retry must be a function taking the exception and returning a bool, not "
+            f"{fn!r}."
+        )
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"should_retry must return a bool directly; {qualified_name(fn)} is async def. "
+            "Decide from the exception alone (its type, its message), in a plain function."
+        )
+
+
+def add_note(error: BaseException, text: str) -> None:
+    """Add ``text`` to ``error``'s notes (shown under its traceback; kept in its record)."""
+    notes = getattr(error, "__notes__", None)
+    with contextlib.suppress(AttributeError):  # an exception type with __slots__
+        error.__notes__ = [*(notes or ()), text]  # type: ignore[attr-defined]
 
 
 NO_RETRY = RetryPolicy()
@@ -129,6 +179,8 @@ class DeclaredWorkflow(Protocol):
     name: str
     fn: Callable[..., Any]
     is_async: bool
+    #: How many times an interrupted run may be recovered (None: no limit).
+    max_recovery_attempts: int | None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 

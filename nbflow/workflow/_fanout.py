@@ -120,7 +120,7 @@ class Fanout:
         if not items.local:
             items.printed(index, attempts, output_of(error))
             if items.running:
-                delay = items.policy.delay(attempts)
+                delay = items.policy.after(attempts, error)
         if delay is None:
             items.failure = items.failure or (index, error)
         else:

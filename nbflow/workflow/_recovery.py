@@ -115,8 +115,8 @@ def announce(recovered: Recovered) -> None:
         shown = bool(listener(recovered)) or shown
     if recovered.skipped and not shown:
         logger.warning(
-            "Not recovered: %d interrupted workflow(s), left PENDING for a process that can "
-            "run them (then %s again):\n  %s",
+            "Not recovered: %d interrupted workflow(s); one left PENDING waits for a process "
+            "that can run it (then %s again):\n  %s",
             len(recovered.skipped),
             hint("recover"),
             "\n  ".join(f"{s.workflow_id!r} ({s.name}): {s.reason}" for s in recovered.skipped),

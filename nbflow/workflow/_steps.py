@@ -51,6 +51,7 @@ class StepFunction:
         self.retries = policy.retries
         self.backoff = policy.backoff
         self.interval = policy.interval
+        self.should_retry = policy.should_retry
         functools.update_wrapper(self, fn)
         _STEPS[self.name] = self
 
@@ -90,6 +91,7 @@ def step(
     backoff: float = 2.0,
     interval: float = 1.0,
     cache: Cache | bool | None = None,
+    should_retry: Callable[[Exception], bool] | None = None,
 ) -> Callable[[F], F]: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -100,6 +102,7 @@ def step(
     backoff: float = 2.0,
     interval: float = 1.0,
     cache: Cache | bool | None = None,
+    should_retry: Callable[[Exception], bool] | None = None,
 ) -> Any:
     """Declare a step: inside a workflow its outcome is recorded, and a replay returns the record.
 
@@ -111,11 +114,16 @@ def step(
         cache: True (or an :class:`nbflow.Cache`) keeps its results across runs: a call whose
             name, code (:func:`nbflow.fingerprint`) and arguments match a kept result returns it
             without running, in any workflow or outside one, in any process on the database.
+        should_retry: Called with the exception of a failed attempt when a retry is left;
+            False ends the step at once with that exception (recorded as its error, as when
+            its retries run out). A ``should_retry`` that raises counts as False: the step's
+            own exception ends it, with a note naming what the predicate raised. It must be a
+            plain function (not ``async def``).
 
     Outside a workflow, or inside another step, a step is a plain call (a cached one still
     looks in its cache).
     """
-    policy = RetryPolicy(retries=retries, backoff=backoff, interval=interval)
+    policy = RetryPolicy(retries, backoff, interval, should_retry)
     if fn is None:
         return lambda f: StepFunction(f, name=name, policy=policy, cache=cache)
     return StepFunction(fn, name=name, policy=policy, cache=cache)

@@ -13,6 +13,7 @@ from nbflow.workflow import _context as context
 from nbflow.workflow._calls import qualified_name, running_loop
 
 __all__ = [
+    "DEFAULT_MAX_RECOVERY_ATTEMPTS",
     "WorkflowFunction",
     "as_workflow",
     "lookup_workflow",
@@ -23,6 +24,9 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: How many times an interrupted workflow is recovered at most, unless it says (as DBOS: 100).
+DEFAULT_MAX_RECOVERY_ATTEMPTS = 100
 
 _registry: dict[str, WorkflowFunction] = {}
 
@@ -81,9 +85,15 @@ def workflow_timeout(seconds: float) -> Iterator[None]:
 class WorkflowFunction:
     """A function declared with :func:`workflow`. Calling it runs it durably in this thread."""
 
-    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"@nbflow.workflow decorates a function, not {fn!r}.")
+        self.max_recovery_attempts = _check_attempts(max_recovery_attempts)
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn)
         self.name = check_text(name, "A workflow name") if name is not None else qualified_name(fn)
@@ -123,17 +133,39 @@ def _lookup_or_fail(name: str) -> WorkflowFunction:
 @overload
 def workflow(fn: F, /) -> F: ...
 @overload
-def workflow(*, name: str | None = None) -> Callable[[F], F]: ...
-def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+def workflow(
+    *, name: str | None = None, max_recovery_attempts: int | None = ...
+) -> Callable[[F], F]: ...
+def workflow(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+) -> Any:
     """Declare a durable workflow: its steps are checkpointed and its stream writes exactly once.
 
-    Use bare (``@nbflow.workflow``) or with a name (``@nbflow.workflow(name="etl")``). The name
-    (default: module and qualified name) is how an interrupted workflow finds its function again,
-    so keep it stable across edits.
+    Use bare (``@nbflow.workflow``) or with options (``@nbflow.workflow(name="etl")``).
+
+    Args:
+        name: How an interrupted workflow finds its function again (default: module and
+            qualified name): keep it stable across edits.
+        max_recovery_attempts: How many times an interrupted run may be recovered (its body
+            starts at most this many times plus one). The next recovery marks it
+            MAX_RECOVERY_ATTEMPTS_EXCEEDED instead of running it, so an input that kills its
+            process stops there; ``nbflow.resume(id)`` runs it again. None: no limit.
     """
     if fn is None:
-        return lambda f: WorkflowFunction(f, name)
-    return WorkflowFunction(fn, name)
+        return lambda f: WorkflowFunction(f, name, max_recovery_attempts)
+    return WorkflowFunction(fn, name, max_recovery_attempts)
+
+
+def _check_attempts(value: int | None) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ValueError(
+        f"max_recovery_attempts must be a whole number >= 0 (or None: no limit), not {value!r}."
+    )
 
 
 def as_workflow(fn: Callable[..., Any]) -> WorkflowFunction:

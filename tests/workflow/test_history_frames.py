@@ -54,8 +54,9 @@ def test_workflows_as_arrow_pandas_and_polars(rt: nbflow.Runtime) -> None:
     frame = records.to_pandas()
     assert list(frame.columns) == [
         "workflow_id", "name", "status", "created_at", "ended_at", "duration", "error",
-        "parent_id", "queue", "code",
+        "parent_id", "queue", "code", "recovery_attempts",
     ]  # fmt: skip
+    assert frame["recovery_attempts"].tolist() == [0]
     assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
     assert frame["status"].tolist() == ["SUCCESS"]
     assert frame["created_at"][0] == pd.Timestamp(records[0].created_at)

@@ -52,6 +52,9 @@ def waits(n: int) -> int:
         ("FAILED", "ERROR"),
         ("cancelled", "CANCELLED"),
         ("canceled", "CANCELLED"),
+        ("gave up", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"),
+        ("Gave-Up", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"),
+        ("max_recovery_attempts_exceeded", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"),
         (Status.ERROR, "ERROR"),
     ],
 )
@@ -64,12 +67,14 @@ def test_parse_names_both_words_of_each_status() -> None:
         Status.parse("finished")
     message = str(raised.value)
     assert "failed (ERROR)" in message and "succeeded (SUCCESS)" in message, message
+    assert "gave up or gave-up or given up (MAX_RECOVERY_ATTEMPTS_EXCEEDED)" in message
     with pytest.raises(ValueError, match="interrupted workflows are PENDING"):
         Status.parse("interrupted")
 
 
 def test_a_status_has_the_views_word() -> None:
-    assert [s.word for s in Status] == ["running", "enqueued", "succeeded", "failed", "cancelled"]
+    words = ["running", "enqueued", "succeeded", "failed", "cancelled", "gave up"]
+    assert [s.word for s in Status] == words
 
 
 def test_list_workflows_and_prune_take_the_views_words(rt: nbflow.Runtime) -> None:
