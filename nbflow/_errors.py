@@ -22,6 +22,7 @@ message what to do next::
     ├── WorkflowCancelledError               the workflow was cancelled
     ├── WorkflowInterruptedError             the workflow was interrupted and is not running
     ├── WorkflowRunningError                 a running workflow cannot be deleted
+    ├── ImportConflictError                  an imported workflow's id holds another workflow
     ├── RecordedError                        a recorded exception that cannot be rebuilt here
     └── WaitTimeoutError (TimeoutError)      a wait ran out of time
         └── StreamTimeoutError               no stream item arrived in time
@@ -45,6 +46,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseLockedError",
     "FunctionNotRegisteredError",
+    "ImportConflictError",
     "InvalidValueError",
     "NbflowError",
     "NondeterminismError",
@@ -396,6 +398,17 @@ class WorkflowRunningError(NbflowError):
         self.workflow_id = workflow_id
         self.status = status
         self.asked = asked
+
+
+class ImportConflictError(NbflowError):
+    """An imported workflow's id holds a different one here: ``workflow_id``, ``differences``."""
+
+    def __init__(self, workflow_id: str, database: str, differences: list[str]) -> None:
+        super().__init__(
+            f"Workflow {workflow_id!r} exists in {database!r} with different content "
+            f"({'; '.join(differences)}): not imported. Keep it, or delete it and import again."
+        )
+        self.workflow_id, self.database, self.differences = workflow_id, database, differences
 
 
 class RecordedError(NbflowError):
