@@ -183,3 +183,6 @@ def test_an_interrupted_workflow_is_resumed_on_postgres_by_a_worker(
     ran_after = [int(line.split()[1]) for line in log.read_text().splitlines()][len(ran_before) :]
     assert min(ran_after) == durable  # the steps durable before the kill did not run again
     assert sorted(set(ran_before) | set(ran_after)) == list(range(n))
+    again = nbflow_cli(source, "copy", "--to", pg_url)  # it ran on there: left as it is
+    assert again.stdout.splitlines()[0] == "copied 0, already there 0", again.stderr
+    assert "left 1 that differ" in again.stdout and copyapp.WRITER_ID in again.stdout
