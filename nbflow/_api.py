@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow._errors import DatabaseLockedError
@@ -28,11 +28,13 @@ __all__ = [
     "configure",
     "current_workflow_id",
     "delete_workflow",
+    "export_workflow",
     "fork",
     "get_event",
     "get_event_async",
     "get_events",
     "get_workflow",
+    "import_workflow",
     "list_steps",
     "list_streams",
     "list_workflows",
@@ -300,6 +302,19 @@ def prune(
     """Delete finished workflows created more than ``older_than`` (seconds or a timedelta) ago,
     optionally only those of ``status``; how many (see :meth:`Runtime.prune`)."""
     return _call_runtime().prune(older_than=older_than, status=status, dry_run=dry_run)
+
+
+def export_workflow(workflow_id: str, *, children: bool = False) -> list[dict[str, Any]]:
+    """The workflow as stored, as a list of JSON-ready dicts (with ``children``, the workflows it
+    started too), for :func:`import_workflow` in another database (see
+    :meth:`Runtime.export_workflow`)."""
+    return _call_runtime().export_workflow(workflow_id, children=children)
+
+
+def import_workflow(exported: Iterable[Mapping[str, Any]] | Mapping[str, Any]) -> list[str]:
+    """Write exported workflows into this database, each in one transaction; the ids written
+    (an identical one already here is skipped; see :meth:`Runtime.import_workflow`)."""
+    return _call_runtime().import_workflow(exported)
 
 
 def recover() -> Recovered:

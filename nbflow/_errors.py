@@ -23,6 +23,7 @@ message what to do next::
     ├── WorkflowInterruptedError             the workflow was interrupted and is not running
     ├── MaxRecoveryAttemptsExceededError     recovered too often: never again by itself
     ├── WorkflowRunningError                 a running workflow cannot be deleted
+    ├── ImportConflictError                  an imported workflow's id holds another workflow
     ├── RecordedError                        a recorded exception that cannot be rebuilt here
     └── WaitTimeoutError (TimeoutError)      a wait ran out of time
         └── StreamTimeoutError               no stream item arrived in time
@@ -46,6 +47,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseLockedError",
     "FunctionNotRegisteredError",
+    "ImportConflictError",
     "InvalidValueError",
     "MaxRecoveryAttemptsExceededError",
     "NbflowError",
@@ -411,6 +413,17 @@ class WorkflowRunningError(NbflowError):
             f"{hint('cancel', workflow_id)}, or wait until it ends, then delete again."
         )
         self.workflow_id, self.status, self.asked = workflow_id, status, asked
+
+
+class ImportConflictError(NbflowError):
+    """An imported workflow's id holds a different one here: ``workflow_id``, ``differences``."""
+
+    def __init__(self, workflow_id: str, database: str, differences: list[str]) -> None:
+        super().__init__(
+            f"Workflow {workflow_id!r} exists in {database!r} with different content "
+            f"({'; '.join(differences)}): not imported. Keep it, or delete it and import again."
+        )
+        self.workflow_id, self.database, self.differences = workflow_id, database, differences
 
 
 class RecordedError(NbflowError):

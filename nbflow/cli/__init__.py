@@ -5,14 +5,15 @@ Usage::
     nbflow [--db URL] [--json] COMMAND [ARGS]
 
 Commands: ``demo``, ``list``, ``stats``, ``show``, ``steps``, ``timeline``, ``tail``, ``cancel``,
-``resume``, ``recover``, ``send``, ``prune``, ``delete``, ``compact``, ``worker`` (runs the
-workflows of queues: ``nbflow --db URL worker --queue NAME --import MODULE``). ``--db`` and
+``resume``, ``recover``, ``send``, ``prune``, ``delete``, ``compact``, ``copy`` (into another
+database: ``nbflow --db FILE copy --to postgresql://…``), ``worker`` (runs the workflows of
+queues: ``nbflow --db URL worker --queue NAME --import MODULE``). ``--db`` and
 ``--json`` may be given before or after the command. ``python -m nbflow`` is the same command.
 Errors print one line, ``nbflow: error: <message>``, and exit with status 1.
 
 This module holds the parser and :func:`main`; the commands are in :mod:`nbflow.cli._commands`,
-the removal of history in :mod:`nbflow.cli._retention`, the progress bar in
-:mod:`nbflow.cli._progress`, and their text comes from :mod:`nbflow.text._format`.
+the removal of history in :mod:`nbflow.cli._retention`, ``copy`` in :mod:`nbflow.cli._copy`, the
+progress bar in :mod:`nbflow.cli._progress`, and their text comes from :mod:`nbflow.text._format`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from nbflow.cli._commands import (
     cmd_worker,
     import_modules,
 )
+from nbflow.cli._copy import add_copy, cmd_copy
 from nbflow.cli._progress import ProgressBar
 from nbflow.cli._retention import age, cmd_compact, cmd_delete, cmd_prune, finished_status
 from nbflow.text._hints import set_front_end
@@ -169,6 +171,8 @@ def _add_retention(add: _Add) -> None:
     p.add_argument("id")
     p.add_argument("--children", action="store_true", help="also the workflows it started")
     add("compact", cmd_compact, "rewrite a DuckDB file without the space deleted rows held")
+    copying = "copy workflows into another database (DuckDB to PostgreSQL and back)"
+    add_copy(add("copy", cmd_copy, copying))
 
 
 def _parser() -> argparse.ArgumentParser:

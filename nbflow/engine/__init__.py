@@ -8,6 +8,8 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_reads``: ``HistoryReads``, the runtime's filtered history reads (``list_workflows``,
   ``step_stats``, ``read_stream_frame``), a base of ``Runtime``; ``_removals``: ``Removals``,
   its deletes (``delete_workflow``, ``prune``, ``collect_value_files``), another base;
+  ``_transfer``: ``Transfers``, moving workflows between databases (``export_workflow``,
+  ``import_workflow``, ``copy_to``), another base;
 - ``_core``: ``RuntimeCore``, the runtime's machinery;
 - ``_rerun``, ``_why``: what changed in a workflow's code since it ran, and its re-run
   (``<id>.2``) that takes the old run's checkpoints wherever step, code and arguments still

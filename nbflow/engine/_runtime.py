@@ -25,6 +25,7 @@ from nbflow.engine._core import RuntimeCore
 from nbflow.engine._execution import Execution
 from nbflow.engine._reads import HistoryReads
 from nbflow.engine._removals import Removals
+from nbflow.engine._transfer import Transfers
 from nbflow.store import Store, WorkflowRow
 from nbflow.workflow._calls import check_seconds
 from nbflow.workflow._context import Runner
@@ -37,7 +38,7 @@ __all__ = ["Runtime"]
 logger = logging.getLogger("nbflow")
 
 
-class Runtime(HistoryReads, Removals):
+class Runtime(HistoryReads, Removals, Transfers):
     """An open nbflow system database, with the workflows that run in it.
 
     Args:

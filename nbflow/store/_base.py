@@ -20,6 +20,7 @@ from typing import NamedTuple
 from nbflow.store._history import StepStatsQuery, StepStatsRow, WorkflowQuery
 from nbflow.store._ops import CacheRow, Changes, MessageRow, Op, StepRow, WorkflowRow
 from nbflow.store._sqltimeline import TimelineRows
+from nbflow.store._transfer import TransferRows
 
 __all__ = ["RecordedHead", "Related", "Replay", "ReplayRecord", "Store"]
 
@@ -293,6 +294,17 @@ class Store(abc.ABC):
     def delete_records(self, workflow_id: str, function_ids: Sequence[int]) -> int:
         """Delete these steps of a record-keeping workflow; how many."""
         raise NotImplementedError(f"{type(self).__name__} cannot delete records")
+
+    # -- moving workflows between databases (a SQL store: store/_transfer.py) -------------------
+
+    def export_rows(self, workflow_ids: Sequence[str]) -> list[TransferRows]:
+        """These workflows' rows as stored, with their steps, stream rows and waiting messages
+        (those that exist, in the order given), each read in one transaction."""
+        raise NotImplementedError(f"{type(self).__name__} cannot export workflows")
+
+    def import_rows(self, rows: TransferRows) -> bool:
+        """Insert one workflow's rows in one transaction unless its id exists; whether it did."""
+        raise NotImplementedError(f"{type(self).__name__} cannot import workflows")
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -32,6 +32,7 @@ from nbflow.store._schema import column_list
 from nbflow.store._sqlcache import CacheQueries
 from nbflow.store._sqldelete import DeleteQueries
 from nbflow.store._sqltimeline import TimelineQueries
+from nbflow.store._transfer import TransferQueries
 
 Statement = tuple[str, Sequence[Any]]
 #: Runs one statement in the caller's transaction and returns its rows.
@@ -185,7 +186,9 @@ class _Inserts:
         self.unwritten: dict[str, int] = {}
 
 
-class SQLStore(HistoryQueries, CacheQueries, DeleteQueries, TimelineQueries, Store):
+class SQLStore(
+    HistoryQueries, CacheQueries, DeleteQueries, TimelineQueries, TransferQueries, Store
+):
     """A store whose reads are the shared SQL queries above, run by :meth:`_fetchall`."""
 
     @abc.abstractmethod
