@@ -28,6 +28,11 @@ logger = logging.getLogger("nbflow")
 
 #: How long (seconds) the thread waits before trying again after the database failed.
 RETRY_INTERVAL = 1.0
+#: The longest it sleeps at once (seconds): a change of the wall clock, or a machine that slept,
+#: is noticed within it.
+MAX_WAIT = 60.0
+#: A tick this late (seconds) was missed (the process or the machine stopped): not run late.
+LATE = 60.0
 
 
 class _Plan(NamedTuple):
@@ -55,6 +60,7 @@ class Scheduler:
         self._fire = fire
         self._last_tick = last_tick
         self._plans: dict[str, _Plan] = {}
+        self._failing: set[str] = set()
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="nbflow-schedules", daemon=True)
@@ -93,13 +99,14 @@ class Scheduler:
             if self._stopping:
                 return None
             if plan.tick <= now:
-                self._start(plan.schedule, plan.tick)
+                if (now - plan.tick).total_seconds() <= LATE:
+                    self._start(plan.schedule, plan.tick)
                 # the ticks that passed meanwhile are not run late
                 self._plans[name] = plan._replace(tick=next_tick(plan.schedule.cron, _now()))
         if not self._plans:
             return None
         soonest = min(plan.tick for plan in self._plans.values())
-        return max(0.0, (soonest - _now()).total_seconds())
+        return min(MAX_WAIT, max(0.0, (soonest - _now()).total_seconds()))
 
     def _catch_up(self, schedule: Schedule, now: dt.datetime) -> None:
         last = self._last_tick(schedule.name)
@@ -113,9 +120,17 @@ class Scheduler:
         except Exception:  # e.g. inputs it cannot store: the next tick tries again
             if self._stopping:
                 return
-            logger.warning(
-                "nbflow could not start schedule %r for %s", schedule.name, tick, exc_info=True
+            failing = schedule.name in self._failing  # said once, until a tick starts again
+            self._failing.add(schedule.name)
+            logger.log(
+                logging.DEBUG if failing else logging.WARNING,
+                "nbflow could not start schedule %r for %s",
+                schedule.name,
+                tick,
+                exc_info=True,
             )
+        else:
+            self._failing.discard(schedule.name)
 
     def close(self) -> None:
         self._stopping = True

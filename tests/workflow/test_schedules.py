@@ -7,6 +7,7 @@ Restates DBOS's scheduler tests (dbos-transact-py ``tests/test_scheduler_decorat
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import signal
 import subprocess
 import sys
@@ -146,6 +147,31 @@ def test_missed_ticks_run_late_only_when_asked(database: str) -> None:
         assert ran["all"] in (_hour_ticks(before, 5), _hour_ticks(after, 5))
         caught_up = nbflow.list_workflows(name=workflows["three"].name, status="SUCCESS")
         assert len(caught_up) == 4  # the one before, and the three caught up
+
+
+def test_a_runtime_that_refuses_pickle_says_why_it_cannot_start_a_tick(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ticks' datetimes are pickled with the inputs: ``allow_pickle=False`` cannot store
+    them, and the scheduler says so (once) instead of failing silently."""
+    ran: list[dt.datetime] = []
+
+    @nbflow.scheduled("* * * * * *")
+    @nbflow.workflow(name="tests.sched.no_pickle")
+    def no_pickle(scheduled_time: dt.datetime, actual_time: dt.datetime) -> None:
+        ran.append(scheduled_time)
+
+    def warned() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "tests.sched.no_pickle" in r.getMessage()]
+
+    with (
+        caplog.at_level(logging.WARNING, logger="nbflow"),
+        nbflow.Runtime(db_path, allow_pickle=False),
+    ):
+        [record] = wait_until(warned, timeout=60)
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], nbflow.SerializationError)
+    assert ran == []
 
 
 # -- processes ------------------------------------------------------------------------------
