@@ -94,8 +94,10 @@ def scheduled(cron: str, *, catch_up: bool | int = False) -> Callable[[W], W]:
     """Run a workflow at each tick of ``cron``, once per tick across processes.
 
     Write it above ``@nbflow.workflow``; the workflow takes ``(scheduled_time, actual_time)``:
-    the tick, and when it was started (UTC-aware datetimes). Every runtime of this process runs
-    the schedule once it is declared, including ``nbflow worker`` for the modules it imports.
+    the tick, and when it was started (UTC-aware datetimes). Every open runtime of this process
+    runs the schedule once it is declared, including ``nbflow worker`` for the modules it
+    imports. Declaring it opens no runtime: in a notebook, ``nbflow.configure()`` (or any call
+    that opens the default runtime) starts it.
     Each tick is the workflow ``sched-<workflow name>-<tick>``, so it runs once however many
     processes sharing the database declare the schedule, and is recovered like any other.
 
