@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -215,6 +216,40 @@ def test_three_workers_run_each_tick_once(pg_url: str, sched_log: Path, tmp_path
     done_ticks = [t for t in ticks if f"sched-tests.apps.schedapp.every_second-{t}" in done_ids]
     assert len(done_ticks) >= 5
     assert len(set(done_ticks)) == len(done_ticks) == len(done_ids)  # each tick ran once
+
+
+@pytest.mark.postgres
+@pytest.mark.crash
+def test_a_tick_of_a_killed_worker_is_finished_by_another(
+    pg_url: str, sched_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 a worker in the middle of a tick (inside its step): another worker recovers that
+    workflow and finishes it; the tick is still one workflow, and the ticks go on."""
+    monkeypatch.setenv("NBFLOW_SCHED_SLEEP", "3")
+    outs = [tmp_path / f"worker{i}.out" for i in range(2)]
+    workers = [start_worker(pg_url, out) for out in outs]
+    try:
+        wait_until(lambda: all("serving" in out.read_text() for out in outs), timeout=60)
+        tick, pid = wait_until(lambda: logged(sched_log)[-1:], timeout=60)[0]
+        [victim] = [w for w in workers if w.pid == pid]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        killed_id = f"sched-tests.apps.schedapp.every_second-{tick}"
+        with nbflow.configure(pg_url, queues=[]):
+            handle = nbflow.get_workflow(killed_id)  # recovered by the other worker's loop
+            wait_until(lambda: handle.status() == nbflow.Status.SUCCESS, timeout=60)
+            assert handle.result() == tick
+            later = dt.datetime.fromisoformat(tick)
+            wait_until(
+                lambda: any(dt.datetime.fromisoformat(t) > later for t, _ in logged(sched_log)),
+                timeout=60,
+            )
+    finally:
+        stop(workers)
+    survivor = next(w for w in workers if w is not victim)
+    assert survivor.returncode == 0
+    lines = [p for t, p in logged(sched_log) if t == tick]
+    assert lines[0] == pid and survivor.pid in lines  # the step ran again elsewhere
 
 
 def test_a_worker_runs_the_schedules_of_its_modules(
