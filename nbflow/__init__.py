@@ -79,6 +79,7 @@ from nbflow.workflow._parallel import Executor, map, map_async
 from nbflow.workflow._patches import deprecate_patch, patched
 from nbflow.workflow._progress import progress, track
 from nbflow.workflow._queues import Queue
+from nbflow.workflow._schedules import ScheduleInfo, list_schedules, scheduled
 from nbflow.workflow._steps import run_step, step
 from nbflow.workflow._workflows import set_workflow_id, workflow, workflow_timeout
 
@@ -119,6 +120,7 @@ __all__ = [
     "Records",
     "Runtime",
     "RuntimeClosedError",
+    "ScheduleInfo",
     "SchemaVersionError",
     "SerializationError",
     "Status",
@@ -150,6 +152,7 @@ __all__ = [
     "get_events",
     "get_workflow",
     "import_workflow",
+    "list_schedules",
     "list_steps",
     "list_streams",
     "list_workflows",
@@ -169,6 +172,7 @@ __all__ = [
     "resume",
     "run_step",
     "runtime",
+    "scheduled",
     "send",
     "set_event",
     "set_workflow_id",

@@ -7,13 +7,15 @@ Usage::
 Commands: ``demo``, ``list``, ``stats``, ``show``, ``steps``, ``timeline``, ``tail``, ``cancel``,
 ``resume``, ``recover``, ``send``, ``prune``, ``delete``, ``compact``, ``copy`` (into another
 database: ``nbflow --db FILE copy --to postgresql://…``), ``worker`` (runs the workflows of
-queues: ``nbflow --db URL worker --queue NAME --import MODULE``). ``--db`` and
+queues and the schedules of the modules it imports: ``nbflow --db URL worker --queue NAME
+--import MODULE``). ``--db`` and
 ``--json`` may be given before or after the command. ``python -m nbflow`` is the same command.
 Errors print one line, ``nbflow: error: <message>``, and exit with status 1.
 
 This module holds the parser and :func:`main`; the commands are in :mod:`nbflow.cli._commands`,
 the removal of history in :mod:`nbflow.cli._retention`, ``copy`` in :mod:`nbflow.cli._copy`, the
-progress bar in :mod:`nbflow.cli._progress`, and their text comes from :mod:`nbflow.text._format`.
+schedules ``list --import`` shows in :mod:`nbflow.cli._schedules`, the progress bar in
+:mod:`nbflow.cli._progress`, and their text comes from :mod:`nbflow.text._format`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from nbflow.cli._commands import (
 from nbflow.cli._copy import add_copy, cmd_copy
 from nbflow.cli._progress import ProgressBar
 from nbflow.cli._retention import age, cmd_compact, cmd_delete, cmd_prune, finished_status
+from nbflow.cli._schedules import schedules_of
 from nbflow.text._hints import set_front_end
 from nbflow.text._options import add_list_options, add_stats_options
 
@@ -90,6 +93,15 @@ def _add_reading(add: _Add) -> None:
         action="store_true",
         help="also nbflow's own workflows (the record keeping of a notebook's durable cells)",
     )
+    p.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module and show the next tick of the schedules it declares (repeat "
+        "for more; this command runs none of them)",
+    )
     add_stats_options(add("stats", cmd_stats, "statistics of the recorded steps, per step name"))
     add("show", cmd_show, "show a workflow: fields, result or error, streams").add_argument("id")
     p = add("steps", cmd_steps, "list a workflow's recorded steps")
@@ -122,13 +134,14 @@ def _add_managing(add: _Add) -> None:
     p.add_argument("id")
     p.add_argument("message", help="JSON (e.g. '{\"go\": true}'), else taken as text")
     p.add_argument("--topic", help="the topic it is sent on (default: none)")
-    p = add("worker", cmd_worker, "run the workflows enqueued on queues, until Ctrl-C or SIGTERM")
+    worker = "run the workflows enqueued on queues, and schedules, until Ctrl-C or SIGTERM"
+    p = add("worker", cmd_worker, worker)
     p.add_argument(
         "--queue",
         action="append",
-        required=True,
+        default=[],
         metavar="NAME",
-        help="a queue to serve (repeat for more)",
+        help="a queue to serve (repeat for more; none: only the schedules the modules declare)",
     )
     p.add_argument(
         "--import",
@@ -136,7 +149,8 @@ def _add_managing(add: _Add) -> None:
         action="append",
         default=[],
         metavar="MODULE",
-        help="import this module first: it declares the queues and workflows (repeat for more)",
+        help="import this module first: it declares the queues, schedules and workflows (repeat "
+        "for more); the worker runs every schedule they declare",
     )
     p.add_argument(
         "--recover-every",
@@ -222,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker":
             import_modules(args.modules)
             runtime = nbflow.configure(args.db, queues=args.queue)
+        elif args.command == "list":
+            args.schedules = schedules_of(args.modules)
+            runtime = nbflow.configure(args.db)
         else:
             runtime = nbflow.configure(args.db)
         return int(args.func(args))

@@ -42,7 +42,7 @@ from nbflow.text._format import (
 )
 from nbflow.text._gantt import html_page, render_svg
 from nbflow.text._options import list_options, stats_options, stats_table
-from nbflow.text._tables import format_table, step_table, workflow_table
+from nbflow.text._tables import format_table, schedule_table, step_table, workflow_table
 from nbflow.workflow._queues import lookup_queue
 from nbflow.workflow._recovery import reported_by_caller
 
@@ -157,7 +157,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             records, running=lambda w: shared or rt.execution(w.workflow_id) is not None
         )
 
-    return _print_records(args, rows, table, "(no workflows)")
+    code = _print_records(args, rows, table, "(no workflows)")
+    schedules = getattr(args, "schedules", [])  # those of the modules named with --import
+    if schedules and not args.json:
+        print(f"\nschedules (next tick in local time):\n{schedule_table(schedules)}")
+    return code
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -349,19 +353,27 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """``nbflow worker --queue NAME``: run enqueued workflows until Ctrl-C or SIGTERM."""
+    """``nbflow worker --queue NAME``: run enqueued workflows, and the schedules of the modules
+    it imports, until Ctrl-C or SIGTERM."""
     missing = [name for name in args.queue if lookup_queue(name) is None]
     if missing:
         raise nbflow.ConfigurationError(
             f"No queue called {', '.join(map(repr, missing))} is declared in this process. "
             "Name the module that declares it (and its workflows) with --import MODULE."
         )
+    schedules = [s.name for s in nbflow.list_schedules()]
+    if not args.queue and not schedules:
+        raise nbflow.ConfigurationError(
+            "This worker has nothing to run: name a queue with --queue NAME, or import a module "
+            "that declares a schedule (@nbflow.scheduled) with --import MODULE."
+        )
     recovered = nbflow.recover()
     runtime = nbflow.runtime()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if not args.json:
-        serving = f"worker {runtime.executor_id} serving {', '.join(args.queue)}"
+        served = [*args.queue, *(f"schedule {name}" for name in schedules)]
+        serving = f"worker {runtime.executor_id} serving {', '.join(served)}"
         found = f"; recovered {len(recovered)} interrupted workflow(s)" if recovered else ""
         print(f"{serving} on {runtime.database}{found}; Ctrl-C or SIGTERM stops it", flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops it as SIGTERM does

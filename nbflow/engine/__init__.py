@@ -16,8 +16,9 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
   match; why a cached step's call ran (``nbflow.why``);
 - ``_retention``: removing finished workflows (``delete_workflow``, ``prune``);
 - ``_lifecycle``: begin, run, end, cancel, resume, recover, fork, enqueue and dequeue;
-- ``_history``, ``_queues``, ``_reports``: reads and waits for workflows elsewhere; the queue
-  thread; what the committer and other processes report (durable ends, cancels, take-overs);
+- ``_history``, ``_queues``, ``_reports``, ``_schedules``: reads and waits for workflows
+  elsewhere; the queue thread; what the committer and other processes report (durable ends,
+  cancels, take-overs); the scheduler thread (a workflow per tick, its id naming the tick);
   ``_timelayout``: a timeline's rows (steps packed into lanes, streams as ticks) as a Gantt chart;
   ``_recovery``: a claim that recovers a workflow, counted and held to its
   ``max_recovery_attempts``;
@@ -42,6 +43,7 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 
 Each declaration and its implementation share a noun: ``workflow/_messages`` and
 ``engine/_messages``, ``workflow/_parallel`` and ``engine/_parallel``, ``workflow/_steps`` and
-``engine/_steps``, ``workflow/_queues`` and ``engine/_queues``, ``workflow/_workflows`` and
+``engine/_steps``, ``workflow/_queues`` and ``engine/_queues``, ``workflow/_schedules`` and
+``engine/_schedules``, ``workflow/_workflows`` and
 ``engine/_workflows``, ``workflow/_cache`` and ``engine/_cache``.
 """

@@ -3,9 +3,9 @@
 :class:`RuntimeCore` is the composition root. It owns an :class:`~nbflow.engine._engine.Engine`
 (store, write log, notifier), the table of :class:`~nbflow.engine._execution.Executions`, a
 :class:`~nbflow.engine._history.History` for reads, and, on demand, the threads around them: the
-deadline thread (``nbflow-deadlines``), the dispatcher of queues (``nbflow-queues``) and nbflow's
-event loop (``nbflow-loop``). Starting, resuming and ending workflows is
-:mod:`nbflow.engine._lifecycle`.
+deadline thread (``nbflow-deadlines``), the dispatcher of queues (``nbflow-queues``), the
+scheduler (``nbflow-schedules``) and nbflow's event loop (``nbflow-loop``). Starting, resuming
+and ending workflows is :mod:`nbflow.engine._lifecycle`.
 
 It implements the seam's :class:`~nbflow.workflow._context.Runner` (what ``@workflow``, ``Queue``
 and the bodies it runs call) and the handles' :class:`~nbflow.workflow._handle.Tracker`. The
@@ -14,6 +14,7 @@ public :class:`~nbflow.Runtime` is a facade over it: user code never sees this o
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 import uuid
@@ -31,9 +32,11 @@ from nbflow.engine._queues import Dispatcher
 from nbflow.engine._reader import StreamReader
 from nbflow.engine._reports import Reports
 from nbflow.engine._retention import Retention
+from nbflow.engine._schedules import Scheduler
 from nbflow.engine._tracing import Tracing
 from nbflow.engine._workflows import WorkflowRun
 from nbflow.store import Store, WorkflowRow, open_store
+from nbflow.store._history import WorkflowQuery
 from nbflow.store._ops import Changes
 from nbflow.workflow import _context as context
 from nbflow.workflow._alarm import Wake
@@ -41,6 +44,14 @@ from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, Step, Workfl
 from nbflow.workflow._context import Runner
 from nbflow.workflow._handle import Glance, WorkflowHandle
 from nbflow.workflow._queues import declared_queues, serve_declared_queues
+from nbflow.workflow._schedules import (
+    Schedule,
+    declared_schedules,
+    schedule_id,
+    schedule_prefix,
+    serve_declared_schedules,
+    tick_of,
+)
 from nbflow.workflow._workflows import as_workflow
 
 __all__ = ["RuntimeCore"]
@@ -90,6 +101,7 @@ class RuntimeCore(Runner):
         self._queue_names = None if queues is None else list(queues)
         self._loop: LoopThread | None = None
         self._dispatcher: Dispatcher | None = None
+        self._scheduler: Scheduler | None = None
         try:
             store.attach(self.executor_id, self._on_remote_change)
         except BaseException:
@@ -98,6 +110,9 @@ class RuntimeCore(Runner):
         serve_declared_queues(self)
         if self._queue_names or (self._queue_names is None and declared_queues()):
             self.serve_queues()
+        serve_declared_schedules(self)
+        if declared_schedules():
+            self.serve_schedules()
 
     @property
     def closed(self) -> bool:
@@ -137,6 +152,32 @@ class RuntimeCore(Runner):
         with self.executions.lock:
             if self._dispatcher is None and not self.closed and self._queue_names != []:
                 self._dispatcher = Dispatcher(self.lifecycle.dequeue, self._queue_names)
+
+    def serve_schedules(self) -> None:
+        """Start (or wake) the scheduler: done by itself when a runtime opens with schedules
+        declared, or when one is declared or removed (in any runtime: each runs them all)."""
+        with self.executions.lock:
+            if self.closed:
+                return
+            if self._scheduler is None:
+                self._scheduler = Scheduler(self._fire_schedule, self._last_tick)
+            scheduler = self._scheduler
+        scheduler.wake()
+
+    def _fire_schedule(self, schedule: Schedule, tick: dt.datetime) -> None:
+        """Start ``schedule``'s workflow for ``tick`` (scheduler thread); an id that exists (the
+        tick started here or in another process) is left as it is."""
+        workflow_id = schedule_id(schedule.name, tick)
+        actual = dt.datetime.now(dt.timezone.utc)
+        call = WorkflowCall(schedule.workflow, (tick, actual), {}, workflow_id=workflow_id)
+        self.lifecycle.begin_child(call)
+
+    def _last_tick(self, name: str) -> dt.datetime | None:
+        """The latest tick of schedule ``name`` recorded in the database, or None."""
+        self.engine.flush()
+        query = WorkflowQuery(name=name, id_prefix=schedule_prefix(name), limit=20)
+        ticks = [tick_of(name, row.workflow_id) for row in self.engine.store.list_workflows(query)]
+        return max((t for t in ticks if t is not None), default=None)
 
     def _wake_queues(self) -> None:
         if self._dispatcher is not None:
@@ -225,6 +266,8 @@ class RuntimeCore(Runner):
             if engine.closed:
                 return
             engine.closed = True
+        if self._scheduler is not None:  # first: it starts no workflow from now on
+            self._scheduler.close()
         running = list(self.executions)
         for ex in running:
             ex.interrupt()

@@ -345,6 +345,8 @@ class NbflowMagics(Magics):
             words = ["running or interrupted" if w == "running" else w for w in words]
             title += f" ({', '.join(words)})"
         display(_tables.workflow_table(rows, title, rt))  # type: ignore[no-untyped-call]
+        if schedules := nbflow.list_schedules():
+            display(_tables.schedule_table(schedules))  # type: ignore[no-untyped-call]
 
     def _stats(self, args: argparse.Namespace) -> None:
         stats = nbflow.step_stats(**stats_options(args))

@@ -16,10 +16,24 @@ import nbflow
 from nbflow._records import Records
 from nbflow.notebook._theme import muted, text_colour
 from nbflow.text._options import stats_columns
-from nbflow.text._tables import fold_rows, format_table, more_row, step_columns, workflow_columns
+from nbflow.text._tables import (
+    fold_rows,
+    format_table,
+    more_row,
+    schedule_columns,
+    step_columns,
+    workflow_columns,
+)
 from nbflow.text._tables import step_table as step_table_text
 
-__all__ = ["Table", "running_here", "stats_table", "step_table", "workflow_table"]
+__all__ = [
+    "Table",
+    "running_here",
+    "schedule_table",
+    "stats_table",
+    "step_table",
+    "workflow_table",
+]
 
 #: Columns aligned right (numbers).
 _RIGHT = frozenset(
@@ -148,6 +162,12 @@ def stats_table(stats: Sequence[Any], title: str) -> Table:
     """The table of ``%nbflow stats``: ``StepStats`` records under ``title``."""
     headers, cells = stats_columns(stats)
     return Table(stats, title, headers, cells, format_table(headers, cells))
+
+
+def schedule_table(schedules: Sequence[Any]) -> Table:
+    """The schedules declared in this kernel with their next tick, under ``%nbflow list``."""
+    headers, cells = schedule_columns(schedules)
+    return Table(schedules, "schedules", headers, cells, format_table(headers, cells))
 
 
 def _error_tips(headers: list[str], records: Sequence[Any]) -> list[list[str]]:

@@ -24,6 +24,8 @@ __all__ = [
     "format_table",
     "is_internal",
     "more_row",
+    "schedule_columns",
+    "schedule_table",
     "step_columns",
     "step_label",
     "step_table",
@@ -254,3 +256,23 @@ def step_table(
     if not everything:
         rows = fold_rows(rows, lambda n: more_row(headers, n, f"{hint} shows all"))
     return format_table(headers, rows)
+
+
+def schedule_columns(schedules: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
+    """The columns of a table of schedules and its rows, as text: schedule (its workflow's
+    name, without ``__main__.``), cron and next tick (local time).
+
+    Args:
+        schedules: The schedules (``nbflow.ScheduleInfo`` records, or anything with their
+            fields).
+
+    Returns:
+        The headers, and one row of texts per schedule.
+    """
+    rows = [[step_label(s.name), s.cron, format_time(s.next_tick)] for s in schedules]
+    return ["schedule", "cron", "next tick"], rows
+
+
+def schedule_table(schedules: Sequence[Any]) -> str:
+    """Schedules as a text table (:func:`schedule_columns`)."""
+    return format_table(*schedule_columns(schedules))

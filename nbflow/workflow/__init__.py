@@ -7,6 +7,8 @@ task finds its own through a context variable, and the engine implements both.
 
 Modules, each importing only those listed after it (``lint-imports`` checks it):
 
+- ``_schedules``: ``@scheduled``, ``list_schedules`` (a workflow run at each tick of a cron
+  expression; croniter reads it);
 - ``_workflows``, ``_steps``, ``_queues``, ``_progress``, ``_messages``, ``_parallel``,
   ``_patches``, ``_recovery``: ``@workflow``, ``set_workflow_id``; ``@step``, ``run_step``;
   ``Queue``; ``progress``, ``track``; ``sleep``, events and messages; ``map``, ``Executor``;
