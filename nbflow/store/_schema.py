@@ -92,6 +92,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("value_json", TEXT),
         ("value_pickle", BLOB),
         ("created_at", DOUBLE),
+        ("consumed_at", DOUBLE),
     ),
     "step_cache": (
         ("entry", TEXT),
@@ -202,7 +203,8 @@ MIGRATIONS: list[list[str]] = [
         """,
     ],
     # 4: queue options (priority, deduplication, partitions, delays), the start time rate limits
-    # count, and how often a workflow was recovered
+    # count, and how often a workflow was recovered; when a message sent with an idempotency key
+    # was received (it is kept, so the key never delivers again)
     [
         "ALTER TABLE workflows ADD COLUMN priority INTEGER",
         "ALTER TABLE workflows ADD COLUMN deduplication_id VARCHAR",
@@ -210,5 +212,6 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE workflows ADD COLUMN available_at DOUBLE",
         "ALTER TABLE workflows ADD COLUMN started_at DOUBLE",
         "ALTER TABLE workflows ADD COLUMN recovery_attempts INTEGER",
+        "ALTER TABLE messages ADD COLUMN consumed_at DOUBLE",
     ],
 ]
