@@ -176,6 +176,8 @@ class Debouncer(Generic[P, R]):
             TypeError: ``key`` is not a string.
         """
         check_text(key, "A debounce key")
+        if period is None:
+            raise ValueError("period must be a number of seconds, not None.")
         check_seconds(period, "period")
         given = context.take_assigned_id()
         core = _core()
@@ -219,6 +221,8 @@ class Debouncer(Generic[P, R]):
                 )
             if heard.set:
                 return [heard.value, debouncer_id]
+            if core.status(debouncer_id) is Status.ERROR:  # it failed: say why, never loop on
+                WorkflowHandle(core, debouncer_id).result(0)
 
 
 def _next_debouncer(core: RuntimeCore, base: str) -> str:
