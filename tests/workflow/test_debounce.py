@@ -133,7 +133,7 @@ def test_a_bad_max_wait_is_refused(max_wait: Any) -> None:
 
 
 def test_a_debouncer_needs_a_workflow_and_a_text_key(rt: nbflow.Runtime) -> None:
-    with pytest.raises(TypeError, match="@nbflow.workflow"):
+    with pytest.raises(TypeError, match=r"@nbflow\.workflow"):
         nbflow.Debouncer(len)
     with pytest.raises(nbflow.InvalidValueError, match="debounce key"):
         nbflow.Debouncer(echo).debounce(3, 1.0, 1)  # type: ignore[arg-type]
