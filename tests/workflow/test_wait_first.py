@@ -73,7 +73,7 @@ def test_a_wait_wakes_when_one_ends(rt: nbflow.Runtime, gate: Callable[[], Gate]
 def test_a_wait_times_out(rt: nbflow.Runtime, gate: Callable[[], Gate]) -> None:
     gates["held"] = gate()
     handle = nbflow.start(task, "held")
-    with pytest.raises(nbflow.WaitTimeoutError, match="finished within 0.1 s"):
+    with pytest.raises(nbflow.WaitTimeoutError, match=r"finished within 0\.1 s"):
         nbflow.wait_first([handle], timeout=0.1)
     assert handle.status() is Status.PENDING
 
