@@ -875,7 +875,6 @@ def test_consume_deletes_the_message_with_the_step_that_records_it(store: Store)
     assert store.list_steps("w") == [received]
 
 
-
 def test_a_kept_consume_marks_the_message_so_its_id_never_delivers_again(store: Store) -> None:
     """A Consume with ``keep`` (a message sent with an idempotency key) marks the message
     consumed instead of deleting it: no recv finds it again, and a message with its id sent
