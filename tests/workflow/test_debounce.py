@@ -93,6 +93,7 @@ def test_a_waiting_burst_is_enqueued_and_cancelled_with_its_debouncer(rt: nbflow
     nbflow.cancel(handle.debouncer_id)
     with pytest.raises(nbflow.WorkflowCancelledError):
         handle.result(timeout=30)
+    assert handle.status() is Status.CANCELLED
     assert runs_of_echo() == 0
 
 
