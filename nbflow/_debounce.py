@@ -14,7 +14,8 @@ It is built from nbflow's own durable parts, so it is durable on every store:
   start (the id every handle of the burst has).
 - Every call, the first too, sends its arguments to the debouncer (``send``, topic
   ``nbflow.debounce``) and waits until the debouncer acknowledges them (an event named after the
-  message) or ends without them (then the call tries the next burst).
+  message), or ends without them (then the call tries the next burst), or is left with nothing
+  to run it (its process died or closed: then the call takes it over and runs it on).
 - The debouncer ``recv``s calls until none comes for the newest call's ``period`` (or its
   ``max_wait`` passes), then starts the workflow with the newest arguments, under the id it was
   given. The time it decides by is a recorded step, so a replay decides the same.
@@ -218,7 +219,8 @@ class Debouncer(Generic[P, R]):
             message.update(id=message_id, at=time.time())
             engine = core.engine
             _messages.send(engine, None, core.history.exists, debouncer_id, message, DEBOUNCER)
-            heard = _waits.wait_event_or_end(engine, debouncer_id, message_id, _ACK)
+            running_here = core.executions.__contains__
+            heard = _waits.wait_event_or_end(engine, debouncer_id, message_id, _ACK, running_here)
             if heard is None:
                 raise WaitTimeoutError(
                     f"The debouncer {debouncer_id!r} did not take the call within {_ACK} s; "

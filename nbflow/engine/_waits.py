@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from nbflow._errors import WaitTimeoutError, WorkflowNotFoundError
@@ -105,21 +105,32 @@ class Heard(NamedTuple):
 
 
 def wait_event_or_end(
-    engine: Engine, workflow_id: str, key: str, timeout: float | None
+    engine: Engine,
+    workflow_id: str,
+    key: str,
+    timeout: float | None,
+    running_here: Callable[[str], bool],
 ) -> Heard | None:
-    """Wait until ``workflow_id`` sets the event ``key`` (its value) or ends without it
-    (``Heard(False)``); None after ``timeout`` seconds."""
+    """Wait until ``workflow_id`` sets the event ``key`` (its value), or ends without it, or
+    is PENDING with nothing to run it (its process died or closed: ``Heard(False)``, the
+    caller may take it over); None after ``timeout`` seconds."""
+    store = engine.store
     name = event_step_name(key)
     what = f"event {key!r} of workflow {workflow_id!r}"
 
     def look(_: bool) -> Heard | None:
-        status = engine.store.get_status(workflow_id)  # before the event: an end sets none later
-        found = engine.store.get_event(workflow_id, name)
+        row = store.get_workflow(workflow_id)  # before the event: an end sets none later
+        found = store.get_event(workflow_id, name)
         if found is not None:
             return Heard(True, engine.decode(found[0], found[1], what))
-        if status is None:
+        if row is None:
             raise WorkflowNotFoundError(workflow_id, engine.database)
-        return Heard(False) if Status(status).is_final else None
+        if Status(row.status).is_final:
+            return Heard(False)
+        if row.status != Status.PENDING or running_here(workflow_id):
+            return None
+        mine = store.single_process or row.executor_id == engine.executor_id
+        return Heard(False) if mine or not store.executor_alive(row.executor_id) else None
 
     with engine.watch(workflow_id) as watch:
         return watch.wait_until(look, timeout)

@@ -1,9 +1,12 @@
-"""A debounce burst in a child process that is killed before its period is over (see
-``tests/workflow/test_debounce.py``).
+"""Debounce calls in child processes (see ``tests/workflow/test_debounce.py``).
 
-``python debounceapp.py DATABASE PERIOD``: three calls for the key ``slider`` (arguments 0, 1,
-2), then one JSON line with the ids of the workflow and of its debouncer, then it waits to be
-killed.
+``python debounceapp.py DATABASE PERIOD burst``: three calls for the key ``slider`` (arguments
+0, 1, 2), then one JSON line with the ids of the workflow and of its debouncer, then it waits to
+be killed.
+
+``python debounceapp.py DATABASE PERIOD call:VALUE``: once told to (a line on stdin), one call
+for ``slider`` with VALUE, then the same JSON line, and it ends (so several processes call at
+the same moment).
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ def analyse(threshold: int) -> dict[str, int]:
 
 
 def main() -> None:
-    database, period = sys.argv[1], float(sys.argv[2])
-    nbflow.configure(database)
+    database, period, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     debouncer = nbflow.Debouncer(analyse)
-    handles = [debouncer.debounce("slider", period, i) for i in range(3)]
+    nbflow.configure(database)  # closed at exit
+    if mode == "burst":
+        handles = [debouncer.debounce("slider", period, i) for i in range(3)]
+    else:
+        sys.stdin.readline()
+        handles = [debouncer.debounce("slider", period, int(mode.split(":")[1]))]
     ids = {"target": handles[0].workflow_id, "debouncer": handles[0].debouncer_id}
     print(json.dumps(ids), flush=True)
-    time.sleep(600)  # killed here, before the period is over
+    if mode == "burst":
+        time.sleep(600)  # killed here, before the period is over
 
 
 if __name__ == "__main__":

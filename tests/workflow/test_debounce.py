@@ -149,7 +149,7 @@ def child(database: str, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     app = ROOT / "tests" / "apps" / "debounceapp.py"
     name = f"debounceapp-{os.getpid()}-{tmp_path.name}"[:60]
     proc = subprocess.Popen(
-        [sys.executable, str(app), database, "3"],
+        [sys.executable, str(app), database, "3", "burst"],
         cwd=tmp_path,
         env=child_env(name),
         stdout=subprocess.PIPE,
@@ -203,4 +203,37 @@ def test_a_pending_debounce_survives_its_process_killed(
     assert nbflow.get_workflow(ids["debouncer"]).result(timeout=60) == ids["target"]
     outcome = nbflow.get_workflow(ids["target"]).result(timeout=60)
     assert outcome == {"threshold": 2, "pid": os.getpid()}
+    assert len(nbflow.list_workflows(name=debounceapp.analyse.name)) == 1
+
+
+@pytest.mark.postgres
+def test_calls_from_two_processes_join_one_burst(pg_url: str, tmp_path: Path) -> None:
+    """Two processes call for one key at the same moment (on PostgreSQL): both get a handle of
+    the same workflow, which runs once, with one of their arguments."""
+    app = ROOT / "tests" / "apps" / "debounceapp.py"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(app), pg_url, "3", f"call:{value}"],
+            cwd=tmp_path,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for value in (10, 20)
+    ]
+    for proc in procs:  # told at the same moment
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    ids = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert ids[0] == ids[1]
+    rt = nbflow.configure(pg_url)
+    rt.recover()  # the burst's process has ended: it is run on here
+    assert nbflow.get_workflow(ids[0]["debouncer"]).result(timeout=60) == ids[0]["target"]
+    outcome = nbflow.get_workflow(ids[0]["target"]).result(timeout=60)
+    assert outcome["threshold"] in (10, 20)
     assert len(nbflow.list_workflows(name=debounceapp.analyse.name)) == 1

@@ -106,7 +106,11 @@ def test_two_processes_sending_one_key_deliver_once(pg_url: str, tmp_path: Path)
         )
         for n in (1, 2)
     ]
-    outs = [p.communicate("go\n", timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
+    for proc in procs:  # told at the same moment
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
     first, second = handle.result(timeout=60)
     assert first in ("from 1", "from 2") and second is None
