@@ -87,8 +87,8 @@ def _debouncer(target: str, target_id: str, deadline: float | None) -> str | Non
     fn = lookup_workflow(target)
     if fn is None:
         raise FunctionNotRegisteredError(target_id, target)
-    with set_workflow_id(target_id):
-        _api.start(fn, *call["args"], **call["kwargs"])
+    with set_workflow_id(target_id):  # a child, in this workflow's runtime
+        _core().start(fn, *call["args"], **call["kwargs"])
     return target_id
 
 
