@@ -43,6 +43,7 @@ from nbflow._api import (
     why,
     write_stream,
 )
+from nbflow._debounce import DebouncedHandle, Debouncer
 from nbflow._errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -71,6 +72,7 @@ from nbflow._errors import (
 )
 from nbflow._fingerprint import fingerprint
 from nbflow._records import Records, Status, StepInfo, StepStats, StreamInfo, WorkflowInfo
+from nbflow._waitfirst import wait_first, wait_first_async
 from nbflow.engine._runtime import Runtime
 from nbflow.workflow._cache import Cache, refresh_cache
 from nbflow.workflow._handle import WorkflowHandle
@@ -107,6 +109,8 @@ __all__ = [
     "DatabaseCorruptError",
     "DatabaseError",
     "DatabaseLockedError",
+    "DebouncedHandle",
+    "Debouncer",
     "Executor",
     "FunctionNotRegisteredError",
     "ImportConflictError",
@@ -183,6 +187,8 @@ __all__ = [
     "step_stats",
     "track",
     "unload_ipython_extension",
+    "wait_first",
+    "wait_first_async",
     "why",
     "workflow",
     "workflow_timeout",

@@ -328,16 +328,26 @@ def fork(workflow_id: str, from_step: int) -> WorkflowHandle:
     return _call_runtime().fork(workflow_id, from_step)
 
 
-def send(workflow_id: str, message: Any, topic: str | None = None) -> None:
+def send(
+    workflow_id: str,
+    message: Any,
+    topic: str | None = None,
+    *,
+    idempotency_key: str | None = None,
+) -> None:
     """Send ``message`` to a workflow, which gets it with :func:`nbflow.recv` (on ``topic``).
 
     From a workflow body the send is a checkpoint: a replay never sends twice. Elsewhere it returns
     once the message is durable.
 
+    With ``idempotency_key``, the message is delivered once for its (workflow, topic, key),
+    however often and from wherever it is sent (other processes, workflow bodies): the later
+    sends do nothing, also after the first message was received.
+
     Raises:
         WorkflowNotFoundError: No workflow has this id.
     """
-    _call_runtime().send(workflow_id, message, topic)
+    _call_runtime().send(workflow_id, message, topic, idempotency_key=idempotency_key)
 
 
 def get_event(workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:

@@ -28,6 +28,7 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
   async), running a body and concluding it;
 - ``_messages``, ``_streams``, ``_children``, ``_parallel``: sleep, events and messages; streams
   read from a body; child workflows; ``nbflow.map`` inside a workflow;
+- ``_waits``: ``wait_first`` (checkpointed in a body), and an event of a workflow or its end;
 - ``_tracing``: spans through OpenTelemetry, when a tracer provider is set (a workflow, its step
   attempts, maps and their items, children);
 - ``_steps``, ``_reader``: ``StepRun``, one attempt of a step with its retry policy and record;

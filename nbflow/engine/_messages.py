@@ -7,7 +7,8 @@ Each is a checkpointed operation of the workflow body, recorded as a step named 
 - ``set_event`` records the value; ``get_event`` (from anywhere) returns the last value recorded.
 - ``send`` from a workflow records the send, and the message's id is the sender's (workflow id,
   function id), so a replay never sends twice; from outside, it returns once the message is
-  durable.
+  durable. With an idempotency key, the message's id is derived from (destination, topic, key),
+  so however often (and from wherever) it is sent, it is delivered once.
 - ``recv`` takes the oldest message on its topic: the step that records it and the message's
   deletion are one transaction, so a message is received exactly once, across crashes.
 
@@ -17,6 +18,8 @@ Waits go through the engine's one wait loop, and are cut short by a cancel or a 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -33,11 +36,13 @@ from nbflow.workflow._context import WorkflowContext, current_step
 
 __all__ = [
     "GET_EVENTS",
+    "KEYED",
     "SEND",
     "get_event",
     "get_event_async",
     "get_event_name",
     "get_events",
+    "keyed_message_id",
     "read_events",
     "recv",
     "patched",
@@ -191,6 +196,18 @@ def _event_value(
     return engine.decode(found[0], found[1], f"event {key!r} of workflow {workflow_id!r}")
 
 
+#: The start of the id of a message sent with an idempotency key (see :func:`keyed_message_id`).
+KEYED = "key:"
+
+
+def keyed_message_id(workflow_id: str, topic: str | None, key: str) -> str:
+    """The id of the message sent to ``workflow_id`` on ``topic`` with the idempotency ``key``:
+    the same for every such send, so the store inserts it once; ``recv`` marks it consumed
+    rather than deleting it, so the key never delivers again."""
+    digest = hashlib.sha256(json.dumps([workflow_id, topic, key]).encode()).hexdigest()
+    return f"{KEYED}{digest[:40]}"
+
+
 def send(
     engine: Engine,
     ex: Execution | None,
@@ -198,8 +215,10 @@ def send(
     workflow_id: str,
     message: Any,
     topic: str | None,
+    key: str | None = None,
 ) -> None:
-    """Send ``message`` to ``workflow_id`` on ``topic``, from the body of ``ex`` or from outside."""
+    """Send ``message`` to ``workflow_id`` on ``topic``, from the body of ``ex`` or from outside;
+    with an idempotency ``key``, once for the (destination, topic, key), wherever it is sent."""
     name = SEND
     function_id = 0
     if ex is not None:
@@ -212,7 +231,10 @@ def send(
     value = engine.encode(message, f"a message to workflow {workflow_id!r}")
     now = time.time()
     log = engine.log
-    message_id = str(uuid.uuid4()) if ex is None else f"{ex.workflow_id}:{function_id}"
+    if key is not None:
+        message_id = keyed_message_id(workflow_id, topic, key)
+    else:
+        message_id = str(uuid.uuid4()) if ex is None else f"{ex.workflow_id}:{function_id}"
     row = MessageRow(message_id, workflow_id, topic, value[0], value[1], now)
     if ex is None:
         log.wait_durable(log.append(row))
@@ -251,7 +273,7 @@ class _Receive:
             return ex.append(_record(ex, self.function_id, self.name, self.started, _NULL))
         value = (message.value_json, message.value_pickle)
         step = _record(ex, self.function_id, self.name, self.started, value)
-        return ex.append(Consume(message.message_id, step))
+        return ex.append(Consume(message.message_id, step, message.message_id.startswith(KEYED)))
 
     def value(self, message: MessageRow | None) -> Any:
         if message is None:

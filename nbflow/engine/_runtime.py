@@ -331,14 +331,23 @@ class Runtime(HistoryReads, Removals, Transfers):
 
     # -- messages and events -------------------------------------------------------------------
 
-    def send(self, workflow_id: str, message: Any, topic: str | None = None) -> None:
+    def send(
+        self,
+        workflow_id: str,
+        message: Any,
+        topic: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
         """Send ``message`` to a workflow (see :func:`nbflow.send`)."""
         check_text(workflow_id, "A workflow id")
-        if topic is not None:
-            check_text(topic, "A topic")
+        for text, what in ((topic, "A topic"), (idempotency_key, "An idempotency key")):
+            if text is not None:
+                check_text(text, what)
         body = self._core.body()
         ex = None if body is None else body.ex
-        messages.send(self._core.engine, ex, self.exists, workflow_id, message, topic)
+        engine = self._core.engine
+        messages.send(engine, ex, self.exists, workflow_id, message, topic, idempotency_key)
 
     def get_event(self, workflow_id: str, key: str, timeout: float | None = 60.0) -> Any:
         """The last value a workflow set for ``key`` (see :func:`nbflow.get_event`)."""

@@ -19,8 +19,9 @@ MessageRow    insert a message, unless one with its id exists (a send    the des
 CacheRow      insert a step cache entry, replacing one with its key      —
 Finish        set a workflow's final status and close its open streams,  its readers and waiters
               in one transaction
-Consume       delete a message ``recv`` took and insert the step that    —
-              records it, in one transaction
+Consume       delete a message ``recv`` took (or mark it consumed: a     —
+              keyed send) and insert the step that records it, in one
+              transaction
 Fork          copy a workflow under a new id, with its operations        the new workflow's
               before ``from_step`` and the stream items they wrote       waiters
 ============  =========================================================  =======================
@@ -127,7 +128,11 @@ class StreamRow(NamedTuple):
 
 class MessageRow(NamedTuple):
     """A row of the ``messages`` table: a message waiting for ``recv`` in its destination; as an
-    operation, insert it unless a message with its id exists."""
+    operation, insert it unless a message with its id exists.
+
+    ``consumed_at`` is set (and the row kept) when ``recv`` took a message sent with an
+    idempotency key: its id stays taken, so the key never delivers again.
+    """
 
     message_id: str
     destination_id: str
@@ -135,6 +140,7 @@ class MessageRow(NamedTuple):
     value_json: str | None
     value_pickle: bytes | None
     created_at: float
+    consumed_at: float | None = None
 
 
 class CacheRow(NamedTuple):
@@ -194,10 +200,12 @@ class Finish(NamedTuple):
 
 
 class Consume(NamedTuple):
-    """Delete the message that ``recv`` took and insert ``step``, which records it."""
+    """Delete the message that ``recv`` took and insert ``step``, which records it; with ``keep``
+    (a message sent with an idempotency key) mark it consumed instead of deleting it."""
 
     message_id: str
     step: StepRow
+    keep: bool = False
 
 
 class Fork(NamedTuple):

@@ -247,11 +247,10 @@ class PostgresStore(SQLStore):
 
     def _consume(self, op: Consume) -> Statement:
         # Only while the workflow is this process's (see commit()): its new owner receives it.
-        return (
-            "DELETE FROM messages WHERE message_id = $1 AND EXISTS (SELECT 1 FROM workflows "
-            "WHERE workflow_id = $2 AND executor_id = $3)",
-            [op.message_id, op.step.workflow_id, self._executor_id],
-        )
+        sql, params = super()._consume(op)
+        n = len(params)
+        owned = f"SELECT 1 FROM workflows WHERE workflow_id = ${n + 1} AND executor_id = ${n + 2}"
+        return f"{sql} AND EXISTS ({owned})", [*params, op.step.workflow_id, self._executor_id]
 
     def _finish(self, statements: list[Statement], op: Finish) -> None:
         # Only a PENDING workflow ends (FINISH_UPDATE says so for every store): a cancel from

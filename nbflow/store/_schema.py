@@ -93,6 +93,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("value_json", TEXT),
         ("value_pickle", BLOB),
         ("created_at", DOUBLE),
+        ("consumed_at", DOUBLE),
     ),
     "step_cache": (
         ("entry", TEXT),
@@ -203,8 +204,9 @@ MIGRATIONS: list[list[str]] = [
         """,
     ],
     # 4: queue options (priority, deduplication, partitions, delays), the start time rate limits
-    # count, how often a workflow was recovered;
-    # a short form of each step call's arguments (the steps table's)
+    # count, how often a workflow was recovered; a short form of each step call's arguments (the
+    # steps table's); when a message sent with an idempotency key was received (it is kept, so
+    # the key never delivers again)
     [
         "ALTER TABLE workflows ADD COLUMN priority INTEGER",
         "ALTER TABLE workflows ADD COLUMN deduplication_id VARCHAR",
@@ -213,5 +215,6 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE workflows ADD COLUMN started_at DOUBLE",
         "ALTER TABLE workflows ADD COLUMN recovery_attempts INTEGER",
         "ALTER TABLE steps ADD COLUMN args_text VARCHAR",
+        "ALTER TABLE messages ADD COLUMN consumed_at DOUBLE",
     ],
 ]

@@ -179,7 +179,8 @@ class _Inserts:
         self.workflows: list[WorkflowRow] = []
         self.steps: list[StepRow] = []
         self.items: list[StreamRow] = []
-        self.messages: list[MessageRow] = []
+        #: message id -> the first message with it (a keyed send may come twice in a batch)
+        self.messages: dict[str, MessageRow] = {}
         #: entry -> the last cache row for it in the batch (one statement may not set a key twice)
         self.cache: dict[str, CacheRow] = {}
         #: workflow id -> index of its row in ``workflows``
@@ -228,7 +229,7 @@ class SQLStore(
             elif type(op) is SetEvent:
                 steps.append(op.step)
             elif type(op) is MessageRow:
-                plan.messages.append(op)
+                plan.messages[op.message_id] = plan.messages.get(op.message_id, op)
             elif type(op) is CacheRow:
                 plan.cache[op.entry] = op
             elif type(op) is Finish and op.markers is not None and op.workflow_id in plan.unwritten:
@@ -259,7 +260,11 @@ class SQLStore(
         return statements
 
     def _consume(self, op: Consume) -> Statement:
-        """The statement that deletes the message a workflow received."""
+        """The statement that deletes (or, ``keep``, marks consumed) the message a workflow
+        received."""
+        if op.keep:
+            sql = "UPDATE messages SET consumed_at = $2 WHERE message_id = $1"
+            return sql, [op.message_id, op.step.ended_at]
         return "DELETE FROM messages WHERE message_id = $1", [op.message_id]
 
     def _flush(self, statements: list[Statement], plan: _Inserts) -> None:
@@ -268,11 +273,12 @@ class SQLStore(
             ("workflows", plan.workflows),
             ("steps", plan.steps),
             ("streams", plan.items),
-            ("messages", plan.messages),
+            ("messages", list(plan.messages.values())),
         ):
             if rows:
                 statements.append(self._insert(table, rows))
                 rows.clear()
+        plan.messages.clear()
         if plan.cache:
             statements.append(self._insert("step_cache", list(plan.cache.values())))
             plan.cache.clear()
@@ -414,7 +420,7 @@ class SQLStore(
         rows = self._fetchall(
             f"SELECT {MESSAGE_COLUMNS} FROM messages "
             "WHERE destination_id = $1 AND topic IS NOT DISTINCT FROM $2 "
-            "ORDER BY created_at, message_id LIMIT 1",
+            "AND consumed_at IS NULL ORDER BY created_at, message_id LIMIT 1",
             [destination_id, topic],
         )
         return MessageRow(*rows[0]) if rows else None

@@ -875,6 +875,19 @@ def test_consume_deletes_the_message_with_the_step_that_records_it(store: Store)
     assert store.list_steps("w") == [received]
 
 
+def test_a_kept_consume_marks_the_message_so_its_id_never_delivers_again(store: Store) -> None:
+    """A Consume with ``keep`` (a message sent with an idempotency key) marks the message
+    consumed instead of deleting it: no recv finds it again, and a message with its id sent
+    again is still skipped."""
+    store.commit([workflow("w"), message("key:k", "w", "t", '"one"', at=1)])
+    received = step("w", 1, "nbflow.recv", output_json='"one"')
+    store.commit([Consume("key:k", received, keep=True)])
+    assert store.next_message("w", "t") is None
+    store.commit([message("key:k", "w", "t", '"again"', at=2), message("m", "w", "t", '"m"')])
+    assert store.next_message("w", "t") == message("m", "w", "t", '"m"')
+    assert store.list_steps("w") == [received]
+
+
 # -- queues ----------------------------------------------------------------------------------
 
 
