@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow._errors import DatabaseLockedError
 from nbflow._records import Records, Status, StepInfo, StepStats, StreamInfo, WorkflowInfo
-from nbflow.engine._runtime import Runtime
+from nbflow.engine._runtime import Runtime, runtime_of
 from nbflow.workflow import _context as context
 from nbflow.workflow._handle import WorkflowHandle
 from nbflow.workflow._recovery import Recovered
@@ -123,9 +123,8 @@ def _close_default() -> None:
 def _call_runtime() -> Runtime:
     """The runtime of the workflow this code runs in, else the default runtime."""
     ctx = context.current()
-    if ctx is not None and isinstance(ctx.runner, Runtime):
-        return ctx.runner
-    return runtime()
+    found = None if ctx is None else runtime_of(ctx.runner)
+    return runtime() if found is None else found
 
 
 context.set_default_runner(lambda: runtime().runner)

@@ -33,7 +33,7 @@ from nbflow.workflow._handle import WorkflowHandle
 from nbflow.workflow._recovery import Recovered, announce, note_interrupted
 from nbflow.workflow._workflows import lookup_workflow
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "runtime_of"]
 
 logger = logging.getLogger("nbflow")
 
@@ -76,6 +76,7 @@ class Runtime(HistoryReads, Removals, Transfers):
         self.database: str = core.engine.database
         self.allow_pickle = allow_pickle
         _open_runtimes.add(self)
+        _by_runner[id(core)] = self  # (the runner a workflow's context names: its core)
         #: Ids of the workflows that were PENDING when the database was opened (interrupted).
         self.interrupted: list[str] = [row.workflow_id for row in self.store.pending_workflows()]
         note_interrupted(self.interrupted, self.database)
@@ -426,6 +427,14 @@ class Runtime(HistoryReads, Removals, Transfers):
 
 
 _open_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
+#: Each runtime by the id of its core, the runner a workflow's context names (an entry lives
+#: as long as its runtime, which keeps its core, so an id is never another object's).
+_by_runner: weakref.WeakValueDictionary[int, Runtime] = weakref.WeakValueDictionary()
+
+
+def runtime_of(runner: object) -> Runtime | None:
+    """The runtime whose workflows run on ``runner`` (a workflow context's), or None."""
+    return runner if isinstance(runner, Runtime) else _by_runner.get(id(runner))
 
 
 @atexit.register

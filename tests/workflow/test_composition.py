@@ -372,3 +372,30 @@ def test_a_sync_workflow_calls_an_async_child(rt: nbflow.Runtime) -> None:
     assert handle.result(timeout=30) == 40
     [child_row] = nbflow.list_workflows(name="tests.composition.async_child")
     assert child_row.parent_id == handle.workflow_id
+
+
+@nbflow.workflow(name="tests.composition.explicit_child")
+def explicit_child(x: int) -> int:
+    return 2 * x
+
+
+@nbflow.workflow(name="tests.composition.explicit_parent")
+def explicit_parent() -> tuple[str, int, list[str]]:
+    handle = nbflow.start(explicit_child, 3)
+    names = [w.name for w in nbflow.list_workflows(name="tests.composition.explicit_child")]
+    return handle.workflow_id, handle.result(), names
+
+
+@pytest.mark.contract
+def test_module_functions_in_a_body_use_the_runtime_it_runs_in(database: str) -> None:
+    """In a workflow of an explicit ``nbflow.Runtime``, ``nbflow.start`` and the history
+    functions use that runtime (they used the default one: the child went to another database,
+    unrecorded as a child)."""
+    with nbflow.Runtime(database) as rt:
+        handle = rt.start(explicit_parent)
+        child_id, result, names = handle.result(timeout=60)
+        assert result == 6 and names == ["tests.composition.explicit_child"]
+        [child] = rt.list_workflows(parent_id=handle.workflow_id)
+        assert child.workflow_id == child_id, child
+        steps = rt.list_steps(handle.workflow_id)
+        assert any(s.child_workflow_id == child_id for s in steps), steps
