@@ -32,6 +32,7 @@ _COLOURS = {
     "cancelled": text_colour("warning"),
     "running": text_colour("info"),
     "enqueued": text_colour("info"),
+    "delayed": text_colour("info"),
     "interrupted": muted(),
 }
 #: The most characters of an error the HTML table shows (all of it is in the cell's tooltip).

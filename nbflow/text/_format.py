@@ -199,6 +199,7 @@ def shorten(text: str | None, width: int = 60) -> str:
 STATUS_WORDS = {
     "PENDING": "running",
     "ENQUEUED": "enqueued",
+    "DELAYED": "delayed",
     "SUCCESS": "succeeded",
     "ERROR": "failed",
     "CANCELLED": "cancelled",
@@ -206,7 +207,7 @@ STATUS_WORDS = {
 
 
 def status_word(status: str, *, running_here: bool = True) -> str:
-    """The word for a status: ``running``, ``interrupted``, ``enqueued``, ``succeeded``,
+    """The word for a status: ``running``, ``interrupted``, ``enqueued``, ``delayed``, ``succeeded``,
     ``failed`` or ``cancelled``; any other text (``starting``) as it is.
 
     Args:

@@ -1,8 +1,8 @@
 """The words a person types for a workflow's status, and what each means.
 
 One status has two vocabularies: the views' and tables' words (``running``, ``enqueued``,
-``succeeded``, ``failed``, ``cancelled``: :data:`~nbflow.text._format.STATUS_WORDS`) and the
-statuses' own names (``PENDING``, ``ENQUEUED``, ``SUCCESS``, ``ERROR``, ``CANCELLED``). Wherever a
+``delayed``, ``succeeded``, ``failed``, ``cancelled``: :data:`~nbflow.text._format.STATUS_WORDS`) and the
+statuses' own names (``PENDING``, ``ENQUEUED``, ``DELAYED``, ``SUCCESS``, ``ERROR``, ``CANCELLED``). Wherever a
 status is typed, both are taken, in any case, with the usual variants (``queued``, ``canceled``).
 """
 
@@ -39,7 +39,7 @@ def status_choices(values: Sequence[str] | None = None) -> str:
     """The words for the statuses ``values`` (None: all), each with its name, for a message.
 
     Args:
-        values: The statuses' values (``["SUCCESS", "ERROR"]``), or None for all five.
+        values: The statuses' values (``["SUCCESS", "ERROR"]``), or None for all.
 
     Returns:
         ``running (PENDING), enqueued or queued (ENQUEUED), …``
@@ -57,7 +57,7 @@ def unknown_status(text: object, values: Sequence[str] | None = None) -> str:
 
     Args:
         text: What was typed.
-        values: The statuses that may be named there (None: all five).
+        values: The statuses that may be named there (None: all).
 
     Returns:
         ``Unknown workflow status 'x'; use one of failed (ERROR), …``; for ``interrupted``, where
