@@ -45,6 +45,8 @@ def waits(n: int) -> int:
         ("Running", "PENDING"),
         ("queued", "ENQUEUED"),
         ("enqueued", "ENQUEUED"),
+        ("delayed", "DELAYED"),
+        ("Delayed", "DELAYED"),
         ("succeeded", "SUCCESS"),
         ("success", "SUCCESS"),
         ("failed", "ERROR"),
@@ -69,7 +71,8 @@ def test_parse_names_both_words_of_each_status() -> None:
 
 
 def test_a_status_has_the_views_word() -> None:
-    assert [s.word for s in Status] == ["running", "enqueued", "succeeded", "failed", "cancelled"]
+    words = ["running", "enqueued", "delayed", "succeeded", "failed", "cancelled"]
+    assert [s.word for s in Status] == words
 
 
 def test_list_workflows_and_prune_take_the_views_words(rt: nbflow.Runtime) -> None:
