@@ -78,7 +78,6 @@ from nbflow._serialization import decode, encode, storable_text
 from nbflow.store import Store, open_store
 from nbflow.store._base import RecordedHead, Replay, ReplayRecord
 from nbflow.store._history import StepStatsQuery, StepStatsRow, WorkflowQuery
-from nbflow.store._sqlqueues import QueueLimits
 from nbflow.store._ops import (
     CacheRow,
     Changes,
@@ -94,6 +93,7 @@ from nbflow.store._ops import (
     WorkflowRow,
     event_step_name,
 )
+from nbflow.store._sqlqueues import QueueLimits
 
 #: The stores the suite runs on (a new store: add its name here and its location in location()).
 STORES = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
