@@ -1293,7 +1293,7 @@ def test_unicode_names_round_trip_and_match(store: Store) -> None:
     assert store.get_event(wid, event) == ('"e"', None)
     assert [e[0] for e in store.list_events(wid)] == [event]
     assert store.next_message(wid, topic) == message("msg ✉", wid, topic, '"m"')
-    assert ids(store.dequeue(queue_name, HERE, [name], 10, 1, T)) == ["job ✓"]
+    assert ids(store.dequeue(queue_name, HERE, [name], 10, QueueLimits(1), T).rows) == ["job ✓"]
 
 
 # -- the step cache --------------------------------------------------------------------------------

@@ -268,8 +268,10 @@ def test_delayed_status_while_waiting(rt: nbflow.Runtime) -> None:
 def test_rate_limit(database: str) -> None:
     """DBOS test_limiter: three times the limit enqueued at once start in waves, never more than
     ``limit`` in any window of ``period``, and each window's budget is spent."""
+    with nbflow.configure(database, queues=[]):  # all are there when the first pass comes
+        ids = [limited.enqueue(mark, f"r{i}").workflow_id for i in range(12)]
     with nbflow.configure(database) as rt:
-        handles = [limited.enqueue(mark, f"r{i}") for i in range(12)]
+        handles = [nbflow.get_workflow(i) for i in ids]
         assert [h.result(timeout=60) for h in handles] == [f"r{i}" for i in range(12)]
         assert_rate(started(rt, handles), 4, 1.0)
 
@@ -335,16 +337,18 @@ def test_partition_concurrency(database: str, queue_log: Path) -> None:
 @pytest.mark.contract
 def test_partition_rate(database: str) -> None:
     """DBOS test_partition_limiter_with_queue_wide_limiter: the rate holds per partition key."""
-    with nbflow.configure(database) as rt:
-        by_key: dict[str, list[nbflow.WorkflowHandle]] = {"a": [], "b": []}
+    by_key: dict[str, list[str]] = {"a": [], "b": []}
+    with nbflow.configure(database, queues=[]):  # all are there when the first pass comes
         for i in range(6):
-            for key, handles in by_key.items():
+            for key, enqueued in by_key.items():
                 with nbflow.enqueue_options(partition_key=key):
-                    handles.append(tenant_rate.enqueue(mark, f"{key}{i}"))
-        for handles in by_key.values():
+                    enqueued.append(tenant_rate.enqueue(mark, f"{key}{i}").workflow_id)
+    with nbflow.configure(database) as rt:
+        for ids in by_key.values():
+            handles = [nbflow.get_workflow(i) for i in ids]
             assert [h.result(timeout=60) for h in handles]
             assert_rate(started(rt, handles), 2, 1.0)
-        both = started(rt, [h for hs in by_key.values() for h in hs])
+        both = started(rt, [nbflow.get_workflow(i) for ids in by_key.values() for i in ids])
         assert sum(1 for t in both if t < both[0] + 1.0) == 4  # the keys do not share a budget
 
 
