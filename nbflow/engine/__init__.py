@@ -15,7 +15,8 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_retention``: removing finished workflows (``delete_workflow``, ``prune``);
 - ``_lifecycle``: begin, run, end, cancel, resume, recover, fork, enqueue and dequeue;
 - ``_history``, ``_queues``, ``_reports``: reads and waits for workflows elsewhere; the queue
-  thread; what the committer and other processes report (durable ends, cancels, take-overs);
+  thread and what an enqueue records (options, deduplication); what the committer and other
+  processes report (durable ends, cancels, take-overs);
   ``_timelayout``: a timeline's rows (steps packed into lanes, streams as ticks) as a Gantt chart;
 - ``_timeline``: a workflow and its children (bounded) as a timeline draws them
   (``TimelineData``);
