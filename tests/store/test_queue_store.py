@@ -5,11 +5,12 @@ processes on PostgreSQL). The fixtures and rows are those of :mod:`tests.store.t
 
 from __future__ import annotations
 
+import queue
 import threading
 from typing import Any
 
 from nbflow.store import Store
-from nbflow.store._ops import Finish, WorkflowRow
+from nbflow.store._ops import Changes, Finish, WorkflowRow
 from nbflow.store._sqlqueues import QueueLimits
 from tests.store import test_conformance as conformance
 from tests.store.test_conformance import HERE, QUEUED, T, ids, queued
@@ -129,3 +130,14 @@ def test_deduplication_is_race_free_across_processes(store: Store, another: Stor
     assert len(answers) == 16 and len(inserted) == 1
     assert set(answers.values()) == {None, inserted[0]}
     assert [store.get_workflow(f"w{i}") is not None for i in range(16)].count(True) == 1
+
+
+def test_a_deduplicated_enqueue_wakes_the_other_processes(
+    store: Store, another: Store, heard: queue.Queue[Changes]
+) -> None:
+    """(Shared stores.) An enqueue with a deduplication id, made outside the write log, tells
+    the other processes' dispatchers of its queue as a batch's enqueue does."""
+    assert another.enqueue_once(row("theirs", 0, queue_name="jobs", deduplication_id="d")) is None
+    queues: set[str] = set()
+    while "jobs" not in queues:
+        queues |= heard.get(timeout=30).queues  # (a wait for the notification, not a timing)
