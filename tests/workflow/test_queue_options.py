@@ -232,7 +232,8 @@ def test_a_refused_child_enqueue_is_recorded(database: str) -> None:
 @pytest.mark.contract
 def test_delayed_enqueue(database: str) -> None:
     """DBOS test_delay and test_delay_cancel_resume_list: DELAYED until the delay has passed,
-    then ENQUEUED and run; a delayed workflow can be listed and cancelled."""
+    then ENQUEUED and run; a delayed workflow can be listed, cancelled, resumed (it runs at
+    once), and holds its deduplication id."""
     with nbflow.configure(database) as rt:
         with nbflow.enqueue_options(delay=dt.timedelta(hours=1)):
             parked = delay_queue.enqueue(mark, "parked")
@@ -250,6 +251,11 @@ def test_delayed_enqueue(database: str) -> None:
         assert parked.status() == Status.DELAYED
         parked.cancel()
         assert parked.status() == Status.CANCELLED
+        with nbflow.enqueue_options(delay=3600, deduplication_id="later"):
+            resumed = delay_queue.enqueue(mark, "resumed")
+            with pytest.raises(nbflow.QueueDeduplicatedError):  # a DELAYED one holds its id
+                delay_queue.enqueue(mark, "again")
+        assert nbflow.resume(resumed.workflow_id).result(timeout=60) == "resumed"  # at once
 
 
 def test_delayed_status_while_waiting(rt: nbflow.Runtime) -> None:
