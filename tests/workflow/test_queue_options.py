@@ -8,6 +8,7 @@ and against the runs each process logs (:mod:`tests.apps.queueapp`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import subprocess
@@ -154,6 +155,22 @@ def test_enqueue_options_nest_and_stay_in_their_thread(database: str) -> None:
         assert seen == [None]
         child = rt.workflow_row(child_id)
         assert (child.priority, child.deduplication_id) == (None, None)
+
+
+def test_enqueue_options_belong_to_their_task(database: str) -> None:
+    """Two asyncio tasks in blocks of their own, interleaved: each enqueue gets its task's."""
+
+    async def enqueue(priority: int) -> str:
+        with nbflow.enqueue_options(priority=priority):
+            await asyncio.sleep(0.01)  # the other task enters its block meanwhile
+            return other_queue.enqueue(mark, str(priority)).workflow_id
+
+    async def both() -> list[str]:
+        return list(await asyncio.gather(enqueue(1), enqueue(2)))
+
+    with nbflow.configure(database, queues=[]) as rt:
+        ids = asyncio.run(both())
+        assert [rt.workflow_row(i).priority for i in ids] == [1, 2]
 
 
 # -- priorities ------------------------------------------------------------------------------
