@@ -45,13 +45,24 @@ def mark(label: str) -> str:
     return label
 
 
+#: What :func:`held` waits for.
+release = threading.Event()
+
+
+@nbflow.workflow(name="tests.opts.held")
+def held(label: str) -> str:
+    release.wait(30)
+    return label
+
+
 @nbflow.workflow(name="tests.opts.parent")
 def parent() -> tuple[str, str]:
-    """Enqueues a child twice with one deduplication id: the second enqueue is refused."""
+    """Enqueues a child twice with one deduplication id: the second enqueue is refused (the
+    first still runs: it waits for :data:`release`)."""
     with nbflow.enqueue_options(deduplication_id="child"):
-        first = dedup_queue.enqueue(mark, "child")
+        first = dedup_queue.enqueue(held, "child")
         try:
-            dedup_queue.enqueue(mark, "again")
+            dedup_queue.enqueue(held, "again")
         except nbflow.QueueDeduplicatedError as exc:
             return first.workflow_id, exc.holder
     return first.workflow_id, "not refused"
@@ -231,9 +242,13 @@ def test_deduplication(database: str) -> None:
 def test_a_refused_child_enqueue_is_recorded(database: str) -> None:
     """DBOS test_queue_deduplication_recovery: inside a workflow, the refusal is a checkpoint; a
     replay (a fork from after it) raises it again although the holder has ended."""
+    release.clear()
     with nbflow.configure(database):
-        handle = nbflow.start(parent)
-        child_id, holder = handle.result(timeout=60)
+        try:
+            handle = nbflow.start(parent)
+            child_id, holder = handle.result(timeout=60)
+        finally:
+            release.set()
         assert holder == child_id
         steps = nbflow.list_steps(handle.workflow_id)
         assert [s.status for s in steps] == ["SUCCESS", "ERROR"]
