@@ -57,6 +57,7 @@ from nbflow._errors import (
     NbflowError,
     NondeterminismError,
     NotInWorkflowError,
+    QueueDeduplicatedError,
     RecordedError,
     RuntimeClosedError,
     SchemaVersionError,
@@ -80,7 +81,7 @@ from nbflow.workflow._messages import recv, recv_async, set_event, sleep, sleep_
 from nbflow.workflow._parallel import Executor, map, map_async
 from nbflow.workflow._patches import deprecate_patch, patched
 from nbflow.workflow._progress import progress, track
-from nbflow.workflow._queues import Queue
+from nbflow.workflow._queues import Queue, enqueue_options
 from nbflow.workflow._schedules import ScheduleInfo, list_schedules, scheduled
 from nbflow.workflow._steps import run_step, step
 from nbflow.workflow._workflows import set_workflow_id, workflow, workflow_timeout
@@ -120,6 +121,7 @@ __all__ = [
     "NondeterminismError",
     "NotInWorkflowError",
     "Queue",
+    "QueueDeduplicatedError",
     "RecordedError",
     "Records",
     "Runtime",
@@ -148,6 +150,7 @@ __all__ = [
     "current_workflow_id",
     "delete_workflow",
     "deprecate_patch",
+    "enqueue_options",
     "export_workflow",
     "fingerprint",
     "fork",

@@ -24,6 +24,7 @@ message what to do next::
     ├── MaxRecoveryAttemptsExceededError     recovered too often: never again by itself
     ├── WorkflowRunningError                 a running workflow cannot be deleted
     ├── ImportConflictError                  an imported workflow's id holds another workflow
+    ├── QueueDeduplicatedError               a workflow with this deduplication id is on the queue
     ├── RecordedError                        a recorded exception that cannot be rebuilt here
     └── WaitTimeoutError (TimeoutError)      a wait ran out of time
         └── StreamTimeoutError               no stream item arrived in time
@@ -39,6 +40,7 @@ from typing import Any
 
 from nbflow.text._hints import hint
 from nbflow.text._locked import locked_message
+from nbflow.text._refusals import deduplicated_message
 
 __all__ = [
     "ConcurrencyError",
@@ -53,6 +55,7 @@ __all__ = [
     "NbflowError",
     "NondeterminismError",
     "NotInWorkflowError",
+    "QueueDeduplicatedError",
     "RecordedError",
     "RuntimeClosedError",
     "SchemaVersionError",
@@ -396,7 +399,7 @@ class MaxRecoveryAttemptsExceededError(NbflowError):
 
 
 class WorkflowRunningError(NbflowError):
-    """A workflow that has not finished (PENDING or ENQUEUED) cannot be deleted; nothing was.
+    """A workflow that has not finished (PENDING, ENQUEUED or DELAYED) cannot be deleted; nothing was.
 
     Attributes:
         workflow_id: The workflow that has not finished.
@@ -424,6 +427,16 @@ class ImportConflictError(NbflowError):
             f"({'; '.join(differences)}): not imported. Keep it, or delete it and import again."
         )
         self.workflow_id, self.database, self.differences = workflow_id, database, differences
+
+
+class QueueDeduplicatedError(NbflowError):
+    """An enqueue refused (nothing enqueued): workflow ``holder`` holds ``deduplication_id`` on
+    ``queue``, being ENQUEUED, DELAYED or PENDING there; ``workflow_id`` is the refused one's."""
+
+    def __init__(self, workflow_id: str, queue: str, deduplication_id: str, holder: str) -> None:
+        super().__init__(deduplicated_message(workflow_id, queue, deduplication_id, holder))
+        self.workflow_id, self.holder = workflow_id, holder
+        self.queue, self.deduplication_id = queue, deduplication_id
 
 
 class RecordedError(NbflowError):

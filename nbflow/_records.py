@@ -26,6 +26,7 @@ class Status(str, enum.Enum):
 
     PENDING = "PENDING"
     ENQUEUED = "ENQUEUED"
+    DELAYED = "DELAYED"
     SUCCESS = "SUCCESS"
     ERROR = "ERROR"
     CANCELLED = "CANCELLED"
@@ -37,14 +38,14 @@ class Status(str, enum.Enum):
     def is_final(self) -> bool:
         """True for SUCCESS, ERROR, CANCELLED and MAX_RECOVERY_ATTEMPTS_EXCEEDED (nothing runs it
         on by itself)."""
-        return self not in (Status.PENDING, Status.ENQUEUED)
+        return self not in (Status.PENDING, Status.ENQUEUED, Status.DELAYED)
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def word(self) -> str:
-        """The word the views and tables say: ``running``, ``enqueued``, ``succeeded``,
+        """The word the views and tables say: ``running``, ``enqueued``, ``delayed``, ``succeeded``,
         ``failed`` or ``cancelled`` (a view says ``interrupted`` for a PENDING workflow that
         nothing runs: the status alone cannot tell)."""
         return status_word(self.value)
@@ -53,6 +54,7 @@ class Status(str, enum.Enum):
     def parse(cls, value: str | Status) -> Status:
         """A status from a word a person types, in any case: the views' words or the statuses'
         names, ``running`` or ``pending`` (PENDING), ``enqueued`` or ``queued`` (ENQUEUED),
+        ``delayed`` (DELAYED: enqueued with a delay that has not passed),
         ``succeeded`` or ``success`` (SUCCESS), ``failed`` or ``error`` (ERROR), ``cancelled`` or
         ``canceled`` (CANCELLED), ``gave up`` or ``max_recovery_attempts_exceeded``
         (MAX_RECOVERY_ATTEMPTS_EXCEEDED).

@@ -17,8 +17,9 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_retention``: removing finished workflows (``delete_workflow``, ``prune``);
 - ``_lifecycle``: begin, run, end, cancel, resume, recover, fork, enqueue and dequeue;
 - ``_history``, ``_queues``, ``_reports``, ``_schedules``: reads and waits for workflows
-  elsewhere; the queue thread; what the committer and other processes report (durable ends,
-  cancels, take-overs); the scheduler thread (a workflow per tick, its id naming the tick);
+  elsewhere; the queue thread and what an enqueue records (options, deduplication); what the
+  committer and other processes report (durable ends, cancels, take-overs); the scheduler thread
+  (a workflow per tick, its id naming the tick);
   ``_timelayout``: a timeline's rows (steps packed into lanes, streams as ticks) as a Gantt chart;
   ``_recovery``: a claim that recovers a workflow, counted and held to its
   ``max_recovery_attempts``;

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nbflow._errors import QueueDeduplicatedError
 from nbflow.engine import _steps as steps
 from nbflow.engine._execution import Execution
 from nbflow.engine._tracing import operation
@@ -119,8 +120,14 @@ def start_child(ex: Execution, runner: Runner, call: WorkflowCall, queue: Any) -
     ex.wait_row_durable()
     started = time.time()
     call = call._replace(workflow_id=_child_id(ex, function_id), parent_id=ex.workflow_id)
-    with operation(ex, name, function_id, child_workflow_id=call.workflow_id):
-        handle = runner.begin_child(call, queue)
+    try:
+        with operation(ex, name, function_id, child_workflow_id=call.workflow_id):
+            handle = runner.begin_child(call, queue)
+    except QueueDeduplicatedError as exc:  # recorded: a replay raises it again
+        steps.record_outcome(
+            ex, function_id, name, started=started, attempts=1, error=exc, what=name
+        )
+        raise
     row = steps.step_row(
         ex.workflow_id,
         function_id,

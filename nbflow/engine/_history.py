@@ -122,7 +122,7 @@ class History:
         return self._engine.decode(row.output_json, row.output_pickle, what)
 
     def wait_elsewhere(self, workflow_id: str, timeout: float | None) -> WorkflowRow | None:
-        """Wait for a PENDING (or ENQUEUED) workflow that no execution of this runtime runs to end.
+        """Wait for a PENDING (or ENQUEUED, DELAYED) workflow that no execution of this runtime runs to end.
 
         Returns:
             Its final row, or None when it started running in this runtime meanwhile.

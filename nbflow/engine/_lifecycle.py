@@ -31,6 +31,7 @@ from nbflow.engine._deadlines import Deadlines
 from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Execution, Executions, State
 from nbflow.engine._loop import LoopThread
+from nbflow.engine._queues import Taken, enqueue_once, queued_row, take
 from nbflow.engine._recovery import claim
 from nbflow.engine._tracing import Tracing
 from nbflow.engine._workflows import WorkflowRun, run_body, run_body_async
@@ -41,6 +42,7 @@ from nbflow.workflow._cache import refreshing
 from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, WorkflowCall
 from nbflow.workflow._context import Runner
 from nbflow.workflow._handle import Tracker, WorkflowHandle
+from nbflow.workflow._queues import options_for
 from nbflow.workflow._recovery import Recovered, Skipped
 from nbflow.workflow._workflows import as_workflow, lookup_workflow, registered_names
 
@@ -409,9 +411,11 @@ class Lifecycle:
         return self.handle(begun.workflow_id, begun.execution)
 
     def enqueue(self, queue: DeclaredQueue, call: WorkflowCall) -> WorkflowHandle:
-        """Record the workflow ``call`` as ENQUEUED on ``queue``."""
+        """Record the workflow ``call`` as ENQUEUED (DELAYED, with a delay) on ``queue``, with
+        the options of an enclosing ``enqueue_options`` block (checked against the queue)."""
         wf = as_workflow(call.wf)
         given = call.workflow_id or context.take_assigned_id()
+        options = options_for(queue)
         with self._executions.lock:
             self._engine.check_open()
             if given is not None:
@@ -421,29 +425,26 @@ class Lifecycle:
                         raise WorkflowConflictError(given, existing.name, wf.name)
                     return self.handle(given)
             workflow_id = given or str(uuid.uuid4())
-            row = self.new_row(call._replace(wf=wf), workflow_id, queue.name)
-            seq = self._engine.log.append(Enqueue(row))
-        self._engine.log.wait_durable(seq)
+            row = queued_row(self.new_row(call._replace(wf=wf), workflow_id, queue.name), options)
+            once = row.deduplication_id is not None  # in a transaction of its own, not the log's
+            seq = None if once else self._engine.log.append(Enqueue(row))
+        if seq is None:
+            enqueue_once(self._store, row)
+        else:
+            self._engine.log.wait_durable(seq)
         return self.handle(workflow_id)
 
-    def dequeue(self, queue: DeclaredQueue, limit: int | None) -> list[str]:
+    def dequeue(self, queue: DeclaredQueue, limit: int | None) -> Taken:
         """Take the queue's workflows that may run now and start them here (dispatcher thread)."""
         names = registered_names()
         with self._executions.lock:  # claimed and active at once, for wait_elsewhere()
             if self._engine.closed:
-                return []
-            rows = self._store.dequeue(
-                queue.name,
-                self._engine.executor_id,
-                names,
-                100 if limit is None else limit,
-                queue.concurrency,
-                time.time(),
-            )
-            executions = [self.activate_row(row) for row in rows]
+                return Taken([])
+            taken = take(self._store, self._engine.executor_id, queue, limit, names)
+            executions = [self.activate_row(row) for row in taken.rows]
         for ex in executions:
             self.spawn(ex)
-        return [ex.workflow_id for ex in executions]
+        return Taken([ex.workflow_id for ex in executions], taken.wake_at)
 
 
 def _inputs(row: WorkflowRow) -> str:

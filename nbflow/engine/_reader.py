@@ -78,7 +78,7 @@ class StreamReader:
         status = self._engine.store.get_status(self.workflow_id)
         if status is None and self.workflow_id not in self._executions:
             raise WorkflowNotFoundError(self.workflow_id, self._engine.database)
-        return status is not None and status not in ("PENDING", "ENQUEUED")
+        return status is not None and status not in ("PENDING", "ENQUEUED", "DELAYED")
 
     def _accept(self, rows: Sequence[Row], values: list[Any]) -> bool:
         """Decode contiguous rows from the current offset into ``values``; True at the end marker.

@@ -30,7 +30,7 @@ class Removals:
 
         Raises:
             WorkflowNotFoundError: No workflow has this id.
-            WorkflowRunningError: It (or a child) is PENDING or ENQUEUED: nothing was deleted.
+            WorkflowRunningError: It (or a child) is PENDING, ENQUEUED or DELAYED: nothing was deleted.
         """
         return self._core.retention.delete(workflow_id, delete_children=delete_children)
 

@@ -78,9 +78,9 @@ class Follower:
         with self.lock:
             self.state.name = row.name
             self.state.created_at = row.created_at
-            if row.status == "ENQUEUED":  # waiting for a worker of its queue
+            if row.status in ("ENQUEUED", "DELAYED"):  # waiting for a worker of its queue
                 self.state.status = row.status
-        if row.status not in ("PENDING", "ENQUEUED"):
+        if row.status not in ("PENDING", "ENQUEUED", "DELAYED"):
             self._finish()
         else:
             self._look_at(row)

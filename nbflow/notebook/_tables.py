@@ -47,6 +47,7 @@ _COLOURS = {
     "gave up": text_colour("danger"),
     "running": text_colour("info"),
     "enqueued": text_colour("info"),
+    "delayed": text_colour("info"),
     "interrupted": muted(),
 }
 #: The most characters of an error the HTML table shows (all of it is in the cell's tooltip).

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from nbflow.store._history import StepStatsQuery, StepStatsRow, WorkflowQuery
 from nbflow.store._ops import CacheRow, Changes, MessageRow, Op, StepRow, WorkflowRow
+from nbflow.store._sqlqueues import Dequeued, QueueLimits
 from nbflow.store._sqltimeline import TimelineRows
 from nbflow.store._transfer import TransferRows
 
@@ -162,13 +163,20 @@ class Store(abc.ABC):
         executor_id: str,
         names: list[str],
         limit: int,
-        concurrency: int | None,
+        limits: QueueLimits,
         now: float,
-    ) -> list[WorkflowRow]:
-        """Take up to ``limit`` of the queue's oldest ENQUEUED workflows to run here, in one
-        transaction: they become PENDING with this executor. Only workflows called one of
-        ``names`` (declared here) are taken, and with ``concurrency`` only as many as keep the
-        queue's PENDING workflows (in all processes) at most that many."""
+    ) -> Dequeued:
+        """Take up to ``limit`` workflows from the head of the queue to run here, in one
+        transaction: they become PENDING with this executor, ``started_at`` now. Only workflows
+        called one of ``names`` (declared here) are taken, and only as many as ``limits`` leave
+        (counted over all processes); DELAYED workflows whose delay has passed become ENQUEUED.
+        Also says when to look again by itself (a delay ends, a rate's window moves on)."""
+
+    @abc.abstractmethod
+    def enqueue_once(self, row: WorkflowRow) -> str | None:
+        """Insert ``row``, ENQUEUED or DELAYED with a deduplication id, unless a workflow with
+        that id is ENQUEUED, DELAYED or PENDING on its queue: then return that workflow's id
+        (nothing is inserted). Race-free across processes. An existing id is left as it is."""
 
     @abc.abstractmethod
     def next_message(self, destination_id: str, topic: str | None) -> MessageRow | None:
@@ -184,7 +192,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def running_children(self, parent_id: str) -> list[str]:
-        """The ids of the PENDING or ENQUEUED workflows that ``parent_id`` started."""
+        """The ids of the PENDING, ENQUEUED or DELAYED workflows that ``parent_id`` started."""
 
     @abc.abstractmethod
     def pending_workflows(self) -> list[WorkflowRow]:

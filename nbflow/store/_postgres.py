@@ -362,6 +362,7 @@ class PostgresStore(SQLStore):
     _name_in = "name = ANY($4::text[])"
     _entry_in = "entry = ANY($1::text[])"
     _lock_taken = "FOR UPDATE SKIP LOCKED"
+    _queue_notice = "SELECT pg_notify('nbflow_' || current_schema(), 'q' || $1)"  # _payloads'
 
     @contextlib.contextmanager
     def _queue_transaction(self, queue_name: str) -> Iterator[Execute]:

@@ -8,8 +8,7 @@ each backend.
 from __future__ import annotations
 
 import abc
-import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from nbflow.store._base import RecordedHead, Replay, ReplayRecord, Store
@@ -31,15 +30,15 @@ from nbflow.store._ops import (
 from nbflow.store._schema import column_list
 from nbflow.store._sqlcache import CacheQueries
 from nbflow.store._sqldelete import DeleteQueries
+from nbflow.store._sqlqueues import Execute, QueueQueries
 from nbflow.store._sqltimeline import TimelineQueries
 from nbflow.store._transfer import TransferQueries
 
 Statement = tuple[str, Sequence[Any]]
-#: Runs one statement in the caller's transaction and returns its rows.
-Execute = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 
 __all__ = [
     "MESSAGE_COLUMNS",
+    "Execute",
     "STEP_COLUMNS",
     "STREAM_COLUMNS",
     "WORKFLOW_COLUMNS",
@@ -90,7 +89,7 @@ APPEND_RECORD = (
 FINISH_UPDATE = (
     "UPDATE workflows SET status = $1, output_json = $2, output_pickle = $3, error = $4, "
     "error_pickle = $5, ended_at = $6, updated_at = $6, error_step = $7 WHERE workflow_id = $8 "
-    "AND status IN ('PENDING', 'ENQUEUED')"
+    "AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')"
 )
 
 
@@ -188,7 +187,13 @@ class _Inserts:
 
 
 class SQLStore(
-    HistoryQueries, CacheQueries, DeleteQueries, TimelineQueries, TransferQueries, Store
+    HistoryQueries,
+    CacheQueries,
+    DeleteQueries,
+    QueueQueries,
+    TimelineQueries,
+    TransferQueries,
+    Store,
 ):
     """A store whose reads are the shared SQL queries above, run by :meth:`_fetchall`."""
 
@@ -286,16 +291,6 @@ class SQLStore(
 
     # -- queues --------------------------------------------------------------------------------
 
-    #: The backend's test that ``name`` is in the list ``$4``, and what locks the rows a dequeue
-    #: takes (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
-    _name_in: str
-    _lock_taken: str = ""
-
-    @abc.abstractmethod
-    def _queue_transaction(self, queue_name: str) -> contextlib.AbstractContextManager[Execute]:
-        """A transaction in which one dispatcher of ``queue_name`` at a time takes workflows;
-        yields how to run a statement in it."""
-
     def append_record(self, row: StepRow) -> int:
         # One recorder at a time per record (the lock of the queues, under another name): the
         # id is the next after every one committed, whichever process recorded it.
@@ -303,35 +298,6 @@ class SQLStore(
             params = [row.workflow_id, *row[2:], row.workflow_id]  # (one type per parameter)
             [(function_id,)] = execute(APPEND_RECORD, params)
         return int(function_id)
-
-    def dequeue(
-        self,
-        queue_name: str,
-        executor_id: str,
-        names: list[str],
-        limit: int,
-        concurrency: int | None,
-        now: float,
-    ) -> list[WorkflowRow]:
-        with self._queue_transaction(queue_name) as execute:
-            if concurrency is not None:
-                [(running,)] = execute(
-                    "SELECT count(*) FROM workflows WHERE queue_name = $1 AND status = 'PENDING'",
-                    [queue_name],
-                )
-                limit = min(limit, concurrency - int(running))
-            if limit <= 0 or not names:
-                return []
-            rows = execute(
-                "UPDATE workflows SET status = 'PENDING', executor_id = $2, updated_at = $3 "
-                "WHERE workflow_id IN (SELECT workflow_id FROM workflows WHERE queue_name = $1 "
-                f"AND status = 'ENQUEUED' AND {self._name_in} ORDER BY created_at, workflow_id "
-                f"LIMIT $5 {self._lock_taken}) RETURNING {WORKFLOW_COLUMNS}",
-                [queue_name, executor_id, now, names, limit],
-            )
-            return sorted(
-                (WorkflowRow(*r) for r in rows), key=lambda r: (r.created_at, r.workflow_id)
-            )
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -386,7 +352,7 @@ class SQLStore(
     def running_children(self, parent_id: str) -> list[str]:
         rows = self._fetchall(
             "SELECT workflow_id FROM workflows WHERE parent_id = $1 "
-            "AND status IN ('PENDING', 'ENQUEUED') ORDER BY created_at",
+            "AND status IN ('PENDING', 'ENQUEUED', 'DELAYED') ORDER BY created_at",
             [parent_id],
         )
         return [row[0] for row in rows]

@@ -62,7 +62,7 @@ class DeleteQueries(abc.ABC):
 
         Each batch of :data:`BATCH` ids is one transaction that reads the workflows' status
         itself (and locks their rows, on PostgreSQL): a workflow that is not finished in that
-        transaction (PENDING or ENQUEUED, wherever it runs) is left as it is. The step cache is
+        transaction (PENDING, ENQUEUED or DELAYED, wherever it runs) is left as it is. The step cache is
         left as it is.
         """
         ids = list(dict.fromkeys(workflow_ids))

@@ -9,5 +9,6 @@ nothing else of nbflow).
 - ``_svg``, ``_gantt``: a small SVG writer (every text escaped); a Gantt chart drawn with it;
 - ``_hints``: a command as the front end in use names it (``nbflow.recover()``,
   ``%nbflow recover``, ``nbflow recover``);
-- ``_locked``: what a process refused a DuckDB file is told (who holds it, what to do).
+- ``_locked``: what a process refused a DuckDB file is told (who holds it, what to do);
+- ``_refusals``: what a refused enqueue is told (which workflow holds its deduplication id).
 """

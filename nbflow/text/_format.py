@@ -199,6 +199,7 @@ def shorten(text: str | None, width: int = 60) -> str:
 STATUS_WORDS = {
     "PENDING": "running",
     "ENQUEUED": "enqueued",
+    "DELAYED": "delayed",
     "SUCCESS": "succeeded",
     "ERROR": "failed",
     "CANCELLED": "cancelled",
@@ -207,8 +208,8 @@ STATUS_WORDS = {
 
 
 def status_word(status: str, *, running_here: bool = True) -> str:
-    """The word for a status: ``running``, ``interrupted``, ``enqueued``, ``succeeded``,
-    ``failed``, ``cancelled`` or ``gave up``; any other text (``starting``) as it is.
+    """The word for a status: ``running``, ``interrupted``, ``enqueued``, ``delayed``,
+    ``succeeded``, ``failed``, ``cancelled`` or ``gave up``; any other text (``starting``) as it is.
 
     Args:
         status: A ``Status`` or its value.

@@ -1,10 +1,11 @@
 """The words a person types for a workflow's status, and what each means.
 
 One status has two vocabularies: the views' and tables' words (``running``, ``enqueued``,
-``succeeded``, ``failed``, ``cancelled``, ``gave up``: :data:`~nbflow.text._format.STATUS_WORDS`)
-and the statuses' own names (``PENDING``, ``ENQUEUED``, ``SUCCESS``, ``ERROR``, ``CANCELLED``,
-``MAX_RECOVERY_ATTEMPTS_EXCEEDED``). Wherever a status is typed, both are taken, in any case, with
-the usual variants (``queued``, ``canceled``, ``gave-up``).
+``delayed``, ``succeeded``, ``failed``, ``cancelled``, ``gave up``:
+:data:`~nbflow.text._format.STATUS_WORDS`) and the statuses' own names (``PENDING``, ``ENQUEUED``,
+``DELAYED``, ``SUCCESS``, ``ERROR``, ``CANCELLED``, ``MAX_RECOVERY_ATTEMPTS_EXCEEDED``). Wherever a
+status is typed, both are taken, in any case, with the usual variants (``queued``, ``canceled``,
+``gave-up``).
 """
 
 from __future__ import annotations

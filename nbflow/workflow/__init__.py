@@ -11,9 +11,9 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
   expression; croniter reads it);
 - ``_workflows``, ``_steps``, ``_queues``, ``_progress``, ``_messages``, ``_parallel``,
   ``_patches``, ``_recovery``: ``@workflow``, ``set_workflow_id``; ``@step``, ``run_step``;
-  ``Queue``; ``progress``, ``track``; ``sleep``, events and messages; ``map``, ``Executor``;
-  ``patched``, ``deprecate_patch``; ``Recovered`` and the listeners a front end registers to
-  hear of each recover;
+  ``Queue``, ``enqueue_options``; ``progress``, ``track``; ``sleep``, events and messages;
+  ``map``, ``Executor``; ``patched``, ``deprecate_patch``; ``Recovered`` and the listeners a
+  front end registers to hear of each recover;
 - ``_fanout``: the loop both maps share (at most ``concurrency`` in flight, retries of items run
   in other processes, items that arrived after their window of the rate sent again);
 - ``_remote``: a map item in another process (its window of the rate; what it prints carried

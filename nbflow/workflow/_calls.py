@@ -191,6 +191,15 @@ class DeclaredQueue(Protocol):
     name: str
     concurrency: int | None
     worker_concurrency: int | None
+    partition_concurrency: int | None
+
+    @property
+    def rate(self) -> tuple[float, float] | None:
+        """``(limit, period_seconds)``: at most ``limit`` starts in any ``period``."""
+
+    @property
+    def partition_rate(self) -> tuple[float, float] | None:
+        """The same per partition key."""
 
 
 class MapOptions(NamedTuple):

@@ -25,7 +25,10 @@ __all__ = ["Executor", "in_process", "map", "map_async"]
 
 
 def _options(
-    concurrency: int, rate: str | float | None, executor: Any, key: Callable[[Any], Any] | None
+    concurrency: int,
+    rate: str | float | tuple[float, float] | None,
+    executor: Any,
+    key: Callable[[Any], Any] | None,
 ) -> MapOptions:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}.")
@@ -44,7 +47,7 @@ def map(
     items: Iterable[Any],
     *,
     concurrency: int = 8,
-    rate: str | float | None = None,
+    rate: str | float | tuple[float, float] | None = None,
     executor: concurrent.futures.Executor | None = None,
     key: Callable[[Any], Any] | None = None,
 ) -> list[Any]:
@@ -61,7 +64,8 @@ def map(
         items: What to call it on.
         concurrency: At most this many items run at once.
         rate: At most this many starts per time, for rate-limited APIs: ``"20/s"``, ``"600/min"``,
-            ``"1000/h"`` (or a number per second).
+            ``"5/10s"``, ``"1000/h"``, a ``(limit, period_seconds)`` tuple (the same as
+            :class:`~nbflow.Queue`'s ``rate``), or a number per second.
         executor: Where items run (default: nbflow's threads). A ``ProcessPoolExecutor`` or a
             Dask client's ``get_executor()`` spreads heavy items over cores and machines; nbflow
             keeps their checkpoints here. An item running in another process cannot write
@@ -84,7 +88,7 @@ def map_async(
     items: Iterable[Any],
     *,
     concurrency: int = 8,
-    rate: str | float | None = None,
+    rate: str | float | tuple[float, float] | None = None,
     executor: concurrent.futures.Executor | None = None,
     key: Callable[[Any], Any] | None = None,
 ) -> Awaitable[list[Any]]:

@@ -17,32 +17,67 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["MIN_WINDOW", "Pacer", "Window", "Workers", "parse_rate"]
+__all__ = ["MIN_WINDOW", "Pacer", "Rate", "Window", "Workers", "parse_limit", "parse_rate"]
 
-_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*")
-_PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+_RATE = re.compile(
+    r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*"
+    r"(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hour|hours)\s*"
+)
+_PER = {"s": 1, "m": 60, "h": 3600}
 _names = itertools.count(1)
 
 
-def parse_rate(rate: str | float | None) -> float | None:
-    """Starts per second from ``"20/s"``, ``"600/min"``, ``"1000/h"`` or a number (None: no limit).
+class Rate(NamedTuple):
+    """At most ``limit`` starts in any ``period`` seconds."""
+
+    limit: float
+    period: float
+
+
+def parse_limit(rate: str | tuple[float, float], what: str = "rate") -> Rate:
+    """The limit and its period from ``"20/s"``, ``"600/min"``, ``"5/10s"``, ``"1000/h"`` or
+    a ``(limit, period_seconds)`` tuple: what both ``nbflow.map`` and ``nbflow.Queue`` take.
+
+    Args:
+        rate: The rate.
+        what: Its name, for the message.
+
+    Raises:
+        ValueError: ``rate`` is none of these, or its limit or period is not > 0.
+    """
+    found: tuple[float, float] | None = None
+    if isinstance(rate, str) and (match := _RATE.fullmatch(rate)):
+        every = float(match.group(2) or 1)
+        found = float(match.group(1)), every * _PER[match.group(3)[0]]
+    elif isinstance(rate, tuple) and len(rate) == 2 and all(_is_number(v) for v in rate):
+        found = float(rate[0]), float(rate[1])
+    if found is None or not (found[0] > 0 and found[1] > 0):
+        raise ValueError(
+            f"{what} must be like '20/s', '600/min', '5/10s' or '1000/h', or a (limit, "
+            f"period_seconds) tuple, with both > 0; not {rate!r}."
+        )
+    return Rate(*found)
+
+
+def parse_rate(rate: str | float | tuple[float, float] | None) -> float | None:
+    """Starts per second from what :func:`parse_limit` takes, or a number of starts per second
+    (None: no limit).
 
     Raises:
         ValueError: ``rate`` is none of these, or not > 0.
     """
     if rate is None:
         return None
-    per_second: float | None = None
-    if isinstance(rate, (int, float)) and not isinstance(rate, bool):
-        per_second = float(rate)
-    elif isinstance(rate, str) and (match := _RATE.fullmatch(rate)):
-        per_second = float(match.group(1)) / _PER[match.group(2)]
-    if per_second is None or not per_second > 0:
-        raise ValueError(
-            f"rate must be like '20/s', '600/min' or '1000/h' (or starts per second > 0), "
-            f"not {rate!r}."
-        )
-    return per_second
+    if _is_number(rate):
+        if not float(rate) > 0:  # type: ignore[arg-type]
+            raise ValueError(f"rate must be > 0 starts per second, not {rate!r}.")
+        return float(rate)  # type: ignore[arg-type]
+    limit, period = parse_limit(rate)  # type: ignore[arg-type]
+    return limit / period
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Pacer:

@@ -93,6 +93,7 @@ from nbflow.store._ops import (
     WorkflowRow,
     event_step_name,
 )
+from nbflow.store._sqlqueues import QueueLimits
 
 #: The stores the suite runs on (a new store: add its name here and its location in location()).
 STORES = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -256,6 +257,14 @@ def refused(workflow_id: str) -> StepRow:
 
 def ids(rows: list[WorkflowRow]) -> list[str]:
     return [row.workflow_id for row in rows]
+
+
+def take(
+    store: Store, names: list[str], limit: int, concurrency: int | None, now: float
+) -> list[WorkflowRow]:
+    """The rows ``store.dequeue`` takes from queue ``q`` for this executor (with only a
+    concurrency limit)."""
+    return store.dequeue("q", HERE, names, limit, QueueLimits(concurrency), now).rows
 
 
 def listed(store: Store, status: str | None, name: str | None, limit: int) -> list[WorkflowRow]:
@@ -896,15 +905,15 @@ def test_dequeue_takes_the_oldest_up_to_the_limit(store: Store) -> None:
     they become PENDING, run by the calling executor, updated at ``now``, and it returns their
     rows oldest first; the next call takes the next ones."""
     store.commit([queued(f"q{i}", i) for i in (3, 0, 4, 1, 2)])
-    taken = store.dequeue("q", HERE, [QUEUED], 2, None, T + 10)
+    taken = take(store, [QUEUED], 2, None, T + 10)
     assert ids(taken) == ["q0", "q1"]
     assert taken[0] == queued("q0", 0).row._replace(
-        status="PENDING", executor_id=HERE, updated_at=T + 10
+        status="PENDING", executor_id=HERE, updated_at=T + 10, started_at=T + 10
     )
     assert store.get_workflow("q1") == taken[1]
     assert store.get_status("q2") == "ENQUEUED"
-    assert ids(store.dequeue("q", HERE, [QUEUED], 10, None, T + 11)) == ["q2", "q3", "q4"]
-    assert store.dequeue("q", HERE, [QUEUED], 10, None, T + 12) == []
+    assert ids(take(store, [QUEUED], 10, None, T + 11)) == ["q2", "q3", "q4"]
+    assert take(store, [QUEUED], 10, None, T + 12) == []
 
 
 def test_dequeue_keeps_the_queue_within_its_concurrency(store: Store) -> None:
@@ -912,19 +921,19 @@ def test_dequeue_keeps_the_queue_within_its_concurrency(store: Store) -> None:
     (whichever executor runs them) at most that many; one that ends frees its place."""
     store.commit([queued(f"q{i}", i) for i in range(5)])
     store.commit([workflow("elsewhere", at=-1, queue_name="q", executor_id=ANOTHER)])
-    assert ids(store.dequeue("q", HERE, [QUEUED], 10, 3, T)) == ["q0", "q1"]
-    assert store.dequeue("q", HERE, [QUEUED], 10, 3, T) == []
+    assert ids(take(store, [QUEUED], 10, 3, T)) == ["q0", "q1"]
+    assert take(store, [QUEUED], 10, 3, T) == []
     store.commit([Finish("q0", "SUCCESS", T + 1, output_json="0", markers=())])
-    assert ids(store.dequeue("q", HERE, [QUEUED], 10, 3, T + 2)) == ["q2"]
-    assert ids(store.dequeue("q", HERE, [QUEUED], 1, None, T + 3)) == ["q3"]  # no concurrency
+    assert ids(take(store, [QUEUED], 10, 3, T + 2)) == ["q2"]
+    assert ids(take(store, [QUEUED], 1, None, T + 3)) == ["q3"]  # no concurrency
 
 
 def test_dequeue_takes_only_its_queue_and_the_functions_named(store: Store) -> None:
     """dequeue takes only workflows of its queue called one of ``names`` (those declared in the
     calling process); none with no names."""
     store.commit([queued("f", 0, name="f"), queued("g", 1, name="g"), queued("o", 2, queue="o")])
-    assert store.dequeue("q", HERE, [], 10, None, T) == []
-    assert ids(store.dequeue("q", HERE, ["f", "h", QUEUED], 10, None, T)) == ["f"]
+    assert take(store, [], 10, None, T) == []
+    assert ids(take(store, ["f", "h", QUEUED], 10, None, T)) == ["f"]
     assert [store.get_status(w) for w in ("g", "o")] == ["ENQUEUED", "ENQUEUED"]
 
 
@@ -1140,7 +1149,8 @@ def test_a_row_that_exists_is_not_written_again(
 CALLS: dict[str, Callable[[Store], object]] = {
     "commit": lambda s: s.commit([workflow("late")]),
     "claim": lambda s: s.claim("w", HERE, T),
-    "dequeue": lambda s: s.dequeue("q", HERE, [QUEUED], 1, None, T),
+    "dequeue": lambda s: s.dequeue("q", HERE, [QUEUED], 1, QueueLimits(), T),
+    "enqueue_once": lambda s: s.enqueue_once(queued("d", 0).row._replace(deduplication_id="d")),
     "append_record": lambda s: s.append_record(step("w", 1)),
     "get_workflow": lambda s: s.get_workflow("w"),
     "get_status": lambda s: s.get_status("w"),
@@ -1296,7 +1306,7 @@ def test_unicode_names_round_trip_and_match(store: Store) -> None:
     assert store.get_event(wid, event) == ('"e"', None)
     assert [e[0] for e in store.list_events(wid)] == [event]
     assert store.next_message(wid, topic) == message("msg ✉", wid, topic, '"m"')
-    assert ids(store.dequeue(queue_name, HERE, [name], 10, 1, T)) == ["job ✓"]
+    assert ids(store.dequeue(queue_name, HERE, [name], 10, QueueLimits(1), T).rows) == ["job ✓"]
 
 
 # -- the step cache --------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ def waits(n: int) -> int:
         ("Running", "PENDING"),
         ("queued", "ENQUEUED"),
         ("enqueued", "ENQUEUED"),
+        ("delayed", "DELAYED"),
+        ("Delayed", "DELAYED"),
         ("succeeded", "SUCCESS"),
         ("success", "SUCCESS"),
         ("failed", "ERROR"),
@@ -73,7 +75,7 @@ def test_parse_names_both_words_of_each_status() -> None:
 
 
 def test_a_status_has_the_views_word() -> None:
-    words = ["running", "enqueued", "succeeded", "failed", "cancelled", "gave up"]
+    words = ["running", "enqueued", "delayed", "succeeded", "failed", "cancelled", "gave up"]
     assert [s.word for s in Status] == words
 
 

@@ -1255,10 +1255,11 @@ def test_records_are_frozen_and_readable(rt: nbflow.Runtime) -> None:
 
 def test_status_is_an_enum_that_compares_with_its_name() -> None:
     """Status has the six documented members, equal to their names."""
-    names = ["PENDING", "ENQUEUED", "SUCCESS", "ERROR", "CANCELLED"]
+    names = ["PENDING", "ENQUEUED", "DELAYED", "SUCCESS", "ERROR", "CANCELLED"]
     assert [s.value for s in Status] == [*names, "MAX_RECOVERY_ATTEMPTS_EXCEEDED"]
     assert Status.SUCCESS == "SUCCESS" and Status("ERROR") is Status.ERROR
     assert not Status.PENDING.is_final and not Status.ENQUEUED.is_final
+    assert not Status.DELAYED.is_final
     assert Status.CANCELLED.is_final
 
 
