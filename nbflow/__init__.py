@@ -43,13 +43,16 @@ from nbflow._api import (
     why,
     write_stream,
 )
+from nbflow._dberrors import (
+    DatabaseCorruptError,
+    DatabaseError,
+    DatabaseLockedError,
+    SchemaVersionError,
+)
 from nbflow._debounce import DebouncedHandle, Debouncer
 from nbflow._errors import (
     ConcurrencyError,
     ConfigurationError,
-    DatabaseCorruptError,
-    DatabaseError,
-    DatabaseLockedError,
     FunctionNotRegisteredError,
     ImportConflictError,
     InvalidValueError,
@@ -60,7 +63,6 @@ from nbflow._errors import (
     QueueDeduplicatedError,
     RecordedError,
     RuntimeClosedError,
-    SchemaVersionError,
     SerializationError,
     StreamClosedError,
     StreamTimeoutError,

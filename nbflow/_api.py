@@ -12,7 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nbflow._errors import DatabaseLockedError
+from nbflow._dberrors import DatabaseLockedError
 from nbflow._records import Records, Status, StepInfo, StepStats, StreamInfo, WorkflowInfo
 from nbflow.engine._runtime import Runtime, runtime_of
 from nbflow.workflow import _context as context

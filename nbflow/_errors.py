@@ -29,6 +29,8 @@ message what to do next::
     └── WaitTimeoutError (TimeoutError)      a wait ran out of time
         └── StreamTimeoutError               no stream item arrived in time
 
+The database's own errors (``DatabaseError`` and its three) live in :mod:`nbflow._dberrors`.
+
 Messages name the way out as the reader gives commands (:func:`nbflow.text._hints.hint`):
 ``nbflow.recover()`` in Python, ``%nbflow recover`` in a notebook with the magics loaded,
 ``nbflow recover`` in a terminal.
@@ -39,15 +41,11 @@ from __future__ import annotations
 from typing import Any
 
 from nbflow.text._hints import hint
-from nbflow.text._locked import locked_message
 from nbflow.text._refusals import deduplicated_message
 
 __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
-    "DatabaseCorruptError",
-    "DatabaseError",
-    "DatabaseLockedError",
     "FunctionNotRegisteredError",
     "ImportConflictError",
     "InvalidValueError",
@@ -58,7 +56,6 @@ __all__ = [
     "QueueDeduplicatedError",
     "RecordedError",
     "RuntimeClosedError",
-    "SchemaVersionError",
     "SerializationError",
     "StreamClosedError",
     "StreamTimeoutError",
@@ -92,77 +89,6 @@ def _rebuilt(kind: type[NbflowError], args: tuple[Any, ...], state: dict[str, An
 
 class ConfigurationError(NbflowError, ValueError):
     """A database URL or runtime option that nbflow cannot use."""
-
-
-class DatabaseError(NbflowError):
-    """The system database cannot be opened or written.
-
-    Attributes:
-        path: The database file or URL concerned.
-    """
-
-    def __init__(self, message: str, *, path: str | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class DatabaseLockedError(DatabaseError):
-    """Another process, or another runtime of this one, holds the DuckDB file (DuckDB allows one
-    writing process per file, and no reader beside it; nbflow one runtime per file in a process).
-
-    Attributes:
-        path: The file.
-        pid: The process that holds it, when DuckDB names it.
-        notebook: The notebook whose kernel holds it, when its note beside the file says.
-        kernel: That kernel's id, when known.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        pid: int | None,
-        *,
-        here: bool = False,
-        notebook: str | None = None,
-        kernel: str | None = None,
-        since: str | None = None,
-    ) -> None:
-        if here:  # another Runtime of this process: two owners would each run its workflows
-            message = (
-                f"The nbflow database {path!r} is already open in this process (by another "
-                "nbflow.Runtime): a file has one owner per process, or both would resume the same "
-                "workflows. Use that runtime (nbflow.runtime() is the default one), or close it "
-                "first (runtime.close())."
-            )
-        else:
-            message = locked_message(path, pid, notebook, kernel, since)
-        super().__init__(message, path=path)
-        self.pid = pid
-        self.notebook = notebook
-        self.kernel = kernel
-
-
-class DatabaseCorruptError(DatabaseError):
-    """The file exists but is not a DuckDB database nbflow can read."""
-
-
-class SchemaVersionError(DatabaseError):
-    """The file was written by a newer nbflow, whose schema this version does not know.
-
-    Attributes:
-        found: The schema version in the file.
-        supported: The newest version this nbflow knows.
-    """
-
-    def __init__(self, path: str, found: int, supported: int) -> None:
-        super().__init__(
-            f"The nbflow database {path!r} has schema version {found}, but this nbflow knows "
-            f"versions up to {supported}. Upgrade nbflow (pip install -U nbflow) to open it, "
-            "or use another file.",
-            path=path,
-        )
-        self.found = found
-        self.supported = supported
 
 
 class RuntimeClosedError(NbflowError):

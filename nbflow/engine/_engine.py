@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
-from nbflow._errors import DatabaseError, RuntimeClosedError
+from nbflow._dberrors import DatabaseError
+from nbflow._errors import RuntimeClosedError
 from nbflow._serialization import Encoded, decode, decode_error, decode_many, encode
 from nbflow.engine._notify import Notifier, Row, Subscription
 from nbflow.engine._writelog import CommitCallback, WriteLog

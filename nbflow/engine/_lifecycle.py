@@ -40,7 +40,6 @@ from nbflow.store._ops import Enqueue, Finish, Fork
 from nbflow.workflow import _context as context
 from nbflow.workflow._cache import refreshing
 from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, WorkflowCall
-from nbflow.workflow._context import Runner
 from nbflow.workflow._handle import Tracker, WorkflowHandle
 from nbflow.workflow._queues import options_for
 from nbflow.workflow._recovery import Recovered, Skipped
@@ -75,7 +74,7 @@ class Lifecycle:
         self,
         engine: Engine,
         executions: Executions,
-        runner: Runner,
+        runner: context.Runner,
         tracker: Tracker,
         *,
         loop: Callable[[], LoopThread],

@@ -18,7 +18,8 @@ import itertools
 import threading
 from collections.abc import Callable
 
-from nbflow._errors import DatabaseError, RuntimeClosedError
+from nbflow._dberrors import DatabaseError
+from nbflow._errors import RuntimeClosedError
 from nbflow.store._base import Store
 from nbflow.store._ops import Enqueue, Finish, Op, StepRow, StreamRow, WorkflowRow
 

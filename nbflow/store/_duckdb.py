@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from nbflow._errors import (
+from nbflow._dberrors import (
     DatabaseCorruptError,
     DatabaseError,
     DatabaseLockedError,
-    RuntimeClosedError,
     SchemaVersionError,
 )
+from nbflow._errors import RuntimeClosedError
 from nbflow.store import _schema as schema
 from nbflow.store._duckcompact import DuckMaintenance, remove_stale
 from nbflow.store._duckfile import disown, open_owned

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from nbflow._errors import DatabaseError, DatabaseLockedError
+from nbflow._dberrors import DatabaseError, DatabaseLockedError
 from nbflow.store._duckholder import read_holder, remove_holder, write_holder
 from nbflow.text._hints import hint
 

@@ -27,12 +27,8 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from nbflow._errors import (
-    ConfigurationError,
-    DatabaseError,
-    RuntimeClosedError,
-    SchemaVersionError,
-)
+from nbflow._dberrors import DatabaseError, SchemaVersionError
+from nbflow._errors import ConfigurationError, RuntimeClosedError
 from nbflow.store._schema import MIGRATIONS
 from nbflow.store._sql import Statement
 

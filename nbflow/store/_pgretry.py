@@ -20,7 +20,8 @@ from typing import TypeVar
 
 import psycopg
 
-from nbflow._errors import DatabaseError, RuntimeClosedError
+from nbflow._dberrors import DatabaseError
+from nbflow._errors import RuntimeClosedError
 
 __all__ = ["RideOut", "transient"]
 

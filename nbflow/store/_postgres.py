@@ -35,7 +35,8 @@ from typing import Any
 
 import psycopg
 
-from nbflow._errors import ConfigurationError, DatabaseError
+from nbflow._dberrors import DatabaseError
+from nbflow._errors import ConfigurationError
 from nbflow.store import _pgconnect as pg
 from nbflow.store import _schema as schema
 from nbflow.store._ops import (

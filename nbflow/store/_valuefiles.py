@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from nbflow._errors import DatabaseError
+from nbflow._dberrors import DatabaseError
 from nbflow.store._schema import BLOB, TABLES
 
 __all__ = ["LARGE_VALUE_BYTES", "REF_MAGIC", "REF_SIZE", "ValueFiles", "parse_ref"]

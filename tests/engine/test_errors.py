@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import nbflow
+import nbflow._dberrors as dberrors_module
 import nbflow._errors as errors_module
 import nbflow.text._hints as hints_module
 from tests.support.helpers import nbflow_threads, sql, wait_until
@@ -21,8 +22,9 @@ pytestmark = pytest.mark.contract
 
 ERROR_CLASSES: list[type[BaseException]] = [
     cls
-    for _, cls in inspect.getmembers(errors_module, inspect.isclass)
-    if issubclass(cls, BaseException) and cls.__module__ == errors_module.__name__
+    for module in (errors_module, dberrors_module)
+    for _, cls in inspect.getmembers(module, inspect.isclass)
+    if issubclass(cls, BaseException) and cls.__module__ == module.__name__
 ]
 
 EXTRA_BASES: dict[str, type[BaseException]] = {
@@ -61,10 +63,11 @@ def parse_tree(doc: str) -> dict[str, tuple[str | None, list[str]]]:
 
 
 def test_every_error_class_is_exported() -> None:
-    """Each error class of nbflow._errors is in its __all__, in nbflow.__all__, and the same object."""
+    """Each error class of nbflow._errors (and _dberrors) is in its module's __all__, in
+    nbflow.__all__, and the same object."""
     names = {cls.__name__ for cls in ERROR_CLASSES}
     assert len(names) >= 18
-    assert names == set(errors_module.__all__)
+    assert names == set(errors_module.__all__) | set(dberrors_module.__all__)
     for cls in ERROR_CLASSES:
         assert cls.__name__ in nbflow.__all__
         assert getattr(nbflow, cls.__name__) is cls
@@ -578,8 +581,7 @@ def test_every_error_pickles_whatever_its_constructor_takes() -> None:
     DatabaseLockedError from a worker broke the pool: its __init__ takes (path, pid))."""
     import pickle
 
-    import nbflow._errors as errors
-
+    errors = nbflow
     locked = errors.DatabaseLockedError("/tmp/x.duckdb", 1234)
     again = pickle.loads(pickle.dumps(locked))
     assert (type(again), str(again), again.pid, again.path) == (
