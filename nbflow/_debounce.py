@@ -94,7 +94,7 @@ def _debouncer(target: str, target_id: str, deadline: float | None) -> str | Non
 
 class DebouncedHandle(WorkflowHandle):
     """The handle of a debounced workflow: before its debouncer has started it, its status is
-    ENQUEUED (CANCELLED: the burst was cancelled) and :meth:`result` waits for the start, then
+    DELAYED (CANCELLED: the burst was cancelled) and :meth:`result` waits for the start, then
     for its end.
 
     Attributes:
@@ -113,12 +113,12 @@ class DebouncedHandle(WorkflowHandle):
         return True
 
     def status(self) -> Status:
-        """ENQUEUED while the debounce waits (CANCELLED or ERROR when its debouncer ended so),
+        """DELAYED while the debounce waits (CANCELLED or ERROR when its debouncer ended so),
         then the workflow's durable status."""
         if self._started():
             return super().status()
         burst = self.tracker.status(self.debouncer_id)
-        return burst if burst in (Status.CANCELLED, Status.ERROR) else Status.ENQUEUED
+        return burst if burst in (Status.CANCELLED, Status.ERROR) else Status.DELAYED
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the debounce to start the workflow, then for its result (see

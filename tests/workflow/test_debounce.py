@@ -88,7 +88,7 @@ def test_keys_are_debounced_apart(rt: nbflow.Runtime) -> None:
 
 def test_a_waiting_burst_is_enqueued_and_cancelled_with_its_debouncer(rt: nbflow.Runtime) -> None:
     handle = nbflow.Debouncer(echo).debounce("key", FOREVER, 1)
-    assert handle.status() is Status.ENQUEUED
+    assert handle.status() is Status.DELAYED
     assert "debounced" in repr(handle)
     nbflow.cancel(handle.debouncer_id)
     with pytest.raises(nbflow.WorkflowCancelledError):
