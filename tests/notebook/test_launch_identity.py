@@ -75,7 +75,8 @@ def test_arguments_json_would_confuse_are_different_calls(
             a_result = finished(a)
             b = launch(echo, second, watch=None)
             b_result = finished(b)
-        assert "already" not in captured.stdout, (first, second, captured.stdout)
+        said = captured.stdout + "".join(str(o.data) for o in captured.outputs)
+        assert "already" not in said, (first, second, said)
         assert b.previous.state == "new" and a.workflow_id != b.workflow_id, (first, second)
         assert (a_result, b_result) == (first, second)
         assert type(a_result) is type(first) and type(b_result) is type(second)
@@ -199,7 +200,8 @@ def test_in_a_kernel_json_lookalikes_are_two_runs(
 
     assert [state for _, state in found] == ["new"] * 4, found
     assert len({workflow_id for workflow_id, _ in found}) == 4, found
-    *notes, printed = results["stdout"].strip().splitlines()
+    printed = results["stdout"].strip()
+    notes = results["said"].strip().splitlines()  # what each launch said it found
     assert printed == "[{1: 'one'}, {'1': 'one'}, (1, 2), [1, 2]]", results  # each its own
     assert [note.split()[1] for note in notes] == [workflow_id for workflow_id, _ in found]
     assert side.read_text().split() == ["dict", "dict", "tuple", "list"]
