@@ -59,7 +59,7 @@ def pipeline(steps: int, delay: float) -> dict[str, Any]:
     for i in range(steps):
         result = process(i, delay)
         nbflow.write_stream("results", result)
-        nbflow.progress(i + 1, steps, message=f"item {i}")
+        nbflow.progress(i + 1, steps, message=f"item {i + 1}")  # (counted from 1, as the bar)
         if crash_after is not None and len(ran) >= crash_after:
             _crash()
     nbflow.close_stream("results")

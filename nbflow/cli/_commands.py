@@ -108,8 +108,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workflow_id, items = _run_demo(args.steps, args.delay)
     finally:
         _demo.crash_after = None
-    ran = list(_demo.ran)
-    replayed = sorted(set(range(items)) - set(ran))
+    ran = [i + 1 for i in _demo.ran]  # items counted from 1, as the bar counts them
+    replayed = sorted(set(range(1, items + 1)) - set(ran))
     print(f"workflow id: {workflow_id}")
     print(f"steps run in this process: {len(ran)} (items {format_ranges(ran)})")
     print(f"steps replayed from checkpoints: {len(replayed)} (items {format_ranges(replayed)})")

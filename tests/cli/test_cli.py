@@ -135,8 +135,8 @@ def test_demo_crash_then_resume(db_path: Path, capsys: pytest.CaptureFixture[str
     code, out, err, resumed_pid = run(db_path, *args)
     assert code == 0, err
     assert f"resuming interrupted demo workflow {workflow_id} ..." in out
-    assert "steps run in this process: 20 (items 10-29)" in out
-    assert "steps replayed from checkpoints: 10 (items 0-9)" in out
+    assert "steps run in this process: 20 (items 11-30)" in out  # counted from 1, as the bar
+    assert "steps replayed from checkpoints: 10 (items 1-10)" in out
     assert "demo finished: 30 items, 10 replayed from checkpoints, 20 run now" in out
     assert err.splitlines()[-1].startswith("[##############################] 30/30 100%")
 
@@ -195,7 +195,7 @@ def test_demo_in_process(db_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     workflow_id = started_id(out)
     code, out, _ = cli(capsys, db_path, "tail", workflow_id, "progress", "--start", "4")
     assert [json.loads(line) for line in out.splitlines()] == [
-        {"done": 5, "total": 5, "message": "item 4"}
+        {"done": 5, "total": 5, "message": "item 5"}
     ]
 
 
