@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROOT", "ReadyChild", "child_env", "is_postgres"]
+__all__ = ["ROOT", "ReadyChild", "child_env", "is_postgres", "run_together"]
 
 #: The repository's root (the folder of ``pyproject.toml``).
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +34,30 @@ def child_env(app_name: str | None = None) -> dict[str, str]:
 def is_postgres(database: str) -> bool:
     """Whether ``database`` is a PostgreSQL URL (else a DuckDB file)."""
     return database.startswith(("postgresql://", "postgres://"))
+
+
+def run_together(commands: list[list[str]], cwd: Path, timeout: float = 120) -> list[str]:
+    """Start a child per command, each waiting for a line ``go`` on its stdin, tell them all at
+    once, and return what each printed; every child must exit with 0."""
+    procs = [
+        subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    for proc in procs:  # told at the same moment
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outs = [proc.communicate(timeout=timeout) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * len(procs), outs
+    return [out for out, _ in outs]
 
 
 class ReadyChild:

@@ -18,7 +18,7 @@ import nbflow
 from nbflow import Status
 from tests.apps import debounceapp
 from tests.support.helpers import sql, wait_until
-from tests.support.processes import ROOT, child_env, is_postgres
+from tests.support.processes import ROOT, child_env, is_postgres, run_together
 
 pytestmark = pytest.mark.contract
 
@@ -211,25 +211,9 @@ def test_calls_from_two_processes_join_one_burst(pg_url: str, tmp_path: Path) ->
     """Two processes call for one key at the same moment (on PostgreSQL): both get a handle of
     the same workflow, which runs once, with one of their arguments."""
     app = ROOT / "tests" / "apps" / "debounceapp.py"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(app), pg_url, "3", f"call:{value}"],
-            cwd=tmp_path,
-            env=child_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for value in (10, 20)
-    ]
-    for proc in procs:  # told at the same moment
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    outs = [proc.communicate(timeout=120) for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outs
-    ids = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    commands = [[sys.executable, str(app), pg_url, "3", f"call:{value}"] for value in (10, 20)]
+    outs = run_together(commands, tmp_path)
+    ids = [json.loads(out.strip().splitlines()[-1]) for out in outs]
     assert ids[0] == ids[1]
     rt = nbflow.configure(pg_url)
     rt.recover()  # the burst's process has ended: it is run on here

@@ -25,7 +25,7 @@ from nbflow.workflow._workers import parse_rate
 from tests.apps import queueapp, queueoptsapp
 from tests.support.helpers import wait_until
 from tests.support.processes import ROOT
-from tests.workflow.test_queues import most_at_once, runs, stop_workers
+from tests.workflow.test_queues import most_at_once, running_now, runs, stop_workers
 
 #: Workflow bodies of this module append here as they begin (queues of one process).
 began: list[str] = []
@@ -404,13 +404,7 @@ def test_a_killed_worker_s_partitioned_work_keeps_the_limits(pg_url: str, queue_
                 with nbflow.enqueue_options(partition_key=key):
                     handles.append(queueoptsapp.tenants.enqueue(queueoptsapp.job, i, 0.3))
 
-            def running_elsewhere() -> tuple[int, int] | None:
-                events = runs(queue_log)
-                ended = {(i, pid) for e, i, pid, _ in events if e == "end"}
-                open_runs = [(i, pid) for e, i, pid, _ in events if e == "start" and (i, pid) not in ended]  # fmt: skip
-                return open_runs[0] if len(events) >= 2 and open_runs else None
-
-            victim_item, victim_pid = wait_until(running_elsewhere, timeout=60)
+            victim_item, victim_pid = wait_until(lambda: running_now(queue_log, 2), timeout=60)
             [victim] = [w for w in workers if w.pid == victim_pid]
             victim.kill()  # SIGKILL, inside the step of workflow victim_item
             victim.wait(30)

@@ -29,6 +29,15 @@ def runs(log: Path) -> list[tuple[str, int, int, float]]:
     return out
 
 
+def running_now(log: Path, after: int) -> tuple[int, int] | None:
+    """A run ``(i, pid)`` started and not ended, once the log holds ``after`` events; or None."""
+    events = runs(log)
+    ended = {(i, pid) for event, i, pid, _ in events if event == "end"}
+    started = [(i, pid) for event, i, pid, _ in events if event == "start"]
+    open_runs = [run for run in started if run not in ended]
+    return open_runs[0] if len(events) >= after and open_runs else None
+
+
 def most_at_once(events: list[tuple[str, int, int, float]]) -> int:
     """The largest number of runs between their start and end at any moment."""
     now = peak = 0
@@ -137,13 +146,7 @@ def test_a_killed_worker_s_workflows_are_taken_over(pg_url: str, queue_log: Path
         with nbflow.configure(pg_url, queues=[]):
             handles = [queueapp.spread.enqueue(queueapp.job, i, 0.3) for i in range(12)]
 
-            def running_elsewhere() -> tuple[int, int] | None:
-                events = runs(queue_log)
-                ended = {(i, pid) for e, i, pid, _ in events if e == "end"}
-                open_runs = [(i, pid) for e, i, pid, _ in events if e == "start" and (i, pid) not in ended]  # fmt: skip
-                return open_runs[0] if len(events) >= 4 and open_runs else None
-
-            victim_item, victim_pid = wait_until(running_elsewhere, timeout=60)
+            victim_item, victim_pid = wait_until(lambda: running_now(queue_log, 4), timeout=60)
             [victim] = [w for w in workers if w.pid == victim_pid]
             victim.kill()  # SIGKILL, inside the step of workflow victim_item
             victim.wait(30)

@@ -4,7 +4,6 @@ its message was received, and two processes sending with one key at once."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import nbflow
-from tests.support.processes import ROOT, child_env
+from tests.support.processes import ROOT, run_together
 
 pytestmark = pytest.mark.contract
 
@@ -94,23 +93,9 @@ def test_two_processes_sending_one_key_deliver_once(pg_url: str, tmp_path: Path)
     rt = nbflow.configure(pg_url)
     handle = rt.start(recv_two, None, 1.0)
     app = ROOT / "tests" / "apps" / "sendapp.py"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(app), pg_url, handle.workflow_id, "once", f"from {n}"],
-            cwd=tmp_path,
-            env=child_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in (1, 2)
+    commands = [
+        [sys.executable, str(app), pg_url, handle.workflow_id, "once", f"from {n}"] for n in (1, 2)
     ]
-    for proc in procs:  # told at the same moment
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    outs = [proc.communicate(timeout=120) for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outs
+    run_together(commands, tmp_path)
     first, second = handle.result(timeout=60)
     assert first in ("from 1", "from 2") and second is None
