@@ -39,6 +39,7 @@ from nbflow.engine import _cache as cache
 from nbflow.engine import _steps as steps
 from nbflow.engine._execution import Execution
 from nbflow.engine._tracing import RunTrace
+from nbflow.text._calls import short_call
 from nbflow.text._tables import step_label
 from nbflow.workflow._cache import refreshing
 from nbflow.workflow._calls import MapOptions, Step, step_of
@@ -248,6 +249,7 @@ class _Map:
             code=self.code,
             args_hash=self.args_hash(index),
             cached_from=source or "(no workflow)",
+            args_text=short_call((self.items[index],), {}),
         )
         ex.append(row)
         if self.trace is not None:
@@ -343,6 +345,7 @@ class _Map:
                 attempts,
                 code=self.code,
                 args_hash=args_hash,
+                args_text=short_call((self.items[index],), {}),
             )
             key = self.keeps.get(index)
             if key is None:

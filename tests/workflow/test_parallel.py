@@ -144,9 +144,12 @@ def test_map_on_a_process_pool_checkpoints_here(rt: nbflow.Runtime) -> None:
 
     handle = nbflow.start(on_processes, 6)
     assert handle.result(timeout=120) == [i * i for i in range(6)] + [i**3 for i in range(6)]
-    names = [s.name for s in nbflow.list_steps(handle.workflow_id)]
+    steps = nbflow.list_steps(handle.workflow_id)
+    names = [s.name for s in steps]
     assert names.count("tests.parallel.square") == 6
     assert names.count("tests.apps.parallel_items.cube") == 6
+    # an item run in another process keeps its argument too, as one run here does
+    assert [s.arguments for s in steps] == [str(i) for i in range(6)] * 2
 
 
 @pytest.mark.usefixtures("spawnable_main")
