@@ -20,8 +20,6 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from croniter import croniter
-
 from nbflow.workflow._workflows import WorkflowFunction, lookup_workflow
 
 __all__ = [
@@ -143,8 +141,18 @@ def scheduled(cron: str, *, catch_up: bool | int = False) -> Callable[[W], W]:
     return decorate
 
 
+def _croniter(cron: str, start: dt.datetime | None = None) -> Any:
+    """croniter over ``cron`` from ``start``, seconds first (imported here: ``import nbflow``
+    does not pay croniter's 12 ms unless a schedule is declared)."""
+    from croniter import croniter
+
+    return croniter(cron, start, second_at_beginning=True)
+
+
 def check_cron(cron: object) -> None:
     """Raise ValueError unless ``cron`` is five or six cron fields croniter reads."""
+    from croniter import croniter
+
     fields = cron.split() if isinstance(cron, str) else []
     if len(fields) in (5, 6) and croniter.is_valid(cron, second_at_beginning=True):
         return
@@ -211,7 +219,7 @@ def list_schedules() -> list[ScheduleInfo]:
 
 def next_tick(cron: str, after: dt.datetime) -> dt.datetime:
     """The first tick of ``cron`` strictly after ``after`` (an aware datetime), in UTC."""
-    tick: dt.datetime = croniter(cron, after, second_at_beginning=True).get_next(dt.datetime)
+    tick: dt.datetime = _croniter(cron, after).get_next(dt.datetime)
     return tick.astimezone(dt.timezone.utc).replace(fold=0)
 
 
@@ -221,7 +229,7 @@ def missed_ticks(cron: str, last: dt.datetime, now: dt.datetime, limit: int) -> 
     found: list[dt.datetime] = []
     if limit <= 0:
         return found
-    it = croniter(cron, now + dt.timedelta(microseconds=1), second_at_beginning=True)
+    it = _croniter(cron, now + dt.timedelta(microseconds=1))
     for tick in _backwards(it):
         if tick <= last or len(found) == limit:
             break

@@ -84,15 +84,23 @@ class Kernel(RealKernel):
         self.stop(now=True)
 
 
-@pytest.fixture
-def kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Kernel]]:
+def kernel_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: str, notebook: str
+) -> Iterator[list[Kernel]]:
+    """The kernels a test starts (with :func:`start`) on the database file ``database`` as the
+    notebook ``notebook`` (both in ``tmp_path``); stopped at the end."""
     venv_kernel(tmp_path, monkeypatch)
-    monkeypatch.setenv("NBFLOW_DATABASE", str(tmp_path / "launch.duckdb"))
-    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "pipeline.ipynb"))
+    monkeypatch.setenv("NBFLOW_DATABASE", str(tmp_path / database))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / notebook))
     started: list[Kernel] = []
     yield started
     for kernel in started:
         kernel.stop()
+
+
+@pytest.fixture
+def kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Kernel]]:
+    yield from kernel_session(tmp_path, monkeypatch, "launch.duckdb", "pipeline.ipynb")
 
 
 def start(kernels: list[Kernel], cwd: Path) -> Kernel:

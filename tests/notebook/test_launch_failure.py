@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.notebook.test_launch import Kernel, ok
-from tests.support.kernels import venv_kernel
+from tests.notebook.test_launch import Kernel, kernel_session, ok, start
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 
@@ -48,19 +47,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 @pytest.fixture
 def kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Kernel]]:
-    venv_kernel(tmp_path, monkeypatch)
-    monkeypatch.setenv("NBFLOW_DATABASE", str(tmp_path / "failure.duckdb"))
-    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "failure.ipynb"))
-    started: list[Kernel] = []
-    yield started
-    for kernel in started:
-        kernel.stop()
-
-
-def start(kernels: list[Kernel], cwd: Path) -> Kernel:
-    kernel = Kernel(cwd)
-    kernels.append(kernel)
-    return kernel
+    yield from kernel_session(tmp_path, monkeypatch, "failure.duckdb", "failure.ipynb")
 
 
 def runs(side: Path) -> collections.Counter[int]:

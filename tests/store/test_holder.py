@@ -23,20 +23,12 @@ import duckdb
 import pytest
 
 import nbflow
+from tests.store.test_locking import HOLD_IN_CHILD
 from tests.support.processes import child_env
 
 #: Run in a child: hold the file open with nbflow until stdin closes (argv: the file, then what
 #: a kernel's command line has: ``-f <connection file>``).
-HOLD = textwrap.dedent(
-    """
-    import sys
-    import nbflow
-    rt = nbflow.Runtime(sys.argv[1])
-    print("ready", flush=True)
-    sys.stdin.read()
-    rt.close()
-    """
-)
+HOLD = HOLD_IN_CHILD
 
 #: Run in a child: try to open the file with nbflow, print what happened as JSON.
 OPEN = textwrap.dedent(
