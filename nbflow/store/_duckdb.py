@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import orjson
 
 from nbflow._dberrors import (
     DatabaseCorruptError,
@@ -66,6 +68,39 @@ def _bulk_insert(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, list
     values = ", ".join(f"unnest(${n + 1}::{types[i]}[])" for n, i in enumerate(kept))
     params = [[row[i] for row in rows] for i in kept]
     return f"INSERT INTO {table} ({columns}) SELECT {values}", params
+
+
+def _json_insert(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, list[Any]] | None:
+    """``rows`` as one JSON text of columns, which DuckDB takes apart itself (``from_json``),
+    blob columns as lists beside it; None when a value cannot be written as JSON (a lone
+    surrogate: the caller inserts by lists). The committer holds the GIL while orjson writes
+    the text only, where converting lists of Python values to DuckDB's held it for each value
+    (1,000 steps: 2.9 µs a row against 0.4)."""
+    names, types = _NAMES[table], _TYPES[table]
+    columns = list(zip(*rows, strict=True))
+    if table == "step_cache":  # (a replaced row: every column is set anew)
+        kept = list(range(len(names)))
+    else:  # columns NULL in every row are left out (most of a step's): DuckDB's cost grows with each
+        kept = [i for i, column in enumerate(columns) if any(v is not None for v in column)]
+    texts = [i for i in kept if types[i] != "BLOB"]
+    blobs = [i for i in kept if types[i] == "BLOB"]
+    for i in texts:  # orjson writes inf and nan as null: those rows go by lists
+        if types[i] == "DOUBLE" and not math.isfinite(sum(filter(None, columns[i]))):
+            return None
+    try:
+        payload = orjson.dumps({f"c{i}": columns[i] for i in texts})
+    except orjson.JSONEncodeError:
+        return None
+    structure = ", ".join(f'"c{i}": "{types[i]}[]"' for i in texts)
+    select = {i: f"unnest(j.c{i})" for i in texts}
+    select.update({i: f"unnest(${n + 2}::BLOB[])" for n, i in enumerate(blobs)})
+    into = ", ".join(f'"{names[i]}"' for i in kept)
+    values = ", ".join(select[i] for i in kept)
+    sql = (
+        f"INSERT INTO {table} ({into}) SELECT {values} "
+        f"FROM (SELECT from_json($1::VARCHAR, '{{{structure}}}') AS j)"
+    )
+    return sql, [payload.decode(), *(list(columns[i]) for i in blobs)]
 
 
 def _values_insert_sql(table: str, columns: int, rows: int) -> str:
@@ -369,7 +404,8 @@ class DuckDBStore(DuckMaintenance, SQLStore):
             params = [value for row in rows for value in row]
             sql = _values_insert_sql(table, len(types), len(rows))
         else:
-            sql, params = _bulk_insert(table, rows)
+            found = _json_insert(table, rows)
+            sql, params = found if found is not None else _bulk_insert(table, rows)
         if table == "messages":  # a send that is replayed is skipped
             sql = sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
         elif table == "step_cache":  # a refreshed or expired entry is replaced
