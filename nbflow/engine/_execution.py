@@ -50,6 +50,9 @@ class State(enum.Enum):
     FINISHING = "finishing"
 
 
+_RUNNING = State.RUNNING
+
+
 class StepFailure(NamedTuple):
     """The step whose error may end the workflow: resuming the workflow runs it again."""
 
@@ -302,6 +305,16 @@ class Execution:
             for other in more:
                 seq = log.append_locked(other)
         return seq
+
+    def append_sized(self, op: Op, size: int) -> int:
+        """:meth:`append` for one operation whose size (see :func:`~nbflow.engine._writelog.op_size`)
+        the caller knows from what it encoded (the hot path: a step's checkpoint, a stream item)."""
+        log = self.engine.log
+        log.make_room()
+        with log.lock:
+            if self.state is not _RUNNING:
+                self.check_running()
+            return log.append_locked(op, size)
 
     def wait_row_durable(self) -> None:
         """A step may act on the world: the workflow must be recoverable before it does."""

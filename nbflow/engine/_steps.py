@@ -17,7 +17,7 @@ from typing import Any
 from nbflow._canonical import args_digest
 from nbflow._serialization import Encoded, encode_error
 from nbflow.engine import _cache as cache
-from nbflow.engine._execution import Execution
+from nbflow.engine._execution import Execution, State
 from nbflow.engine._inflight import inflight
 from nbflow.store import ReplayRecord
 from nbflow.store._ops import CacheRow, StepRow
@@ -45,6 +45,7 @@ _UNREAD: Any = object()
 #: Up to this many cache rows of a step (with its code) a run reads at once, at its first call.
 _READ_AT_ONCE = 50_000
 _new_scope = _new_row = tuple.__new__
+_RUNNING = State.RUNNING
 
 
 def step_row(
@@ -174,36 +175,39 @@ class StepRun:
     ) -> None:
         self.ex, self.ctx, self.step = ex, ctx, step
         if function_id is None:
-            function_id = ex.next_function_id()
+            ex.function_id = function_id = ex.function_id + 1  # (ex.next_function_id())
         self.function_id = function_id
-        self.record = record = ex.replayed(function_id, "step", step.name)
+        # (the hot path: a step that was not recorded pays one dict lookup here)
+        record = ex.recorded.get(function_id) and ex.replayed(function_id, "step", step.name)
+        self.record = record
         self.pending = record is None  # True until it is replayed or over
         if record is not None:
             if record.code is not None:
                 ex.code.replayed(step, record.code)
             return
-        if not ex.running:
+        if ex.state is not _RUNNING:
             ex.check_running()
         run_code = ex.code
         if run_code.changed:
             run_code.warn_changed(ex.workflow_id)  # the replay is over
-        self.code = run_code.of(step)
-        self.args_hash = args_digest(args, kwargs or _NO_KWARGS)
-        self.args_text = short_call(args, kwargs or _NO_KWARGS)
+        self.code = code = run_code.of(step)
+        kwargs = kwargs or _NO_KWARGS
+        self.args_hash = args_hash = args_digest(args, kwargs)
+        self.args_text = short_call(args, kwargs)
         self.keep: CacheRow | None = None  # the cache row to write with the checkpoint
         if run_code.reuse is not None:
-            row = run_code.reuse.take(step.name, self.code, self.args_hash)
+            row = run_code.reuse.take(step.name, code, args_hash)
             if row is not None:
                 self.take((row.output_json, row.output_pickle), run_code.reuse.source_id)
                 return
         if ex.row_seq:
             ex.wait_row_durable()
-        self.started = time.time()
-        self.attempt = ex.prior_attempts.get(function_id, 0)
+        self.attempt = ex.prior_attempts.get(function_id, 0) if ex.prior_attempts else 0
         self.tries = 0
         self.output: Any = None
         self.error: Exception | None = None
         self.delay: float | None = None
+        self.started = time.time()
 
     def take(self, output: Encoded, source: str | None) -> None:
         """Take an output computed elsewhere (an earlier run's checkpoint, a cache entry made by
@@ -295,19 +299,18 @@ class StepRun:
                     args_text=self.args_text,
                 )
             raise self.error
-        what = f"the output of step {name!r}"
-        encoded = ex.engine.encode(self.output, what)
-        # fmt: skip below: a StepRow's fields in table order, positionally (the hot path)
-        row = StepRow(
-            ex.workflow_id, self.function_id, name, encoded[0], encoded[1], None, None,
-            self.started, time.time(), self.tries, self.code, self.args_hash, None,
-            self.args_text,
-        )  # fmt: skip
+        output = self.output
+        text, blob = ex.engine.encode(output, f"the output of step {name!r}")
+        # Built as tuple builds it (a NamedTuple's own __new__ is a Python call), in table order.
+        fields = (ex.workflow_id, self.function_id, name, text, blob, None, None, self.started)
+        more = (time.time(), self.tries, self.code, self.args_hash, None, self.args_text)
+        row = _new_row(StepRow, fields + more)
+        size = len(blob) if blob is not None else len(text or "")  # (what the write log counts)
         if self.keep is None:
-            ex.append(row)
-            return self.output
+            ex.append_sized(row, size)
+            return output
         self.keep = kept = self.keep._replace(
-            output_json=encoded[0], output_pickle=encoded[1], created_at=time.time()
+            output_json=text, output_pickle=blob, created_at=time.time()
         )
         seq = ex.append(row, kept)
         rows = ex.code.cached.get((kept.name, kept.code))

@@ -75,7 +75,7 @@ class WriteLog:
         # of its own, set when its target is committed: a commit wakes only those it concerns
         # (waking every waiting thread on each commit made 1,000 workflows started at once
         # spend most of their time in the kernel).
-        lock = threading.Lock()
+        self._lock = lock = threading.Lock()  # (``with lock``: no Python frame, as a Condition's)
         self._cond = threading.Condition(lock)
         self._room = threading.Condition(lock)  # writers waiting for the queue to shrink
         self._waiters: list[tuple[int, int, threading.Event]] = []  # heap of (target, n, event)
@@ -91,27 +91,34 @@ class WriteLog:
         self._thread.start()
 
     @property
-    def lock(self) -> threading.Condition:
+    def lock(self) -> threading.Lock:
         """The log's lock: hold it to make a check and an append one atomic action."""
-        return self._cond
+        return self._lock
 
     def append(self, op: Op) -> int:
         """Queue one operation; return its sequence number (see :meth:`wait_durable`)."""
         with self._cond:
             return self.append_locked(op)
 
-    def append_locked(self, op: Op) -> int:
-        """:meth:`append` for a caller that already holds :attr:`lock`."""
-        self._check()
-        self._queue.append(op)
-        size = op_size(op)
+    def append_locked(self, op: Op, size: int | None = None) -> int:
+        """:meth:`append` for a caller that already holds :attr:`lock`; ``size``: the
+        operation's :func:`op_size` when the caller knows it from what it encoded."""
+        if self.failure is not None or self._stopping:
+            self._check()
+        queue = self._queue
+        queue.append(op)
+        if size is None:
+            size = op_size(op)
         self._sizes.append(size)
         self._queued_bytes += size
         self._appended += 1
-        other = not _new_workflow(op)
-        self._others += other
-        if len(self._queue) == 1 or (self._lingering and other):
-            self._cond.notify()  # the committer (the only thread that waits on it)
+        kind = type(op)
+        if kind is not WorkflowRow and kind is not Enqueue:
+            self._others += 1
+            if len(queue) == 1 or self._lingering:
+                self._cond.notify()  # the committer (the only thread that waits on it)
+        elif len(queue) == 1:
+            self._cond.notify()
         return self._appended
 
     def make_room(self) -> None:
