@@ -51,6 +51,7 @@ class State(enum.Enum):
 
 
 _RUNNING = State.RUNNING
+_new_row = tuple.__new__
 
 
 class StepFailure(NamedTuple):
@@ -336,13 +337,16 @@ class Execution:
         """Append ``value`` to stream ``key`` (with ``is_end``, close it); ``step``: the step
         attempt that writes it, if it is not the workflow body; ``at``: the function id reserved
         for this write of the body."""
-        check_text(key, "A stream key")
+        if type(key) is not str or key not in self._streams:  # (a key written to was checked)
+            check_text(key, "A stream key")
         value_json = value_pickle = None
         if not is_end:
             value_json, value_pickle = self.engine.encode(value, f"stream {key!r}")
         if step is None:
-            function_id, attempt = at or self.next_function_id(), None
-            if self.replayed(function_id, "close" if is_end else "write", key) is not None:
+            if at is None:
+                self.function_id = at = self.function_id + 1  # (next_function_id())
+            function_id, attempt = at, None
+            if self.recorded and self.replayed(at, "close" if is_end else "write", key):
                 return
         else:
             function_id, attempt = step
@@ -369,10 +373,12 @@ class Execution:
         workflow was stopped or the stream is closed (else drop it)."""
         log = self.engine.log
         log.make_room()  # a writer that outruns the disk waits here, holding no lock
+        size = len(value_pickle) if value_pickle is not None else len(value_json or "")
         with log.lock:  # cancel() reads the streams' state from another thread
-            if not strict and self.state is not State.RUNNING:
-                return
-            self.check_running()
+            if self.state is not _RUNNING:
+                if not strict:
+                    return
+                self.check_running()
             stream = self._streams.get(key)
             if stream is None:
                 stream = self._streams[key] = _Stream()
@@ -380,9 +386,10 @@ class Execution:
                 if is_end or not strict:
                     return
                 raise StreamClosedError(self.workflow_id, key)
-            log.append_locked(StreamRow(self.workflow_id, key, stream.offset, value_json,
-                                        value_pickle, is_end, function_id, attempt,
-                                        time.time()))  # fmt: skip
+            # Built as tuple builds it: a NamedTuple's own __new__ is a Python call (hot path).
+            fields = (self.workflow_id, key, stream.offset, value_json, value_pickle, is_end)
+            row = _new_row(StreamRow, (*fields, function_id, attempt, time.time()))
+            log.append_locked(row, size)
             stream.offset += 1
             stream.closed = is_end
 

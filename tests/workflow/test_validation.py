@@ -28,6 +28,7 @@ BAD_NAMES: dict[str, object] = {
     "too-long": "x" * 1001,
     "too-long-in-utf8": "é" * 501,  # 501 characters, 1,002 bytes
     "not-a-str": 7,
+    "unhashable": ["k"],
 }
 
 bad_names = pytest.mark.parametrize("bad", list(BAD_NAMES.values()), ids=list(BAD_NAMES))
