@@ -10,22 +10,37 @@ nbflow code at all, what plain DuckDB costs on this machine in the two patterns 
   d-floor  one row inserted into ``workflows`` and committed (autocommit), one after the other.
   parts    the pieces: an empty transaction, a one-row insert inside an open transaction, and
            the commit that follows it.
+
+And, in a second table, the throughput floors behind workloads (a), (b) and (e), on nbflow's whole
+schema (every migration), each the median of ``--rounds`` / 30 runs:
+
+  a-floor  the Python a recorded step cannot do without (a call, a dict lookup, a list append);
+           and 1,000 rows inserted into ``steps`` in one statement and committed (µs a row), as
+           nbflow's committer does (one JSON text of columns, ``from_json``) and, where pyarrow
+           is installed, from an Arrow table (DuckDB's fastest path)
+  b-floor  10,000 rows inserted into ``streams`` the same two ways (rows/s)
+  e-floor  10,000 stream values fetched (one query, one column) and decoded by orjson (items/s)
+  start    a thread started and joined (the least a workflow in a thread of its own costs)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import queue
+import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import orjson
 
 from nbflow.store._schema import MIGRATIONS
 
-__all__ = ["main", "measure"]
+__all__ = ["main", "measure", "throughput"]
 
 _STREAM_ROW = "(" + ", ".join("?" * 9) + ")"
 _WORKFLOW_INSERT = "INSERT INTO workflows VALUES (" + ", ".join("?" * 15) + ")"
@@ -116,6 +131,147 @@ def parts(path: Path, rounds: int) -> dict[str, list[float]]:
     return out
 
 
+def _open_full(path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    for migration in MIGRATIONS:
+        for statement in migration:
+            con.execute(statement)
+    return con
+
+
+def _columns_insert(table: str, columns: dict[str, tuple[str, list[Any]]]) -> tuple[str, str]:
+    """The statement and its one parameter that insert ``columns`` (name → (type, values)) as
+    one JSON text of columns taken apart by ``from_json``."""
+    structure = ", ".join(f'"{name}": "{kind}[]"' for name, (kind, _) in columns.items())
+    into = ", ".join(f'"{name}"' for name in columns)
+    values = ", ".join(f'unnest(j."{name}")' for name in columns)
+    sql = (
+        f"INSERT INTO {table} ({into}) SELECT {values} "
+        f"FROM (SELECT from_json($1::VARCHAR, '{{{structure}}}') AS j)"
+    )
+    return sql, orjson.dumps({name: values for name, (_, values) in columns.items()}).decode()
+
+
+def _step_columns(workflow_id: str, rows: int) -> dict[str, tuple[str, list[Any]]]:
+    now = time.time()
+    return {
+        "workflow_id": ("VARCHAR", [workflow_id] * rows),
+        "function_id": ("INTEGER", list(range(1, rows + 1))),
+        "name": ("VARCHAR", ["floors.step"] * rows),
+        "output_json": ("VARCHAR", [str(i) for i in range(rows)]),
+        "started_at": ("DOUBLE", [now] * rows),
+        "ended_at": ("DOUBLE", [now] * rows),
+        "attempts": ("INTEGER", [1] * rows),
+        "code": ("VARCHAR", ["0123456789abcdef" * 2] * rows),
+        "args_hash": ("VARCHAR", [f"#i{i}" for i in range(rows)]),
+        "args_text": ("VARCHAR", [str(i) for i in range(rows)]),
+    }
+
+
+def _stream_columns(workflow_id: str, rows: int) -> dict[str, tuple[str, list[Any]]]:
+    now = time.time()
+    return {
+        "workflow_id": ("VARCHAR", [workflow_id] * rows),
+        "key": ("VARCHAR", ["s"] * rows),
+        "offset": ("BIGINT", list(range(rows))),
+        "value_json": ("VARCHAR", [orjson.dumps({"i": i, "v": "x"}).decode() for i in range(rows)]),
+        "is_end": ("BOOLEAN", [False] * rows),
+        "function_id": ("INTEGER", list(range(1, rows + 1))),
+        "created_at": ("DOUBLE", [now] * rows),
+    }
+
+
+def _insert_seconds(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: dict[str, tuple[str, list[Any]]],
+    arrow: bool,
+) -> float:
+    """Seconds to insert ``columns`` into ``table`` in one statement and commit (autocommit)."""
+    cur = con.cursor()
+    start = time.perf_counter()
+    if arrow:
+        import pyarrow
+
+        frame = pyarrow.table({name: values for name, (_, values) in columns.items()})  # noqa: F841
+        into = ", ".join(f'"{name}"' for name in columns)
+        cur.execute(f"INSERT INTO {table} ({into}) SELECT * FROM frame")
+    else:
+        sql, text = _columns_insert(table, columns)
+        cur.execute(sql, [text])
+    return time.perf_counter() - start
+
+
+def _python_step_seconds(steps: int) -> float:
+    """Seconds a step's least Python takes: a call, a dict lookup, a list append."""
+    recorded: dict[int, object] = {}
+    log: list[object] = []
+
+    def step(x: int) -> int:
+        return x
+
+    start = time.perf_counter()
+    for i in range(steps):
+        recorded.get(i)
+        log.append(step(i))
+    return (time.perf_counter() - start) / steps
+
+
+def _read_seconds(con: duckdb.DuckDBPyConnection, workflow_id: str) -> float:
+    """Seconds to fetch a stream's values in one query and decode each with orjson."""
+    start = time.perf_counter()
+    rows = con.execute(
+        'SELECT value_json FROM streams WHERE workflow_id = ? AND key = ? ORDER BY "offset"',
+        [workflow_id, "s"],
+    ).fetchall()
+    loads = orjson.loads
+    [loads(text) for (text,) in rows]
+    return time.perf_counter() - start
+
+
+def _thread_seconds() -> float:
+    start = time.perf_counter()
+    thread = threading.Thread(target=lambda: None, name="floors-start")
+    thread.start()
+    thread.join()
+    return time.perf_counter() - start
+
+
+def throughput(rounds: int) -> list[tuple[str, float, str]]:
+    """Rows ``(what, median, unit)`` of the throughput floors."""
+    ways = [False] + ([True] if importlib.util.find_spec("pyarrow") is not None else [])
+    out: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="nbflow-floors-") as tmp:
+        con = _open_full(Path(tmp) / "t.duckdb")
+        for n in range(rounds):
+            out.setdefault("a: Python of a step (µs)", []).append(
+                _python_step_seconds(100_000) * 1e6
+            )
+            for arrow in ways:
+                how = "Arrow table" if arrow else "JSON text of columns"
+                steps = _step_columns(f"a-{arrow}-{n}", 1000)
+                seconds = _insert_seconds(con, "steps", steps, arrow)
+                out.setdefault(
+                    f"a: 1,000 step rows, one insert + commit, {how} (µs a row)", []
+                ).append(seconds / 1000 * 1e6)
+                items = _stream_columns(f"b-{arrow}-{n}", 10_000)
+                seconds = _insert_seconds(con, "streams", items, arrow)
+                out.setdefault(
+                    f"b: 10,000 stream rows, one insert + commit, {how} (rows/s)", []
+                ).append(10_000 / seconds)
+            out.setdefault("e: 10,000 stream values fetched and decoded (items/s)", []).append(
+                10_000 / _read_seconds(con, f"b-False-{n}")
+            )
+            out.setdefault("d: a thread started and joined (ms)", []).append(
+                _thread_seconds() * 1e3
+            )
+        con.close()
+    return [
+        (what, statistics.median(values), what.rsplit("(", 1)[1].rstrip(")"))
+        for what, values in out.items()
+    ]
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
@@ -144,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| measurement | p50 ms | p99 ms |\n|---|---|---|")
     for what, p50, p99 in measure(args.items, args.rounds):
         print(f"| {what} | {p50:.2f} | {p99:.2f} |")
+    print("\n| throughput floor | median |\n|---|---|")
+    for what, median, unit in throughput(max(3, args.rounds // 30)):
+        shown = f"{median:,.0f}" if median >= 1000 else f"{median:.2f}"
+        print(f"| {what.rsplit(' (', 1)[0]} | {shown} {unit} |")
     return 0
 
 

@@ -1374,21 +1374,25 @@ def test_a_checkpoint_keeps_its_code_arguments_and_source(store: Store) -> None:
 
 def test_a_bulk_batch_keeps_every_value_exactly(store: Store) -> None:
     """A batch of many rows of every kind (a store may insert them by another path than a few:
-    DuckDB writes them as one JSON text) keeps every value exactly: doubles to the last bit (an
-    infinite deadline, -0.0, the smallest and largest), ints to 64 bits, texts with quotes,
+    DuckDB, from 200 rows, as one JSON text) keeps every value exactly: doubles to the last bit
+    (-0.0, the smallest and largest; an infinite deadline, which JSON cannot hold), ints to 32 bits, texts with quotes,
     backslashes, escaped NUL, line separators and astral characters, pickles mixed with JSON in
     one column, NULLs where a column holds values in other rows."""
-    doubles = [T + 1 / 3, 5e-324, 1.7976931348623157e308, -0.0, float("inf"), 0.1, T, None]
+    doubles = [T + 1 / 3, 5e-324, 1.7976931348623157e308, -0.0, 0.1, T, None] * 40
+
     texts = ['"q" \\ b', "é\u2028\u2029", "\U0001f600 astral", "\\u0000 escaped", "x" * 5000]
     rows = [
         workflow(f"w{i}", deadline=d, priority=2**31 - 1 - i if i % 2 else None)
         for i, d in enumerate(doubles)
     ]
+    infinite = [workflow(f"inf{i}", deadline=float("inf") if i == 7 else T) for i in range(300)]
     store.commit(rows)
+    store.commit(infinite)  # (DuckDB: JSON has no inf: by lists)
     assert [store.get_workflow(f"w{i}") for i in range(len(doubles))] == rows
+    assert [store.get_workflow(f"inf{i}") for i in range(300)] == infinite
     steps = [
         step("w0", i + 1, output_json=None if i % 3 == 0 else f'"{i}"',
-             output_pickle=b"\x80\x00" + bytes([i]) if i % 3 == 0 else None)
+             output_pickle=b"\x80\x00" + bytes([i % 256]) if i % 3 == 0 else None)
         ._replace(started_at=d if d is not None and d == d and d < 1e300 else T,
                   args_text=texts[i % len(texts)], code=texts[(i + 1) % len(texts)])
         for i, d in enumerate(doubles)
@@ -1397,7 +1401,7 @@ def test_a_bulk_batch_keeps_every_value_exactly(store: Store) -> None:
     assert store.list_steps("w0") == steps
     items = [
         item("w1", "k", i, None if i % 2 else f'"{t}"', pickle=b"\x00" * i if i % 2 else None)
-        for i, t in enumerate(texts * 2)
+        for i, t in enumerate(texts * 50)
     ]
     store.commit(items)
     assert items_of(store, "w1", "k") == [
