@@ -75,7 +75,9 @@ class WriteLog:
         # of its own, set when its target is committed: a commit wakes only those it concerns
         # (waking every waiting thread on each commit made 1,000 workflows started at once
         # spend most of their time in the kernel).
-        self._lock = lock = threading.Lock()  # (``with lock``: no Python frame, as a Condition's)
+        #: The log's lock: hold it to make a check and an append one atomic action (a plain
+        #: lock: ``with`` runs no Python frame, as a Condition's does; the hot path takes it).
+        self.lock = lock = threading.Lock()
         self._cond = threading.Condition(lock)
         self._room = threading.Condition(lock)  # writers waiting for the queue to shrink
         self._waiters: list[tuple[int, int, threading.Event]] = []  # heap of (target, n, event)
@@ -89,11 +91,6 @@ class WriteLog:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="nbflow-committer", daemon=True)
         self._thread.start()
-
-    @property
-    def lock(self) -> threading.Lock:
-        """The log's lock: hold it to make a check and an append one atomic action."""
-        return self._lock
 
     def append(self, op: Op) -> int:
         """Queue one operation; return its sequence number (see :meth:`wait_durable`)."""
