@@ -233,7 +233,8 @@ class StepRun:
                 self.args_text,
             ),
         )
-        ex.append(row)
+        text, blob = output
+        ex.append_sized(row, len(blob) if blob is not None else len(text or ""))
         self.record = _new_row(
             ReplayRecord, (self.function_id, "step", name, output[0], output[1], None, None, None)
         )
