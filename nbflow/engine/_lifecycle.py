@@ -16,8 +16,6 @@ from typing import Any, NamedTuple
 from nbflow._errors import (
     NO_THREAD,
     FunctionNotRegisteredError,
-    MaxRecoveryAttemptsExceededError,
-    SerializationError,
     WaitTimeoutError,
     WorkflowConflictError,
     WorkflowInterruptedError,
@@ -32,17 +30,18 @@ from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Execution, Executions, State
 from nbflow.engine._loop import LoopThread
 from nbflow.engine._queues import Taken, enqueue_once, queued_row, take
-from nbflow.engine._recovery import claim
+from nbflow.engine._recovery import claim, recover
 from nbflow.engine._tracing import Tracing
 from nbflow.engine._workflows import WorkflowRun, run_body, run_body_async
 from nbflow.store import WorkflowRow
+from nbflow.store._base import Replay
 from nbflow.store._ops import Enqueue, Finish, Fork
 from nbflow.workflow import _context as context
 from nbflow.workflow._cache import refreshing
 from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, WorkflowCall
 from nbflow.workflow._handle import Tracker, WorkflowHandle
 from nbflow.workflow._queues import options_for
-from nbflow.workflow._recovery import Recovered, Skipped
+from nbflow.workflow._recovery import Recovered
 from nbflow.workflow._workflows import as_workflow, lookup_workflow, registered_names
 
 __all__ = ["Begun", "Lifecycle"]
@@ -194,14 +193,18 @@ class Lifecycle:
             code=fingerprint(wf.fn),
         )
 
-    def activate_row(self, row: WorkflowRow, wf: DeclaredWorkflow | None = None) -> Execution:
-        """An execution that replays a recorded PENDING workflow (caller holds the lock)."""
+    def activate_row(
+        self, row: WorkflowRow, wf: DeclaredWorkflow | None = None, replay: Replay | None = None
+    ) -> Execution:
+        """An execution that replays a recorded PENDING workflow (caller holds the lock);
+        ``replay``: its replay, when already read."""
         if wf is None or wf.name != row.name:
             wf = lookup_workflow(row.name)
             if wf is None:
                 raise FunctionNotRegisteredError(row.workflow_id, row.name)
         args, kwargs = self.inputs(row)
-        replay = self._store.load_replay(row.workflow_id)
+        if replay is None:
+            replay = self._store.load_replay(row.workflow_id)
         ex = Execution(self._engine, row.workflow_id, row.name, wf.fn, args, kwargs, replay=replay)
         self._register(ex, row)
         return ex
@@ -335,30 +338,19 @@ class Lifecycle:
         return self.activate_row(claimed)
 
     def recover(self) -> Recovered:
-        """Resume every interrupted workflow this process can load; also name each of the others
-        with the reason (its function is not declared, its inputs or replay cannot be decoded),
-        and those already running here."""
-        recovered = Recovered()
-        for row in self._store.pending_workflows():
-            if row.workflow_id in self._executions:
-                recovered.running.append((row.workflow_id, row.name))
-                continue
+        """Resume every interrupted workflow this process can load (see :func:`recover`)."""
+        recovered, executions = recover(self._engine, self._executions, self.activate_row)
+        for i, ex in enumerate(executions):
             try:
-                if lookup_workflow(row.name) is None:
-                    raise FunctionNotRegisteredError(row.workflow_id, row.name)
-                if not self._engine.allow_pickle:  # before it is claimed (and JSON only: cheap)
-                    self._engine.decode(row.inputs_json, row.inputs_pickle, _inputs(row))
-                handle, taken = self.resume(row.workflow_id, recovery=True)
-            except FunctionNotRegisteredError:
-                reason = "its function is not declared in this process (import or define it)"
-                recovered.skipped.append(Skipped(row.workflow_id, row.name, reason))
-            except (SerializationError, MaxRecoveryAttemptsExceededError) as exc:  # (one that
-                # cannot be loaded, or that gave up, stops no other)
-                recovered.skipped.append(Skipped(row.workflow_id, row.name, str(exc)))
-            else:
-                if taken:
-                    recovered.append(handle)
-                    recovered.names[row.workflow_id] = row.name
+                self.spawn(ex)
+            except WorkflowInterruptedError:  # no thread: neither for those after it
+                for rest in executions[i + 1 :]:
+                    rest.interrupt()
+                    rest.error = WorkflowInterruptedError(rest.workflow_id, reason=NO_THREAD)
+                    self._release(rest)
+                raise
+            recovered.append(self.handle(ex.workflow_id, ex))
+            recovered.names[ex.workflow_id] = ex.name
         return recovered
 
     def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:

@@ -360,6 +360,9 @@ class PostgresStore(SQLStore):
         rows = self._fetchall(f"SELECT {self._alive.format(executor='$1')}", [executor_id])
         return bool(rows[0][0])
 
+    def _others_alive(self, column: str) -> str:
+        return self._alive.format(executor=column)
+
     _name_in = "name = ANY($4::text[])"
     _entry_in = "entry = ANY($1::text[])"
     _lock_taken = "FOR UPDATE SKIP LOCKED"

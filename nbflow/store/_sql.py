@@ -11,7 +11,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
-from nbflow.store._base import RecordedHead, Replay, ReplayRecord, Store
+from nbflow.store._base import RecordedHead, Store
 from nbflow.store._history import HistoryQueries
 from nbflow.store._ops import (
     EVENT_PREFIX,
@@ -31,6 +31,7 @@ from nbflow.store._schema import column_list
 from nbflow.store._sqlcache import CacheQueries
 from nbflow.store._sqldelete import DeleteQueries
 from nbflow.store._sqlqueues import Execute, QueueQueries
+from nbflow.store._sqlrecover import RecoveryQueries
 from nbflow.store._sqltimeline import TimelineQueries
 from nbflow.store._transfer import TransferQueries
 
@@ -56,25 +57,6 @@ _STEP_HEADS = (
     "code, args_hash, cached_from, args_text"
 )
 MESSAGE_COLUMNS = column_list("messages")
-
-_LOAD_REPLAY = (
-    "SELECT function_id, 'step', name, output_json, output_pickle, error, error_pickle, code "
-    "FROM steps WHERE workflow_id = $1 "
-    "UNION ALL SELECT function_id, CASE WHEN is_end THEN 'close' ELSE 'write' END, key, "
-    "NULL, NULL, NULL, NULL, NULL FROM streams "
-    "WHERE workflow_id = $1 AND attempt IS NULL AND function_id IS NOT NULL "
-    "UNION ALL SELECT max(\"offset\") + 1, 'stream', key, NULL, NULL, NULL, NULL, NULL "
-    "FROM streams WHERE workflow_id = $1 GROUP BY key "
-    "UNION ALL SELECT 1, 'closed', key, NULL, NULL, NULL, NULL, NULL FROM streams "
-    "WHERE workflow_id = $1 AND is_end AND function_id IS NOT NULL "
-    "UNION ALL SELECT function_id, 'attempt', CAST(max(attempt) AS VARCHAR), NULL, NULL, "
-    "NULL, NULL, NULL FROM streams WHERE workflow_id = $1 AND attempt IS NOT NULL "
-    "GROUP BY function_id "
-    "UNION ALL SELECT count(*), 'output', key, NULL, NULL, NULL, NULL, NULL FROM streams "
-    "WHERE workflow_id = $1 AND function_id IS NULL AND attempt IS NULL AND NOT is_end "
-    "GROUP BY key"
-)
-
 
 #: Appends a step to a record-keeping workflow at the next function id, which it returns.
 APPEND_RECORD = (
@@ -191,6 +173,7 @@ class SQLStore(
     CacheQueries,
     DeleteQueries,
     QueueQueries,
+    RecoveryQueries,
     TimelineQueries,
     TransferQueries,
     Store,
@@ -310,29 +293,6 @@ class SQLStore(
     def get_status(self, workflow_id: str) -> str | None:
         rows = self._fetchall("SELECT status FROM workflows WHERE workflow_id = $1", [workflow_id])
         return rows[0][0] if rows else None
-
-    def load_replay(self, workflow_id: str) -> Replay:
-        records: list[ReplayRecord] = []
-        streams: dict[str, tuple[int, bool]] = {}
-        closed: set[str] = set()
-        attempts: dict[int, int] = {}
-        outputs: dict[str, int] = {}
-        for row in self._fetchall(_LOAD_REPLAY, [workflow_id]):
-            kind = row[1]
-            if kind == "attempt":
-                attempts[int(row[0])] = int(row[2])
-            elif kind == "output":
-                outputs[row[2]] = int(row[0])
-            elif kind == "stream":
-                streams[row[2]] = (int(row[0]), False)
-            elif kind == "closed":
-                closed.add(row[2])
-            else:
-                records.append(ReplayRecord(*row))
-        for key in closed:
-            streams[key] = (streams[key][0], True)
-        records.sort(key=lambda r: r.function_id)
-        return Replay(records, streams, attempts, outputs)
 
     def read_stream(
         self, workflow_id: str, key: str, start: int, limit: int
