@@ -287,6 +287,10 @@ class PostgresStore(SQLStore):
         else:
             statements.append((update, params))
 
+    def _finish_many(self, statements: list[Statement], finishes: list[Finish]) -> None:
+        for op in finishes:  # (each fenced by its owner, its markers only if it took effect)
+            self._finish(statements, op)
+
     def commit(self, ops: Sequence[Op]) -> set[str]:
         """Commit a batch; return the workflows whose writes in it were left out: those another
         process cancelled before it, and those another process took over.

@@ -75,6 +75,20 @@ FINISH_UPDATE = (
 )
 
 
+#: :data:`FINISH_UPDATE` of many workflows at once: its parameters are lists, one per parameter of
+#: :func:`finish_params`, in that order (DuckDB's casts).
+FINISH_MANY = (
+    "UPDATE workflows SET status = f.status, output_json = f.output_json, output_pickle = "
+    "f.output_pickle, error = f.error, error_pickle = f.error_pickle, ended_at = f.ended_at, "
+    "updated_at = f.ended_at, error_step = f.error_step FROM (SELECT unnest($1::VARCHAR[]) AS "
+    "status, unnest($2::VARCHAR[]) AS output_json, unnest($3::BLOB[]) AS output_pickle, "
+    "unnest($4::VARCHAR[]) AS error, unnest($5::BLOB[]) AS error_pickle, unnest($6::DOUBLE[]) AS "
+    "ended_at, unnest($7::INTEGER[]) AS error_step, unnest($8::VARCHAR[]) AS workflow_id) AS f "
+    "WHERE workflows.workflow_id = f.workflow_id "
+    "AND workflows.status IN ('PENDING', 'ENQUEUED', 'DELAYED')"
+)
+
+
 def finish_params(op: Finish) -> list[Any]:
     """The parameters of :data:`FINISH_UPDATE` for ``op``."""
     return [
@@ -154,7 +168,7 @@ def fork_statements(fork: Fork) -> list[tuple[str, list[Any]]]:
 class _Inserts:
     """The rows :meth:`SQLStore._plan` has yet to insert, by table."""
 
-    __slots__ = ("cache", "items", "messages", "steps", "unwritten", "workflows")
+    __slots__ = ("cache", "ending", "items", "messages", "steps", "unwritten", "workflows")
 
     def __init__(self) -> None:
         self.workflows: list[WorkflowRow] = []
@@ -166,6 +180,8 @@ class _Inserts:
         self.cache: dict[str, CacheRow] = {}
         #: workflow id -> index of its row in ``workflows``
         self.unwritten: dict[str, int] = {}
+        #: workflow id -> its own end (with its end markers), after the inserts
+        self.ending: dict[str, Finish] = {}
 
 
 class SQLStore(
@@ -202,7 +218,7 @@ class SQLStore(
         """
         statements: list[Statement] = []
         plan = _Inserts()
-        items, steps, workflows = plan.items, plan.steps, plan.workflows
+        items, steps, workflows, ending = plan.items, plan.steps, plan.workflows, plan.ending
         for op in ops:
             if type(op) is StreamRow:  # the hot path first
                 items.append(op)
@@ -233,6 +249,8 @@ class SQLStore(
                     error_step=op.error_step,
                 )
                 items.extend(op.markers)
+            elif type(op) is Finish and op.markers is not None and op.workflow_id not in ending:
+                ending[op.workflow_id] = op  # (its own end: one UPDATE for all, see _flush)
             else:  # statements of their own, after the inserts before them
                 self._flush(statements, plan)
                 if type(op) is Finish:
@@ -270,7 +288,20 @@ class SQLStore(
         if plan.cache:
             statements.append(self._insert("step_cache", list(plan.cache.values())))
             plan.cache.clear()
+        if plan.ending:
+            self._finish_many(statements, list(plan.ending.values()))
+            plan.ending.clear()
         plan.unwritten.clear()
+
+    def _finish_many(self, statements: list[Statement], finishes: list[Finish]) -> None:
+        """Append the statements of workflows' own ends (each with its end markers): one UPDATE
+        for all (:data:`FINISH_MANY`), then their markers. A store whose ends take conditions of
+        their own appends each one's :meth:`_finish` instead."""
+        columns = zip(*(finish_params(op) for op in finishes), strict=True)
+        statements.append((FINISH_MANY, [list(column) for column in columns]))
+        markers = [marker for op in finishes for marker in op.markers or ()]
+        if markers:
+            statements.append(self._insert("streams", markers))
 
     # -- queues --------------------------------------------------------------------------------
 
