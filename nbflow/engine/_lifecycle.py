@@ -7,10 +7,10 @@ table; its body runs in a thread of its own (or as a task of nbflow's loop) thro
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 from nbflow._errors import (
@@ -31,6 +31,7 @@ from nbflow.engine._execution import Execution, Executions, State
 from nbflow.engine._loop import LoopThread
 from nbflow.engine._queues import Taken, enqueue_once, queued_row, take
 from nbflow.engine._recovery import claim, recover
+from nbflow.engine._threads import WorkflowThreads
 from nbflow.engine._tracing import Tracing
 from nbflow.engine._workflows import WorkflowRun, run_body, run_body_async
 from nbflow.store import WorkflowRow
@@ -89,6 +90,7 @@ class Lifecycle:
         self._ending = ending
         self._tracing = tracing
         self.deadlines = Deadlines(self._deadline_passed)
+        self.threads = WorkflowThreads()
 
     def handle(self, workflow_id: str, ex: Execution | None = None) -> WorkflowHandle:
         return WorkflowHandle(self._tracker, workflow_id, ex)
@@ -229,9 +231,10 @@ class Lifecycle:
         if ex.is_async:
             self._loop().submit(self._execute_async(ex))
             return
-        name = f"nbflow-workflow-{ex.workflow_id[:8]}"
         try:
-            threading.Thread(target=self.execute, args=(ex, False), name=name, daemon=True).start()
+            self.threads.run(
+                partial(self.execute, ex, False), f"nbflow-workflow-{ex.workflow_id[:8]}"
+            )
         except RuntimeError as exc:  # no thread to be had: it stays PENDING, for recover()
             ex.interrupt()
             ex.error = WorkflowInterruptedError(ex.workflow_id, reason=f"{NO_THREAD} ({exc})")

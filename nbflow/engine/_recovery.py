@@ -8,6 +8,12 @@ most ``max_recovery_attempts + 1`` times; the next recovery marks it
 :class:`~nbflow.MaxRecoveryAttemptsExceededError`), and no recover runs it again. A resume
 (``nbflow.resume(id)``) reopens it and starts the count again.
 
+``recover()`` takes every interrupted workflow at once (:func:`recover`): one query finds them,
+one transaction claims them all (:meth:`Store.claim_many <nbflow.store._base.Store.claim_many>`,
+each recovery counted in it; on PostgreSQL a row another transaction holds is skipped, and one a
+live process runs is left to it), one query reads their replays, and they enter the runtime's
+table together.
+
 The count is raised in the claim's own transaction (:meth:`Store.claim
 <nbflow.store._base.Store.claim>`), and the claim makes this process the workflow's runner, so
 that no other process can claim it between the count and the mark.
