@@ -8,7 +8,6 @@ table; its body runs in a thread of its own (or as a task of nbflow's loop) thro
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -22,6 +21,7 @@ from nbflow._errors import (
     WorkflowNotFoundError,
 )
 from nbflow._fingerprint import fingerprint
+from nbflow._ids import new_id as new_id_
 from nbflow._records import Status
 from nbflow._serialization import check_text
 from nbflow.engine._code import Reuse
@@ -124,13 +124,13 @@ class Lifecycle:
         """Find or create the execution for a workflow about to start."""
         wf = call.wf
         given = call.workflow_id or context.take_assigned_id()
+        new_id = given or new_id_()
         with self._executions.lock:
             self._engine.check_open()
             if given is not None:
                 found = self._existing(given, wf)
                 if found is not None:
                     return found
-            new_id = given or str(uuid.uuid4())
             row = self.new_row(call, new_id)
             ex = Execution(self._engine, new_id, wf.name, wf.fn, call.args, call.kwargs)
             ex.code.refresh = refreshing()
@@ -369,7 +369,7 @@ class Lifecycle:
         wf = lookup_workflow(source.name)
         if wf is None:
             raise FunctionNotRegisteredError(workflow_id, source.name)
-        new_id = context.take_assigned_id() or str(uuid.uuid4())
+        new_id = context.take_assigned_id() or new_id_()
         with self._executions.lock:
             engine.check_open()
             if new_id in self._executions or self._store.get_status(new_id) is not None:
@@ -418,7 +418,7 @@ class Lifecycle:
                     if existing.name != wf.name:
                         raise WorkflowConflictError(given, existing.name, wf.name)
                     return self.handle(given)
-            workflow_id = given or str(uuid.uuid4())
+            workflow_id = given or new_id_()
             row = queued_row(self.new_row(call._replace(wf=wf), workflow_id, queue.name), options)
             once = row.deduplication_id is not None  # in a transaction of its own, not the log's
             seq = None if once else self._engine.log.append(Enqueue(row))
