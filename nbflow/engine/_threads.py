@@ -13,6 +13,7 @@ named ``nbflow-workflow-<id>`` while it runs it.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import threading
 from collections.abc import Callable
@@ -25,23 +26,18 @@ IDLE_SECONDS = 2.0
 _IDLE_NAME = "nbflow-idle"
 
 
-class _Idle:
-    """A thread waiting for work: the work it is handed, and the event that wakes it."""
-
-    __slots__ = ("task", "wake")
-
-    def __init__(self) -> None:
-        self.task: tuple[Callable[[], object], str] | None = None
-        self.wake = threading.Event()
-
-
 class WorkflowThreads:
     """Runs each callable it is handed in a thread of its own, reusing idle ones; :meth:`close`
-    ends the idle threads (and those that become idle after)."""
+    ends the idle threads (and those that become idle after).
+
+    The callables wait in one queue, taken first in, first out by the threads: workflows begin
+    in the order they were started, as when each started a thread of its own.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle: list[_Idle] = []
+        self._cond = threading.Condition(threading.Lock())
+        self._tasks: collections.deque[tuple[Callable[[], object], str]] = collections.deque()
+        self._waiting = 0  # idle threads waiting for a task
         self._closed = False
 
     def run(self, task: Callable[[], object], name: str) -> None:
@@ -50,38 +46,38 @@ class WorkflowThreads:
         Raises:
             RuntimeError: No thread could be started.
         """
-        with self._lock:
-            if self._idle:
-                idle = self._idle.pop()
-                idle.task = (task, name)
-                idle.wake.set()
+        with self._cond:
+            self._tasks.append((task, name))
+            if self._waiting >= len(self._tasks):  # an idle thread for each task queued
+                self._cond.notify()
                 return
-        threading.Thread(target=self._serve, args=(task,), name=name, daemon=True).start()
+        try:
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
+        except RuntimeError:  # no thread to be had: the task is not run, unless taken meanwhile
+            with self._cond:
+                if (task, name) not in self._tasks:
+                    return
+                self._tasks.remove((task, name))
+            raise
 
     def close(self) -> None:
         """End the idle threads; threads running a workflow end when it does."""
-        with self._lock:
+        with self._cond:
             self._closed = True
-            idle, self._idle = self._idle, []
-        for waiting in idle:
-            waiting.wake.set()
+            self._cond.notify_all()
 
-    def _serve(self, task: Callable[[], object]) -> None:
+    def _serve(self) -> None:
         current = threading.current_thread()
-        me = _Idle()
         while True:
+            with self._cond:
+                if not self._tasks and not self._closed:
+                    current.name = _IDLE_NAME
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(IDLE_SECONDS)
+                    finally:
+                        self._waiting -= 1
+                if not self._tasks:  # waited long enough, or closed
+                    return
+                task, current.name = self._tasks.popleft()
             contextvars.Context().run(task)
-            current.name = _IDLE_NAME
-            with self._lock:
-                if self._closed:
-                    return
-                me.task = None
-                me.wake.clear()
-                self._idle.append(me)
-            me.wake.wait(IDLE_SECONDS)
-            with self._lock:
-                if me.task is None:  # timed out, or closed: nobody will hand it work
-                    if me in self._idle:
-                        self._idle.remove(me)
-                    return
-            task, current.name = me.task
