@@ -23,7 +23,9 @@ queues once a second) has started its worker thread. The queue is polled every
 ``polling_interval_sec``: DBOS's default 1 s in (h), 50 ms in (h1).
 
 The executor id is DBOS's default (``local``) in the benchmark process; the writer process of
-workload (x) gives its own, so neither ``DBOS.launch()`` recovers the other's workflows.
+workload (x) gives its own, so neither ``DBOS.launch()`` recovers the other's workflows. In
+workload (r) the killed process has the default; the benchmark process reopens with one of its own
+and recovers the killed one's workflows with ``DBOS._recover_pending_workflows(["local"])``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 from dbos import DBOS
 
 from benchmarks._stores import Place
-from benchmarks._systems import Started, item
+from benchmarks._systems import BLOCKER, Started, item
 
 #: The queue of the fan-out's child workflows (in a fresh database for every workload).
 FANOUT_QUEUE = "bench-fanout"
@@ -106,6 +108,15 @@ def dbos_fanout(n: int, pause: float, concurrency: int) -> int:
     if results != list(range(n)):
         raise AssertionError("the children returned wrong results")
     return len(results)
+
+
+@DBOS.workflow(name="bench.interrupted")
+def dbos_interrupted(n: int) -> int:
+    """Call a trivial step ``n`` times, then pass the blocker."""
+    for i in range(n):
+        _dbos_noop(i)
+    BLOCKER.arrive()
+    return n
 
 
 class DbosSystem:
@@ -191,3 +202,19 @@ class DbosSystem:
             for s in DBOS.list_workflow_steps(child.workflow_id)
             if s["function_name"].endswith(step) and s["error"] is None
         )
+
+    def start_interrupted(self, n: int) -> None:
+        DBOS.start_workflow(dbos_interrupted, n)
+
+    def reopen_after_crash(self, place: Place, expected: int) -> None:
+        # An executor id other than the killed process's (``local``), so that launch() does not
+        # recover its workflows in the background: recover_all() does, measured.
+        executor_id, self.executor_id = self.executor_id, "nbflow-bench-recoverer"
+        try:
+            self.open(place)
+        finally:
+            self.executor_id = executor_id
+
+    def recover_all(self) -> list[Any]:
+        handles = DBOS._recover_pending_workflows(["local"])
+        return [handle.get_result() for handle in handles]

@@ -30,6 +30,7 @@ class ThreadProfiles:
         self._lock = threading.Lock()
         self._original_run: Any = None
         self._main: Any = None
+        self._threads: list[threading.Thread] = []  # started while profiling
 
     def _add(self, name: str, session: Any) -> None:
         if session is None:
@@ -45,12 +46,15 @@ class ThreadProfiles:
         profiles = self
 
         def run(thread: threading.Thread) -> None:
+            name = thread.name  # (a workflow thread is renamed when it goes idle)
+            with profiles._lock:
+                profiles._threads.append(thread)
             profiler = Profiler(interval=profiles.interval, async_mode="disabled")
             profiler.start()
             try:
                 original(thread)
             finally:
-                profiles._add(thread.name, profiler.stop())
+                profiles._add(name, profiler.stop())
 
         threading.Thread.run = run  # type: ignore[method-assign]
         self._main = Profiler(interval=self.interval, async_mode="disabled")
@@ -59,6 +63,8 @@ class ThreadProfiles:
 
     def __exit__(self, *exc: object) -> None:
         self._add("main", self._main.stop())
+        for thread in list(self._threads):  # the closed runtime's threads, ending
+            thread.join(timeout=10)
         threading.Thread.run = self._original_run  # type: ignore[method-assign]
 
     @staticmethod

@@ -33,6 +33,8 @@ class Sizes:
     small_workflows: int = 1000  # (i) workflows of small_steps trivial steps
     small_steps: int = 5
     small_batch: int = 100  # (i) started at once; the next batch starts when all have ended
+    recover_workflows: int = 200  # (r) interrupted workflows, recovered at once
+    recover_steps: int = 3  # (r) steps each recorded before its process was killed
     warmup: int = 3  # trivial workflows run after opening, before measuring
 
     def as_dict(self) -> dict[str, Any]:
@@ -51,5 +53,6 @@ QUICK = Sizes(
     fanout_items=40,
     small_workflows=100,
     small_batch=50,
+    recover_workflows=20,
     warmup=1,
 )

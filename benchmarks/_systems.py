@@ -17,10 +17,14 @@ The workflows are the same for every system:
   workflow (each item a checkpointed step of it, on nbflow's worker threads); DBOS: the workflow
   enqueues ``n`` child workflows, each calling the step once, on a queue with
   ``worker_concurrency=concurrency``, and waits for their results.
+- ``interrupted(n)``: calls the trivial step ``n`` times, then passes :data:`BLOCKER`, which blocks
+  forever in the process of workload (r) that is killed (:mod:`benchmarks._crashed`) and nowhere
+  else; returns ``n``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,12 +33,30 @@ from typing import Any, Protocol
 import nbflow
 from benchmarks._stores import Place
 
-__all__ = ["NbflowSystem", "Started", "System", "Unavailable", "item"]
+__all__ = ["BLOCKER", "Blocker", "NbflowSystem", "Started", "System", "Unavailable", "item"]
 
 
 def item(i: int) -> dict[str, Any]:
     """The small dict written as stream item ``i`` (the same for every system)."""
     return {"i": i, "name": "item", "ok": True}
+
+
+class Blocker:
+    """Where ``interrupted`` blocks in the process that is killed (``blocking`` set there only):
+    each workflow that arrives releases ``reached`` once, then waits forever."""
+
+    def __init__(self) -> None:
+        self.blocking = False
+        self.reached = threading.Semaphore(0)
+
+    def arrive(self) -> None:
+        if self.blocking:
+            self.reached.release()
+            threading.Event().wait()
+
+
+#: The one blocker of this process.
+BLOCKER = Blocker()
 
 
 class Unavailable(Exception):
@@ -93,6 +115,16 @@ class System(Protocol):
 
     def fanout_recorded(self, workflow_id: str) -> int:
         """How many items of that fan-out the database holds as recorded steps."""
+
+    def start_interrupted(self, n: int) -> None:
+        """Start ``interrupted(n)`` in the background (in the process that is killed)."""
+
+    def reopen_after_crash(self, place: Place, expected: int) -> None:
+        """Open ``place`` again after the killed process left ``expected`` interrupted workflows
+        there, recovering none of them yet (DBOS: with an executor id of its own)."""
+
+    def recover_all(self) -> list[Any]:
+        """Recover the interrupted workflows and wait for their durable results; the results."""
 
 
 # -- nbflow ------------------------------------------------------------------------------------
@@ -154,6 +186,15 @@ def nb_fanout(n: int, pause: float, concurrency: int) -> int:
     if list(results) != list(range(n)):
         raise AssertionError("nbflow.map returned results out of order")
     return len(results)
+
+
+@nbflow.workflow(name="bench.interrupted")
+def nb_interrupted(n: int) -> int:
+    """Call a trivial step ``n`` times, then pass the blocker."""
+    for i in range(n):
+        _nb_noop(i)
+    BLOCKER.arrive()
+    return n
 
 
 class NbflowSystem:
@@ -222,3 +263,18 @@ class NbflowSystem:
         return sum(
             1 for s in self.rt.list_steps(workflow_id) if s.name == name and s.status == "SUCCESS"
         )
+
+    def start_interrupted(self, n: int) -> None:
+        self.rt.start(nb_interrupted, n)
+
+    def reopen_after_crash(self, place: Place, expected: int) -> None:
+        self.open(place)
+        deadline = time.monotonic() + 30  # PostgreSQL: until the server saw the process go
+        while len(self.rt.store.pending_workflows()) < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {expected} interrupted workflows after 30 s")
+            time.sleep(0.05)
+
+    def recover_all(self) -> list[Any]:
+        recovered = self.rt.recover()
+        return [handle.result() for handle in recovered]

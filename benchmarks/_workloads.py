@@ -9,6 +9,9 @@ writes the stream, and reports only (e).
 Workloads (h) and (h1) are one unit run twice: (h1) only changes DBOS's queue polling interval
 (nbflow has none, so its (h1) is another run of (h)). Workload (i) reuses ``many_steps``.
 
+Workload (r) kills a child process (:mod:`benchmarks._crashed`) to leave interrupted workflows
+behind, so it closes the open system first and opens it again after the crash.
+
 Workloads (x) and (x1) need a database that several processes share (the PostgreSQL store): the
 writer is a child process (:mod:`benchmarks._xwriter`), the reader is this process.
 """
@@ -79,7 +82,8 @@ METRICS: list[Metric] = [
     Metric("g", "g", lambda s: f"{s.writers} workflows writing concurrently ({s.writers} x {_n(s.writer_items)} items)", "items/s", True),
     Metric("h", "h", lambda s: f"fan-out: one workflow over {_n(s.fanout_items)} items, each a step sleeping {s.fanout_pause * 1e3:g} ms, {s.fanout_concurrency} at once (ideal {s.fanout_concurrency / s.fanout_pause:,.0f} items/s; all recorded, checked)", "items/s", True, 288),
     Metric("h1", "h1", lambda s: f"same, DBOS queue polling every {s.fanout_fast_poll * 1e3:g} ms (nbflow: same as h)", "items/s", True),
-    Metric("i", "i", lambda s: f"{_n(s.small_workflows)} workflows of {s.small_steps} trivial steps, {s.small_batch} at a time", "workflows/s", True),
+    Metric("i", "i", lambda s: f"{_n(s.small_workflows)} workflows of {s.small_steps} trivial steps, {s.small_batch} at a time", "workflows/s", True, 1000),
+    Metric("r", "r", lambda s: f"recover {_n(s.recover_workflows)} interrupted workflows ({s.recover_steps} recorded steps each, their process killed): recover → all results", "s", False, 0.5),
     Metric("x.p50", "x", lambda s: f"cross-process write→read latency p50 (writer in a child process, {_n(s.latency_items)} items, {s.latency_pause * 1e3:g} ms apart)", "ms", False, 20),
     Metric("x.p99", "x", lambda s: "cross-process write→read latency p99", "ms", False),
     Metric("x1.p50", "x1", lambda s: "same, DBOS reader polling every 1 ms: p50", "ms", False),
@@ -238,6 +242,27 @@ def unit_small_workflows(system: System, sizes: Sizes, wanted: set[str]) -> dict
     return {"i": n / (time.perf_counter() - t0)}
 
 
+def unit_recover(system: System, sizes: Sizes, wanted: set[str]) -> dict[str, float]:
+    """(r) A child process starts ``sizes.recover_workflows`` workflows that record
+    ``sizes.recover_steps`` steps each and block; it is killed with SIGKILL. Then the system,
+    open again, recovers them: seconds from the call to recover until every result is durable."""
+    from benchmarks._crashed import crash
+
+    place = system.place
+    assert place is not None
+    n, steps = sizes.recover_workflows, sizes.recover_steps
+    system.close()
+    crash(system.name, place, n, steps)
+    system.reopen_after_crash(place, n)
+    _warm_up(system, sizes)
+    t0 = time.perf_counter()
+    results = system.recover_all()
+    elapsed = time.perf_counter() - t0
+    if results != [steps] * n:
+        raise AssertionError(f"recovered {len(results)} of {n} workflows, or wrong results")
+    return {"r": elapsed}
+
+
 def _cross_process(
     system: System, sizes: Sizes, poll: float | None, prefix: str
 ) -> dict[str, float]:
@@ -315,6 +340,7 @@ UNITS: list[Unit] = [
     Unit("h", frozenset({"h"}), unit_fanout),
     Unit("h1", frozenset({"h1"}), unit_fanout_fast_poll),
     Unit("i", frozenset({"i"}), unit_small_workflows),
+    Unit("r", frozenset({"r"}), unit_recover),
     Unit("x", frozenset({"x"}), unit_cross_process, shared=True),
     Unit("x1", frozenset({"x1"}), unit_cross_process_fast_poll, shared=True),
 ]

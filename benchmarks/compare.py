@@ -30,6 +30,12 @@ Workloads:
   h1 the same with DBOS's queue polled every 50 ms (nbflow: same as h)
   i  1,000 workflows of 5 trivial steps, started 100 at a time: start 100, wait for all their
      results, start the next 100 … (workflows/s)
+  r  recover 200 interrupted workflows: a child process starts 200 workflows that record 3 trivial
+     steps each and block, and is killed with SIGKILL; then the system, open again, recovers them
+     (s, from the call until all 200 results are durable). nbflow: ``Runtime.recover()``; DBOS:
+     ``DBOS._recover_pending_workflows(["local"])`` (what its launch does in the background; the
+     killed process had DBOS's default executor id, the recovering one another, so that its
+     launch recovers nothing by itself), then each handle's ``get_result()``
   x  cross-process write→read latency p50/p99 (PostgreSQL only): a child process writes as in (c),
      with its own runtime (DBOS instance) on the same database; this process reads (ms)
   x1 the same with DBOS's reader polling every 1 ms instead of its default 1 s (nbflow: same as x)
@@ -84,7 +90,7 @@ from benchmarks._workloads import FULL, METRICS, QUICK, UNITS, Metric, Sizes, Un
 __all__ = ["Results", "format_table", "machine_info", "main", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
-LETTERS = ("a", "b", "c", "c1", "d", "e", "f", "g", "h", "h1", "i", "x", "x1")
+LETTERS = ("a", "b", "c", "c1", "d", "e", "f", "g", "h", "h1", "i", "r", "x", "x1")
 SHARED_ONLY = ("x", "x1")  # need a database several processes use at once (PostgreSQL)
 SYSTEMS = ("nbflow", "dbos")
 

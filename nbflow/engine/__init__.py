@@ -22,7 +22,8 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
   (a workflow per tick, its id naming the tick);
   ``_timelayout``: a timeline's rows (steps packed into lanes, streams as ticks) as a Gantt chart;
   ``_recovery``: a claim that recovers a workflow, counted and held to its
-  ``max_recovery_attempts``;
+  ``max_recovery_attempts``; ``recover()``'s claim of every interrupted workflow in one
+  transaction, their replays read in one query;
 - ``_timeline``: a workflow and its children (bounded) as a timeline draws them
   (``TimelineData``);
 - ``_workflows``: ``WorkflowRun``, the ``WorkflowContext`` of one body (the step loop, sync and
@@ -40,8 +41,10 @@ Modules, each importing only those listed after it (``lint-imports`` checks it):
 - ``_code``: what a run knows of code (fingerprints once per run, replayed steps whose code
   changed, the old run's checkpoints a re-run takes);
 - ``_engine``: ``Engine`` (store, write log, notifier, codec) and ``Watch``, the one wait loop;
-- ``_writelog``, ``_notify``, ``_deadlines``, ``_loop``, ``_queries``: the committer, waking
-  readers, timeouts, nbflow's event loop; the history's filters checked and made store queries.
+- ``_writelog``, ``_notify``, ``_deadlines``, ``_loop``, ``_threads``, ``_queries``: the committer,
+  waking readers, timeouts, nbflow's event loop, the threads workflows run in (an ended
+  workflow's thread kept a while for the next); the history's filters checked and made store
+  queries.
 
 Each declaration and its implementation share a noun: ``workflow/_messages`` and
 ``engine/_messages``, ``workflow/_parallel`` and ``engine/_parallel``, ``workflow/_steps`` and

@@ -279,6 +279,7 @@ class RuntimeCore(Runner):
         if self._loop is not None:
             self._loop.close(max(0.1, deadline - time.monotonic()))
         self.lifecycle.deadlines.close()
+        self.lifecycle.threads.close()  # (the idle ones; the others end with their workflows)
         engine.log.close()
         engine.notifier.wake_all()
         engine.store.close()

@@ -7,23 +7,21 @@ table; its body runs in a thread of its own (or as a task of nbflow's loop) thro
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 from nbflow._errors import (
     NO_THREAD,
     FunctionNotRegisteredError,
-    MaxRecoveryAttemptsExceededError,
-    SerializationError,
     WaitTimeoutError,
     WorkflowConflictError,
     WorkflowInterruptedError,
     WorkflowNotFoundError,
 )
 from nbflow._fingerprint import fingerprint
+from nbflow._ids import new_id as new_id_
 from nbflow._records import Status
 from nbflow._serialization import check_text
 from nbflow.engine._code import Reuse
@@ -32,17 +30,19 @@ from nbflow.engine._engine import Engine
 from nbflow.engine._execution import Execution, Executions, State
 from nbflow.engine._loop import LoopThread
 from nbflow.engine._queues import Taken, enqueue_once, queued_row, take
-from nbflow.engine._recovery import claim
+from nbflow.engine._recovery import claim, recover
+from nbflow.engine._threads import WorkflowThreads
 from nbflow.engine._tracing import Tracing
 from nbflow.engine._workflows import WorkflowRun, run_body, run_body_async
 from nbflow.store import WorkflowRow
+from nbflow.store._base import Replay
 from nbflow.store._ops import Enqueue, Finish, Fork
 from nbflow.workflow import _context as context
 from nbflow.workflow._cache import refreshing
 from nbflow.workflow._calls import DeclaredQueue, DeclaredWorkflow, WorkflowCall
 from nbflow.workflow._handle import Tracker, WorkflowHandle
 from nbflow.workflow._queues import options_for
-from nbflow.workflow._recovery import Recovered, Skipped
+from nbflow.workflow._recovery import Recovered
 from nbflow.workflow._workflows import as_workflow, lookup_workflow, registered_names
 
 __all__ = ["Begun", "Lifecycle"]
@@ -90,6 +90,7 @@ class Lifecycle:
         self._ending = ending
         self._tracing = tracing
         self.deadlines = Deadlines(self._deadline_passed)
+        self.threads = WorkflowThreads()
 
     def handle(self, workflow_id: str, ex: Execution | None = None) -> WorkflowHandle:
         return WorkflowHandle(self._tracker, workflow_id, ex)
@@ -123,13 +124,13 @@ class Lifecycle:
         """Find or create the execution for a workflow about to start."""
         wf = call.wf
         given = call.workflow_id or context.take_assigned_id()
+        new_id = given or new_id_()
         with self._executions.lock:
             self._engine.check_open()
             if given is not None:
                 found = self._existing(given, wf)
                 if found is not None:
                     return found
-            new_id = given or str(uuid.uuid4())
             row = self.new_row(call, new_id)
             ex = Execution(self._engine, new_id, wf.name, wf.fn, call.args, call.kwargs)
             ex.code.refresh = refreshing()
@@ -194,14 +195,18 @@ class Lifecycle:
             code=fingerprint(wf.fn),
         )
 
-    def activate_row(self, row: WorkflowRow, wf: DeclaredWorkflow | None = None) -> Execution:
-        """An execution that replays a recorded PENDING workflow (caller holds the lock)."""
+    def activate_row(
+        self, row: WorkflowRow, wf: DeclaredWorkflow | None = None, replay: Replay | None = None
+    ) -> Execution:
+        """An execution that replays a recorded PENDING workflow (caller holds the lock);
+        ``replay``: its replay, when already read."""
         if wf is None or wf.name != row.name:
             wf = lookup_workflow(row.name)
             if wf is None:
                 raise FunctionNotRegisteredError(row.workflow_id, row.name)
         args, kwargs = self.inputs(row)
-        replay = self._store.load_replay(row.workflow_id)
+        if replay is None:
+            replay = self._store.load_replay(row.workflow_id)
         ex = Execution(self._engine, row.workflow_id, row.name, wf.fn, args, kwargs, replay=replay)
         self._register(ex, row)
         return ex
@@ -226,9 +231,10 @@ class Lifecycle:
         if ex.is_async:
             self._loop().submit(self._execute_async(ex))
             return
-        name = f"nbflow-workflow-{ex.workflow_id[:8]}"
         try:
-            threading.Thread(target=self.execute, args=(ex, False), name=name, daemon=True).start()
+            self.threads.run(
+                partial(self.execute, ex, False), f"nbflow-workflow-{ex.workflow_id[:8]}"
+            )
         except RuntimeError as exc:  # no thread to be had: it stays PENDING, for recover()
             ex.interrupt()
             ex.error = WorkflowInterruptedError(ex.workflow_id, reason=f"{NO_THREAD} ({exc})")
@@ -335,30 +341,19 @@ class Lifecycle:
         return self.activate_row(claimed)
 
     def recover(self) -> Recovered:
-        """Resume every interrupted workflow this process can load; also name each of the others
-        with the reason (its function is not declared, its inputs or replay cannot be decoded),
-        and those already running here."""
-        recovered = Recovered()
-        for row in self._store.pending_workflows():
-            if row.workflow_id in self._executions:
-                recovered.running.append((row.workflow_id, row.name))
-                continue
+        """Resume every interrupted workflow this process can load (see :func:`recover`)."""
+        recovered, executions = recover(self._engine, self._executions, self.activate_row)
+        for i, ex in enumerate(executions):
             try:
-                if lookup_workflow(row.name) is None:
-                    raise FunctionNotRegisteredError(row.workflow_id, row.name)
-                if not self._engine.allow_pickle:  # before it is claimed (and JSON only: cheap)
-                    self._engine.decode(row.inputs_json, row.inputs_pickle, _inputs(row))
-                handle, taken = self.resume(row.workflow_id, recovery=True)
-            except FunctionNotRegisteredError:
-                reason = "its function is not declared in this process (import or define it)"
-                recovered.skipped.append(Skipped(row.workflow_id, row.name, reason))
-            except (SerializationError, MaxRecoveryAttemptsExceededError) as exc:  # (one that
-                # cannot be loaded, or that gave up, stops no other)
-                recovered.skipped.append(Skipped(row.workflow_id, row.name, str(exc)))
-            else:
-                if taken:
-                    recovered.append(handle)
-                    recovered.names[row.workflow_id] = row.name
+                self.spawn(ex)
+            except WorkflowInterruptedError:  # no thread: neither for those after it
+                for rest in executions[i + 1 :]:
+                    rest.interrupt()
+                    rest.error = WorkflowInterruptedError(rest.workflow_id, reason=NO_THREAD)
+                    self._release(rest)
+                raise
+            recovered.append(self.handle(ex.workflow_id, ex))
+            recovered.names[ex.workflow_id] = ex.name
         return recovered
 
     def fork(self, workflow_id: str, from_step: int) -> WorkflowHandle:
@@ -374,7 +369,7 @@ class Lifecycle:
         wf = lookup_workflow(source.name)
         if wf is None:
             raise FunctionNotRegisteredError(workflow_id, source.name)
-        new_id = context.take_assigned_id() or str(uuid.uuid4())
+        new_id = context.take_assigned_id() or new_id_()
         with self._executions.lock:
             engine.check_open()
             if new_id in self._executions or self._store.get_status(new_id) is not None:
@@ -423,7 +418,7 @@ class Lifecycle:
                     if existing.name != wf.name:
                         raise WorkflowConflictError(given, existing.name, wf.name)
                     return self.handle(given)
-            workflow_id = given or str(uuid.uuid4())
+            workflow_id = given or new_id_()
             row = queued_row(self.new_row(call._replace(wf=wf), workflow_id, queue.name), options)
             once = row.deduplication_id is not None  # in a transaction of its own, not the log's
             seq = None if once else self._engine.log.append(Enqueue(row))

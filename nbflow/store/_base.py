@@ -128,6 +128,16 @@ class Store(abc.ABC):
         process stopped) adds one, any other claim (a resume) sets it to 0.
         """
 
+    def claim_many(
+        self, workflow_ids: Sequence[str], executor_id: str, now: float
+    ) -> list[WorkflowRow]:
+        """Take interrupted workflows over to recover them here, in one transaction: each one
+        that is PENDING and that no live executor runs, as :meth:`claim` with ``recovery`` does
+        (its ``recovery_attempts`` raised by one, ``executor_id`` this one). Returns the rows of
+        those taken, in any order. (This default claims them one by one.)"""
+        taken = (self.claim(i, executor_id, now, recovery=True) for i in workflow_ids)
+        return [row for row in taken if row is not None and row.status == "PENDING"]
+
     @abc.abstractmethod
     def commit(self, ops: Sequence[Op]) -> set[str]:
         """Apply a batch of operations, in order, as one transaction.
@@ -149,6 +159,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def load_replay(self, workflow_id: str) -> Replay:
         """Everything a replay needs, in one round trip."""
+
+    def load_replays(self, workflow_ids: Sequence[str]) -> dict[str, Replay]:
+        """:meth:`load_replay` of each of these workflows, by id (a SQL store: in one query)."""
+        return {workflow_id: self.load_replay(workflow_id) for workflow_id in workflow_ids}
 
     @abc.abstractmethod
     def read_stream(

@@ -287,6 +287,10 @@ class PostgresStore(SQLStore):
         else:
             statements.append((update, params))
 
+    def _finish_many(self, statements: list[Statement], finishes: list[Finish]) -> None:
+        for op in finishes:  # (each fenced by its owner, its markers only if it took effect)
+            self._finish(statements, op)
+
     def commit(self, ops: Sequence[Op]) -> set[str]:
         """Commit a batch; return the workflows whose writes in it were left out: those another
         process cancelled before it, and those another process took over.
@@ -359,6 +363,9 @@ class PostgresStore(SQLStore):
             return not self._stopping.is_set()
         rows = self._fetchall(f"SELECT {self._alive.format(executor='$1')}", [executor_id])
         return bool(rows[0][0])
+
+    def _others_alive(self, column: str) -> str:
+        return self._alive.format(executor=column)
 
     _name_in = "name = ANY($4::text[])"
     _entry_in = "entry = ANY($1::text[])"

@@ -11,7 +11,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
-from nbflow.store._base import RecordedHead, Replay, ReplayRecord, Store
+from nbflow.store._base import RecordedHead, Store
 from nbflow.store._history import HistoryQueries
 from nbflow.store._ops import (
     EVENT_PREFIX,
@@ -31,6 +31,7 @@ from nbflow.store._schema import column_list
 from nbflow.store._sqlcache import CacheQueries
 from nbflow.store._sqldelete import DeleteQueries
 from nbflow.store._sqlqueues import Execute, QueueQueries
+from nbflow.store._sqlrecover import RecoveryQueries
 from nbflow.store._sqltimeline import TimelineQueries
 from nbflow.store._transfer import TransferQueries
 
@@ -57,25 +58,6 @@ _STEP_HEADS = (
 )
 MESSAGE_COLUMNS = column_list("messages")
 
-_LOAD_REPLAY = (
-    "SELECT function_id, 'step', name, output_json, output_pickle, error, error_pickle, code "
-    "FROM steps WHERE workflow_id = $1 "
-    "UNION ALL SELECT function_id, CASE WHEN is_end THEN 'close' ELSE 'write' END, key, "
-    "NULL, NULL, NULL, NULL, NULL FROM streams "
-    "WHERE workflow_id = $1 AND attempt IS NULL AND function_id IS NOT NULL "
-    "UNION ALL SELECT max(\"offset\") + 1, 'stream', key, NULL, NULL, NULL, NULL, NULL "
-    "FROM streams WHERE workflow_id = $1 GROUP BY key "
-    "UNION ALL SELECT 1, 'closed', key, NULL, NULL, NULL, NULL, NULL FROM streams "
-    "WHERE workflow_id = $1 AND is_end AND function_id IS NOT NULL "
-    "UNION ALL SELECT function_id, 'attempt', CAST(max(attempt) AS VARCHAR), NULL, NULL, "
-    "NULL, NULL, NULL FROM streams WHERE workflow_id = $1 AND attempt IS NOT NULL "
-    "GROUP BY function_id "
-    "UNION ALL SELECT count(*), 'output', key, NULL, NULL, NULL, NULL, NULL FROM streams "
-    "WHERE workflow_id = $1 AND function_id IS NULL AND attempt IS NULL AND NOT is_end "
-    "GROUP BY key"
-)
-
-
 #: Appends a step to a record-keeping workflow at the next function id, which it returns.
 APPEND_RECORD = (
     f"INSERT INTO steps ({STEP_COLUMNS}) SELECT $1, coalesce(max(function_id), 0) + 1, "
@@ -90,6 +72,20 @@ FINISH_UPDATE = (
     "UPDATE workflows SET status = $1, output_json = $2, output_pickle = $3, error = $4, "
     "error_pickle = $5, ended_at = $6, updated_at = $6, error_step = $7 WHERE workflow_id = $8 "
     "AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')"
+)
+
+
+#: :data:`FINISH_UPDATE` of many workflows at once: its parameters are lists, one per parameter of
+#: :func:`finish_params`, in that order (DuckDB's casts).
+FINISH_MANY = (
+    "UPDATE workflows SET status = f.status, output_json = f.output_json, output_pickle = "
+    "f.output_pickle, error = f.error, error_pickle = f.error_pickle, ended_at = f.ended_at, "
+    "updated_at = f.ended_at, error_step = f.error_step FROM (SELECT unnest($1::VARCHAR[]) AS "
+    "status, unnest($2::VARCHAR[]) AS output_json, unnest($3::BLOB[]) AS output_pickle, "
+    "unnest($4::VARCHAR[]) AS error, unnest($5::BLOB[]) AS error_pickle, unnest($6::DOUBLE[]) AS "
+    "ended_at, unnest($7::INTEGER[]) AS error_step, unnest($8::VARCHAR[]) AS workflow_id) AS f "
+    "WHERE workflows.workflow_id = f.workflow_id "
+    "AND workflows.status IN ('PENDING', 'ENQUEUED', 'DELAYED')"
 )
 
 
@@ -172,7 +168,7 @@ def fork_statements(fork: Fork) -> list[tuple[str, list[Any]]]:
 class _Inserts:
     """The rows :meth:`SQLStore._plan` has yet to insert, by table."""
 
-    __slots__ = ("cache", "items", "messages", "steps", "unwritten", "workflows")
+    __slots__ = ("cache", "ending", "items", "messages", "steps", "unwritten", "workflows")
 
     def __init__(self) -> None:
         self.workflows: list[WorkflowRow] = []
@@ -184,6 +180,8 @@ class _Inserts:
         self.cache: dict[str, CacheRow] = {}
         #: workflow id -> index of its row in ``workflows``
         self.unwritten: dict[str, int] = {}
+        #: workflow id -> its own end (with its end markers), after the inserts
+        self.ending: dict[str, Finish] = {}
 
 
 class SQLStore(
@@ -191,6 +189,7 @@ class SQLStore(
     CacheQueries,
     DeleteQueries,
     QueueQueries,
+    RecoveryQueries,
     TimelineQueries,
     TransferQueries,
     Store,
@@ -219,7 +218,7 @@ class SQLStore(
         """
         statements: list[Statement] = []
         plan = _Inserts()
-        items, steps, workflows = plan.items, plan.steps, plan.workflows
+        items, steps, workflows, ending = plan.items, plan.steps, plan.workflows, plan.ending
         for op in ops:
             if type(op) is StreamRow:  # the hot path first
                 items.append(op)
@@ -250,6 +249,8 @@ class SQLStore(
                     error_step=op.error_step,
                 )
                 items.extend(op.markers)
+            elif type(op) is Finish and op.markers is not None and op.workflow_id not in ending:
+                ending[op.workflow_id] = op  # (its own end: one UPDATE for all, see _flush)
             else:  # statements of their own, after the inserts before them
                 self._flush(statements, plan)
                 if type(op) is Finish:
@@ -287,7 +288,20 @@ class SQLStore(
         if plan.cache:
             statements.append(self._insert("step_cache", list(plan.cache.values())))
             plan.cache.clear()
+        if plan.ending:
+            self._finish_many(statements, list(plan.ending.values()))
+            plan.ending.clear()
         plan.unwritten.clear()
+
+    def _finish_many(self, statements: list[Statement], finishes: list[Finish]) -> None:
+        """Append the statements of workflows' own ends (each with its end markers): one UPDATE
+        for all (:data:`FINISH_MANY`), then their markers. A store whose ends take conditions of
+        their own appends each one's :meth:`_finish` instead."""
+        columns = zip(*(finish_params(op) for op in finishes), strict=True)
+        statements.append((FINISH_MANY, [list(column) for column in columns]))
+        markers = [marker for op in finishes for marker in op.markers or ()]
+        if markers:
+            statements.append(self._insert("streams", markers))
 
     # -- queues --------------------------------------------------------------------------------
 
@@ -310,29 +324,6 @@ class SQLStore(
     def get_status(self, workflow_id: str) -> str | None:
         rows = self._fetchall("SELECT status FROM workflows WHERE workflow_id = $1", [workflow_id])
         return rows[0][0] if rows else None
-
-    def load_replay(self, workflow_id: str) -> Replay:
-        records: list[ReplayRecord] = []
-        streams: dict[str, tuple[int, bool]] = {}
-        closed: set[str] = set()
-        attempts: dict[int, int] = {}
-        outputs: dict[str, int] = {}
-        for row in self._fetchall(_LOAD_REPLAY, [workflow_id]):
-            kind = row[1]
-            if kind == "attempt":
-                attempts[int(row[0])] = int(row[2])
-            elif kind == "output":
-                outputs[row[2]] = int(row[0])
-            elif kind == "stream":
-                streams[row[2]] = (int(row[0]), False)
-            elif kind == "closed":
-                closed.add(row[2])
-            else:
-                records.append(ReplayRecord(*row))
-        for key in closed:
-            streams[key] = (streams[key][0], True)
-        records.sort(key=lambda r: r.function_id)
-        return Replay(records, streams, attempts, outputs)
 
     def read_stream(
         self, workflow_id: str, key: str, start: int, limit: int

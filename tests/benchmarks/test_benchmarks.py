@@ -19,7 +19,7 @@ import pytest
 from tests.support.pgserver import PostgresServer
 from tests.support.processes import ROOT
 
-WORKLOADS = ("a", "b", "c", "c1", "d", "e", "f", "g", "h", "h1", "i")
+WORKLOADS = ("a", "b", "c", "c1", "d", "e", "f", "g", "h", "h1", "i", "r")
 PG_WORKLOADS = (*WORKLOADS, "x", "x1")
 HAS_DBOS = importlib.util.find_spec("dbos") is not None
 NO_DBOS = "dbos is not installed (pip install -e '.[bench]'); only nbflow was benchmarked"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import nbflow
-from nbflow import DatabaseError, SerializationError, Status
+from nbflow import DatabaseError, Status
 from tests.support.helpers import Gate, interrupt, sql
 
 pytestmark = pytest.mark.contract
@@ -72,31 +72,28 @@ def test_recover_without_pickle_resumes_every_workflow_it_can_load(
     assert (handle.workflow_id, handle.result(timeout=10)) == ("pickled", 7)
 
 
-def test_recover_goes_on_after_a_replay_that_cannot_be_loaded(
+def test_recover_goes_on_after_a_workflow_that_cannot_be_loaded(
     rt: nbflow.Runtime,
     database: str,
     gate: Callable[[], Gate],
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A SerializationError raised while a workflow is taken over (after its inputs were read)
-    leaves that one PENDING and named."""
+    """A SerializationError raised while a workflow is taken over (its claim made, with the
+    others', in one transaction: here its pickled inputs cannot be unpickled) leaves that one
+    PENDING and named; the others of the batch run."""
     _interrupted_sums(rt, gate(), {"first": [1], "broken": [2], "last": [3]})
     reopened = nbflow.configure(database)
-    load_replay = reopened.store.load_replay
-
-    def failing(workflow_id: str) -> Any:
-        if workflow_id == "broken":
-            raise SerializationError("a recorded step of 'broken' cannot be loaded")
-        return load_replay(workflow_id)
-
-    monkeypatch.setattr(reopened.store, "load_replay", failing)
+    sql(
+        reopened,
+        "update workflows set inputs_json = NULL, inputs_pickle = ? where workflow_id = 'broken'",
+        b"\x80\x04not a pickle",
+    )
     with caplog.at_level(logging.WARNING, logger="nbflow"):
         handles = nbflow.recover()
     assert sorted(h.workflow_id for h in handles) == ["first", "last"]
     assert all(h.result(timeout=10) in (1, 3) for h in handles)
     [message] = _warnings(caplog)
-    assert "broken" in message and "cannot be loaded" in message, message
+    assert "broken" in message and "unpickling failed" in message, message
     assert nbflow.get_workflow("broken").status() == Status.PENDING
 
 
@@ -106,14 +103,15 @@ def test_recover_lets_database_errors_through(
     gate: Callable[[], Gate],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A DatabaseError while a workflow is taken over is no reason to skip it: recover() raises."""
+    """A DatabaseError while workflows are taken over is no reason to skip them: recover()
+    raises, and they stay PENDING."""
     _interrupted_sums(rt, gate(), {"first": [1]})
     reopened = nbflow.configure(database)
 
-    def down(workflow_id: str) -> Any:
+    def down(workflow_ids: Any) -> Any:
         raise DatabaseError("the database is down", path=database)
 
-    monkeypatch.setattr(reopened.store, "load_replay", down)
+    monkeypatch.setattr(reopened.store, "load_replays", down)
     with pytest.raises(DatabaseError, match="down"):
         nbflow.recover()
     assert nbflow.get_workflow("first").status() == Status.PENDING
