@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import threading
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
-import orjson
 
 from nbflow._dberrors import (
     DatabaseCorruptError,
@@ -21,11 +19,11 @@ from nbflow._dberrors import (
     SchemaVersionError,
 )
 from nbflow._errors import RuntimeClosedError
-from nbflow.store import _schema as schema
 from nbflow.store._duckcompact import DuckMaintenance, remove_stale
 from nbflow.store._duckfile import disown, open_owned
+from nbflow.store._duckinsert import insert_statement
 from nbflow.store._ops import Finish, Op, WorkflowRow
-from nbflow.store._schema import MIGRATIONS
+from nbflow.store._schema import MIGRATIONS, TABLES
 from nbflow.store._sql import (
     FINISH_UPDATE,
     Execute,
@@ -38,82 +36,6 @@ from nbflow.text._hints import hint
 __all__ = ["DuckDBStore"]
 
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
-
-#: The generic column types of :data:`~nbflow.store._schema.TABLES`, as DuckDB spells them.
-_DIALECT = {
-    schema.TEXT: "VARCHAR",
-    schema.BLOB: "BLOB",
-    schema.DOUBLE: "DOUBLE",
-    schema.INTEGER: "INTEGER",
-    schema.BIGINT: "BIGINT",
-    schema.BOOLEAN: "BOOLEAN",
-}
-_TYPES = {table: tuple(_DIALECT[t] for _, t in columns) for table, columns in schema.TABLES.items()}
-
-
-_NAMES = {table: tuple(name for name, _ in columns) for table, columns in schema.TABLES.items()}
-
-
-def _bulk_insert(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, list[list[Any]]]:
-    """An insert of ``rows`` as one list per column, leaving out the columns that are NULL in
-    every row (most of a step's: its pickle, error, where it was taken from): DuckDB's cost of
-    an insert grows with each list it takes apart, NULLs included."""
-    names, types = _NAMES[table], _TYPES[table]
-    if table == "step_cache":  # (a replaced row: every column is set anew)
-        kept = list(range(len(names)))
-    else:
-        by_column = enumerate(zip(*rows, strict=True))
-        kept = [i for i, column in by_column if any(v is not None for v in column)]
-    columns = ", ".join(f'"{names[i]}"' for i in kept)
-    values = ", ".join(f"unnest(${n + 1}::{types[i]}[])" for n, i in enumerate(kept))
-    params = [[row[i] for row in rows] for i in kept]
-    return f"INSERT INTO {table} ({columns}) SELECT {values}", params
-
-
-def _json_insert(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, list[Any]] | None:
-    """``rows`` as one JSON text of columns, which DuckDB takes apart itself (``from_json``),
-    blob columns as lists beside it; None when a value cannot be written as JSON (a lone
-    surrogate: the caller inserts by lists). The committer holds the GIL while orjson writes
-    the text only, where converting lists of Python values to DuckDB's held it for each value
-    (1,000 steps: 2.9 µs a row against 0.4)."""
-    names, types = _NAMES[table], _TYPES[table]
-    columns = list(zip(*rows, strict=True))
-    if table == "step_cache":  # (a replaced row: every column is set anew)
-        kept = list(range(len(names)))
-    else:  # columns NULL in every row are left out (most of a step's): DuckDB's cost grows with each
-        kept = [i for i, column in enumerate(columns) if any(v is not None for v in column)]
-    texts = [i for i in kept if types[i] != "BLOB"]
-    blobs = [i for i in kept if types[i] == "BLOB"]
-    for i in texts:  # orjson writes inf and nan as null: those rows go by lists
-        if types[i] == "DOUBLE" and not math.isfinite(sum(filter(None, columns[i]))):
-            return None
-    try:
-        payload = orjson.dumps({f"c{i}": columns[i] for i in texts})
-    except orjson.JSONEncodeError:
-        return None
-    structure = ", ".join(f'"c{i}": "{types[i]}[]"' for i in texts)
-    select = {i: f"unnest(j.c{i})" for i in texts}
-    select.update({i: f"unnest(${n + 2}::BLOB[])" for n, i in enumerate(blobs)})
-    into = ", ".join(f'"{names[i]}"' for i in kept)
-    values = ", ".join(select[i] for i in kept)
-    sql = (
-        f"INSERT INTO {table} ({into}) SELECT {values} "
-        f"FROM (SELECT from_json($1::VARCHAR, '{{{structure}}}') AS j)"
-    )
-    return sql, [payload.decode(), *(list(columns[i]) for i in blobs)]
-
-
-def _values_insert_sql(table: str, columns: int, rows: int) -> str:
-    row = f"({', '.join('?' * columns)})"
-    return f"INSERT INTO {table} VALUES {', '.join([row] * rows)}"
-
-
-#: Up to this many rows, a VALUES list is cheaper for DuckDB to run than unnest() over lists.
-_VALUES_MAX_ROWS = 4
-#: From this many rows, one JSON text of columns costs less than lists (CPU a row: at 50 rows
-#: 106 µs against 85, at 150 even, at 600 18 against 24, at 1,200 12 against 17).
-_JSON_MIN_ROWS = 200
-
 
 _FIRST_LIMIT = 128 << 20  # bytes: DuckDB's first memory limit (see _CONFIG)
 
@@ -148,7 +70,7 @@ _HEADERS_SIZE = 3 * 4096
 #: The tables nbflow's migrations create: one of them without ``nbflow_schema`` is someone else's.
 _NBFLOW_TABLES = frozenset(
     re.findall(r"CREATE TABLE (\w+)", " ".join(s for script in MIGRATIONS for s in script))
-) | frozenset(schema.TABLES)
+) | frozenset(TABLES)
 
 
 def _check_place() -> str:
@@ -402,13 +324,7 @@ class DuckDBStore(DuckMaintenance, SQLStore):
         return set()
 
     def _insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, Sequence[Any]]:
-        types = _TYPES[table]
-        if len(rows) <= _VALUES_MAX_ROWS:
-            params = [value for row in rows for value in row]
-            sql = _values_insert_sql(table, len(types), len(rows))
-        else:
-            found = _json_insert(table, rows) if len(rows) >= _JSON_MIN_ROWS else None
-            sql, params = found if found is not None else _bulk_insert(table, rows)
+        sql, params = insert_statement(table, rows)
         if table == "messages":  # a send that is replayed is skipped
             sql = sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
         elif table == "step_cache":  # a refreshed or expired entry is replaced
