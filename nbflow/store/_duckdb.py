@@ -213,6 +213,7 @@ class DuckDBStore(DuckMaintenance, SQLStore):
     """
 
     single_process = True
+    json_pages = True
 
     def __init__(self, path: str) -> None:
         self.url = path

@@ -30,6 +30,7 @@ from nbflow.store._ops import (
 from nbflow.store._schema import column_list
 from nbflow.store._sqlcache import CacheQueries
 from nbflow.store._sqldelete import DeleteQueries
+from nbflow.store._sqlpages import PageQueries
 from nbflow.store._sqlqueues import Execute, QueueQueries
 from nbflow.store._sqltimeline import TimelineQueries
 from nbflow.store._transfer import TransferQueries
@@ -190,6 +191,7 @@ class SQLStore(
     HistoryQueries,
     CacheQueries,
     DeleteQueries,
+    PageQueries,
     QueueQueries,
     TimelineQueries,
     TransferQueries,

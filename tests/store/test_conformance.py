@@ -10,19 +10,21 @@ through the whole runtime, is in the ``contract`` tests (``tests/conftest.py``).
 What a new store implements
 ===========================
 
-A store of its own (a subclass of ``nbflow.store._base.Store``) implements its 17 abstract
+A store of its own (a subclass of ``nbflow.store._base.Store``) implements its 18 abstract
 methods: ``commit``, ``claim``, ``dequeue``, ``append_record``, ``close``, and the reads
-``get_workflow``, ``get_status``, ``load_replay``, ``read_stream``, ``next_message``,
-``list_events``, ``get_event``, ``running_children``, ``pending_workflows``, ``list_workflows``,
-``list_steps``, ``list_streams``. ``Store`` gives defaults for the rest: ``attach`` (does nothing),
-``executor_alive`` (False), ``list_recorded`` and ``get_step_pickle`` (read through
-``list_steps``), and the attributes ``single_process = True`` and ``poll_interval = None``. The
+``get_workflow``, ``get_status``, ``load_replay``, ``read_stream``, ``read_stream_json``,
+``next_message``, ``list_events``, ``get_event``, ``running_children``, ``pending_workflows``,
+``list_workflows``, ``list_steps``, ``list_streams``. ``Store`` gives defaults for the rest:
+``attach`` (does nothing), ``executor_alive`` (False), ``list_recorded`` and ``get_step_pickle``
+(read through ``list_steps``), and the attributes ``single_process = True``, ``poll_interval =
+None`` and ``json_pages = False`` (whether readers read pages with ``read_stream_json``). The
 store sets ``url`` itself (where it is, for messages, password left out).
 
 A SQL store (a subclass of ``nbflow.store._sql.SQLStore``, as DuckDB and PostgreSQL are) gets
 from ``SQLStore`` every read above (the shared queries, with ``$1, $2, …`` placeholders; its
-database must run them: ``left()``, ``count(*) FILTER (WHERE …)``, ``bool_or``, ``IS NOT
-DISTINCT FROM``, ``UPDATE … RETURNING``, a quoted ``"offset"`` column), and
+database must run them: ``left()``, ``count(*) FILTER (WHERE …)``, ``bool_or``,
+``string_agg(… ORDER BY …)``, ``>>`` on integers, ``IS NOT DISTINCT FROM``, ``UPDATE …
+RETURNING``, a quoted ``"offset"`` column), and
 ``dequeue`` and ``append_record`` too, and ``_plan``, which turns a batch of operations into
 statements (consecutive inserts become one insert per table). It implements only:
 
@@ -93,6 +95,7 @@ from nbflow.store._ops import (
     WorkflowRow,
     event_step_name,
 )
+from nbflow.store._sqlpages import CHUNK_BITS
 from nbflow.store._sqlqueues import QueueLimits
 
 #: The stores the suite runs on (a new store: add its name here and its location in location()).
@@ -721,6 +724,40 @@ def test_read_stream_pages_from_an_offset_with_a_limit(store: Store) -> None:
     ]
     assert [r[0] for r in page("w", "k", 0, 1)] == [0]
     assert page("w", "k", 11, 5) == []
+
+
+def test_read_stream_json_gives_the_rows_of_read_stream_as_json_arrays(store: Store) -> None:
+    """read_stream_json reads the rows read_stream would (``limit`` rows from ``start``), as a
+    JSON array of the items' values per chunk of offsets (``CHUNK_BITS``), in offset order:
+    each chunk's rows read, first and last item, whether it ends with the end marker. A chunk
+    holding a pickled item has no array; the texts come back exactly as stored."""
+    size = 1 << CHUNK_BITS
+    n = 2 * size + 5
+    texts = [f'{{"i":{i},"big":{2**70 + i},"s":"\\ud800 {i}"}}' for i in range(n)]
+    store.commit(
+        [workflow("w"), *(item("w", "k", i, texts[i]) for i in range(n)), end("w", "k", n)]
+    )
+    store.commit([workflow("p"), item("p", "k", 0, "1"), item("p", "k", 1, pickle=b"\x80p")])
+
+    def arrays(workflow_id: str, start: int, limit: int) -> list[tuple[Any, ...]]:
+        return [tuple(c) for c in store.read_stream_json(workflow_id, "k", start, limit)]
+
+    def joined(first: int, last: int) -> str:
+        return "[" + ",".join(texts[first : last + 1]) + "]"
+
+    assert arrays("w", 0, 3) == [(3, 0, 2, False, joined(0, 2))]
+    assert arrays("w", size - 2, 4) == [
+        (2, size - 2, size - 1, False, joined(size - 2, size - 1)),
+        (2, size, size + 1, False, joined(size, size + 1)),
+    ]
+    assert arrays("w", 1, n + 10) == [
+        (size - 1, 1, size - 1, False, joined(1, size - 1)),
+        (size, size, 2 * size - 1, False, joined(size, 2 * size - 1)),
+        (6, 2 * size, n - 1, True, joined(2 * size, n - 1)),
+    ]
+    assert arrays("w", n, 5) == [(1, None, None, True, "[]")]
+    assert arrays("w", n + 1, 5) == [] and arrays("unknown", 0, 5) == []
+    assert arrays("p", 0, 5) == [(2, 0, 1, False, None)]
 
 
 def test_finish_closes_the_open_streams_with_its_status(store: Store) -> None:
