@@ -19,6 +19,7 @@ from nbflow._serialization import check_text, decode_array, decode_texts
 from nbflow.engine._engine import Engine, Watch
 from nbflow.engine._execution import Executions
 from nbflow.engine._notify import Row
+from nbflow.store._sqlpages import JsonChunk
 from nbflow.workflow._alarm import Wake
 
 __all__ = ["PAGE_BYTES", "PAGE_ROWS", "StreamReader", "check_read_args"]
@@ -140,19 +141,26 @@ class StreamReader:
         store, limit = self._engine.store, self._limit
         if store.json_pages and not self._pickled:
             chunks = store.read_stream_json(self.workflow_id, self.key, self.offset, limit)
-            if all(chunk.text is not None for chunk in chunks):
-                rows = size = items = 0
-                for chunk in chunks:
-                    rows += chunk.rows
-                    if chunk.first is not None and chunk.last is not None and chunk.text:
-                        n = chunk.rows - chunk.ended
-                        parts.append(Chunk(chunk.first, n, chunk.text))
-                        size, items, self.offset = size + len(chunk.text), items + n, chunk.last + 1
-                if items:
-                    self._fit(items, size)
+            if not any(chunk.pickled for chunk in chunks):
+                rows = self._take_chunks(chunks, parts)
                 return rows >= limit, bool(chunks) and chunks[-1].ended
         rows_read = store.read_stream(self.workflow_id, self.key, self.offset, limit)
         return len(rows_read) >= limit, self._accept(rows_read, parts)
+
+    def _take_chunks(self, chunks: list[JsonChunk], parts: list[Part]) -> int:
+        """Add the values of a page's chunks to ``parts`` (decoded when the reader reaches them);
+        return how many rows they hold."""
+        rows = size = items = 0
+        for chunk in chunks:
+            rows += chunk.rows
+            count = chunk.rows - chunk.ended
+            if count and chunk.text is not None:  # (all are JSON: the caller checked)
+                parts.append(Chunk(chunk.first, count, "[" + chunk.text + "]"))
+                size, items = size + len(chunk.text), items + count
+            self.offset = chunk.last if chunk.ended else chunk.last + 1
+        if items:
+            self._fit(items, size)
+        return rows
 
     def _decode(self, chunk: Chunk) -> list[Any]:
         """The values of a chunk; one nested too deep to read inside an array here is read alone,

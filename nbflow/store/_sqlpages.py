@@ -23,34 +23,42 @@ CHUNK_BITS = 10
 
 
 class JsonChunk(NamedTuple):
-    """The rows of a stream's page from one chunk of offsets, as one JSON array.
+    """The rows of a stream's page from one chunk of offsets, their JSON values joined.
 
     Attributes:
         rows: How many rows were read, the end marker included.
-        first: The offset of the first item (None: no item, only the end marker).
-        last: The offset of the last item (None: no item).
-        ended: Whether the chunk's last row is the stream's end marker.
-        text: The items' JSON texts, in offset order, as one JSON array (``[]`` when there is no
-            item); None when one of them is not stored as JSON (read the rows instead).
+        first: The offset of the first row.
+        last: The offset of the last row.
+        ended: Whether the last row is the stream's end marker.
+        pickled: How many items are stored as pickles or Arrow containers (not in ``text``).
+        text: The items' JSON texts, in offset order, joined by commas (``"[" + text + "]"`` is
+            their JSON array); None when no item is stored as JSON.
     """
 
     rows: int
-    first: int | None
-    last: int | None
+    first: int
+    last: int
     ended: bool
+    pickled: int
     text: str | None
 
 
-# The end marker holds no value (both columns NULL): ``string_agg`` skips it, ``count`` of
-# ``value_pickle`` counts the items stored as pickles or Arrow containers.
-_JSON_PAGE = (
-    'SELECT count(*), min("offset") FILTER (WHERE NOT is_end), '
-    'max("offset") FILTER (WHERE NOT is_end), coalesce(bool_or(is_end), false), '
-    "CASE WHEN count(value_pickle) = 0 THEN "
-    "'[' || coalesce(string_agg(value_json, ',' ORDER BY \"offset\"), '') || ']' END "
-    'FROM (SELECT "offset", value_json, value_pickle, is_end FROM streams '
-    'WHERE workflow_id = $1 AND key = $2 AND "offset" >= $3 ORDER BY "offset" LIMIT $4) AS page '
+# The end marker holds no value (both columns NULL): ``string_agg`` skips it, and so the items
+# stored as pickles or Arrow containers, which ``count(value_pickle)`` counts.
+_CHUNKS = (
+    'SELECT count(*), min("offset"), max("offset"), bool_or(is_end), count(value_pickle), '
+    "string_agg(value_json, ',' ORDER BY \"offset\") FROM {rows} "
     f'GROUP BY "offset" >> {CHUNK_BITS} ORDER BY "offset" >> {CHUNK_BITS}'
+)
+#: The rows of offsets ``$3`` to ``$4 - 1``: no sort to pick them, and a DuckDB scan skips the
+#: row groups whose offsets are all out of the range.
+_RANGE = _CHUNKS.format(
+    rows='streams WHERE workflow_id = $1 AND key = $2 AND "offset" >= $3 AND "offset" < $4'
+)
+#: The first ``limit`` rows from ``start``, whatever offsets they have.
+_FIRST = _CHUNKS.format(
+    rows='(SELECT "offset", value_json, value_pickle, is_end FROM streams WHERE workflow_id = $1 '
+    'AND key = $2 AND "offset" >= $3 ORDER BY "offset" LIMIT $4) AS page'
 )
 
 
@@ -64,5 +72,10 @@ class PageQueries(abc.ABC):
     def read_stream_json(
         self, workflow_id: str, key: str, start: int, limit: int
     ) -> list[JsonChunk]:
-        rows = self._fetchall(_JSON_PAGE, [workflow_id, key, start, limit])
-        return [JsonChunk(*row) for row in rows]
+        # A stream's offsets follow each other, so the range's rows are the first ``limit``
+        # when there are ``limit`` of them or they reach the end marker. Otherwise the stream
+        # ends there for now, or (were offsets ever missing) more rows follow: read the first.
+        found = self._fetchall(_RANGE, [workflow_id, key, start, start + limit])
+        if sum(row[0] for row in found) < limit and not (found and found[-1][3]):
+            found = self._fetchall(_FIRST, [workflow_id, key, start, limit])
+        return [JsonChunk(*row) for row in found]

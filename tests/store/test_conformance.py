@@ -726,11 +726,11 @@ def test_read_stream_pages_from_an_offset_with_a_limit(store: Store) -> None:
     assert page("w", "k", 11, 5) == []
 
 
-def test_read_stream_json_gives_the_rows_of_read_stream_as_json_arrays(store: Store) -> None:
-    """read_stream_json reads the rows read_stream would (``limit`` rows from ``start``), as a
-    JSON array of the items' values per chunk of offsets (``CHUNK_BITS``), in offset order:
-    each chunk's rows read, first and last item, whether it ends with the end marker. A chunk
-    holding a pickled item has no array; the texts come back exactly as stored."""
+def test_read_stream_json_gives_the_rows_of_read_stream_as_json_texts(store: Store) -> None:
+    """read_stream_json reads the rows read_stream would (``limit`` rows from ``start``, however
+    their offsets follow), per chunk of offsets (``CHUNK_BITS``), in offset order: each chunk's
+    rows, first and last offsets, whether it ends with the end marker, how many items are
+    pickled, and the others' JSON texts exactly as stored, joined by commas."""
     size = 1 << CHUNK_BITS
     n = 2 * size + 5
     texts = [f'{{"i":{i},"big":{2**70 + i},"s":"\\ud800 {i}"}}' for i in range(n)]
@@ -738,26 +738,34 @@ def test_read_stream_json_gives_the_rows_of_read_stream_as_json_arrays(store: St
         [workflow("w"), *(item("w", "k", i, texts[i]) for i in range(n)), end("w", "k", n)]
     )
     store.commit([workflow("p"), item("p", "k", 0, "1"), item("p", "k", 1, pickle=b"\x80p")])
+    missing = [0, 1, 5, size + 2, size + 3]  # (offsets never missing in a stream nbflow wrote)
+    store.commit(
+        [workflow("g"), *(item("g", "k", i, str(i)) for i in missing), end("g", "k", size + 4)]
+    )
 
-    def arrays(workflow_id: str, start: int, limit: int) -> list[tuple[Any, ...]]:
+    def chunks(workflow_id: str, start: int, limit: int) -> list[tuple[Any, ...]]:
         return [tuple(c) for c in store.read_stream_json(workflow_id, "k", start, limit)]
 
     def joined(first: int, last: int) -> str:
-        return "[" + ",".join(texts[first : last + 1]) + "]"
+        return ",".join(texts[first : last + 1])
 
-    assert arrays("w", 0, 3) == [(3, 0, 2, False, joined(0, 2))]
-    assert arrays("w", size - 2, 4) == [
-        (2, size - 2, size - 1, False, joined(size - 2, size - 1)),
-        (2, size, size + 1, False, joined(size, size + 1)),
+    assert chunks("w", 0, 3) == [(3, 0, 2, False, 0, joined(0, 2))]
+    assert chunks("w", size - 2, 4) == [
+        (2, size - 2, size - 1, False, 0, joined(size - 2, size - 1)),
+        (2, size, size + 1, False, 0, joined(size, size + 1)),
     ]
-    assert arrays("w", 1, n + 10) == [
-        (size - 1, 1, size - 1, False, joined(1, size - 1)),
-        (size, size, 2 * size - 1, False, joined(size, 2 * size - 1)),
-        (6, 2 * size, n - 1, True, joined(2 * size, n - 1)),
+    assert chunks("w", 1, n + 10) == [
+        (size - 1, 1, size - 1, False, 0, joined(1, size - 1)),
+        (size, size, 2 * size - 1, False, 0, joined(size, 2 * size - 1)),
+        (6, 2 * size, n, True, 0, joined(2 * size, n - 1)),
     ]
-    assert arrays("w", n, 5) == [(1, None, None, True, "[]")]
-    assert arrays("w", n + 1, 5) == [] and arrays("unknown", 0, 5) == []
-    assert arrays("p", 0, 5) == [(2, 0, 1, False, None)]
+    assert chunks("w", n, 5) == [(1, n, n, True, 0, None)]
+    assert chunks("w", n + 1, 5) == [] and chunks("unknown", 0, 5) == []
+    assert chunks("p", 0, 5) == [(2, 0, 1, False, 1, "1")]
+    after = (1, size + 2, size + 2, False, 0, str(size + 2))
+    assert chunks("g", 1, 3) == [(2, 1, 5, False, 0, "1,5"), after]
+    assert chunks("g", 2, 2) == [(1, 5, 5, False, 0, "5"), after]
+    assert chunks("g", 6, 10) == [(3, size + 2, size + 4, True, 0, f"{size + 2},{size + 3}")]
 
 
 def test_finish_closes_the_open_streams_with_its_status(store: Store) -> None:
