@@ -19,7 +19,7 @@ from nbflow._serialization import check_text, decode_array, decode_texts
 from nbflow.engine._engine import Engine, Watch
 from nbflow.engine._execution import Executions
 from nbflow.engine._notify import Row
-from nbflow.store._sqlpages import JsonChunk
+from nbflow.store._sqlpages import CHUNK_BITS, JsonChunk
 from nbflow.workflow._alarm import Wake
 
 __all__ = ["PAGE_BYTES", "PAGE_ROWS", "StreamReader", "check_read_args"]
@@ -117,8 +117,11 @@ class StreamReader:
                     self._engine.decode_many([(row[1], row[2]) for row in items], self._what())
                 )
                 size = sum(len(row[1] or row[2] or b"") for row in items)
-            else:
-                parts.append(Chunk(items[0][0], len(items), texts))  # type: ignore[arg-type]
+            else:  # (decoded a chunk at a time, as the database's chunks are)
+                step = 1 << CHUNK_BITS
+                for i in range(0, len(texts), step):
+                    chunk = texts[i : i + step]
+                    parts.append(Chunk(items[i][0], len(chunk), chunk))  # type: ignore[arg-type]
                 size = sum(map(len, texts))  # type: ignore[arg-type]
             self._fit(len(items), size)
             self.offset = items[-1][0] + 1

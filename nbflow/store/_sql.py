@@ -336,15 +336,6 @@ class SQLStore(
         records.sort(key=lambda r: r.function_id)
         return Replay(records, streams, attempts, outputs)
 
-    def read_stream(
-        self, workflow_id: str, key: str, start: int, limit: int
-    ) -> list[tuple[int, str | None, bytes | None, bool]]:
-        return self._fetchall(  # type: ignore[return-value]
-            'SELECT "offset", value_json, value_pickle, is_end FROM streams '
-            'WHERE workflow_id = $1 AND key = $2 AND "offset" >= $3 ORDER BY "offset" LIMIT $4',
-            [workflow_id, key, start, limit],
-        )
-
     def pending_workflows(self) -> list[WorkflowRow]:
         rows = self._fetchall(
             f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status = 'PENDING' ORDER BY created_at"

@@ -728,7 +728,7 @@ def test_read_stream_pages_from_an_offset_with_a_limit(store: Store) -> None:
 
 def test_read_stream_json_gives_the_rows_of_read_stream_as_json_texts(store: Store) -> None:
     """read_stream_json reads the rows read_stream would (``limit`` rows from ``start``, however
-    their offsets follow), per chunk of offsets (``CHUNK_BITS``), in offset order: each chunk's
+    their offsets follow, were some missing), per chunk of offsets (``CHUNK_BITS``), in offset order: each chunk's
     rows, first and last offsets, whether it ends with the end marker, how many items are
     pickled, and the others' JSON texts exactly as stored, joined by commas."""
     size = 1 << CHUNK_BITS
@@ -766,6 +766,8 @@ def test_read_stream_json_gives_the_rows_of_read_stream_as_json_texts(store: Sto
     assert chunks("g", 1, 3) == [(2, 1, 5, False, 0, "1,5"), after]
     assert chunks("g", 2, 2) == [(1, 5, 5, False, 0, "5"), after]
     assert chunks("g", 6, 10) == [(3, size + 2, size + 4, True, 0, f"{size + 2},{size + 3}")]
+    assert [r[0] for r in store.read_stream("g", "k", 1, 3)] == [1, 5, size + 2]
+    assert [r[0] for r in store.read_stream("g", "k", 2, 10)] == [5, size + 2, size + 3, size + 4]
 
 
 def test_finish_closes_the_open_streams_with_its_status(store: Store) -> None:
