@@ -19,7 +19,7 @@ from nbflow._serialization import check_text, decode_array, decode_texts
 from nbflow.engine._engine import Engine, Watch
 from nbflow.engine._execution import Executions
 from nbflow.engine._notify import Row
-from nbflow.store._sqlpages import CHUNK_BITS, JsonChunk
+from nbflow.store._sqlpages import CHUNK, CHUNK_MARK, JsonPage
 from nbflow.workflow._alarm import Wake
 
 __all__ = ["PAGE_BYTES", "PAGE_ROWS", "StreamReader", "check_read_args"]
@@ -118,9 +118,8 @@ class StreamReader:
                 )
                 size = sum(len(row[1] or row[2] or b"") for row in items)
             else:  # (decoded a chunk at a time, as the database's chunks are)
-                step = 1 << CHUNK_BITS
-                for i in range(0, len(texts), step):
-                    chunk = texts[i : i + step]
+                for i in range(0, len(texts), CHUNK):
+                    chunk = texts[i : i + CHUNK]
                     parts.append(Chunk(items[i][0], len(chunk), chunk))  # type: ignore[arg-type]
                 size = sum(map(len, texts))  # type: ignore[arg-type]
             self._fit(len(items), size)
@@ -138,32 +137,37 @@ class StreamReader:
     def _fetch(self, parts: list[Part]) -> tuple[bool, bool]:
         """Add the next page from the database to ``parts``; return ``(page full, ended)``.
 
-        A store that reads a page as JSON arrays (:attr:`Store.json_pages`) does, unless the last
-        page held a pickled value; a page that holds one is read as rows.
+        A store that reads a page as one JSON text (:attr:`Store.json_pages`) does, unless the
+        last page held a pickled value; a page that holds one is read as rows.
         """
         store, limit = self._engine.store, self._limit
         if store.json_pages and not self._pickled:
-            chunks = store.read_stream_json(self.workflow_id, self.key, self.offset, limit)
-            if not any(chunk.pickled for chunk in chunks):
-                rows = self._take_chunks(chunks, parts)
-                return rows >= limit, bool(chunks) and chunks[-1].ended
-        rows_read = store.read_stream(self.workflow_id, self.key, self.offset, limit)
-        return len(rows_read) >= limit, self._accept(rows_read, parts)
+            page = store.read_stream_json(self.workflow_id, self.key, self.offset, limit)
+            if not page.pickled:
+                self._take_page(page, parts)
+                return page.rows >= limit, page.ended
+        rows = store.read_stream(self.workflow_id, self.key, self.offset, limit)
+        return len(rows) >= limit, self._accept(rows, parts)
 
-    def _take_chunks(self, chunks: list[JsonChunk], parts: list[Part]) -> int:
-        """Add the values of a page's chunks to ``parts`` (decoded when the reader reaches them);
-        return how many rows they hold."""
-        rows = size = items = 0
-        for chunk in chunks:
-            rows += chunk.rows
-            count = chunk.rows - chunk.ended
-            if count and chunk.text is not None:  # (all are JSON: the caller checked)
-                parts.append(Chunk(chunk.first, count, "[" + chunk.text + "]"))
-                size, items = size + len(chunk.text), items + count
-            self.offset = chunk.last if chunk.ended else chunk.last + 1
-        if items:
-            self._fit(items, size)
-        return rows
+    def _take_page(self, page: JsonPage, parts: list[Part]) -> None:
+        """Add the values of a page of JSON values to ``parts``, a chunk at a time (decoded when
+        the reader reaches it)."""
+        if page.first is None or page.last is None:
+            return
+        self.offset = page.last if page.ended else page.last + 1
+        items = page.rows - page.ended
+        if not items or page.text is None:
+            return
+        self._fit(items, len(page.text))
+        if page.last - page.first + 1 != page.rows:  # (offsets missing: never from nbflow)
+            parts.append(Chunk(page.first, items, f"[{page.text.replace(CHUNK_MARK, '')}]"))
+            return
+        first, end = page.first, page.first + items
+        for text in page.text.split(CHUNK_MARK):
+            if text:  # (empty before a mark that starts the text)
+                after = min((first // CHUNK + 1) * CHUNK, end)
+                parts.append(Chunk(first, after - first, f"[{text.rstrip(',')}]"))
+                first = after
 
     def _decode(self, chunk: Chunk) -> list[Any]:
         """The values of a chunk; one nested too deep to read inside an array here is read alone,

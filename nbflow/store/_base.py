@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from nbflow.store._history import StepStatsQuery, StepStatsRow, WorkflowQuery
 from nbflow.store._ops import CacheRow, Changes, MessageRow, Op, StepRow, WorkflowRow
-from nbflow.store._sqlpages import JsonChunk
+from nbflow.store._sqlpages import JsonPage
 from nbflow.store._sqlqueues import Dequeued, QueueLimits
 from nbflow.store._sqltimeline import TimelineRows
 from nbflow.store._transfer import TransferRows
@@ -161,11 +161,9 @@ class Store(abc.ABC):
         """Up to ``limit`` rows ``(offset, value_json, value_pickle, is_end)`` from ``start``."""
 
     @abc.abstractmethod
-    def read_stream_json(
-        self, workflow_id: str, key: str, start: int, limit: int
-    ) -> list[JsonChunk]:
-        """The rows :meth:`read_stream` returns, as JSON arrays of the items' values, a chunk of
-        offsets each (see :class:`~nbflow.store._sqlpages.JsonChunk`)."""
+    def read_stream_json(self, workflow_id: str, key: str, start: int, limit: int) -> JsonPage:
+        """The rows :meth:`read_stream` returns, their items' JSON values joined (see
+        :class:`~nbflow.store._sqlpages.JsonPage`)."""
 
     @abc.abstractmethod
     def dequeue(

@@ -1,13 +1,14 @@
-"""A page of a stream as JSON arrays, built by the database in one query (a part of
+"""A page of a stream as one JSON text, built by the database in one query (a part of
 :class:`~nbflow.store._sql.SQLStore`).
 
 A reader of a long stream would otherwise cost a row tuple and a text object per item before it
-decodes anything. This query returns a row per chunk of :data:`CHUNK` offsets: the chunk's JSON
-values joined into one array text (``string_agg`` in offset order, which both DuckDB and
-PostgreSQL run), how many rows it read, the offsets of its first and last item, and whether it
-reached the end marker. A reader decodes a chunk when it reaches it, so the values of the chunk
-before it were let go and their memory is reused. A chunk that holds a pickled or Arrow-stored
-item has no such text: its reader reads its rows (:meth:`Store.read_stream`).
+decodes anything. This query returns one row: the page's JSON values joined by commas in offset
+order (``string_agg``, which both DuckDB and PostgreSQL run), each whose offset is a multiple of
+:data:`CHUNK` marked, how many rows it read, its first and last offsets, whether it reached the
+end marker and how many of its items are pickled. A reader splits the text at the marks and
+decodes a chunk when it reaches it, so the values of the chunk before it were let go and their
+memory is reused. A page that holds a pickled or Arrow-stored item is read as rows
+(:meth:`Store.read_stream`).
 """
 
 from __future__ import annotations
@@ -16,28 +17,32 @@ import abc
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["CHUNK_BITS", "JsonChunk", "PageQueries"]
+__all__ = ["CHUNK", "CHUNK_MARK", "JsonPage", "PageQueries"]
 
-#: A chunk holds the rows of ``2 ** CHUNK_BITS`` consecutive offsets (those stored).
-CHUNK_BITS = 10
+#: The text of a page marks each item whose offset is a multiple of this.
+CHUNK = 1024
+#: The mark, put before such an item's JSON text: a control character, which JSON text never
+#: holds (in a string it is escaped, ``\u001e``).
+CHUNK_MARK = "\x1e"
 
 
-class JsonChunk(NamedTuple):
-    """The rows of a stream's page from one chunk of offsets, their JSON values joined.
+class JsonPage(NamedTuple):
+    """The first rows of a stream from an offset, their JSON values joined.
 
     Attributes:
-        rows: How many rows were read, the end marker included.
-        first: The offset of the first row.
-        last: The offset of the last row.
+        rows: How many rows were read, the end marker included (0: none).
+        first: The offset of the first row (None: none).
+        last: The offset of the last row (None: none).
         ended: Whether the last row is the stream's end marker.
         pickled: How many items are stored as pickles or Arrow containers (not in ``text``).
-        text: The items' JSON texts, in offset order, joined by commas (``"[" + text + "]"`` is
-            their JSON array); None when no item is stored as JSON.
+        text: The items' JSON texts, in offset order, joined by commas, with :data:`CHUNK_MARK`
+            before each whose offset is a multiple of :data:`CHUNK`; None when no item is
+            stored as JSON.
     """
 
     rows: int
-    first: int
-    last: int
+    first: int | None
+    last: int | None
     ended: bool
     pickled: int
     text: str | None
@@ -56,10 +61,10 @@ _FIRST = f'(SELECT {_COLUMNS} FROM {_STREAM} AND "offset" >= $3 ORDER BY "offset
 _BEYOND = f'SELECT 1 FROM {_STREAM} AND "offset" >= $3 LIMIT 1'
 # The end marker holds no value (both columns NULL): ``string_agg`` skips it, and so the items
 # stored as pickles or Arrow containers, which ``count(value_pickle)`` counts.
-_CHUNKS = (
-    'SELECT count(*), min("offset"), max("offset"), bool_or(is_end), count(value_pickle), '
-    "string_agg(value_json, ',' ORDER BY \"offset\") FROM {rows} "
-    f'GROUP BY "offset" >> {CHUNK_BITS} ORDER BY "offset" >> {CHUNK_BITS}'
+_JOINED = (
+    'SELECT count(*), min("offset"), max("offset"), coalesce(bool_or(is_end), false), '
+    f'count(value_pickle), string_agg(CASE WHEN "offset" % {CHUNK} = 0 THEN chr(30) || '
+    "value_json ELSE value_json END, ',' ORDER BY \"offset\") FROM {rows}"
 )
 
 
@@ -81,28 +86,25 @@ class PageQueries(abc.ABC):
         first = f'SELECT {_COLUMNS} FROM {_STREAM} AND "offset" >= $3 ORDER BY "offset" LIMIT $4'
         return self._page(ranged, first, [workflow_id, key, start, limit])  # type: ignore[return-value]
 
-    def read_stream_json(
-        self, workflow_id: str, key: str, start: int, limit: int
-    ) -> list[JsonChunk]:
-        ranged, first = _CHUNKS.format(rows=_RANGE), _CHUNKS.format(rows=_FIRST)
-        found = self._page(ranged, first, [workflow_id, key, start, limit], chunks=True)
-        return [JsonChunk(*row) for row in found]
+    def read_stream_json(self, workflow_id: str, key: str, start: int, limit: int) -> JsonPage:
+        ranged, first = _JOINED.format(rows=_RANGE), _JOINED.format(rows=_FIRST)
+        found = self._page(ranged, first, [workflow_id, key, start, limit], joined=True)
+        return JsonPage(*found[0])
 
     def _page(
-        self, ranged: str, first: str, params: list[Any], *, chunks: bool = False
+        self, ranged: str, first: str, params: list[Any], *, joined: bool = False
     ) -> list[tuple[Any, ...]]:
         """The rows of query ``first`` over the first ``limit`` rows of the stream from
         ``start`` (``params``: workflow id, key, start, limit), or of ``ranged`` over the rows of
         offsets ``start`` to ``start + limit - 1`` where they are the same. A row's fourth column
-        says whether it ends the stream; with ``chunks``, its first counts the rows it stands
-        for."""
+        says whether it ends the stream; with ``joined``, the one row counts the rows first."""
         if self._range_pages:
             # The range's rows are the first ``limit`` when there are ``limit`` of them, when
             # they reach the end marker, or when no row follows the range (the stream ends there
             # for now): as a stream's offsets follow each other, one query but for its tail.
             workflow_id, key, start, limit = params
             found = self._fetchall(ranged, [workflow_id, key, start, start + limit])
-            rows = sum(row[0] for row in found) if chunks else len(found)
+            rows = found[0][0] if joined else len(found)
             if rows == limit or (found and found[-1][3]):
                 return found
             if not self._fetchall(_BEYOND, [workflow_id, key, start + limit]):

@@ -95,7 +95,7 @@ from nbflow.store._ops import (
     WorkflowRow,
     event_step_name,
 )
-from nbflow.store._sqlpages import CHUNK_BITS
+from nbflow.store._sqlpages import CHUNK, CHUNK_MARK
 from nbflow.store._sqlqueues import QueueLimits
 
 #: The stores the suite runs on (a new store: add its name here and its location in location()).
@@ -726,48 +726,48 @@ def test_read_stream_pages_from_an_offset_with_a_limit(store: Store) -> None:
     assert page("w", "k", 11, 5) == []
 
 
-def test_read_stream_json_gives_the_rows_of_read_stream_as_json_texts(store: Store) -> None:
+def test_read_stream_json_gives_the_rows_of_read_stream_as_one_json_text(store: Store) -> None:
     """read_stream_json reads the rows read_stream would (``limit`` rows from ``start``, however
-    their offsets follow, were some missing), per chunk of offsets (``CHUNK_BITS``), in offset order: each chunk's
-    rows, first and last offsets, whether it ends with the end marker, how many items are
-    pickled, and the others' JSON texts exactly as stored, joined by commas."""
-    size = 1 << CHUNK_BITS
-    n = 2 * size + 5
+    their offsets follow, were some missing): how many, the first and last offsets, whether the
+    last is the end marker, how many items are pickled, and the others' JSON texts exactly as
+    stored, in offset order, joined by commas, ``CHUNK_MARK`` before each whose offset is a
+    multiple of ``CHUNK``."""
+    n = 2 * CHUNK + 5
     texts = [f'{{"i":{i},"big":{2**70 + i},"s":"\\ud800 {i}"}}' for i in range(n)]
     store.commit(
         [workflow("w"), *(item("w", "k", i, texts[i]) for i in range(n)), end("w", "k", n)]
     )
     store.commit([workflow("p"), item("p", "k", 0, "1"), item("p", "k", 1, pickle=b"\x80p")])
-    missing = [0, 1, 5, size + 2, size + 3]  # (offsets never missing in a stream nbflow wrote)
+    missing = [0, 1, 5, CHUNK, CHUNK + 3]  # (offsets never missing in a stream nbflow wrote)
     store.commit(
-        [workflow("g"), *(item("g", "k", i, str(i)) for i in missing), end("g", "k", size + 4)]
+        [workflow("g"), *(item("g", "k", i, str(i)) for i in missing), end("g", "k", CHUNK + 4)]
     )
 
-    def chunks(workflow_id: str, start: int, limit: int) -> list[tuple[Any, ...]]:
-        return [tuple(c) for c in store.read_stream_json(workflow_id, "k", start, limit)]
+    def page(workflow_id: str, start: int, limit: int) -> tuple[Any, ...]:
+        return tuple(store.read_stream_json(workflow_id, "k", start, limit))
 
     def joined(first: int, last: int) -> str:
-        return ",".join(texts[first : last + 1])
+        return ",".join(CHUNK_MARK * (i % CHUNK == 0) + texts[i] for i in range(first, last + 1))
 
-    assert chunks("w", 0, 3) == [(3, 0, 2, False, 0, joined(0, 2))]
-    assert chunks("w", size - 2, 4) == [
-        (2, size - 2, size - 1, False, 0, joined(size - 2, size - 1)),
-        (2, size, size + 1, False, 0, joined(size, size + 1)),
-    ]
-    assert chunks("w", 1, n + 10) == [
-        (size - 1, 1, size - 1, False, 0, joined(1, size - 1)),
-        (size, size, 2 * size - 1, False, 0, joined(size, 2 * size - 1)),
-        (6, 2 * size, n, True, 0, joined(2 * size, n - 1)),
-    ]
-    assert chunks("w", n, 5) == [(1, n, n, True, 0, None)]
-    assert chunks("w", n + 1, 5) == [] and chunks("unknown", 0, 5) == []
-    assert chunks("p", 0, 5) == [(2, 0, 1, False, 1, "1")]
-    after = (1, size + 2, size + 2, False, 0, str(size + 2))
-    assert chunks("g", 1, 3) == [(2, 1, 5, False, 0, "1,5"), after]
-    assert chunks("g", 2, 2) == [(1, 5, 5, False, 0, "5"), after]
-    assert chunks("g", 6, 10) == [(3, size + 2, size + 4, True, 0, f"{size + 2},{size + 3}")]
-    assert [r[0] for r in store.read_stream("g", "k", 1, 3)] == [1, 5, size + 2]
-    assert [r[0] for r in store.read_stream("g", "k", 2, 10)] == [5, size + 2, size + 3, size + 4]
+    assert page("w", 1, 3) == (3, 1, 3, False, 0, joined(1, 3))
+    assert page("w", 0, 3) == (3, 0, 2, False, 0, CHUNK_MARK + ",".join(texts[:3]))
+    assert page("w", CHUNK - 2, 4) == (
+        4,
+        CHUNK - 2,
+        CHUNK + 1,
+        False,
+        0,
+        joined(CHUNK - 2, CHUNK + 1),
+    )
+    assert page("w", 1, n + 10) == (n, 1, n, True, 0, joined(1, n - 1))
+    assert page("w", n, 5) == (1, n, n, True, 0, None)
+    nothing = (0, None, None, False, 0, None)
+    assert page("w", n + 1, 5) == nothing and page("unknown", 0, 5) == nothing
+    assert page("p", 0, 5) == (2, 0, 1, False, 1, CHUNK_MARK + "1")
+    assert page("g", 1, 3) == (3, 1, CHUNK, False, 0, f"1,5,{CHUNK_MARK}{CHUNK}")
+    assert page("g", 6, 10) == (3, CHUNK, CHUNK + 4, True, 0, f"{CHUNK_MARK}{CHUNK},{CHUNK + 3}")
+    assert [r[0] for r in store.read_stream("g", "k", 1, 3)] == [1, 5, CHUNK]
+    assert [r[0] for r in store.read_stream("g", "k", 2, 10)] == [5, CHUNK, CHUNK + 3, CHUNK + 4]
 
 
 def test_finish_closes_the_open_streams_with_its_status(store: Store) -> None:

@@ -15,13 +15,12 @@ import pytest
 
 import nbflow
 from nbflow.engine import _reader
-from nbflow.store._sqlpages import CHUNK_BITS
+from nbflow.store._sqlpages import CHUNK
 from tests.workflow.test_streams import Point
 from tests.workflow.test_validation import nested
 
 pytestmark = pytest.mark.contract
 
-CHUNK = 1 << CHUNK_BITS
 PAGE = 700  # rows a page (monkeypatched): pages end inside chunks and across them
 
 
@@ -168,3 +167,16 @@ def test_pages_of_large_values_read_fewer_rows(
     got = list(paged.read_stream(handle.workflow_id, "big"))
     assert got == [f"{i:05d}" + "x" * 10_000 for i in range(40)]
     assert limits[0] == 20 and len(limits) >= 5 and max(limits[1:]) <= 5, limits
+
+
+def test_a_stream_missing_offsets_reads_back_in_order(paged: nbflow.Runtime) -> None:
+    """Rows of offsets that do not follow each other (nbflow never writes such a stream; a copy
+    could hold one) are read once each, in order, from any start, across a chunk's mark."""
+    from tests.store.test_conformance import end, item, workflow
+
+    offsets = [0, 1, 5, CHUNK, CHUNK + 3, 3 * CHUNK]
+    rows = [item("gaps", "k", i, f'{{"at":{i}}}') for i in offsets]
+    paged.store.commit([workflow("gaps", status="SUCCESS"), *rows, end("gaps", "k", 3 * CHUNK + 1)])
+    for start in [0, 2, 5, 6, CHUNK, 3 * CHUNK, 3 * CHUNK + 1]:
+        got = list(paged.read_stream("gaps", "k", start=start))
+        assert got == [{"at": i} for i in offsets if i >= start], start
