@@ -24,8 +24,9 @@ from nbflow.workflow._alarm import Wake
 
 __all__ = ["PAGE_BYTES", "PAGE_ROWS", "StreamReader", "check_read_args"]
 
-#: How many rows one query reads at most.
-PAGE_ROWS = 16_384
+#: How many rows one query reads at most: ten chunks. (On DuckDB, pages of 16,384 rows took the
+#: peak memory of reading a 1,000,000-item stream from 25 MB more to 32 MB more.)
+PAGE_ROWS = 10 * CHUNK
 #: About how many bytes of stored values one query reads: a page after one of large values
 #: reads fewer rows (at least one).
 PAGE_BYTES = 16 << 20
