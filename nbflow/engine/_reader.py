@@ -180,6 +180,8 @@ class StreamReader:
             rows = self._engine.store.read_stream(
                 self.workflow_id, self.key, chunk.first, chunk.items
             )
+            if len(rows) < chunk.items:  # deleted meanwhile: what was read stays read
+                raise WorkflowNotFoundError(self.workflow_id, self._engine.database)
             values = self._engine.decode_many([(r[1], r[2]) for r in rows], self._what())
         return values
 
