@@ -41,7 +41,9 @@ __all__ = [
     "check_text",
     "decode",
     "decode_error",
+    "decode_array",
     "decode_many",
+    "decode_texts",
     "encode",
     "encode_error",
     "is_json_native",
@@ -362,14 +364,26 @@ def decode_many(
     stored: list[tuple[str | None, bytes | None]], *, what: str, allow_pickle: bool = True
 ) -> list[Any]:
     """Decode many stored values at once: JSON ones in a single parse of one array."""
-    texts = [text for text, _ in stored if text is not None]
-    if len(texts) == len(stored):
-        try:
-            values: list[Any] = _loads("[" + ",".join(texts) + "]")
-        except RecursionError:  # a value nested very deep: one at a time
-            return [_load(text) for text in texts]
-        return values
+    texts = [text for text, _ in stored]
+    if None not in texts:
+        return decode_texts(texts)  # type: ignore[arg-type]
     return [decode(text, blob, what=what, allow_pickle=allow_pickle) for text, blob in stored]
+
+
+def decode_texts(texts: list[str]) -> list[Any]:
+    """Decode stored JSON texts at once, in a single parse of one array."""
+    values = decode_array("[" + ",".join(texts) + "]")
+    return [_load(text) for text in texts] if values is None else values
+
+
+def decode_array(text: str) -> list[Any] | None:
+    """The values of a JSON array of stored JSON values, read exactly as :func:`decode` reads
+    each; None when one is nested too deep to read it inside an array here (read each alone)."""
+    try:
+        values: list[Any] = _loads(text)
+    except RecursionError:
+        return None
+    return values
 
 
 def storable_text(text: str) -> str:

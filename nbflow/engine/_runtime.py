@@ -313,11 +313,11 @@ class Runtime(HistoryReads, Removals, Transfers):
         From a workflow body, each value read is a checkpoint: a replay reads the same values.
         """
         history = self._core.history
-        history.check_read(workflow_id, key, start, timeout)  # (from a body too: at the call)
         body = self._core.body()
         if body is not None:
+            history.check_read(workflow_id, key, start, timeout)  # (at the call, not at next())
             return body.read_stream(workflow_id, key, start, timeout)
-        return history.reader(workflow_id, key, start, timeout).values()
+        return history.reader(workflow_id, key, start, timeout).values()  # (checks too)
 
     def read_stream_async(
         self, workflow_id: str, key: str, *, start: int = 0, timeout: float | None = None

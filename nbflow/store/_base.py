@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from nbflow.store._history import StepStatsQuery, StepStatsRow, WorkflowQuery
 from nbflow.store._ops import CacheRow, Changes, MessageRow, Op, StepRow, WorkflowRow
+from nbflow.store._sqlpages import JsonPage
 from nbflow.store._sqlqueues import Dequeued, QueueLimits
 from nbflow.store._sqltimeline import TimelineRows
 from nbflow.store._transfer import TransferRows
@@ -93,6 +94,9 @@ class Store(abc.ABC):
     #: For a store shared by processes: how often (seconds) a waiting reader looks at the database
     #: by itself, in case a notification from another process was lost. None: never needed.
     poll_interval: float | None = None
+    #: Whether a reader of a stream reads its pages with :meth:`read_stream_json` (one JSON array
+    #: a page, decoded in one pass: measured faster on DuckDB) rather than as rows.
+    json_pages: bool = False
 
     def attach(self, executor_id: str, on_change: Callable[[Changes], None]) -> None:  # noqa: B027
         """Register the runtime that uses this store (once, right after opening it).
@@ -169,6 +173,11 @@ class Store(abc.ABC):
         self, workflow_id: str, key: str, start: int, limit: int
     ) -> list[tuple[int, str | None, bytes | None, bool]]:
         """Up to ``limit`` rows ``(offset, value_json, value_pickle, is_end)`` from ``start``."""
+
+    @abc.abstractmethod
+    def read_stream_json(self, workflow_id: str, key: str, start: int, limit: int) -> JsonPage:
+        """The rows :meth:`read_stream` returns, their items' JSON values joined (see
+        :class:`~nbflow.store._sqlpages.JsonPage`)."""
 
     @abc.abstractmethod
     def dequeue(

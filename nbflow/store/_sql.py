@@ -30,6 +30,7 @@ from nbflow.store._ops import (
 from nbflow.store._schema import column_list
 from nbflow.store._sqlcache import CacheQueries
 from nbflow.store._sqldelete import DeleteQueries
+from nbflow.store._sqlpages import PageQueries
 from nbflow.store._sqlqueues import Execute, QueueQueries
 from nbflow.store._sqlrecover import RecoveryQueries
 from nbflow.store._sqltimeline import TimelineQueries
@@ -188,6 +189,7 @@ class SQLStore(
     HistoryQueries,
     CacheQueries,
     DeleteQueries,
+    PageQueries,
     QueueQueries,
     RecoveryQueries,
     TimelineQueries,
@@ -324,15 +326,6 @@ class SQLStore(
     def get_status(self, workflow_id: str) -> str | None:
         rows = self._fetchall("SELECT status FROM workflows WHERE workflow_id = $1", [workflow_id])
         return rows[0][0] if rows else None
-
-    def read_stream(
-        self, workflow_id: str, key: str, start: int, limit: int
-    ) -> list[tuple[int, str | None, bytes | None, bool]]:
-        return self._fetchall(  # type: ignore[return-value]
-            'SELECT "offset", value_json, value_pickle, is_end FROM streams '
-            'WHERE workflow_id = $1 AND key = $2 AND "offset" >= $3 ORDER BY "offset" LIMIT $4',
-            [workflow_id, key, start, limit],
-        )
 
     def pending_workflows(self) -> list[WorkflowRow]:
         rows = self._fetchall(

@@ -10,19 +10,21 @@ through the whole runtime, is in the ``contract`` tests (``tests/conftest.py``).
 What a new store implements
 ===========================
 
-A store of its own (a subclass of ``nbflow.store._base.Store``) implements its 17 abstract
+A store of its own (a subclass of ``nbflow.store._base.Store``) implements its 18 abstract
 methods: ``commit``, ``claim``, ``dequeue``, ``append_record``, ``close``, and the reads
-``get_workflow``, ``get_status``, ``load_replay``, ``read_stream``, ``next_message``,
-``list_events``, ``get_event``, ``running_children``, ``pending_workflows``, ``list_workflows``,
-``list_steps``, ``list_streams``. ``Store`` gives defaults for the rest: ``attach`` (does nothing),
-``executor_alive`` (False), ``list_recorded`` and ``get_step_pickle`` (read through
-``list_steps``), and the attributes ``single_process = True`` and ``poll_interval = None``. The
+``get_workflow``, ``get_status``, ``load_replay``, ``read_stream``, ``read_stream_json``,
+``next_message``, ``list_events``, ``get_event``, ``running_children``, ``pending_workflows``,
+``list_workflows``, ``list_steps``, ``list_streams``. ``Store`` gives defaults for the rest:
+``attach`` (does nothing), ``executor_alive`` (False), ``list_recorded`` and ``get_step_pickle``
+(read through ``list_steps``), and the attributes ``single_process = True``, ``poll_interval =
+None`` and ``json_pages = False`` (whether readers read pages with ``read_stream_json``). The
 store sets ``url`` itself (where it is, for messages, password left out).
 
 A SQL store (a subclass of ``nbflow.store._sql.SQLStore``, as DuckDB and PostgreSQL are) gets
 from ``SQLStore`` every read above (the shared queries, with ``$1, $2, …`` placeholders; its
-database must run them: ``left()``, ``count(*) FILTER (WHERE …)``, ``bool_or``, ``IS NOT
-DISTINCT FROM``, ``UPDATE … RETURNING``, a quoted ``"offset"`` column), and
+database must run them: ``left()``, ``count(*) FILTER (WHERE …)``, ``bool_or``,
+``string_agg(… ORDER BY …)``, ``>>`` on integers, ``IS NOT DISTINCT FROM``, ``UPDATE …
+RETURNING``, a quoted ``"offset"`` column), and
 ``dequeue`` and ``append_record`` too, and ``_plan``, which turns a batch of operations into
 statements (consecutive inserts become one insert per table). It implements only:
 
@@ -93,6 +95,7 @@ from nbflow.store._ops import (
     WorkflowRow,
     event_step_name,
 )
+from nbflow.store._sqlpages import CHUNK, CHUNK_MARK
 from nbflow.store._sqlqueues import QueueLimits
 
 #: The stores the suite runs on (a new store: add its name here and its location in location()).
@@ -721,6 +724,50 @@ def test_read_stream_pages_from_an_offset_with_a_limit(store: Store) -> None:
     ]
     assert [r[0] for r in page("w", "k", 0, 1)] == [0]
     assert page("w", "k", 11, 5) == []
+
+
+def test_read_stream_json_gives_the_rows_of_read_stream_as_one_json_text(store: Store) -> None:
+    """read_stream_json reads the rows read_stream would (``limit`` rows from ``start``, however
+    their offsets follow, were some missing): how many, the first and last offsets, whether the
+    last is the end marker, how many items are pickled, and the others' JSON texts exactly as
+    stored, in offset order, joined by commas, ``CHUNK_MARK`` before each whose offset is a
+    multiple of ``CHUNK``."""
+    n = 2 * CHUNK + 5
+    texts = [f'{{"i":{i},"big":{2**70 + i},"s":"\\ud800 {i}"}}' for i in range(n)]
+    store.commit(
+        [workflow("w"), *(item("w", "k", i, texts[i]) for i in range(n)), end("w", "k", n)]
+    )
+    store.commit([workflow("p"), item("p", "k", 0, "1"), item("p", "k", 1, pickle=b"\x80p")])
+    missing = [0, 1, 5, CHUNK, CHUNK + 3]  # (offsets never missing in a stream nbflow wrote)
+    store.commit(
+        [workflow("g"), *(item("g", "k", i, str(i)) for i in missing), end("g", "k", CHUNK + 4)]
+    )
+
+    def page(workflow_id: str, start: int, limit: int) -> tuple[Any, ...]:
+        return tuple(store.read_stream_json(workflow_id, "k", start, limit))
+
+    def joined(first: int, last: int) -> str:
+        return ",".join(CHUNK_MARK * (i % CHUNK == 0) + texts[i] for i in range(first, last + 1))
+
+    assert page("w", 1, 3) == (3, 1, 3, False, 0, joined(1, 3))
+    assert page("w", 0, 3) == (3, 0, 2, False, 0, CHUNK_MARK + ",".join(texts[:3]))
+    assert page("w", CHUNK - 2, 4) == (
+        4,
+        CHUNK - 2,
+        CHUNK + 1,
+        False,
+        0,
+        joined(CHUNK - 2, CHUNK + 1),
+    )
+    assert page("w", 1, n + 10) == (n, 1, n, True, 0, joined(1, n - 1))
+    assert page("w", n, 5) == (1, n, n, True, 0, None)
+    nothing = (0, None, None, False, 0, None)
+    assert page("w", n + 1, 5) == nothing and page("unknown", 0, 5) == nothing
+    assert page("p", 0, 5) == (2, 0, 1, False, 1, CHUNK_MARK + "1")
+    assert page("g", 1, 3) == (3, 1, CHUNK, False, 0, f"1,5,{CHUNK_MARK}{CHUNK}")
+    assert page("g", 6, 10) == (3, CHUNK, CHUNK + 4, True, 0, f"{CHUNK_MARK}{CHUNK},{CHUNK + 3}")
+    assert [r[0] for r in store.read_stream("g", "k", 1, 3)] == [1, 5, CHUNK]
+    assert [r[0] for r in store.read_stream("g", "k", 2, 10)] == [5, CHUNK, CHUNK + 3, CHUNK + 4]
 
 
 def test_finish_closes_the_open_streams_with_its_status(store: Store) -> None:

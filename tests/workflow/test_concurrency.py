@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import nbflow
-from nbflow.engine._reader import PAGE_SIZE
+from nbflow.engine import _reader
 
 pytestmark = pytest.mark.contract
 
@@ -224,14 +224,16 @@ def test_late_readers_after_the_workflows_finished(rt: nbflow.Runtime) -> None:
 
 
 def test_stream_longer_than_a_page_read_while_written(
-    rt: nbflow.Runtime, gate: tuple[str, threading.Event]
+    rt: nbflow.Runtime, gate: tuple[str, threading.Event], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stream of more than two pages, read from the start, mid-page and past a page boundary
     while it is written, and again afterwards: every item once, in order."""
+    page = 5000
+    monkeypatch.setattr(_reader, "PAGE_ROWS", page)
     name, event = gate
-    n = 2 * PAGE_SIZE + 123
+    n = 2 * page + 123
     handle = nbflow.start(writer, 99, n, name)
-    starts = [0, PAGE_SIZE - 1, PAGE_SIZE, PAGE_SIZE + 1, n - 1]
+    starts = [0, page - 1, page, page + 1, n - 1]
     readers = Readers()
     for i, start in enumerate(starts):
         readers.add(

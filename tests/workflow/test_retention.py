@@ -10,6 +10,7 @@ import pytest
 
 import nbflow
 from nbflow import Status
+from nbflow.engine import _reader
 from tests.support.helpers import Gate, sql, wait_until
 
 pytestmark = pytest.mark.contract
@@ -298,9 +299,12 @@ def many(n: int) -> int:
     return n
 
 
-def test_a_reader_of_a_deleted_workflow_ends_with_not_found(rt: nbflow.Runtime) -> None:
+def test_a_reader_of_a_deleted_workflow_ends_with_not_found(
+    rt: nbflow.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A reader that has read a page when its workflow is deleted ends with a clear error,
     never a wait (its timeout here only keeps a failing test from hanging)."""
+    monkeypatch.setattr(_reader, "PAGE_ROWS", 5000)
     handle = nbflow.start(many, 6000)  # more than one page of the reader (5000 items)
     handle.result()
     reader = nbflow.read_stream(handle.workflow_id, "items", timeout=20)
