@@ -58,7 +58,8 @@ class Metric:
         if self.goal is None:
             return "—"
         sign = "≥" if self.higher_is_better else "≤"
-        return f"{sign} {self.goal:,g} {self.unit}"
+        shown = f"{self.goal:,.0f}" if self.goal >= 1000 else f"{self.goal:g}"
+        return f"{sign} {shown} {self.unit}"
 
     def meets(self, value: float) -> bool:
         assert self.goal is not None
