@@ -102,8 +102,25 @@ def cache_key(
     else:  # names and digests are identifiers and hex digits: joined, they cannot collide
         digests = _digests(step_label(step.name), values)
         args_hash = _hash("\0".join(f"{n}={d}" for n, d in sorted(digests.items())))
-    entry = _hash(f"{step.name}\0{code}\0{args_hash}")
-    return _new(CacheKey, (entry, step.name, code, args_hash, values))
+    return _key_of(step.name, code, args_hash, values)
+
+
+def plain_arity(step: Step) -> int | None:
+    """How many arguments a call of ``step`` passes, in order, on :func:`cache_key`'s common
+    path (a step without ``key=`` or ``ignore`` whose parameters are all plain), or None.
+
+    Such a call's ``args_hash`` is ``"p"`` and the checkpoint's digest of its arguments: a hit
+    is found by it without the rest of the key (its entry, a digest more)."""
+    cache = step.cache
+    if cache is None or cache.key is not None or cache.ignore:
+        return None
+    plain = _plain_names(step.origin or step.fn)
+    return None if plain is None else len(plain)
+
+
+def _key_of(name: str, code: str, args_hash: str, values: dict[str, Any]) -> CacheKey:
+    entry = _hash(f"{name}\0{code}\0{args_hash}")
+    return _new(CacheKey, (entry, name, code, args_hash, values))
 
 
 def _keyed(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

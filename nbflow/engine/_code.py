@@ -68,7 +68,17 @@ class RunCode:
         refresh: Whether the run was started inside ``nbflow.refresh_cache()``.
     """
 
-    __slots__ = ("cached", "changed", "codes", "kept", "parts", "refresh", "reuse", "warned")
+    __slots__ = (
+        "arity",
+        "cached",
+        "changed",
+        "codes",
+        "kept",
+        "parts",
+        "refresh",
+        "reuse",
+        "warned",
+    )
 
     def __init__(self) -> None:
         self.codes: dict[Any, str] = {}
@@ -76,9 +86,11 @@ class RunCode:
         self.parts: dict[Any, Any] = {}
         #: step name -> its newest cache row when the run first missed (what a miss compares to)
         self.kept: dict[str, Any] = {}
-        #: (step name, code) -> its cache rows by entry, read once per run (None: too many to
-        #: read at once: each call looks itself up)
+        #: (step name, code) -> its cache rows by args_hash, read once per run (None: too many
+        #: to read at once: each call looks itself up)
         self.cached: dict[tuple[str, str], dict[str, Any] | None] = {}
+        #: cached step name -> how many arguments its calls pass in order (plain_arity)
+        self.arity: dict[str, int | None] = {}
         self.changed: set[str] = set()
         self.warned = False
         self.reuse: Reuse | None = None

@@ -316,7 +316,7 @@ class StepRun:
         seq = ex.append(row, kept)
         rows = ex.code.cached.get((kept.name, kept.code))
         if rows is not None:
-            rows[kept.entry] = kept
+            rows[kept.args_hash] = kept
         if not self.step.cache_checked:  # (a map's items: durable before the map returns)
             ex.engine.log.wait_durable(seq)  # durable before it is used
         return self.output
@@ -328,10 +328,12 @@ def run_cached(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     process run once: the others wait for the first and take its result."""
     __tracebackhide__ = True
     ex, step = run.ex, run.step
-    key = cache.cache_key(step, run.code, args, kwargs, run.args_hash)
     refresh = ex.code.refresh or cache_refreshing()
+    if not refresh and not step.cache_checked and _take_read(run, args, kwargs):
+        return run.outcome()  # (the common hit: in the rows the run read, no key, no waiting)
+    key = cache.cache_key(step, run.code, args, kwargs, run.args_hash)
     if not refresh and not step.cache_checked and _take_kept(run, key, only_read=True):
-        return run.outcome()  # (the common hit: in the rows the run read, no waiting)
+        return run.outcome()
     with inflight(ex.engine).first(key.entry, Wake(ex.check_running, ex.alarm)) as claim:
         if claim.row is not None:  # another call kept it just now: take it
             cache.remember(key.name, claim.row, hit=True)
@@ -370,6 +372,26 @@ async def run_cached_async(run: StepRun, args: tuple[Any, ...], kwargs: dict[str
     return run.outcome()
 
 
+def _take_read(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Take the result kept for this call from the rows the run read, when the call's
+    ``args_hash`` is its checkpoint's digest (see :func:`~nbflow.engine._cache.plain_arity`)."""
+    step, run_code = run.step, run.ex.code
+    rows = run_code.cached.get((step.name, run.code))
+    if not rows or kwargs or run.args_hash is None:
+        return False
+    arity = run_code.arity.get(step.name, _UNREAD)
+    if arity is _UNREAD:
+        arity = run_code.arity[step.name] = cache.plain_arity(step)
+    found = rows.get("p" + run.args_hash) if arity == len(args) else None
+    policy = step.cache
+    assert policy is not None
+    if found is None or (policy.expire is not None and not cache.fresh(found, policy, time.time())):
+        return False
+    cache.remember(step.name, found, hit=True)
+    run.take((found.output_json, found.output_pickle), found.workflow_id)
+    return True
+
+
 def _take_kept(
     run: StepRun, key: cache.CacheKey, *, again: bool = False, only_read: bool = False
 ) -> bool:
@@ -381,9 +403,9 @@ def _take_kept(
     rows = run.ex.code.cached.get((key.name, key.code), _UNREAD)
     if rows is _UNREAD:
         found_rows = run.ex.engine.store.cached_rows(key.name, key.code, _READ_AT_ONCE)
-        rows = None if found_rows is None else {row.entry: row for row in found_rows}
+        rows = None if found_rows is None else {row.args_hash: row for row in found_rows}
         run.ex.code.cached[(key.name, key.code)] = rows
-    found = None if rows is None else rows.get(key.entry)
+    found = None if rows is None else rows.get(key.args_hash)
     if found is None and (rows is None or again) and not only_read:
         found = run.ex.engine.store.find_cached([key.entry]).get(key.entry)
     if found is None or not cache.fresh(found, policy, time.time()):
@@ -401,7 +423,7 @@ def _will_keep(run: StepRun, key: cache.CacheKey, refresh: bool) -> None:
     parts = cache.parts_of(run.step, run_code.parts)
     rows = run_code.cached.get((key.name, key.code))
     # (a map's items were looked up by the map; the rows a run read say whether one exists)
-    exists = False if run.step.cache_checked else None if rows is None else key.entry in rows
+    exists = False if run.step.cache_checked else None if rows is None else key.args_hash in rows
     reason = cache.miss_reason(run.ex.engine, key, parts, policy, refresh, run_code.kept, exists)
     row = cache.new_row(key, _NOTHING, run.ex.workflow_id, parts, reason)
     cache.remember(key.name, row, hit=False)

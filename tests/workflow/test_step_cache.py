@@ -96,6 +96,37 @@ def test_expire(rt: nbflow.Runtime, nb: CodeCells) -> None:
     assert "expired" in nbflow.why(nb.fresh_only)
 
 
+def test_calls_in_one_run_take_what_the_run_read_and_kept(
+    rt: nbflow.Runtime, nb: CodeCells
+) -> None:
+    """A run reads its step's kept results once; later calls of a plain step take them by
+    their arguments' digest (however spelled), a result kept during the run is taken by the
+    calls after it, and one that expired since is not (in any call of the run)."""
+    nb.run("""
+        import datetime
+
+        @nbflow.step(cache=True)
+        def double(x):
+            calls(("double", x))
+            return 2 * x
+
+        @nbflow.step(cache=nbflow.Cache(expire=datetime.timedelta(seconds=0.3)))
+        def briefly(x):
+            calls(("briefly", x))
+            return -x
+
+        @nbflow.workflow
+        def doubles(xs):
+            return [double(x) for x in xs] + [double(x=2)] + [briefly(x) for x in xs[:2]]
+    """)
+    assert nb.doubles([1, 2]) == [2, 4, 4, -1, -2]
+    deadline = time.time() + 0.35
+    wait_until(lambda: time.time() >= deadline, 5)  # briefly's results expire
+    assert nb.doubles([1, 2, 1, 3, 3]) == [2, 4, 2, 6, 6, 4, -1, -2]
+    doubled = {("double", x): 1 for x in (1, 2, 3)}
+    assert nb.calls.counts == {**doubled, ("briefly", 1): 2, ("briefly", 2): 2}
+
+
 def test_ignore_and_key(rt: nbflow.Runtime, nb: CodeCells) -> None:
     nb.run("""
         @nbflow.step(cache=nbflow.Cache(ignore=("client",)))
