@@ -216,14 +216,14 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     return found
 
 
-def fresh(row: CacheRow | None, cache: Cache, now: float) -> bool:
-    """Whether ``row`` exists and has not expired."""
+def fresh(row: CacheRow | None, cache: Cache, now: float | None = None) -> bool:
+    """Whether ``row`` exists and has not expired (by ``now``, default: the clock's)."""
     if row is None:
         return False
     if cache.expire is None:
         return True
     seconds = cache.seconds
-    return seconds is None or now - row.created_at <= seconds
+    return seconds is None or (time.time() if now is None else now) - row.created_at <= seconds
 
 
 def miss_reason(

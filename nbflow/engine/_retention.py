@@ -28,6 +28,7 @@ from nbflow.engine._history import History
 from nbflow.store._base import Related
 from nbflow.text._status import status_choices
 from nbflow.text._tables import INTERNAL_WORKFLOWS
+from nbflow.workflow._calls import check_flag
 
 __all__ = ["Retention", "age_seconds"]
 
@@ -94,12 +95,7 @@ class Retention:
     def delete(self, workflow_id: str, *, delete_children: bool = False) -> int:
         """Delete a finished workflow (see :meth:`nbflow.Runtime.delete_workflow`)."""
         check_text(workflow_id, "A workflow id")
-        if not isinstance(delete_children, bool):
-            raise InvalidValueError(
-                f"delete_children must be True or False, not {delete_children!r}.",
-                what="delete_children",
-                value=delete_children,
-            )
+        check_flag(delete_children, "delete_children")
         self._engine.check_open()
         self._engine.flush()  # a workflow that has just ended is durably ended
         row = self._history.row(workflow_id)

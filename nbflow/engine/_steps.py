@@ -382,14 +382,7 @@ def _take_read(run: StepRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> b
     arity = run_code.arity.get(step.name, _UNREAD)
     if arity is _UNREAD:
         arity = run_code.arity[step.name] = cache.plain_arity(step)
-    found = rows.get("p" + run.args_hash) if arity == len(args) else None
-    policy = step.cache
-    assert policy is not None
-    if found is None or (policy.expire is not None and not cache.fresh(found, policy, time.time())):
-        return False
-    cache.remember(step.name, found, hit=True)
-    run.take((found.output_json, found.output_pickle), found.workflow_id)
-    return True
+    return arity == len(args) and _take(run, rows.get("p" + run.args_hash))
 
 
 def _take_kept(
@@ -398,8 +391,6 @@ def _take_kept(
     """Take the result kept for ``key``, if there is one that has not expired. The step's rows
     are read once per run; ``again``: look in the database too (another call kept it just now);
     ``only_read``: look only in the rows read."""
-    policy = run.step.cache
-    assert policy is not None
     rows = run.ex.code.cached.get((key.name, key.code), _UNREAD)
     if rows is _UNREAD:
         found_rows = run.ex.engine.store.cached_rows(key.name, key.code, _READ_AT_ONCE)
@@ -408,9 +399,17 @@ def _take_kept(
     found = None if rows is None else rows.get(key.args_hash)
     if found is None and (rows is None or again) and not only_read:
         found = run.ex.engine.store.find_cached([key.entry]).get(key.entry)
-    if found is None or not cache.fresh(found, policy, time.time()):
+    return _take(run, found)
+
+
+def _take(run: StepRun, found: CacheRow | None) -> bool:
+    """Take ``found``, a kept result of the call, unless it is None or expired."""
+    policy = run.step.cache
+    assert policy is not None
+    if not cache.fresh(found, policy):
         return False
-    cache.remember(key.name, found, hit=True)
+    assert found is not None
+    cache.remember(run.step.name, found, hit=True)
     run.take((found.output_json, found.output_pickle), found.workflow_id)
     return True
 

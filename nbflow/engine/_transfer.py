@@ -28,6 +28,7 @@ from nbflow.engine._queries import Moment, workflow_query
 from nbflow.store._exported import from_exported, to_exported
 from nbflow.store._schema import BLOB, TABLES
 from nbflow.store._transfer import TransferRows
+from nbflow.workflow._calls import check_flag
 
 if TYPE_CHECKING:
     from nbflow.engine._core import RuntimeCore
@@ -93,12 +94,7 @@ class _Mover:
 
     def export(self, workflow_id: str, children: bool) -> list[dict[str, Any]]:
         check_text(workflow_id, "A workflow id")
-        if not isinstance(children, bool):
-            raise InvalidValueError(
-                f"children must be True or False, not {children!r}.",
-                what="children",
-                value=children,
-            )
+        check_flag(children, "children")
         self._engine.check_open()
         self._engine.flush()  # what this runtime wrote is in the export
         ids = [workflow_id, *(self._descendants(workflow_id) if children else [])]

@@ -39,37 +39,34 @@ _TYPES = {table: tuple(_DIALECT[t] for _, t in columns) for table, columns in sc
 _NAMES = {table: tuple(name for name, _ in columns) for table, columns in schema.TABLES.items()}
 
 
-def _lists_insert(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, list[list[Any]]]:
-    """An insert of ``rows`` as one list per column, leaving out the columns that are NULL in
-    every row (most of a step's: its pickle, error, where it was taken from): DuckDB's cost of
-    an insert grows with each list it takes apart, NULLs included."""
+Columns = list[tuple[Any, ...]]  # a batch's rows, column by column
+
+
+def _kept(table: str, columns: Columns) -> list[int]:
+    """The columns an insert names: those not NULL in every row (most of a step's: its pickle,
+    error, where it was taken from), as DuckDB's cost grows with each column it takes apart;
+    every column of a cache row (a replaced row is set anew)."""
+    if table == "step_cache":
+        return list(range(len(columns)))
+    return [i for i, column in enumerate(columns) if any(v is not None for v in column)]
+
+
+def _lists_insert(table: str, columns: Columns, kept: list[int]) -> tuple[str, list[Any]]:
+    """An insert of the ``kept`` columns as one list each, taken apart by ``unnest()``."""
     names, types = _NAMES[table], _TYPES[table]
-    if table == "step_cache":  # (a replaced row: every column is set anew)
-        kept = list(range(len(names)))
-    else:
-        by_column = enumerate(zip(*rows, strict=True))
-        kept = [i for i, column in by_column if any(v is not None for v in column)]
-    columns = ", ".join(f'"{names[i]}"' for i in kept)
+    into = ", ".join(f'"{names[i]}"' for i in kept)
     values = ", ".join(f"unnest(${n + 1}::{types[i]}[])" for n, i in enumerate(kept))
-    params = [[row[i] for row in rows] for i in kept]
-    return f"INSERT INTO {table} ({columns}) SELECT {values}", params
+    return f"INSERT INTO {table} ({into}) SELECT {values}", [list(columns[i]) for i in kept]
 
 
-def _json_insert(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, list[Any]] | None:
-    """``rows`` as one JSON text of columns, which DuckDB takes apart itself (``from_json``),
-    blob columns as lists beside it; None when a value cannot be written as JSON (a lone
-    surrogate: the caller inserts by lists). The committer holds the GIL while orjson writes
-    the text only, where converting lists of Python values to DuckDB's held it for each value
-    (1,000 steps: 2.9 µs a row against 0.4)."""
+def _json_insert(table: str, columns: Columns, kept: list[int]) -> tuple[str, list[Any]] | None:
+    """An insert of the ``kept`` columns as one JSON text taken apart by ``from_json``, blob
+    columns as lists beside it; None when JSON cannot carry a value exactly (an infinite or NaN
+    double, which orjson writes as null; a value orjson refuses)."""
     names, types = _NAMES[table], _TYPES[table]
-    columns = list(zip(*rows, strict=True))
-    if table == "step_cache":  # (a replaced row: every column is set anew)
-        kept = list(range(len(names)))
-    else:  # columns NULL in every row are left out (most of a step's): DuckDB's cost grows with each
-        kept = [i for i, column in enumerate(columns) if any(v is not None for v in column)]
     texts = [i for i in kept if types[i] != "BLOB"]
     blobs = [i for i in kept if types[i] == "BLOB"]
-    for i in texts:  # orjson writes inf and nan as null: those rows go by lists
+    for i in texts:
         if types[i] == "DOUBLE" and not math.isfinite(sum(filter(None, columns[i]))):
             return None
     try:
@@ -106,5 +103,7 @@ def insert_statement(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, 
     if len(rows) <= _VALUES_MAX_ROWS:
         params = [value for row in rows for value in row]
         return _values_insert_sql(table, len(_TYPES[table]), len(rows)), params
-    found = _json_insert(table, rows) if len(rows) >= _JSON_MIN_ROWS else None
-    return found if found is not None else _lists_insert(table, rows)
+    columns: Columns = list(zip(*rows, strict=True))
+    kept = _kept(table, columns)
+    found = _json_insert(table, columns, kept) if len(rows) >= _JSON_MIN_ROWS else None
+    return found if found is not None else _lists_insert(table, columns, kept)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from nbflow._errors import InvalidValueError
 from nbflow.workflow._cache import Cache
 
 #: A call's positional and keyword arguments.
@@ -32,6 +33,7 @@ __all__ = [
     "StepAttempt",
     "WorkflowCall",
     "add_note",
+    "check_flag",
     "check_predicate",
     "check_seconds",
     "qualified_name",
@@ -229,3 +231,11 @@ def check_seconds(value: float | None, what: str) -> None:
         raise ValueError(f"{what} must be a number of seconds, not {value!r}.")
     if value < 0:
         raise ValueError(f"{what} must be >= 0 seconds, not {value!r}.")
+
+
+def check_flag(value: object, what: str) -> None:
+    """Raise InvalidValueError unless ``value`` (the argument ``what``) is True or False."""
+    if not isinstance(value, bool):
+        raise InvalidValueError(
+            f"{what} must be True or False, not {value!r}.", what=what, value=value
+        )

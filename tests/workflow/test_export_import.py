@@ -148,6 +148,8 @@ def test_bad_exports_are_refused_whole(database: str) -> None:
         [good] = json.loads(json.dumps(rt.export_workflow(workflow_id)))
         with pytest.raises(nbflow.WorkflowNotFoundError):
             rt.export_workflow("nobody")
+        with pytest.raises(nbflow.InvalidValueError, match="children must be True or False"):
+            rt.export_workflow(workflow_id, children=1)  # type: ignore[arg-type]
         newer = {**good, "version": 99}
         fresh = json.loads(json.dumps(good))
         fresh["workflow"]["workflow_id"] = "fresh"

@@ -130,6 +130,8 @@ def test_delete_an_unknown_workflow_says_so(rt: nbflow.Runtime) -> None:
         nbflow.delete_workflow("no-such-id")
     with pytest.raises(nbflow.InvalidValueError):
         nbflow.delete_workflow("")
+    with pytest.raises(nbflow.InvalidValueError, match="delete_children must be True or False"):
+        nbflow.delete_workflow("no-such-id", delete_children="yes")  # type: ignore[arg-type]
 
 
 def test_a_running_workflow_is_not_deleted_until_cancelled(
