@@ -37,15 +37,28 @@ def crash(system: str, place: Place, workflows: int, steps: int) -> None:
         RuntimeError: The child failed or did not get ready in time.
     """
     command = [
-        sys.executable, "-m", "benchmarks._crashed", "--system", system,
-        "--dir", str(place.directory), "--workflows", str(workflows), "--steps", str(steps),
+        sys.executable,
+        "-m",
+        "benchmarks._crashed",
+        "--system",
+        system,
+        "--dir",
+        str(place.directory),
+        "--workflows",
+        str(workflows),
+        "--steps",
+        str(steps),
         *(["--url", place.pg_url] if place.pg_url else []),
-    ]  # fmt: skip
+    ]
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(
-            command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+            command,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
-        )  # fmt: skip
+        )
         assert process.stdout is not None
         timer = threading.Timer(READY_TIMEOUT, process.kill)
         timer.start()

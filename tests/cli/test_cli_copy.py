@@ -26,8 +26,12 @@ pytestmark = pytest.mark.postgres
 def nbflow_cli(db: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nbflow", "--db", str(db), *args],
-        capture_output=True, text=True, timeout=120, env=child_env(), cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
+        cwd=ROOT,
+    )
 
 
 def copied(db: str | Path, *args: str) -> dict[str, list[str]]:
@@ -132,7 +136,10 @@ def test_a_running_workflow_is_skipped_with_a_note(tmp_path: Path, pg_url: str) 
         assert next(iter(rt.read_stream(running.workflow_id, "out", timeout=30))) == "before"
         first = nbflow_cli(pg_url, "copy", "--to", str(target))
         assert first.returncode == 0, first.stderr
-        assert first.stdout.strip() == f"copied 1, already there 0, skipped 1 running: {running.workflow_id}"  # fmt: skip
+        assert (
+            first.stdout.strip()
+            == f"copied 1, already there 0, skipped 1 running: {running.workflow_id}"
+        )
         released.set()
         assert running.result(timeout=30) == "done"
     assert copied(pg_url, "--to", str(target)) == {
@@ -166,9 +173,26 @@ def test_an_interrupted_workflow_is_resumed_on_postgres_by_a_worker(
         durable = len(list(rt.list_steps(copyapp.WRITER_ID)))
     assert 0 < durable < n  # copied mid-run
     worker = subprocess.Popen(
-        [sys.executable, "-m", "nbflow", "--db", pg_url, "worker", "--queue", "tests-copy", "--import", "tests.apps.copyapp", "--recover-every", "0.5"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "nbflow",
+            "--db",
+            pg_url,
+            "worker",
+            "--queue",
+            "tests-copy",
+            "--import",
+            "tests.apps.copyapp",
+            "--recover-every",
+            "0.5",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         with nbflow.Runtime(pg_url, queues=[]) as rt:
             ended = lambda: rt.store.get_status(copyapp.WRITER_ID) == "SUCCESS"  # noqa: E731

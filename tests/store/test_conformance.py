@@ -1438,12 +1438,18 @@ def test_a_bulk_batch_keeps_every_value_exactly(store: Store) -> None:
     assert [store.get_workflow(f"w{i}") for i in range(len(doubles))] == rows
     assert [store.get_workflow(f"inf{i}") for i in range(300)] == infinite
     steps = [
-        step("w0", i + 1, output_json=None if i % 3 == 0 else f'"{i}"',
-             output_pickle=b"\x80\x00" + bytes([i % 256]) if i % 3 == 0 else None)
-        ._replace(started_at=d if d is not None and d == d and d < 1e300 else T,
-                  args_text=texts[i % len(texts)], code=texts[(i + 1) % len(texts)])
+        step(
+            "w0",
+            i + 1,
+            output_json=None if i % 3 == 0 else f'"{i}"',
+            output_pickle=b"\x80\x00" + bytes([i % 256]) if i % 3 == 0 else None,
+        )._replace(
+            started_at=d if d is not None and d == d and d < 1e300 else T,
+            args_text=texts[i % len(texts)],
+            code=texts[(i + 1) % len(texts)],
+        )
         for i, d in enumerate(doubles)
-    ]  # fmt: skip
+    ]
     store.commit(steps)
     assert store.list_steps("w0") == steps
     items = [

@@ -40,9 +40,13 @@ def test_many_ends_in_one_batch(store: Store) -> None:
         status="SUCCESS", output_json='"done"', ended_at=T + 5, updated_at=T + 5
     )
     assert b == workflow("b")._replace(
-        status="ERROR", error="E: x", error_pickle=b"\x80e", error_step=2,
-        ended_at=T + 6, updated_at=T + 6,
-    )  # fmt: skip
+        status="ERROR",
+        error="E: x",
+        error_pickle=b"\x80e",
+        error_step=2,
+        ended_at=T + 6,
+        updated_at=T + 6,
+    )
     assert items_of(store, "b", "k") == [(0, '"v"', None, False), (1, None, None, True)]
     assert c == workflow("c")._replace(
         status="SUCCESS", output_pickle=b"\x80p", ended_at=T + 9, updated_at=T + 9

@@ -88,7 +88,9 @@ def test_partition_limits_hold_per_key(store: Store) -> None:
     assert take(store, one_each, T + 12) == ["a1"]  # b1 waits for b0; a1 is older than c0
     assert take(store, QueueLimits(partition_concurrency=1), T + 13) == ["c0"]
     rated = QueueLimits(partition_rate=(1, 100.0))
-    store.commit([Finish(w, "SUCCESS", T + 15, output_json="0", markers=()) for w in ("a1", "b0", "c0")])  # fmt: skip
+    store.commit(
+        [Finish(w, "SUCCESS", T + 15, output_json="0", markers=()) for w in ("a1", "b0", "c0")]
+    )
     assert take(store, rated, T + 16) == []  # b started b0 in the window
     assert take(store, rated, T + 110.5) == ["b1"]  # b0 (at T + 10) has left it
 

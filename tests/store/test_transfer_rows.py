@@ -72,7 +72,8 @@ def test_an_import_is_one_transaction(store: Store) -> None:
     """A row the schema refuses (a step without a name) fails the whole import: no workflow row
     is left behind, and the import can be made again."""
     rows = _rows("t")
-    bad = rows._replace(steps=[*rows.steps, StepRow("t", 9, None, None, None, None, None, T, T, 1)])  # type: ignore[arg-type]  # fmt: skip
+    nameless = StepRow("t", 9, None, None, None, None, None, T, T, 1)  # type: ignore[arg-type]
+    bad = rows._replace(steps=[*rows.steps, nameless])
     with pytest.raises(Exception, match=r"(?i)not.null|null value"):
         store.import_rows(bad)
     assert store.export_rows(["t"]) == []

@@ -155,7 +155,12 @@ def test_enqueue_options_nest_and_stay_in_their_thread(database: str) -> None:
         with nbflow.enqueue_options(priority=3, deduplication_id="outer"):
             with nbflow.enqueue_options(priority=1):
                 inner = dedup_queue.enqueue(mark, "inner")
-                thread = threading.Thread(target=lambda: seen.append(rt.workflow_row(other_queue.enqueue(mark, "t").workflow_id).priority))  # fmt: skip
+
+                def enqueue_elsewhere() -> None:  # another thread: the block is not its own
+                    handle = other_queue.enqueue(mark, "t")
+                    seen.append(rt.workflow_row(handle.workflow_id).priority)
+
+                thread = threading.Thread(target=enqueue_elsewhere)
                 thread.start()
                 thread.join()
                 child_id = enqueues_child()  # runs here, in this thread, inside the block
@@ -173,7 +178,7 @@ def test_enqueue_options_belong_to_their_task(database: str) -> None:
 
     async def enqueue(priority: int) -> str:
         with nbflow.enqueue_options(priority=priority):
-            await asyncio.sleep(0.01)  # the other task enters its block meanwhile
+            await asyncio.sleep(0)  # a turn: the other task enters its block meanwhile
             return other_queue.enqueue(mark, str(priority)).workflow_id
 
     async def both() -> list[str]:
@@ -317,11 +322,26 @@ def test_rate_limit(database: str) -> None:
 def start_workers(pg_url: str, n: int, queue: str) -> list[subprocess.Popen[str]]:
     """``n`` processes of ``nbflow worker`` serving ``queue`` of :mod:`tests.apps.queueoptsapp`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "nbflow", "--db", pg_url, "worker", "--queue", queue, "--import", "tests.apps.queueoptsapp", "--recover-every", "0.5"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nbflow",
+        "--db",
+        pg_url,
+        "worker",
+        "--queue",
+        queue,
+        "--import",
+        "tests.apps.queueoptsapp",
+        "--recover-every",
+        "0.5",
+    ]
     return [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         for _ in range(n)
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture
