@@ -21,7 +21,7 @@ from nbflow._errors import (
     WorkflowNotFoundError,
 )
 from nbflow._fingerprint import fingerprint
-from nbflow._ids import new_id as new_id_
+from nbflow._ids import new_id
 from nbflow._records import Status
 from nbflow._serialization import check_text
 from nbflow.engine._code import Reuse
@@ -124,26 +124,26 @@ class Lifecycle:
         """Find or create the execution for a workflow about to start."""
         wf = call.wf
         given = call.workflow_id or context.take_assigned_id()
-        new_id = given or new_id_()
+        workflow_id = given or new_id()  # (made before the lock: see nbflow._ids)
         with self._executions.lock:
             self._engine.check_open()
             if given is not None:
                 found = self._existing(given, wf)
                 if found is not None:
                     return found
-            row = self.new_row(call, new_id)
-            ex = Execution(self._engine, new_id, wf.name, wf.fn, call.args, call.kwargs)
+            row = self.new_row(call, workflow_id)
+            ex = Execution(self._engine, workflow_id, wf.name, wf.fn, call.args, call.kwargs)
             ex.code.refresh = refreshing()
             ex.row_seq = self._engine.log.append(row)
             self._register(ex, row)
             if given is not None and not self._store.single_process:
                 # Another process may have created the same id a moment ago: one row wins.
                 self._engine.log.wait_durable(ex.row_seq)
-                stored = self._store.get_workflow(new_id)
+                stored = self._store.get_workflow(workflow_id)
                 if stored is not None and stored.executor_id != self._engine.executor_id:
                     self._executions.remove(ex)
                     return self._begin_recorded(stored, wf)
-            return Begun(new_id, ex, True)
+            return Begun(workflow_id, ex, True)
 
     def _existing(self, workflow_id: str, wf: DeclaredWorkflow) -> Begun | None:
         """:meth:`begin` for an id that runs here or is recorded; None for a new id."""
@@ -369,23 +369,23 @@ class Lifecycle:
         wf = lookup_workflow(source.name)
         if wf is None:
             raise FunctionNotRegisteredError(workflow_id, source.name)
-        new_id = context.take_assigned_id() or new_id_()
+        fork_id = context.take_assigned_id() or new_id()
         with self._executions.lock:
             engine.check_open()
-            if new_id in self._executions or self._store.get_status(new_id) is not None:
+            if fork_id in self._executions or self._store.get_status(fork_id) is not None:
                 raise WorkflowConflictError(
-                    new_id, "an existing workflow", f"a fork of {workflow_id!r}"
+                    fork_id, "an existing workflow", f"a fork of {workflow_id!r}"
                 )
             now = time.time()
             op = Fork(
-                workflow_id, new_id, from_step, now, engine.executor_id, context.deadline(now)
+                workflow_id, fork_id, from_step, now, engine.executor_id, context.deadline(now)
             )
             engine.log.wait_durable(engine.log.append(op))
-            row = self._store.get_workflow(new_id)
+            row = self._store.get_workflow(fork_id)
             assert row is not None
             ex = self.activate_row(row, wf)
         self.spawn(ex)
-        return self.handle(new_id, ex)
+        return self.handle(fork_id, ex)
 
     # -- queues --------------------------------------------------------------------------------
 
@@ -418,7 +418,7 @@ class Lifecycle:
                     if existing.name != wf.name:
                         raise WorkflowConflictError(given, existing.name, wf.name)
                     return self.handle(given)
-            workflow_id = given or new_id_()
+            workflow_id = given or new_id()
             row = queued_row(self.new_row(call._replace(wf=wf), workflow_id, queue.name), options)
             once = row.deduplication_id is not None  # in a transaction of its own, not the log's
             seq = None if once else self._engine.log.append(Enqueue(row))
