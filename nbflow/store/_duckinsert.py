@@ -9,7 +9,8 @@ Three ways, chosen by the batch's size, each cheapest in its range (CPU a row, m
   to DuckDB's holds it for each value (a workflow of 20,000 steps: 17 → 11 µs a step). Rows that
   JSON cannot carry exactly (an infinite or NaN double, a value orjson refuses) go by lists.
 
-Columns NULL in every row are left out (most of a step's): DuckDB's cost grows with each.
+Columns NULL in every row are left out (most of a step's): DuckDB's cost grows with each. A column
+of one value in every row (a workflow's id, a stream's key) is sent once.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ _DIALECT = {
 _TYPES = {table: tuple(_DIALECT[t] for _, t in columns) for table, columns in schema.TABLES.items()}
 
 
+#: Types whose equal values are the same value: a column of one such value is sent once.
+_SCALAR_TYPES = frozenset({"VARCHAR", "INTEGER", "BIGINT", "BOOLEAN"})
 _NAMES = {table: tuple(name for name, _ in columns) for table, columns in schema.TABLES.items()}
 
 
@@ -51,21 +54,45 @@ def _kept(table: str, columns: Columns) -> list[int]:
     return [i for i, column in enumerate(columns) if any(v is not None for v in column)]
 
 
+def _constants(table: str, columns: Columns, kept: list[int]) -> set[int]:
+    """The kept columns that hold one value in every row (a batch of one workflow: its id, its
+    steps' names, a stream's key): sent once, as a parameter, not once a row (1,000 step rows
+    inserted and committed: 6.2 → 4.3 µs a row). Only types whose equal values are the same
+    value; at least one column stays a list, as it gives the number of rows."""
+    types = _TYPES[table]
+    found = set()
+    for i in kept:
+        column = columns[i]
+        first = column[0]
+        if types[i] in _SCALAR_TYPES and column[-1] == first and column.count(first) == len(column):
+            found.add(i)
+    if len(found) == len(kept):
+        found.discard(kept[0])
+    return found
+
+
 def _lists_insert(table: str, columns: Columns, kept: list[int]) -> tuple[str, list[Any]]:
-    """An insert of the ``kept`` columns as one list each, taken apart by ``unnest()``."""
+    """An insert of the ``kept`` columns as one list each, taken apart by ``unnest()`` (a
+    constant column: one value)."""
     names, types = _NAMES[table], _TYPES[table]
+    constants = _constants(table, columns, kept)
     into = ", ".join(f'"{names[i]}"' for i in kept)
-    values = ", ".join(f"unnest(${n + 1}::{types[i]}[])" for n, i in enumerate(kept))
-    return f"INSERT INTO {table} ({into}) SELECT {values}", [list(columns[i]) for i in kept]
+    values = ", ".join(
+        f"${n + 1}::{types[i]}" if i in constants else f"unnest(${n + 1}::{types[i]}[])"
+        for n, i in enumerate(kept)
+    )
+    params = [columns[i][0] if i in constants else list(columns[i]) for i in kept]
+    return f"INSERT INTO {table} ({into}) SELECT {values}", params
 
 
 def _json_insert(table: str, columns: Columns, kept: list[int]) -> tuple[str, list[Any]] | None:
     """An insert of the ``kept`` columns as one JSON text taken apart by ``from_json``, blob
-    columns as lists beside it; None when JSON cannot carry a value exactly (an infinite or NaN
-    double, which orjson writes as null; a value orjson refuses)."""
+    columns as lists and constant columns as one value beside it; None when JSON cannot carry
+    a value exactly (an infinite or NaN double, which orjson writes as null; a value orjson
+    refuses)."""
     names, types = _NAMES[table], _TYPES[table]
-    texts = [i for i in kept if types[i] != "BLOB"]
-    blobs = [i for i in kept if types[i] == "BLOB"]
+    constants = _constants(table, columns, kept)
+    texts = [i for i in kept if types[i] != "BLOB" and i not in constants]
     for i in texts:
         if types[i] == "DOUBLE" and not math.isfinite(sum(filter(None, columns[i]))):
             return None
@@ -73,16 +100,23 @@ def _json_insert(table: str, columns: Columns, kept: list[int]) -> tuple[str, li
         payload = orjson.dumps({f"c{i}": columns[i] for i in texts})
     except orjson.JSONEncodeError:
         return None
-    structure = ", ".join(f'"c{i}": "{types[i]}[]"' for i in texts)
+    params: list[Any] = [payload.decode()]
     select = {i: f"unnest(j.c{i})" for i in texts}
-    select.update({i: f"unnest(${n + 2}::BLOB[])" for n, i in enumerate(blobs)})
+    for i in kept:
+        if i in constants:
+            params.append(columns[i][0])
+            select[i] = f"${len(params)}::{types[i]}"
+        elif types[i] == "BLOB":
+            params.append(list(columns[i]))
+            select[i] = f"unnest(${len(params)}::BLOB[])"
+    structure = ", ".join(f'"c{i}": "{types[i]}[]"' for i in texts)
     into = ", ".join(f'"{names[i]}"' for i in kept)
     values = ", ".join(select[i] for i in kept)
     sql = (
         f"INSERT INTO {table} ({into}) SELECT {values} "
         f"FROM (SELECT from_json($1::VARCHAR, '{{{structure}}}') AS j)"
     )
-    return sql, [payload.decode(), *(list(columns[i]) for i in blobs)]
+    return sql, params
 
 
 def _values_insert_sql(table: str, columns: int, rows: int) -> str:

@@ -298,9 +298,14 @@ class SQLStore(
     def _finish_many(self, statements: list[Statement], finishes: list[Finish]) -> None:
         """Append the statements of workflows' own ends (each with its end markers): one UPDATE
         for all (:data:`FINISH_MANY`), then their markers. A store whose ends take conditions of
-        their own appends each one's :meth:`_finish` instead."""
-        columns = zip(*(finish_params(op) for op in finishes), strict=True)
-        statements.append((FINISH_MANY, [list(column) for column in columns]))
+        their own appends each one's :meth:`_finish` instead. One end alone is updated by its
+        key (:data:`FINISH_UPDATE`): DuckDB runs it in half the time of a join with one row
+        (1.0 against 2.0 ms), and it is the end of every long workflow."""
+        if len(finishes) == 1:
+            statements.append((FINISH_UPDATE, finish_params(finishes[0])))
+        else:
+            columns = zip(*(finish_params(op) for op in finishes), strict=True)
+            statements.append((FINISH_MANY, [list(column) for column in columns]))
         markers = [marker for op in finishes for marker in op.markers or ()]
         if markers:
             statements.append(self._insert("streams", markers))

@@ -1460,3 +1460,24 @@ def test_a_bulk_batch_keeps_every_value_exactly(store: Store) -> None:
     assert items_of(store, "w1", "k") == [
         (r.offset, r.value_json, r.value_pickle, r.is_end) for r in items
     ]
+
+
+@pytest.mark.parametrize("count", [50, 250])
+def test_a_column_of_one_value_in_a_batch_is_kept_in_every_row(store: Store, count: int) -> None:
+    """A batch whose rows share a value (one workflow's steps, one stream's items: DuckDB sends
+    such a column once) keeps each row's own value: a column equal at both ends but not in the
+    middle is not taken for one value; in lists (50 rows) and in one JSON text (250)."""
+    store.commit([workflow("w")])
+    names = ["same"] + ["other"] * (count - 2) + ["same"]
+    steps = [
+        step("w", i + 1, names[i], attempts=1 if 0 < i < count - 1 else 2) for i in range(count)
+    ]
+    items = [item("w", "k", i, f'"{name}"', fid=3) for i, name in enumerate(names)]
+    store.commit([*steps, *items])
+    assert store.list_steps("w") == steps
+    assert items_of(store, "w", "k") == [
+        (r.offset, r.value_json, r.value_pickle, r.is_end) for r in items
+    ]
+    store.commit([workflow("w2")])
+    store.commit([step("w2", i + 1) for i in range(count)])  # most columns: one value
+    assert [s.function_id for s in store.list_steps("w2")] == list(range(1, count + 1))
