@@ -47,6 +47,7 @@ __all__ = [
     "encode",
     "encode_error",
     "is_json_native",
+    "plain_json",
     "storable_text",
 ]
 
@@ -237,6 +238,18 @@ def _walk(stack: list[Any], seen: set[int]) -> bool | object:
             else:
                 return False
     return _SHARED if shared else True
+
+
+def plain_json(value: Any) -> str | None:
+    """The JSON text :func:`encode` gives a value made of JSON types only, met once each (the
+    common case, for the hot path: no ``what`` built); None for any other value, which
+    :func:`encode` then decides."""
+    if _json_types(value) is True:
+        try:
+            return _fast_dumps(value).decode()  # type: ignore[no-any-return]
+        except TypeError:  # an int past 64 bits, a lone surrogate, too deep: encode() decides
+            return None
+    return None
 
 
 def encode(value: Any, *, what: str, allow_pickle: bool = True) -> Encoded:

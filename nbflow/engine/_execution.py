@@ -30,7 +30,7 @@ from nbflow._errors import (
     WorkflowCancelledError,
     WorkflowInterruptedError,
 )
-from nbflow._serialization import check_text
+from nbflow._serialization import check_text, plain_json
 from nbflow.engine._code import RunCode
 from nbflow.engine._engine import Engine
 from nbflow.store._base import Replay, ReplayRecord
@@ -341,7 +341,9 @@ class Execution:
             check_text(key, "A stream key")
         value_json = value_pickle = None
         if not is_end:
-            value_json, value_pickle = self.engine.encode(value, f"stream {key!r}")
+            value_json = plain_json(value)
+            if value_json is None:
+                value_json, value_pickle = self.engine.encode(value, f"stream {key!r}")
         if step is None:
             if at is None:
                 self.function_id = at = self.function_id + 1  # (next_function_id())

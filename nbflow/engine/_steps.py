@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from nbflow._canonical import args_digest
-from nbflow._serialization import Encoded, encode_error
+from nbflow._serialization import Encoded, encode_error, plain_json
 from nbflow.engine import _cache as cache
 from nbflow.engine._execution import Execution, State
 from nbflow.engine._inflight import inflight
@@ -301,7 +301,9 @@ class StepRun:
                 )
             raise self.error
         output = self.output
-        text, blob = ex.engine.encode(output, f"the output of step {name!r}")
+        text, blob = plain_json(output), None
+        if text is None:
+            text, blob = ex.engine.encode(output, f"the output of step {name!r}")
         # Built as tuple builds it (a NamedTuple's own __new__ is a Python call), in table order.
         fields = (ex.workflow_id, self.function_id, name, text, blob, None, None, self.started)
         more = (time.time(), self.tries, self.code, self.args_hash, None, self.args_text)
