@@ -16,9 +16,12 @@ schema (every migration), each the median of ``--rounds`` / 30 runs:
 
   a-floor  the Python a recorded step cannot do without (a call, a dict lookup, a list append);
            and 1,000 rows inserted into ``steps`` in one statement and committed (µs a row), as
-           nbflow's committer does (one JSON text of columns, ``from_json``) and, where pyarrow
-           is installed, from an Arrow table (DuckDB's fastest path)
-  b-floor  10,000 rows inserted into ``streams`` the same two ways (rows/s)
+           nbflow's committer does (one JSON text of columns, ``from_json``, a column of one
+           value sent once) and, where pyarrow is installed, from an Arrow table (DuckDB's
+           fastest path); and the least a 1,000-step workflow commits, one statement after the
+           other: its row, its steps (one insert), its end (µs a step)
+  b-floor  10,000 rows inserted into ``streams`` the same two ways (rows/s), and the least a
+           workflow writing them commits, as for a (items/s)
   e-floor  10,000 stream values fetched (one query, one column) and decoded by orjson (items/s)
   start    a thread started and joined (the least a workflow in a thread of its own costs)
 """
@@ -47,7 +50,7 @@ _WORKFLOW_INSERT = "INSERT INTO workflows VALUES (" + ", ".join("?" * 15) + ")"
 
 
 def _open(path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path), config={"threads": 1})  # as nbflow opens DuckDB
     for statement in MIGRATIONS[0]:
         con.execute(statement)
     return con
@@ -132,24 +135,31 @@ def parts(path: Path, rounds: int) -> dict[str, list[float]]:
 
 
 def _open_full(path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path), config={"threads": 1})  # as nbflow opens DuckDB
     for migration in MIGRATIONS:
         for statement in migration:
             con.execute(statement)
     return con
 
 
-def _columns_insert(table: str, columns: dict[str, tuple[str, list[Any]]]) -> tuple[str, str]:
-    """The statement and its one parameter that insert ``columns`` (name → (type, values)) as
-    one JSON text of columns taken apart by ``from_json``."""
-    structure = ", ".join(f'"{name}": "{kind}[]"' for name, (kind, _) in columns.items())
+def _columns_insert(table: str, columns: dict[str, tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
+    """The statement and its parameters that insert ``columns`` (name → (type, values)) as one
+    JSON text of columns taken apart by ``from_json``, a column of one value (a workflow's id)
+    sent once beside it."""
+    varying = {n: c for n, c in columns.items() if c[1].count(c[1][0]) != len(c[1])}
+    constant = [n for n in columns if n not in varying]
+    structure = ", ".join(f'"{name}": "{kind}[]"' for name, (kind, _) in varying.items())
     into = ", ".join(f'"{name}"' for name in columns)
-    values = ", ".join(f'unnest(j."{name}")' for name in columns)
+    values = ", ".join(
+        f'unnest(j."{name}")' if name in varying else f"${constant.index(name) + 2}::{kind}"
+        for name, (kind, _) in columns.items()
+    )
     sql = (
         f"INSERT INTO {table} ({into}) SELECT {values} "
         f"FROM (SELECT from_json($1::VARCHAR, '{{{structure}}}') AS j)"
     )
-    return sql, orjson.dumps({name: values for name, (_, values) in columns.items()}).decode()
+    text = orjson.dumps({name: values for name, (_, values) in varying.items()}).decode()
+    return sql, [text, *(columns[name][1][0] for name in constant)]
 
 
 def _step_columns(workflow_id: str, rows: int) -> dict[str, tuple[str, list[Any]]]:
@@ -159,8 +169,8 @@ def _step_columns(workflow_id: str, rows: int) -> dict[str, tuple[str, list[Any]
         "function_id": ("INTEGER", list(range(1, rows + 1))),
         "name": ("VARCHAR", ["floors.step"] * rows),
         "output_json": ("VARCHAR", [str(i) for i in range(rows)]),
-        "started_at": ("DOUBLE", [now] * rows),
-        "ended_at": ("DOUBLE", [now] * rows),
+        "started_at": ("DOUBLE", [now + i * 1e-6 for i in range(rows)]),
+        "ended_at": ("DOUBLE", [now + i * 1e-6 for i in range(rows)]),
         "attempts": ("INTEGER", [1] * rows),
         "code": ("VARCHAR", ["0123456789abcdef" * 2] * rows),
         "args_hash": ("VARCHAR", [f"#i{i}" for i in range(rows)]),
@@ -177,7 +187,7 @@ def _stream_columns(workflow_id: str, rows: int) -> dict[str, tuple[str, list[An
         "value_json": ("VARCHAR", [orjson.dumps({"i": i, "v": "x"}).decode() for i in range(rows)]),
         "is_end": ("BOOLEAN", [False] * rows),
         "function_id": ("INTEGER", list(range(1, rows + 1))),
-        "created_at": ("DOUBLE", [now] * rows),
+        "created_at": ("DOUBLE", [now + i * 1e-6 for i in range(rows)]),
     }
 
 
@@ -197,8 +207,30 @@ def _insert_seconds(
         into = ", ".join(f'"{name}"' for name in columns)
         cur.execute(f"INSERT INTO {table} ({into}) SELECT * FROM frame")
     else:
-        sql, text = _columns_insert(table, columns)
-        cur.execute(sql, [text])
+        cur.execute(*_columns_insert(table, columns))
+    return time.perf_counter() - start
+
+
+def _workflow_seconds(
+    con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, tuple[str, list[Any]]]
+) -> float:
+    """Seconds for the least a workflow writing ``columns`` to ``table`` commits, one statement
+    after the other, each committed: its row, its rows in one insert, its end."""
+    cur = con.cursor()
+    workflow_id = columns["workflow_id"][1][0]
+    now = time.time()
+    start = time.perf_counter()
+    cur.execute(
+        "INSERT INTO workflows (workflow_id, name, status, inputs_json, created_at, updated_at, "
+        "executor_id) VALUES (?, 'floors.workflow', 'PENDING', '{\"args\":[1000]}', ?, ?, 'x')",
+        [workflow_id, now, now],
+    )
+    cur.execute(*_columns_insert(table, columns))
+    cur.execute(
+        "UPDATE workflows SET status = 'SUCCESS', output_json = '1000', ended_at = ?, "
+        "updated_at = ? WHERE workflow_id = ? AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')",
+        [now, now, workflow_id],
+    )
     return time.perf_counter() - start
 
 
@@ -259,6 +291,14 @@ def throughput(rounds: int) -> list[tuple[str, float, str]]:
                 out.setdefault(
                     f"b: 10,000 stream rows, one insert + commit, {how} (rows/s)", []
                 ).append(10_000 / seconds)
+            seconds = _workflow_seconds(con, "steps", _step_columns(f"aw-{n}", 1000))
+            out.setdefault(
+                "a: a 1,000-step workflow's row, steps and end, each committed (µs a step)", []
+            ).append(seconds / 1000 * 1e6)
+            seconds = _workflow_seconds(con, "streams", _stream_columns(f"bw-{n}", 10_000))
+            out.setdefault(
+                "b: a 10,000-item workflow's row, items and end, each committed (items/s)", []
+            ).append(10_000 / seconds)
             out.setdefault("e: 10,000 stream values fetched and decoded (items/s)", []).append(
                 10_000 / _read_seconds(con, f"b-False-{n}")
             )

@@ -61,6 +61,12 @@ _CONFIG: dict[str, str | bool | int | float | list[str]] = {
     # default): writing 400 MB grew the process by 350 MB. nbflow starts small and raises the
     # limit when a query needs more (a large value: see DuckDBStore._with_room).
     "memory_limit": f"{_FIRST_LIMIT}B",
+    # DuckDB runs each query on the thread that asks: nbflow's queries are small (a commit, a
+    # page of a stream), and handing their tasks to a worker thread made them slower (a stream
+    # item written to read in the same process, p50: 2.1 -> 1.3 ms; a trivial workflow,
+    # start to result: 2.05 -> 1.81 ms). A large scan through DuckDBStore.sql() may ask for
+    # more with "SET threads TO n" (DuckDB's setting is the whole file's, commits included).
+    "threads": 1,
 }
 _MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB file
 _LOCKED = ("Could not set lock on file", "Conflicting lock is held")

@@ -175,3 +175,14 @@ def test_empty_file_behaves_as_before(tmp_path: Path) -> None:
     assert info.value.path == str(path)
     assert path.read_bytes() == b""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.duckdb"]
+
+
+def test_duckdb_runs_nbflow_queries_on_the_asking_thread(tmp_path: Path) -> None:
+    """DuckDB is opened with one thread (a commit handed to a worker thread took longer); a
+    user's large scan may raise it through ``store.sql``, and workflows still run and commit."""
+    with nbflow.Runtime(str(tmp_path / "t.duckdb")) as rt:
+        store = rt.store
+        assert store.sql("SELECT current_setting('threads')").fetchall() == [(1,)]  # type: ignore[attr-defined]
+        store.sql("SET threads TO 2")  # type: ignore[attr-defined]
+        assert rt.start(padded, 3).result() == "3:" + "x" * 2000
+        assert store.sql("SELECT current_setting('threads')").fetchall() == [(2,)]  # type: ignore[attr-defined]
