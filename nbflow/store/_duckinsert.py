@@ -119,9 +119,15 @@ def _json_insert(table: str, columns: Columns, kept: list[int]) -> tuple[str, li
     return sql, params
 
 
-def _values_insert_sql(table: str, columns: int, rows: int) -> str:
-    row = f"({', '.join('?' * columns)})"
-    return f"INSERT INTO {table} VALUES {', '.join([row] * rows)}"
+def _values_insert(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+    """An insert of a few rows as a ``VALUES`` list of the columns not NULL in every row (a
+    workflow's row has 24 columns, 14 of them NULL: naming the others saves 0.1 ms a commit)."""
+    kept = _kept(table, list(zip(*rows, strict=True)))
+    names = _NAMES[table]
+    into = ", ".join(f'"{names[i]}"' for i in kept)
+    values = f"({', '.join('?' * len(kept))})"
+    sql = f"INSERT INTO {table} ({into}) VALUES {', '.join([values] * len(rows))}"
+    return sql, [row[i] for row in rows for i in kept]
 
 
 #: Up to this many rows, a VALUES list is cheaper for DuckDB to run than unnest() over lists.
@@ -135,8 +141,7 @@ def insert_statement(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, 
     """The statement (SQL, parameters) that inserts ``rows`` into ``table``, in one of the three
     ways above."""
     if len(rows) <= _VALUES_MAX_ROWS:
-        params = [value for row in rows for value in row]
-        return _values_insert_sql(table, len(_TYPES[table]), len(rows)), params
+        return _values_insert(table, rows)
     columns: Columns = list(zip(*rows, strict=True))
     kept = _kept(table, columns)
     found = _json_insert(table, columns, kept) if len(rows) >= _JSON_MIN_ROWS else None
