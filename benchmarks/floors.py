@@ -7,7 +7,9 @@ nbflow code at all, what plain DuckDB costs on this machine in the two patterns 
   c-floor  a writer thread hands one item every 1 ms to a committer thread, which inserts every
            queued item into ``streams`` in one statement and commits; latency = commit end minus
            hand-over (no reader, no decoding, no wake-up).
-  d-floor  one row inserted into ``workflows`` and committed (autocommit), one after the other.
+  d-floor  one row inserted into ``workflows`` and committed (autocommit), one after the other;
+           and the same while another thread runs Python without pause (a body in a tight
+           loop): DuckDB's client takes the interpreter lock back between a query's tasks.
   parts    the pieces: an empty transaction, a one-row insert inside an open transaction, and
            the commit that follows it.
 
@@ -108,6 +110,34 @@ def workflow_commits(path: Path, rounds: int) -> list[float]:
         cur.execute(_WORKFLOW_INSERT, _workflow_row(i))
         times.append(time.perf_counter() - start)
     con.close()
+    return times
+
+
+def commits_beside_python(path: Path, rounds: int) -> list[float]:
+    """Durations (s) of one-row autocommit inserts into ``workflows`` while another thread runs
+    Python without pause (a workflow body in a tight loop): DuckDB's client takes the
+    interpreter lock back between the tasks of a query (to check for Ctrl-C), each time waiting
+    for the other thread to let it go."""
+    con = _open(path)
+    cur = con.cursor()
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    thread = threading.Thread(target=spin, name="floors-spin", daemon=True)
+    thread.start()
+    times = []
+    try:
+        for i in range(rounds):
+            start = time.perf_counter()
+            cur.execute(_WORKFLOW_INSERT, _workflow_row(i))
+            times.append(time.perf_counter() - start)
+    finally:
+        stop.set()
+        thread.join()
+        con.close()
     return times
 
 
@@ -322,10 +352,12 @@ def measure(items: int = 1000, rounds: int = 300) -> list[tuple[str, float, floa
     with tempfile.TemporaryDirectory(prefix="nbflow-floors-") as tmp:
         lat = stream_latency(Path(tmp) / "c.duckdb", items)
         wf = workflow_commits(Path(tmp) / "d.duckdb", rounds)
+        beside = commits_beside_python(Path(tmp) / "g.duckdb", max(10, rounds // 10))
         pieces = parts(Path(tmp) / "p.duckdb", rounds)
     rows = [
         ("c-floor: item handed over → committed (1 ms apart)", _pct(lat, 0.5), _pct(lat, 0.99)),
         ("d-floor: one workflows row, insert + commit", _pct(wf, 0.5), _pct(wf, 0.99)),
+        ("the same, another thread running Python", _pct(beside, 0.5), _pct(beside, 0.99)),
     ]
     rows += [(f"part: {name}", _pct(v, 0.5), _pct(v, 0.99)) for name, v in pieces.items()]
     return rows
