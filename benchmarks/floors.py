@@ -7,7 +7,8 @@ nbflow code at all, what plain DuckDB costs on this machine in the two patterns 
   c-floor  a writer thread hands one item every 1 ms to a committer thread, which inserts every
            queued item into ``streams`` in one statement and commits; latency = commit end minus
            hand-over (no reader, no decoding, no wake-up).
-  d-floor  one row inserted into ``workflows`` and committed (autocommit), one after the other;
+  d-floor  one row inserted into ``workflows`` (a finished trivial workflow's, as nbflow inserts
+           it) and committed (autocommit), one after the other;
            and the same while another thread runs Python without pause (a body in a tight
            loop): DuckDB's client takes the interpreter lock back between a query's tasks.
   parts    the pieces: an empty transaction, a one-row insert inside an open transaction, and
@@ -25,7 +26,8 @@ schema (every migration), each the median of ``--rounds`` / 30 runs:
   b-floor  10,000 rows inserted into ``streams`` the same two ways (rows/s), and the least a
            workflow writing them commits, as for a (items/s)
   e-floor  10,000 stream values fetched (one query, one column) and decoded by orjson (items/s)
-  start    a thread started and joined (the least a workflow in a thread of its own costs)
+  start    a thread started and joined (the least a workflow in a new thread costs), and a value
+           handed to a waiting thread and back (a workflow in a kept thread: two hand-offs)
 """
 
 from __future__ import annotations
@@ -48,19 +50,26 @@ from nbflow.store._schema import MIGRATIONS
 __all__ = ["main", "measure", "throughput"]
 
 _STREAM_ROW = "(" + ", ".join("?" * 9) + ")"
-_WORKFLOW_INSERT = "INSERT INTO workflows VALUES (" + ", ".join("?" * 15) + ")"
+#: A finished trivial workflow's row as nbflow inserts it: the columns it does not leave NULL.
+_WORKFLOW_COLUMNS = (
+    "workflow_id, name, status, inputs_json, output_json, created_at, updated_at, ended_at, "
+    "executor_id, code"
+)
+_WORKFLOW_INSERT = f"INSERT INTO workflows ({_WORKFLOW_COLUMNS}) VALUES ({', '.join('?' * 10)})"
 
 
 def _open(path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path), config={"threads": 1})  # as nbflow opens DuckDB
-    for statement in MIGRATIONS[0]:
-        con.execute(statement)
+    """A DuckDB file with nbflow's whole schema, opened as nbflow opens it (one thread)."""
+    con = duckdb.connect(str(path), config={"threads": 1})
+    for migration in MIGRATIONS:
+        for statement in migration:
+            con.execute(statement)
     return con
 
 
 def _workflow_row(i: int) -> tuple[object, ...]:
-    return (f"wf-{i}", "floors.trivial", "SUCCESS", '{"args":[],"kwargs":{}}', None, "1",
-            None, None, None, 1.0, 1.0, 1.0, "executor", None, None)  # fmt: skip
+    args = '{"args":[],"kwargs":{}}'
+    return (f"wf-{i}", "floors.trivial", "SUCCESS", args, "1", 1.0, 1.0, 1.0, "executor", "c" * 32)
 
 
 def stream_latency(path: Path, items: int) -> list[float]:
@@ -145,7 +154,8 @@ def parts(path: Path, rounds: int) -> dict[str, list[float]]:
     """Durations (s) of an empty transaction, an insert in a transaction, and its commit."""
     con = _open(path)
     cur = con.cursor()
-    out: dict[str, list[float]] = {"empty transaction": [], "insert in a transaction": [], "its commit": []}  # fmt: skip
+    names = ("empty transaction", "insert in a transaction", "its commit")
+    out: dict[str, list[float]] = {name: [] for name in names}
     for i in range(rounds):
         t0 = time.perf_counter()
         cur.execute("BEGIN TRANSACTION")
@@ -162,14 +172,6 @@ def parts(path: Path, rounds: int) -> dict[str, list[float]]:
         out["its commit"].append(t4 - t3)
     con.close()
     return out
-
-
-def _open_full(path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path), config={"threads": 1})  # as nbflow opens DuckDB
-    for migration in MIGRATIONS:
-        for statement in migration:
-            con.execute(statement)
-    return con
 
 
 def _columns_insert(table: str, columns: dict[str, tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
@@ -299,12 +301,34 @@ def _thread_seconds() -> float:
     return time.perf_counter() - start
 
 
+def _handoff_seconds(rounds: int = 200) -> float:
+    """Median seconds for a value handed to another (waiting) thread and one handed back."""
+    there: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    back: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def echo() -> None:
+        while (value := there.get()) is not None:
+            back.put(value)
+
+    thread = threading.Thread(target=echo, name="floors-echo")
+    thread.start()
+    times = []
+    for i in range(rounds):
+        start = time.perf_counter()
+        there.put(i)
+        back.get()
+        times.append(time.perf_counter() - start)
+    there.put(None)
+    thread.join()
+    return statistics.median(times)
+
+
 def throughput(rounds: int) -> list[tuple[str, float, str]]:
     """Rows ``(what, median, unit)`` of the throughput floors."""
     ways = [False] + ([True] if importlib.util.find_spec("pyarrow") is not None else [])
     out: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="nbflow-floors-") as tmp:
-        con = _open_full(Path(tmp) / "t.duckdb")
+        con = _open(Path(tmp) / "t.duckdb")
         for n in range(rounds):
             out.setdefault("a: Python of a step (µs)", []).append(
                 _python_step_seconds(100_000) * 1e6
@@ -334,6 +358,9 @@ def throughput(rounds: int) -> list[tuple[str, float, str]]:
             )
             out.setdefault("d: a thread started and joined (ms)", []).append(
                 _thread_seconds() * 1e3
+            )
+            out.setdefault("d: a value handed to a waiting thread and back (ms)", []).append(
+                _handoff_seconds() * 1e3
             )
         con.close()
     return [
