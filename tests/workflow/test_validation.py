@@ -325,6 +325,38 @@ def test_shared_and_cyclic_values() -> None:
         encode(too_deep, what="test")
 
 
+def test_the_hot_paths_json_is_what_encode_gives_or_nothing() -> None:
+    """``plain_json`` (a step's output, a stream item) gives the JSON text ``encode`` gives, or
+    None for a value ``encode`` must decide: a tuple, inf or NaN, a str or dict subclass, an int
+    past 64 bits, a lone surrogate, a shared or cyclic container, a non-str key."""
+    from nbflow._serialization import encode, plain_json
+
+    class Text(str):
+        pass
+
+    shared = ["s"]
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    plain: list[Any] = [1, "é", None, True, 0.5, -0.0, [1, {"a": [2.5, None]}], {"k": "v"}, {}]
+    others: list[Any] = [
+        (1, 2),
+        float("inf"),
+        [float("nan")],
+        Text("x"),
+        {"a": Text("x")},
+        2**70,
+        "lone \ud800",
+        {"a": shared, "b": shared},
+        cyclic,
+        {1: "a"},
+        nested(600),
+    ]
+    for value in plain:
+        assert plain_json(value) == encode(value, what="test")[0] is not None
+    for value in others:
+        assert plain_json(value) is None, value
+
+
 # -- configuration -------------------------------------------------------------------------------
 
 
