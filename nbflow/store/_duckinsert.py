@@ -71,11 +71,12 @@ def _constants(table: str, columns: Columns, kept: list[int]) -> set[int]:
     return found
 
 
-def _lists_insert(table: str, columns: Columns, kept: list[int]) -> tuple[str, list[Any]]:
+def _lists_insert(
+    table: str, columns: Columns, kept: list[int], constants: set[int]
+) -> tuple[str, list[Any]]:
     """An insert of the ``kept`` columns as one list each, taken apart by ``unnest()`` (a
-    constant column: one value)."""
+    column of ``constants``: one value)."""
     names, types = _NAMES[table], _TYPES[table]
-    constants = _constants(table, columns, kept)
     into = ", ".join(f'"{names[i]}"' for i in kept)
     values = ", ".join(
         f"${n + 1}::{types[i]}" if i in constants else f"unnest(${n + 1}::{types[i]}[])"
@@ -85,13 +86,14 @@ def _lists_insert(table: str, columns: Columns, kept: list[int]) -> tuple[str, l
     return f"INSERT INTO {table} ({into}) SELECT {values}", params
 
 
-def _json_insert(table: str, columns: Columns, kept: list[int]) -> tuple[str, list[Any]] | None:
+def _json_insert(
+    table: str, columns: Columns, kept: list[int], constants: set[int]
+) -> tuple[str, list[Any]] | None:
     """An insert of the ``kept`` columns as one JSON text taken apart by ``from_json``, blob
-    columns as lists and constant columns as one value beside it; None when JSON cannot carry
-    a value exactly (an infinite or NaN double, which orjson writes as null; a value orjson
-    refuses)."""
+    columns as lists and the columns of ``constants`` as one value beside it; None when JSON
+    cannot carry a value exactly (an infinite or NaN double, which orjson writes as null; a
+    value orjson refuses)."""
     names, types = _NAMES[table], _TYPES[table]
-    constants = _constants(table, columns, kept)
     texts = [i for i in kept if types[i] != "BLOB" and i not in constants]
     for i in texts:
         if types[i] == "DOUBLE" and not math.isfinite(sum(filter(None, columns[i]))):
@@ -144,5 +146,8 @@ def insert_statement(table: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str, 
         return _values_insert(table, rows)
     columns: Columns = list(zip(*rows, strict=True))
     kept = _kept(table, columns)
-    found = _json_insert(table, columns, kept) if len(rows) >= _JSON_MIN_ROWS else None
-    return found if found is not None else _lists_insert(table, columns, kept)
+    constants = _constants(table, columns, kept)
+    found = None
+    if len(rows) >= _JSON_MIN_ROWS:
+        found = _json_insert(table, columns, kept, constants)
+    return found if found is not None else _lists_insert(table, columns, kept, constants)

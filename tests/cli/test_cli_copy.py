@@ -18,7 +18,7 @@ import nbflow
 from nbflow import Status
 from tests.apps import copyapp
 from tests.support.helpers import wait_until
-from tests.support.processes import ROOT, child_env
+from tests.support.processes import ROOT, child_env, start_worker
 
 pytestmark = pytest.mark.postgres
 
@@ -172,27 +172,7 @@ def test_an_interrupted_workflow_is_resumed_on_postgres_by_a_worker(
         assert rt.get_workflow(copyapp.WRITER_ID).status() == Status.PENDING
         durable = len(list(rt.list_steps(copyapp.WRITER_ID)))
     assert 0 < durable < n  # copied mid-run
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nbflow",
-            "--db",
-            pg_url,
-            "worker",
-            "--queue",
-            "tests-copy",
-            "--import",
-            "tests.apps.copyapp",
-            "--recover-every",
-            "0.5",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = start_worker(pg_url, "tests.apps.copyapp", "--queue", "tests-copy", env=env)
     try:
         with nbflow.Runtime(pg_url, queues=[]) as rt:
             ended = lambda: rt.store.get_status(copyapp.WRITER_ID) == "SUCCESS"  # noqa: E731

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["ROOT", "ReadyChild", "child_env", "is_postgres", "run_together"]
+__all__ = ["ROOT", "ReadyChild", "child_env", "is_postgres", "run_together", "start_worker"]
 
 #: The repository's root (the folder of ``pyproject.toml``).
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +34,25 @@ def child_env(app_name: str | None = None) -> dict[str, str]:
 def is_postgres(database: str) -> bool:
     """Whether ``database`` is a PostgreSQL URL (else a DuckDB file)."""
     return database.startswith(("postgresql://", "postgres://"))
+
+
+def start_worker(
+    database: str,
+    app: str,
+    *options: str,
+    out: int | IO[str] = subprocess.PIPE,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """A child running ``nbflow worker`` on ``database``, importing the module ``app`` and
+    recovering every 0.5 s; ``options``: more of its options (``--queue``, ``name``); its output,
+    stderr too, to ``out`` (default: a pipe); ``env``: its environment (default:
+    :func:`child_env`)."""
+    command = [sys.executable, "-m", "nbflow", "--db", database, "worker", "--import", app]
+    command += ["--recover-every", "0.5", *options]
+    env = child_env() if env is None else env
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def run_together(commands: list[list[str]], cwd: Path, timeout: float = 120) -> list[str]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ from nbflow import Status
 from nbflow.workflow._workers import parse_rate
 from tests.apps import queueapp, queueoptsapp
 from tests.support.helpers import wait_until
-from tests.support.processes import ROOT
+from tests.support.processes import start_worker
 from tests.workflow.test_queues import most_at_once, running_now, runs, stop_workers
 
 #: Workflow bodies of this module append here as they begin (queues of one process).
@@ -321,27 +319,7 @@ def test_rate_limit(database: str) -> None:
 
 def start_workers(pg_url: str, n: int, queue: str) -> list[subprocess.Popen[str]]:
     """``n`` processes of ``nbflow worker`` serving ``queue`` of :mod:`tests.apps.queueoptsapp`."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [
-        sys.executable,
-        "-m",
-        "nbflow",
-        "--db",
-        pg_url,
-        "worker",
-        "--queue",
-        queue,
-        "--import",
-        "tests.apps.queueoptsapp",
-        "--recover-every",
-        "0.5",
-    ]
-    return [
-        subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        for _ in range(n)
-    ]
+    return [start_worker(pg_url, "tests.apps.queueoptsapp", "--queue", queue) for _ in range(n)]
 
 
 @pytest.fixture

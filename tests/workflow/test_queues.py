@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import nbflow
 from nbflow import Status
 from tests.apps import queueapp
 from tests.support.helpers import wait_until
-from tests.support.processes import ROOT
+from tests.support.processes import start_worker
 
 
 def runs(log: Path) -> list[tuple[str, int, int, float]]:
@@ -102,12 +100,9 @@ def test_queue_arguments_are_checked() -> None:
 
 def start_workers(pg_url: str, n: int) -> list[subprocess.Popen[str]]:
     """``n`` processes of ``nbflow worker`` serving the queue ``tests-spread``."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "nbflow", "--db", pg_url, "worker", "--queue", "tests-spread", "--import", "tests.apps.queueapp", "--recover-every", "0.5"]  # fmt: skip
     return [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(n)
-    ]  # fmt: skip
+        start_worker(pg_url, "tests.apps.queueapp", "--queue", "tests-spread") for _ in range(n)
+    ]
 
 
 def stop_workers(workers: list[subprocess.Popen[str]]) -> list[str]:

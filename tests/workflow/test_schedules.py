@@ -22,7 +22,7 @@ import pytest
 import nbflow
 from nbflow.workflow._schedules import declared_schedules, remove_schedule, schedule_id
 from tests.support.helpers import wait_until
-from tests.support.processes import ROOT, child_env
+from tests.support.processes import ROOT, child_env, start_worker
 
 UTC = dt.timezone.utc
 
@@ -178,11 +178,10 @@ def test_a_runtime_that_refuses_pickle_says_why_it_cannot_start_a_tick(
 # -- processes ------------------------------------------------------------------------------
 
 
-def start_worker(database: str, out: Path, *extra: str) -> subprocess.Popen[str]:
+def start_schedule_worker(database: str, out: Path, *extra: str) -> subprocess.Popen[str]:
     """``nbflow worker`` importing ``tests.apps.schedapp`` (its every-second schedule)."""
-    command = [sys.executable, "-m", "nbflow", "--db", database, "worker", "--import", "tests.apps.schedapp", "--recover-every", "0.5", *extra]  # fmt: skip
     with out.open("w") as file:
-        return subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=file, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        return start_worker(database, "tests.apps.schedapp", *extra, out=file)
 
 
 def stop(workers: list[subprocess.Popen[str]]) -> None:
@@ -198,7 +197,7 @@ def test_three_workers_run_each_tick_once(pg_url: str, sched_log: Path, tmp_path
     """DBOS test_scheduler_oaoo, across processes: three ``nbflow worker`` processes declare
     the same every-second schedule on one PostgreSQL database; each tick runs once in all."""
     outs = [tmp_path / f"worker{i}.out" for i in range(3)]
-    workers = [start_worker(pg_url, out) for out in outs]
+    workers = [start_schedule_worker(pg_url, out) for out in outs]
     try:
         wait_until(lambda: all("serving" in out.read_text() for out in outs), timeout=60)
         ready = dt.datetime.now(UTC)
@@ -227,7 +226,7 @@ def test_a_tick_of_a_killed_worker_is_finished_by_another(
     workflow and finishes it; the tick is still one workflow, and the ticks go on."""
     monkeypatch.setenv("NBFLOW_SCHED_SLEEP", "3")
     outs = [tmp_path / f"worker{i}.out" for i in range(2)]
-    workers = [start_worker(pg_url, out) for out in outs]
+    workers = [start_schedule_worker(pg_url, out) for out in outs]
     try:
         wait_until(lambda: all("serving" in out.read_text() for out in outs), timeout=60)
         tick, pid = wait_until(lambda: logged(sched_log)[-1:], timeout=60)[0]
@@ -258,7 +257,7 @@ def test_a_worker_runs_the_schedules_of_its_modules(
     """``nbflow worker --import MODULE`` with no ``--queue`` runs the module's schedules (here
     on a DuckDB file), and says so; with neither queue nor schedule it refuses to start."""
     out = tmp_path / "worker.out"
-    worker = start_worker(str(db_path), out)
+    worker = start_schedule_worker(str(db_path), out)
     try:
         wait_until(lambda: len(logged(sched_log)) >= 2, timeout=60)
     finally:
