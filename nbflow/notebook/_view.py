@@ -39,12 +39,7 @@ from nbflow.notebook._render import HandleRenderer, Renderer, WidgetRenderer
 from nbflow.notebook._state import Frame, Throttle, ViewState
 from nbflow.text._format import format_error
 
-__all__ = [
-    "LiveView",
-    "close_all_views",
-    "in_kernel",
-    "widget_frontend",
-]
+__all__ = ["LiveView", "close_all_views", "in_kernel", "widget_frontend"]
 
 logger = logging.getLogger("nbflow.notebook")
 
@@ -237,15 +232,16 @@ class LiveView:
         """Show the view in the current cell, then start its reader. Call from the main thread.
 
         Another view of the same workflow that this kernel still shows live stops and turns
-        static ("continues below"). A view already shown is not shown again (``follow``'s
-        result as a cell's last expression shows once).
+        static ("continues below"), unless the workflow has ended (it then finishes, showing the
+        end). A view already shown is not shown again (``follow``'s result shows once).
         """
         with _views_lock:
             if self._shown:
                 return
             self._shown = True
             older = self._others()
-        self._supersede(older)
+        if older and not self._workflow_ended():
+            self._supersede(older)
         self.renderer.show()
         self.start()
 
@@ -261,6 +257,13 @@ class LiveView:
             and not view._ended.is_set()
             and view.workflow_id == self.workflow_id
         ]
+
+    def _workflow_ended(self) -> bool:
+        """Whether this view's workflow has a final status (False when that cannot be read)."""
+        try:
+            return self._runtime.status(self.workflow_id or "").is_final
+        except nbflow.NbflowError:
+            return False
 
     @staticmethod
     def _supersede(older: list[LiveView]) -> None:

@@ -801,6 +801,35 @@ def test_a_newer_view_of_a_workflow_turns_the_older_one_static(
         new.close()
 
 
+def test_a_newer_view_of_an_ended_workflow_leaves_the_older_one_to_finish(
+    rt: nbflow.Runtime,
+) -> None:
+    """A view opened when the workflow has ended (a cell after ``handle.result()``) does not
+    stop an older view still catching up: that one finishes by itself and shows the end, not a
+    frozen "running" that "continues below"."""
+
+    @nbflow.workflow(name="tests.liveview.ended_twice")
+    def ended() -> int:
+        nbflow.progress(2, 2)
+        return 1
+
+    handle = nbflow.start(ended)
+    assert handle.result(timeout=10) == 1
+    old = LiveView(handle.workflow_id, widgets=False)
+    new = LiveView(handle.workflow_id, widgets=False)
+    recorder = RecordingHandle()
+    old.renderer.handles.append(recorder)
+    try:
+        old.display()
+        new.display()  # at once: the older view has not read the end yet
+        assert old.wait(10) and new.wait(10)
+        assert old.frame.word == "succeeded" and new.frame.word == "succeeded"
+        assert "continues below" not in repr(recorder.shown[-1])
+    finally:
+        old.close()
+        new.close()
+
+
 def test_a_workflow_running_in_another_live_executor_reads_running(
     pg_url: str, views: Callable[..., LiveView], gate: Callable[[], Gate]
 ) -> None:
